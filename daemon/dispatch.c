@@ -1,0 +1,214 @@
+#include "dispatch.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "haspd.h"
+#include "log.h"
+#include "proto.h"
+#include "report.h"
+#include "session.h"
+
+/* Holders listed in a conflict error; the full list is the list op's job. */
+#define ERROR_HOLDERS_MAX 16
+
+/* Queues a malloc'ed reply line and frees it. */
+static void reply_line(struct session *s, char *line, const size_t *len)
+{
+	if (!line) {
+		session_lost(s, "out of memory for a reply");
+		return;
+	}
+	session_write(s, line, *len);
+	free(line);
+}
+
+static void reply_ok(struct session *s, int64_t id, json_t *body)
+{
+	size_t len = 0;
+
+	reply_line(s, proto_reply_ok(id, body, &len), &len);
+}
+
+static void reply_error(struct session *s, bool has_id, int64_t id, int code, const char *msg,
+			json_t *holders)
+{
+	size_t len = 0;
+
+	reply_line(s, proto_reply_error(has_id, id, code, msg, holders, &len), &len);
+}
+
+/* An error about a resource that others hold: the message names them. */
+static void reply_conflict(struct session *s, int64_t id, int code, const char *what,
+			   const struct lt_resource *r)
+{
+	char held[256], msg[1400];
+
+	report_conflict(s->d, r, held, sizeof(held));
+	snprintf(msg, sizeof(msg), "%s '%.1024s': %s", what, r->key, held);
+	reply_error(s, true, id, code, msg, report_holders(s->d, r, ERROR_HOLDERS_MAX));
+}
+
+static void reply_grant(struct session *s, const struct lt_entry *e)
+{
+	char buf[PROTO_SMALL_REPLY];
+	size_t len = proto_fmt_grant(buf, e->tag, e->id, e->fence, e->mode == LT_SHARED);
+
+	session_write(s, buf, len);
+}
+
+static void do_hello(struct session *s, const struct proto_request *req)
+{
+	if (req->hello.client)
+		snprintf(s->client, sizeof(s->client), "%s", req->hello.client);
+	reply_ok(s, req->id, json_pack("{s:s,s:i,s:I}", "server", "haspd " HASP_VERSION_STRING,
+				       "version", PROTO_VERSION, "session", (json_int_t)s->id));
+}
+
+static void do_acquire(struct session *s, const struct proto_request *req)
+{
+	struct locktable *lt = &s->d->lt;
+	const struct lt_request lr = {
+		.key = req->acquire.key,
+		.key_len = req->acquire.key_len,
+		.mode = req->acquire.shared ? LT_SHARED : LT_EXCLUSIVE,
+		.timeout_ms = req->acquire.timeout_ms,
+		.tag = req->id,
+		.owner_name = req->acquire.owner,
+		.message = req->acquire.message,
+	};
+	struct lt_entry *e;
+
+	switch (locktable_acquire(lt, &s->owner, &lr, &e)) {
+	case LT_GRANTED:
+		reply_grant(s, e);
+		break;
+	case LT_QUEUED:
+		break;
+	case LT_BUSY:
+		reply_conflict(s, req->id, HASP_E_BUSY, "busy",
+			       locktable_find(lt, lr.key, lr.key_len));
+		break;
+	case LT_ALREADY_HELD:
+		reply_error(s, true, req->id, HASP_E_ALREADY_HELD,
+			    "this session already holds or waits for this key", NULL);
+		break;
+	default:
+		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
+		break;
+	}
+}
+
+static void do_release(struct session *s, const struct proto_request *req)
+{
+	char msg[96];
+
+	if (locktable_release(&s->d->lt, &s->owner, req->release.lease) == LT_OK) {
+		char buf[PROTO_SMALL_REPLY];
+
+		session_write(s, buf, proto_fmt_ok(buf, req->id));
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no lease %" PRIu64 " in this session", req->release.lease);
+	reply_error(s, true, req->id, HASP_E_UNKNOWN_LEASE, msg, NULL);
+}
+
+static void do_cancel(struct session *s, const struct proto_request *req)
+{
+	int64_t target = req->cancel.request;
+	char msg[96];
+
+	if (locktable_cancel(&s->d->lt, &s->owner, target) == LT_OK) {
+		snprintf(msg, sizeof(msg), "cancelled by request %" PRId64, req->id);
+		reply_error(s, true, target, HASP_E_CANCELLED, msg, NULL);
+		reply_ok(s, req->id, NULL);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no waiting request %" PRId64 " in this session", target);
+	reply_error(s, true, req->id, HASP_E_UNKNOWN_REQUEST, msg, NULL);
+}
+
+static void dispatch_request(struct session *s, const struct proto_request *req)
+{
+	switch (req->op) {
+	case OP_HELLO:
+		do_hello(s, req);
+		break;
+	case OP_ACQUIRE:
+		do_acquire(s, req);
+		break;
+	case OP_RELEASE:
+		do_release(s, req);
+		break;
+	case OP_CANCEL:
+		do_cancel(s, req);
+		break;
+	case OP_LIST:
+		reply_ok(s, req->id, report_list(s->d));
+		break;
+	case OP_STATS:
+		reply_ok(s, req->id, report_stats(s->d));
+		break;
+	case OP_PING:
+	case OP__COUNT:
+		reply_ok(s, req->id, NULL);
+		break;
+	}
+}
+
+static bool blank(const char *line, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+			return false;
+	return true;
+}
+
+void dispatch_line(struct session *s, const char *line, size_t len)
+{
+	struct proto_request req;
+	struct proto_error err;
+	json_t *root;
+
+	if (blank(line, len))
+		return;
+	if (proto_decode_request(line, len, &req, &root, &err) < 0) {
+		s->d->protocol_errors++;
+		log_debug("session %" PRIu64 " (pid %d): %s", s->id, (int)s->owner.pid,
+			  err.message);
+		reply_error(s, req.has_id, req.id, err.code, err.message, NULL);
+		return;
+	}
+	dispatch_request(s, &req);
+	json_decref(root);
+}
+
+void dispatch_too_large(struct session *s)
+{
+	char msg[96];
+
+	s->d->protocol_errors++;
+	log_info("session %" PRIu64 " (pid %d) sent a line over %d bytes; closing it", s->id,
+		 (int)s->owner.pid, PROTO_LINE_MAX);
+	snprintf(msg, sizeof(msg), "request line longer than %d bytes", PROTO_LINE_MAX);
+	reply_error(s, false, 0, HASP_E_TOO_LARGE, msg, NULL);
+	session_close_after_flush(s);
+}
+
+void dispatch_granted(struct lt_entry *e, void *arg)
+{
+	(void)arg;
+	reply_grant(session_of(e->owner), e);
+}
+
+void dispatch_expired(struct lt_entry *e, void *arg)
+{
+	char what[64];
+
+	(void)arg;
+	snprintf(what, sizeof(what), "timed out after %" PRId64 " ms waiting for", e->timeout_ms);
+	reply_conflict(session_of(e->owner), e->tag, HASP_E_TIMEOUT, what, e->res);
+}

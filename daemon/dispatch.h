@@ -1,0 +1,16 @@
+/* A decoded request -> lock table calls -> replies. */
+#pragma once
+
+#include <stddef.h>
+
+#include "locktable.h"
+
+struct session;
+
+void dispatch_line(struct session *s, const char *line, size_t len);
+/* The session sent a line over the size limit: error, then the end. */
+void dispatch_too_large(struct session *s);
+
+/* The lock table's callbacks: a waiter granted, a waiter timed out. */
+void dispatch_granted(struct lt_entry *e, void *arg);
+void dispatch_expired(struct lt_entry *e, void *arg);

@@ -1,0 +1,426 @@
+#include "locktable.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+const char *lt_mode_name(enum lt_mode m)
+{
+	return m == LT_SHARED ? "shared" : "exclusive";
+}
+
+int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
+{
+	memset(lt, 0, sizeof(*lt));
+	if (cb)
+		lt->cb = *cb;
+	heap_init(&lt->deadlines);
+	if (htable_init(&lt->resources, 64) < 0 || htable_init(&lt->leases, 64) < 0 ||
+	    htable_init(&lt->pairs, 64) < 0) {
+		htable_done(&lt->resources);
+		htable_done(&lt->leases);
+		htable_done(&lt->pairs);
+		return -1;
+	}
+	return 0;
+}
+
+static void free_resource_entries(struct hnode *n, void *arg)
+{
+	struct lt_resource *r = container_of(n, struct lt_resource, node);
+	struct list *pos, *tmp;
+
+	(void)arg;
+	list_foreach_safe(pos, tmp, &r->holders)
+		free(container_of(pos, struct lt_entry, qnode));
+	list_foreach_safe(pos, tmp, &r->waiters)
+		free(container_of(pos, struct lt_entry, qnode));
+}
+
+void locktable_done(struct locktable *lt)
+{
+	/* Entries first: a resource can only be freed once nothing points at
+	 * its chain, so collect the resources after. */
+	htable_foreach(&lt->resources, free_resource_entries, NULL);
+	for (size_t i = 0; i <= lt->resources.mask; i++) {
+		struct hnode *n = lt->resources.buckets[i];
+
+		while (n) {
+			struct hnode *next = n->next;
+
+			free(container_of(n, struct lt_resource, node));
+			n = next;
+		}
+	}
+	htable_done(&lt->resources);
+	htable_done(&lt->leases);
+	htable_done(&lt->pairs);
+	heap_done(&lt->deadlines);
+}
+
+void locktable_set_now(struct locktable *lt, uint64_t mono_us, uint64_t wall_us)
+{
+	lt->now_us = mono_us;
+	lt->wall_us = wall_us;
+}
+
+void locktable_set_fence_floor(struct locktable *lt, uint64_t floor)
+{
+	if (floor > lt->last_fence)
+		lt->last_fence = floor;
+}
+
+void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid)
+{
+	memset(o, 0, sizeof(*o));
+	list_init(&o->held);
+	list_init(&o->waiting);
+	o->session = session;
+	o->pid = pid;
+	o->uid = uid;
+	o->gid = gid;
+}
+
+/* ---- lookups ---- */
+
+static uint64_t pair_hash(const struct lt_owner *o, const struct lt_resource *r)
+{
+	return hash_u64((uint64_t)(uintptr_t)o * 31 + (uint64_t)(uintptr_t)r);
+}
+
+struct lt_resource *locktable_find(const struct locktable *lt, const char *key, size_t key_len)
+{
+	uint64_t h = hash_bytes(key, key_len);
+
+	for (struct hnode *n = htable_first(&lt->resources, h); n; n = htable_next(n, h)) {
+		struct lt_resource *r = container_of(n, struct lt_resource, node);
+
+		if (r->key_len == key_len && memcmp(r->key, key, key_len) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+struct lt_entry *locktable_lease(const struct locktable *lt, uint64_t lease_id)
+{
+	uint64_t h = hash_u64(lease_id);
+
+	for (struct hnode *n = htable_first(&lt->leases, h); n; n = htable_next(n, h)) {
+		struct lt_entry *e = container_of(n, struct lt_entry, by_id);
+
+		if (e->id == lease_id)
+			return e;
+	}
+	return NULL;
+}
+
+static bool owner_has(const struct locktable *lt, const struct lt_owner *o,
+		      const struct lt_resource *r)
+{
+	uint64_t h = pair_hash(o, r);
+
+	for (struct hnode *n = htable_first(&lt->pairs, h); n; n = htable_next(n, h)) {
+		struct lt_entry *e = container_of(n, struct lt_entry, by_pair);
+
+		if (e->owner == o && e->res == r)
+			return true;
+	}
+	return false;
+}
+
+void locktable_foreach(const struct locktable *lt,
+		       void (*fn)(struct lt_resource *r, void *arg), void *arg)
+{
+	for (size_t i = 0; i <= lt->resources.mask; i++)
+		for (struct hnode *n = lt->resources.buckets[i]; n; n = n->next)
+			fn(container_of(n, struct lt_resource, node), arg);
+}
+
+/* ---- resources ---- */
+
+static struct lt_resource *resource_get(struct locktable *lt, const char *key, size_t key_len)
+{
+	struct lt_resource *r = locktable_find(lt, key, key_len);
+
+	if (r)
+		return r;
+	r = malloc(sizeof(*r) + key_len + 1);
+	if (!r)
+		return NULL;
+	list_init(&r->holders);
+	list_init(&r->waiters);
+	r->nholders = r->nwaiters = 0;
+	r->held_mode = LT_EXCLUSIVE;
+	r->key_len = key_len;
+	memcpy(r->key, key, key_len);
+	r->key[key_len] = '\0';
+	htable_insert(&lt->resources, &r->node, hash_bytes(key, key_len));
+	lt->stats.resources++;
+	return r;
+}
+
+static void resource_put_if_unused(struct locktable *lt, struct lt_resource *r)
+{
+	if (r->nholders || r->nwaiters)
+		return;
+	htable_remove(&lt->resources, &r->node);
+	lt->stats.resources--;
+	free(r);
+}
+
+static bool grantable(const struct lt_resource *r, enum lt_mode mode)
+{
+	return r->nholders == 0 || (r->held_mode == LT_SHARED && mode == LT_SHARED);
+}
+
+/* ---- entries ---- */
+
+static size_t opt_len(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+static const char *store_string(char **p, const char *s)
+{
+	char *d = *p;
+	size_t n;
+
+	if (!s)
+		return NULL;
+	n = strlen(s) + 1;
+	memcpy(d, s, n);
+	*p += n;
+	return d;
+}
+
+static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, struct lt_resource *r,
+				  const struct lt_request *req)
+{
+	struct lt_entry *e = malloc(sizeof(*e) + opt_len(req->owner_name) + opt_len(req->message));
+	char *p;
+
+	if (!e)
+		return NULL;
+	p = (char *)(e + 1);
+	e->res = r;
+	e->owner = o;
+	e->id = ++lt->last_id;
+	e->fence = 0;
+	e->since_us = lt->now_us;
+	e->timeout_ms = req->timeout_ms;
+	e->tag = req->tag;
+	e->mode = req->mode;
+	e->held = false;
+	e->timed = false;
+	e->owner_name = store_string(&p, req->owner_name);
+	e->message = store_string(&p, req->message);
+	htable_insert(&lt->pairs, &e->by_pair, pair_hash(o, r));
+	return e;
+}
+
+static uint64_t next_fence(struct locktable *lt)
+{
+	uint64_t f = lt->last_fence + 1;
+
+	if (lt->wall_us > f)
+		f = lt->wall_us;
+	lt->last_fence = f;
+	return f;
+}
+
+static void hold(struct locktable *lt, struct lt_entry *e)
+{
+	struct lt_resource *r = e->res;
+	struct lt_owner *o = e->owner;
+
+	e->held = true;
+	e->fence = next_fence(lt);
+	e->since_us = lt->now_us;
+	list_add_tail(&r->holders, &e->qnode);
+	r->nholders++;
+	r->held_mode = e->mode;
+	list_add_tail(&o->held, &e->onode);
+	o->nheld++;
+	htable_insert(&lt->leases, &e->by_id, hash_u64(e->id));
+	lt->stats.leases++;
+}
+
+static void unwait(struct locktable *lt, struct lt_entry *e)
+{
+	assert(!e->held);
+	list_del(&e->qnode);
+	e->res->nwaiters--;
+	list_del(&e->onode);
+	e->owner->nwaiting--;
+	if (e->timed)
+		heap_remove(&lt->deadlines, &e->deadline);
+	lt->stats.waiters--;
+}
+
+static void unhold(struct locktable *lt, struct lt_entry *e)
+{
+	assert(e->held);
+	list_del(&e->qnode);
+	e->res->nholders--;
+	list_del(&e->onode);
+	e->owner->nheld--;
+	htable_remove(&lt->leases, &e->by_id);
+	lt->stats.leases--;
+}
+
+static void entry_free(struct locktable *lt, struct lt_entry *e)
+{
+	htable_remove(&lt->pairs, &e->by_pair);
+	free(e);
+}
+
+/* Grants from the head of the queue: one exclusive request, or the run of
+ * shared requests, as long as each is compatible with the holders. */
+static void promote(struct locktable *lt, struct lt_resource *r)
+{
+	while (r->nwaiters) {
+		struct lt_entry *e = container_of(r->waiters.next, struct lt_entry, qnode);
+
+		if (!grantable(r, e->mode))
+			break;
+		unwait(lt, e);
+		hold(lt, e);
+		lt->stats.granted_after_wait++;
+		if (lt->cb.granted)
+			lt->cb.granted(e, lt->cb.arg);
+	}
+}
+
+/* Removes a waiter or a lease, lets the queue move, frees what is unused. */
+static void entry_end(struct locktable *lt, struct lt_entry *e)
+{
+	struct lt_resource *r = e->res;
+
+	if (e->held)
+		unhold(lt, e);
+	else
+		unwait(lt, e);
+	entry_free(lt, e);
+	promote(lt, r);
+	resource_put_if_unused(lt, r);
+}
+
+static enum lt_result enqueue(struct locktable *lt, struct lt_entry *e, int64_t timeout_ms)
+{
+	if (timeout_ms > 0) {
+		if (timeout_ms > LT_TIMEOUT_MAX_MS)
+			timeout_ms = LT_TIMEOUT_MAX_MS;
+		e->deadline.key = lt->now_us + (uint64_t)timeout_ms * 1000u;
+		if (heap_push(&lt->deadlines, &e->deadline) < 0)
+			return LT_NOMEM;
+		e->timed = true;
+	}
+	list_add_tail(&e->res->waiters, &e->qnode);
+	e->res->nwaiters++;
+	list_add_tail(&e->owner->waiting, &e->onode);
+	e->owner->nwaiting++;
+	lt->stats.waiters++;
+	return LT_QUEUED;
+}
+
+enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
+				 const struct lt_request *req, struct lt_entry **ret)
+{
+	struct lt_resource *r;
+	struct lt_entry *e;
+	bool now;
+
+	lt->stats.acquires++;
+	r = resource_get(lt, req->key, req->key_len);
+	if (!r)
+		return LT_NOMEM;
+	if (owner_has(lt, o, r)) {
+		lt->stats.already_held++;
+		return LT_ALREADY_HELD;
+	}
+	now = r->nwaiters == 0 && grantable(r, req->mode);
+	if (!now && req->timeout_ms == 0) {
+		lt->stats.busy++;
+		resource_put_if_unused(lt, r);
+		return LT_BUSY;
+	}
+	e = entry_new(lt, o, r, req);
+	if (!e) {
+		resource_put_if_unused(lt, r);
+		return LT_NOMEM;
+	}
+	if (now) {
+		hold(lt, e);
+		lt->stats.granted_at_once++;
+		*ret = e;
+		return LT_GRANTED;
+	}
+	if (enqueue(lt, e, req->timeout_ms) == LT_NOMEM) {
+		entry_free(lt, e);
+		resource_put_if_unused(lt, r);
+		return LT_NOMEM;
+	}
+	*ret = e;
+	return LT_QUEUED;
+}
+
+enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id)
+{
+	struct lt_entry *e = locktable_lease(lt, lease_id);
+
+	if (!e || e->owner != o)
+		return LT_UNKNOWN_LEASE;
+	lt->stats.releases++;
+	entry_end(lt, e);
+	return LT_OK;
+}
+
+enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag)
+{
+	struct list *pos;
+
+	list_foreach(pos, &o->waiting) {
+		struct lt_entry *e = container_of(pos, struct lt_entry, onode);
+
+		if (e->tag == tag) {
+			lt->stats.cancels++;
+			entry_end(lt, e);
+			return LT_OK;
+		}
+	}
+	return LT_UNKNOWN_REQUEST;
+}
+
+void locktable_owner_done(struct locktable *lt, struct lt_owner *o)
+{
+	/* Waiters first, so that releasing the owner's leases cannot grant
+	 * the owner's own requests. */
+	while (!list_empty(&o->waiting))
+		entry_end(lt, container_of(o->waiting.next, struct lt_entry, onode));
+	while (!list_empty(&o->held))
+		entry_end(lt, container_of(o->held.next, struct lt_entry, onode));
+	lt->stats.owners_ended++;
+}
+
+void locktable_expire(struct locktable *lt)
+{
+	struct heapnode *top;
+
+	while ((top = heap_top(&lt->deadlines)) && top->key <= lt->now_us) {
+		struct lt_entry *e = container_of(top, struct lt_entry, deadline);
+
+		lt->stats.timeouts++;
+		if (lt->cb.expired)
+			lt->cb.expired(e, lt->cb.arg);
+		entry_end(lt, e);
+	}
+}
+
+int64_t locktable_next_deadline(const struct locktable *lt)
+{
+	const struct heapnode *top = heap_top(&lt->deadlines);
+
+	return top ? (int64_t)top->key : -1;
+}

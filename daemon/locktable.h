@@ -1,0 +1,152 @@
+/* The lock manager: resources, holders, FIFO wait queues, timeouts, fences.
+ *
+ * Pure data structures: no sockets, no event loop, no JSON, no clock. The
+ * caller sets the time with locktable_set_now() before each batch of calls
+ * (monotonic microseconds: timeouts are requested in ms but kept exactly);
+ * grants that happen later than the call that queued them (a release, a
+ * cancel, an expiry, an owner's end) are reported through callbacks, which
+ * must not call back into the table. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "heap.h"
+#include "htable.h"
+#include "list.h"
+
+#define LT_KEY_MAX 1024
+#define LT_OWNER_MAX 256
+#define LT_MESSAGE_MAX 1024
+/* Longer timeouts (over 31 years) are cut to this, so deadlines cannot overflow. */
+#define LT_TIMEOUT_MAX_MS 1000000000000LL
+
+enum lt_mode { LT_EXCLUSIVE, LT_SHARED };
+
+enum lt_result {
+	LT_OK,
+	LT_GRANTED,
+	LT_QUEUED,
+	LT_BUSY,
+	LT_ALREADY_HELD,
+	LT_UNKNOWN_LEASE,
+	LT_UNKNOWN_REQUEST,
+	LT_NOMEM,
+};
+
+/* One per session, embedded in the caller's session object. */
+struct lt_owner {
+	struct list held;       /* lt_entry.onode, granted */
+	struct list waiting;    /* lt_entry.onode, queued */
+	size_t nheld, nwaiting;
+	uint64_t session;       /* the caller's session id, for display */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+
+struct lt_resource {
+	struct hnode node;      /* in locktable.resources, by key */
+	struct list holders;    /* lt_entry.qnode, unordered */
+	struct list waiters;    /* lt_entry.qnode, FIFO */
+	size_t nholders, nwaiters;
+	enum lt_mode held_mode; /* meaningful while nholders > 0 */
+	size_t key_len;
+	char key[];             /* NUL-terminated */
+};
+
+/* A lease, or a request waiting to become one. */
+struct lt_entry {
+	struct list qnode;      /* in res->holders or res->waiters */
+	struct list onode;      /* in owner->held or owner->waiting */
+	struct hnode by_id;     /* in locktable.leases, while held */
+	struct hnode by_pair;   /* in locktable.pairs: (owner, resource) */
+	struct heapnode deadline; /* in locktable.deadlines (key: µs), while waiting with a timeout */
+	struct lt_resource *res;
+	struct lt_owner *owner;
+	uint64_t id;            /* lease id, unique for the table's life */
+	uint64_t fence;         /* 0 while waiting */
+	uint64_t since_us;      /* when queued; once held, when granted */
+	int64_t timeout_ms;     /* as requested: -1 forever */
+	int64_t tag;            /* the caller's, e.g. the acquire's request id */
+	enum lt_mode mode;
+	bool held;
+	bool timed;
+	const char *owner_name; /* NULL when absent; stored with the entry */
+	const char *message;
+};
+
+struct lt_callbacks {
+	void (*granted)(struct lt_entry *e, void *arg);
+	/* Called while e still waits, so that its resource's holders can be
+	 * reported; e is removed and freed right after. */
+	void (*expired)(struct lt_entry *e, void *arg);
+	void *arg;
+};
+
+struct lt_stats {
+	uint64_t acquires, granted_at_once, granted_after_wait, busy, timeouts,
+		 cancels, releases, already_held, owners_ended;
+	size_t resources, leases, waiters;
+};
+
+struct locktable {
+	struct htable resources;
+	struct htable leases;
+	struct htable pairs;
+	struct heap deadlines;
+	struct lt_callbacks cb;
+	uint64_t now_us;        /* monotonic, for timeouts and ages */
+	uint64_t wall_us;       /* wall clock, the floor of the next fence */
+	uint64_t last_fence;
+	uint64_t last_id;
+	struct lt_stats stats;
+};
+
+struct lt_request {
+	const char *key;
+	size_t key_len;         /* 1 .. LT_KEY_MAX */
+	enum lt_mode mode;
+	int64_t timeout_ms;     /* -1 forever, 0 try once, N > 0 wait N ms */
+	int64_t tag;
+	const char *owner_name; /* optional, <= LT_OWNER_MAX bytes */
+	const char *message;    /* optional, <= LT_MESSAGE_MAX bytes */
+};
+
+int locktable_init(struct locktable *lt, const struct lt_callbacks *cb);
+/* Frees every resource and entry; owners must not be used afterwards. */
+void locktable_done(struct locktable *lt);
+
+/* mono_us: a monotonic clock in microseconds; wall_us: the wall clock in
+ * microseconds since the epoch, the floor of the next fence. */
+void locktable_set_now(struct locktable *lt, uint64_t mono_us, uint64_t wall_us);
+/* Fences issued from now on are above floor (e.g. the last fence of a
+ * previous run). */
+void locktable_set_fence_floor(struct locktable *lt, uint64_t floor);
+
+void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid);
+
+/* LT_GRANTED (*ret is the lease; no callback), LT_QUEUED (*ret is the
+ * waiter), LT_BUSY (timeout 0 and not grantable), LT_ALREADY_HELD (the owner
+ * holds or waits for this resource), LT_NOMEM. */
+enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
+				 const struct lt_request *req, struct lt_entry **ret);
+/* LT_OK or LT_UNKNOWN_LEASE (no such lease, or not this owner's). */
+enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id);
+/* Removes the owner's waiting request with this tag: LT_OK or LT_UNKNOWN_REQUEST. */
+enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag);
+/* Ends every lease and waiter of the owner, then grants whoever can go. */
+void locktable_owner_done(struct locktable *lt, struct lt_owner *o);
+/* Expires every waiter whose deadline is <= now. */
+void locktable_expire(struct locktable *lt);
+/* The earliest waiter deadline (monotonic µs), or -1 when none. */
+int64_t locktable_next_deadline(const struct locktable *lt);
+
+struct lt_resource *locktable_find(const struct locktable *lt, const char *key, size_t key_len);
+struct lt_entry *locktable_lease(const struct locktable *lt, uint64_t lease_id);
+void locktable_foreach(const struct locktable *lt,
+		       void (*fn)(struct lt_resource *r, void *arg), void *arg);
+
+const char *lt_mode_name(enum lt_mode m);

@@ -1,0 +1,148 @@
+#include "report.h"
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "haspd.h"
+#include "session.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static json_int_t age_ms(const struct haspd *d, uint64_t since_us)
+{
+	return (json_int_t)((d->lt.now_us - since_us) / 1000);
+}
+
+/* The fields holders and waiters share: who they are and what they asked. */
+static json_t *report_entry_common(const struct lt_entry *e)
+{
+	const struct session *s = session_of(e->owner);
+	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s}",
+			      "session", (json_int_t)s->id, "pid", (int)e->owner->pid,
+			      "uid", (json_int_t)e->owner->uid, "gid", (json_int_t)e->owner->gid,
+			      "mode", lt_mode_name(e->mode));
+
+	if (!o)
+		return NULL;
+	if (s->client[0])
+		json_object_set_new(o, "client", json_string(s->client));
+	if (e->owner_name)
+		json_object_set_new(o, "owner", json_string(e->owner_name));
+	if (e->message)
+		json_object_set_new(o, "message", json_string(e->message));
+	return o;
+}
+
+static json_t *report_holder(const struct haspd *d, const struct lt_entry *e)
+{
+	json_t *o = report_entry_common(e);
+
+	if (o) {
+		json_object_set_new(o, "lease", json_integer((json_int_t)e->id));
+		json_object_set_new(o, "fence", json_integer((json_int_t)e->fence));
+		json_object_set_new(o, "held_ms", json_integer(age_ms(d, e->since_us)));
+	}
+	return o;
+}
+
+static json_t *report_waiter(const struct haspd *d, const struct lt_entry *e)
+{
+	json_t *o = report_entry_common(e);
+
+	if (o) {
+		json_object_set_new(o, "request", json_integer(e->tag));
+		json_object_set_new(o, "waiting_ms", json_integer(age_ms(d, e->since_us)));
+		json_object_set_new(o, "timeout_ms",
+				    e->timeout_ms < 0 ? json_null() : json_integer(e->timeout_ms));
+	}
+	return o;
+}
+
+static json_t *report_queue(const struct haspd *d, const struct list *q, size_t max,
+			    json_t *(*one)(const struct haspd *, const struct lt_entry *))
+{
+	json_t *a = json_array();
+	const struct list *pos;
+
+	list_foreach(pos, q) {
+		if (!a || json_array_size(a) >= max)
+			break;
+		json_array_append_new(a, one(d, container_of(pos, struct lt_entry, qnode)));
+	}
+	return a;
+}
+
+json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max)
+{
+	return report_queue(d, &r->holders, max, report_holder);
+}
+
+void report_conflict(const struct haspd *d, const struct lt_resource *r, char *buf, size_t n)
+{
+	const struct lt_entry *e;
+	int w;
+
+	if (!r || r->nholders == 0) {
+		snprintf(buf, n, "%zu requests wait ahead", r ? r->nwaiters : 0);
+		return;
+	}
+	e = container_of(r->holders.next, struct lt_entry, qnode);
+	w = snprintf(buf, n, "held by pid %d%s%.64s%s (session %" PRIu64 "), %s, for %.1f s",
+		     (int)e->owner->pid, e->owner_name ? " (" : "",
+		     e->owner_name ? e->owner_name : "", e->owner_name ? ")" : "",
+		     session_of(e->owner)->id, lt_mode_name(e->mode),
+		     (double)(d->lt.now_us - e->since_us) / 1e6);
+	if (r->nholders > 1 && w > 0 && (size_t)w < n)
+		snprintf(buf + w, n - (size_t)w, ", and %zu more", r->nholders - 1);
+}
+
+struct list_ctx {
+	const struct haspd *d;
+	json_t *resources;
+};
+
+static void report_resource(struct lt_resource *r, void *arg)
+{
+	struct list_ctx *ctx = arg;
+	json_t *o = json_pack("{s:s%,s:o,s:o,s:o}", "key", r->key, r->key_len,
+			      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
+			      "holders", report_queue(ctx->d, &r->holders, SIZE_MAX, report_holder),
+			      "waiters", report_queue(ctx->d, &r->waiters, SIZE_MAX, report_waiter));
+
+	json_array_append_new(ctx->resources, o);
+}
+
+json_t *report_list(const struct haspd *d)
+{
+	struct list_ctx ctx = { d, json_array() };
+
+	if (!ctx.resources)
+		return NULL;
+	locktable_foreach(&d->lt, report_resource, &ctx);
+	return json_pack("{s:o}", "resources", ctx.resources);
+}
+
+json_t *report_stats(const struct haspd *d)
+{
+	const struct lt_stats *st = &d->lt.stats;
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I}",
+			      "sessions", (json_int_t)d->nsessions,
+			      "resources", (json_int_t)st->resources,
+			      "leases", (json_int_t)st->leases,
+			      "waiters", (json_int_t)st->waiters,
+			      "uptime_ms", (json_int_t)(haspd_now_ms() - d->started_ms));
+	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+			      "sessions", (json_int_t)d->sessions_total,
+			      "acquires", (json_int_t)st->acquires,
+			      "granted_at_once", (json_int_t)st->granted_at_once,
+			      "granted_after_wait", (json_int_t)st->granted_after_wait,
+			      "busy", (json_int_t)st->busy,
+			      "timeouts", (json_int_t)st->timeouts,
+			      "cancels", (json_int_t)st->cancels,
+			      "releases", (json_int_t)st->releases,
+			      "already_held", (json_int_t)st->already_held,
+			      "protocol_errors", (json_int_t)d->protocol_errors);
+
+	return json_pack("{s:{s:o,s:o}}", "stats", "gauges", o, "counters", c);
+}

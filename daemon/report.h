@@ -1,0 +1,18 @@
+/* The JSON the daemon reports: holders in errors, list, stats. */
+#pragma once
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "locktable.h"
+
+struct haspd;
+
+/* At most max holders of r, as JSON objects. */
+json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max);
+/* "held by pid 412 (owner bob), exclusive, for 3.2 s" (and "and N more"). */
+void report_conflict(const struct haspd *d, const struct lt_resource *r, char *buf, size_t n);
+/* {"resources":[...]} and {"stats":{...}}, for proto_reply_ok(). */
+json_t *report_list(const struct haspd *d);
+json_t *report_stats(const struct haspd *d);

@@ -1,0 +1,233 @@
+#include "server.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "haspd.h"
+#include "log.h"
+#include "session.h"
+
+/* Connections accepted per wake-up, so that a storm of connects cannot
+ * starve the sessions. */
+#define ACCEPT_BATCH 64
+/* How long to pause accepting when out of descriptors. */
+#define EMFILE_BACKOFF_MS 100
+
+struct server {
+	struct haspd *d;
+	int fd;
+	struct event *ev;
+	struct event *backoff;
+	bool paused;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+};
+
+static int make_addr(const char *path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path)) {
+		log_err("socket path too long (max %zu bytes): %s", sizeof(sa->sun_path) - 1, path);
+		return -1;
+	}
+	strcpy(sa->sun_path, path);
+	return 0;
+}
+
+/* The directory of a per-user socket must be ours alone. */
+static int ensure_dir(const char *path)
+{
+	char *copy = strdup(path);
+	const char *dir;
+	struct stat st;
+	int r = -1;
+
+	if (!copy)
+		return -1;
+	dir = dirname(copy);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_err("cannot create %s: %s", dir, strerror(errno));
+	} else if (stat(dir, &st) < 0) {
+		log_err("cannot stat %s: %s", dir, strerror(errno));
+	} else if (!S_ISDIR(st.st_mode)) {
+		log_err("%s is not a directory", dir);
+	} else if (st.st_uid != geteuid() && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		log_err("%s is writable by others and not ours; refusing to listen there", dir);
+	} else {
+		r = 0;
+	}
+	free(copy);
+	return r;
+}
+
+/* A socket file at path: live daemon (refuse), stale (remove), or none. */
+static int clear_stale(const char *path, const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : (log_err("cannot stat %s: %s", path, strerror(errno)), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("%s exists and is not a socket; refusing to replace it", path);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	if (r == 0) {
+		struct ucred cred = { 0 };
+		socklen_t cl = sizeof(cred);
+
+		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+		close(fd);
+		log_err("another haspd (pid %d) is already serving %s", (int)cred.pid, path);
+		return -1;
+	}
+	close(fd);
+	if (errno != ECONNREFUSED) {
+		log_err("cannot probe %s: %s", path, strerror(errno));
+		return -1;
+	}
+	log_info("removing stale socket %s", path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		log_err("cannot remove stale socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int listen_on(struct server *srv, const char *path)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	mode_t old;
+
+	if (make_addr(path, &sa) < 0 || ensure_dir(path) < 0 || clear_stale(path, &sa) < 0)
+		return -1;
+	srv->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (srv->fd < 0) {
+		log_err("socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Root serves every user (the directory decides who may reach it);
+	 * a per-user daemon serves its own uid only. */
+	old = umask(geteuid() == 0 ? 0 : 0177);
+	if (bind(srv->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		umask(old);
+		log_err("cannot bind %s: %s", path, strerror(errno));
+		return -1;
+	}
+	umask(old);
+	if (listen(srv->fd, SOMAXCONN) < 0 || stat(path, &st) < 0) {
+		log_err("cannot listen on %s: %s", path, strerror(errno));
+		unlink(path);
+		return -1;
+	}
+	srv->dev = st.st_dev;
+	srv->ino = st.st_ino;
+	return 0;
+}
+
+static void server_pause(struct server *srv)
+{
+	struct timeval tv = { 0, EMFILE_BACKOFF_MS * 1000 };
+
+	if (srv->paused)
+		return;
+	log_warn("out of file descriptors; not accepting for %d ms", EMFILE_BACKOFF_MS);
+	srv->paused = true;
+	event_del(srv->ev);
+	event_add(srv->backoff, &tv);
+}
+
+void server_resume(struct server *srv)
+{
+	if (!srv || !srv->paused)
+		return;
+	srv->paused = false;
+	event_del(srv->backoff);
+	event_add(srv->ev, NULL);
+}
+
+static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	haspd_tick(srv->d);
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (c >= 0) {
+			session_new(srv->d, c);
+			continue;
+		}
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			server_pause(srv);
+		else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			 errno != ECONNABORTED)
+			log_warn("accept: %s", strerror(errno));
+		break;
+	}
+	haspd_sync(srv->d);
+}
+
+static void server_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_resume(arg);
+}
+
+struct server *server_new(struct haspd *d, const char *path)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+
+	if (!srv)
+		return NULL;
+	srv->d = d;
+	srv->fd = -1;
+	srv->path = strdup(path);
+	if (!srv->path || listen_on(srv, path) < 0)
+		return server_free(srv);
+	srv->ev = event_new(d->base, srv->fd, EV_READ | EV_PERSIST, server_accept_cb, srv);
+	srv->backoff = evtimer_new(d->base, server_backoff_cb, srv);
+	if (!srv->ev || !srv->backoff || event_add(srv->ev, NULL) < 0)
+		return server_free(srv);
+	return srv;
+}
+
+/* Removes the socket file only if it is still the one we bound. */
+static void unlink_ours(const struct server *srv)
+{
+	struct stat st;
+
+	if (stat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
+		unlink(srv->path);
+}
+
+struct server *server_free(struct server *srv)
+{
+	if (!srv)
+		return NULL;
+	if (srv->ev)
+		event_free(srv->ev);
+	if (srv->backoff)
+		event_free(srv->backoff);
+	if (srv->fd >= 0) {
+		close(srv->fd);
+		unlink_ours(srv);
+	}
+	free(srv->path);
+	free(srv);
+	return NULL;
+}

@@ -1,0 +1,224 @@
+#include "session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "dispatch.h"
+#include "frame.h"
+#include "haspd.h"
+#include "log.h"
+#include "proto.h"
+#include "server.h"
+
+/* Stop reading from a session with this much output queued (a client that
+ * does not read its replies), and read again below half of it. */
+#define SESSION_OUT_SOFT (1u << 20)
+/* Bytes read per wake-up: bounds the work one session does before others. */
+#define SESSION_READ_CHUNK 65536
+
+static void session_read_cb(evutil_socket_t fd, short what, void *arg);
+static void session_write_cb(evutil_socket_t fd, short what, void *arg);
+
+struct session *session_new(struct haspd *d, int fd)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t cl = sizeof(cred);
+
+	if (!s)
+		goto fail;
+	s->d = d;
+	s->fd = fd;
+	s->in = evbuffer_new();
+	s->out = evbuffer_new();
+	s->rev = event_new(d->base, fd, EV_READ | EV_PERSIST, session_read_cb, s);
+	s->wev = event_new(d->base, fd, EV_WRITE | EV_PERSIST, session_write_cb, s);
+	if (!s->in || !s->out || !s->rev || !s->wev || event_add(s->rev, NULL) < 0)
+		goto fail;
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+	s->id = ++d->sessions_total;
+	lt_owner_init(&s->owner, s->id, cred.pid, cred.uid, cred.gid);
+	list_init(&s->flush_link);
+	list_add_tail(&d->sessions, &s->link);
+	d->nsessions++;
+	log_debug("session %" PRIu64 " connected: pid %d uid %u", s->id, (int)cred.pid,
+		  (unsigned)cred.uid);
+	return s;
+fail:
+	if (s) {
+		s->fd = -1;
+		session_free(s);
+	}
+	close(fd);
+	return NULL;
+}
+
+void session_free(struct session *s)
+{
+	if (s->rev)
+		event_free(s->rev);
+	if (s->wev)
+		event_free(s->wev);
+	if (s->in)
+		evbuffer_free(s->in);
+	if (s->out)
+		evbuffer_free(s->out);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}
+
+void session_write(struct session *s, const char *line, size_t len)
+{
+	if (s->dead)
+		return;
+	if (evbuffer_add(s->out, line, len) < 0) {
+		session_lost(s, "out of memory for output");
+		return;
+	}
+	if (list_empty(&s->flush_link))
+		list_add_tail(&s->d->flushing, &s->flush_link);
+}
+
+static void session_end_leases(struct session *s)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	locktable_owner_done(&s->d->lt, &s->owner);
+}
+
+void session_close_after_flush(struct session *s)
+{
+	event_del(s->rev);
+	session_end_leases(s);
+	if (list_empty(&s->flush_link))
+		list_add_tail(&s->d->flushing, &s->flush_link);
+}
+
+void session_lost(struct session *s, const char *why)
+{
+	struct haspd *d = s->d;
+
+	if (s->dead)
+		return;
+	log_debug("session %" PRIu64 " (pid %d) ended: %s", s->id, (int)s->owner.pid, why);
+	session_end_leases(s);
+	s->dead = true;
+	event_del(s->rev);
+	event_del(s->wev);
+	close(s->fd);
+	s->fd = -1;
+	list_del(&s->flush_link);
+	list_del(&s->link);
+	list_add_tail(&d->graveyard, &s->link);
+	d->nsessions--;
+	server_resume(d->server);
+}
+
+static void session_throttle(struct session *s, bool on)
+{
+	if (s->throttled == on || s->closing)
+		return;
+	s->throttled = on;
+	if (on)
+		event_del(s->rev);
+	else
+		event_add(s->rev, NULL);
+}
+
+void session_flush(struct session *s)
+{
+	size_t left;
+
+	if (s->dead)
+		return;
+	while ((left = evbuffer_get_length(s->out)) > 0) {
+		if (evbuffer_write(s->out, s->fd) >= 0)
+			continue;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		session_lost(s, strerror(errno));
+		return;
+	}
+	if (left) {
+		event_add(s->wev, NULL);
+	} else {
+		event_del(s->wev);
+		if (s->closing) {
+			session_lost(s, "closed after an error");
+			return;
+		}
+	}
+	if (s->throttled && left < SESSION_OUT_SOFT / 2)
+		session_throttle(s, false);
+}
+
+/* Dispatches every whole line in the input buffer. */
+static void session_process(struct session *s)
+{
+	size_t len = evbuffer_get_length(s->in), off = 0, line_len;
+	const char *buf;
+
+	if (len == 0)
+		return;
+	buf = (const char *)evbuffer_pullup(s->in, -1);
+	while (!s->closing) {
+		enum frame_status st = frame_next(buf + off, len - off, PROTO_LINE_MAX, &line_len);
+
+		if (st == FRAME_PARTIAL)
+			break;
+		if (st == FRAME_TOO_LARGE) {
+			dispatch_too_large(s);
+			break;
+		}
+		dispatch_line(s, buf + off, line_len);
+		off += line_len + 1;
+	}
+	evbuffer_drain(s->in, s->closing ? len : off);
+	if (evbuffer_get_length(s->out) > SESSION_OUT_SOFT)
+		session_throttle(s, true);
+}
+
+static void session_read(struct session *s)
+{
+	int n = evbuffer_read(s->in, s->fd, SESSION_READ_CHUNK);
+
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			session_lost(s, strerror(errno));
+		return;
+	}
+	session_process(s);
+	if (n == 0) /* the peer is gone or half-closed: answer what it sent, then end */
+		session_close_after_flush(s);
+}
+
+static void session_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct haspd *d = s->d;
+
+	haspd_tick(d);
+	session_read(s);
+	haspd_sync(d);
+}
+
+static void session_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct haspd *d = s->d;
+
+	haspd_tick(d);
+	session_flush(s);
+	haspd_sync(d);
+}

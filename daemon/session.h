@@ -1,0 +1,47 @@
+/* One client connection: buffers, framing, backpressure, peer credentials,
+ * teardown. A lost session is marked dead, its leases end at once, and it
+ * is freed later by haspd_sync(), outside the callback that noticed. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "locktable.h"
+
+struct haspd;
+struct event;
+struct evbuffer;
+
+struct session {
+	struct lt_owner owner;      /* the lock table's view of this session */
+	struct haspd *d;
+	struct list link;           /* in d->sessions, then d->graveyard */
+	struct list flush_link;     /* in d->flushing while output waits */
+	int fd;
+	struct event *rev, *wev;
+	struct evbuffer *in, *out;
+	uint64_t id;
+	char client[64];            /* from hello, for logs and list */
+	bool closing;               /* write what is queued, then close */
+	bool throttled;             /* not reading: too much output queued */
+	bool dead;
+};
+
+/* Takes ownership of fd. NULL on ENOMEM (fd is closed). */
+struct session *session_new(struct haspd *d, int fd);
+/* Queues a reply line (newline included). */
+void session_write(struct session *s, const char *line, size_t len);
+/* Sends an error, then ends the session once it is written. */
+void session_close_after_flush(struct session *s);
+/* Writes what is queued; called by haspd_sync(). */
+void session_flush(struct session *s);
+/* Ends the session now: its leases are released, its waits removed. */
+void session_lost(struct session *s, const char *why);
+void session_free(struct session *s);
+
+static inline struct session *session_of(const struct lt_owner *o)
+{
+	return (struct session *)o;
+}

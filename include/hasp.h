@@ -1,0 +1,125 @@
+/* libhasp: the client library of hasp, a local lock service.
+ *
+ * One hasp_client is one connection to haspd, which is one session: every
+ * lease taken through it ends when it is closed or when the process dies.
+ * Thread safety: a hasp_client and its leases may be used by one thread at a
+ * time; distinct clients are independent and may be used concurrently.
+ *
+ * Errors: functions that can fail return an int, >= 0 on success, or a
+ * negative code: -errno for a system error (-ECONNREFUSED when no daemon
+ * listens, -ECONNRESET when the daemon went away, -ENOMEM, ...), or
+ * -HASP_E_* for an error the daemon reported. hasp_client_errmsg() then gives
+ * the daemon's message, which for a conflict names the holder. Output
+ * parameters (ret_*) are written only on success. */
+#ifndef HASP_H
+#define HASP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HASP_VERSION_MAJOR 0
+#define HASP_VERSION_MINOR 1
+#define HASP_VERSION_PATCH 0
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *hasp_version(void);
+
+/* Errors the daemon reports, returned negated. Values are stable. */
+enum hasp_errcode {
+	HASP_E_BASE = 1000,
+	HASP_E_BAD_REQUEST = HASP_E_BASE, /* malformed or invalid request */
+	HASP_E_UNKNOWN_OP,        /* the daemon does not know the operation */
+	HASP_E_BUSY,              /* held, and timeout 0 asked not to wait */
+	HASP_E_TIMEOUT,           /* still held when the timeout ran out */
+	HASP_E_CANCELLED,         /* the waiting request was cancelled */
+	HASP_E_ALREADY_HELD,      /* this session holds or waits for it already */
+	HASP_E_UNKNOWN_LEASE,     /* no such lease in this session */
+	HASP_E_UNKNOWN_REQUEST,   /* no such waiting request to cancel */
+	HASP_E_DEADLOCK,
+	HASP_E_PERMISSION_DENIED,
+	HASP_E_LIMIT,             /* a daemon limit was reached */
+	HASP_E_TOO_LARGE,         /* a request line over the size limit */
+	HASP_E_UNSUPPORTED,
+	HASP_E_INTERNAL,
+	HASP_E_PROTOCOL,          /* the daemon's reply could not be understood */
+};
+
+enum hasp_mode {
+	HASP_EXCLUSIVE = 0,
+	HASP_SHARED = 1,
+};
+
+#define HASP_WAIT_FOREVER (-1)
+
+typedef struct hasp_client hasp_client;
+typedef struct hasp_lease hasp_lease;
+
+struct hasp_lock_options {
+	enum hasp_mode mode;
+	int64_t timeout_ms;       /* HASP_WAIT_FOREVER, 0 (try once) or ms */
+	const char *owner;        /* optional: who takes it, <= 256 bytes */
+	const char *message;      /* optional: why, <= 1024 bytes */
+	/* Optional: called once if the lease is still not granted after
+	 * waiting_after_ms. It must not use the client that is waiting. */
+	void (*waiting)(const char *key, void *userdata);
+	int64_t waiting_after_ms;
+	void *userdata;
+};
+
+#define HASP_LOCK_OPTIONS_INIT { HASP_EXCLUSIVE, HASP_WAIT_FOREVER, NULL, NULL, NULL, 0, NULL }
+
+/* The socket haspd listens on by default: $HASP_SOCKET, else
+ * $XDG_RUNTIME_DIR/hasp/haspd.sock, else /run/hasp/haspd.sock for root, else
+ * /tmp/hasp-$UID/haspd.sock. Returns 0 or -ENAMETOOLONG. */
+int hasp_default_socket(char *buf, size_t size);
+
+/* Connects to haspd at socket_path (NULL: the default). Returns 0,
+ * -ECONNREFUSED/-ENOENT when no daemon listens, -ENOMEM. */
+int hasp_connect(const char *socket_path, hasp_client **ret_client);
+/* Ends the session (its leases are released) and frees c. Accepts NULL;
+ * returns NULL. Lease handles stay valid until hasp_lease_free(). */
+hasp_client *hasp_close(hasp_client *c);
+/* The connection's descriptor, e.g. to keep a session alive in a child. */
+int hasp_client_fd(const hasp_client *c);
+/* The daemon's message for the last error on c ("" if none). */
+const char *hasp_client_errmsg(const hasp_client *c);
+
+/* Takes a lease on a named key. Returns 0 and the lease in *ret_lease, or
+ * -HASP_E_BUSY, -HASP_E_TIMEOUT, -HASP_E_ALREADY_HELD, -HASP_E_BAD_REQUEST,
+ * -HASP_E_LIMIT, or a system error. opts may be NULL (exclusive, forever). */
+int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *opts,
+	      hasp_lease **ret_lease);
+/* Releases the lease and frees l, whatever the result. Returns 0,
+ * -HASP_E_UNKNOWN_LEASE (it had ended already), or a system error. */
+int hasp_unlock(hasp_client *c, hasp_lease *l);
+/* Frees a lease handle without releasing it. Accepts NULL; returns NULL. */
+hasp_lease *hasp_lease_free(hasp_lease *l);
+
+uint64_t hasp_lease_id(const hasp_lease *l);
+/* Strictly increasing over every grant of the daemon, across restarts. */
+uint64_t hasp_lease_fence(const hasp_lease *l);
+enum hasp_mode hasp_lease_mode(const hasp_lease *l);
+const char *hasp_lease_key(const hasp_lease *l);
+
+/* Every resource with its holders and waiters, or the daemon's counters,
+ * as the JSON text of the reply's "resources" / "stats" member; free() it. */
+int hasp_list_json(hasp_client *c, char **ret_json);
+int hasp_stats_json(hasp_client *c, char **ret_json);
+/* A round trip to the daemon. */
+int hasp_ping(hasp_client *c);
+
+/* A short description of a code returned by this library. */
+const char *hasp_strerror(int err);
+/* The protocol's name of a -HASP_E_* code ("busy", "timeout", ...), or NULL. */
+const char *hasp_errcode_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,95 @@
+/* Messages <-> C structs. The only place that knows the wire format; strings
+ * in decoded structs are borrowed from the json_t root the caller frees. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "codes.h"
+
+#define PROTO_KEY_MAX 1024
+#define PROTO_OWNER_MAX 256
+#define PROTO_MESSAGE_MAX 1024
+#define PROTO_CLIENT_MAX 256
+
+struct proto_request {
+	bool has_id;
+	int64_t id;
+	enum proto_op op;
+	union {
+		struct {
+			const char *client;     /* may be NULL */
+			int64_t version;        /* 0 when absent */
+		} hello;
+		struct {
+			const char *key;
+			size_t key_len;
+			bool shared;
+			int64_t timeout_ms;     /* -1 when absent or null */
+			const char *owner;      /* may be NULL */
+			const char *message;    /* may be NULL */
+		} acquire;
+		struct {
+			uint64_t lease;
+		} release;
+		struct {
+			int64_t request;
+		} cancel;
+	};
+};
+
+struct proto_error {
+	int code;                       /* HASP_E_* */
+	char message[160];
+};
+
+/* Decodes one request line (without its newline). On success returns 0,
+ * *root holds the parsed document for the borrowed strings. On failure
+ * returns -1 and fills err; req->has_id/id tell whether the error can be
+ * addressed to a request. */
+int proto_decode_request(const char *line, size_t len, struct proto_request *req,
+			 json_t **root, struct proto_error *err);
+
+/* ---- replies, written by the daemon ---- */
+
+/* The hot replies, formatted without allocation. Each returns the line's
+ * length, newline included; buf must hold PROTO_SMALL_REPLY bytes. */
+#define PROTO_SMALL_REPLY 160
+size_t proto_fmt_ok(char *buf, int64_t id);
+size_t proto_fmt_grant(char *buf, int64_t id, uint64_t lease, uint64_t fence, bool shared);
+
+/* {"id":ID,"ok":true, ...members of body}: body (may be NULL) is consumed.
+ * Returns a malloc'ed line with its newline, or NULL on ENOMEM. */
+char *proto_reply_ok(int64_t id, json_t *body, size_t *len);
+/* {"id":ID|null,"ok":false,"error":{"code":..,"message":..,"holders":..}};
+ * holders (may be NULL) is consumed. */
+char *proto_reply_error(bool has_id, int64_t id, int code, const char *message,
+			json_t *holders, size_t *len);
+
+/* ---- requests, written by libhasp ---- */
+
+/* A request line with its newline; malloc'ed. args (may be NULL) is consumed. */
+char *proto_encode_request(int64_t id, enum proto_op op, json_t *args, size_t *len);
+
+/* ---- replies, read by libhasp ---- */
+
+struct proto_reply {
+	bool is_event;
+	bool has_id;
+	int64_t id;
+	const char *event;              /* when is_event */
+	bool ok;
+	int code;                       /* HASP_E_* when !ok */
+	const char *message;            /* when !ok */
+	json_t *root;                   /* the whole object, owned */
+};
+
+/* Returns 0, or -1 when the line is not a reply object. */
+int proto_decode_reply(const char *line, size_t len, struct proto_reply *rep);
+void proto_reply_done(struct proto_reply *rep);
+
+/* The default socket path (see hasp_default_socket in hasp.h). */
+int proto_default_socket(char *buf, size_t size);
