@@ -1,0 +1,376 @@
+/* libhasp: a blocking client of haspd. One request is in flight at a time;
+ * replies are matched to it by id, and unsolicited events are skipped. */
+#include "hasp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "frame.h"
+#include "proto.h"
+
+#define HASP_EXPORT __attribute__((visibility("default")))
+
+/* Replies (a list of every lock) can be far longer than requests. */
+#define REPLY_LINE_MAX (256u << 20)
+
+struct hasp_client {
+	int fd;
+	int64_t last_id;
+	struct frame_buf rb;
+	char errmsg[1536];
+};
+
+struct hasp_lease {
+	uint64_t id;
+	uint64_t fence;
+	enum hasp_mode mode;
+	char key[];
+};
+
+HASP_EXPORT const char *hasp_version(void)
+{
+	return HASP_VERSION_STRING;
+}
+
+HASP_EXPORT int hasp_default_socket(char *buf, size_t size)
+{
+	return proto_default_socket(buf, size);
+}
+
+static int set_error(hasp_client *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int set_error(hasp_client *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+HASP_EXPORT int hasp_connect(const char *socket_path, hasp_client **ret_client)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	hasp_client *c;
+	int r;
+
+	if (!socket_path) {
+		if (proto_default_socket(path, sizeof(path)) < 0)
+			return -ENAMETOOLONG;
+		socket_path = path;
+	}
+	if (strlen(socket_path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, socket_path);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (frame_buf_init(&c->rb, REPLY_LINE_MAX) < 0) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		hasp_close(c);
+		return r;
+	}
+	*ret_client = c;
+	return 0;
+}
+
+HASP_EXPORT hasp_client *hasp_close(hasp_client *c)
+{
+	if (!c)
+		return NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	frame_buf_done(&c->rb);
+	free(c);
+	return NULL;
+}
+
+HASP_EXPORT int hasp_client_fd(const hasp_client *c)
+{
+	return c->fd;
+}
+
+HASP_EXPORT const char *hasp_client_errmsg(const hasp_client *c)
+{
+	return c->errmsg;
+}
+
+static int send_all(hasp_client *c, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return set_error(c, -errno, "cannot send to haspd: %s", strerror(errno));
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is readable. The waiting callback, if any, is called once
+ * when the wait exceeds its threshold. Returns 0 or -errno. */
+static int wait_readable(hasp_client *c, const struct hasp_lock_options *w, int64_t start)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	for (;;) {
+		int timeout = -1, r;
+
+		if (w && w->waiting) {
+			int64_t left = start + w->waiting_after_ms - mono_ms();
+
+			timeout = left > 0 ? (int)(left < 1000000 ? left : 1000000) : 0;
+		}
+		r = poll(&p, 1, timeout);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r == 0 && w && w->waiting) {
+			w->waiting(w->userdata);
+			w = NULL;
+		}
+	}
+}
+
+/* Reads replies until the one for id; events and others are skipped. */
+static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
+		      const struct hasp_lock_options *w)
+{
+	int64_t start = mono_ms();
+	const char *line;
+	size_t len;
+
+	for (;;) {
+		enum frame_status st = frame_buf_next(&c->rb, &line, &len);
+		ssize_t n;
+		int r;
+
+		if (st == FRAME_LINE) {
+			if (proto_decode_reply(line, len, rep) < 0)
+				return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply that is not a JSON object");
+			if (!rep->is_event && rep->has_id && rep->id == id)
+				return 0;
+			proto_reply_done(rep);
+			continue;
+		}
+		if (st == FRAME_TOO_LARGE)
+			return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply over %u bytes", REPLY_LINE_MAX);
+		r = wait_readable(c, w, start);
+		if (r < 0)
+			return set_error(c, r, "cannot read from haspd: %s", strerror(-r));
+		n = frame_buf_fill(&c->rb, c->fd);
+		if (n == 0)
+			return set_error(c, -ECONNRESET, "haspd closed the connection");
+		if (n < 0)
+			return set_error(c, (int)n, "cannot read from haspd: %s", strerror((int)-n));
+	}
+}
+
+/* One request, one reply. On a daemon error returns -HASP_E_* with the
+ * message kept; args is consumed. */
+static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_reply *rep,
+		const struct hasp_lock_options *w)
+{
+	int64_t id = ++c->last_id;
+	size_t len = 0;
+	char *line = proto_encode_request(id, op, args, &len);
+	int r;
+
+	c->errmsg[0] = '\0';
+	if (!line)
+		return set_error(c, -ENOMEM, "out of memory");
+	r = send_all(c, line, len);
+	free(line);
+	if (r < 0)
+		return r;
+	r = read_reply(c, id, rep, w);
+	if (r < 0)
+		return r;
+	if (!rep->ok) {
+		r = set_error(c, -rep->code, "%s", rep->message);
+		proto_reply_done(rep);
+	}
+	return r;
+}
+
+static json_t *lock_args(const char *key, const struct hasp_lock_options *o)
+{
+	json_t *a = json_pack("{s:s,s:s}", "key", key,
+			      "mode", o->mode == HASP_SHARED ? "shared" : "exclusive");
+
+	if (!a)
+		return NULL;
+	if (o->timeout_ms >= 0)
+		json_object_set_new(a, "timeout_ms", json_integer(o->timeout_ms));
+	if (o->owner)
+		json_object_set_new(a, "owner", json_string(o->owner));
+	if (o->message)
+		json_object_set_new(a, "message", json_string(o->message));
+	return a;
+}
+
+HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *opts,
+			  hasp_lease **ret_lease)
+{
+	static const struct hasp_lock_options defaults = HASP_LOCK_OPTIONS_INIT;
+	struct proto_reply rep;
+	hasp_lease *l;
+	size_t klen;
+	int r;
+
+	if (!opts)
+		opts = &defaults;
+	if (!key || !*key || (klen = strlen(key)) > PROTO_KEY_MAX)
+		return set_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
+	r = call(c, OP_ACQUIRE, lock_args(key, opts), &rep, opts);
+	if (r < 0)
+		return r;
+	l = malloc(sizeof(*l) + klen + 1);
+	if (!l) {
+		proto_reply_done(&rep);
+		return set_error(c, -ENOMEM, "out of memory");
+	}
+	l->id = (uint64_t)json_integer_value(json_object_get(rep.root, "lease"));
+	l->fence = (uint64_t)json_integer_value(json_object_get(rep.root, "fence"));
+	l->mode = opts->mode;
+	memcpy(l->key, key, klen + 1);
+	proto_reply_done(&rep);
+	*ret_lease = l;
+	return 0;
+}
+
+HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)
+{
+	struct proto_reply rep;
+	int r = call(c, OP_RELEASE, json_pack("{s:I}", "lease", (json_int_t)l->id), &rep, NULL);
+
+	if (r >= 0)
+		proto_reply_done(&rep);
+	hasp_lease_free(l);
+	return r;
+}
+
+HASP_EXPORT hasp_lease *hasp_lease_free(hasp_lease *l)
+{
+	free(l);
+	return NULL;
+}
+
+HASP_EXPORT uint64_t hasp_lease_id(const hasp_lease *l)
+{
+	return l->id;
+}
+
+HASP_EXPORT uint64_t hasp_lease_fence(const hasp_lease *l)
+{
+	return l->fence;
+}
+
+HASP_EXPORT enum hasp_mode hasp_lease_mode(const hasp_lease *l)
+{
+	return l->mode;
+}
+
+HASP_EXPORT const char *hasp_lease_key(const hasp_lease *l)
+{
+	return l->key;
+}
+
+/* The JSON text of one member of a reply. */
+static int call_member_json(hasp_client *c, enum proto_op op, const char *member, char **ret)
+{
+	struct proto_reply rep;
+	char *text;
+	int r = call(c, op, NULL, &rep, NULL);
+
+	if (r < 0)
+		return r;
+	text = json_dumps(json_object_get(rep.root, member), JSON_COMPACT | JSON_PRESERVE_ORDER);
+	proto_reply_done(&rep);
+	if (!text)
+		return set_error(c, -HASP_E_PROTOCOL, "haspd's reply has no \"%s\"", member);
+	*ret = text;
+	return 0;
+}
+
+HASP_EXPORT int hasp_list_json(hasp_client *c, char **ret_json)
+{
+	return call_member_json(c, OP_LIST, "resources", ret_json);
+}
+
+HASP_EXPORT int hasp_stats_json(hasp_client *c, char **ret_json)
+{
+	return call_member_json(c, OP_STATS, "stats", ret_json);
+}
+
+HASP_EXPORT int hasp_ping(hasp_client *c)
+{
+	struct proto_reply rep;
+	int r = call(c, OP_PING, NULL, &rep, NULL);
+
+	if (r >= 0)
+		proto_reply_done(&rep);
+	return r;
+}
+
+HASP_EXPORT const char *hasp_errcode_name(int err)
+{
+	if (-err < HASP_E_BASE || -err > HASP_E_INTERNAL)
+		return NULL;
+	return proto_errcode_name(-err);
+}
+
+HASP_EXPORT const char *hasp_strerror(int err)
+{
+	static const char *const text[] = {
+		"malformed or invalid request",
+		"unknown operation",
+		"held by another session",
+		"timed out waiting",
+		"cancelled",
+		"already held or awaited by this session",
+		"no such lease",
+		"no such waiting request",
+		"deadlock",
+		"permission denied",
+		"a daemon limit was reached",
+		"request too large",
+		"not supported",
+		"internal daemon error",
+		"haspd's reply could not be understood",
+	};
+
+	if (-err >= HASP_E_BASE && -err <= HASP_E_PROTOCOL)
+		return text[-err - HASP_E_BASE];
+	return strerror(-err);
+}

@@ -48,7 +48,7 @@ static void reply_conflict(struct session *s, int64_t id, int code, const char *
 	char held[256], msg[1400];
 
 	report_conflict(s->d, r, held, sizeof(held));
-	snprintf(msg, sizeof(msg), "%s '%.1024s': %s", what, r->key, held);
+	snprintf(msg, sizeof(msg), "%s: '%.1024s' is %s", what, r->key, held);
 	reply_error(s, true, id, code, msg, report_holders(s->d, r, ERROR_HOLDERS_MAX));
 }
 
@@ -209,6 +209,6 @@ void dispatch_expired(struct lt_entry *e, void *arg)
 	char what[64];
 
 	(void)arg;
-	snprintf(what, sizeof(what), "timed out after %" PRId64 " ms waiting for", e->timeout_ms);
+	snprintf(what, sizeof(what), "timed out after %" PRId64 " ms", e->timeout_ms);
 	reply_conflict(session_of(e->owner), e->tag, HASP_E_TIMEOUT, what, e->res);
 }

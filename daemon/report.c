@@ -88,9 +88,9 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 		return;
 	}
 	e = container_of(r->holders.next, struct lt_entry, qnode);
-	w = snprintf(buf, n, "held by pid %d%s%.64s%s (session %" PRIu64 "), %s, for %.1f s",
-		     (int)e->owner->pid, e->owner_name ? " (" : "",
-		     e->owner_name ? e->owner_name : "", e->owner_name ? ")" : "",
+	w = snprintf(buf, n, "held by pid %d (%s%.64s%ssession %" PRIu64 "), %s, for %.1f s",
+		     (int)e->owner->pid, e->owner_name ? "owner " : "",
+		     e->owner_name ? e->owner_name : "", e->owner_name ? ", " : "",
 		     session_of(e->owner)->id, lt_mode_name(e->mode),
 		     (double)(d->lt.now_us - e->since_us) / 1e6);
 	if (r->nholders > 1 && w > 0 && (size_t)w < n)

@@ -66,7 +66,7 @@ struct hasp_lock_options {
 	const char *message;      /* optional: why, <= 1024 bytes */
 	/* Optional: called once if the lease is still not granted after
 	 * waiting_after_ms. It must not use the client that is waiting. */
-	void (*waiting)(const char *key, void *userdata);
+	void (*waiting)(void *userdata);
 	int64_t waiting_after_ms;
 	void *userdata;
 };

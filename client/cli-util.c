@@ -1,0 +1,79 @@
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+hasp_client *cli_connect(const struct cli *cli)
+{
+	char path[256];
+	hasp_client *c;
+	int r = hasp_connect(cli->socket, &c);
+
+	if (r >= 0)
+		return c;
+	if (!cli->socket && hasp_default_socket(path, sizeof(path)) < 0)
+		snprintf(path, sizeof(path), "(default path too long)");
+	fprintf(stderr, "hasp: cannot connect to haspd at %s: %s%s\n",
+		cli->socket ? cli->socket : path, strerror(-r),
+		r == -ENOENT || r == -ECONNREFUSED ? " (is haspd running?)" : "");
+	return NULL;
+}
+
+void cli_error(hasp_client *c, const char *what, int err)
+{
+	const char *msg = c ? hasp_client_errmsg(c) : "";
+
+	fprintf(stderr, "hasp: %s: %s\n", what, *msg ? msg : hasp_strerror(err));
+}
+
+void cli_format_age(char *buf, unsigned size, long long ms)
+{
+	long long s = ms / 1000;
+
+	if (ms < 60000)
+		snprintf(buf, size, "%.1fs", (double)ms / 1000.0);
+	else if (s < 3600)
+		snprintf(buf, size, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(buf, size, "%lldh%02lldm", s / 3600, s / 60 % 60);
+}
+
+int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, bool *json)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+jhS:", longopts, NULL)) != -1) {
+		if (c == 'j' && json) {
+			*json = true;
+		} else if (c == 'S') {
+			cli->socket = optarg;
+		} else if (c == 'h') {
+			fputs(usage, stdout);
+			return 0;
+		} else {
+			fputs(usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hasp: unexpected argument '%s'\n%s", argv[optind], usage);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+const char *cli_str(json_t *o, const char *name, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, name));
+
+	return s ? s : dflt;
+}

@@ -1,0 +1,39 @@
+/* The hasp command line tool: a table of subcommands, one file each. */
+#pragma once
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "hasp.h"
+
+/* Exit codes beyond a command's own: as sysexits.h. */
+#define EXIT_USAGE 64
+#define EXIT_UNAVAILABLE 69
+
+struct cli {
+	const char *socket;     /* --socket, or NULL for the default */
+};
+
+struct cli_command {
+	const char *name;
+	const char *summary;
+	int (*run)(struct cli *cli, int argc, char **argv);
+};
+
+int cmd_lock(struct cli *cli, int argc, char **argv);
+int cmd_ls(struct cli *cli, int argc, char **argv);
+int cmd_stats(struct cli *cli, int argc, char **argv);
+int cmd_ping(struct cli *cli, int argc, char **argv);
+
+/* Connects, or prints why not and returns NULL. */
+hasp_client *cli_connect(const struct cli *cli);
+/* Prints "hasp: WHAT: reason" for a libhasp error. */
+void cli_error(hasp_client *c, const char *what, int err);
+/* A string member of a JSON object from the daemon, or dflt. */
+const char *cli_str(json_t *o, const char *name, const char *dflt);
+/* "3.2s", "4m05s", "2h13m" for an age in ms. */
+void cli_format_age(char *buf, unsigned size, long long ms);
+/* --json, --socket and --help for commands that take no other arguments:
+ * returns -1 to go on, else the exit code. json may be NULL. */
+int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, bool *json);

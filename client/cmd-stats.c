@@ -1,0 +1,52 @@
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+
+static const char usage[] =
+	"Usage: hasp stats [--json] [--socket PATH]\n"
+	"Shows haspd's gauges (sessions, resources, leases, waiters) and counters.\n"
+	"  -j, --json  print the daemon's JSON object instead of a table\n";
+
+static void print_group(const char *title, json_t *group)
+{
+	const char *name;
+	json_t *v;
+
+	printf("%s:\n", title);
+	json_object_foreach(group, name, v)
+		printf("  %-20s %lld\n", name, (long long)json_integer_value(v));
+}
+
+int cmd_stats(struct cli *cli, int argc, char **argv)
+{
+	bool json = false;
+	int r = cli_simple_args(cli, argc, argv, usage, &json);
+	hasp_client *c;
+	char *text;
+	json_t *o;
+
+	if (r >= 0)
+		return r;
+	c = cli_connect(cli);
+	if (!c)
+		return EXIT_UNAVAILABLE;
+	r = hasp_stats_json(c, &text);
+	if (r < 0) {
+		cli_error(c, "stats", r);
+		hasp_close(c);
+		return 1;
+	}
+	hasp_close(c);
+	if (json) {
+		puts(text);
+	} else if ((o = json_loads(text, 0, NULL))) {
+		print_group("gauges", json_object_get(o, "gauges"));
+		print_group("counters", json_object_get(o, "counters"));
+		json_decref(o);
+	}
+	free(text);
+	return 0;
+}

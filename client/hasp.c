@@ -1,0 +1,68 @@
+/* hasp: the command line client of haspd. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct cli_command commands[] = {
+	{ "lock", "run a command while holding a lease on a key", cmd_lock },
+	{ "ls", "list resources with their holders and waiters", cmd_ls },
+	{ "stats", "show the daemon's counters", cmd_stats },
+	{ "ping", "check that haspd answers, and how fast", cmd_ping },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+	fputs("Usage: hasp [--socket PATH] COMMAND [ARGS...]\n"
+	      "The client of haspd, the hasp lock service.\n\nCommands:\n", f);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fputs("\nOptions:\n"
+	      "  -S, --socket PATH  haspd's socket (default: $HASP_SOCKET, else\n"
+	      "                     $XDG_RUNTIME_DIR/hasp/haspd.sock, else /run/hasp/haspd.sock\n"
+	      "                     for root, else /tmp/hasp-$UID/haspd.sock)\n"
+	      "  -V, --version      print the version and exit\n"
+	      "  -h, --help         print this help and exit\n"
+	      "\n'hasp COMMAND --help' describes a command.\n", f);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 'S' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli cli = { NULL };
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+S:Vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'S':
+			cli.socket = optarg;
+			break;
+		case 'V':
+			printf("hasp %s\n", hasp_version());
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(argv[optind], commands[i].name) == 0)
+			return commands[i].run(&cli, argc - optind, argv + optind);
+	fprintf(stderr, "hasp: unknown command '%s'\nTry 'hasp --help'.\n", argv[optind]);
+	return EXIT_USAGE;
+}
