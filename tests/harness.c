@@ -1,0 +1,224 @@
+#include "harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t now_ms(void)
+{
+	return now_us() / 1000;
+}
+
+static int try_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+bool wait_socket(const char *path, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+
+	do {
+		int fd = try_connect(path);
+
+		if (fd >= 0) {
+			close(fd);
+			return true;
+		}
+		usleep(2000); /* polling the socket: the daemon has no other signal */
+	} while (now_ms() < end);
+	return false;
+}
+
+pid_t daemon_spawn(const char *socket, int stderr_fd)
+{
+	const char *bin = getenv("HASPD") ? getenv("HASPD") : "build/daemon/haspd";
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (stderr_fd >= 0)
+			dup2(stderr_fd, 2);
+		execl(bin, "haspd", "--socket", socket, "--log-level", "warning", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+void daemon_start(struct daemon_proc *d)
+{
+	snprintf(d->dir, sizeof(d->dir), "/tmp/hasp-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(d->dir));
+	snprintf(d->socket, sizeof(d->socket), "%s/haspd.sock", d->dir);
+	d->pid = daemon_spawn(d->socket, -1);
+	ck_assert_msg(wait_socket(d->socket, 5000), "haspd did not start on %s", d->socket);
+}
+
+int daemon_stop(struct daemon_proc *d)
+{
+	int status;
+
+	kill(d->pid, SIGTERM);
+	status = wait_child(d->pid, 5000);
+	unlink(d->socket);
+	rmdir(d->dir);
+	return status;
+}
+
+int wait_child(pid_t pid, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0)
+			return -1;
+		if (now_ms() >= end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			ck_abort_msg("child %d did not exit within %d ms", (int)pid, timeout_ms);
+		}
+		usleep(1000); /* no portable event for a child's exit with a deadline */
+	}
+}
+
+int raw_connect(const char *path)
+{
+	int fd = try_connect(path);
+
+	ck_assert_msg(fd >= 0, "cannot connect to %s: %s", path, strerror(errno));
+	return fd;
+}
+
+void raw_send(int fd, const char *text)
+{
+	size_t len = strlen(text);
+
+	while (len > 0) {
+		ssize_t n = send(fd, text, len, MSG_NOSIGNAL);
+
+		ck_assert_msg(n > 0, "send: %s", strerror(errno));
+		text += n;
+		len -= (size_t)n;
+	}
+}
+
+json_t *raw_recv(int fd, int timeout_ms)
+{
+	char line[1 << 16];
+	size_t len = 0;
+	int64_t end = now_ms() + timeout_ms;
+
+	/* One byte at a time: slow, but it never reads past the line. */
+	while (len < sizeof(line) - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = (int)(end - now_ms());
+
+		if (left < 0 || poll(&p, 1, left) <= 0)
+			return NULL;
+		if (read(fd, line + len, 1) != 1)
+			return NULL;
+		if (line[len] == '\n')
+			return json_loadb(line, len, 0, NULL);
+		len++;
+	}
+	return NULL;
+}
+
+json_t *raw_recv_id(int fd, int64_t id, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+
+	for (;;) {
+		json_t *r = raw_recv(fd, (int)(end - now_ms()));
+
+		if (!r || json_integer_value(json_object_get(r, "id")) == id)
+			return r;
+		json_decref(r);
+	}
+}
+
+const char *reply_error(json_t *reply)
+{
+	if (json_is_true(json_object_get(reply, "ok")))
+		return NULL;
+	return json_string_value(json_object_get(json_object_get(reply, "error"), "code"));
+}
+
+void signal_byte(int fd)
+{
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+}
+
+bool wait_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, timeout_ms) == 1;
+}
+
+bool wait_byte(int fd, int timeout_ms)
+{
+	char c;
+
+	return wait_readable(fd, timeout_ms) && read(fd, &c, 1) == 1;
+}
+
+hasp_client *client_connect(const char *socket)
+{
+	hasp_client *c = NULL;
+
+	ck_assert_int_eq(hasp_connect(socket, &c), 0);
+	return c;
+}
+
+hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode)
+{
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *l = NULL;
+
+	o.mode = mode;
+	ck_assert_msg(hasp_lock(c, key, &o, &l) == 0, "lock %s: %s", key, hasp_client_errmsg(c));
+	return l;
+}
+
+int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,55 @@
+/* A real haspd on a temporary socket for integration and CLI tests, and a
+ * raw line client for protocol-level checks. Every wait is bounded. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <check.h>
+#include <jansson.h>
+
+#include "hasp.h"
+
+struct daemon_proc {
+	pid_t pid;
+	char dir[64];
+	char socket[128];
+};
+
+/* Starts $HASPD (or build/daemon/haspd) and waits until it accepts. */
+void daemon_start(struct daemon_proc *d);
+/* SIGTERM, then waits for it; returns its exit status. */
+int daemon_stop(struct daemon_proc *d);
+/* Starts haspd on an existing path; returns the pid without waiting. */
+pid_t daemon_spawn(const char *socket, int stderr_fd);
+/* true once something accepts on path, within timeout_ms. */
+bool wait_socket(const char *path, int timeout_ms);
+
+int64_t now_ms(void);
+int64_t now_us(void);
+
+/* A raw connection speaking JSON lines. */
+int raw_connect(const char *path);
+void raw_send(int fd, const char *text);
+/* The next line as JSON, or NULL at EOF or after timeout_ms. */
+json_t *raw_recv(int fd, int timeout_ms);
+/* Replies until the one with this id (others are dropped). */
+json_t *raw_recv_id(int fd, int64_t id, int timeout_ms);
+/* The error code of a reply, or NULL if it is ok. */
+const char *reply_error(json_t *reply);
+
+/* A pipe used to signal one byte between processes. */
+void signal_byte(int fd);
+bool wait_byte(int fd, int timeout_ms);
+bool wait_readable(int fd, int timeout_ms);
+/* waitpid with a deadline; kills the child if it overstays. Returns status. */
+int wait_child(pid_t pid, int timeout_ms);
+
+/* libhasp calls that must succeed. */
+hasp_client *client_connect(const char *socket);
+hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode);
+
+/* Runs a suite; the exit status for main(). */
+int run_suite(Suite *s);

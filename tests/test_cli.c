@@ -1,0 +1,245 @@
+/* The hasp command line tool against a real haspd. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "hasp.h"
+
+static struct daemon_proc daemon_;
+
+static void setup(void)
+{
+	daemon_start(&daemon_);
+	setenv("HASP_SOCKET", daemon_.socket, 1);
+}
+
+static void teardown(void)
+{
+	daemon_stop(&daemon_);
+}
+
+static const char *cli_path(void)
+{
+	return getenv("HASP_CLI") ? getenv("HASP_CLI") : "build/client/hasp";
+}
+
+/* Starts hasp with args; fd 3 of the child is extra_fd when >= 0. */
+static pid_t cli_spawn(char *const args[], int extra_fd, int out_fd)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (extra_fd >= 0 && extra_fd != 3) {
+			dup2(extra_fd, 3);
+			close(extra_fd);
+		}
+		if (out_fd >= 0) {
+			dup2(out_fd, 1);
+			dup2(out_fd, 2);
+		}
+		execv(cli_path(), args);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Runs hasp to completion; its output (stdout and stderr) into out. */
+static int cli_run(char *const args[], char *out, size_t size)
+{
+	int p[2], status;
+	size_t len = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = cli_spawn(args, -1, p[1]);
+	close(p[1]);
+	while (len + 1 < size && (n = read(p[0], out + len, size - len - 1)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(p[0]);
+	status = wait_child(pid, 30000);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+#define RUN(out, ...) cli_run((char *const[]){ "hasp", __VA_ARGS__, NULL }, out, sizeof(out))
+
+/* hasp lock holding job, its command telling its pid on a pipe. */
+static pid_t spawn_holding(const char *flag, pid_t *cmd_pid)
+{
+	char *args[] = { "hasp", "lock", "-k", "job", "--owner", "carol", (char *)flag,
+			 "-c", "echo $$ >&3; exec sleep 30", NULL };
+	char buf[32] = "";
+	int p[2];
+	pid_t pid;
+
+	if (!flag) /* no extra flag: shift the command up */
+		memmove(&args[6], &args[7], 3 * sizeof(args[0]));
+	ck_assert_int_eq(pipe(p), 0);
+	pid = cli_spawn(args, p[1], -1);
+	close(p[1]);
+	ck_assert_msg(wait_readable(p[0], 5000), "the command under hasp lock did not start");
+	ck_assert_int_gt(read(p[0], buf, sizeof(buf) - 1), 0);
+	*cmd_pid = atoi(buf);
+	ck_assert_int_gt(*cmd_pid, 0);
+	close(p[0]);
+	return pid;
+}
+
+START_TEST(exit_status_of_the_command)
+{
+	char out[4096];
+
+	ck_assert_int_eq(RUN(out, "lock", "-k", "k", "--", "sh", "-c", "exit 3"), 3);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "k", "-c", "exit 0"), 0);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "k", "--", "/nonexistent/cmd"), 127);
+}
+END_TEST
+
+START_TEST(nonblock_on_a_held_key)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	char out[4096], want[32];
+
+	client_lock(c, "held", HASP_EXCLUSIVE);
+	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "held", "--", "true"), 1);
+	snprintf(want, sizeof(want), "pid %d", (int)getpid());
+	ck_assert_msg(strstr(out, want), "'%s' does not name the holder", out);
+	ck_assert_int_eq(RUN(out, "lock", "-n", "-E", "7", "-k", "held", "--", "true"), 7);
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(wait_times_out)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	char out[4096];
+	int64_t t0 = now_us(), dt;
+
+	client_lock(c, "held", HASP_EXCLUSIVE);
+	ck_assert_int_eq(RUN(out, "lock", "-w", "0.3", "-k", "held", "--", "true"), 1);
+	dt = now_us() - t0;
+	ck_assert_msg(dt >= 300000 && dt < 2000000, "-w 0.3 took %lld µs", (long long)dt);
+	ck_assert_ptr_nonnull(strstr(out, "timed out"));
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(shared_coexists_exclusive_does_not)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	char out[4096];
+
+	client_lock(c, "sh", HASP_SHARED);
+	ck_assert_int_eq(RUN(out, "lock", "-s", "-n", "-k", "sh", "--", "true"), 0);
+	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "sh", "--", "true"), 1);
+	ck_assert_int_eq(RUN(out, "lock", "-x", "-n", "-k", "sh", "--", "true"), 1);
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(ls_json_shows_the_holder)
+{
+	char out[1 << 15];
+	pid_t cmd, hasp = spawn_holding(NULL, &cmd);
+	json_t *res, *h;
+
+	ck_assert_int_eq(RUN(out, "ls", "--json"), 0);
+	res = json_loads(out, 0, NULL);
+	ck_assert_msg(res, "not JSON: %s", out);
+	h = json_array_get(json_object_get(json_array_get(res, 0), "holders"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(res, 0), "key")), "job");
+	ck_assert_str_eq(json_string_value(json_object_get(h, "owner")), "carol");
+	ck_assert_int_eq(json_integer_value(json_object_get(h, "pid")), hasp);
+	json_decref(res);
+	ck_assert_int_eq(RUN(out, "ls"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "carol"));
+	ck_assert_ptr_nonnull(strstr(out, "exec sleep 30")); /* the default message */
+	kill(cmd, SIGKILL);
+	wait_child(hasp, 5000);
+}
+END_TEST
+
+START_TEST(lease_outlives_killed_hasp_until_the_command_ends)
+{
+	char out[4096];
+	pid_t cmd, hasp = spawn_holding(NULL, &cmd);
+	int64_t t0, dt;
+
+	kill(hasp, SIGKILL);
+	wait_child(hasp, 5000);
+	/* The command still runs, so the lease still holds. */
+	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "job", "--", "true"), 1);
+	/* Both gone: the next one gets in at once. */
+	kill(cmd, SIGKILL);
+	t0 = now_us();
+	ck_assert_int_eq(RUN(out, "lock", "-w", "5", "-k", "job", "--", "true"), 0);
+	dt = now_us() - t0;
+	ck_assert_msg(dt < 2000000, "waited %lld µs after the holder died", (long long)dt);
+}
+END_TEST
+
+START_TEST(close_flag_ties_the_lease_to_hasp)
+{
+	char out[4096];
+	pid_t cmd, hasp = spawn_holding("-o", &cmd);
+
+	kill(hasp, SIGKILL);
+	wait_child(hasp, 5000);
+	/* The command runs on, but with -o it does not hold the session. */
+	ck_assert_int_eq(RUN(out, "lock", "-w", "5", "-k", "job", "--", "true"), 0);
+	kill(cmd, SIGKILL);
+}
+END_TEST
+
+START_TEST(usage_and_unreachable)
+{
+	char out[4096];
+
+	ck_assert_int_eq(RUN(out, "lock", "--", "true"), 64);
+	ck_assert_ptr_nonnull(strstr(out, "-k KEY"));
+	ck_assert_int_eq(RUN(out, "lock", "-k", "x"), 64);
+	ck_assert_int_eq(RUN(out, "lock", "-w", "soon", "-k", "x", "--", "true"), 64);
+	ck_assert_int_eq(RUN(out, "frobnicate"), 64);
+	ck_assert_int_eq(RUN(out, "lock", "--help"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Usage: hasp lock"));
+	ck_assert_int_eq(RUN(out, "--help"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "ls"));
+	ck_assert_int_eq(RUN(out, "--socket", "/nonexistent/haspd.sock", "ping"), 69);
+	ck_assert_ptr_nonnull(strstr(out, "is haspd running?"));
+	ck_assert_int_eq(RUN(out, "ping"), 0);
+	ck_assert_int_eq(RUN(out, "stats", "--json"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"counters\""));
+}
+END_TEST
+
+static Suite *cli_suite(void)
+{
+	Suite *s = suite_create("cli");
+	TCase *tc = tcase_create("hasp");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, exit_status_of_the_command);
+	tcase_add_test(tc, nonblock_on_a_held_key);
+	tcase_add_test(tc, wait_times_out);
+	tcase_add_test(tc, shared_coexists_exclusive_does_not);
+	tcase_add_test(tc, ls_json_shows_the_holder);
+	tcase_add_test(tc, lease_outlives_killed_hasp_until_the_command_ends);
+	tcase_add_test(tc, close_flag_ties_the_lease_to_hasp);
+	tcase_add_test(tc, usage_and_unreachable);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(cli_suite());
+}

@@ -1,0 +1,455 @@
+/* A real haspd on a temporary socket, real client processes, real signals. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "hasp.h"
+
+static struct daemon_proc daemon_;
+
+static void setup(void)
+{
+	daemon_start(&daemon_);
+}
+
+static void teardown(void)
+{
+	int status = daemon_stop(&daemon_);
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "haspd did not stop cleanly (status %#x)", status);
+}
+
+static int lock_timeout(hasp_client *c, const char *key, enum hasp_mode mode, int64_t ms)
+{
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *l = NULL;
+	int r;
+
+	o.mode = mode;
+	o.timeout_ms = ms;
+	r = hasp_lock(c, key, &o, &l);
+	hasp_lease_free(l);
+	return r;
+}
+
+/* A child that takes key and holds it until it reads a byte on go; it says
+ * "granted" with a byte on ready. */
+static pid_t spawn_holder(const char *key, enum hasp_mode mode, int ready, int go)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		hasp_client *c = NULL;
+		hasp_lease *l = NULL;
+		struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+		char b;
+
+		o.mode = mode;
+		o.owner = "holder";
+		if (hasp_connect(daemon_.socket, &c) < 0 || hasp_lock(c, key, &o, &l) < 0)
+			_exit(1);
+		if (write(ready, "x", 1) != 1 || read(go, &b, 1) < 0)
+			_exit(2);
+		_exit(hasp_unlock(c, l) == 0 ? 0 : 3);
+	}
+	return pid;
+}
+
+START_TEST(mutual_exclusion_counter)
+{
+	enum { N = 6, M = 150 };
+	char path[160];
+	pid_t pids[N];
+	FILE *f;
+	long v = -1;
+
+	snprintf(path, sizeof(path), "%s/counter", daemon_.dir);
+	f = fopen(path, "w");
+	fputs("0\n", f);
+	fclose(f);
+	for (int i = 0; i < N; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0) {
+			hasp_client *c = NULL;
+
+			if (hasp_connect(daemon_.socket, &c) < 0)
+				_exit(1);
+			for (int j = 0; j < M; j++) {
+				hasp_lease *l = NULL;
+				long x = 0;
+
+				if (hasp_lock(c, "counter", NULL, &l) < 0)
+					_exit(2);
+				/* read, yield, write: a lost update if two run at once */
+				f = fopen(path, "r+");
+				if (!f || fscanf(f, "%ld", &x) != 1)
+					_exit(3);
+				sched_yield();
+				rewind(f);
+				fprintf(f, "%ld\n", x + 1);
+				fclose(f);
+				if (hasp_unlock(c, l) < 0)
+					_exit(4);
+			}
+			hasp_close(c);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		int st = wait_child(pids[i], 60000);
+
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d failed: %#x", i, st);
+	}
+	f = fopen(path, "r");
+	ck_assert_int_eq(fscanf(f, "%ld", &v), 1);
+	fclose(f);
+	ck_assert_int_eq(v, N * M);
+}
+END_TEST
+
+START_TEST(shared_readers_hold_together)
+{
+	enum { N = 3 };
+	int ready[2], go[2];
+	pid_t pids[N];
+	hasp_client *c = client_connect(daemon_.socket);
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	for (int i = 0; i < N; i++)
+		pids[i] = spawn_holder("shared-key", HASP_SHARED, ready[1], go[0]);
+	/* All N are granted while none has released. */
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(wait_byte(ready[0], 5000), "reader %d was not granted", i);
+	ck_assert_int_eq(lock_timeout(c, "shared-key", HASP_EXCLUSIVE, 0), -HASP_E_BUSY);
+	ck_assert_int_eq(lock_timeout(c, "shared-key", HASP_SHARED, 0), 0);
+	for (int i = 0; i < N; i++)
+		signal_byte(go[1]);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(wait_child(pids[i], 5000), 0);
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(busy_names_the_holder)
+{
+	int ready[2], go[2];
+	hasp_client *c = client_connect(daemon_.socket);
+	char want[32];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = spawn_holder("busy-key", HASP_EXCLUSIVE, ready[1], go[0]);
+	ck_assert(wait_byte(ready[0], 5000));
+	ck_assert_int_eq(lock_timeout(c, "busy-key", HASP_SHARED, 0), -HASP_E_BUSY);
+	snprintf(want, sizeof(want), "pid %d", (int)pid);
+	ck_assert_msg(strstr(hasp_client_errmsg(c), want), "'%s' does not name %s",
+		      hasp_client_errmsg(c), want);
+	ck_assert_ptr_nonnull(strstr(hasp_client_errmsg(c), "holder"));
+	signal_byte(go[1]);
+	ck_assert_int_eq(wait_child(pid, 5000), 0);
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(timeout_fires_on_time)
+{
+	int ready[2], go[2];
+	hasp_client *c = client_connect(daemon_.socket);
+	int64_t t0, dt;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = spawn_holder("slow-key", HASP_EXCLUSIVE, ready[1], go[0]);
+	ck_assert(wait_byte(ready[0], 5000));
+	t0 = now_us();
+	ck_assert_int_eq(lock_timeout(c, "slow-key", HASP_EXCLUSIVE, 300), -HASP_E_TIMEOUT);
+	dt = now_us() - t0;
+	ck_assert_msg(dt >= 300000 && dt < 1000000, "timeout of 300 ms took %lld µs", (long long)dt);
+	ck_assert_ptr_nonnull(strstr(hasp_client_errmsg(c), "timed out after 300 ms"));
+	/* The timed-out request left the queue: the key is free once released. */
+	signal_byte(go[1]);
+	ck_assert_int_eq(wait_child(pid, 5000), 0);
+	ck_assert_int_eq(lock_timeout(c, "slow-key", HASP_EXCLUSIVE, 0), 0);
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(sigkill_holder_hands_over_at_once)
+{
+	int ready[2], go[2];
+	int fd = raw_connect(daemon_.socket);
+	json_t *r;
+	int64_t t0, dt;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = spawn_holder("kill-key", HASP_EXCLUSIVE, ready[1], go[0]);
+	ck_assert(wait_byte(ready[0], 5000));
+	raw_send(fd, "{\"id\":1,\"op\":\"acquire\",\"key\":\"kill-key\"}\n");
+	raw_send(fd, "{\"id\":2,\"op\":\"ping\"}\n");
+	r = raw_recv(fd, 5000);  /* the ping: the acquire is queued by now */
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), 2);
+	json_decref(r);
+	t0 = now_us();
+	kill(pid, SIGKILL);
+	r = raw_recv_id(fd, 1, 5000);
+	dt = now_us() - t0;
+	ck_assert_ptr_nonnull(r);
+	ck_assert_ptr_null(reply_error(r));
+	ck_assert_msg(dt < 500000, "hand-off after SIGKILL took %lld µs", (long long)dt);
+	json_decref(r);
+	wait_child(pid, 5000);
+	close(fd);
+}
+END_TEST
+
+START_TEST(disconnect_releases_everything)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+
+	client_lock(a, "d1", HASP_EXCLUSIVE);
+	client_lock(a, "d2", HASP_SHARED);
+	ck_assert_int_eq(lock_timeout(b, "d1", HASP_EXCLUSIVE, 0), -HASP_E_BUSY);
+	hasp_close(a); /* leaks the lease handles on purpose: they are plain memory */
+	ck_assert_int_eq(lock_timeout(b, "d1", HASP_EXCLUSIVE, 2000), 0);
+	ck_assert_int_eq(lock_timeout(b, "d2", HASP_EXCLUSIVE, 2000), 0);
+	hasp_close(b);
+}
+END_TEST
+
+START_TEST(pipelined_requests)
+{
+	enum { N = 100 };
+	int fd = raw_connect(daemon_.socket);
+	char *batch = malloc(N * 256), *p = batch;
+	bool seen[3 * N + 1] = { false };
+
+	for (int i = 0; i < N; i++)
+		p += sprintf(p, "{\"id\":%d,\"op\":\"acquire\",\"key\":\"pipe-%d\",\"timeout_ms\":0}\n"
+			     "{\"id\":%d,\"op\":\"ping\"}\n"
+			     "{\"id\":%d,\"op\":\"acquire\",\"key\":\"pipe-%d\",\"timeout_ms\":0}\n",
+			     3 * i + 1, i, 3 * i + 2, 3 * i + 3, i);
+	raw_send(fd, batch); /* one write, many requests */
+	for (int n = 0; n < 3 * N; n++) {
+		json_t *r = raw_recv(fd, 5000);
+		int64_t id;
+
+		ck_assert_ptr_nonnull(r);
+		id = json_integer_value(json_object_get(r, "id"));
+		ck_assert(id >= 1 && id <= 3 * N && !seen[id]);
+		seen[id] = true;
+		if (id % 3 == 0) /* the second acquire of a key in one session */
+			ck_assert_str_eq(reply_error(r), "already_held");
+		else
+			ck_assert_ptr_null(reply_error(r));
+		json_decref(r);
+	}
+	free(batch);
+	close(fd);
+}
+END_TEST
+
+START_TEST(cancel_a_waiting_request)
+{
+	hasp_client *a = client_connect(daemon_.socket);
+	int fd = raw_connect(daemon_.socket);
+	json_t *r;
+
+	client_lock(a, "cancel-key", HASP_EXCLUSIVE);
+	raw_send(fd, "{\"id\":7,\"op\":\"acquire\",\"key\":\"cancel-key\"}\n"
+		     "{\"id\":8,\"op\":\"cancel\",\"request\":7}\n"
+		     "{\"id\":9,\"op\":\"cancel\",\"request\":7}\n");
+	r = raw_recv_id(fd, 7, 5000);
+	ck_assert_str_eq(reply_error(r), "cancelled");
+	json_decref(r);
+	r = raw_recv_id(fd, 8, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	r = raw_recv_id(fd, 9, 5000);
+	ck_assert_str_eq(reply_error(r), "unknown_request");
+	json_decref(r);
+	close(fd);
+	hasp_close(a);
+}
+END_TEST
+
+START_TEST(garbage_gets_an_error_and_the_session_goes_on)
+{
+	int fd = raw_connect(daemon_.socket);
+	json_t *r;
+
+	raw_send(fd, "this is not json\n{\"id\":1,\"op\":\"frobnicate\"}\n{\"id\":2,\"op\":\"ping\"}\n");
+	r = raw_recv(fd, 5000);
+	ck_assert_str_eq(reply_error(r), "bad_request");
+	ck_assert(json_is_null(json_object_get(r, "id")));
+	json_decref(r);
+	r = raw_recv(fd, 5000);
+	ck_assert_str_eq(reply_error(r), "unknown_op");
+	json_decref(r);
+	r = raw_recv(fd, 5000);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), 2);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	close(fd);
+}
+END_TEST
+
+START_TEST(oversized_line_ends_only_that_session)
+{
+	int bad = raw_connect(daemon_.socket);
+	hasp_client *good = client_connect(daemon_.socket);
+	size_t n = 70000;
+	char *big = malloc(n + 1);
+	json_t *r;
+
+	raw_send(bad, "{\"id\":1,\"op\":\"acquire\",\"key\":\"big-key\"}\n");
+	r = raw_recv(bad, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	memset(big, 'a', n);
+	big[n] = '\0';
+	raw_send(bad, big);
+	r = raw_recv(bad, 5000);
+	ck_assert_str_eq(reply_error(r), "too_large");
+	json_decref(r);
+	ck_assert_ptr_null(raw_recv(bad, 5000)); /* then EOF */
+	/* The daemon still serves others, and the ended session's lease is gone. */
+	ck_assert_int_eq(hasp_ping(good), 0);
+	ck_assert_int_eq(lock_timeout(good, "big-key", HASP_EXCLUSIVE, 2000), 0);
+	free(big);
+	close(bad);
+	hasp_close(good);
+}
+END_TEST
+
+START_TEST(list_shows_holders_and_waiters)
+{
+	hasp_client *a = client_connect(daemon_.socket);
+	int fd = raw_connect(daemon_.socket);
+	char *text = NULL;
+	json_t *res, *h, *w;
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *l = NULL;
+
+	o.owner = "alice";
+	o.message = "schema v42";
+	ck_assert_int_eq(hasp_lock(a, "list-key", &o, &l), 0);
+	raw_send(fd, "{\"id\":1,\"op\":\"acquire\",\"key\":\"list-key\",\"mode\":\"shared\",\"owner\":\"bob\"}\n"
+		     "{\"id\":2,\"op\":\"ping\"}\n");
+	json_decref(raw_recv_id(fd, 2, 5000));
+	ck_assert_int_eq(hasp_list_json(a, &text), 0);
+	res = json_array_get(json_loads(text, 0, NULL), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(res, "key")), "list-key");
+	h = json_array_get(json_object_get(res, "holders"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(h, "owner")), "alice");
+	ck_assert_str_eq(json_string_value(json_object_get(h, "message")), "schema v42");
+	ck_assert_int_eq(json_integer_value(json_object_get(h, "pid")), getpid());
+	ck_assert_int_eq(json_integer_value(json_object_get(h, "lease")), (json_int_t)hasp_lease_id(l));
+	w = json_array_get(json_object_get(res, "waiters"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(w, "owner")), "bob");
+	ck_assert_str_eq(json_string_value(json_object_get(w, "mode")), "shared");
+	free(text);
+	close(fd);
+	hasp_lease_free(l);
+	hasp_close(a);
+}
+END_TEST
+
+START_TEST(fences_increase)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	uint64_t last = 0;
+
+	for (int i = 0; i < 50; i++) {
+		hasp_lease *l = client_lock(c, "fence-key", HASP_EXCLUSIVE);
+
+		ck_assert_uint_gt(hasp_lease_fence(l), last);
+		ck_assert_uint_lt(hasp_lease_fence(l), 1ULL << 53);
+		last = hasp_lease_fence(l);
+		ck_assert_int_eq(hasp_unlock(c, l), 0);
+	}
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(stale_socket_replaced_live_one_refused)
+{
+	int pipefd[2], status;
+	char buf[512] = "";
+	pid_t second;
+	ssize_t n;
+
+	/* A live daemon: a second one on the same path refuses, with a reason. */
+	ck_assert_int_eq(pipe(pipefd), 0);
+	second = daemon_spawn(daemon_.socket, pipefd[1]);
+	close(pipefd[1]);
+	status = wait_child(second, 5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+	n = read(pipefd[0], buf, sizeof(buf) - 1);
+	ck_assert_int_gt(n, 0);
+	ck_assert_msg(strstr(buf, "already serving"), "message: %s", buf);
+	close(pipefd[0]);
+	/* A dead one leaves its socket file; the next start replaces it. */
+	kill(daemon_.pid, SIGKILL);
+	wait_child(daemon_.pid, 5000);
+	ck_assert_int_eq(access(daemon_.socket, F_OK), 0);
+	daemon_.pid = daemon_spawn(daemon_.socket, -1);
+	ck_assert(wait_socket(daemon_.socket, 5000));
+}
+END_TEST
+
+START_TEST(sigterm_removes_socket)
+{
+	int status = daemon_stop(&daemon_);
+
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(access(daemon_.socket, F_OK), -1);
+	daemon_start(&daemon_); /* for teardown */
+}
+END_TEST
+
+static Suite *integration_suite(void)
+{
+	Suite *s = suite_create("integration");
+	TCase *tc = tcase_create("haspd");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, mutual_exclusion_counter);
+	tcase_add_test(tc, shared_readers_hold_together);
+	tcase_add_test(tc, busy_names_the_holder);
+	tcase_add_test(tc, timeout_fires_on_time);
+	tcase_add_test(tc, sigkill_holder_hands_over_at_once);
+	tcase_add_test(tc, disconnect_releases_everything);
+	tcase_add_test(tc, pipelined_requests);
+	tcase_add_test(tc, cancel_a_waiting_request);
+	tcase_add_test(tc, garbage_gets_an_error_and_the_session_goes_on);
+	tcase_add_test(tc, oversized_line_ends_only_that_session);
+	tcase_add_test(tc, list_shows_holders_and_waiters);
+	tcase_add_test(tc, fences_increase);
+	tcase_add_test(tc, stale_socket_replaced_live_one_refused);
+	tcase_add_test(tc, sigterm_removes_socket);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(integration_suite());
+}
