@@ -136,37 +136,34 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until fd is readable. The waiting callback, if any, is called once
- * when the wait exceeds its threshold. Returns 0 or -errno. */
-static int wait_readable(hasp_client *c, const struct hasp_lock_options *w, int64_t start)
+/* Waits until fd is readable when a waiting callback is pending: it is
+ * called once, when the wait passes its threshold, and then cleared.
+ * Otherwise the blocking read(2) that follows does the waiting. */
+static int wait_readable(hasp_client *c, const struct hasp_lock_options **w, int64_t start)
 {
 	struct pollfd p = { .fd = c->fd, .events = POLLIN };
 
-	for (;;) {
-		int timeout = -1, r;
+	while (*w && (*w)->waiting) {
+		int64_t left = start + (*w)->waiting_after_ms - mono_ms();
+		int r = poll(&p, 1, left <= 0 ? 0 : left < 1000000 ? (int)left : 1000000);
 
-		if (w && w->waiting) {
-			int64_t left = start + w->waiting_after_ms - mono_ms();
-
-			timeout = left > 0 ? (int)(left < 1000000 ? left : 1000000) : 0;
-		}
-		r = poll(&p, 1, timeout);
 		if (r > 0)
 			return 0;
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (r == 0 && w && w->waiting) {
-			w->waiting(w->userdata);
-			w = NULL;
+		if (r == 0 && left <= 0) {
+			(*w)->waiting((*w)->userdata);
+			*w = NULL;
 		}
 	}
+	return 0;
 }
 
 /* Reads replies until the one for id; events and others are skipped. */
 static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 		      const struct hasp_lock_options *w)
 {
-	int64_t start = mono_ms();
+	int64_t start = w && w->waiting ? mono_ms() : 0;
 	const char *line;
 	size_t len;
 
@@ -185,7 +182,7 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 		}
 		if (st == FRAME_TOO_LARGE)
 			return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply over %u bytes", REPLY_LINE_MAX);
-		r = wait_readable(c, w, start);
+		r = wait_readable(c, &w, start);
 		if (r < 0)
 			return set_error(c, r, "cannot read from haspd: %s", strerror(-r));
 		n = frame_buf_fill(&c->rb, c->fd);

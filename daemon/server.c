@@ -44,7 +44,9 @@ static int make_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-/* The directory of a per-user socket must be ours alone. */
+/* The socket's directory: created if missing (0700 for a per-user daemon,
+ * 0755 for root's system-wide one), and refused if others could replace
+ * what is in it. */
 static int ensure_dir(const char *path)
 {
 	char *copy = strdup(path);
@@ -55,7 +57,7 @@ static int ensure_dir(const char *path)
 	if (!copy)
 		return -1;
 	dir = dirname(copy);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (mkdir(dir, geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
 		log_err("cannot create %s: %s", dir, strerror(errno));
 	} else if (stat(dir, &st) < 0) {
 		log_err("cannot stat %s: %s", dir, strerror(errno));
@@ -107,6 +109,8 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa)
 	}
 	return 0;
 }
+
+static int listen_on(struct server *srv, const char *path) __attribute__((nonnull));
 
 static int listen_on(struct server *srv, const char *path)
 {

@@ -189,13 +189,33 @@ static void session_process(struct session *s)
 		session_throttle(s, true);
 }
 
+/* Reads straight into the input buffer's free space: one read(2), no
+ * FIONREAD probe. Returns bytes read, 0 at EOF, -errno. */
+static ssize_t session_read_some(struct session *s)
+{
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	if (evbuffer_reserve_space(s->in, SESSION_READ_CHUNK, &v, 1) < 1)
+		return -ENOMEM;
+	do
+		n = read(s->fd, v.iov_base, v.iov_len < SESSION_READ_CHUNK ? v.iov_len : SESSION_READ_CHUNK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(s->in, &v, 1);
+	return n;
+}
+
 static void session_read(struct session *s)
 {
-	int n = evbuffer_read(s->in, s->fd, SESSION_READ_CHUNK);
+	ssize_t n = session_read_some(s);
 
+	if (n == -EAGAIN || n == -EWOULDBLOCK)
+		return;
 	if (n < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			session_lost(s, strerror(errno));
+		session_lost(s, strerror((int)-n));
 		return;
 	}
 	session_process(s);

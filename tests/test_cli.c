@@ -108,7 +108,7 @@ START_TEST(nonblock_on_a_held_key)
 	hasp_client *c = client_connect(daemon_.socket);
 	char out[4096], want[32];
 
-	client_lock(c, "held", HASP_EXCLUSIVE);
+	hasp_lease_free(client_lock(c, "held", HASP_EXCLUSIVE)); /* held until c closes */
 	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "held", "--", "true"), 1);
 	snprintf(want, sizeof(want), "pid %d", (int)getpid());
 	ck_assert_msg(strstr(out, want), "'%s' does not name the holder", out);
@@ -123,7 +123,7 @@ START_TEST(wait_times_out)
 	char out[4096];
 	int64_t t0 = now_us(), dt;
 
-	client_lock(c, "held", HASP_EXCLUSIVE);
+	hasp_lease_free(client_lock(c, "held", HASP_EXCLUSIVE)); /* held until c closes */
 	ck_assert_int_eq(RUN(out, "lock", "-w", "0.3", "-k", "held", "--", "true"), 1);
 	dt = now_us() - t0;
 	ck_assert_msg(dt >= 300000 && dt < 2000000, "-w 0.3 took %lld µs", (long long)dt);
@@ -137,7 +137,7 @@ START_TEST(shared_coexists_exclusive_does_not)
 	hasp_client *c = client_connect(daemon_.socket);
 	char out[4096];
 
-	client_lock(c, "sh", HASP_SHARED);
+	hasp_lease_free(client_lock(c, "sh", HASP_SHARED)); /* held until c closes */
 	ck_assert_int_eq(RUN(out, "lock", "-s", "-n", "-k", "sh", "--", "true"), 0);
 	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "sh", "--", "true"), 1);
 	ck_assert_int_eq(RUN(out, "lock", "-x", "-n", "-k", "sh", "--", "true"), 1);

@@ -223,13 +223,16 @@ START_TEST(disconnect_releases_everything)
 {
 	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
 
-	client_lock(a, "d1", HASP_EXCLUSIVE);
-	client_lock(a, "d2", HASP_SHARED);
+	hasp_lease *l1 = client_lock(a, "d1", HASP_EXCLUSIVE);
+	hasp_lease *l2 = client_lock(a, "d2", HASP_SHARED);
+
 	ck_assert_int_eq(lock_timeout(b, "d1", HASP_EXCLUSIVE, 0), -HASP_E_BUSY);
-	hasp_close(a); /* leaks the lease handles on purpose: they are plain memory */
+	hasp_close(a); /* without unlocking: the session's end releases both */
 	ck_assert_int_eq(lock_timeout(b, "d1", HASP_EXCLUSIVE, 2000), 0);
 	ck_assert_int_eq(lock_timeout(b, "d2", HASP_EXCLUSIVE, 2000), 0);
 	hasp_close(b);
+	hasp_lease_free(l1);
+	hasp_lease_free(l2);
 }
 END_TEST
 
@@ -269,9 +272,9 @@ START_TEST(cancel_a_waiting_request)
 {
 	hasp_client *a = client_connect(daemon_.socket);
 	int fd = raw_connect(daemon_.socket);
+	hasp_lease *l = client_lock(a, "cancel-key", HASP_EXCLUSIVE);
 	json_t *r;
 
-	client_lock(a, "cancel-key", HASP_EXCLUSIVE);
 	raw_send(fd, "{\"id\":7,\"op\":\"acquire\",\"key\":\"cancel-key\"}\n"
 		     "{\"id\":8,\"op\":\"cancel\",\"request\":7}\n"
 		     "{\"id\":9,\"op\":\"cancel\",\"request\":7}\n");
@@ -285,6 +288,7 @@ START_TEST(cancel_a_waiting_request)
 	ck_assert_str_eq(reply_error(r), "unknown_request");
 	json_decref(r);
 	close(fd);
+	hasp_lease_free(l);
 	hasp_close(a);
 }
 END_TEST
@@ -343,7 +347,7 @@ START_TEST(list_shows_holders_and_waiters)
 	hasp_client *a = client_connect(daemon_.socket);
 	int fd = raw_connect(daemon_.socket);
 	char *text = NULL;
-	json_t *res, *h, *w;
+	json_t *all, *res, *h, *w;
 	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
 	hasp_lease *l = NULL;
 
@@ -354,7 +358,8 @@ START_TEST(list_shows_holders_and_waiters)
 		     "{\"id\":2,\"op\":\"ping\"}\n");
 	json_decref(raw_recv_id(fd, 2, 5000));
 	ck_assert_int_eq(hasp_list_json(a, &text), 0);
-	res = json_array_get(json_loads(text, 0, NULL), 0);
+	all = json_loads(text, 0, NULL);
+	res = json_array_get(all, 0);
 	ck_assert_str_eq(json_string_value(json_object_get(res, "key")), "list-key");
 	h = json_array_get(json_object_get(res, "holders"), 0);
 	ck_assert_str_eq(json_string_value(json_object_get(h, "owner")), "alice");
@@ -364,6 +369,7 @@ START_TEST(list_shows_holders_and_waiters)
 	w = json_array_get(json_object_get(res, "waiters"), 0);
 	ck_assert_str_eq(json_string_value(json_object_get(w, "owner")), "bob");
 	ck_assert_str_eq(json_string_value(json_object_get(w, "mode")), "shared");
+	json_decref(all);
 	free(text);
 	close(fd);
 	hasp_lease_free(l);
