@@ -211,14 +211,3 @@ hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode)
 	ck_assert_msg(hasp_lock(c, key, &o, &l) == 0, "lock %s: %s", key, hasp_client_errmsg(c));
 	return l;
 }
-
-int run_suite(Suite *s)
-{
-	SRunner *sr = srunner_create(s);
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}

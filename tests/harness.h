@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "hasp.h"
+#include "suite.h"
 
 struct daemon_proc {
 	pid_t pid;
@@ -50,6 +51,3 @@ int wait_child(pid_t pid, int timeout_ms);
 /* libhasp calls that must succeed. */
 hasp_client *client_connect(const char *socket);
 hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode);
-
-/* Runs a suite; the exit status for main(). */
-int run_suite(Suite *s);

@@ -1,0 +1,356 @@
+/* The lock table, driven directly: fake owners on the stack, a fake clock. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lt_fixture.h"
+#include "suite.h"
+
+static struct lt_fixture fx;
+static struct lt_owner a, b, c, d;
+
+static void setup(void)
+{
+	fx_init(&fx);
+	lt_owner_init(&a, 1, 101, 1000, 1000);
+	lt_owner_init(&b, 2, 102, 1000, 1000);
+	lt_owner_init(&c, 3, 103, 1000, 1000);
+	lt_owner_init(&d, 4, 104, 1000, 1000);
+}
+
+static void teardown(void)
+{
+	locktable_done(&fx.lt);
+}
+
+#define ACQ(o, key, mode, timeout, tag) fx_acquire(&fx, &(o), key, mode, timeout, tag, NULL)
+#define X LT_EXCLUSIVE
+#define S LT_SHARED
+
+static void advance_ms(uint64_t ms)
+{
+	locktable_set_now(&fx.lt, fx.lt.now_us + ms * 1000, fx.lt.wall_us + ms * 1000);
+}
+
+START_TEST(exclusive_excludes_everything)
+{
+	ck_assert_int_eq(ACQ(a, "k", X, 0, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, 0, 2), LT_BUSY);
+	ck_assert_int_eq(ACQ(c, "k", S, 0, 3), LT_BUSY);
+	ck_assert_uint_eq(fx.lt.stats.busy, 2);
+}
+END_TEST
+
+START_TEST(shared_holders_coexist)
+{
+	ck_assert_int_eq(ACQ(a, "k", S, 0, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", S, 0, 2), LT_GRANTED);
+	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_GRANTED);
+	ck_assert_int_eq(ACQ(d, "k", X, 0, 4), LT_BUSY);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->nholders, 3);
+}
+END_TEST
+
+START_TEST(grants_in_fifo_order)
+{
+	struct lt_entry *held;
+
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &held), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k", X, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(d, "k", X, -1, 4), LT_QUEUED);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, held->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 2);
+	ck_assert_int_eq(locktable_release(&fx.lt, &b, fx.granted[0]->id), LT_OK);
+	ck_assert_int_eq(locktable_release(&fx.lt, &c, fx.granted[1]->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 3);
+	ck_assert_int_eq(fx.granted_tags[1], 3);
+	ck_assert_int_eq(fx.granted_tags[2], 4);
+}
+END_TEST
+
+START_TEST(writer_not_overtaken_by_later_readers)
+{
+	struct lt_entry *r1;
+
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", S, -1, 1, &r1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
+	/* Compatible with the holders, but a writer waits ahead. */
+	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(d, "k", S, 0, 4), LT_BUSY);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, r1->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 2);
+}
+END_TEST
+
+START_TEST(run_of_shared_waiters_granted_together)
+{
+	struct lt_owner e;
+	struct lt_entry *w;
+
+	lt_owner_init(&e, 5, 105, 0, 0);
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &w), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", S, -1, 2), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(d, "k", X, -1, 4), LT_QUEUED);
+	ck_assert_int_eq(ACQ(e, "k", S, -1, 5), LT_QUEUED);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, w->id), LT_OK);
+	/* b and c together; d (exclusive) stops the run; e stays behind d. */
+	ck_assert_uint_eq(fx.ngranted, 2);
+	ck_assert_int_eq(fx.granted_tags[0], 2);
+	ck_assert_int_eq(fx.granted_tags[1], 3);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->nwaiters, 2);
+	locktable_owner_done(&fx.lt, &e);
+}
+END_TEST
+
+START_TEST(timed_out_writer_lets_readers_in)
+{
+	ck_assert_int_eq(ACQ(a, "k", S, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, 300, 2), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 300000));
+	locktable_set_now(&fx.lt, fx.lt.now_us + 299999, fx.lt.wall_us);
+	locktable_expire(&fx.lt);
+	ck_assert_uint_eq(fx.nexpired, 0); /* not one µs early */
+	locktable_set_now(&fx.lt, fx.lt.now_us + 1, fx.lt.wall_us);
+	locktable_expire(&fx.lt);
+	ck_assert_uint_eq(fx.nexpired, 1);
+	ck_assert_int_eq(fx.expired_tags[0], 2);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 3);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), -1);
+	ck_assert_uint_eq(fx.lt.stats.timeouts, 1);
+}
+END_TEST
+
+START_TEST(cancelled_writer_lets_readers_in)
+{
+	ck_assert_int_eq(ACQ(a, "k", S, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(locktable_cancel(&fx.lt, &b, 2), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 3);
+	ck_assert_int_eq(locktable_cancel(&fx.lt, &b, 2), LT_UNKNOWN_REQUEST);
+	/* A held lease is not a waiting request. */
+	ck_assert_int_eq(locktable_cancel(&fx.lt, &a, 1), LT_UNKNOWN_REQUEST);
+}
+END_TEST
+
+START_TEST(busy_leaves_no_resource_behind)
+{
+	ck_assert_int_eq(ACQ(a, "k", X, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, 0, 2), LT_BUSY);
+	ck_assert_uint_eq(fx.lt.stats.resources, 1);
+	locktable_owner_done(&fx.lt, &a);
+	ck_assert_uint_eq(fx.lt.stats.resources, 0);
+	ck_assert_ptr_null(locktable_find(&fx.lt, "k", 1));
+}
+END_TEST
+
+START_TEST(owner_end_frees_all_and_grants_next)
+{
+	ck_assert_int_eq(ACQ(a, "k1", X, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(a, "k2", S, -1, 2), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k1", X, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(b, "k2", X, 500, 4), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k3", X, -1, 5), LT_GRANTED);
+	ck_assert_int_eq(ACQ(a, "k3", X, 500, 6), LT_QUEUED);
+	locktable_owner_done(&fx.lt, &a);
+	ck_assert_uint_eq(fx.ngranted, 2);
+	ck_assert(fx.granted[0]->owner == &b && fx.granted[1]->owner == &b);
+	ck_assert_uint_eq(a.nheld + a.nwaiting, 0);
+	ck_assert_uint_eq(fx.lt.stats.waiters, 0);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), -1); /* a's timed wait is gone */
+}
+END_TEST
+
+START_TEST(owner_end_does_not_grant_its_own_waiters)
+{
+	ck_assert_int_eq(ACQ(a, "k1", X, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k2", X, -1, 2), LT_GRANTED);
+	ck_assert_int_eq(ACQ(a, "k2", X, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(b, "k1", X, -1, 4), LT_QUEUED);
+	locktable_owner_done(&fx.lt, &b);
+	/* b's wait on k1 is gone; a gets k2; no grant goes to b. */
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert(fx.granted[0]->owner == &a);
+	ck_assert_str_eq(fx.granted[0]->res->key, "k2");
+}
+END_TEST
+
+START_TEST(already_held_held_or_waiting)
+{
+	ck_assert_int_eq(ACQ(a, "k", X, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(a, "k", S, -1, 2), LT_ALREADY_HELD);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 4), LT_ALREADY_HELD);
+	ck_assert_uint_eq(fx.lt.stats.already_held, 2);
+}
+END_TEST
+
+START_TEST(release_only_own_leases)
+{
+	struct lt_entry *l;
+
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &l), LT_GRANTED);
+	ck_assert_int_eq(locktable_release(&fx.lt, &b, l->id), LT_UNKNOWN_LEASE);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id + 1000), LT_UNKNOWN_LEASE);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, 1), LT_UNKNOWN_LEASE);
+}
+END_TEST
+
+START_TEST(fences_strictly_increase)
+{
+	uint64_t last = 0;
+	struct lt_entry *l;
+
+	locktable_set_fence_floor(&fx.lt, 5000000);
+	for (int i = 0; i < 100; i++) {
+		/* The wall clock jumps back half the time. */
+		locktable_set_now(&fx.lt, fx.lt.now_us + 1, i % 2 ? 10 : 6000000 + (uint64_t)i);
+		ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, i, &l), LT_GRANTED);
+		ck_assert_uint_gt(l->fence, last);
+		ck_assert_uint_gt(l->fence, 5000000);
+		ck_assert_uint_ge(l->fence, fx.lt.wall_us);
+		last = l->fence;
+		ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+	}
+}
+END_TEST
+
+START_TEST(lease_ids_unique)
+{
+	struct lt_entry *l1, *l2, *l3;
+
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k1", X, -1, 1, &l1), LT_GRANTED);
+	ck_assert_int_eq(fx_acquire(&fx, &b, "k1", S, -1, 2, &l2), LT_QUEUED);
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k2", S, -1, 3, &l3), LT_GRANTED);
+	ck_assert_uint_ne(l1->id, l2->id);
+	ck_assert_uint_ne(l1->id, l3->id);
+	ck_assert_uint_ne(l2->id, l3->id);
+	ck_assert_ptr_eq(locktable_lease(&fx.lt, l3->id), l3);
+	ck_assert_ptr_null(locktable_lease(&fx.lt, l2->id)); /* waiting: not a lease yet */
+}
+END_TEST
+
+START_TEST(gauges_return_to_zero)
+{
+	char key[16];
+
+	for (int i = 0; i < 500; i++) {
+		snprintf(key, sizeof(key), "key-%d", i % 37);
+		ACQ(a, key, i % 3 ? S : X, -1, i);
+		ACQ(b, key, X, i % 2 ? -1 : 100, 1000 + i);
+		ACQ(c, key, S, 0, 2000 + i);
+	}
+	advance_ms(50);
+	locktable_expire(&fx.lt);
+	locktable_owner_done(&fx.lt, &b);
+	locktable_owner_done(&fx.lt, &a);
+	locktable_owner_done(&fx.lt, &c);
+	ck_assert_uint_eq(fx.lt.stats.resources, 0);
+	ck_assert_uint_eq(fx.lt.stats.leases, 0);
+	ck_assert_uint_eq(fx.lt.stats.waiters, 0);
+	ck_assert_uint_eq(fx.lt.resources.count, 0);
+	ck_assert_uint_eq(fx.lt.leases.count, 0);
+	ck_assert_uint_eq(fx.lt.pairs.count, 0);
+	ck_assert_uint_eq(fx.lt.deadlines.len, 0);
+}
+END_TEST
+
+START_TEST(next_deadline_is_the_earliest)
+{
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), -1);
+	ck_assert_int_eq(ACQ(a, "k", X, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, 900, 2), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k", X, 200, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(d, "k", X, 500, 4), LT_QUEUED);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 200000));
+	ck_assert_int_eq(locktable_cancel(&fx.lt, &c, 3), LT_OK);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 500000));
+	advance_ms(1000);
+	locktable_expire(&fx.lt);
+	ck_assert_uint_eq(fx.nexpired, 2);
+	ck_assert_int_eq(fx.expired_tags[0], 4); /* in deadline order */
+	ck_assert_int_eq(fx.expired_tags[1], 2);
+}
+END_TEST
+
+START_TEST(huge_timeout_does_not_overflow)
+{
+	ck_assert_int_eq(ACQ(a, "k", X, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, INT64_MAX, 2), LT_QUEUED);
+	ck_assert_int_gt(locktable_next_deadline(&fx.lt), (int64_t)fx.lt.now_us);
+	advance_ms(1000000);
+	locktable_expire(&fx.lt);
+	ck_assert_uint_eq(fx.nexpired, 0);
+}
+END_TEST
+
+START_TEST(keys_compare_by_length_and_bytes)
+{
+	const struct lt_request ab = { .key = "ab", .key_len = 2, .mode = X, .timeout_ms = 0 };
+	const struct lt_request a_nul = { .key = "a\0", .key_len = 2, .mode = X, .timeout_ms = 0 };
+	struct lt_entry *e;
+
+	ck_assert_int_eq(ACQ(a, "a", X, 0, 1), LT_GRANTED);
+	ck_assert_int_eq(locktable_acquire(&fx.lt, &b, &ab, &e), LT_GRANTED);
+	ck_assert_int_eq(locktable_acquire(&fx.lt, &c, &a_nul, &e), LT_GRANTED);
+	ck_assert_uint_eq(fx.lt.stats.resources, 3);
+}
+END_TEST
+
+START_TEST(owner_strings_are_copied)
+{
+	char owner[] = "alice", msg[] = "schema v42";
+	const struct lt_request req = { .key = "k", .key_len = 1, .mode = X, .timeout_ms = -1,
+					.owner_name = owner, .message = msg };
+	struct lt_entry *e;
+
+	ck_assert_int_eq(locktable_acquire(&fx.lt, &a, &req, &e), LT_GRANTED);
+	memset(owner, 'x', 5);
+	memset(msg, 'x', 10);
+	ck_assert_str_eq(e->owner_name, "alice");
+	ck_assert_str_eq(e->message, "schema v42");
+}
+END_TEST
+
+static Suite *locktable_suite(void)
+{
+	Suite *s = suite_create("locktable");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, exclusive_excludes_everything);
+	tcase_add_test(tc, shared_holders_coexist);
+	tcase_add_test(tc, grants_in_fifo_order);
+	tcase_add_test(tc, writer_not_overtaken_by_later_readers);
+	tcase_add_test(tc, run_of_shared_waiters_granted_together);
+	tcase_add_test(tc, timed_out_writer_lets_readers_in);
+	tcase_add_test(tc, cancelled_writer_lets_readers_in);
+	tcase_add_test(tc, busy_leaves_no_resource_behind);
+	tcase_add_test(tc, owner_end_frees_all_and_grants_next);
+	tcase_add_test(tc, owner_end_does_not_grant_its_own_waiters);
+	tcase_add_test(tc, already_held_held_or_waiting);
+	tcase_add_test(tc, release_only_own_leases);
+	tcase_add_test(tc, fences_strictly_increase);
+	tcase_add_test(tc, lease_ids_unique);
+	tcase_add_test(tc, gauges_return_to_zero);
+	tcase_add_test(tc, next_deadline_is_the_earliest);
+	tcase_add_test(tc, huge_timeout_does_not_overflow);
+	tcase_add_test(tc, keys_compare_by_length_and_bytes);
+	tcase_add_test(tc, owner_strings_are_copied);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(locktable_suite());
+}

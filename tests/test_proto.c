@@ -1,0 +1,503 @@
+/* The protocol module: framing, request decoding, reply encoding. */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "proto.h"
+#include "suite.h"
+
+/* ---- framing ---- */
+
+START_TEST(frame_whole_partial_and_several_lines)
+{
+	const char buf[] = "{\"a\":1}\n{\"b\":2}\n{\"c\"";
+	size_t len;
+
+	ck_assert_int_eq(frame_next(buf, strlen(buf), 100, &len), FRAME_LINE);
+	ck_assert_uint_eq(len, 7);
+	ck_assert_int_eq(frame_next(buf + 8, strlen(buf) - 8, 100, &len), FRAME_LINE);
+	ck_assert_uint_eq(len, 7);
+	ck_assert_int_eq(frame_next(buf + 16, strlen(buf) - 16, 100, &len), FRAME_PARTIAL);
+	ck_assert_int_eq(frame_next(buf, 0, 100, &len), FRAME_PARTIAL);
+}
+END_TEST
+
+START_TEST(frame_size_limit)
+{
+	enum { LIMIT = 64 };
+	char buf[LIMIT + 2];
+	size_t len;
+
+	memset(buf, 'x', sizeof(buf));
+	buf[LIMIT - 1] = '\n';   /* LIMIT bytes, newline included: accepted */
+	ck_assert_int_eq(frame_next(buf, sizeof(buf), LIMIT, &len), FRAME_LINE);
+	ck_assert_uint_eq(len, LIMIT - 1);
+	buf[LIMIT - 1] = 'x';
+	buf[LIMIT] = '\n';       /* one byte more: too large */
+	ck_assert_int_eq(frame_next(buf, sizeof(buf), LIMIT, &len), FRAME_TOO_LARGE);
+	ck_assert_int_eq(frame_next(buf, LIMIT, LIMIT, &len), FRAME_TOO_LARGE);
+	ck_assert_int_eq(frame_next(buf, LIMIT - 1, LIMIT, &len), FRAME_PARTIAL);
+}
+END_TEST
+
+/* Writes text in pieces of the given sizes (cycled) and reads it back. */
+static void feed_in_pieces(const size_t *sizes, size_t nsizes)
+{
+	const char *text = "{\"id\":1,\"op\":\"ping\"}\n{\"id\":2,\"op\":\"list\"}\n\n{\"id\":3}\n";
+	const char *want[] = { "{\"id\":1,\"op\":\"ping\"}", "{\"id\":2,\"op\":\"list\"}", "",
+			       "{\"id\":3}" };
+	size_t off = 0, total = strlen(text), got = 0, len;
+	struct frame_buf fb;
+	const char *line;
+	int sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(frame_buf_init(&fb, 1024), 0);
+	for (size_t i = 0; off < total; i++) {
+		size_t n = sizes[i % nsizes];
+
+		if (n > total - off)
+			n = total - off;
+		ck_assert_int_eq(write(sv[0], text + off, n), (ssize_t)n);
+		off += n;
+		ck_assert_int_gt(frame_buf_fill(&fb, sv[1]), 0);
+		while (frame_buf_next(&fb, &line, &len) == FRAME_LINE) {
+			ck_assert_uint_lt(got, 4);
+			ck_assert_uint_eq(len, strlen(want[got]));
+			ck_assert(memcmp(line, want[got], len) == 0);
+			got++;
+		}
+	}
+	ck_assert_uint_eq(got, 4);
+	close(sv[0]);
+	ck_assert_int_eq(frame_buf_fill(&fb, sv[1]), 0); /* EOF */
+	close(sv[1]);
+	frame_buf_done(&fb);
+}
+
+START_TEST(frame_buf_split_reads)
+{
+	static const size_t ones[] = { 1 };
+	static const size_t odd[] = { 3, 17, 5, 29, 2 };
+
+	feed_in_pieces(ones, 1);
+	feed_in_pieces(odd, 5);
+}
+END_TEST
+
+START_TEST(frame_buf_too_large)
+{
+	struct frame_buf fb;
+	char big[200];
+	const char *line;
+	size_t len;
+	int sv[2];
+
+	memset(big, 'a', sizeof(big));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(frame_buf_init(&fb, 64), 0);
+	ck_assert_int_eq(write(sv[0], big, sizeof(big)), (ssize_t)sizeof(big));
+	ck_assert_int_gt(frame_buf_fill(&fb, sv[1]), 0);
+	ck_assert_int_eq(frame_buf_next(&fb, &line, &len), FRAME_TOO_LARGE);
+	frame_buf_done(&fb);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+/* ---- requests ---- */
+
+static json_t *root;
+
+static void decode_ok(const char *line, struct proto_request *req)
+{
+	struct proto_error err;
+
+	ck_assert_msg(proto_decode_request(line, strlen(line), req, &root, &err) == 0,
+		      "%s: %s", line, err.message);
+}
+
+static void done(void)
+{
+	json_decref(root);
+	root = NULL;
+}
+
+/* Decoding fails with code, and the message mentions what. */
+static void decode_fails(const char *line, int code, const char *what)
+{
+	struct proto_request req;
+	struct proto_error err;
+
+	ck_assert_msg(proto_decode_request(line, strlen(line), &req, &root, &err) < 0,
+		      "accepted: %s", line);
+	ck_assert_msg(err.code == code, "%s: code %s, want %s (%s)", line,
+		      proto_errcode_name(err.code), proto_errcode_name(code), err.message);
+	ck_assert_msg(strstr(err.message, what), "%s: message '%s' lacks '%s'", line, err.message,
+		      what);
+}
+
+START_TEST(decode_every_op)
+{
+	struct proto_request r;
+
+	decode_ok("{\"id\":1,\"op\":\"hello\",\"client\":\"backup.sh\",\"version\":1}", &r);
+	ck_assert(r.has_id && r.id == 1 && r.op == OP_HELLO);
+	ck_assert_str_eq(r.hello.client, "backup.sh");
+	ck_assert_int_eq(r.hello.version, 1);
+	done();
+	decode_ok("{\"id\":2,\"op\":\"acquire\",\"key\":\"db\",\"mode\":\"shared\",\"timeout_ms\":5000,"
+		  "\"owner\":\"alice\",\"message\":\"schema v42\"}", &r);
+	ck_assert_int_eq(r.op, OP_ACQUIRE);
+	ck_assert_str_eq(r.acquire.key, "db");
+	ck_assert_uint_eq(r.acquire.key_len, 2);
+	ck_assert(r.acquire.shared);
+	ck_assert_int_eq(r.acquire.timeout_ms, 5000);
+	ck_assert_str_eq(r.acquire.owner, "alice");
+	ck_assert_str_eq(r.acquire.message, "schema v42");
+	done();
+	decode_ok("{\"id\":3,\"op\":\"release\",\"lease\":31}", &r);
+	ck_assert(r.op == OP_RELEASE && r.release.lease == 31);
+	done();
+	decode_ok("{\"id\":4,\"op\":\"cancel\",\"request\":2}", &r);
+	ck_assert(r.op == OP_CANCEL && r.cancel.request == 2);
+	done();
+	decode_ok("{\"id\":5,\"op\":\"list\"}", &r);
+	ck_assert_int_eq(r.op, OP_LIST);
+	done();
+	decode_ok("{\"id\":6,\"op\":\"stats\"}", &r);
+	ck_assert_int_eq(r.op, OP_STATS);
+	done();
+	decode_ok("{\"op\":\"ping\",\"id\":-7}", &r);
+	ck_assert(r.op == OP_PING && r.id == -7);
+	done();
+}
+END_TEST
+
+START_TEST(acquire_defaults)
+{
+	struct proto_request r;
+
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\"}", &r);
+	ck_assert(!r.acquire.shared);
+	ck_assert_int_eq(r.acquire.timeout_ms, -1);
+	ck_assert_ptr_null(r.acquire.owner);
+	ck_assert_ptr_null(r.acquire.message);
+	done();
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":null,\"mode\":null,"
+		  "\"owner\":null}", &r);
+	ck_assert_int_eq(r.acquire.timeout_ms, -1);
+	ck_assert(!r.acquire.shared);
+	done();
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":0,\"mode\":\"exclusive\"}", &r);
+	ck_assert_int_eq(r.acquire.timeout_ms, 0);
+	done();
+}
+END_TEST
+
+START_TEST(unknown_fields_ignored)
+{
+	struct proto_request r;
+
+	decode_ok("{\"id\":1,\"op\":\"ping\",\"future\":{\"x\":[1,2]},\"trace\":\"abc\"}", &r);
+	ck_assert_int_eq(r.op, OP_PING);
+	done();
+}
+END_TEST
+
+START_TEST(malformed_and_shapes)
+{
+	struct proto_request r;
+	struct proto_error err;
+
+	ck_assert_int_eq(proto_decode_request("{nope", 5, &r, &root, &err), -1);
+	ck_assert_int_eq(err.code, HASP_E_BAD_REQUEST);
+	ck_assert(!r.has_id);
+	ck_assert_ptr_nonnull(strstr(err.message, "malformed JSON"));
+	decode_fails("[1,2]", HASP_E_BAD_REQUEST, "JSON object");
+	decode_fails("\"ping\"", HASP_E_BAD_REQUEST, "malformed"); /* jansson: no scalars */
+	decode_fails("{\"op\":\"ping\"}", HASP_E_BAD_REQUEST, "\"id\"");
+	decode_fails("{\"id\":\"1\",\"op\":\"ping\"}", HASP_E_BAD_REQUEST, "\"id\"");
+	decode_fails("{\"id\":1.5,\"op\":\"ping\"}", HASP_E_BAD_REQUEST, "\"id\"");
+	decode_fails("{\"id\":1}", HASP_E_BAD_REQUEST, "\"op\"");
+	decode_fails("{\"id\":1,\"op\":7}", HASP_E_BAD_REQUEST, "\"op\"");
+	decode_fails("{\"id\":1,\"op\":\"ping\",\"id\":2}", HASP_E_BAD_REQUEST, "duplicate");
+}
+END_TEST
+
+START_TEST(unknown_op_keeps_the_id)
+{
+	struct proto_request r;
+	struct proto_error err;
+	const char *line = "{\"id\":9,\"op\":\"frobnicate\"}";
+
+	ck_assert_int_eq(proto_decode_request(line, strlen(line), &r, &root, &err), -1);
+	ck_assert_int_eq(err.code, HASP_E_UNKNOWN_OP);
+	ck_assert(r.has_id && r.id == 9);
+	ck_assert_ptr_nonnull(strstr(err.message, "frobnicate"));
+}
+END_TEST
+
+START_TEST(wrong_types_name_the_field)
+{
+	decode_fails("{\"id\":1,\"op\":\"acquire\"}", HASP_E_BAD_REQUEST, "\"key\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":7}", HASP_E_BAD_REQUEST, "\"key\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"\"}", HASP_E_BAD_REQUEST, "\"key\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"mode\":\"both\"}", HASP_E_BAD_REQUEST, "\"mode\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"mode\":1}", HASP_E_BAD_REQUEST, "\"mode\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":-1}", HASP_E_BAD_REQUEST, "\"timeout_ms\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":2.5}", HASP_E_BAD_REQUEST, "\"timeout_ms\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":\"5\"}", HASP_E_BAD_REQUEST, "\"timeout_ms\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"owner\":1}", HASP_E_BAD_REQUEST, "\"owner\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"message\":[]}", HASP_E_BAD_REQUEST, "\"message\"");
+	decode_fails("{\"id\":1,\"op\":\"release\"}", HASP_E_BAD_REQUEST, "\"lease\"");
+	decode_fails("{\"id\":1,\"op\":\"release\",\"lease\":\"3\"}", HASP_E_BAD_REQUEST, "\"lease\"");
+	decode_fails("{\"id\":1,\"op\":\"release\",\"lease\":0}", HASP_E_BAD_REQUEST, "\"lease\"");
+	decode_fails("{\"id\":1,\"op\":\"cancel\"}", HASP_E_BAD_REQUEST, "\"request\"");
+	decode_fails("{\"id\":1,\"op\":\"cancel\",\"request\":true}", HASP_E_BAD_REQUEST, "\"request\"");
+	decode_fails("{\"id\":1,\"op\":\"hello\",\"version\":0}", HASP_E_BAD_REQUEST, "\"version\"");
+	decode_fails("{\"id\":1,\"op\":\"hello\",\"client\":5}", HASP_E_BAD_REQUEST, "\"client\"");
+}
+END_TEST
+
+static char *repeat(char c, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+START_TEST(length_limits)
+{
+	char *k1024 = repeat('k', 1024), *k1025 = repeat('k', 1025);
+	char *o257 = repeat('o', 257), *m1025 = repeat('m', 1025);
+	char line[4096];
+	struct proto_request r;
+
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"%s\"}", k1024);
+	decode_ok(line, &r);
+	ck_assert_uint_eq(r.acquire.key_len, 1024);
+	done();
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"%s\"}", k1025);
+	decode_fails(line, HASP_E_BAD_REQUEST, "\"key\"");
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"owner\":\"%s\"}", o257);
+	decode_fails(line, HASP_E_BAD_REQUEST, "\"owner\"");
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"message\":\"%s\"}", m1025);
+	decode_fails(line, HASP_E_BAD_REQUEST, "\"message\"");
+	free(k1024);
+	free(k1025);
+	free(o257);
+	free(m1025);
+}
+END_TEST
+
+START_TEST(bytes_that_are_not_text)
+{
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"\xff\xfe\"}", HASP_E_BAD_REQUEST, "malformed");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"a\\u0000b\"}", HASP_E_BAD_REQUEST, "malformed");
+}
+END_TEST
+
+START_TEST(path_is_unsupported_for_now)
+{
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":\"/tmp/x\"}", HASP_E_UNSUPPORTED, "path");
+}
+END_TEST
+
+/* ---- replies ---- */
+
+static json_t *parse_line(const char *buf, size_t len)
+{
+	json_t *o;
+
+	ck_assert_uint_gt(len, 0);
+	ck_assert_int_eq(buf[len - 1], '\n');
+	o = json_loadb(buf, len - 1, JSON_REJECT_DUPLICATES, NULL);
+	ck_assert_ptr_nonnull(o);
+	return o;
+}
+
+START_TEST(small_replies)
+{
+	char buf[PROTO_SMALL_REPLY];
+	size_t len = proto_fmt_grant(buf, 2, 31, (1ULL << 53) - 1, true);
+	json_t *o = parse_line(buf, len);
+
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "id")), 2);
+	ck_assert(json_is_true(json_object_get(o, "ok")));
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "lease")), 31);
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "fence")), (json_int_t)((1ULL << 53) - 1));
+	ck_assert_str_eq(json_string_value(json_object_get(o, "mode")), "shared");
+	json_decref(o);
+	len = proto_fmt_ok(buf, INT64_MIN);
+	o = parse_line(buf, len);
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "id")), INT64_MIN);
+	json_decref(o);
+}
+END_TEST
+
+START_TEST(error_replies)
+{
+	size_t len;
+	char *line = proto_reply_error(false, 0, HASP_E_TOO_LARGE, "too long", NULL, &len);
+	json_t *o = parse_line(line, len), *e;
+
+	ck_assert(json_is_null(json_object_get(o, "id")));
+	ck_assert(json_is_false(json_object_get(o, "ok")));
+	e = json_object_get(o, "error");
+	ck_assert_str_eq(json_string_value(json_object_get(e, "code")), "too_large");
+	ck_assert_str_eq(json_string_value(json_object_get(e, "message")), "too long");
+	ck_assert_ptr_null(json_object_get(e, "holders"));
+	json_decref(o);
+	free(line);
+	line = proto_reply_error(true, 5, HASP_E_BUSY, "held by \"bob\"",
+				 json_pack("[{s:i}]", "pid", 412), &len);
+	o = parse_line(line, len);
+	e = json_object_get(o, "error");
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "id")), 5);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "message")), "held by \"bob\"");
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(json_object_get(e, "holders"), 0), "pid")), 412);
+	json_decref(o);
+	free(line);
+}
+END_TEST
+
+START_TEST(ok_reply_with_body_and_request_encoding)
+{
+	size_t len;
+	char *line = proto_reply_ok(3, json_pack("{s:s}", "server", "haspd"), &len);
+	json_t *o = parse_line(line, len);
+	struct proto_request r;
+
+	ck_assert_str_eq(json_string_value(json_object_get(o, "server")), "haspd");
+	json_decref(o);
+	free(line);
+	line = proto_encode_request(12, OP_ACQUIRE, json_pack("{s:s,s:s}", "key", "a\"b\n", "mode", "shared"), &len);
+	ck_assert_int_eq(line[len - 1], '\n');
+	ck_assert_ptr_null(memchr(line, '\n', len - 1)); /* escaping keeps it one line */
+	line[len - 1] = '\0';
+	decode_ok(line, &r);
+	ck_assert_int_eq(r.id, 12);
+	ck_assert_str_eq(r.acquire.key, "a\"b\n");
+	done();
+	free(line);
+}
+END_TEST
+
+START_TEST(decode_replies)
+{
+	struct proto_reply rep;
+	const char *ok = "{\"id\":4,\"ok\":true,\"lease\":1}";
+	const char *err = "{\"id\":5,\"ok\":false,\"error\":{\"code\":\"timeout\",\"message\":\"m\"}}";
+	const char *future = "{\"id\":6,\"ok\":false,\"error\":{\"code\":\"brand_new\",\"message\":\"m\"}}";
+	const char *ev = "{\"event\":\"revoked\",\"lease\":31}";
+
+	ck_assert_int_eq(proto_decode_reply(ok, strlen(ok), &rep), 0);
+	ck_assert(rep.ok && rep.has_id && rep.id == 4 && !rep.is_event);
+	proto_reply_done(&rep);
+	ck_assert_int_eq(proto_decode_reply(err, strlen(err), &rep), 0);
+	ck_assert(!rep.ok && rep.code == HASP_E_TIMEOUT);
+	ck_assert_str_eq(rep.message, "m");
+	proto_reply_done(&rep);
+	ck_assert_int_eq(proto_decode_reply(future, strlen(future), &rep), 0);
+	ck_assert_int_eq(rep.code, HASP_E_INTERNAL);
+	proto_reply_done(&rep);
+	ck_assert_int_eq(proto_decode_reply(ev, strlen(ev), &rep), 0);
+	ck_assert(rep.is_event);
+	ck_assert_str_eq(rep.event, "revoked");
+	proto_reply_done(&rep);
+	ck_assert_int_eq(proto_decode_reply("garbage", 7, &rep), -1);
+	ck_assert_int_eq(proto_decode_reply("[]", 2, &rep), -1);
+	ck_assert_int_eq(proto_decode_reply("{\"id\":1,\"ok\":false}", 19, &rep), -1);
+}
+END_TEST
+
+START_TEST(code_tables_round_trip)
+{
+	for (int c = HASP_E_BAD_REQUEST; c <= HASP_E_INTERNAL; c++)
+		ck_assert_int_eq(proto_errcode_parse(proto_errcode_name(c)), c);
+	for (int op = 0; op < OP__COUNT; op++)
+		ck_assert_int_eq(proto_op_parse(proto_op_name((enum proto_op)op)), op);
+	ck_assert_int_eq(proto_op_parse("nope"), -1);
+}
+END_TEST
+
+/* ---- the invalid-input corpus ---- */
+
+START_TEST(corpus_is_rejected)
+{
+	const char *dir = getenv("HASP_CORPUS_DIR") ? getenv("HASP_CORPUS_DIR") : "tests/corpus";
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	ck_assert_msg(d, "no corpus at %s", dir);
+	while ((de = readdir(d))) {
+		char path[512], line[8192];
+		struct proto_request r;
+		struct proto_error err;
+		size_t len;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "rb");
+		ck_assert_ptr_nonnull(f);
+		len = fread(line, 1, sizeof(line), f);
+		fclose(f);
+		if (len && line[len - 1] == '\n')
+			len--;
+		ck_assert_msg(proto_decode_request(line, len, &r, &root, &err) < 0,
+			      "%s was accepted", de->d_name);
+		ck_assert_msg(err.code == HASP_E_BAD_REQUEST || err.code == HASP_E_UNKNOWN_OP,
+			      "%s: %s", de->d_name, proto_errcode_name(err.code));
+		n++;
+	}
+	closedir(d);
+	ck_assert_int_ge(n, 12);
+}
+END_TEST
+
+static Suite *proto_suite(void)
+{
+	Suite *s = suite_create("proto");
+	TCase *frame = tcase_create("frame"), *req = tcase_create("requests");
+	TCase *rep = tcase_create("replies");
+
+	tcase_add_test(frame, frame_whole_partial_and_several_lines);
+	tcase_add_test(frame, frame_size_limit);
+	tcase_add_test(frame, frame_buf_split_reads);
+	tcase_add_test(frame, frame_buf_too_large);
+	tcase_add_test(req, decode_every_op);
+	tcase_add_test(req, acquire_defaults);
+	tcase_add_test(req, unknown_fields_ignored);
+	tcase_add_test(req, malformed_and_shapes);
+	tcase_add_test(req, unknown_op_keeps_the_id);
+	tcase_add_test(req, wrong_types_name_the_field);
+	tcase_add_test(req, length_limits);
+	tcase_add_test(req, bytes_that_are_not_text);
+	tcase_add_test(req, path_is_unsupported_for_now);
+	tcase_add_test(req, corpus_is_rejected);
+	tcase_add_test(rep, small_replies);
+	tcase_add_test(rep, error_replies);
+	tcase_add_test(rep, ok_reply_with_body_and_request_encoding);
+	tcase_add_test(rep, decode_replies);
+	tcase_add_test(rep, code_tables_round_trip);
+	suite_add_tcase(s, frame);
+	suite_add_tcase(s, req);
+	suite_add_tcase(s, rep);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(proto_suite());
+}
