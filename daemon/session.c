@@ -155,7 +155,7 @@ void session_flush(struct session *s)
 	} else {
 		event_del(s->wev);
 		if (s->closing) {
-			session_lost(s, "closed after an error");
+			session_lost(s, "closed");
 			return;
 		}
 	}
