@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,13 +16,16 @@
 #include "cli.h"
 
 static const char usage[] =
-	"Usage: hasp lock [OPTIONS] -k KEY -- COMMAND [ARGS...]\n"
-	"       hasp lock [OPTIONS] -k KEY -c 'SHELL COMMAND'\n"
-	"Runs COMMAND while holding a lease on KEY, and exits with its status.\n"
+	"Usage: hasp lock [OPTIONS] FILE [--] COMMAND [ARGS...]\n"
+	"       hasp lock [OPTIONS] -k KEY [--] COMMAND [ARGS...]\n"
+	"       hasp lock [OPTIONS] FILE|-k KEY -c 'SHELL COMMAND'\n"
+	"Runs COMMAND while holding a lease on FILE or on the named lock KEY, and\n"
+	"exits with its status. A FILE (created if missing) is locked with a real\n"
+	"flock(2) lock held by haspd, so flock(1) and other flock users respect it.\n"
 	"The lease lasts as long as COMMAND (or anything it passes the connection\n"
-	"to) runs, even if hasp itself is killed.\n"
+	"to) runs, even if hasp itself is killed. Options go before FILE.\n"
 	"\n"
-	"  -k, --key KEY          the lock's name (1 to 1024 bytes)\n"
+	"  -k, --key KEY          a named lock instead of a file (1 to 1024 bytes)\n"
 	"  -x, -e, --exclusive    an exclusive lease (the default)\n"
 	"  -s, --shared           a shared lease: shared holders coexist\n"
 	"  -n, --nonblock         fail at once if the lease cannot be had\n"
@@ -43,6 +47,7 @@ static const char usage[] =
 struct lock_args {
 	const struct cli *cli;
 	const char *key;
+	const char *file;
 	const char *shell_command;
 	struct hasp_lock_options opts;
 	int conflict_code;
@@ -143,9 +148,14 @@ static int parse_lock_args(struct cli *cli, int argc, char **argv, struct lock_a
 		default: fputs("Try 'hasp lock --help'.\n", stderr); return EXIT_USAGE;
 		}
 	}
+	if (!a->key && optind < argc) {
+		a->file = argv[optind++];
+		if (optind < argc && strcmp(argv[optind], "--") == 0)
+			optind++;
+	}
 	a->command = argv + optind;
-	if (!a->key) {
-		fputs("hasp: lock needs a key: -k KEY\nTry 'hasp lock --help'.\n", stderr);
+	if (!a->key && !a->file) {
+		fputs("hasp: lock needs a FILE or -k KEY\nTry 'hasp lock --help'.\n", stderr);
 		return EXIT_USAGE;
 	}
 	if (!a->shell_command == !*a->command) {
@@ -166,13 +176,13 @@ static void default_owner(struct lock_args *a)
 	a->opts.owner = pw ? pw->pw_name : getenv("USER");
 }
 
-static json_t *find_resource(json_t *resources, const char *key)
+static json_t *find_resource(json_t *resources, const char *field, const char *name)
 {
 	size_t i;
 	json_t *r;
 
 	json_array_foreach(resources, i, r)
-		if (strcmp(cli_str(r, "key", ""), key) == 0)
+		if (strcmp(cli_str(r, field, ""), name) == 0)
 			return r;
 	return NULL;
 }
@@ -184,21 +194,28 @@ static void notify_waiting(void *userdata)
 	const struct lock_args *a = userdata;
 	hasp_client *c = NULL;
 	json_t *resources = NULL, *holders, *h;
-	char *text = NULL, age[32];
+	char *text = NULL, age[32], path[PATH_MAX];
 	size_t i;
 
 	if (hasp_connect(a->cli->socket, &c) < 0 || hasp_list_json(c, &text) < 0 ||
 	    !(resources = json_loads(text, 0, NULL)))
 		goto out;
-	holders = json_object_get(find_resource(resources, a->key), "holders");
-	fprintf(stderr, "hasp: waiting for '%s', held by", a->key);
+	if (a->key)
+		holders = json_object_get(find_resource(resources, "key", a->key), "holders");
+	else if (realpath(a->file, path))
+		holders = json_object_get(find_resource(resources, "path", path), "holders");
+	else
+		goto out;
+	fprintf(stderr, "hasp: waiting for '%s', held by", a->key ? a->key : a->file);
 	json_array_foreach(holders, i, h) {
 		cli_format_age(age, sizeof(age), (long long)json_integer_value(json_object_get(h, "held_ms")));
 		fprintf(stderr, "%s pid %lld (%s, %s, for %s)", i ? "," : "",
 			(long long)json_integer_value(json_object_get(h, "pid")),
 			cli_str(h, "owner", "no owner"), cli_str(h, "mode", "?"), age);
 	}
-	fputs(json_array_size(holders) ? "\n" : " nobody: queued behind other waiters\n", stderr);
+	fputs(json_array_size(holders) ? "\n"
+	      : a->key ? " nobody: queued behind other waiters\n"
+	      : " a process outside hasp (flock), or queued behind other waiters\n", stderr);
 out:
 	json_decref(resources);
 	free(text);
@@ -263,7 +280,10 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 	c = cli_connect(cli);
 	if (!c)
 		return EXIT_UNAVAILABLE;
-	r = hasp_lock(c, a.key, &a.opts, &lease);
+	if (a.file)
+		r = hasp_lock_file(c, a.file, &a.opts, &lease);
+	else
+		r = hasp_lock(c, a.key, &a.opts, &lease);
 	if (r < 0) {
 		fprintf(stderr, "hasp: %s\n", *hasp_client_errmsg(c) ? hasp_client_errmsg(c)
 								   : hasp_strerror(r));

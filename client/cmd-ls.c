@@ -8,7 +8,8 @@
 
 static const char usage[] =
 	"Usage: hasp ls [--json] [--socket PATH]\n"
-	"Lists every resource with its holders and its waiters, in queue order.\n"
+	"Lists every named lock and file with its holders and its waiters, in queue\n"
+	"order.\n"
 	"  -j, --json  print the daemon's JSON array instead of a table\n";
 
 static void print_row(const char *key, const char *state, json_t *e, const char *age_field)
@@ -24,10 +25,16 @@ static void print_row(const char *key, const char *state, json_t *e, const char 
 	       cli_str(e, "owner", "-"), age, cli_str(e, "message", ""));
 }
 
+/* A named lock's key, or a file's path. */
+static const char *resource_name(json_t *r)
+{
+	return cli_str(r, "key", cli_str(r, "path", "?"));
+}
+
 static int by_key(const void *a, const void *b)
 {
-	const char *ka = cli_str(*(json_t *const *)a, "key", "");
-	const char *kb = cli_str(*(json_t *const *)b, "key", "");
+	const char *ka = resource_name(*(json_t *const *)a);
+	const char *kb = resource_name(*(json_t *const *)b);
 
 	return strcmp(ka, kb);
 }
@@ -46,10 +53,10 @@ static void print_table(json_t *resources)
 	for (i = 0; i < n; i++)
 		v[i] = json_array_get(resources, i);
 	qsort(v, n, sizeof(*v), by_key);
-	printf("%-24s %-8s %-10s %-7s %-8s %-12s %-8s %s\n", "KEY", "STATE", "MODE", "LEASE",
+	printf("%-24s %-8s %-10s %-7s %-8s %-12s %-8s %s\n", "KEY/PATH", "STATE", "MODE", "LEASE",
 	       "PID", "OWNER", "AGE", "MESSAGE");
 	for (i = 0; i < n; i++) {
-		const char *key = cli_str(v[i], "key", "?");
+		const char *key = resource_name(v[i]);
 
 		json_array_foreach(json_object_get(v[i], "holders"), j, e)
 			print_row(key, "held", e, "held_ms");

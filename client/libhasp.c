@@ -3,12 +3,15 @@
 #include "hasp.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,10 +115,31 @@ HASP_EXPORT const char *hasp_client_errmsg(const hasp_client *c)
 	return c->errmsg;
 }
 
-static int send_all(hasp_client *c, const char *buf, size_t len)
+/* Sends a request line; fd (if >= 0) travels with its first byte. */
+static int send_all(hasp_client *c, const char *buf, size_t len, int fd)
 {
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+
 	while (len > 0) {
-		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+
+		if (fd >= 0) {
+			struct cmsghdr *cm;
+
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = sizeof(ctl.buf);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		}
+		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -124,6 +148,7 @@ static int send_all(hasp_client *c, const char *buf, size_t len)
 		}
 		buf += n;
 		len -= (size_t)n;
+		fd = -1;
 	}
 	return 0;
 }
@@ -195,8 +220,8 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 
 /* One request, one reply. On a daemon error returns -HASP_E_* with the
  * message kept; args is consumed. */
-static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_reply *rep,
-		const struct hasp_lock_options *w)
+static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
+		   struct proto_reply *rep, const struct hasp_lock_options *w)
 {
 	int64_t id = ++c->last_id;
 	size_t len = 0;
@@ -206,7 +231,7 @@ static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_rep
 	c->errmsg[0] = '\0';
 	if (!line)
 		return set_error(c, -ENOMEM, "out of memory");
-	r = send_all(c, line, len);
+	r = send_all(c, line, len, fd);
 	free(line);
 	if (r < 0)
 		return r;
@@ -220,9 +245,16 @@ static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_rep
 	return r;
 }
 
-static json_t *lock_args(const char *key, const struct hasp_lock_options *o)
+static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_reply *rep,
+		const struct hasp_lock_options *w)
 {
-	json_t *a = json_pack("{s:s,s:s}", "key", key,
+	return call_fd(c, op, args, -1, rep, w);
+}
+
+/* The acquire's arguments; what is "key" or "path". */
+static json_t *lock_args(const char *what, const char *name, const struct hasp_lock_options *o)
+{
+	json_t *a = json_pack("{s:s,s:s}", what, name,
 			      "mode", o->mode == HASP_SHARED ? "shared" : "exclusive");
 
 	if (!a)
@@ -236,23 +268,18 @@ static json_t *lock_args(const char *key, const struct hasp_lock_options *o)
 	return a;
 }
 
-HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *opts,
-			  hasp_lease **ret_lease)
+/* Sends an acquire (with fd, if >= 0) and makes the lease of its grant. */
+static int lock_common(hasp_client *c, const char *name, json_t *args, int fd,
+		       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
 {
-	static const struct hasp_lock_options defaults = HASP_LOCK_OPTIONS_INIT;
+	size_t len = strlen(name);
 	struct proto_reply rep;
 	hasp_lease *l;
-	size_t klen;
-	int r;
+	int r = call_fd(c, OP_ACQUIRE, args, fd, &rep, opts);
 
-	if (!opts)
-		opts = &defaults;
-	if (!key || !*key || (klen = strlen(key)) > PROTO_KEY_MAX)
-		return set_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
-	r = call(c, OP_ACQUIRE, lock_args(key, opts), &rep, opts);
 	if (r < 0)
 		return r;
-	l = malloc(sizeof(*l) + klen + 1);
+	l = malloc(sizeof(*l) + len + 1);
 	if (!l) {
 		proto_reply_done(&rep);
 		return set_error(c, -ENOMEM, "out of memory");
@@ -260,10 +287,64 @@ HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_loc
 	l->id = (uint64_t)json_integer_value(json_object_get(rep.root, "lease"));
 	l->fence = (uint64_t)json_integer_value(json_object_get(rep.root, "fence"));
 	l->mode = opts->mode;
-	memcpy(l->key, key, klen + 1);
+	memcpy(l->key, name, len + 1);
 	proto_reply_done(&rep);
 	*ret_lease = l;
 	return 0;
+}
+
+static const struct hasp_lock_options lock_defaults = HASP_LOCK_OPTIONS_INIT;
+
+HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *opts,
+			  hasp_lease **ret_lease)
+{
+	if (!opts)
+		opts = &lock_defaults;
+	if (!key || !*key || strlen(key) > PROTO_KEY_MAX)
+		return set_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
+	return lock_common(c, key, lock_args("key", key, opts), -1, opts, ret_lease);
+}
+
+/* Opens path as rapfiles does: created if missing (0666 minus umask), with
+ * read access where allowed, else write access; never blocking. */
+static int open_lock_file(const char *path)
+{
+	int flags = O_CREAT | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
+	int fd = open(path, O_RDONLY | flags, 0666);
+
+	if (fd < 0 && errno == EACCES)
+		fd = open(path, O_WRONLY | flags, 0666);
+	return fd < 0 ? -errno : fd;
+}
+
+HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
+			       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
+{
+	char abs[PATH_MAX], cwd[PATH_MAX];
+	json_t *args;
+	int fd, r;
+
+	if (!opts)
+		opts = &lock_defaults;
+	if (!path || !*path)
+		return set_error(c, -EINVAL, "no path");
+	if (path[0] != '/') {
+		if (!getcwd(cwd, sizeof(cwd)))
+			return set_error(c, -errno, "cannot resolve %s: %s", path, strerror(errno));
+		r = snprintf(abs, sizeof(abs), "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
+		if (r < 0 || (size_t)r >= sizeof(abs))
+			return set_error(c, -ENAMETOOLONG, "path too long: %s", path);
+		path = abs;
+	}
+	fd = open_lock_file(path);
+	if (fd < 0)
+		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
+	args = lock_args("path", path, opts);
+	if (args)
+		json_object_set_new(args, "fd", json_true());
+	r = lock_common(c, path, args, fd, opts, ret_lease);
+	close(fd);
+	return r;
 }
 
 HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)

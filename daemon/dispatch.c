@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "config.h"
+#include "files.h"
 #include "haspd.h"
+#include "oslock.h"
 #include "log.h"
 #include "proto.h"
 #include "report.h"
@@ -41,15 +43,16 @@ static void reply_error(struct session *s, bool has_id, int64_t id, int code, co
 	reply_line(s, proto_reply_error(has_id, id, code, msg, holders, &len), &len);
 }
 
-/* An error about a resource that others hold: the message names them. */
+/* An error about a resource that others hold: the message names them. A
+ * file that only a process outside hasp locks may have no resource left. */
 static void reply_conflict(struct session *s, int64_t id, int code, const char *what,
-			   const struct lt_resource *r)
+			   const struct lt_resource *r, const char *name)
 {
 	char held[256], msg[1400];
 
 	report_conflict(s->d, r, held, sizeof(held));
-	snprintf(msg, sizeof(msg), "%s: '%.1024s' is %s", what, r->key, held);
-	reply_error(s, true, id, code, msg, report_holders(s->d, r, ERROR_HOLDERS_MAX));
+	snprintf(msg, sizeof(msg), "%s: '%.1024s' is %s", what, r ? report_name(r) : name, held);
+	reply_error(s, true, id, code, msg, r ? report_holders(s->d, r, ERROR_HOLDERS_MAX) : NULL);
 }
 
 static void reply_grant(struct session *s, const struct lt_entry *e)
@@ -68,10 +71,36 @@ static void do_hello(struct session *s, const struct proto_request *req)
 				       "version", PROTO_VERSION, "session", (json_int_t)s->id));
 }
 
+/* Points lr at the file a request names (its key copied to key, which
+ * outlives the resource); false when an error was sent. */
+static bool acquire_file(struct session *s, const struct proto_request *req,
+			 struct lt_request *lr, char *key)
+{
+	int fd = req->acquire.fd ? session_take_fd(s) : -1;
+	struct lt_resource *r;
+	char msg[1200];
+	int code;
+
+	if (req->acquire.fd && fd < 0) {
+		reply_error(s, true, req->id, HASP_E_BAD_REQUEST,
+			    "\"fd\": true, but no descriptor came with the request", NULL);
+		return false;
+	}
+	r = files_resource(s, req->acquire.path, fd, &code, msg, sizeof(msg));
+	if (!r) {
+		reply_error(s, true, req->id, code, msg, NULL);
+		return false;
+	}
+	memcpy(key, r->key, r->key_len);
+	lr->key = key;
+	lr->key_len = r->key_len;
+	return true;
+}
+
 static void do_acquire(struct session *s, const struct proto_request *req)
 {
 	struct locktable *lt = &s->d->lt;
-	const struct lt_request lr = {
+	struct lt_request lr = {
 		.key = req->acquire.key,
 		.key_len = req->acquire.key_len,
 		.mode = req->acquire.shared ? LT_SHARED : LT_EXCLUSIVE,
@@ -80,8 +109,11 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		.owner_name = req->acquire.owner,
 		.message = req->acquire.message,
 	};
+	char filekey[OSLOCK_KEY_LEN];
 	struct lt_entry *e;
 
+	if (req->acquire.path && !acquire_file(s, req, &lr, filekey))
+		return;
 	switch (locktable_acquire(lt, &s->owner, &lr, &e)) {
 	case LT_GRANTED:
 		reply_grant(s, e);
@@ -90,11 +122,11 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		break;
 	case LT_BUSY:
 		reply_conflict(s, req->id, HASP_E_BUSY, "busy",
-			       locktable_find(lt, lr.key, lr.key_len));
+			       locktable_find(lt, lr.key, lr.key_len), req->acquire.path);
 		break;
 	case LT_ALREADY_HELD:
 		reply_error(s, true, req->id, HASP_E_ALREADY_HELD,
-			    "this session already holds or waits for this key", NULL);
+			    "this session already holds or waits for this lock", NULL);
 		break;
 	default:
 		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
@@ -210,5 +242,5 @@ void dispatch_expired(struct lt_entry *e, void *arg)
 
 	(void)arg;
 	snprintf(what, sizeof(what), "timed out after %" PRId64 " ms", e->timeout_ms);
-	reply_conflict(session_of(e->owner), e->tag, HASP_E_TIMEOUT, what, e->res);
+	reply_conflict(session_of(e->owner), e->tag, HASP_E_TIMEOUT, what, e->res, NULL);
 }

@@ -4,6 +4,7 @@
 
 #include <event2/event.h>
 
+#include "files.h"
 #include "session.h"
 
 static uint64_t clock_us(clockid_t id)
@@ -24,9 +25,17 @@ void haspd_tick(struct haspd *d)
 	locktable_set_now(&d->lt, clock_us(CLOCK_MONOTONIC), clock_us(CLOCK_REALTIME));
 }
 
+/* The earlier of two deadlines, -1 meaning none. */
+static int64_t earliest(int64_t a, int64_t b)
+{
+	if (a < 0)
+		return b;
+	return b < 0 || a < b ? a : b;
+}
+
 static void haspd_arm_timer(struct haspd *d)
 {
-	int64_t next = locktable_next_deadline(&d->lt);
+	int64_t next = earliest(locktable_next_deadline(&d->lt), files_next_retry(d));
 	struct timeval tv;
 	uint64_t wait;
 

@@ -18,6 +18,7 @@ struct haspd {
 	struct list sessions;       /* session.link */
 	struct list flushing;       /* session.flush_link: output to write */
 	struct list graveyard;      /* session.link: lost, freed in haspd_sync */
+	struct list retrying;       /* oslock.retry_link: files an outsider holds */
 	size_t nsessions;
 	uint64_t sessions_total;
 	uint64_t protocol_errors;

@@ -140,7 +140,8 @@ void locktable_foreach(const struct locktable *lt,
 
 /* ---- resources ---- */
 
-static struct lt_resource *resource_get(struct locktable *lt, const char *key, size_t key_len)
+static struct lt_resource *resource_get(struct locktable *lt, const char *key, size_t key_len,
+					void *os)
 {
 	struct lt_resource *r = locktable_find(lt, key, key_len);
 
@@ -153,6 +154,7 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 	list_init(&r->waiters);
 	r->nholders = r->nwaiters = 0;
 	r->held_mode = LT_EXCLUSIVE;
+	r->os = os;
 	r->key_len = key_len;
 	memcpy(r->key, key, key_len);
 	r->key[key_len] = '\0';
@@ -165,14 +167,24 @@ static void resource_put_if_unused(struct locktable *lt, struct lt_resource *r)
 {
 	if (r->nholders || r->nwaiters)
 		return;
+	if (r->os && lt->cb.freed)
+		lt->cb.freed(r, lt->cb.arg);
 	htable_remove(&lt->resources, &r->node);
 	lt->stats.resources--;
 	free(r);
 }
 
-static bool grantable(const struct lt_resource *r, enum lt_mode mode)
+static bool compatible(const struct lt_resource *r, enum lt_mode mode)
 {
 	return r->nholders == 0 || (r->held_mode == LT_SHARED && mode == LT_SHARED);
+}
+
+/* Compatible with the holders, and admitted by the os attachment if any. */
+static bool grantable(struct locktable *lt, struct lt_resource *r, enum lt_mode mode)
+{
+	if (!compatible(r, mode))
+		return false;
+	return !r->os || !lt->cb.admit || lt->cb.admit(r, mode, lt->cb.arg);
 }
 
 /* ---- entries ---- */
@@ -283,7 +295,7 @@ static void promote(struct locktable *lt, struct lt_resource *r)
 	while (r->nwaiters) {
 		struct lt_entry *e = container_of(r->waiters.next, struct lt_entry, qnode);
 
-		if (!grantable(r, e->mode))
+		if (!grantable(lt, r, e->mode))
 			break;
 		unwait(lt, e);
 		hold(lt, e);
@@ -298,10 +310,13 @@ static void entry_end(struct locktable *lt, struct lt_entry *e)
 {
 	struct lt_resource *r = e->res;
 
-	if (e->held)
+	if (e->held) {
 		unhold(lt, e);
-	else
+		if (r->nholders == 0 && r->os && lt->cb.unlocked)
+			lt->cb.unlocked(r, lt->cb.arg);
+	} else {
 		unwait(lt, e);
+	}
 	entry_free(lt, e);
 	promote(lt, r);
 	resource_put_if_unused(lt, r);
@@ -333,14 +348,14 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 	bool now;
 
 	lt->stats.acquires++;
-	r = resource_get(lt, req->key, req->key_len);
+	r = resource_get(lt, req->key, req->key_len, NULL);
 	if (!r)
 		return LT_NOMEM;
 	if (owner_has(lt, o, r)) {
 		lt->stats.already_held++;
 		return LT_ALREADY_HELD;
 	}
-	now = r->nwaiters == 0 && grantable(r, req->mode);
+	now = r->nwaiters == 0 && grantable(lt, r, req->mode);
 	if (!now && req->timeout_ms == 0) {
 		lt->stats.busy++;
 		resource_put_if_unused(lt, r);
@@ -364,6 +379,17 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 	}
 	*ret = e;
 	return LT_QUEUED;
+}
+
+struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size_t key_len,
+				     void *os)
+{
+	return resource_get(lt, key, key_len, os);
+}
+
+void locktable_kick(struct locktable *lt, struct lt_resource *r)
+{
+	promote(lt, r);
 }
 
 enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id)

@@ -53,6 +53,7 @@ struct lt_resource {
 	struct list waiters;    /* lt_entry.qnode, FIFO */
 	size_t nholders, nwaiters;
 	enum lt_mode held_mode; /* meaningful while nholders > 0 */
+	void *os;               /* the caller's, e.g. a file: grants go through cb.admit */
 	size_t key_len;
 	char key[];             /* NUL-terminated */
 };
@@ -80,6 +81,14 @@ struct lt_entry {
 
 struct lt_callbacks {
 	void (*granted)(struct lt_entry *e, void *arg);
+	/* For resources with an os attachment only: may a lease of this mode
+	 * be granted now? When it answers false the request keeps its place,
+	 * and the caller calls locktable_kick() when it may have changed. */
+	bool (*admit)(struct lt_resource *r, enum lt_mode mode, void *arg);
+	/* An os resource has no holders any more. */
+	void (*unlocked)(struct lt_resource *r, void *arg);
+	/* An os resource is about to be freed. */
+	void (*freed)(struct lt_resource *r, void *arg);
 	/* Called while e still waits, so that its resource's holders can be
 	 * reported; e is removed and freed right after. */
 	void (*expired)(struct lt_entry *e, void *arg);
@@ -128,6 +137,12 @@ void locktable_set_fence_floor(struct locktable *lt, uint64_t floor);
 
 void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid);
 
+/* Finds the resource of key, or creates it with os attached (the table then
+ * owns os and hands it to cb.freed when the resource goes). An unused new
+ * resource lives until the next call that could free it: follow this with
+ * locktable_acquire(). NULL when out of memory (os is left to the caller). */
+struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size_t key_len,
+				     void *os);
 /* LT_GRANTED (*ret is the lease; no callback), LT_QUEUED (*ret is the
  * waiter), LT_BUSY (timeout 0 and not grantable), LT_ALREADY_HELD (the owner
  * holds or waits for this resource), LT_NOMEM. */
@@ -139,6 +154,8 @@ enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint6
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag);
 /* Ends every lease and waiter of the owner, then grants whoever can go. */
 void locktable_owner_done(struct locktable *lt, struct lt_owner *o);
+/* Grants from the head of r's queue what can be granted now. */
+void locktable_kick(struct locktable *lt, struct lt_resource *r);
 /* Expires every waiter whose deadline is <= now. */
 void locktable_expire(struct locktable *lt);
 /* The earliest waiter deadline (monotonic µs), or -1 when none. */

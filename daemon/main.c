@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "dispatch.h"
+#include "files.h"
 #include "haspd.h"
 #include "log.h"
 #include "proto.h"
@@ -97,17 +98,26 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	haspd_tick(d);
 	d->timer_at = -1;
 	locktable_expire(&d->lt);
+	files_retry_due(d);
 	haspd_sync(d);
 }
 
 static int haspd_init(struct haspd *d)
 {
-	const struct lt_callbacks cb = { dispatch_granted, dispatch_expired, d };
+	const struct lt_callbacks cb = {
+		.granted = dispatch_granted,
+		.expired = dispatch_expired,
+		.admit = files_admit,
+		.unlocked = files_unlocked,
+		.freed = files_freed,
+		.arg = d,
+	};
 
 	memset(d, 0, sizeof(*d));
 	list_init(&d->sessions);
 	list_init(&d->flushing);
 	list_init(&d->graveyard);
+	list_init(&d->retrying);
 	d->timer_at = -1;
 	d->started_ms = haspd_now_ms();
 	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime per

@@ -3,8 +3,10 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "haspd.h"
+#include "oslock.h"
 #include "session.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -73,6 +75,11 @@ static json_t *report_queue(const struct haspd *d, const struct list *q, size_t 
 	return a;
 }
 
+const char *report_name(const struct lt_resource *r)
+{
+	return r->os ? ((const struct oslock *)r->os)->path : r->key;
+}
+
 json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max)
 {
 	return report_queue(d, &r->holders, max, report_holder);
@@ -84,7 +91,10 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 	int w;
 
 	if (!r || r->nholders == 0) {
-		snprintf(buf, n, "%zu requests wait ahead", r ? r->nwaiters : 0);
+		if (!r || r->os)
+			snprintf(buf, n, "locked with flock(2) by a process outside hasp");
+		else
+			snprintf(buf, n, "%zu requests wait ahead", r->nwaiters);
 		return;
 	}
 	e = container_of(r->holders.next, struct lt_entry, qnode);
@@ -105,7 +115,8 @@ struct list_ctx {
 static void report_resource(struct lt_resource *r, void *arg)
 {
 	struct list_ctx *ctx = arg;
-	json_t *o = json_pack("{s:s%,s:o,s:o,s:o}", "key", r->key, r->key_len,
+	json_t *o = json_pack("{s:s%,s:o,s:o,s:o}", r->os ? "path" : "key",
+			      report_name(r), r->os ? strlen(report_name(r)) : r->key_len,
 			      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
 			      "holders", report_queue(ctx->d, &r->holders, SIZE_MAX, report_holder),
 			      "waiters", report_queue(ctx->d, &r->waiters, SIZE_MAX, report_waiter));

@@ -9,6 +9,8 @@
 
 struct haspd;
 
+/* What people call r: its key, or its file's path. */
+const char *report_name(const struct lt_resource *r);
 /* At most max holders of r, as JSON objects. */
 json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max);
 /* "held by pid 412 (owner bob), exclusive, for 3.2 s" (and "and N more"). */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -60,8 +61,26 @@ fail:
 	return NULL;
 }
 
+static void session_close_fds(struct session *s)
+{
+	while (s->nfds)
+		close(s->fds[--s->nfds]);
+}
+
+int session_take_fd(struct session *s)
+{
+	int fd;
+
+	if (s->nfds == 0)
+		return -1;
+	fd = s->fds[0];
+	memmove(s->fds, s->fds + 1, --s->nfds * sizeof(s->fds[0]));
+	return fd;
+}
+
 void session_free(struct session *s)
 {
+	session_close_fds(s);
 	if (s->rev)
 		event_free(s->rev);
 	if (s->wev)
@@ -116,6 +135,7 @@ void session_lost(struct session *s, const char *why)
 	event_del(s->wev);
 	close(s->fd);
 	s->fd = -1;
+	session_close_fds(s);
 	list_del(&s->flush_link);
 	list_del(&s->link);
 	list_add_tail(&d->graveyard, &s->link);
@@ -185,24 +205,62 @@ static void session_process(struct session *s)
 		off += line_len + 1;
 	}
 	evbuffer_drain(s->in, s->closing ? len : off);
+	/* With no partial line left, a descriptor no request claimed can
+	 * belong to no later one. */
+	if (off == len || s->closing)
+		session_close_fds(s);
 	if (evbuffer_get_length(s->out) > SESSION_OUT_SOFT)
 		session_throttle(s, true);
 }
 
-/* Reads straight into the input buffer's free space: one read(2), no
- * FIONREAD probe. Returns bytes read, 0 at EOF, -errno. */
+/* Keeps the descriptors that came with the data, closing what does not fit. */
+static void session_keep_fds(struct session *s, struct msghdr *mh)
+{
+	struct cmsghdr *c;
+
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t n;
+		int *fds = (int *)CMSG_DATA(c);
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			if (s->nfds < SESSION_FDS_MAX)
+				s->fds[s->nfds++] = fds[i];
+			else
+				close(fds[i]);
+		}
+	}
+}
+
+/* Reads straight into the input buffer's free space with one recvmsg(2),
+ * taking any descriptors that come along. Returns bytes read, 0 at EOF,
+ * -errno. */
 static ssize_t session_read_some(struct session *s)
 {
+	union {
+		char buf[CMSG_SPACE(SESSION_FDS_MAX * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
 	struct evbuffer_iovec v;
+	struct iovec iov;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
 	if (evbuffer_reserve_space(s->in, SESSION_READ_CHUNK, &v, 1) < 1)
 		return -ENOMEM;
-	do
-		n = read(s->fd, v.iov_base, v.iov_len < SESSION_READ_CHUNK ? v.iov_len : SESSION_READ_CHUNK);
-	while (n < 0 && errno == EINTR);
+	iov.iov_base = v.iov_base;
+	iov.iov_len = v.iov_len < SESSION_READ_CHUNK ? v.iov_len : SESSION_READ_CHUNK;
+	do {
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		n = recvmsg(s->fd, &mh, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
+	if (mh.msg_controllen > 0)
+		session_keep_fds(s, &mh);
 	v.iov_len = (size_t)n;
 	evbuffer_commit_space(s->in, &v, 1);
 	return n;

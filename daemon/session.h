@@ -10,6 +10,9 @@
 #include "list.h"
 #include "locktable.h"
 
+/* Descriptors a session may have in flight before requests claim them. */
+#define SESSION_FDS_MAX 16
+
 struct haspd;
 struct event;
 struct evbuffer;
@@ -23,6 +26,8 @@ struct session {
 	struct event *rev, *wev;
 	struct evbuffer *in, *out;
 	uint64_t id;
+	int fds[SESSION_FDS_MAX];   /* descriptors received, not yet claimed */
+	size_t nfds;
 	char client[64];            /* from hello, for logs and list */
 	bool closing;               /* write what is queued, then close */
 	bool throttled;             /* not reading: too much output queued */
@@ -35,6 +40,9 @@ struct session *session_new(struct haspd *d, int fd);
 void session_write(struct session *s, const char *line, size_t len);
 /* Sends an error, then ends the session once it is written. */
 void session_close_after_flush(struct session *s);
+/* The oldest descriptor received and not yet claimed, or -1; the caller
+ * owns it. */
+int session_take_fd(struct session *s);
 /* Writes what is queued; called by haspd_sync(). */
 void session_flush(struct session *s);
 /* Ends the session now: its leases are released, its waits removed. */

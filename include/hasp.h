@@ -94,6 +94,15 @@ const char *hasp_client_errmsg(const hasp_client *c);
  * -HASP_E_LIMIT, or a system error. opts may be NULL (exclusive, forever). */
 int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *opts,
 	      hasp_lease **ret_lease);
+/* Takes a lease on a file, as a real flock(2) lock that programs outside
+ * hasp see too. The file is opened here (created, mode 0666 minus umask, if
+ * missing; a relative path is taken from the working directory) and its
+ * descriptor passed to the daemon, so the caller's own permissions apply.
+ * Two paths to one file (links, symlinks) are one lock. Errors as
+ * hasp_lock(), and -errno when the file cannot be opened (-ENOENT for a
+ * missing directory, -EACCES). */
+int hasp_lock_file(hasp_client *c, const char *path, const struct hasp_lock_options *opts,
+		   hasp_lease **ret_lease);
 /* Releases the lease and frees l, whatever the result. Returns 0,
  * -HASP_E_UNKNOWN_LEASE (it had ended already), or a system error. */
 int hasp_unlock(hasp_client *c, hasp_lease *l);
@@ -104,6 +113,7 @@ uint64_t hasp_lease_id(const hasp_lease *l);
 /* Strictly increasing over every grant of the daemon, across restarts. */
 uint64_t hasp_lease_fence(const hasp_lease *l);
 enum hasp_mode hasp_lease_mode(const hasp_lease *l);
+/* The key, or for a file lease the absolute path it was asked for. */
 const char *hasp_lease_key(const hasp_lease *l);
 
 /* Every resource with its holders and waiters, or the daemon's counters,

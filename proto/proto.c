@@ -93,14 +93,22 @@ static int decode_acquire(json_t *o, struct proto_request *req, struct proto_err
 {
 	typeof(req->acquire) *a = &req->acquire;
 
-	if (json_object_get(o, "path"))
-		return fail(err, HASP_E_UNSUPPORTED, "file leases (\"path\") are not supported yet");
-	if (get_opt_string(o, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0)
+	json_t *fd = json_object_get(o, "fd");
+
+	if (get_opt_string(o, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
+	    get_opt_string(o, "path", PROTO_PATH_MAX, &a->path, NULL, err) < 0)
 		return -1;
-	if (!a->key)
-		return fail(err, HASP_E_BAD_REQUEST, "missing \"key\"");
-	if (a->key_len == 0)
+	if (!a->key == !a->path)
+		return fail(err, HASP_E_BAD_REQUEST, "an acquire needs one of \"key\" or \"path\"");
+	if (a->key && a->key_len == 0)
 		return fail(err, HASP_E_BAD_REQUEST, "\"key\" must not be empty");
+	if (a->path && a->path[0] != '/')
+		return fail(err, HASP_E_BAD_REQUEST, "\"path\" must be absolute");
+	if (fd && !json_is_null(fd) && !json_is_boolean(fd))
+		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" must be true or false");
+	a->fd = json_is_true(fd);
+	if (a->fd && !a->path)
+		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" goes with \"path\"");
 	if (decode_mode(o, &a->shared, err) < 0 ||
 	    get_opt_int(o, "timeout_ms", 0, -1, &a->timeout_ms, err) < 0 ||
 	    get_opt_string(o, "owner", PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||

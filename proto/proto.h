@@ -14,6 +14,7 @@
 #define PROTO_OWNER_MAX 256
 #define PROTO_MESSAGE_MAX 1024
 #define PROTO_CLIENT_MAX 256
+#define PROTO_PATH_MAX 4096
 
 struct proto_request {
 	bool has_id;
@@ -25,8 +26,10 @@ struct proto_request {
 			int64_t version;        /* 0 when absent */
 		} hello;
 		struct {
-			const char *key;
+			const char *key;        /* a named lock, or */
 			size_t key_len;
+			const char *path;       /* a file (then key is NULL) */
+			bool fd;                /* a descriptor came with it */
 			bool shared;
 			int64_t timeout_ms;     /* -1 when absent or null */
 			const char *owner;      /* may be NULL */

@@ -38,7 +38,7 @@ static void fx_expired(struct lt_entry *e, void *arg)
 
 static inline void fx_init(struct lt_fixture *fx)
 {
-	const struct lt_callbacks cb = { fx_granted, fx_expired, fx };
+	const struct lt_callbacks cb = { .granted = fx_granted, .expired = fx_expired, .arg = fx };
 
 	memset(fx, 0, sizeof(*fx));
 	ck_assert_int_eq(locktable_init(&fx->lt, &cb), 0);

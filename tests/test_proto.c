@@ -305,9 +305,23 @@ START_TEST(bytes_that_are_not_text)
 }
 END_TEST
 
-START_TEST(path_is_unsupported_for_now)
+START_TEST(file_acquires)
 {
-	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":\"/tmp/x\"}", HASP_E_UNSUPPORTED, "path");
+	struct proto_request r;
+
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"path\":\"/tmp/x\",\"fd\":true}", &r);
+	ck_assert_str_eq(r.acquire.path, "/tmp/x");
+	ck_assert_ptr_null(r.acquire.key);
+	ck_assert(r.acquire.fd);
+	done();
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"path\":\"/tmp/x\"}", &r);
+	ck_assert(!r.acquire.fd);
+	done();
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":\"x\"}", HASP_E_BAD_REQUEST, "absolute");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"key\":\"k\"}", HASP_E_BAD_REQUEST, "\"path\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":1}", HASP_E_BAD_REQUEST, "\"fd\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"fd\":true}", HASP_E_BAD_REQUEST, "\"fd\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":7}", HASP_E_BAD_REQUEST, "\"path\"");
 }
 END_TEST
 
@@ -484,7 +498,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(req, wrong_types_name_the_field);
 	tcase_add_test(req, length_limits);
 	tcase_add_test(req, bytes_that_are_not_text);
-	tcase_add_test(req, path_is_unsupported_for_now);
+	tcase_add_test(req, file_acquires);
 	tcase_add_test(req, corpus_is_rejected);
 	tcase_add_test(rep, small_replies);
 	tcase_add_test(rep, error_replies);

@@ -1,0 +1,32 @@
+/* File leases: from a request's path and descriptor to a lock table
+ * resource with an oslock attached, the lock table's admit/unlocked/freed
+ * callbacks that keep the real flock in step with the holders, and the
+ * backoff retries while a process outside hasp holds the flock. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "locktable.h"
+
+struct haspd;
+struct session;
+
+/* First retry after 1 ms, doubling up to 50 ms. */
+#define FILES_BACKOFF_MIN_US 1000
+#define FILES_BACKOFF_MAX_US 50000
+
+/* The resource of the file a request names: with fd (the client's
+ * descriptor, always consumed), or by path alone for a peer with the
+ * daemon's own uid. Returns the resource, or NULL with *code and msg set. */
+struct lt_resource *files_resource(struct session *s, const char *path, int fd, int *code,
+				   char *msg, size_t msg_size);
+
+bool files_admit(struct lt_resource *r, enum lt_mode mode, void *arg);
+void files_unlocked(struct lt_resource *r, void *arg);
+void files_freed(struct lt_resource *r, void *arg);
+
+/* The earliest retry (monotonic µs), or -1. */
+int64_t files_next_retry(const struct haspd *d);
+/* Retries every file whose time has come. */
+void files_retry_due(struct haspd *d);

@@ -1,0 +1,112 @@
+#include "oslock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void key_of(const struct stat *st, char *key)
+{
+	uint64_t dev = st->st_dev, ino = st->st_ino;
+
+	key[0] = '\0';
+	memcpy(key + 1, &dev, sizeof(dev));
+	memcpy(key + 1 + sizeof(dev), &ino, sizeof(ino));
+}
+
+int oslock_identify(int fd, char *key)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	key_of(&st, key);
+	return 0;
+}
+
+/* Read access if the caller has it, else write access: flock needs either. */
+static int open_either(const char *path, int flags)
+{
+	int fd = open(path, O_RDONLY | flags, 0666);
+
+	if (fd < 0 && errno == EACCES)
+		fd = open(path, O_WRONLY | flags, 0666);
+	return fd < 0 ? -errno : fd;
+}
+
+int oslock_open_path(const char *path)
+{
+	return open_either(path, O_CREAT | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+}
+
+struct oslock *oslock_new(int fd, const char *fallback_path)
+{
+	char proc[64], path[PATH_MAX];
+	struct stat st;
+	struct oslock *o;
+	ssize_t n;
+	int own;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	own = open_either(proc, O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (own < 0) {
+		errno = -own;
+		return NULL;
+	}
+	if (fstat(own, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(own);
+		errno = EINVAL;
+		return NULL;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", own);
+	n = readlink(proc, path, sizeof(path) - 1);
+	if (n <= 0)
+		n = snprintf(path, sizeof(path), "%s", fallback_path ? fallback_path : "?");
+	path[n] = '\0';
+	o = calloc(1, sizeof(*o) + (size_t)n + 1);
+	if (!o) {
+		close(own);
+		errno = ENOMEM;
+		return NULL;
+	}
+	o->fd = own;
+	o->dev = st.st_dev;
+	o->ino = st.st_ino;
+	list_init(&o->retry_link);
+	memcpy(o->path, path, (size_t)n + 1);
+	return o;
+}
+
+void oslock_free(struct oslock *o)
+{
+	if (!o)
+		return;
+	close(o->fd); /* also drops the flock */
+	free(o);
+}
+
+bool oslock_try(struct oslock *o, bool shared)
+{
+	int want = shared ? LOCK_SH : LOCK_EX;
+
+	if (o->held == want)
+		return true;
+	if (flock(o->fd, want | LOCK_NB) < 0)
+		return false;
+	o->held = want;
+	return true;
+}
+
+void oslock_unlock(struct oslock *o)
+{
+	if (o->held)
+		flock(o->fd, LOCK_UN);
+	o->held = 0;
+}

@@ -1,0 +1,40 @@
+/* The real flock(2) lock the daemon holds on a file for the holders of its
+ * file leases: one open file description per file, owned by the daemon.
+ * No event loop here: retries are scheduled by files.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "list.h"
+
+/* A file's identity as a lock table key: a NUL byte (never in a named key,
+ * which is JSON text without U+0000), then st_dev and st_ino. */
+#define OSLOCK_KEY_LEN (1 + 2 * sizeof(uint64_t))
+
+struct oslock {
+	int fd;
+	int held;               /* 0, LOCK_SH or LOCK_EX */
+	uint64_t dev, ino;
+	struct list retry_link; /* in the daemon's retry list while an outsider holds it */
+	uint64_t retry_at_us;
+	uint64_t backoff_us;
+	void *res;              /* the lock table resource it is attached to */
+	char path[];            /* for display: where the daemon's descriptor points */
+};
+
+/* st_dev/st_ino of fd's file as a key (key must hold OSLOCK_KEY_LEN bytes).
+ * Returns 0, -EINVAL when it is not a regular file, or -errno. */
+int oslock_identify(int fd, char *key);
+/* Opens path as the client library would: creating it (0666 minus umask)
+ * if missing, never blocking on a FIFO. Returns the descriptor or -errno. */
+int oslock_open_path(const char *path);
+/* A lock object with a description of its own: fd is reopened through
+ * /proc/self/fd (fd itself is left to the caller). NULL with errno set. */
+struct oslock *oslock_new(int fd, const char *fallback_path);
+void oslock_free(struct oslock *o);
+
+/* Takes the flock in this mode without blocking: true when held. */
+bool oslock_try(struct oslock *o, bool shared);
+void oslock_unlock(struct oslock *o);
