@@ -203,8 +203,10 @@ START_TEST(usage_and_unreachable)
 {
 	char out[4096];
 
-	ck_assert_int_eq(RUN(out, "lock", "--", "true"), 64);
+	ck_assert_int_eq(RUN(out, "lock"), 64);
 	ck_assert_ptr_nonnull(strstr(out, "FILE or -k KEY"));
+	ck_assert_int_eq(RUN(out, "lock", "some-file"), 64); /* no command */
+	ck_assert_ptr_nonnull(strstr(out, "needs a command"));
 	ck_assert_int_eq(RUN(out, "lock", "-k", "x"), 64);
 	ck_assert_int_eq(RUN(out, "lock", "-w", "soon", "-k", "x", "--", "true"), 64);
 	ck_assert_int_eq(RUN(out, "frobnicate"), 64);
