@@ -61,19 +61,29 @@ fail:
 	return NULL;
 }
 
+/* Closes the pending descriptors that arrived with input before offset. */
+static void session_close_fds_before(struct session *s, uint64_t offset)
+{
+	size_t n = 0;
+
+	while (n < s->nfds && s->fds[n].end <= offset)
+		close(s->fds[n++].fd);
+	s->nfds -= n;
+	memmove(s->fds, s->fds + n, s->nfds * sizeof(s->fds[0]));
+}
+
 static void session_close_fds(struct session *s)
 {
-	while (s->nfds)
-		close(s->fds[--s->nfds]);
+	session_close_fds_before(s, UINT64_MAX);
 }
 
 int session_take_fd(struct session *s)
 {
 	int fd;
 
-	if (s->nfds == 0)
+	if (s->nfds == 0 || s->fds[0].end <= s->line_start || s->fds[0].end > s->line_end)
 		return -1;
-	fd = s->fds[0];
+	fd = s->fds[0].fd;
 	memmove(s->fds, s->fds + 1, --s->nfds * sizeof(s->fds[0]));
 	return fd;
 }
@@ -201,13 +211,16 @@ static void session_process(struct session *s)
 			dispatch_too_large(s);
 			break;
 		}
+		s->line_start = s->in_offset + off;
+		s->line_end = s->line_start + line_len + 1;
+		session_close_fds_before(s, s->line_start);  /* strays */
 		dispatch_line(s, buf + off, line_len);
+		session_close_fds_before(s, s->line_end);    /* unclaimed */
 		off += line_len + 1;
 	}
 	evbuffer_drain(s->in, s->closing ? len : off);
-	/* With no partial line left, a descriptor no request claimed can
-	 * belong to no later one. */
-	if (off == len || s->closing)
+	s->in_offset += s->closing ? len : off;
+	if (s->closing)
 		session_close_fds(s);
 	if (evbuffer_get_length(s->out) > SESSION_OUT_SOFT)
 		session_throttle(s, true);
@@ -216,6 +229,7 @@ static void session_process(struct session *s)
 /* Keeps the descriptors that came with the data, closing what does not fit. */
 static void session_keep_fds(struct session *s, struct msghdr *mh)
 {
+	uint64_t end = s->in_offset + evbuffer_get_length(s->in);
 	struct cmsghdr *c;
 
 	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
@@ -227,7 +241,7 @@ static void session_keep_fds(struct session *s, struct msghdr *mh)
 		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < n; i++) {
 			if (s->nfds < SESSION_FDS_MAX)
-				s->fds[s->nfds++] = fds[i];
+				s->fds[s->nfds++] = (struct session_fd){ fds[i], end };
 			else
 				close(fds[i]);
 		}
@@ -259,10 +273,10 @@ static ssize_t session_read_some(struct session *s)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	if (mh.msg_controllen > 0)
-		session_keep_fds(s, &mh);
 	v.iov_len = (size_t)n;
 	evbuffer_commit_space(s->in, &v, 1);
+	if (mh.msg_controllen > 0)
+		session_keep_fds(s, &mh);
 	return n;
 }
 

@@ -26,8 +26,13 @@ struct session {
 	struct event *rev, *wev;
 	struct evbuffer *in, *out;
 	uint64_t id;
-	int fds[SESSION_FDS_MAX];   /* descriptors received, not yet claimed */
+	struct session_fd {
+		int fd;
+		uint64_t end;       /* input offset just past the read that brought it */
+	} fds[SESSION_FDS_MAX];     /* received, in order, not yet claimed */
 	size_t nfds;
+	uint64_t in_offset;         /* input offset of the first byte in s->in */
+	uint64_t line_start, line_end; /* the line being dispatched: [start, end) */
 	char client[64];            /* from hello, for logs and list */
 	bool closing;               /* write what is queued, then close */
 	bool throttled;             /* not reading: too much output queued */
@@ -40,8 +45,9 @@ struct session *session_new(struct haspd *d, int fd);
 void session_write(struct session *s, const char *line, size_t len);
 /* Sends an error, then ends the session once it is written. */
 void session_close_after_flush(struct session *s);
-/* The oldest descriptor received and not yet claimed, or -1; the caller
- * owns it. */
+/* The descriptor that came with the line being dispatched, or -1; the caller
+ * owns it. A descriptor belongs to the line that holds the last byte of the
+ * read that brought it, which is the line sent with it in one sendmsg(2). */
 int session_take_fd(struct session *s);
 /* Writes what is queued; called by haspd_sync(). */
 void session_flush(struct session *s);

@@ -34,6 +34,10 @@ int64_t now_us(void);
 /* A raw connection speaking JSON lines. */
 int raw_connect(const char *path);
 void raw_send(int fd, const char *text);
+/* Sends text with passfd attached (SCM_RIGHTS) in one sendmsg. */
+void raw_send_fd(int fd, const char *text, int passfd);
+/* How many descriptors process pid has open. */
+int count_fds(pid_t pid);
 /* The next line as JSON, or NULL at EOF or after timeout_ms. */
 json_t *raw_recv(int fd, int timeout_ms);
 /* Replies until the one with this id (others are dropped). */

@@ -1,0 +1,432 @@
+/* File leases against a real haspd: the real flock(2) lock, interop with
+ * flock(1) and Python's filelock, identity through links, descriptor
+ * hygiene and permissions. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct daemon_proc daemon_;
+static char file[160];
+
+static void setup(void)
+{
+	daemon_start(&daemon_);
+	setenv("HASP_SOCKET", daemon_.socket, 1);
+	snprintf(file, sizeof(file), "%s/data.txt", daemon_.dir);
+}
+
+static void teardown(void)
+{
+	char cmd[256];
+
+	daemon_stop(&daemon_);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", daemon_.dir); /* the files the tests made */
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static hasp_lease *lock_file(hasp_client *c, const char *path, enum hasp_mode mode, int64_t ms,
+			     int *ret)
+{
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *l = NULL;
+
+	o.mode = mode;
+	o.timeout_ms = ms;
+	*ret = hasp_lock_file(c, path, &o, &l);
+	return l;
+}
+
+/* Runs a shell command line with $F set to arg; its exit status. */
+static int sh(const char *cmd, const char *arg)
+{
+	int st;
+
+	setenv("F", arg, 1);
+	st = system(cmd);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+START_TEST(exclusive_lease_is_a_real_flock)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	int r;
+	hasp_lease *l = lock_file(c, file, HASP_EXCLUSIVE, -1, &r);
+
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(access(file, F_OK), 0); /* created */
+	ck_assert_str_eq(hasp_lease_key(l), file);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1);
+	ck_assert_int_eq(sh("flock -n -s \"$F\" true", file), 1);
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 0);
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(shared_lease_lets_shared_flock_in)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	int r;
+	hasp_lease *l = lock_file(c, file, HASP_SHARED, -1, &r);
+
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(sh("flock -n -s \"$F\" true", file), 0);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1);
+	hasp_close(c); /* the session's end drops the flock too */
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 0);
+	hasp_lease_free(l);
+}
+END_TEST
+
+/* flock(1) holds the file until we write to its stdin. */
+static pid_t spawn_flock(int *release)
+{
+	int in[2], out[2];
+	char buf[8];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(in), 0);
+	ck_assert_int_eq(pipe(out), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		execlp("flock", "flock", file, "sh", "-c", "echo ready; read x", (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	ck_assert_msg(wait_readable(out[0], 5000), "flock(1) did not take the lock");
+	ck_assert_int_gt(read(out[0], buf, sizeof(buf)), 0);
+	close(out[0]);
+	*release = in[1];
+	return pid;
+}
+
+START_TEST(waits_for_flock1_and_is_granted_on_release)
+{
+	int release, fd = raw_connect(daemon_.socket), ffd;
+	char req[512];
+	pid_t pid = spawn_flock(&release);
+	json_t *rep;
+	int64_t t0, dt;
+
+	ffd = open(file, O_RDONLY);
+	ck_assert_int_ge(ffd, 0);
+	snprintf(req, sizeof(req),
+		 "{\"id\":1,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true,\"timeout_ms\":0}\n", file);
+	raw_send_fd(fd, req, ffd);
+	rep = raw_recv_id(fd, 1, 5000);
+	ck_assert_str_eq(reply_error(rep), "busy");
+	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(json_object_get(rep, "error"),
+								       "message")), "outside hasp"));
+	json_decref(rep);
+	snprintf(req, sizeof(req), "{\"id\":2,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", file);
+	raw_send_fd(fd, req, ffd);
+	raw_send(fd, "{\"id\":3,\"op\":\"ping\"}\n");
+	rep = raw_recv(fd, 5000); /* the ping: the acquire is queued by now */
+	ck_assert_int_eq(json_integer_value(json_object_get(rep, "id")), 3);
+	json_decref(rep);
+	usleep(120000); /* let the daemon's retry backoff reach its cap */
+	ck_assert_int_eq(write(release, "\n", 1), 1);
+	t0 = now_us();
+	rep = raw_recv_id(fd, 2, 5000);
+	dt = now_us() - t0;
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_ptr_null(reply_error(rep));
+	ck_assert_msg(dt < 250000, "granted %lld µs after flock(1) released", (long long)dt);
+	json_decref(rep);
+	wait_child(pid, 5000);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1); /* now hasp holds it */
+	close(release);
+	close(ffd);
+	close(fd);
+}
+END_TEST
+
+START_TEST(timeout_applies_while_an_outsider_holds_it)
+{
+	int release, r;
+	pid_t pid = spawn_flock(&release);
+	hasp_client *c = client_connect(daemon_.socket);
+	int64_t t0 = now_us(), dt;
+
+	lock_file(c, file, HASP_EXCLUSIVE, 300, &r);
+	dt = now_us() - t0;
+	ck_assert_int_eq(r, -HASP_E_TIMEOUT);
+	ck_assert_msg(dt >= 300000 && dt < 1000000, "timeout of 300 ms took %lld µs", (long long)dt);
+	close(release);
+	wait_child(pid, 5000);
+	hasp_close(c);
+}
+END_TEST
+
+static bool have_python_filelock(void)
+{
+	return system("/usr/bin/python3 -c 'import filelock' 2>/dev/null") == 0;
+}
+
+START_TEST(interop_with_python_filelock)
+{
+	hasp_client *c;
+	hasp_lease *l;
+	int r;
+
+	if (!have_python_filelock()) {
+		fprintf(stderr, "skipped: python3-filelock is not installed\n");
+		return;
+	}
+	c = client_connect(daemon_.socket);
+	l = lock_file(c, file, HASP_EXCLUSIVE, -1, &r);
+	ck_assert_int_eq(r, 0);
+	/* hasp holds it: filelock times out. */
+	ck_assert_int_eq(sh("/usr/bin/python3 -c 'import sys, filelock\n"
+			    "try:\n filelock.FileLock(sys.argv[1], timeout=0.2).acquire()\n"
+			    "except filelock.Timeout:\n sys.exit(3)' \"$F\"", file), 3);
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	/* filelock holds it: hasp is busy, then gets in once it lets go. */
+	ck_assert_int_eq(sh("/usr/bin/python3 -c 'import sys, filelock, subprocess\n"
+			    "with filelock.FileLock(sys.argv[1], timeout=1):\n"
+			    " r = subprocess.call([sys.argv[2], \"lock\", \"-n\", sys.argv[1], \"true\"])\n"
+			    "sys.exit(10 + r)' \"$F\" \"$HASP_CLI\"", file), 11);
+	l = lock_file(c, file, HASP_EXCLUSIVE, 0, &r);
+	ck_assert_int_eq(r, 0);
+	hasp_lease_free(l);
+	hasp_close(c);
+}
+END_TEST
+
+START_TEST(links_and_symlinks_are_one_lock)
+{
+	char hard[200], soft[200], dotted[240], *text = NULL;
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	hasp_lease *l;
+	json_t *res;
+	int r;
+
+	snprintf(hard, sizeof(hard), "%s/hard.txt", daemon_.dir);
+	snprintf(soft, sizeof(soft), "%s/soft.txt", daemon_.dir);
+	snprintf(dotted, sizeof(dotted), "%s/../%s/data.txt", daemon_.dir, strrchr(daemon_.dir, '/') + 1);
+	l = lock_file(a, file, HASP_EXCLUSIVE, -1, &r);
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(link(file, hard), 0);
+	ck_assert_int_eq(symlink(file, soft), 0);
+	lock_file(b, hard, HASP_SHARED, 0, &r);
+	ck_assert_int_eq(r, -HASP_E_BUSY);
+	lock_file(b, soft, HASP_SHARED, 0, &r);
+	ck_assert_int_eq(r, -HASP_E_BUSY);
+	lock_file(b, dotted, HASP_SHARED, 0, &r);
+	ck_assert_int_eq(r, -HASP_E_BUSY);
+	ck_assert_int_eq(hasp_list_json(a, &text), 0);
+	res = json_loads(text, 0, NULL);
+	ck_assert_int_eq(json_array_size(res), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(res, 0), "path")), file);
+	json_decref(res);
+	free(text);
+	hasp_lease_free(l);
+	hasp_close(a);
+	hasp_close(b);
+}
+END_TEST
+
+START_TEST(relative_paths_from_the_working_directory)
+{
+	char cwd[4096];
+	hasp_client *c = client_connect(daemon_.socket);
+	hasp_lease *l;
+	int r;
+
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	ck_assert_int_eq(chdir(daemon_.dir), 0);
+	l = lock_file(c, "data.txt", HASP_EXCLUSIVE, -1, &r);
+	ck_assert_int_eq(chdir(cwd), 0);
+	ck_assert_int_eq(r, 0);
+	ck_assert_str_eq(hasp_lease_key(l), file);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1);
+	hasp_lease_free(l);
+	hasp_close(c);
+}
+END_TEST
+
+/* Requests that carry descriptors and fail, in every way. */
+static void bad_requests_with_descriptors(int fd)
+{
+	char req[512];
+	int f = open(file, O_RDONLY | O_CREAT, 0644), dir = open(daemon_.dir, O_RDONLY);
+	json_t *rep;
+
+	ck_assert(f >= 0 && dir >= 0);
+	raw_send_fd(fd, "this is not json\n", f);
+	raw_send_fd(fd, "{\"id\":1,\"op\":\"ping\"}\n", f); /* nobody claims it */
+	snprintf(req, sizeof(req), "{\"id\":2,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", daemon_.dir);
+	raw_send_fd(fd, req, dir);                            /* not a regular file */
+	raw_send_fd(fd, "{\"id\":3,\"op\":\"acquire\",\"path\":\"rel\",\"fd\":true}\n", f);
+	raw_send(fd, "{\"id\":4,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":true}\n"); /* none sent */
+	snprintf(req, sizeof(req), "{\"id\":5,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", file);
+	raw_send_fd(fd, req, f);
+	raw_send(fd, "{\"id\":6,\"op\":\"release\",\"lease\":999999}\n");
+	rep = raw_recv_id(fd, 2, 5000);
+	ck_assert_ptr_nonnull(strstr(json_dumps(rep, 0), "not a regular file"));
+	json_decref(rep);
+	rep = raw_recv_id(fd, 3, 5000);
+	ck_assert_msg(rep && reply_error(rep) && strcmp(reply_error(rep), "bad_request") == 0,
+		      "reply: %s", rep ? json_dumps(rep, 0) : "none");
+	json_decref(rep);
+	rep = raw_recv_id(fd, 4, 5000);
+	ck_assert_str_eq(reply_error(rep), "bad_request");
+	json_decref(rep);
+	rep = raw_recv_id(fd, 5, 5000);
+	ck_assert_ptr_null(reply_error(rep));
+	json_decref(rep);
+	json_decref(raw_recv_id(fd, 6, 5000));
+	close(f);
+	close(dir);
+}
+
+START_TEST(descriptors_never_leak)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	int baseline, r, fd;
+	hasp_lease *l;
+
+	l = lock_file(c, file, HASP_EXCLUSIVE, -1, &r); /* warm up */
+	hasp_unlock(c, l);
+	baseline = count_fds(daemon_.pid) - 0;
+	for (int i = 0; i < 2000; i++) {
+		l = lock_file(c, file, i % 2 ? HASP_SHARED : HASP_EXCLUSIVE, -1, &r);
+		ck_assert_int_eq(r, 0);
+		ck_assert_int_eq(hasp_unlock(c, l), 0);
+	}
+	for (int i = 0; i < 100; i++) {
+		fd = raw_connect(daemon_.socket);
+		bad_requests_with_descriptors(fd);
+		close(fd); /* with a lease held and maybe a descriptor in flight */
+	}
+	ck_assert_int_eq(hasp_ping(c), 0); /* every close above has been handled */
+	ck_assert_int_eq(count_fds(daemon_.pid), baseline);
+	hasp_close(c);
+}
+END_TEST
+
+/* In a child running as nobody: the exit status says what happened. */
+static int as_nobody(int (*fn)(void))
+{
+	pid_t pid = fork();
+	int st;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(100);
+		_exit(fn());
+	}
+	st = wait_child(pid, 10000);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static char secret_file[200];
+
+static int nobody_locks_secret_file(void)
+{
+	hasp_client *c = NULL;
+	hasp_lease *l = NULL;
+
+	if (hasp_connect(daemon_.socket, &c) < 0)
+		return 101;
+	return hasp_lock_file(c, secret_file, NULL, &l) == -EACCES ? 0 : 1;
+}
+
+static int nobody_sends_a_bare_path(void)
+{
+	int fd = raw_connect(daemon_.socket);
+	char req[512];
+	json_t *rep;
+
+	snprintf(req, sizeof(req), "{\"id\":1,\"op\":\"acquire\",\"path\":\"%s\"}\n", secret_file);
+	raw_send(fd, req);
+	rep = raw_recv_id(fd, 1, 5000);
+	return rep && reply_error(rep) && strcmp(reply_error(rep), "permission_denied") == 0 ? 0 : 1;
+}
+
+START_TEST(permissions_are_the_clients)
+{
+	char dir[180];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: needs root to run a client as another uid\n");
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/private", daemon_.dir);
+	snprintf(secret_file, sizeof(secret_file), "%s/secret", dir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(chmod(daemon_.dir, 0755), 0); /* nobody may reach the socket */
+	ck_assert_int_eq(as_nobody(nobody_locks_secret_file), 0);
+	ck_assert_int_eq(as_nobody(nobody_sends_a_bare_path), 0);
+	ck_assert_int_eq(access(secret_file, F_OK), -1); /* nothing was created for them */
+}
+END_TEST
+
+START_TEST(bare_path_for_the_daemons_own_uid)
+{
+	int fd = raw_connect(daemon_.socket);
+	char req[512], missing[200];
+	json_t *rep;
+
+	snprintf(req, sizeof(req), "{\"id\":1,\"op\":\"acquire\",\"path\":\"%s\"}\n", file);
+	raw_send(fd, req);
+	rep = raw_recv_id(fd, 1, 5000);
+	ck_assert_ptr_null(reply_error(rep));
+	json_decref(rep);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1);
+	snprintf(missing, sizeof(missing), "%s/no/such/dir/f", daemon_.dir);
+	snprintf(req, sizeof(req), "{\"id\":2,\"op\":\"acquire\",\"path\":\"%s\"}\n", missing);
+	raw_send(fd, req);
+	rep = raw_recv_id(fd, 2, 5000);
+	ck_assert_str_eq(reply_error(rep), "bad_request");
+	ck_assert_ptr_nonnull(strstr(json_dumps(rep, 0), "No such file or directory"));
+	json_decref(rep);
+	close(fd);
+}
+END_TEST
+
+static Suite *files_suite(void)
+{
+	Suite *s = suite_create("files");
+	TCase *tc = tcase_create("file leases");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, exclusive_lease_is_a_real_flock);
+	tcase_add_test(tc, shared_lease_lets_shared_flock_in);
+	tcase_add_test(tc, waits_for_flock1_and_is_granted_on_release);
+	tcase_add_test(tc, timeout_applies_while_an_outsider_holds_it);
+	tcase_add_test(tc, interop_with_python_filelock);
+	tcase_add_test(tc, links_and_symlinks_are_one_lock);
+	tcase_add_test(tc, relative_paths_from_the_working_directory);
+	tcase_add_test(tc, descriptors_never_leak);
+	tcase_add_test(tc, permissions_are_the_clients);
+	tcase_add_test(tc, bare_path_for_the_daemons_own_uid);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(files_suite());
+}
