@@ -210,6 +210,13 @@ const char *reply_error(json_t *reply)
 	return json_string_value(json_object_get(json_object_get(reply, "error"), "code"));
 }
 
+const char *reply_message(json_t *reply)
+{
+	const char *m = json_string_value(json_object_get(json_object_get(reply, "error"), "message"));
+
+	return m ? m : "";
+}
+
 void signal_byte(int fd)
 {
 	ck_assert_int_eq(write(fd, "x", 1), 1);

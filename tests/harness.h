@@ -44,6 +44,8 @@ json_t *raw_recv(int fd, int timeout_ms);
 json_t *raw_recv_id(int fd, int64_t id, int timeout_ms);
 /* The error code of a reply, or NULL if it is ok. */
 const char *reply_error(json_t *reply);
+/* The error message of a reply, or "" if it is ok. */
+const char *reply_message(json_t *reply);
 
 /* A pipe used to signal one byte between processes. */
 void signal_byte(int fd);

@@ -133,8 +133,7 @@ START_TEST(waits_for_flock1_and_is_granted_on_release)
 	raw_send_fd(fd, req, ffd);
 	rep = raw_recv_id(fd, 1, 5000);
 	ck_assert_str_eq(reply_error(rep), "busy");
-	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(json_object_get(rep, "error"),
-								       "message")), "outside hasp"));
+	ck_assert_ptr_nonnull(strstr(reply_message(rep), "outside hasp"));
 	json_decref(rep);
 	snprintf(req, sizeof(req), "{\"id\":2,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", file);
 	raw_send_fd(fd, req, ffd);
@@ -281,11 +280,11 @@ static void bad_requests_with_descriptors(int fd)
 	raw_send_fd(fd, req, f);
 	raw_send(fd, "{\"id\":6,\"op\":\"release\",\"lease\":999999}\n");
 	rep = raw_recv_id(fd, 2, 5000);
-	ck_assert_ptr_nonnull(strstr(json_dumps(rep, 0), "not a regular file"));
+	ck_assert_ptr_nonnull(strstr(reply_message(rep), "not a regular file"));
 	json_decref(rep);
 	rep = raw_recv_id(fd, 3, 5000);
 	ck_assert_msg(rep && reply_error(rep) && strcmp(reply_error(rep), "bad_request") == 0,
-		      "reply: %s", rep ? json_dumps(rep, 0) : "none");
+		      "reply: %s", rep ? reply_message(rep) : "none");
 	json_decref(rep);
 	rep = raw_recv_id(fd, 4, 5000);
 	ck_assert_str_eq(reply_error(rep), "bad_request");
@@ -399,7 +398,7 @@ START_TEST(bare_path_for_the_daemons_own_uid)
 	raw_send(fd, req);
 	rep = raw_recv_id(fd, 2, 5000);
 	ck_assert_str_eq(reply_error(rep), "bad_request");
-	ck_assert_ptr_nonnull(strstr(json_dumps(rep, 0), "No such file or directory"));
+	ck_assert_ptr_nonnull(strstr(reply_message(rep), "No such file or directory"));
 	json_decref(rep);
 	close(fd);
 }
