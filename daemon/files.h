@@ -12,9 +12,11 @@
 struct haspd;
 struct session;
 
-/* First retry after 1 ms, doubling up to 50 ms. */
+/* First retry after 1 ms, doubling up to 8 ms: a process outside hasp that
+ * releases the flock lets the head waiter in within a few ms, for the cost
+ * of at most 125 flock(2) attempts a second per contended file. */
 #define FILES_BACKOFF_MIN_US 1000
-#define FILES_BACKOFF_MAX_US 50000
+#define FILES_BACKOFF_MAX_US 8000
 
 /* The resource of the file a request names: with fd (the client's
  * descriptor, always consumed), or by path alone for a peer with the

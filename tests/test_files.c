@@ -141,14 +141,14 @@ START_TEST(waits_for_flock1_and_is_granted_on_release)
 	rep = raw_recv(fd, 5000); /* the ping: the acquire is queued by now */
 	ck_assert_int_eq(json_integer_value(json_object_get(rep, "id")), 3);
 	json_decref(rep);
-	usleep(120000); /* let the daemon's retry backoff reach its cap */
+	usleep(100000); /* let the daemon's retry backoff reach its cap */
 	ck_assert_int_eq(write(release, "\n", 1), 1);
 	t0 = now_us();
 	rep = raw_recv_id(fd, 2, 5000);
 	dt = now_us() - t0;
 	ck_assert_ptr_nonnull(rep);
 	ck_assert_ptr_null(reply_error(rep));
-	ck_assert_msg(dt < 250000, "granted %lld µs after flock(1) released", (long long)dt);
+	ck_assert_msg(dt < 100000, "granted %lld µs after flock(1) released", (long long)dt);
 	json_decref(rep);
 	wait_child(pid, 5000);
 	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1); /* now hasp holds it */
