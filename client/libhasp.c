@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "buildconf.h"
 #include "frame.h"
 #include "proto.h"
 

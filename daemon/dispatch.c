@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "buildconf.h"
 #include "files.h"
 #include "haspd.h"
 #include "oslock.h"
@@ -112,6 +112,14 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 	char filekey[OSLOCK_KEY_LEN];
 	struct lt_entry *e;
 
+	if (s->owner.nheld + s->owner.nwaiting >= s->d->cfg.max_session_locks) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "this session holds or waits for %zu locks, the limit "
+			 "(max_session_locks)", s->d->cfg.max_session_locks);
+		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
+		return;
+	}
 	if (req->acquire.path && !acquire_file(s, req, &lr, filekey))
 		return;
 	switch (locktable_acquire(lt, &s->owner, &lr, &e)) {
@@ -218,14 +226,26 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 	json_decref(root);
 }
 
+void dispatch_refuse(struct session *s)
+{
+	char msg[128];
+
+	log_warn("refusing a connection from pid %d: %zu sessions, the limit (max_sessions)",
+		 (int)s->owner.pid, s->d->cfg.max_sessions);
+	snprintf(msg, sizeof(msg), "haspd serves %zu sessions, the limit (max_sessions); try later",
+		 s->d->cfg.max_sessions);
+	reply_error(s, false, 0, HASP_E_LIMIT, msg, NULL);
+	session_close_after_flush(s);
+}
+
 void dispatch_too_large(struct session *s)
 {
 	char msg[96];
 
 	s->d->protocol_errors++;
-	log_info("session %" PRIu64 " (pid %d) sent a line over %d bytes; closing it", s->id,
-		 (int)s->owner.pid, PROTO_LINE_MAX);
-	snprintf(msg, sizeof(msg), "request line longer than %d bytes", PROTO_LINE_MAX);
+	log_info("session %" PRIu64 " (pid %d) sent a line over %zu bytes; closing it", s->id,
+		 (int)s->owner.pid, s->d->cfg.max_line_bytes);
+	snprintf(msg, sizeof(msg), "request line longer than %zu bytes", s->d->cfg.max_line_bytes);
 	reply_error(s, false, 0, HASP_E_TOO_LARGE, msg, NULL);
 	session_close_after_flush(s);
 }

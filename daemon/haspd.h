@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "list.h"
 #include "locktable.h"
 
@@ -13,6 +14,7 @@ struct event;
 struct haspd {
 	struct event_base *base;
 	struct locktable lt;
+	struct config cfg;
 	struct event *timer;        /* the earliest waiter deadline */
 	int64_t timer_at;           /* when it is armed for, or -1 */
 	struct list sessions;       /* session.link */

@@ -2,12 +2,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 
+#include "buildconf.h"
 #include "config.h"
 #include "dispatch.h"
 #include "files.h"
@@ -16,55 +18,79 @@
 #include "proto.h"
 #include "server.h"
 #include "session.h"
+#include "systemd.h"
 
 static const char usage[] =
 	"Usage: haspd [OPTIONS]\n"
-	"The hasp lock daemon: serves exclusive and shared leases on named keys\n"
-	"over a Unix socket. It runs in the foreground and logs to stderr.\n"
+	"The hasp lock daemon: serves exclusive and shared leases on files and named\n"
+	"keys over a Unix socket. It runs in the foreground and logs to stderr.\n"
 	"\n"
-	"  -S, --socket PATH     listen on PATH (default: $HASP_SOCKET, else\n"
-	"                        $XDG_RUNTIME_DIR/hasp/haspd.sock, else\n"
-	"                        /run/hasp/haspd.sock for root, else\n"
-	"                        /tmp/hasp-$UID/haspd.sock)\n"
-	"  -f, --foreground      stay in the foreground (the default and only mode)\n"
-	"  -l, --log-level LEVEL error, warning, info (default) or debug\n"
-	"  -V, --version         print the version and exit\n"
-	"  -h, --help            print this help and exit\n"
+	"  -c, --config PATH            read settings from PATH (default:\n"
+	"                               " CONFIG_DEFAULT_PATH ", if it exists)\n"
+	"  -S, --socket PATH            listen on PATH (default: $HASP_SOCKET, else\n"
+	"                               $XDG_RUNTIME_DIR/hasp/haspd.sock, else\n"
+	"                               /run/hasp/haspd.sock for root, else\n"
+	"                               /tmp/hasp-$UID/haspd.sock)\n"
+	"      --socket-mode MODE       the socket file's mode, in octal\n"
+	"      --socket-group GROUP     the socket file's group\n"
+	"      --max-line-bytes N       longest request line (default 65536)\n"
+	"      --max-sessions N         most connections at once (default 16384)\n"
+	"      --max-session-locks N    most leases + waiting requests per connection\n"
+	"                               (default 1048576)\n"
+	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
+	"  -f, --foreground             stay in the foreground (the default and only mode)\n"
+	"  -V, --version                print the version and exit\n"
+	"  -h, --help                   print this help and exit\n"
 	"\n"
-	"SIGTERM or SIGINT stop it cleanly and remove its socket file.\n";
+	"Command-line settings win over the file. SIGHUP reloads the file (limits and\n"
+	"log level); SIGTERM or SIGINT stop the daemon and remove its socket file.\n"
+	"Under systemd it takes its socket from socket activation and reports\n"
+	"readiness and status (Type=notify).\n";
 
 struct options {
-	const char *socket;
+	const char *config;
+	bool config_given;
+	struct config_override overrides[CONFIG_MAX_OVERRIDES];
+	size_t noverrides;
 };
+
+static void add_override(struct options *opt, const char *key, const char *value)
+{
+	if (opt->noverrides < CONFIG_MAX_OVERRIDES)
+		opt->overrides[opt->noverrides++] = (struct config_override){ key, value };
+}
 
 static int parse_options(int argc, char **argv, struct options *opt)
 {
+	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS };
 	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
-		{ "foreground", no_argument, NULL, 'f' },
+		{ "socket-mode", required_argument, NULL, OPT_MODE },
+		{ "socket-group", required_argument, NULL, OPT_GROUP },
+		{ "max-line-bytes", required_argument, NULL, OPT_LINE },
+		{ "max-sessions", required_argument, NULL, OPT_SESSIONS },
+		{ "max-session-locks", required_argument, NULL, OPT_LOCKS },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "foreground", no_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c, level;
+	int c;
 
-	while ((c = getopt_long(argc, argv, "S:fl:Vh", longopts, NULL)) != -1) {
+	opt->config = CONFIG_DEFAULT_PATH;
+	while ((c = getopt_long(argc, argv, "c:S:l:fVh", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'S':
-			opt->socket = optarg;
-			break;
-		case 'f':
-			break;
-		case 'l':
-			level = log_level_parse(optarg);
-			if (level < 0) {
-				fprintf(stderr, "haspd: unknown log level '%s' (error, warning, info, debug)\n",
-					optarg);
-				return 2;
-			}
-			log_threshold = (enum log_level)level;
-			break;
+		case 'c': opt->config = optarg; opt->config_given = true; break;
+		case 'S': add_override(opt, "socket", optarg); break;
+		case OPT_MODE: add_override(opt, "socket_mode", optarg); break;
+		case OPT_GROUP: add_override(opt, "socket_group", optarg); break;
+		case OPT_LINE: add_override(opt, "max_line_bytes", optarg); break;
+		case OPT_SESSIONS: add_override(opt, "max_sessions", optarg); break;
+		case OPT_LOCKS: add_override(opt, "max_session_locks", optarg); break;
+		case 'l': add_override(opt, "log_level", optarg); break;
+		case 'f': break;
 		case 'V':
 			printf("haspd %s (protocol %d)\n", HASP_VERSION_STRING, PROTO_VERSION);
 			return 0;
@@ -83,12 +109,88 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	return -1;
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+/* Defaults, the file, then the command line, into cfg. Returns 0, or -1
+ * with the reason (the file and line) in err. */
+static int load_config(const struct options *opt, struct config *cfg, char *err, size_t n)
 {
-	struct haspd *d = arg;
+	struct config next;
+	char why[256];
+	int r;
+
+	config_defaults(&next);
+	r = config_load(&next, opt->config, err, n);
+	if (r == -1 || (r == -2 && opt->config_given)) {
+		if (r == -2)
+			snprintf(err, n, "%s: no such file", opt->config);
+		return -1;
+	}
+	for (size_t i = 0; i < opt->noverrides; i++) {
+		if (config_set(&next, opt->overrides[i].key, opt->overrides[i].value, why,
+			       sizeof(why)) < 0) {
+			snprintf(err, n, "command line: %s", why);
+			return -1;
+		}
+	}
+	*cfg = next;
+	return 0;
+}
+
+/* Everything main() sets up, for the signal handlers. */
+struct main_ctx {
+	struct haspd d;
+	struct options opt;
+	struct event *sigs[3];
+	struct event *status;
+	char last_status[160];
+};
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_ctx *m = arg;
 
 	log_info("caught %s, stopping", strsignal((int)sig));
-	event_base_loopbreak(d->base);
+	systemd_notify("STOPPING=1");
+	event_base_loopbreak(m->d.base);
+}
+
+/* SIGHUP: the file again. What cannot change without a restart is kept. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct main_ctx *m = arg;
+	struct config next;
+	char err[512];
+
+	systemd_notify("RELOADING=1");
+	if (load_config(&m->opt, &next, err, sizeof(err)) < 0) {
+		log_err("reload refused, settings unchanged: %s", err);
+	} else {
+		if (strcmp(next.socket, m->d.cfg.socket) || next.socket_mode != m->d.cfg.socket_mode ||
+		    strcmp(next.socket_group, m->d.cfg.socket_group))
+			log_warn("socket settings change only with a restart");
+		m->d.cfg.max_line_bytes = next.max_line_bytes;
+		m->d.cfg.max_sessions = next.max_sessions;
+		m->d.cfg.max_session_locks = next.max_session_locks;
+		m->d.cfg.log_level = next.log_level;
+		log_threshold = (enum log_level)next.log_level;
+		log_info("reloaded %s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu",
+			 m->opt.config, next.max_line_bytes, next.max_sessions, next.max_session_locks);
+	}
+	systemd_notify("READY=1");
+}
+
+/* Once a second under systemd: STATUS= with live counts, when they change. */
+static void on_status(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_ctx *m = arg;
+	const struct lt_stats *st = &m->d.lt.stats;
+	char status[160];
+
+	snprintf(status, sizeof(status), "STATUS=%zu sessions, %zu leases, %zu waiting, %zu locks",
+		 m->d.nsessions, st->leases, st->waiters, st->resources);
+	if (strcmp(status, m->last_status) != 0) {
+		systemd_notify(status);
+		memcpy(m->last_status, status, sizeof(status));
+	}
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -146,43 +248,80 @@ static void haspd_done(struct haspd *d)
 		event_base_free(d->base);
 }
 
+static int add_signal(struct main_ctx *m, int i, int sig, event_callback_fn fn)
+{
+	m->sigs[i] = evsignal_new(m->d.base, sig, fn, m);
+	return m->sigs[i] && event_add(m->sigs[i], NULL) == 0 ? 0 : -1;
+}
+
+static int start_status(struct main_ctx *m)
+{
+	struct timeval second = { 1, 0 };
+
+	if (!systemd_notifying())
+		return 0;
+	m->status = event_new(m->d.base, -1, EV_PERSIST, on_status, m);
+	if (!m->status || event_add(m->status, &second) < 0)
+		return -1;
+	on_status(-1, 0, m);
+	return 0;
+}
+
+/* The listening socket: socket activation's, or our own on cfg's path. */
+static struct server *open_server(struct haspd *d, char *path, size_t size)
+{
+	int fd = systemd_listen_fd();
+
+	if (fd >= 0) {
+		snprintf(path, size, "(socket activation)");
+		return server_adopt(d, fd);
+	}
+	if (d->cfg.socket[0])
+		snprintf(path, size, "%s", d->cfg.socket);
+	else if (proto_default_socket(path, size) < 0) {
+		log_err("the default socket path is too long; use --socket");
+		return NULL;
+	}
+	return server_new(d, path);
+}
+
 int main(int argc, char **argv)
 {
-	struct options opt = { NULL };
-	struct event *sigs[2] = { NULL, NULL };
-	char path[256];
-	struct haspd d;
-	int r = parse_options(argc, argv, &opt);
+	static struct main_ctx m;
+	struct config cfg;
+	char path[256], err[512];
+	int r = parse_options(argc, argv, &m.opt);
 
 	if (r >= 0)
 		return r;
-	if (!opt.socket) {
-		if (proto_default_socket(path, sizeof(path)) < 0) {
-			log_err("the default socket path is too long; use --socket");
-			return 1;
-		}
-		opt.socket = path;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	if (haspd_init(&d) < 0) {
-		log_err("cannot initialise: %s", strerror(errno));
-		haspd_done(&d);
+	if (load_config(&m.opt, &cfg, err, sizeof(err)) < 0) {
+		log_err("bad configuration, not starting: %s", err);
 		return 1;
 	}
-	d.server = server_new(&d, opt.socket);
-	sigs[0] = evsignal_new(d.base, SIGTERM, on_signal, &d);
-	sigs[1] = evsignal_new(d.base, SIGINT, on_signal, &d);
-	if (!d.server || !sigs[0] || !sigs[1] || event_add(sigs[0], NULL) < 0 ||
-	    event_add(sigs[1], NULL) < 0) {
+	log_threshold = (enum log_level)cfg.log_level;
+	signal(SIGPIPE, SIG_IGN);
+	if (haspd_init(&m.d) < 0) {
+		log_err("cannot initialise: %s", strerror(errno));
+		haspd_done(&m.d);
+		return 1;
+	}
+	m.d.cfg = cfg;
+	m.d.server = open_server(&m.d, path, sizeof(path));
+	if (!m.d.server || add_signal(&m, 0, SIGTERM, on_stop) < 0 ||
+	    add_signal(&m, 1, SIGINT, on_stop) < 0 || add_signal(&m, 2, SIGHUP, on_reload) < 0 ||
+	    start_status(&m) < 0) {
 		r = 1;
 	} else {
-		log_info("haspd %s listening on %s", HASP_VERSION_STRING, opt.socket);
-		r = event_base_dispatch(d.base) < 0;
+		log_info("haspd %s listening on %s", HASP_VERSION_STRING, path);
+		systemd_notify("READY=1");
+		r = event_base_dispatch(m.d.base) < 0;
 		log_info("stopped");
 	}
-	for (int i = 0; i < 2; i++)
-		if (sigs[i])
-			event_free(sigs[i]);
-	haspd_done(&d);
+	for (int i = 0; i < 3; i++)
+		if (m.sigs[i])
+			event_free(m.sigs[i]);
+	if (m.status)
+		event_free(m.status);
+	haspd_done(&m.d);
 	return r;
 }

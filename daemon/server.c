@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "dispatch.h"
 #include "haspd.h"
 #include "log.h"
 #include "session.h"
@@ -110,6 +112,30 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa)
 	return 0;
 }
 
+/* The configured socket mode and group, if any. */
+static int set_owner_and_mode(const struct haspd *d, const char *path)
+{
+	const struct config *cfg = &d->cfg;
+	struct group *g;
+
+	if (cfg->socket_mode >= 0 && chmod(path, (mode_t)cfg->socket_mode) < 0) {
+		log_err("cannot set the mode of %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!cfg->socket_group[0])
+		return 0;
+	g = getgrnam(cfg->socket_group);
+	if (!g) {
+		log_err("socket_group: no group '%s'", cfg->socket_group);
+		return -1;
+	}
+	if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+		log_err("cannot give %s to group %s: %s", path, cfg->socket_group, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int listen_on(struct server *srv, const char *path) __attribute__((nonnull));
 
 static int listen_on(struct server *srv, const char *path)
@@ -141,7 +167,7 @@ static int listen_on(struct server *srv, const char *path)
 	}
 	srv->dev = st.st_dev;
 	srv->ino = st.st_ino;
-	return 0;
+	return set_owner_and_mode(srv->d, path);
 }
 
 static void server_pause(struct server *srv)
@@ -174,7 +200,11 @@ static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
 		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (c >= 0) {
-			session_new(srv->d, c);
+			bool over = srv->d->nsessions >= srv->d->cfg.max_sessions;
+			struct session *s = session_new(srv->d, c);
+
+			if (s && over)
+				dispatch_refuse(s);
 			continue;
 		}
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
@@ -192,6 +222,17 @@ static void server_backoff_cb(evutil_socket_t fd, short what, void *arg)
 	server_resume(arg);
 }
 
+static struct server *server_start(struct server *srv)
+{
+	struct haspd *d = srv->d;
+
+	srv->ev = event_new(d->base, srv->fd, EV_READ | EV_PERSIST, server_accept_cb, srv);
+	srv->backoff = evtimer_new(d->base, server_backoff_cb, srv);
+	if (!srv->ev || !srv->backoff || event_add(srv->ev, NULL) < 0)
+		return server_free(srv);
+	return srv;
+}
+
 struct server *server_new(struct haspd *d, const char *path)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
@@ -203,11 +244,20 @@ struct server *server_new(struct haspd *d, const char *path)
 	srv->path = strdup(path);
 	if (!srv->path || listen_on(srv, path) < 0)
 		return server_free(srv);
-	srv->ev = event_new(d->base, srv->fd, EV_READ | EV_PERSIST, server_accept_cb, srv);
-	srv->backoff = evtimer_new(d->base, server_backoff_cb, srv);
-	if (!srv->ev || !srv->backoff || event_add(srv->ev, NULL) < 0)
+	return server_start(srv);
+}
+
+struct server *server_adopt(struct haspd *d, int fd)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+
+	if (!srv)
+		return NULL;
+	srv->d = d;
+	srv->fd = fd;
+	if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0)
 		return server_free(srv);
-	return srv;
+	return server_start(srv);
 }
 
 /* Removes the socket file only if it is still the one we bound. */
@@ -229,7 +279,8 @@ struct server *server_free(struct server *srv)
 		event_free(srv->backoff);
 	if (srv->fd >= 0) {
 		close(srv->fd);
-		unlink_ours(srv);
+		if (srv->path)
+			unlink_ours(srv);
 	}
 	free(srv->path);
 	free(srv);

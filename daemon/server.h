@@ -5,8 +5,12 @@
 struct haspd;
 struct server;
 
-/* NULL on failure, with the reason logged. */
+/* Listens on path, with d->cfg's socket mode and group. NULL on failure,
+ * with the reason logged. */
 struct server *server_new(struct haspd *d, const char *path);
+/* Serves a listening socket made by someone else (socket activation); it is
+ * closed, but its file is not removed, at the end. */
+struct server *server_adopt(struct haspd *d, int fd);
 struct server *server_free(struct server *srv);
 /* Accept again if accepting was paused for lack of descriptors. */
 void server_resume(struct server *srv);

@@ -203,7 +203,8 @@ static void session_process(struct session *s)
 		return;
 	buf = (const char *)evbuffer_pullup(s->in, -1);
 	while (!s->closing) {
-		enum frame_status st = frame_next(buf + off, len - off, PROTO_LINE_MAX, &line_len);
+		enum frame_status st = frame_next(buf + off, len - off, s->d->cfg.max_line_bytes,
+						       &line_len);
 
 		if (st == FRAME_PARTIAL)
 			break;

@@ -1,0 +1,179 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Keep the daemon usable: a line must fit any request, and no limit may
+ * be zero. */
+#define LINE_MIN 1024
+#define LINE_MAX_ALLOWED (16u << 20)
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->socket_mode = -1;
+	c->max_line_bytes = 65536;
+	c->max_sessions = 16384;
+	c->max_session_locks = 1u << 20;
+	c->log_level = LOG_INFO;
+}
+
+static int parse_size(const char *v, size_t min, size_t max, size_t *out)
+{
+	char *end;
+	unsigned long long x;
+
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || x < min || x > max)
+		return -1;
+	*out = (size_t)x;
+	return 0;
+}
+
+static int copy_string(char *dst, size_t size, const char *v)
+{
+	if (strlen(v) >= size)
+		return -1;
+	strcpy(dst, v);
+	return 0;
+}
+
+static int set_mode(struct config *c, const char *v)
+{
+	char *end;
+	long m;
+
+	errno = 0;
+	m = strtol(v, &end, 8);
+	if (errno || end == v || *end || m < 0 || m > 0777)
+		return -1;
+	c->socket_mode = (int)m;
+	return 0;
+}
+
+static int set_log_level(struct config *c, const char *v)
+{
+	int l = log_level_parse(v);
+
+	if (l < 0)
+		return -1;
+	c->log_level = l;
+	return 0;
+}
+
+struct setting {
+	const char *name;
+	const char *expects;
+	int reloadable;
+};
+
+static const struct setting settings[] = {
+	{ "socket", "an absolute path", 0 },
+	{ "socket_mode", "an octal mode such as 0660", 0 },
+	{ "socket_group", "a group name", 0 },
+	{ "max_line_bytes", "a number from 1024 to 16777216", 1 },
+	{ "max_sessions", "a number from 1 to 10000000", 1 },
+	{ "max_session_locks", "a number from 1 to 100000000", 1 },
+	{ "log_level", "error, warning, info or debug", 1 },
+};
+
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static int apply(struct config *c, size_t i, const char *v)
+{
+	switch (i) {
+	case 0: return v[0] == '/' ? copy_string(c->socket, sizeof(c->socket), v) : -1;
+	case 1: return set_mode(c, v);
+	case 2: return copy_string(c->socket_group, sizeof(c->socket_group), v);
+	case 3: return parse_size(v, LINE_MIN, LINE_MAX_ALLOWED, &c->max_line_bytes);
+	case 4: return parse_size(v, 1, 10000000, &c->max_sessions);
+	case 5: return parse_size(v, 1, 100000000, &c->max_session_locks);
+	default: return set_log_level(c, v);
+	}
+}
+
+int config_set(struct config *c, const char *key, const char *value, char *err, size_t n)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		if (strcmp(key, settings[i].name) != 0)
+			continue;
+		if (apply(c, i, value) == 0)
+			return 0;
+		snprintf(err, n, "%s: '%s' is not %s", key, value, settings[i].expects);
+		return -1;
+	}
+	snprintf(err, n, "unknown setting '%s'", key);
+	return -1;
+}
+
+int config_reloadable(const char *name)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strcmp(name, settings[i].name) == 0)
+			return settings[i].reloadable;
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* One "key = value" line; comments and blank lines are nothing. */
+static int parse_line(struct config *c, char *line, char *err, size_t n)
+{
+	char *eq, *key, *value;
+
+	line[strcspn(line, "#")] = '\0';
+	key = trim(line);
+	if (!*key)
+		return 0;
+	eq = strchr(key, '=');
+	if (!eq) {
+		snprintf(err, n, "expected 'setting = value'");
+		return -1;
+	}
+	*eq = '\0';
+	value = trim(eq + 1);
+	key = trim(key);
+	return config_set(c, key, value, err, n);
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t n)
+{
+	struct config next = *c;
+	char line[1024], why[256];
+	unsigned lineno = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		if (errno == ENOENT)
+			return -2;
+		snprintf(err, n, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (parse_line(&next, line, why, sizeof(why)) < 0) {
+			snprintf(err, n, "%s:%u: %s", path, lineno, why);
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	*c = next;
+	return 0;
+}

@@ -1,0 +1,34 @@
+/* haspd's settings: defaults, then the configuration file, then the
+ * command line. Pure parsing: no I/O but reading the file. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/hasp/haspd.conf"
+#define CONFIG_MAX_OVERRIDES 16
+
+struct config {
+	char socket[108];          /* "" = the default search */
+	int socket_mode;           /* -1 = 0600 per user, 0666 for root */
+	char socket_group[64];     /* "" = the daemon's own */
+	size_t max_line_bytes;     /* request line, newline included */
+	size_t max_sessions;
+	size_t max_session_locks;  /* leases + waiting requests per session */
+	int log_level;             /* enum log_level */
+};
+
+/* A setting given on the command line: it wins over the file, on every load. */
+struct config_override {
+	const char *key;
+	const char *value;
+};
+
+void config_defaults(struct config *c);
+/* Sets one setting by name. Returns 0, or -1 with a message in err. */
+int config_set(struct config *c, const char *key, const char *value, char *err, size_t n);
+/* Reads path into c. Returns 0, -2 when the file does not exist, or -1 with
+ * "PATH:LINE: what is wrong" in err. c is unchanged on failure. */
+int config_load(struct config *c, const char *path, char *err, size_t n);
+/* Whether name is a setting the daemon can change on SIGHUP. */
+int config_reloadable(const char *name);
