@@ -25,6 +25,7 @@ int cmd_lock(struct cli *cli, int argc, char **argv);
 int cmd_ls(struct cli *cli, int argc, char **argv);
 int cmd_stats(struct cli *cli, int argc, char **argv);
 int cmd_ping(struct cli *cli, int argc, char **argv);
+int cmd_revoke(struct cli *cli, int argc, char **argv);
 
 /* Connects, or prints why not and returns NULL. */
 hasp_client *cli_connect(const struct cli *cli);

@@ -10,6 +10,7 @@ static const struct cli_command commands[] = {
 	{ "ls", "list resources with their holders and waiters", cmd_ls },
 	{ "stats", "show the daemon's counters", cmd_stats },
 	{ "ping", "check that haspd answers, and how fast", cmd_ping },
+	{ "revoke", "end someone's lease (administrative)", cmd_revoke },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -29,6 +29,8 @@ struct hasp_client {
 	int fd;
 	int64_t last_id;
 	struct frame_buf rb;
+	uint64_t *revoked;      /* lease ids the daemon said it revoked */
+	size_t nrevoked, revoked_cap;
 	char errmsg[1536];
 };
 
@@ -101,6 +103,7 @@ HASP_EXPORT hasp_client *hasp_close(hasp_client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	frame_buf_done(&c->rb);
+	free(c->revoked);
 	free(c);
 	return NULL;
 }
@@ -184,6 +187,25 @@ static int wait_readable(hasp_client *c, const struct hasp_lock_options **w, int
 	return 0;
 }
 
+/* Remembers a revoked lease, for hasp_lease_revoked(). */
+static void note_event(hasp_client *c, const struct proto_reply *rep)
+{
+	json_t *lease = json_object_get(rep->root, "lease");
+
+	if (strcmp(rep->event, "revoked") != 0 || !json_is_integer(lease))
+		return;
+	if (c->nrevoked == c->revoked_cap) {
+		size_t cap = c->revoked_cap ? c->revoked_cap * 2 : 8;
+		uint64_t *v = realloc(c->revoked, cap * sizeof(*v));
+
+		if (!v)
+			return;
+		c->revoked = v;
+		c->revoked_cap = cap;
+	}
+	c->revoked[c->nrevoked++] = (uint64_t)json_integer_value(lease);
+}
+
 /* Reads replies until the one for id; events and others are skipped. */
 static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 		      const struct hasp_lock_options *w)
@@ -202,6 +224,8 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 				return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply that is not a JSON object");
 			if (!rep->is_event && rep->has_id && rep->id == id)
 				return 0;
+			if (rep->is_event)
+				note_event(c, rep);
 			proto_reply_done(rep);
 			continue;
 		}
@@ -409,6 +433,69 @@ HASP_EXPORT int hasp_list_json(hasp_client *c, char **ret_json)
 HASP_EXPORT int hasp_stats_json(hasp_client *c, char **ret_json)
 {
 	return call_member_json(c, OP_STATS, "stats", ret_json);
+}
+
+/* Reads and notes the events already waiting on the socket, without
+ * blocking. Returns 0 or a negative error (-ECONNRESET: the daemon is gone). */
+static int drain_events(hasp_client *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	struct proto_reply rep;
+	const char *line;
+	size_t len;
+
+	for (;;) {
+		ssize_t n;
+
+		while (frame_buf_next(&c->rb, &line, &len) == FRAME_LINE) {
+			if (proto_decode_reply(line, len, &rep) < 0)
+				continue;
+			if (rep.is_event)
+				note_event(c, &rep);
+			proto_reply_done(&rep);
+		}
+		if (poll(&p, 1, 0) <= 0)
+			return 0;
+		n = frame_buf_fill(&c->rb, c->fd);
+		if (n == 0)
+			return set_error(c, -ECONNRESET, "haspd closed the connection");
+		if (n < 0)
+			return set_error(c, (int)n, "cannot read from haspd: %s", strerror((int)-n));
+	}
+}
+
+HASP_EXPORT int hasp_lease_revoked(hasp_client *c, const hasp_lease *l)
+{
+	int r = drain_events(c);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < c->nrevoked; i++)
+		if (c->revoked[i] == l->id)
+			return 1;
+	return 0;
+}
+
+HASP_EXPORT int hasp_revoke(hasp_client *c, uint64_t lease_id)
+{
+	struct proto_reply rep;
+	int r = call(c, OP_REVOKE, json_pack("{s:I}", "lease", (json_int_t)lease_id), &rep, NULL);
+
+	if (r >= 0)
+		proto_reply_done(&rep);
+	return r;
+}
+
+HASP_EXPORT int hasp_revoke_key(hasp_client *c, const char *key)
+{
+	struct proto_reply rep;
+	int r = call(c, OP_REVOKE, json_pack("{s:s}", "key", key), &rep, NULL);
+
+	if (r < 0)
+		return r;
+	r = (int)json_array_size(json_object_get(rep.root, "revoked"));
+	proto_reply_done(&rep);
+	return r;
 }
 
 HASP_EXPORT int hasp_ping(hasp_client *c)

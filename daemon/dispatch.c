@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buildconf.h"
 #include "files.h"
@@ -11,57 +12,11 @@
 #include "oslock.h"
 #include "log.h"
 #include "proto.h"
+#include "reply.h"
 #include "report.h"
+#include "revoke.h"
 #include "session.h"
 
-/* Holders listed in a conflict error; the full list is the list op's job. */
-#define ERROR_HOLDERS_MAX 16
-
-/* Queues a malloc'ed reply line and frees it. */
-static void reply_line(struct session *s, char *line, const size_t *len)
-{
-	if (!line) {
-		session_lost(s, "out of memory for a reply");
-		return;
-	}
-	session_write(s, line, *len);
-	free(line);
-}
-
-static void reply_ok(struct session *s, int64_t id, json_t *body)
-{
-	size_t len = 0;
-
-	reply_line(s, proto_reply_ok(id, body, &len), &len);
-}
-
-static void reply_error(struct session *s, bool has_id, int64_t id, int code, const char *msg,
-			json_t *holders)
-{
-	size_t len = 0;
-
-	reply_line(s, proto_reply_error(has_id, id, code, msg, holders, &len), &len);
-}
-
-/* An error about a resource that others hold: the message names them. A
- * file that only a process outside hasp locks may have no resource left. */
-static void reply_conflict(struct session *s, int64_t id, int code, const char *what,
-			   const struct lt_resource *r, const char *name)
-{
-	char held[256], msg[1400];
-
-	report_conflict(s->d, r, held, sizeof(held));
-	snprintf(msg, sizeof(msg), "%s: '%.1024s' is %s", what, r ? report_name(r) : name, held);
-	reply_error(s, true, id, code, msg, r ? report_holders(s->d, r, ERROR_HOLDERS_MAX) : NULL);
-}
-
-static void reply_grant(struct session *s, const struct lt_entry *e)
-{
-	char buf[PROTO_SMALL_REPLY];
-	size_t len = proto_fmt_grant(buf, e->tag, e->id, e->fence, e->mode == LT_SHARED);
-
-	session_write(s, buf, len);
-}
 
 static void do_hello(struct session *s, const struct proto_request *req)
 {
@@ -191,6 +146,9 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		break;
 	case OP_STATS:
 		reply_ok(s, req->id, report_stats(s->d));
+		break;
+	case OP_REVOKE:
+		revoke_request(s, req);
 		break;
 	case OP_PING:
 	case OP__COUNT:

@@ -403,6 +403,13 @@ enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint6
 	return LT_OK;
 }
 
+void locktable_revoke(struct locktable *lt, struct lt_entry *lease)
+{
+	assert(lease->held);
+	lt->stats.revokes++;
+	entry_end(lt, lease);
+}
+
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag)
 {
 	struct list *pos;

@@ -97,7 +97,7 @@ struct lt_callbacks {
 
 struct lt_stats {
 	uint64_t acquires, granted_at_once, granted_after_wait, busy, timeouts,
-		 cancels, releases, already_held, owners_ended;
+		 cancels, releases, already_held, owners_ended, revokes;
 	size_t resources, leases, waiters;
 };
 
@@ -152,6 +152,9 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id);
 /* Removes the owner's waiting request with this tag: LT_OK or LT_UNKNOWN_REQUEST. */
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag);
+/* Ends a lease whoever holds it (the administrative path), then grants
+ * whoever can go. */
+void locktable_revoke(struct locktable *lt, struct lt_entry *lease);
 /* Ends every lease and waiter of the owner, then grants whoever can go. */
 void locktable_owner_done(struct locktable *lt, struct lt_owner *o);
 /* Grants from the head of r's queue what can be granted now. */

@@ -143,7 +143,7 @@ json_t *report_stats(const struct haspd *d)
 			      "leases", (json_int_t)st->leases,
 			      "waiters", (json_int_t)st->waiters,
 			      "uptime_ms", (json_int_t)(haspd_now_ms() - d->started_ms));
-	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
 			      "acquires", (json_int_t)st->acquires,
 			      "granted_at_once", (json_int_t)st->granted_at_once,
@@ -153,6 +153,7 @@ json_t *report_stats(const struct haspd *d)
 			      "cancels", (json_int_t)st->cancels,
 			      "releases", (json_int_t)st->releases,
 			      "already_held", (json_int_t)st->already_held,
+			      "revokes", (json_int_t)st->revokes,
 			      "protocol_errors", (json_int_t)d->protocol_errors);
 
 	return json_pack("{s:{s:o,s:o}}", "stats", "gauges", o, "counters", c);

@@ -123,6 +123,18 @@ int hasp_stats_json(hasp_client *c, char **ret_json);
 /* A round trip to the daemon. */
 int hasp_ping(hasp_client *c);
 
+/* Administrative: ends a lease whoever holds it; the holder is told. Allowed
+ * to root, the daemon's uid and the holder's uid. Returns 0,
+ * -HASP_E_UNKNOWN_LEASE or -HASP_E_PERMISSION_DENIED. */
+int hasp_revoke(hasp_client *c, uint64_t lease_id);
+/* Ends every lease on key this caller may revoke (waiters stay queued).
+ * Returns how many, or -HASP_E_PERMISSION_DENIED when none could be. */
+int hasp_revoke_key(hasp_client *c, const char *key);
+/* 1 if the daemon revoked l, 0 if not (as far as the daemon has said),
+ * -ECONNRESET if the daemon is gone, which also ends every lease. Never
+ * blocks. */
+int hasp_lease_revoked(hasp_client *c, const hasp_lease *l);
+
 /* A short description of a code returned by this library. */
 const char *hasp_strerror(int err);
 /* The protocol's name of a -HASP_E_* code ("busy", "timeout", ...), or NULL. */

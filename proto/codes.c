@@ -10,6 +10,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_LIST] = "list",
 	[OP_STATS] = "stats",
 	[OP_PING] = "ping",
+	[OP_REVOKE] = "revoke",
 };
 
 static const char *const err_names[] = {

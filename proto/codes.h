@@ -16,6 +16,7 @@ enum proto_op {
 	OP_LIST,
 	OP_STATS,
 	OP_PING,
+	OP_REVOKE,
 	OP__COUNT,
 };
 

@@ -117,6 +117,19 @@ static int decode_acquire(json_t *o, struct proto_request *req, struct proto_err
 	return 0;
 }
 
+static int decode_revoke(json_t *o, struct proto_request *req, struct proto_error *err)
+{
+	int64_t lease;
+
+	if (get_opt_string(o, "key", PROTO_KEY_MAX, &req->revoke.key, &req->revoke.key_len, err) < 0 ||
+	    get_opt_int(o, "lease", 1, 0, &lease, err) < 0)
+		return -1;
+	req->revoke.lease = (uint64_t)lease;
+	if (!req->revoke.key == !req->revoke.lease)
+		return fail(err, HASP_E_BAD_REQUEST, "a revoke needs one of \"lease\" or \"key\"");
+	return 0;
+}
+
 static int decode_args(json_t *o, struct proto_request *req, struct proto_error *err)
 {
 	int64_t lease;
@@ -133,6 +146,8 @@ static int decode_args(json_t *o, struct proto_request *req, struct proto_error 
 		return 0;
 	case OP_CANCEL:
 		return get_int(o, "request", INT64_MIN, &req->cancel.request, err);
+	case OP_REVOKE:
+		return decode_revoke(o, req, err);
 	default:
 		return 0;
 	}
@@ -232,6 +247,16 @@ char *proto_reply_error(bool has_id, int64_t id, int code, const char *message,
 	json_decref(holders);
 	o = json_pack("{s:o,s:b,s:o}", "id", has_id ? json_integer(id) : json_null(),
 		      "ok", 0, "error", e);
+	return dump_line(o, len);
+}
+
+char *proto_event(const char *name, json_t *body, size_t *len)
+{
+	json_t *o = json_pack("{s:s}", "event", name);
+
+	if (o && body)
+		json_object_update(o, body);
+	json_decref(body);
 	return dump_line(o, len);
 }
 

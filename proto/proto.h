@@ -41,6 +41,11 @@ struct proto_request {
 		struct {
 			int64_t request;
 		} cancel;
+		struct {
+			uint64_t lease;         /* 0 when by key */
+			const char *key;
+			size_t key_len;
+		} revoke;
 	};
 };
 
@@ -71,6 +76,9 @@ char *proto_reply_ok(int64_t id, json_t *body, size_t *len);
  * holders (may be NULL) is consumed. */
 char *proto_reply_error(bool has_id, int64_t id, int code, const char *message,
 			json_t *holders, size_t *len);
+
+/* {"event":NAME, ...members of body}: body is consumed. */
+char *proto_event(const char *name, json_t *body, size_t *len);
 
 /* ---- requests, written by libhasp ---- */
 

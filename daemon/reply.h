@@ -1,0 +1,27 @@
+/* Replies to one session: queued on its output, written by haspd_sync(). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "locktable.h"
+
+struct session;
+
+/* Queues a malloc'ed line (NULL: out of memory, which ends the session)
+ * and frees it. */
+void reply_line(struct session *s, char *line, const size_t *len);
+/* {"id":ID,"ok":true, ...body}; body may be NULL and is consumed. */
+void reply_ok(struct session *s, int64_t id, json_t *body);
+/* An error; holders may be NULL and is consumed. */
+void reply_error(struct session *s, bool has_id, int64_t id, int code, const char *msg,
+		 json_t *holders);
+/* An error about a resource others hold: the message names them. A file
+ * that only a process outside hasp locks may have no resource (r NULL). */
+void reply_conflict(struct session *s, int64_t id, int code, const char *what,
+		    const struct lt_resource *r, const char *name);
+/* The grant of a lease, to the request that asked for it. */
+void reply_grant(struct session *s, const struct lt_entry *e);

@@ -1,0 +1,109 @@
+/* The administrative revoke: end another session's lease, telling it. */
+#include "revoke.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "haspd.h"
+#include "log.h"
+#include "proto.h"
+#include "reply.h"
+#include "report.h"
+#include "session.h"
+
+/* Root, the daemon's own uid, and the holder's own uid may revoke. */
+static bool may_revoke(const struct session *s, const struct lt_entry *e)
+{
+	uid_t uid = s->owner.uid;
+
+	return uid == 0 || uid == geteuid() || uid == e->owner->uid;
+}
+
+/* Tells the holder, logs, and ends the lease. */
+static void revoke_one(struct session *by, struct lt_entry *e)
+{
+	const struct lt_resource *r = e->res;
+	struct session *holder = session_of(e->owner);
+	size_t len = 0;
+	char *line = proto_event("revoked", json_pack("{s:I,s:s,s:{s:i,s:I,s:I}}",
+		"lease", (json_int_t)e->id, r->os ? "path" : "key", report_name(r),
+		"by", "pid", (int)by->owner.pid, "uid", (json_int_t)by->owner.uid,
+		"session", (json_int_t)by->id), &len);
+
+	log_info("lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u", e->id,
+		 report_name(r), (int)e->owner->pid, (int)by->owner.pid, (unsigned)by->owner.uid);
+	reply_line(holder, line, &len);
+	locktable_revoke(&by->d->lt, e);
+}
+
+static void revoke_lease(struct session *s, const struct proto_request *req)
+{
+	struct lt_entry *e = locktable_lease(&s->d->lt, req->revoke.lease);
+	char msg[160];
+
+	if (!e) {
+		snprintf(msg, sizeof(msg), "no lease %" PRIu64, req->revoke.lease);
+		reply_error(s, true, req->id, HASP_E_UNKNOWN_LEASE, msg, NULL);
+	} else if (!may_revoke(s, e)) {
+		snprintf(msg, sizeof(msg), "lease %" PRIu64 " is held by uid %u: only root, uid %u "
+			 "and the holder's uid may revoke it", e->id, (unsigned)e->owner->uid,
+			 (unsigned)geteuid());
+		reply_error(s, true, req->id, HASP_E_PERMISSION_DENIED, msg, NULL);
+	} else {
+		uint64_t id = e->id;
+
+		revoke_one(s, e);
+		reply_ok(s, req->id, json_pack("{s:[I]}", "revoked", (json_int_t)id));
+	}
+}
+
+/* Every lease on a key that this session may revoke; waiters stay. */
+static void revoke_key(struct session *s, const struct proto_request *req)
+{
+	struct lt_resource *r = locktable_find(&s->d->lt, req->revoke.key, req->revoke.key_len);
+	size_t n = 0, refused = 0;
+	uint64_t *ids = r ? calloc(r->nholders + 1, sizeof(*ids)) : NULL;
+	json_t *revoked = json_array();
+	struct list *pos;
+
+	if (r && (!ids || !revoked)) {
+		free(ids);
+		json_decref(revoked);
+		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
+		return;
+	}
+	/* Ids first: revoking grants the next waiters, who must not be hit. */
+	if (r) {
+		list_foreach(pos, &r->holders) {
+			struct lt_entry *e = list_entry(pos, struct lt_entry, qnode);
+
+			if (may_revoke(s, e))
+				ids[n++] = e->id;
+			else
+				refused++;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		revoke_one(s, locktable_lease(&s->d->lt, ids[i]));
+		json_array_append_new(revoked, json_integer((json_int_t)ids[i]));
+	}
+	free(ids);
+	if (n == 0 && refused) {
+		json_decref(revoked);
+		reply_error(s, true, req->id, HASP_E_PERMISSION_DENIED,
+			    "the key's holders are other users': only root, the daemon's uid and the "
+			    "holder's uid may revoke", NULL);
+		return;
+	}
+	reply_ok(s, req->id, json_pack("{s:o}", "revoked", revoked));
+}
+
+void revoke_request(struct session *s, const struct proto_request *req)
+{
+	if (req->revoke.key)
+		revoke_key(s, req);
+	else
+		revoke_lease(s, req);
+}
