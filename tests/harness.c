@@ -57,26 +57,43 @@ bool wait_socket(const char *path, int timeout_ms)
 	return false;
 }
 
-pid_t daemon_spawn(const char *socket, int stderr_fd)
+const char *haspd_path(void)
 {
-	const char *bin = getenv("HASPD") ? getenv("HASPD") : "build/daemon/haspd";
+	return getenv("HASPD") ? getenv("HASPD") : "build/daemon/haspd";
+}
+
+pid_t spawn_argv(char *const argv[], int stderr_fd)
+{
 	pid_t pid = fork();
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		if (stderr_fd >= 0)
 			dup2(stderr_fd, 2);
-		execl(bin, "haspd", "--socket", socket, "--log-level", "warning", (char *)NULL);
+		execv(argv[0], argv);
 		_exit(127);
 	}
 	return pid;
 }
 
-void daemon_start(struct daemon_proc *d)
+pid_t daemon_spawn(const char *socket, int stderr_fd)
+{
+	char *argv[] = { (char *)haspd_path(), "--socket", (char *)socket, "--log-level", "warning",
+			 NULL };
+
+	return spawn_argv(argv, stderr_fd);
+}
+
+void daemon_dir(struct daemon_proc *d)
 {
 	snprintf(d->dir, sizeof(d->dir), "/tmp/hasp-test-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(d->dir));
 	snprintf(d->socket, sizeof(d->socket), "%s/haspd.sock", d->dir);
+}
+
+void daemon_start(struct daemon_proc *d)
+{
+	daemon_dir(d);
 	d->pid = daemon_spawn(d->socket, -1);
 	ck_assert_msg(wait_socket(d->socket, 5000), "haspd did not start on %s", d->socket);
 }
@@ -227,6 +244,26 @@ bool wait_readable(int fd, int timeout_ms)
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
 	return poll(&p, 1, timeout_ms) == 1;
+}
+
+bool wait_output(int fd, const char *needle, int timeout_ms, char *buf, size_t size)
+{
+	int64_t end = now_ms() + timeout_ms;
+	size_t len = strlen(buf);
+
+	while (!strstr(buf, needle)) {
+		int left = (int)(end - now_ms());
+		ssize_t n;
+
+		if (left <= 0 || len + 1 >= size || !wait_readable(fd, left))
+			return false;
+		n = read(fd, buf + len, size - len - 1);
+		if (n <= 0)
+			return false;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	return true;
 }
 
 bool wait_byte(int fd, int timeout_ms)

@@ -25,6 +25,12 @@ void daemon_start(struct daemon_proc *d);
 int daemon_stop(struct daemon_proc *d);
 /* Starts haspd on an existing path; returns the pid without waiting. */
 pid_t daemon_spawn(const char *socket, int stderr_fd);
+/* $HASPD, or build/daemon/haspd. */
+const char *haspd_path(void);
+/* Runs argv (argv[0] a path), its stderr to stderr_fd if >= 0. */
+pid_t spawn_argv(char *const argv[], int stderr_fd);
+/* A fresh temporary directory and socket path in d, nothing started. */
+void daemon_dir(struct daemon_proc *d);
 /* true once something accepts on path, within timeout_ms. */
 bool wait_socket(const char *path, int timeout_ms);
 
@@ -51,6 +57,8 @@ const char *reply_message(json_t *reply);
 void signal_byte(int fd);
 bool wait_byte(int fd, int timeout_ms);
 bool wait_readable(int fd, int timeout_ms);
+/* Reads fd into buf until it holds needle, EOF, or timeout_ms passed. */
+bool wait_output(int fd, const char *needle, int timeout_ms, char *buf, size_t size);
 /* waitpid with a deadline; kills the child if it overstays. Returns status. */
 int wait_child(pid_t pid, int timeout_ms);
 

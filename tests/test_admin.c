@@ -1,0 +1,443 @@
+/* Running haspd as a service: revoke, limits, the configuration file and
+ * its reload, socket activation and readiness. */
+#include <check.h>
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct daemon_proc daemon_;
+
+static void setup(void)
+{
+	daemon_start(&daemon_);
+}
+
+static void teardown(void)
+{
+	daemon_stop(&daemon_);
+}
+
+/* Starts haspd with these options (after --socket), stderr into a pipe. */
+static int start_with(struct daemon_proc *d, char *const opts[])
+{
+	char *argv[16] = { (char *)haspd_path(), "--socket", d->socket };
+	int p[2], n = 3;
+
+	daemon_dir(d);
+	for (; *opts && n < 15; opts++)
+		argv[n++] = *opts;
+	argv[n] = NULL;
+	ck_assert_int_eq(pipe(p), 0);
+	d->pid = spawn_argv(argv, p[1]);
+	close(p[1]);
+	return p[0];
+}
+
+/* ---- revoke ---- */
+
+START_TEST(revoke_tells_the_holder_and_grants_the_waiter)
+{
+	hasp_client *holder = client_connect(daemon_.socket), *admin = client_connect(daemon_.socket);
+	hasp_lease *l = client_lock(holder, "rk", HASP_EXCLUSIVE);
+	int w = raw_connect(daemon_.socket);
+	json_t *r;
+
+	raw_send(w, "{\"id\":1,\"op\":\"acquire\",\"key\":\"rk\"}\n{\"id\":2,\"op\":\"ping\"}\n");
+	json_decref(raw_recv_id(w, 2, 5000));
+	ck_assert_int_eq(hasp_lease_revoked(holder, l), 0);
+	ck_assert_int_eq(hasp_revoke(admin, hasp_lease_id(l)), 0);
+	r = raw_recv_id(w, 1, 5000); /* the waiter is granted */
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	ck_assert(wait_readable(hasp_client_fd(holder), 5000));
+	ck_assert_int_eq(hasp_lease_revoked(holder, l), 1);
+	ck_assert_int_eq(hasp_unlock(holder, l), -HASP_E_UNKNOWN_LEASE);
+	ck_assert_int_eq(hasp_revoke(admin, 999999), -HASP_E_UNKNOWN_LEASE);
+	close(w);
+	hasp_close(holder);
+	hasp_close(admin);
+}
+END_TEST
+
+START_TEST(revoke_every_lease_on_a_key)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	hasp_client *admin = client_connect(daemon_.socket);
+	hasp_lease *la = client_lock(a, "shared-rk", HASP_SHARED);
+	hasp_lease *lb = client_lock(b, "shared-rk", HASP_SHARED);
+
+	ck_assert_int_eq(hasp_revoke_key(admin, "shared-rk"), 2);
+	ck_assert(wait_readable(hasp_client_fd(a), 5000));
+	ck_assert_int_eq(hasp_lease_revoked(a, la), 1);
+	ck_assert(wait_readable(hasp_client_fd(b), 5000));
+	ck_assert_int_eq(hasp_lease_revoked(b, lb), 1);
+	ck_assert_int_eq(hasp_revoke_key(admin, "shared-rk"), 0);
+	hasp_lease_free(la);
+	hasp_lease_free(lb);
+	hasp_close(a);
+	hasp_close(b);
+	hasp_close(admin);
+}
+END_TEST
+
+static uint64_t target_lease;
+
+/* As nobody: revoke target_lease; the exit status is what happened. */
+static int nobody_revokes(void)
+{
+	hasp_client *c = NULL;
+	int r;
+
+	if (hasp_connect(daemon_.socket, &c) < 0)
+		return 101;
+	r = hasp_revoke(c, target_lease);
+	return r == 0 ? 0 : r == -HASP_E_PERMISSION_DENIED ? 2 : 3;
+}
+
+static int as_nobody(int (*fn)(void))
+{
+	pid_t pid = fork();
+	int st;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(100);
+		_exit(fn());
+	}
+	st = wait_child(pid, 10000);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* As nobody: hold "nobody-key" until a byte arrives on go; tell the lease id. */
+static pid_t nobody_holds(int ids, int go)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		hasp_client *c = NULL;
+		hasp_lease *l = NULL;
+		uint64_t id;
+		char b;
+
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0 ||
+		    hasp_connect(daemon_.socket, &c) < 0 || hasp_lock(c, "nobody-key", NULL, &l) < 0)
+			_exit(1);
+		id = hasp_lease_id(l);
+		if (write(ids, &id, sizeof(id)) != sizeof(id) || read(go, &b, 1) < 0)
+			_exit(2);
+		_exit(0);
+	}
+	return pid;
+}
+
+START_TEST(revoke_permissions)
+{
+	hasp_client *root = client_connect(daemon_.socket);
+	hasp_lease *l = client_lock(root, "root-key", HASP_EXCLUSIVE);
+	int ids[2], go[2];
+	pid_t holder;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: needs root to run clients as another uid\n");
+		hasp_lease_free(l);
+		hasp_close(root);
+		return;
+	}
+	ck_assert_int_eq(chmod(daemon_.dir, 0755), 0);
+	/* Another, unprivileged uid may not revoke root's lease. */
+	target_lease = hasp_lease_id(l);
+	ck_assert_int_eq(as_nobody(nobody_revokes), 2);
+	ck_assert_int_eq(hasp_lease_revoked(root, l), 0);
+	/* The holder's own uid may revoke its lease from another session. */
+	ck_assert_int_eq(pipe(ids), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	holder = nobody_holds(ids[1], go[0]);
+	ck_assert(wait_readable(ids[0], 5000));
+	ck_assert_int_eq(read(ids[0], &target_lease, sizeof(target_lease)), sizeof(target_lease));
+	ck_assert_int_eq(as_nobody(nobody_revokes), 0);
+	signal_byte(go[1]);
+	ck_assert_int_eq(wait_child(holder, 5000), 0);
+	hasp_lease_free(l);
+	hasp_close(root);
+}
+END_TEST
+
+/* ---- limits and configuration ---- */
+
+/* A connection the daemon serves. wait_socket()'s probe may not have been
+ * counted out yet, so a refusal is tried again, within a bound. */
+static int connect_served(const char *socket)
+{
+	int64_t end = now_ms() + 5000;
+
+	for (;;) {
+		int fd = raw_connect(socket);
+		json_t *r;
+
+		raw_send(fd, "{\"id\":1,\"op\":\"ping\"}\n");
+		r = raw_recv(fd, 5000);
+		if (r && !reply_error(r)) {
+			json_decref(r);
+			return fd;
+		}
+		json_decref(r);
+		close(fd);
+		ck_assert_msg(now_ms() < end, "haspd keeps refusing connections");
+	}
+}
+
+START_TEST(max_sessions_gives_a_limit_error)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--max-sessions", "2", NULL };
+	int err = start_with(&d, opts), a, b, c;
+	json_t *r;
+
+	ck_assert(wait_socket(d.socket, 5000));
+	a = connect_served(d.socket);
+	b = connect_served(d.socket);
+	c = raw_connect(d.socket);
+	r = raw_recv(c, 5000);
+	ck_assert_str_eq(reply_error(r), "limit");
+	ck_assert_ptr_nonnull(strstr(reply_message(r), "max_sessions"));
+	json_decref(r);
+	ck_assert_ptr_null(raw_recv(c, 5000)); /* closed, not left hanging */
+	close(a);
+	close(b);
+	close(c);
+	close(err);
+	daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(max_session_locks_and_line_bytes)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--max-session-locks", "2", "--max-line-bytes", "1024", NULL };
+	int err = start_with(&d, opts), fd;
+	char big[2100];
+	json_t *r;
+
+	ck_assert(wait_socket(d.socket, 5000));
+	fd = raw_connect(d.socket);
+	raw_send(fd, "{\"id\":1,\"op\":\"acquire\",\"key\":\"a\"}\n"
+		     "{\"id\":2,\"op\":\"acquire\",\"key\":\"b\"}\n"
+		     "{\"id\":3,\"op\":\"acquire\",\"key\":\"c\"}\n");
+	r = raw_recv_id(fd, 3, 5000);
+	ck_assert_str_eq(reply_error(r), "limit");
+	ck_assert_ptr_nonnull(strstr(reply_message(r), "max_session_locks"));
+	json_decref(r);
+	memset(big, ' ', sizeof(big) - 2);
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = '\0';
+	raw_send(fd, big);
+	r = raw_recv(fd, 5000);
+	ck_assert_str_eq(reply_error(r), "too_large");
+	ck_assert_ptr_nonnull(strstr(reply_message(r), "1024"));
+	json_decref(r);
+	close(fd);
+	close(err);
+	daemon_stop(&d);
+}
+END_TEST
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+START_TEST(bad_config_file_refused_with_its_line)
+{
+	struct daemon_proc d;
+	char conf[200], out[2048] = "", want[240];
+	int err, st;
+
+	daemon_dir(&d);
+	snprintf(conf, sizeof(conf), "%s/haspd.conf", d.dir);
+	write_file(conf, "# limits\nmax_sessions = 10\nmax_session_locks = many\n");
+	{
+		char *argv[] = { (char *)haspd_path(), "--socket", d.socket, "--config", conf, NULL };
+		int p[2];
+
+		ck_assert_int_eq(pipe(p), 0);
+		d.pid = spawn_argv(argv, p[1]);
+		close(p[1]);
+		err = p[0];
+	}
+	st = wait_child(d.pid, 5000);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	snprintf(want, sizeof(want), "%s:3:", conf);
+	ck_assert_msg(wait_output(err, want, 5000, out, sizeof(out)), "stderr: %s", out);
+	ck_assert_ptr_nonnull(strstr(out, "max_session_locks"));
+	ck_assert_int_eq(access(d.socket, F_OK), -1); /* it never listened */
+	close(err);
+	unlink(conf);
+	rmdir(d.dir);
+}
+END_TEST
+
+START_TEST(sighup_reloads_the_limits)
+{
+	struct daemon_proc d;
+	char conf[200], out[4096] = "";
+	int err, fd;
+	json_t *r;
+
+	daemon_dir(&d);
+	snprintf(conf, sizeof(conf), "%s/haspd.conf", d.dir);
+	write_file(conf, "max_session_locks = 1\n");
+	{
+		char *argv[] = { (char *)haspd_path(), "--socket", d.socket, "--config", conf,
+				 "--log-level", "info", NULL };
+		int p[2];
+
+		ck_assert_int_eq(pipe(p), 0);
+		d.pid = spawn_argv(argv, p[1]);
+		close(p[1]);
+		err = p[0];
+	}
+	ck_assert(wait_socket(d.socket, 5000));
+	fd = raw_connect(d.socket);
+	raw_send(fd, "{\"id\":1,\"op\":\"acquire\",\"key\":\"a\"}\n{\"id\":2,\"op\":\"acquire\",\"key\":\"b\"}\n");
+	r = raw_recv_id(fd, 2, 5000);
+	ck_assert_str_eq(reply_error(r), "limit");
+	json_decref(r);
+	write_file(conf, "max_session_locks = 5\n");
+	kill(d.pid, SIGHUP);
+	ck_assert_msg(wait_output(err, "reloaded", 5000, out, sizeof(out)), "stderr: %s", out);
+	raw_send(fd, "{\"id\":3,\"op\":\"acquire\",\"key\":\"b\"}\n");
+	r = raw_recv_id(fd, 3, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	/* A bad file on reload is refused; the daemon goes on with what it had. */
+	write_file(conf, "max_session_locks = -3\n");
+	kill(d.pid, SIGHUP);
+	ck_assert(wait_output(err, "reload refused", 5000, out, sizeof(out)));
+	raw_send(fd, "{\"id\":4,\"op\":\"acquire\",\"key\":\"c\"}\n");
+	r = raw_recv_id(fd, 4, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	close(fd);
+	close(err);
+	unlink(conf);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* ---- systemd ---- */
+
+static bool built_with_systemd(void)
+{
+	return getenv("HASP_HAVE_SYSTEMD") && strcmp(getenv("HASP_HAVE_SYSTEMD"), "1") == 0;
+}
+
+START_TEST(socket_activation)
+{
+	struct daemon_proc d;
+	char *argv[] = { "/usr/bin/systemd-socket-activate", "-l", NULL, NULL, "--log-level",
+			 "warning", NULL };
+	hasp_client *c;
+	hasp_lease *l;
+	int st;
+
+	if (!built_with_systemd() || access(argv[0], X_OK) != 0) {
+		fprintf(stderr, "skipped: needs haspd built with libsystemd and systemd-socket-activate\n");
+		return;
+	}
+	daemon_dir(&d);
+	argv[2] = d.socket;
+	argv[3] = (char *)haspd_path();
+	d.pid = spawn_argv(argv, -1);
+	ck_assert(wait_socket(d.socket, 5000));
+	c = client_connect(d.socket);
+	l = client_lock(c, "activated", HASP_EXCLUSIVE);
+	ck_assert_int_eq(hasp_ping(c), 0);
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	hasp_close(c);
+	kill(d.pid, SIGTERM);
+	st = wait_child(d.pid, 5000);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	unlink(d.socket);
+	rmdir(d.dir);
+}
+END_TEST
+
+START_TEST(readiness_notification)
+{
+	struct daemon_proc d;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char msgs[4096] = "", path[100];
+	int ns, st;
+
+	if (!built_with_systemd()) {
+		fprintf(stderr, "skipped: haspd was built without libsystemd\n");
+		return;
+	}
+	daemon_dir(&d);
+	snprintf(path, sizeof(path), "%s/notify", d.dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(ns, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", path, 1);
+	d.pid = daemon_spawn(d.socket, -1);
+	unsetenv("NOTIFY_SOCKET");
+	/* Datagrams: each read is one notification. */
+	ck_assert_msg(wait_output(ns, "READY=1", 5000, msgs, sizeof(msgs)), "got: %s", msgs);
+	ck_assert_ptr_nonnull(strstr(msgs, "STATUS=0 sessions"));
+	ck_assert(wait_socket(d.socket, 5000)); /* READY=1 came once it serves */
+	kill(d.pid, SIGTERM);
+	ck_assert(wait_output(ns, "STOPPING=1", 5000, msgs, sizeof(msgs)));
+	st = wait_child(d.pid, 5000);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(ns);
+	unlink(path);
+	rmdir(d.dir);
+}
+END_TEST
+
+static Suite *admin_suite(void)
+{
+	Suite *s = suite_create("admin");
+	TCase *revoke = tcase_create("revoke"), *limits = tcase_create("limits");
+	TCase *sd = tcase_create("systemd");
+
+	tcase_add_checked_fixture(revoke, setup, teardown);
+	tcase_set_timeout(revoke, 60);
+	tcase_set_timeout(limits, 60);
+	tcase_set_timeout(sd, 60);
+	tcase_add_test(revoke, revoke_tells_the_holder_and_grants_the_waiter);
+	tcase_add_test(revoke, revoke_every_lease_on_a_key);
+	tcase_add_test(revoke, revoke_permissions);
+	tcase_add_test(limits, max_sessions_gives_a_limit_error);
+	tcase_add_test(limits, max_session_locks_and_line_bytes);
+	tcase_add_test(limits, bad_config_file_refused_with_its_line);
+	tcase_add_test(limits, sighup_reloads_the_limits);
+	tcase_add_test(sd, socket_activation);
+	tcase_add_test(sd, readiness_notification);
+	suite_add_tcase(s, revoke);
+	suite_add_tcase(s, limits);
+	suite_add_tcase(s, sd);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(admin_suite());
+}
