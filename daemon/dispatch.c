@@ -175,8 +175,12 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 		return;
 	if (proto_decode_request(line, len, &req, &root, &err) < 0) {
 		s->d->protocol_errors++;
-		log_debug("session %" PRIu64 " (pid %d): %s", s->id, (int)s->owner.pid,
-			  err.message);
+		/* The first one of a session is worth knowing; a flood is not. */
+		log_msg(s->protocol_errors ? LOG_DEBUG : LOG_INFO,
+			"session %" PRIu64 " (pid %d uid %u): protocol error: %s%s", s->id,
+			(int)s->owner.pid, (unsigned)s->owner.uid, err.message,
+			s->protocol_errors ? "" : " (later ones are logged at debug level)");
+		s->protocol_errors++;
 		reply_error(s, req.has_id, req.id, err.code, err.message, NULL);
 		return;
 	}

@@ -34,6 +34,7 @@ struct session {
 	uint64_t in_offset;         /* input offset of the first byte in s->in */
 	uint64_t line_start, line_end; /* the line being dispatched: [start, end) */
 	char client[64];            /* from hello, for logs and list */
+	unsigned protocol_errors;
 	bool closing;               /* write what is queued, then close */
 	bool throttled;             /* not reading: too much output queued */
 	bool dead;
