@@ -34,7 +34,12 @@ static void revoke_one(struct session *by, struct lt_entry *e)
 
 	log_info("lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u", e->id,
 		 report_name(r), (int)e->owner->pid, (int)by->owner.pid, (unsigned)by->owner.uid);
-	reply_line(holder, line, &len);
+	/* Out of memory for the event: the lease still ends; the holder learns
+	 * of it when its release fails. (reply_line() would end its session,
+	 * freeing e under us.) */
+	if (line)
+		session_write(holder, line, len);
+	free(line);
 	locktable_revoke(&by->d->lt, e);
 }
 
