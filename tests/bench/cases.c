@@ -1,0 +1,390 @@
+/* hasp's figures: uncontended, hand-off, throughput, scale, fairness. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "hasp.h"
+
+static int iterations(const struct bench_opts *o, int full)
+{
+	return o->quick ? full / 20 : full;
+}
+
+static hasp_client *client(const struct bench_opts *o)
+{
+	hasp_client *c;
+
+	if (hasp_connect(o->socket, &c) < 0) {
+		fprintf(stderr, "hasp-bench: cannot connect to %s\n", o->socket);
+		exit(1);
+	}
+	return c;
+}
+
+static void latency_result(const char *name, struct samples *s, const char *base, double base_us)
+{
+	struct result *r = result_add(name);
+
+	r->median_us = samples_pct(s, 50);
+	r->p99_us = samples_pct(s, 99);
+	r->ops = 1e6 / r->median_us;
+	if (base) {
+		snprintf(r->baseline, sizeof(r->baseline), "%s", base);
+		r->ratio = r->median_us / base_us;
+	}
+	samples_free(s);
+}
+
+/* P1: acquire + release through libhasp, sequential. Returns the median. */
+static double p1_named(const struct bench_opts *o, const char *name, const char *base,
+		       double base_us)
+{
+	hasp_client *c = client(o);
+	struct samples s = { 0 };
+	double median;
+	int n = iterations(o, 20000);
+
+	for (int i = 0; i < n + n / 10; i++) {
+		uint64_t t = now_ns();
+		hasp_lease *l;
+
+		if (hasp_lock(c, "p1", NULL, &l) < 0 || hasp_unlock(c, l) < 0)
+			exit(1);
+		if (i >= n / 10) /* after a warm-up */
+			samples_add(&s, elapsed_us(t));
+	}
+	hasp_close(c);
+	median = samples_pct(&s, 50);
+	latency_result(name, &s, base, base_us);
+	return median;
+}
+
+static double p1_median;
+
+void bench_uncontended(const struct bench_opts *o, double rt, double flk)
+{
+	hasp_client *c = client(o);
+	struct samples s = { 0 };
+	char path[512];
+	int n = iterations(o, 10000);
+	struct result *r;
+
+	p1_median = p1_named(o, "P1 named acquire+release", "2 x (a)", 2 * rt);
+	snprintf(path, sizeof(path), "%s/p1.lock", o->dir);
+	for (int i = 0; i < n + n / 10; i++) {
+		uint64_t t = now_ns();
+		hasp_lease *l;
+
+		if (hasp_lock_file(c, path, NULL, &l) < 0 || hasp_unlock(c, l) < 0)
+			exit(1);
+		if (i >= n / 10)
+			samples_add(&s, elapsed_us(t));
+	}
+	hasp_close(c);
+	latency_result("P1 file acquire+release", &s, "2 x (a)", 2 * rt);
+	r = result_add("P1 file, against flock(2)");
+	r->ratio = (p1_median > 0 ? p1_median : 1) / flk;
+	snprintf(r->baseline, sizeof(r->baseline), "(b)");
+	snprintf(r->note, sizeof(r->note), "named P1 median / flock pair: the price of a daemon");
+}
+
+/* ---- P2: hand-off ---- */
+
+struct waiter {
+	const struct bench_opts *o;
+	const char *mode;
+	int go, queued, done;       /* pipes: parent -> waiter, waiter -> parent */
+	volatile uint64_t *granted; /* per waiter */
+	int n;
+};
+
+/* A raw client: queue an acquire, confirm it is queued (a ping answered
+ * after it), say so, then take the grant's time. */
+static void waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	struct conn c;
+	char line[160], b;
+	int len;
+
+	if (conn_open(&c, w->o->socket) < 0)
+		exit(1);
+	for (int i = 0; i < w->n; i++) {
+		char *l;
+
+		if (read(w->go, &b, 1) != 1)
+			exit(1);
+		len = snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"p2\",\"mode\":\"%s\"}\n"
+			       "{\"id\":2,\"op\":\"ping\"}\n", w->mode);
+		conn_send(&c, line, (size_t)len);
+		l = conn_line(&c);
+		if (!l || !strstr(l, "\"id\":2"))
+			exit(2);
+		if (write(w->queued, "q", 1) != 1)
+			exit(1);
+		l = conn_line(&c);
+		*w->granted = now_ns();
+		if (!l || !strstr(l, "\"lease\":"))
+			exit(3);
+		len = snprintf(line, sizeof(line), "{\"id\":3,\"op\":\"release\",\"lease\":%s\n",
+			       strstr(l, "\"lease\":") + 8);
+		/* the grant's lease field ends with ',': cut the rest */
+		*strchr(line + strlen("{\"id\":3,\"op\":\"release\",\"lease\":"), ',') = '\0';
+		strcat(line, "}\n");
+		conn_send(&c, line, strlen(line));
+		if (!conn_line(&c) || write(w->done, "d", 1) != 1)
+			exit(1);
+	}
+	close(c.fd);
+}
+
+/* The holder (this process, libhasp) releases; nwaiters wait in mode. */
+static void handoff(const struct bench_opts *o, const char *name, enum hasp_mode holder_mode,
+		    const char *waiter_mode, int nwaiters, double rt)
+{
+	int n = iterations(o, 2000), go[2], queued[2], done[2];
+	volatile uint64_t *granted = shared_page();
+	struct samples s = { 0 };
+	struct hasp_lock_options opts = HASP_LOCK_OPTIONS_INIT;
+	hasp_client *c = client(o);
+	pid_t pids[16];
+	char b;
+
+	if (pipe(go) < 0 || pipe(queued) < 0 || pipe(done) < 0)
+		exit(1);
+	opts.mode = holder_mode;
+	for (int w = 0; w < nwaiters; w++) {
+		struct waiter wa = { o, waiter_mode, go[0], queued[1], done[1], &granted[w], n };
+
+		run_in_child(waiter_main, &wa, &pids[w]);
+	}
+	for (int i = 0; i < n; i++) {
+		hasp_lease *l;
+		uint64_t t0, last = 0;
+
+		if (hasp_lock(c, "p2", &opts, &l) < 0)
+			exit(1);
+		for (int w = 0; w < nwaiters; w++)
+			if (write(go[1], "g", 1) != 1)
+				exit(1);
+		for (int w = 0; w < nwaiters; w++)
+			if (read(queued[0], &b, 1) != 1)
+				exit(1);
+		t0 = now_ns();
+		if (hasp_unlock(c, l) < 0)
+			exit(1);
+		for (int w = 0; w < nwaiters; w++)
+			if (read(done[0], &b, 1) != 1)
+				exit(1);
+		for (int w = 0; w < nwaiters; w++)
+			if (granted[w] > last)
+				last = granted[w];
+		samples_add(&s, (double)(last - t0) / 1000.0);
+	}
+	wait_all(pids, (size_t)nwaiters);
+	hasp_close(c);
+	latency_result(name, &s, "(a)", rt);
+}
+
+void bench_handoff(const struct bench_opts *o, double rt)
+{
+	handoff(o, "P2 hand-off exclusive->exclusive", HASP_EXCLUSIVE, "exclusive", 1, rt);
+	handoff(o, "P2 hand-off shared->exclusive", HASP_SHARED, "exclusive", 1, rt);
+	handoff(o, "P2 hand-off exclusive->4 readers", HASP_EXCLUSIVE, "shared", 4, rt);
+}
+
+/* ---- P4: throughput ---- */
+
+void bench_throughput(const struct bench_opts *o)
+{
+	static const int clients[] = { 1, 8, 64, 512 };
+	double seconds = o->quick ? 0.2 : 2.0;
+	char echo[256], name[64];
+	pid_t echo_pid = base_echo_start(o, echo, sizeof(echo));
+	struct result *r;
+
+	usleep(100000); /* the echo server's listen() is done; its loop starts */
+	for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
+		double base, hasp;
+
+		if (o->quick && clients[i] > 64)
+			break;
+		base = load_pairs(echo, clients[i], seconds);
+		hasp = load_pairs(o->socket, clients[i], seconds);
+		snprintf(name, sizeof(name), "(d) echo server, %d clients", clients[i]);
+		r = result_add(name);
+		r->ops = base;
+		snprintf(name, sizeof(name), "P4 throughput, %d clients", clients[i]);
+		r = result_add(name);
+		r->ops = hasp;
+		r->ratio = hasp / base;
+		snprintf(r->baseline, sizeof(r->baseline), "(d) %d clients", clients[i]);
+		snprintf(r->note, sizeof(r->note), "acquire+release pairs/s, distinct keys");
+	}
+	{
+		double base = load_pipelined(echo, 64, seconds), hasp = load_pipelined(o->socket, 64, seconds);
+
+		r = result_add("(d) echo server, pipelined x64");
+		r->ops = base;
+		r = result_add("P4 pipelined batches of 64");
+		r->ops = hasp;
+		r->ratio = hasp / base;
+		snprintf(r->baseline, sizeof(r->baseline), "(d) pipelined");
+		snprintf(r->note, sizeof(r->note), "pairs/s on one connection");
+	}
+	kill(echo_pid, SIGTERM);
+	waitpid(echo_pid, NULL, 0);
+}
+
+/* ---- P5: scale ---- */
+
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* Leases held by a few pipelining connections, kept open. */
+static void hold_leases(const struct bench_opts *o, struct conn *c, int nconn, int from, int to)
+{
+	enum { BATCH = 1000 };
+	char *buf = malloc(BATCH * 80);
+
+	for (int k = from; k < to;) {
+		int end = k + BATCH < to ? k + BATCH : to;
+		struct conn *cc = &c[k % nconn];
+		char *p = buf;
+
+		for (int i = k; i < end; i++)
+			p += sprintf(p, "{\"id\":%d,\"op\":\"acquire\",\"key\":\"held-%d\",\"timeout_ms\":0}\n",
+				     i, i);
+		conn_send(cc, buf, (size_t)(p - buf));
+		for (int i = k; i < end; i++)
+			if (!conn_line(cc))
+				exit(1);
+		k = end;
+	}
+	free(buf);
+	(void)o;
+}
+
+void bench_scale(const struct bench_opts *o)
+{
+	static const int held[] = { 10000, 100000, 1000000 };
+	struct conn *c = calloc(4, sizeof(*c));
+	long rss0 = o->daemon_pid ? rss_kib(o->daemon_pid) : -1;
+	int have = 0;
+	double base = p1_median;
+
+	for (int i = 0; i < 4; i++)
+		if (conn_open(&c[i], o->socket) < 0)
+			exit(1);
+	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++) {
+		char name[64];
+
+		if (o->quick && held[i] > 10000)
+			break;
+		hold_leases(o, c, 4, have, held[i]);
+		have = held[i];
+		snprintf(name, sizeof(name), "P5 P1 with %d leases held", have);
+		p1_named(o, name, "P1 named", base);
+	}
+	if (rss0 > 0) {
+		struct result *r = result_add("P5 daemon memory per held lease");
+
+		r->value = (double)(rss_kib(o->daemon_pid) - rss0) * 1024.0 / have;
+		r->unit = "bytes";
+		snprintf(r->note, sizeof(r->note), "RSS growth over %d leases", have);
+	}
+	for (int i = 0; i < 4; i++)
+		close(c[i].fd);
+	free(c);
+}
+
+/* ---- fairness ---- */
+
+struct hammer {
+	const struct bench_opts *o;
+	enum hasp_mode mode;
+	uint64_t until_ns, hold_ns;
+	int fd;                     /* samples out */
+};
+
+static void hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+	struct hasp_lock_options opts = HASP_LOCK_OPTIONS_INIT;
+	hasp_client *c = client(h->o);
+
+	opts.mode = h->mode;
+	while (now_ns() < h->until_ns) {
+		uint64_t t = now_ns(), granted;
+		hasp_lease *l;
+		float wait;
+
+		if (hasp_lock(c, "fair", &opts, &l) < 0)
+			exit(1);
+		granted = now_ns();
+		wait = (float)((double)(granted - t) / 1000.0);
+		while (now_ns() - granted < h->hold_ns)
+			; /* hold: busy, so the holder stays runnable */
+		if (hasp_unlock(c, l) < 0 || write(h->fd, &wait, sizeof(wait)) != sizeof(wait))
+			exit(1);
+	}
+	hasp_close(c);
+}
+
+void bench_fairness(const struct bench_opts *o)
+{
+	int readers = o->quick ? 4 : 16, writers = o->quick ? 1 : 4, p[2][2];
+	double seconds = o->quick ? 0.3 : 3.0, hold_us = 50;
+	struct samples s[2] = { { 0 }, { 0 } };
+	pid_t pids[32];
+	struct result *r;
+	float w;
+
+	if (pipe(p[0]) < 0 || pipe(p[1]) < 0)
+		exit(1);
+	for (int i = 0; i < readers + writers; i++) {
+		bool writer = i >= readers;
+		struct hammer h = { o, writer ? HASP_EXCLUSIVE : HASP_SHARED,
+				    now_ns() + (uint64_t)(seconds * 1e9), (uint64_t)(hold_us * 1000),
+				    p[writer][1] };
+
+		run_in_child(hammer_main, &h, &pids[i]);
+	}
+	close(p[0][1]);
+	close(p[1][1]);
+	for (int k = 0; k < 2; k++)
+		while (read(p[k][0], &w, sizeof(w)) == sizeof(w))
+			samples_add(&s[k], w);
+	wait_all(pids, (size_t)(readers + writers));
+	for (int k = 0; k < 2; k++) {
+		double bound = (readers + writers - 1) * (hold_us + p1_median);
+
+		r = result_add(k ? "fairness: writer wait" : "fairness: reader wait");
+		r->p99_us = samples_pct(&s[k], 99);
+		r->median_us = samples_pct(&s[k], 50);
+		r->value = s[k].n ? s[k].v[s[k].n - 1] : 0;
+		snprintf(r->note, sizeof(r->note), "max %.0f µs over %zu waits; %d holds ahead: %.0f µs%s",
+			 r->value, s[k].n, readers + writers - 1, bound,
+			 k && r->value > bound ? " EXCEEDED" : "");
+		samples_free(&s[k]);
+	}
+}
