@@ -84,4 +84,5 @@ void bench_uncontended(const struct bench_opts *o, double rt, double flk);
 void bench_handoff(const struct bench_opts *o, double rt);
 void bench_throughput(const struct bench_opts *o);
 void bench_scale(const struct bench_opts *o);
+void bench_sessions(const struct bench_opts *o);
 void bench_fairness(const struct bench_opts *o);

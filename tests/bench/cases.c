@@ -333,6 +333,37 @@ void bench_scale(const struct bench_opts *o)
 	}
 }
 
+/* Many sessions connected at once, each answered. */
+void bench_sessions(const struct bench_opts *o)
+{
+	int n = o->quick ? 1000 : 10000, served = 0;
+	struct conn *c = calloc((size_t)n, sizeof(*c));
+	uint64_t t = now_ns();
+	struct result *r;
+	char name[64];
+
+	for (int i = 0; i < n; i++)
+		if (conn_open(&c[i], o->socket) < 0)
+			break;
+		else
+			conn_send(&c[i], "{\"id\":1,\"op\":\"ping\"}\n", 21);
+	for (int i = 0; i < n; i++) {
+		char *l = c[i].fd > 0 ? conn_line(&c[i]) : NULL;
+
+		served += l && strstr(l, "\"ok\":true") != NULL;
+	}
+	snprintf(name, sizeof(name), "P5 %d sessions at once", n);
+	r = result_add(name);
+	r->value = served;
+	r->unit = "served";
+	snprintf(r->note, sizeof(r->note), "all connected and pinged in %.0f ms",
+		 elapsed_us(t) / 1000.0);
+	for (int i = 0; i < n; i++)
+		if (c[i].fd > 0)
+			close(c[i].fd);
+	free(c);
+}
+
 /* ---- fairness ---- */
 
 struct hammer {

@@ -120,6 +120,7 @@ int main(int argc, char **argv)
 	bench_handoff(&o, rt);
 	bench_throughput(&o);
 	bench_scale(&o);
+	bench_sessions(&o);
 	bench_fairness(&o);
 	results_print(o.json);
 	if (daemon) {
