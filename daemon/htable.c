@@ -2,7 +2,11 @@
 
 #include <stdlib.h>
 
-int htable_init(struct htable *t, size_t min_buckets)
+/* Nodes per bucket, on average, before the bucket array doubles: two keeps
+ * chains short and halves the buckets' memory against one. */
+#define LOAD_FACTOR 2
+
+int htable_init(struct htable *t, size_t min_buckets, uint64_t (*hash)(const struct hnode *n))
 {
 	size_t n = 16;
 
@@ -13,6 +17,7 @@ int htable_init(struct htable *t, size_t min_buckets)
 		return -1;
 	t->mask = n - 1;
 	t->count = 0;
+	t->hash = hash;
 	return 0;
 }
 
@@ -36,7 +41,7 @@ static void htable_grow(struct htable *t)
 
 		while (n) {
 			struct hnode *next = n->next;
-			struct hnode **b = &nb[n->hash & (new_n - 1)];
+			struct hnode **b = &nb[t->hash(n) & (new_n - 1)];
 
 			n->next = *b;
 			*b = n;
@@ -48,14 +53,13 @@ static void htable_grow(struct htable *t)
 	t->mask = new_n - 1;
 }
 
-void htable_insert(struct htable *t, struct hnode *n, uint64_t hash)
+void htable_insert(struct htable *t, struct hnode *n)
 {
 	struct hnode **b;
 
-	if (t->count >= t->mask + 1)
+	if (t->count >= LOAD_FACTOR * (t->mask + 1))
 		htable_grow(t);
-	b = &t->buckets[hash & t->mask];
-	n->hash = hash;
+	b = &t->buckets[t->hash(n) & t->mask];
 	n->next = *b;
 	*b = n;
 	t->count++;
@@ -63,7 +67,7 @@ void htable_insert(struct htable *t, struct hnode *n, uint64_t hash)
 
 void htable_remove(struct htable *t, struct hnode *n)
 {
-	struct hnode **p = &t->buckets[n->hash & t->mask];
+	struct hnode **p = &t->buckets[t->hash(n) & t->mask];
 
 	while (*p && *p != n)
 		p = &(*p)->next;
@@ -72,31 +76,6 @@ void htable_remove(struct htable *t, struct hnode *n)
 		t->count--;
 	}
 	n->next = NULL;
-}
-
-struct hnode *htable_first(const struct htable *t, uint64_t hash)
-{
-	struct hnode *n = t->buckets[hash & t->mask];
-
-	while (n && n->hash != hash)
-		n = n->next;
-	return n;
-}
-
-struct hnode *htable_next(const struct hnode *n, uint64_t hash)
-{
-	struct hnode *m = n->next;
-
-	while (m && m->hash != hash)
-		m = m->next;
-	return m;
-}
-
-void htable_foreach(const struct htable *t, void (*fn)(struct hnode *n, void *arg), void *arg)
-{
-	for (size_t i = 0; i <= t->mask; i++)
-		for (struct hnode *n = t->buckets[i]; n; n = n->next)
-			fn(n, arg);
 }
 
 /* FNV-1a, then a final avalanche so that the low bits used for buckets mix well. */

@@ -11,14 +11,39 @@ const char *lt_mode_name(enum lt_mode m)
 	return m == LT_SHARED ? "shared" : "exclusive";
 }
 
+static uint64_t pair_hash(const struct lt_owner *o, const struct lt_resource *r)
+{
+	return hash_u64((uint64_t)(uintptr_t)o * 31 + (uint64_t)(uintptr_t)r);
+}
+
+static uint64_t resource_hash(const struct hnode *n)
+{
+	const struct lt_resource *r = container_of(n, struct lt_resource, node);
+
+	return hash_bytes(r->key, r->key_len);
+}
+
+static uint64_t lease_hash(const struct hnode *n)
+{
+	return hash_u64(container_of(n, struct lt_entry, by_id)->id);
+}
+
+static uint64_t pair_node_hash(const struct hnode *n)
+{
+	const struct lt_entry *e = container_of(n, struct lt_entry, by_pair);
+
+	return pair_hash(e->owner, e->res);
+}
+
 int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 {
 	memset(lt, 0, sizeof(*lt));
 	if (cb)
 		lt->cb = *cb;
 	heap_init(&lt->deadlines);
-	if (htable_init(&lt->resources, 64) < 0 || htable_init(&lt->leases, 64) < 0 ||
-	    htable_init(&lt->pairs, 64) < 0) {
+	if (htable_init(&lt->resources, 64, resource_hash) < 0 ||
+	    htable_init(&lt->leases, 64, lease_hash) < 0 ||
+	    htable_init(&lt->pairs, 64, pair_node_hash) < 0) {
 		htable_done(&lt->resources);
 		htable_done(&lt->leases);
 		htable_done(&lt->pairs);
@@ -27,12 +52,11 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	return 0;
 }
 
-static void free_resource_entries(struct hnode *n, void *arg)
+static void free_resource_entries(struct hnode *n)
 {
 	struct lt_resource *r = container_of(n, struct lt_resource, node);
 	struct list *pos, *tmp;
 
-	(void)arg;
 	list_foreach_safe(pos, tmp, &r->holders)
 		free(container_of(pos, struct lt_entry, qnode));
 	list_foreach_safe(pos, tmp, &r->waiters)
@@ -43,7 +67,9 @@ void locktable_done(struct locktable *lt)
 {
 	/* Entries first: a resource can only be freed once nothing points at
 	 * its chain, so collect the resources after. */
-	htable_foreach(&lt->resources, free_resource_entries, NULL);
+	for (size_t i = 0; i <= lt->resources.mask; i++)
+		for (struct hnode *n = lt->resources.buckets[i]; n; n = n->next)
+			free_resource_entries(n);
 	for (size_t i = 0; i <= lt->resources.mask; i++) {
 		struct hnode *n = lt->resources.buckets[i];
 
@@ -85,16 +111,11 @@ void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, g
 
 /* ---- lookups ---- */
 
-static uint64_t pair_hash(const struct lt_owner *o, const struct lt_resource *r)
-{
-	return hash_u64((uint64_t)(uintptr_t)o * 31 + (uint64_t)(uintptr_t)r);
-}
-
 struct lt_resource *locktable_find(const struct locktable *lt, const char *key, size_t key_len)
 {
 	uint64_t h = hash_bytes(key, key_len);
 
-	for (struct hnode *n = htable_first(&lt->resources, h); n; n = htable_next(n, h)) {
+	for (struct hnode *n = htable_chain(&lt->resources, h); n; n = n->next) {
 		struct lt_resource *r = container_of(n, struct lt_resource, node);
 
 		if (r->key_len == key_len && memcmp(r->key, key, key_len) == 0)
@@ -107,7 +128,7 @@ struct lt_entry *locktable_lease(const struct locktable *lt, uint64_t lease_id)
 {
 	uint64_t h = hash_u64(lease_id);
 
-	for (struct hnode *n = htable_first(&lt->leases, h); n; n = htable_next(n, h)) {
+	for (struct hnode *n = htable_chain(&lt->leases, h); n; n = n->next) {
 		struct lt_entry *e = container_of(n, struct lt_entry, by_id);
 
 		if (e->id == lease_id)
@@ -121,7 +142,7 @@ static bool owner_has(const struct locktable *lt, const struct lt_owner *o,
 {
 	uint64_t h = pair_hash(o, r);
 
-	for (struct hnode *n = htable_first(&lt->pairs, h); n; n = htable_next(n, h)) {
+	for (struct hnode *n = htable_chain(&lt->pairs, h); n; n = n->next) {
 		struct lt_entry *e = container_of(n, struct lt_entry, by_pair);
 
 		if (e->owner == o && e->res == r)
@@ -158,7 +179,7 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 	r->key_len = key_len;
 	memcpy(r->key, key, key_len);
 	r->key[key_len] = '\0';
-	htable_insert(&lt->resources, &r->node, hash_bytes(key, key_len));
+	htable_insert(&lt->resources, &r->node);
 	lt->stats.resources++;
 	return r;
 }
@@ -194,17 +215,31 @@ static size_t opt_len(const char *s)
 	return s ? strlen(s) + 1 : 0;
 }
 
-static const char *store_string(char **p, const char *s)
+/* Copies s (if any) to *p and moves *p past it; whether there was one. */
+static bool store_string(char **p, const char *s)
 {
-	char *d = *p;
 	size_t n;
 
 	if (!s)
-		return NULL;
+		return false;
 	n = strlen(s) + 1;
-	memcpy(d, s, n);
+	memcpy(*p, s, n);
 	*p += n;
-	return d;
+	return true;
+}
+
+const char *lt_entry_owner_name(const struct lt_entry *e)
+{
+	return e->has_owner_name ? (const char *)(e + 1) : NULL;
+}
+
+const char *lt_entry_message(const struct lt_entry *e)
+{
+	const char *p = (const char *)(e + 1);
+
+	if (!e->has_message)
+		return NULL;
+	return e->has_owner_name ? p + strlen(p) + 1 : p;
 }
 
 static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, struct lt_resource *r,
@@ -226,9 +261,9 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	e->mode = req->mode;
 	e->held = false;
 	e->timed = false;
-	e->owner_name = store_string(&p, req->owner_name);
-	e->message = store_string(&p, req->message);
-	htable_insert(&lt->pairs, &e->by_pair, pair_hash(o, r));
+	e->has_owner_name = store_string(&p, req->owner_name);
+	e->has_message = store_string(&p, req->message);
+	htable_insert(&lt->pairs, &e->by_pair);
 	return e;
 }
 
@@ -255,7 +290,7 @@ static void hold(struct locktable *lt, struct lt_entry *e)
 	r->held_mode = e->mode;
 	list_add_tail(&o->held, &e->onode);
 	o->nheld++;
-	htable_insert(&lt->leases, &e->by_id, hash_u64(e->id));
+	htable_insert(&lt->leases, &e->by_id);
 	lt->stats.leases++;
 }
 

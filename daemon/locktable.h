@@ -51,20 +51,24 @@ struct lt_resource {
 	struct hnode node;      /* in locktable.resources, by key */
 	struct list holders;    /* lt_entry.qnode, unordered */
 	struct list waiters;    /* lt_entry.qnode, FIFO */
-	size_t nholders, nwaiters;
-	enum lt_mode held_mode; /* meaningful while nholders > 0 */
 	void *os;               /* the caller's, e.g. a file: grants go through cb.admit */
-	size_t key_len;
+	uint32_t nholders, nwaiters;
+	uint32_t key_len;
+	enum lt_mode held_mode; /* meaningful while nholders > 0 */
 	char key[];             /* NUL-terminated */
 };
 
-/* A lease, or a request waiting to become one. */
+/* A lease, or a request waiting to become one. Kept small: a million of
+ * them should cost well under 256 bytes each, resource and buckets included. */
 struct lt_entry {
 	struct list qnode;      /* in res->holders or res->waiters */
 	struct list onode;      /* in owner->held or owner->waiting */
-	struct hnode by_id;     /* in locktable.leases, while held */
+	union {
+		struct hnode by_id;       /* in locktable.leases, while held */
+		struct heapnode deadline; /* in locktable.deadlines (key: µs), while
+					   * waiting with a timeout */
+	};
 	struct hnode by_pair;   /* in locktable.pairs: (owner, resource) */
-	struct heapnode deadline; /* in locktable.deadlines (key: µs), while waiting with a timeout */
 	struct lt_resource *res;
 	struct lt_owner *owner;
 	uint64_t id;            /* lease id, unique for the table's life */
@@ -75,9 +79,13 @@ struct lt_entry {
 	enum lt_mode mode;
 	bool held;
 	bool timed;
-	const char *owner_name; /* NULL when absent; stored with the entry */
-	const char *message;
+	bool has_owner_name;    /* the strings follow the entry: owner name, then message */
+	bool has_message;
 };
+
+/* The entry's owner name and message, or NULL. */
+const char *lt_entry_owner_name(const struct lt_entry *e);
+const char *lt_entry_message(const struct lt_entry *e);
 
 struct lt_callbacks {
 	void (*granted)(struct lt_entry *e, void *arg);

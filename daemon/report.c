@@ -29,10 +29,10 @@ static json_t *report_entry_common(const struct lt_entry *e)
 		return NULL;
 	if (s->client[0])
 		json_object_set_new(o, "client", json_string(s->client));
-	if (e->owner_name)
-		json_object_set_new(o, "owner", json_string(e->owner_name));
-	if (e->message)
-		json_object_set_new(o, "message", json_string(e->message));
+	if (lt_entry_owner_name(e))
+		json_object_set_new(o, "owner", json_string(lt_entry_owner_name(e)));
+	if (lt_entry_message(e))
+		json_object_set_new(o, "message", json_string(lt_entry_message(e)));
 	return o;
 }
 
@@ -88,23 +88,24 @@ json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_
 void report_conflict(const struct haspd *d, const struct lt_resource *r, char *buf, size_t n)
 {
 	const struct lt_entry *e;
+	const char *owner;
 	int w;
 
 	if (!r || r->nholders == 0) {
 		if (!r || r->os)
 			snprintf(buf, n, "locked with flock(2) by a process outside hasp");
 		else
-			snprintf(buf, n, "%zu requests wait ahead", r->nwaiters);
+			snprintf(buf, n, "%u requests wait ahead", (unsigned)r->nwaiters);
 		return;
 	}
 	e = container_of(r->holders.next, struct lt_entry, qnode);
+	owner = lt_entry_owner_name(e);
 	w = snprintf(buf, n, "held by pid %d (%s%.64s%ssession %" PRIu64 "), %s, for %.1f s",
-		     (int)e->owner->pid, e->owner_name ? "owner " : "",
-		     e->owner_name ? e->owner_name : "", e->owner_name ? ", " : "",
+		     (int)e->owner->pid, owner ? "owner " : "", owner ? owner : "", owner ? ", " : "",
 		     session_of(e->owner)->id, lt_mode_name(e->mode),
 		     (double)(d->lt.now_us - e->since_us) / 1e6);
 	if (r->nholders > 1 && w > 0 && (size_t)w < n)
-		snprintf(buf + w, n - (size_t)w, ", and %zu more", r->nholders - 1);
+		snprintf(buf + w, n - (size_t)w, ", and %u more", (unsigned)r->nholders - 1);
 }
 
 struct list_ctx {

@@ -316,8 +316,8 @@ START_TEST(owner_strings_are_copied)
 	ck_assert_int_eq(locktable_acquire(&fx.lt, &a, &req, &e), LT_GRANTED);
 	memset(owner, 'x', 5);
 	memset(msg, 'x', 10);
-	ck_assert_str_eq(e->owner_name, "alice");
-	ck_assert_str_eq(e->message, "schema v42");
+	ck_assert_str_eq(lt_entry_owner_name(e), "alice");
+	ck_assert_str_eq(lt_entry_message(e), "schema v42");
 }
 END_TEST
 
