@@ -169,11 +169,11 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 {
 	struct proto_request req;
 	struct proto_error err;
-	json_t *root;
+	struct proto_doc doc;
 
 	if (blank(line, len))
 		return;
-	if (proto_decode_request(line, len, &req, &root, &err) < 0) {
+	if (proto_decode_request(line, len, &req, &doc, &err) < 0) {
 		s->d->protocol_errors++;
 		/* The first one of a session is worth knowing; a flood is not. */
 		log_msg(s->protocol_errors ? LOG_DEBUG : LOG_INFO,
@@ -185,7 +185,7 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 		return;
 	}
 	dispatch_request(s, &req);
-	json_decref(root);
+	proto_doc_done(&doc);
 }
 
 void dispatch_refuse(struct session *s)

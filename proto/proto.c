@@ -22,81 +22,134 @@ static int fail(struct proto_error *err, int code, const char *fmt, ...)
 	return -1;
 }
 
-/* An optional string member: absent or null leaves *out NULL. */
-static int get_opt_string(json_t *o, const char *name, size_t max, const char **out,
-			  size_t *out_len, struct proto_error *err)
+/* A request's members, read either by the fast flat reader or by jansson:
+ * the decoders below see only struct value. */
+struct members {
+	json_t *json;
+	const struct flat *flat;
+};
+
+enum value_type { V_ABSENT, V_NULL, V_STRING, V_INT, V_TRUE, V_FALSE, V_OTHER };
+
+struct value {
+	enum value_type type;
+	const char *s;          /* V_STRING, NUL-terminated */
+	size_t len;
+	int64_t i;              /* V_INT */
+};
+
+static struct value flat_value(const struct flat_member *m)
 {
-	json_t *v = json_object_get(o, name);
+	static const enum value_type types[] = {
+		[FLAT_STRING] = V_STRING, [FLAT_INT] = V_INT, [FLAT_TRUE] = V_TRUE,
+		[FLAT_FALSE] = V_FALSE, [FLAT_NULL] = V_NULL,
+	};
+
+	if (!m)
+		return (struct value){ .type = V_ABSENT };
+	return (struct value){ types[m->type], m->str, m->len, m->i };
+}
+
+static struct value json_value(json_t *v)
+{
+	if (!v)
+		return (struct value){ .type = V_ABSENT };
+	switch (json_typeof(v)) {
+	case JSON_NULL: return (struct value){ .type = V_NULL };
+	case JSON_TRUE: return (struct value){ .type = V_TRUE };
+	case JSON_FALSE: return (struct value){ .type = V_FALSE };
+	case JSON_INTEGER: return (struct value){ .type = V_INT, .i = json_integer_value(v) };
+	case JSON_STRING:
+		return (struct value){ V_STRING, json_string_value(v), json_string_length(v), 0 };
+	default: return (struct value){ .type = V_OTHER };
+	}
+}
+
+static struct value member(const struct members *m, const char *name)
+{
+	return m->flat ? flat_value(flat_get(m->flat, name)) : json_value(json_object_get(m->json, name));
+}
+
+static bool absent(struct value v)
+{
+	return v.type == V_ABSENT || v.type == V_NULL;
+}
+
+/* An optional string member: absent or null leaves *out NULL. */
+static int get_opt_string(const struct members *m, const char *name, size_t max,
+			  const char **out, size_t *out_len, struct proto_error *err)
+{
+	struct value v = member(m, name);
 
 	*out = NULL;
 	if (out_len)
 		*out_len = 0;
-	if (!v || json_is_null(v))
+	if (absent(v))
 		return 0;
-	if (!json_is_string(v))
+	if (v.type != V_STRING)
 		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be a string", name);
-	if (json_string_length(v) > max)
+	if (v.len > max)
 		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" is longer than %zu bytes", name, max);
-	*out = json_string_value(v);
+	*out = v.s;
 	if (out_len)
-		*out_len = json_string_length(v);
+		*out_len = v.len;
 	return 0;
 }
 
 /* An optional integer member >= min: absent or null leaves *out at dflt. */
-static int get_opt_int(json_t *o, const char *name, int64_t min, int64_t dflt, int64_t *out,
-		       struct proto_error *err)
+static int get_opt_int(const struct members *m, const char *name, int64_t min, int64_t dflt,
+		       int64_t *out, struct proto_error *err)
 {
-	json_t *v = json_object_get(o, name);
+	struct value v = member(m, name);
 
 	*out = dflt;
-	if (!v || json_is_null(v))
+	if (absent(v))
 		return 0;
-	if (!json_is_integer(v) || json_integer_value(v) < min)
+	if (v.type != V_INT || v.i < min)
 		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be an integer >= %" PRId64,
 			    name, min);
-	*out = json_integer_value(v);
+	*out = v.i;
 	return 0;
 }
 
-static int get_int(json_t *o, const char *name, int64_t min, int64_t *out, struct proto_error *err)
+static int get_int(const struct members *m, const char *name, int64_t min, int64_t *out,
+		   struct proto_error *err)
 {
-	if (!json_object_get(o, name) || json_is_null(json_object_get(o, name)))
+	if (absent(member(m, name)))
 		return fail(err, HASP_E_BAD_REQUEST, "missing \"%s\"", name);
-	return get_opt_int(o, name, min, 0, out, err);
+	return get_opt_int(m, name, min, 0, out, err);
 }
 
-static int decode_hello(json_t *o, struct proto_request *req, struct proto_error *err)
+static int decode_hello(const struct members *m, struct proto_request *req,
+			struct proto_error *err)
 {
-	if (get_opt_string(o, "client", PROTO_CLIENT_MAX, &req->hello.client, NULL, err) < 0)
+	if (get_opt_string(m, "client", PROTO_CLIENT_MAX, &req->hello.client, NULL, err) < 0)
 		return -1;
-	return get_opt_int(o, "version", 1, 0, &req->hello.version, err);
+	return get_opt_int(m, "version", 1, 0, &req->hello.version, err);
 }
 
-static int decode_mode(json_t *o, bool *shared, struct proto_error *err)
+static int decode_mode(const struct members *m, bool *shared, struct proto_error *err)
 {
-	json_t *v = json_object_get(o, "mode");
-	const char *s;
+	struct value v = member(m, "mode");
 
 	*shared = false;
-	if (!v || json_is_null(v))
+	if (absent(v))
 		return 0;
-	s = json_string_value(v);
-	if (s && strcmp(s, "shared") == 0)
+	if (v.type == V_STRING && strcmp(v.s, "shared") == 0)
 		*shared = true;
-	else if (!s || strcmp(s, "exclusive") != 0)
+	else if (v.type != V_STRING || strcmp(v.s, "exclusive") != 0)
 		return fail(err, HASP_E_BAD_REQUEST, "\"mode\" must be \"exclusive\" or \"shared\"");
 	return 0;
 }
 
-static int decode_acquire(json_t *o, struct proto_request *req, struct proto_error *err)
+static int decode_acquire(const struct members *m, struct proto_request *req,
+			  struct proto_error *err)
 {
 	typeof(req->acquire) *a = &req->acquire;
+	struct value fd = member(m, "fd");
 
-	json_t *fd = json_object_get(o, "fd");
-
-	if (get_opt_string(o, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
-	    get_opt_string(o, "path", PROTO_PATH_MAX, &a->path, NULL, err) < 0)
+	if (get_opt_string(m, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
+	    get_opt_string(m, "path", PROTO_PATH_MAX, &a->path, NULL, err) < 0)
 		return -1;
 	if (!a->key == !a->path)
 		return fail(err, HASP_E_BAD_REQUEST, "an acquire needs one of \"key\" or \"path\"");
@@ -104,25 +157,26 @@ static int decode_acquire(json_t *o, struct proto_request *req, struct proto_err
 		return fail(err, HASP_E_BAD_REQUEST, "\"key\" must not be empty");
 	if (a->path && a->path[0] != '/')
 		return fail(err, HASP_E_BAD_REQUEST, "\"path\" must be absolute");
-	if (fd && !json_is_null(fd) && !json_is_boolean(fd))
+	if (!absent(fd) && fd.type != V_TRUE && fd.type != V_FALSE)
 		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" must be true or false");
-	a->fd = json_is_true(fd);
+	a->fd = fd.type == V_TRUE;
 	if (a->fd && !a->path)
 		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" goes with \"path\"");
-	if (decode_mode(o, &a->shared, err) < 0 ||
-	    get_opt_int(o, "timeout_ms", 0, -1, &a->timeout_ms, err) < 0 ||
-	    get_opt_string(o, "owner", PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||
-	    get_opt_string(o, "message", PROTO_MESSAGE_MAX, &a->message, NULL, err) < 0)
+	if (decode_mode(m, &a->shared, err) < 0 ||
+	    get_opt_int(m, "timeout_ms", 0, -1, &a->timeout_ms, err) < 0 ||
+	    get_opt_string(m, "owner", PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||
+	    get_opt_string(m, "message", PROTO_MESSAGE_MAX, &a->message, NULL, err) < 0)
 		return -1;
 	return 0;
 }
 
-static int decode_revoke(json_t *o, struct proto_request *req, struct proto_error *err)
+static int decode_revoke(const struct members *m, struct proto_request *req,
+			 struct proto_error *err)
 {
 	int64_t lease;
 
-	if (get_opt_string(o, "key", PROTO_KEY_MAX, &req->revoke.key, &req->revoke.key_len, err) < 0 ||
-	    get_opt_int(o, "lease", 1, 0, &lease, err) < 0)
+	if (get_opt_string(m, "key", PROTO_KEY_MAX, &req->revoke.key, &req->revoke.key_len, err) < 0 ||
+	    get_opt_int(m, "lease", 1, 0, &lease, err) < 0)
 		return -1;
 	req->revoke.lease = (uint64_t)lease;
 	if (!req->revoke.key == !req->revoke.lease)
@@ -130,67 +184,88 @@ static int decode_revoke(json_t *o, struct proto_request *req, struct proto_erro
 	return 0;
 }
 
-static int decode_args(json_t *o, struct proto_request *req, struct proto_error *err)
+static int decode_args(const struct members *m, struct proto_request *req,
+		       struct proto_error *err)
 {
 	int64_t lease;
 
 	switch (req->op) {
 	case OP_HELLO:
-		return decode_hello(o, req, err);
+		return decode_hello(m, req, err);
 	case OP_ACQUIRE:
-		return decode_acquire(o, req, err);
+		return decode_acquire(m, req, err);
 	case OP_RELEASE:
-		if (get_int(o, "lease", 1, &lease, err) < 0)
+		if (get_int(m, "lease", 1, &lease, err) < 0)
 			return -1;
 		req->release.lease = (uint64_t)lease;
 		return 0;
 	case OP_CANCEL:
-		return get_int(o, "request", INT64_MIN, &req->cancel.request, err);
+		return get_int(m, "request", INT64_MIN, &req->cancel.request, err);
 	case OP_REVOKE:
-		return decode_revoke(o, req, err);
+		return decode_revoke(m, req, err);
 	default:
 		return 0;
 	}
 }
 
-int proto_decode_request(const char *line, size_t len, struct proto_request *req,
-			 json_t **root, struct proto_error *err)
+/* id and op, then the op's own members. */
+static int decode_members(const struct members *m, struct proto_request *req,
+			  struct proto_error *err)
 {
-	json_error_t jerr;
-	json_t *o, *id, *op;
+	struct value id = member(m, "id"), op = member(m, "op");
 	int opn;
 
+	if (id.type == V_INT) {
+		req->has_id = true;
+		req->id = id.i;
+	}
+	if (id.type == V_ABSENT)
+		return fail(err, HASP_E_BAD_REQUEST, "missing \"id\"");
+	if (!req->has_id)
+		return fail(err, HASP_E_BAD_REQUEST, "\"id\" must be an integer");
+	if (op.type == V_ABSENT)
+		return fail(err, HASP_E_BAD_REQUEST, "missing \"op\"");
+	if (op.type != V_STRING)
+		return fail(err, HASP_E_BAD_REQUEST, "\"op\" must be a string");
+	opn = proto_op_parse(op.s);
+	if (opn < 0)
+		return fail(err, HASP_E_UNKNOWN_OP, "unknown op \"%.64s\"", op.s);
+	req->op = (enum proto_op)opn;
+	return decode_args(m, req, err);
+}
+
+int proto_decode_request(const char *line, size_t len, struct proto_request *req,
+			 struct proto_doc *doc, struct proto_error *err)
+{
+	struct members m = { NULL, NULL };
+	json_error_t jerr;
+
 	memset(req, 0, sizeof(*req));
-	o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!o)
+	doc->root = NULL;
+	if (flat_parse(line, len, &doc->flat) == 0) {
+		m.flat = &doc->flat;
+		return decode_members(&m, req, err);
+	}
+	doc->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc->root)
 		return fail(err, HASP_E_BAD_REQUEST, "malformed JSON at byte %d: %s",
 			    jerr.position, jerr.text);
-	if (!json_is_object(o)) {
-		json_decref(o);
+	if (!json_is_object(doc->root)) {
+		proto_doc_done(doc);
 		return fail(err, HASP_E_BAD_REQUEST, "a request must be a JSON object");
 	}
-	id = json_object_get(o, "id");
-	if (json_is_integer(id)) {
-		req->has_id = true;
-		req->id = json_integer_value(id);
+	m.json = doc->root;
+	if (decode_members(&m, req, err) < 0) {
+		proto_doc_done(doc);
+		return -1;
 	}
-	op = json_object_get(o, "op");
-	if (!id)
-		fail(err, HASP_E_BAD_REQUEST, "missing \"id\"");
-	else if (!req->has_id)
-		fail(err, HASP_E_BAD_REQUEST, "\"id\" must be an integer");
-	else if (!op)
-		fail(err, HASP_E_BAD_REQUEST, "missing \"op\"");
-	else if (!json_is_string(op))
-		fail(err, HASP_E_BAD_REQUEST, "\"op\" must be a string");
-	else if ((opn = proto_op_parse(json_string_value(op))) < 0)
-		fail(err, HASP_E_UNKNOWN_OP, "unknown op \"%.64s\"", json_string_value(op));
-	else if ((req->op = (enum proto_op)opn, decode_args(o, req, err)) == 0) {
-		*root = o;
-		return 0;
-	}
-	json_decref(o);
-	return -1;
+	return 0;
+}
+
+void proto_doc_done(struct proto_doc *doc)
+{
+	json_decref(doc->root);
+	doc->root = NULL;
 }
 
 /* ---- replies ---- */

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "codes.h"
+#include "flat.h"
 
 #define PROTO_KEY_MAX 1024
 #define PROTO_OWNER_MAX 256
@@ -54,12 +55,20 @@ struct proto_error {
 	char message[160];
 };
 
-/* Decodes one request line (without its newline). On success returns 0,
- * *root holds the parsed document for the borrowed strings. On failure
- * returns -1 and fills err; req->has_id/id tell whether the error can be
- * addressed to a request. */
+/* What a decoded request's strings point into: the fast reader's copy of a
+ * simple line, or jansson's document for any other. */
+struct proto_doc {
+	json_t *root;
+	struct flat flat;
+};
+
+/* Decodes one request line (without its newline). On success returns 0;
+ * the request's strings live in doc until proto_doc_done(). On failure
+ * returns -1 (nothing to free) and fills err; req->has_id/id tell whether
+ * the error can be addressed to a request. */
 int proto_decode_request(const char *line, size_t len, struct proto_request *req,
-			 json_t **root, struct proto_error *err);
+			 struct proto_doc *doc, struct proto_error *err);
+void proto_doc_done(struct proto_doc *doc);
 
 /* ---- replies, written by the daemon ---- */
 

@@ -112,20 +112,19 @@ END_TEST
 
 /* ---- requests ---- */
 
-static json_t *root;
+static struct proto_doc doc;
 
 static void decode_ok(const char *line, struct proto_request *req)
 {
 	struct proto_error err;
 
-	ck_assert_msg(proto_decode_request(line, strlen(line), req, &root, &err) == 0,
+	ck_assert_msg(proto_decode_request(line, strlen(line), req, &doc, &err) == 0,
 		      "%s: %s", line, err.message);
 }
 
 static void done(void)
 {
-	json_decref(root);
-	root = NULL;
+	proto_doc_done(&doc);
 }
 
 /* Decoding fails with code, and the message mentions what. */
@@ -134,7 +133,7 @@ static void decode_fails(const char *line, int code, const char *what)
 	struct proto_request req;
 	struct proto_error err;
 
-	ck_assert_msg(proto_decode_request(line, strlen(line), &req, &root, &err) < 0,
+	ck_assert_msg(proto_decode_request(line, strlen(line), &req, &doc, &err) < 0,
 		      "accepted: %s", line);
 	ck_assert_msg(err.code == code, "%s: code %s, want %s (%s)", line,
 		      proto_errcode_name(err.code), proto_errcode_name(code), err.message);
@@ -215,7 +214,7 @@ START_TEST(malformed_and_shapes)
 	struct proto_request r;
 	struct proto_error err;
 
-	ck_assert_int_eq(proto_decode_request("{nope", 5, &r, &root, &err), -1);
+	ck_assert_int_eq(proto_decode_request("{nope", 5, &r, &doc, &err), -1);
 	ck_assert_int_eq(err.code, HASP_E_BAD_REQUEST);
 	ck_assert(!r.has_id);
 	ck_assert_ptr_nonnull(strstr(err.message, "malformed JSON"));
@@ -236,7 +235,7 @@ START_TEST(unknown_op_keeps_the_id)
 	struct proto_error err;
 	const char *line = "{\"id\":9,\"op\":\"frobnicate\"}";
 
-	ck_assert_int_eq(proto_decode_request(line, strlen(line), &r, &root, &err), -1);
+	ck_assert_int_eq(proto_decode_request(line, strlen(line), &r, &doc, &err), -1);
 	ck_assert_int_eq(err.code, HASP_E_UNKNOWN_OP);
 	ck_assert(r.has_id && r.id == 9);
 	ck_assert_ptr_nonnull(strstr(err.message, "frobnicate"));
@@ -322,6 +321,95 @@ START_TEST(file_acquires)
 	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":1}", HASP_E_BAD_REQUEST, "\"fd\"");
 	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"fd\":true}", HASP_E_BAD_REQUEST, "\"fd\"");
 	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":7}", HASP_E_BAD_REQUEST, "\"path\"");
+}
+END_TEST
+
+/* Decodes line, and the same object with a member that only jansson reads
+ * (an escaped string): both readers must see the same request. */
+static void same_either_way(const char *line)
+{
+	char padded[2048];
+	struct proto_request a, b;
+	struct proto_error ea, eb;
+	size_t len = strlen(line);
+	int ra, rb;
+
+	ck_assert(len >= 2 && line[len - 1] == '}' && len < sizeof(padded) - 32);
+	snprintf(padded, sizeof(padded), "%.*s%s\"zz\":\"\\u0041\"}", (int)(len - 1), line,
+		 strstr(line, ":") ? "," : "");
+	ra = proto_decode_request(line, len, &a, &doc, &ea);
+	if (ra == 0)
+		done();
+	rb = proto_decode_request(padded, strlen(padded), &b, &doc, &eb);
+	ck_assert_msg(ra == rb, "%s: %d, padded %d", line, ra, rb);
+	if (ra < 0) {
+		ck_assert_msg(ea.code == eb.code, "%s: %s vs %s", line, ea.message, eb.message);
+		ck_assert_int_eq(a.has_id, b.has_id);
+		ck_assert(!a.has_id || a.id == b.id);
+		return;
+	}
+	ck_assert(a.op == b.op && a.id == b.id);
+	if (a.op == OP_ACQUIRE) {
+		ck_assert_int_eq(a.acquire.key_len, b.acquire.key_len);
+		ck_assert(a.acquire.shared == b.acquire.shared && a.acquire.fd == b.acquire.fd);
+		ck_assert_int_eq(a.acquire.timeout_ms, b.acquire.timeout_ms);
+		ck_assert(!a.acquire.owner == !b.acquire.owner && !a.acquire.path == !b.acquire.path);
+	} else if (a.op == OP_RELEASE) {
+		ck_assert_uint_eq(a.release.lease, b.release.lease);
+	} else if (a.op == OP_CANCEL) {
+		ck_assert_int_eq(a.cancel.request, b.cancel.request);
+	}
+	done();
+}
+
+START_TEST(fast_reader_agrees_with_jansson)
+{
+	static const char *const lines[] = {
+		"{\"id\":1,\"op\":\"ping\"}",
+		"{ \"id\" : 7 , \"op\" : \"acquire\" , \"key\" : \"k\" , \"timeout_ms\" : 0 }",
+		"{\"id\":-9223372036854775808,\"op\":\"acquire\",\"key\":\"k\",\"mode\":\"shared\"}",
+		"{\"id\":9223372036854775807,\"op\":\"release\",\"lease\":31}",
+		"{\"id\":9223372036854775808,\"op\":\"ping\"}",
+		"{\"id\":-0,\"op\":\"cancel\",\"request\":-5}",
+		"{\"id\":01,\"op\":\"ping\"}",
+		"{\"id\":1.0,\"op\":\"ping\"}",
+		"{\"id\":1e2,\"op\":\"ping\"}",
+		"{\"id\":1,\"op\":\"ping\",\"id\":2}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"\"}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"fd\":true}",
+		"{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":false,\"owner\":null}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":-1}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"mode\":1}",
+		"{\"id\":null,\"op\":\"ping\"}",
+		"{\"id\":true,\"op\":\"ping\"}",
+		"{\"id\":1,\"op\":null}",
+		"{\"id\":1,\"op\":\"frob\"}",
+		"{\"id\":1,\"op\":\"ping\",\"x\":[1,{\"y\":2}]}",
+		"{\"id\":1,\"op\":\"revoke\",\"lease\":3}",
+		"{\"id\":1,\"op\":\"release\",\"lease\":0}",
+		"{}",
+	};
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		same_either_way(lines[i]);
+}
+END_TEST
+
+START_TEST(fast_reader_takes_only_simple_lines)
+{
+	struct flat f;
+	const char *simple = "{\"id\":1,\"op\":\"acquire\",\"key\":\"db\",\"fd\":true,\"owner\":null}";
+
+	ck_assert_int_eq(flat_parse(simple, strlen(simple), &f), 0);
+	ck_assert_uint_eq(f.n, 5);
+	ck_assert_str_eq(flat_get(&f, "key")->str, "db");
+	ck_assert_int_eq(flat_get(&f, "fd")->type, FLAT_TRUE);
+	ck_assert_int_eq(flat_parse("{\"k\":\"a\\nb\"}", 10, &f), -1);   /* an escape */
+	ck_assert_int_eq(flat_parse("{\"k\":\"\xc3\xa9\"}", 10, &f), -1); /* not ASCII */
+	ck_assert_int_eq(flat_parse("{\"k\":[1]}", 9, &f), -1);
+	ck_assert_int_eq(flat_parse("{\"k\":1,\"k\":2}", 13, &f), -1);   /* duplicate */
+	ck_assert_int_eq(flat_parse("{\"k\":1} x", 10, &f), -1);
+	ck_assert_int_eq(flat_parse("[1]", 3, &f), -1);
 }
 END_TEST
 
@@ -469,7 +557,7 @@ START_TEST(corpus_is_rejected)
 		fclose(f);
 		if (len && line[len - 1] == '\n')
 			len--;
-		ck_assert_msg(proto_decode_request(line, len, &r, &root, &err) < 0,
+		ck_assert_msg(proto_decode_request(line, len, &r, &doc, &err) < 0,
 			      "%s was accepted", de->d_name);
 		ck_assert_msg(err.code == HASP_E_BAD_REQUEST || err.code == HASP_E_UNKNOWN_OP,
 			      "%s: %s", de->d_name, proto_errcode_name(err.code));
@@ -500,6 +588,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(req, bytes_that_are_not_text);
 	tcase_add_test(req, file_acquires);
 	tcase_add_test(req, corpus_is_rejected);
+	tcase_add_test(req, fast_reader_agrees_with_jansson);
+	tcase_add_test(req, fast_reader_takes_only_simple_lines);
 	tcase_add_test(rep, small_replies);
 	tcase_add_test(rep, error_replies);
 	tcase_add_test(rep, ok_reply_with_body_and_request_encoding);
