@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define CONFIG_DEFAULT_PATH "/etc/hasp/haspd.conf"
+#include "buildconf.h"
+
+/* sysconfdir/hasp/haspd.conf: /etc/hasp/haspd.conf for a /usr install. */
+#define CONFIG_DEFAULT_PATH HASP_CONFIG_PATH
 #define CONFIG_MAX_OVERRIDES 16
 
 struct config {
