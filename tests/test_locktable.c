@@ -83,6 +83,10 @@ START_TEST(writer_not_overtaken_by_later_readers)
 	ck_assert_int_eq(locktable_release(&fx.lt, &a, r1->id), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_int_eq(fx.granted_tags[0], 2);
+	/* And the reader behind the writer goes next. */
+	ck_assert_int_eq(locktable_release(&fx.lt, &b, fx.granted[0]->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 2);
+	ck_assert_int_eq(fx.granted_tags[1], 3);
 }
 END_TEST
 
@@ -132,6 +136,8 @@ START_TEST(cancelled_writer_lets_readers_in)
 	ck_assert_int_eq(ACQ(a, "k", S, -1, 1), LT_GRANTED);
 	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
 	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(locktable_cancel(&fx.lt, &c, 2), LT_UNKNOWN_REQUEST); /* b's, not c's */
+	ck_assert_uint_eq(fx.ngranted, 0);
 	ck_assert_int_eq(locktable_cancel(&fx.lt, &b, 2), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_int_eq(fx.granted_tags[0], 3);
@@ -146,6 +152,11 @@ START_TEST(busy_leaves_no_resource_behind)
 	ck_assert_int_eq(ACQ(a, "k", X, -1, 1), LT_GRANTED);
 	ck_assert_int_eq(ACQ(b, "k", X, 0, 2), LT_BUSY);
 	ck_assert_uint_eq(fx.lt.stats.resources, 1);
+	ck_assert_uint_eq(fx.lt.stats.waiters, 0);
+	ck_assert_uint_eq(b.nwaiting + b.nheld, 0);
+	ck_assert_uint_eq(fx.lt.pairs.count, 1);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 3), LT_QUEUED); /* not already_held */
+	locktable_owner_done(&fx.lt, &b);
 	locktable_owner_done(&fx.lt, &a);
 	ck_assert_uint_eq(fx.lt.stats.resources, 0);
 	ck_assert_ptr_null(locktable_find(&fx.lt, "k", 1));
@@ -303,6 +314,10 @@ START_TEST(keys_compare_by_length_and_bytes)
 	ck_assert_int_eq(locktable_acquire(&fx.lt, &b, &ab, &e), LT_GRANTED);
 	ck_assert_int_eq(locktable_acquire(&fx.lt, &c, &a_nul, &e), LT_GRANTED);
 	ck_assert_uint_eq(fx.lt.stats.resources, 3);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "a", 1)->key_len, 1);
+	ck_assert_ptr_eq(locktable_find(&fx.lt, "a\0", 2), e->res);
+	ck_assert_ptr_ne(locktable_find(&fx.lt, "ab", 2), e->res);
+	ck_assert_ptr_null(locktable_find(&fx.lt, "a\0b", 3));
 }
 END_TEST
 
@@ -318,6 +333,171 @@ START_TEST(owner_strings_are_copied)
 	memset(msg, 'x', 10);
 	ck_assert_str_eq(lt_entry_owner_name(e), "alice");
 	ck_assert_str_eq(lt_entry_message(e), "schema v42");
+}
+END_TEST
+
+/* An os resource whose attachment refuses: busy, and the new resource goes. */
+static int nfreed;
+
+static bool refuse(struct lt_resource *r, enum lt_mode mode, void *arg)
+{
+	(void)r, (void)mode, (void)arg;
+	return false;
+}
+
+static void count_freed(struct lt_resource *r, void *arg)
+{
+	(void)r, (void)arg;
+	nfreed++;
+}
+
+START_TEST(busy_on_a_new_refused_resource_leaves_nothing)
+{
+	static int os;
+	struct lt_resource *r;
+
+	nfreed = 0;
+	fx.lt.cb.admit = refuse;
+	fx.lt.cb.freed = count_freed;
+	r = locktable_attach(&fx.lt, "file", 4, &os);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_ptr_eq(r->os, &os);
+	ck_assert_int_eq(ACQ(a, "file", S, 0, 1), LT_BUSY);
+	ck_assert_ptr_null(locktable_find(&fx.lt, "file", 4));
+	ck_assert_int_eq(nfreed, 1);
+	ck_assert_uint_eq(fx.lt.stats.resources, 0);
+	ck_assert_uint_eq(fx.lt.pairs.count, 0);
+}
+END_TEST
+
+static bool admit_open;
+
+static bool admit_when_open(struct lt_resource *r, enum lt_mode mode, void *arg)
+{
+	(void)r, (void)mode, (void)arg;
+	return admit_open;
+}
+
+START_TEST(refused_request_keeps_its_place_until_kicked)
+{
+	static int os;
+	struct lt_resource *r;
+
+	admit_open = false;
+	fx.lt.cb.admit = admit_when_open;
+	r = locktable_attach(&fx.lt, "file", 4, &os);
+	ck_assert_int_eq(ACQ(a, "file", X, -1, 1), LT_QUEUED);
+	ck_assert_int_eq(ACQ(b, "file", S, -1, 2), LT_QUEUED);
+	locktable_kick(&fx.lt, r);
+	ck_assert_uint_eq(fx.ngranted, 0);
+	admit_open = true;
+	locktable_kick(&fx.lt, r);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 1);
+	locktable_owner_done(&fx.lt, &a);
+	ck_assert_uint_eq(fx.ngranted, 2);
+	ck_assert_int_eq(fx.granted_tags[1], 2);
+}
+END_TEST
+
+START_TEST(ended_writer_at_head_lets_readers_in)
+{
+	ck_assert_int_eq(ACQ(a, "k", S, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(d, "k", S, -1, 4), LT_QUEUED);
+	locktable_owner_done(&fx.lt, &b);
+	ck_assert_uint_eq(fx.ngranted, 2);
+	ck_assert_int_eq(fx.granted_tags[0], 3);
+	ck_assert_int_eq(fx.granted_tags[1], 4);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->nholders, 3);
+}
+END_TEST
+
+START_TEST(revoke_grants_the_next_waiter)
+{
+	struct lt_entry *l;
+
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &l), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
+	locktable_revoke(&fx.lt, l);
+	ck_assert_uint_eq(a.nheld, 0);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 2);
+	ck_assert_uint_eq(fx.lt.stats.revokes, 1);
+}
+END_TEST
+
+/* The deadline shares space with the lease's id node: a timed waiter that is
+ * granted must leave the deadline heap and never expire as a lease. */
+START_TEST(granted_timed_waiter_no_longer_expires)
+{
+	struct lt_entry *l, *w;
+
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &l), LT_GRANTED);
+	ck_assert_int_eq(fx_acquire(&fx, &b, "k", X, 100, 2, &w), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k2", X, -1, 3), LT_GRANTED);
+	ck_assert_int_eq(ACQ(d, "k2", X, 300, 4), LT_QUEUED);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_ptr_eq(fx.granted[0], w);
+	ck_assert_ptr_eq(locktable_lease(&fx.lt, w->id), w);
+	ck_assert_uint_eq(fx.lt.deadlines.len, 1);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 300000));
+	advance_ms(1000);
+	locktable_expire(&fx.lt);
+	ck_assert_uint_eq(fx.nexpired, 1);
+	ck_assert_int_eq(fx.expired_tags[0], 4);
+	ck_assert_ptr_eq(locktable_lease(&fx.lt, w->id), w);
+	ck_assert_int_eq(locktable_release(&fx.lt, &b, w->id), LT_OK);
+}
+END_TEST
+
+START_TEST(fences_increase_for_grants_after_a_wait)
+{
+	struct lt_entry *l;
+	uint64_t last;
+
+	locktable_set_fence_floor(&fx.lt, 9000000);
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &l), LT_GRANTED);
+	ck_assert_uint_gt(l->fence, 9000000);
+	last = l->fence;
+	for (int i = 0; i < 20; i++) {
+		struct lt_owner *next = i % 2 ? &a : &b, *cur = i % 2 ? &b : &a;
+
+		ck_assert_int_eq(ACQ(*next, "k", X, -1, 2 + i), LT_QUEUED);
+		/* The wall clock goes back far below the last fence. */
+		locktable_set_now(&fx.lt, fx.lt.now_us + 1, 1000 - (uint64_t)i);
+		ck_assert_int_eq(locktable_release(&fx.lt, cur, l->id), LT_OK);
+		ck_assert_uint_eq(fx.ngranted, (size_t)i + 1);
+		l = fx.granted[i];
+		ck_assert_uint_gt(l->fence, last);
+		last = l->fence;
+	}
+	/* A wall clock ahead of the last fence becomes the fence. */
+	locktable_set_now(&fx.lt, fx.lt.now_us + 1, last + 5000);
+	ck_assert_int_eq(ACQ(c, "k", X, -1, 100), LT_QUEUED);
+	ck_assert_int_eq(locktable_release(&fx.lt, l->owner, l->id), LT_OK);
+	ck_assert_uint_eq(fx.granted[20]->fence, last + 5000);
+}
+END_TEST
+
+START_TEST(lease_ids_never_reused)
+{
+	static uint64_t ids[300];
+	struct lt_entry *l;
+
+	for (int i = 0; i < 300; i++) {
+		ck_assert_int_eq(fx_acquire(&fx, &a, "k", S, -1, i, &l), LT_GRANTED);
+		ids[i] = l->id;
+		for (int j = 0; j < i; j++)
+			ck_assert_uint_ne(ids[j], ids[i]);
+		if (i % 3)
+			ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+		else
+			locktable_owner_done(&fx.lt, &a);
+		ck_assert_ptr_null(locktable_lease(&fx.lt, ids[i]));
+	}
 }
 END_TEST
 
@@ -346,6 +526,13 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, huge_timeout_does_not_overflow);
 	tcase_add_test(tc, keys_compare_by_length_and_bytes);
 	tcase_add_test(tc, owner_strings_are_copied);
+	tcase_add_test(tc, busy_on_a_new_refused_resource_leaves_nothing);
+	tcase_add_test(tc, refused_request_keeps_its_place_until_kicked);
+	tcase_add_test(tc, ended_writer_at_head_lets_readers_in);
+	tcase_add_test(tc, revoke_grants_the_next_waiter);
+	tcase_add_test(tc, granted_timed_waiter_no_longer_expires);
+	tcase_add_test(tc, fences_increase_for_grants_after_a_wait);
+	tcase_add_test(tc, lease_ids_never_reused);
 	suite_add_tcase(s, tc);
 	return s;
 }

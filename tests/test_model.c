@@ -42,8 +42,15 @@ static struct lt_owner owners[NOWN];
 static struct model m;
 static uint64_t rng;
 static uint64_t seed_of_run;
+static int step_of_run;
 static uint64_t last_fence;
 static int64_t next_tag;
+
+/* Every failure names the seed and the step, so that a run can be replayed.
+ * The format is always given, and always comes first. */
+#define MCHECK(cond, ...) \
+	ck_assert_msg(cond, "seed %" PRIu64 " step %d: " __VA_ARGS__)
+#define MARGS seed_of_run, step_of_run
 
 static uint64_t rnd(void)
 {
@@ -58,6 +65,8 @@ static int rnd_below(int n)
 	return (int)(rnd() % (uint64_t)n);
 }
 
+/* ---- the reference model ---- */
+
 static bool m_compatible(const struct m_key *k, enum lt_mode mode)
 {
 	return k->nh == 0 || (k->holders[0].mode == LT_SHARED && mode == LT_SHARED);
@@ -71,12 +80,21 @@ static int m_find(const struct m_entry *v, int n, int owner)
 	return -1;
 }
 
+static const struct m_entry *m_find_tag(const struct m_entry *v, int n, int64_t tag)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i].tag == tag)
+			return &v[i];
+	return NULL;
+}
+
 static void m_remove(struct m_entry *v, int *n, int i)
 {
 	memmove(&v[i], &v[i + 1], (size_t)(*n - i - 1) * sizeof(*v));
 	(*n)--;
 }
 
+/* After any departure: grant from the head, one exclusive or the run of shared. */
 static void m_promote(struct m_key *k)
 {
 	while (k->nw && m_compatible(k, k->waiters[0].mode)) {
@@ -85,6 +103,23 @@ static void m_promote(struct m_key *k)
 		m_remove(k->waiters, &k->nw, 0);
 	}
 }
+
+/* The earliest deadline of any waiter, or 0. */
+static uint64_t m_next_deadline(void)
+{
+	uint64_t best = 0;
+
+	for (int ki = 0; ki < NKEY; ki++)
+		for (int w = 0; w < m.k[ki].nw; w++) {
+			uint64_t d = m.k[ki].waiters[w].deadline;
+
+			if (d && (!best || d < best))
+				best = d;
+		}
+	return best;
+}
+
+/* ---- checking the table against the model ---- */
 
 static int key_index(const struct lt_resource *r)
 {
@@ -97,16 +132,20 @@ static int key_index(const struct lt_resource *r)
 
 static void check_fence(const struct lt_entry *e)
 {
-	ck_assert_msg(e->fence > last_fence, "seed %" PRIu64 ": fence went from %" PRIu64
-		      " to %" PRIu64, seed_of_run, last_fence, e->fence);
+	MCHECK(e->fence > last_fence, "fence went from %" PRIu64 " to %" PRIu64, MARGS,
+	       last_fence, e->fence);
 	last_fence = e->fence;
 }
 
-/* Replays the table's expiries into the model (ties in deadline are the
- * table's to order) and checks every grant the table reported. */
-static void reconcile_events(size_t granted_before)
+/* Replays the table's expiries into the model and checks every grant the
+ * table reported. Expiries must be due (not one µs early), come in deadline
+ * order (the order decides who is granted in between), and none may be
+ * missed (checked by check_no_overdue_waiter()). */
+static void reconcile_events(void)
 {
-	int actual[NKEY][4 * NOWN], nactual[NKEY] = { 0 };
+	int64_t actual[NKEY][4 * NOWN];
+	int nactual[NKEY] = { 0 };
+	uint64_t prev_deadline = 0;
 
 	for (size_t i = 0; i < fx.nexpired; i++) {
 		int64_t tag = fx.expired_tags[i];
@@ -116,87 +155,147 @@ static void reconcile_events(size_t granted_before)
 			struct m_key *k = &m.k[ki];
 
 			for (int w = 0; w < k->nw; w++) {
+				uint64_t d = k->waiters[w].deadline;
+
 				if (k->waiters[w].tag != tag)
 					continue;
-				ck_assert_msg(k->waiters[w].deadline && k->waiters[w].deadline <= m.now_us,
-					      "seed %" PRIu64 ": tag %" PRId64 " expired early",
-					      seed_of_run, tag);
+				MCHECK(d && d <= m.now_us, "tag %" PRId64 " expired early", MARGS, tag);
+				MCHECK(d >= prev_deadline, "tag %" PRId64 " expired out of deadline order",
+				       MARGS, tag);
+				prev_deadline = d;
 				m_remove(k->waiters, &k->nw, w);
 				m_promote(k);
 				found = true;
 				break;
 			}
 		}
-		ck_assert_msg(found, "seed %" PRIu64 ": expired tag %" PRId64 " not waiting in the model",
-			      seed_of_run, tag);
+		MCHECK(found, "expired tag %" PRId64 " not waiting in the model", MARGS, tag);
 	}
 	fx.nexpired = 0;
-	for (size_t i = granted_before; i < fx.ngranted; i++) {
+	for (size_t i = 0; i < fx.ngranted; i++) {
 		int ki = key_index(fx.granted[i]->res);
 
+		MCHECK(nactual[ki] < 4 * NOWN, "too many grants on %s", MARGS, keys[ki]);
 		check_fence(fx.granted[i]);
-		actual[ki][nactual[ki]++] = (int)fx.granted_tags[i];
+		actual[ki][nactual[ki]++] = fx.granted_tags[i];
 	}
 	fx.ngranted = 0;
 	for (int ki = 0; ki < NKEY; ki++) {
 		struct m_key *k = &m.k[ki];
 
-		ck_assert_msg(nactual[ki] == k->nexpected, "seed %" PRIu64 ": key %s: %d grants, model says %d",
-			      seed_of_run, keys[ki], nactual[ki], k->nexpected);
+		MCHECK(nactual[ki] == k->nexpected, "key %s: %d grants, model says %d", MARGS,
+		       keys[ki], nactual[ki], k->nexpected);
 		for (int i = 0; i < nactual[ki]; i++)
-			ck_assert_msg(actual[ki][i] == k->expected[i], "seed %" PRIu64 ": key %s: grant order",
-				      seed_of_run, keys[ki]);
+			MCHECK(actual[ki][i] == k->expected[i],
+			       "key %s: grant %d is tag %" PRId64 ", model says %" PRId64, MARGS,
+			       keys[ki], i, actual[ki][i], k->expected[i]);
 		k->nexpected = 0;
 	}
 }
 
-static bool holder_has_tag(const struct m_key *k, int64_t tag)
+static void check_entry(const struct lt_entry *e, const struct m_entry *me, bool held)
 {
-	for (int i = 0; i < k->nh; i++)
-		if (k->holders[i].tag == tag)
-			return true;
-	return false;
+	MCHECK(me != NULL, "tag %" PRId64 " on %s is not in the model", MARGS, e->tag, e->res->key);
+	MCHECK(e->owner == &owners[me->owner], "tag %" PRId64 ": wrong owner", MARGS, e->tag);
+	MCHECK(e->mode == me->mode, "tag %" PRId64 ": wrong mode", MARGS, e->tag);
+	MCHECK(e->held == held, "tag %" PRId64 ": held is %d", MARGS, e->tag, e->held);
+	if (held)
+		MCHECK(locktable_lease(&fx.lt, e->id) == e, "lease %" PRIu64 " not found by id",
+		       MARGS, e->id);
+}
+
+/* (a) holders and waiters (in order) equal the model's; (b) no two
+ * incompatible leases coexist; (d) the head waiter cannot be granted. */
+static void check_resource(int ki, const struct lt_resource *r)
+{
+	const struct m_key *k = &m.k[ki];
+	const struct list *pos;
+	const struct lt_entry *head;
+	bool any_exclusive = false;
+	int i = 0;
+
+	MCHECK((int)r->nholders == k->nh, "key %s: %u holders, model says %d", MARGS, keys[ki],
+	       (unsigned)r->nholders, k->nh);
+	MCHECK((int)r->nwaiters == k->nw, "key %s: %u waiters, model says %d", MARGS, keys[ki],
+	       (unsigned)r->nwaiters, k->nw);
+	list_foreach(pos, &r->holders) {
+		const struct lt_entry *e = list_entry(pos, struct lt_entry, qnode);
+
+		check_entry(e, m_find_tag(k->holders, k->nh, e->tag), true);
+		any_exclusive |= e->mode == LT_EXCLUSIVE;
+		MCHECK(e->mode == r->held_mode, "key %s: held_mode disagrees with a holder", MARGS,
+		       keys[ki]);
+	}
+	MCHECK(!any_exclusive || r->nholders == 1, "key %s: an exclusive lease is not alone", MARGS,
+	       keys[ki]);
+	list_foreach(pos, &r->waiters) {
+		const struct lt_entry *e = list_entry(pos, struct lt_entry, qnode);
+
+		MCHECK(i < k->nw && e->tag == k->waiters[i].tag, "key %s: waiter %d out of order",
+		       MARGS, keys[ki], i);
+		check_entry(e, &k->waiters[i++], false);
+	}
+	if (!r->nwaiters)
+		return;
+	head = list_entry(r->waiters.next, struct lt_entry, qnode);
+	MCHECK(r->nholders && (head->mode == LT_EXCLUSIVE || r->held_mode == LT_EXCLUSIVE),
+	       "key %s: tag %" PRId64 " waits but could be granted", MARGS, keys[ki], head->tag);
+}
+
+static void check_owners(void)
+{
+	for (int o = 0; o < NOWN; o++) {
+		size_t held = 0, waiting = 0;
+
+		for (int ki = 0; ki < NKEY; ki++) {
+			held += m_find(m.k[ki].holders, m.k[ki].nh, o) >= 0;
+			waiting += m_find(m.k[ki].waiters, m.k[ki].nw, o) >= 0;
+		}
+		MCHECK(owners[o].nheld == held && owners[o].nwaiting == waiting,
+		       "owner %d: %zu held, %zu waiting; model says %zu, %zu", MARGS, o,
+		       owners[o].nheld, owners[o].nwaiting, held, waiting);
+	}
 }
 
 static void check_state(void)
 {
 	size_t leases = 0, waiters = 0, resources = 0;
+	uint64_t next = m_next_deadline();
 
 	for (int ki = 0; ki < NKEY; ki++) {
 		const struct m_key *k = &m.k[ki];
 		const struct lt_resource *r = locktable_find(&fx.lt, keys[ki], strlen(keys[ki]));
-		const struct list *pos;
-		int i = 0;
 
 		if (k->nh == 0 && k->nw == 0) {
-			ck_assert_msg(!r, "seed %" PRIu64 ": key %s should be gone", seed_of_run, keys[ki]);
+			MCHECK(!r, "key %s should be gone", MARGS, keys[ki]);
 			continue;
 		}
-		ck_assert_ptr_nonnull(r);
+		MCHECK(r != NULL, "key %s is missing", MARGS, keys[ki]);
+		check_resource(ki, r);
 		resources++;
-		ck_assert_int_eq((int)r->nholders, k->nh);
-		ck_assert_int_eq((int)r->nwaiters, k->nw);
-		list_foreach(pos, &r->holders) {
-			const struct lt_entry *e = list_entry(pos, struct lt_entry, qnode);
-
-			ck_assert(holder_has_tag(k, e->tag));
-			/* No two incompatible leases coexist. */
-			ck_assert(r->nholders == 1 || e->mode == LT_SHARED);
-		}
-		list_foreach(pos, &r->waiters) {
-			const struct lt_entry *e = list_entry(pos, struct lt_entry, qnode);
-
-			ck_assert_int_eq(e->tag, k->waiters[i++].tag);  /* FIFO order */
-		}
-		/* Nobody waits who could be granted. */
-		ck_assert(k->nw == 0 || !m_compatible(k, k->waiters[0].mode));
 		leases += (size_t)k->nh;
 		waiters += (size_t)k->nw;
 	}
-	ck_assert_uint_eq(fx.lt.stats.leases, leases);
-	ck_assert_uint_eq(fx.lt.stats.waiters, waiters);
-	ck_assert_uint_eq(fx.lt.stats.resources, resources);
+	check_owners();
+	MCHECK(fx.lt.stats.leases == leases && fx.lt.stats.waiters == waiters &&
+	       fx.lt.stats.resources == resources,
+	       "gauges %zu/%zu/%zu, model says %zu/%zu/%zu", MARGS, fx.lt.stats.leases,
+	       fx.lt.stats.waiters, fx.lt.stats.resources, leases, waiters, resources);
+	MCHECK(locktable_next_deadline(&fx.lt) == (next ? (int64_t)next : -1),
+	       "next deadline %" PRId64 ", model says %" PRIu64, MARGS,
+	       locktable_next_deadline(&fx.lt), next);
 }
+
+/* After locktable_expire(): nobody is still waiting past their deadline. */
+static void check_no_overdue_waiter(void)
+{
+	uint64_t next = m_next_deadline();
+
+	MCHECK(!next || next > m.now_us, "a waiter is still queued at %" PRIu64
+	       " past its deadline %" PRIu64, MARGS, m.now_us, next);
+}
+
+/* ---- steps ---- */
 
 static void step_acquire(void)
 {
@@ -220,10 +319,12 @@ static void step_acquire(void)
 		want = LT_QUEUED;
 		k->waiters[k->nw++] = me;
 	}
-	ck_assert_msg(got == want, "seed %" PRIu64 ": acquire gave %d, model says %d", seed_of_run,
-		      got, want);
+	MCHECK(got == want, "acquire of tag %" PRId64 " gave %d, model says %d", MARGS, tag, got,
+	       want);
 	if (got == LT_GRANTED)
 		check_fence(e);
+	if (got == LT_GRANTED || got == LT_QUEUED)
+		MCHECK(e && e->tag == tag, "acquire of tag %" PRId64 ": wrong entry", MARGS, tag);
 }
 
 /* A random held lease (or waiting request) of a random owner, or false. */
@@ -244,7 +345,7 @@ static bool pick(bool held, int *o, int *ki, int *idx)
 	return false;
 }
 
-static struct lt_entry *real_entry(int o, int64_t tag)
+static struct lt_entry *real_lease(int o, int64_t tag)
 {
 	struct list *pos;
 
@@ -254,6 +355,7 @@ static struct lt_entry *real_entry(int o, int64_t tag)
 		if (e->tag == tag)
 			return e;
 	}
+	ck_abort_msg("seed %" PRIu64 " step %d: owner %d holds no tag %" PRId64, MARGS, o, tag);
 	return NULL;
 }
 
@@ -261,12 +363,17 @@ static void step_release(void)
 {
 	int o, ki, i;
 	struct m_key *k;
+	uint64_t id;
 
 	if (!pick(true, &o, &ki, &i))
 		return;
 	k = &m.k[ki];
-	ck_assert_int_eq(locktable_release(&fx.lt, &owners[o],
-					   real_entry(o, k->holders[i].tag)->id), LT_OK);
+	id = real_lease(o, k->holders[i].tag)->id;
+	/* Sometimes another owner tries first: refused, nothing moves. */
+	if (rnd_below(4) == 0)
+		MCHECK(locktable_release(&fx.lt, &owners[(o + 1) % NOWN], id) == LT_UNKNOWN_LEASE,
+		       "owner %d released owner %d's lease", MARGS, (o + 1) % NOWN, o);
+	MCHECK(locktable_release(&fx.lt, &owners[o], id) == LT_OK, "release refused", MARGS);
 	m_remove(k->holders, &k->nh, i);
 	m_promote(k);
 }
@@ -275,11 +382,17 @@ static void step_cancel(void)
 {
 	int o, ki, i;
 	struct m_key *k;
+	int64_t tag;
 
 	if (!pick(false, &o, &ki, &i))
 		return;
 	k = &m.k[ki];
-	ck_assert_int_eq(locktable_cancel(&fx.lt, &owners[o], k->waiters[i].tag), LT_OK);
+	tag = k->waiters[i].tag;
+	/* Sometimes another owner tries first: refused, nothing moves. */
+	if (rnd_below(4) == 0)
+		MCHECK(locktable_cancel(&fx.lt, &owners[(o + 1) % NOWN], tag) == LT_UNKNOWN_REQUEST,
+		       "owner %d cancelled owner %d's request", MARGS, (o + 1) % NOWN, o);
+	MCHECK(locktable_cancel(&fx.lt, &owners[o], tag) == LT_OK, "cancel refused", MARGS);
 	m_remove(k->waiters, &k->nw, i);
 	m_promote(k);
 }
@@ -298,15 +411,30 @@ static void step_owner_end(void)
 			m_remove(k->holders, &k->nh, i);
 		m_promote(k);
 	}
+	/* Its own waiters were gone before its leases: no grant went to it. */
+	for (size_t g = 0; g < fx.ngranted; g++)
+		MCHECK(fx.granted[g]->owner != &owners[o], "owner %d granted while ending", MARGS, o);
+	reconcile_events();
 	lt_owner_init(&owners[o], (uint64_t)o, o, 0, 0);
 }
 
+/* Moves the clock, often to just before or exactly at the next deadline. */
 static void step_time(void)
 {
-	m.now_us += (uint64_t)rnd_below(8000);
+	uint64_t next = m_next_deadline();
+	int how = rnd_below(4);
+
+	if (next && how == 0)
+		m.now_us = next - 1;
+	else if (next && how == 1)
+		m.now_us = next;
+	else
+		m.now_us += (uint64_t)rnd_below(8000);
 	/* The wall clock sometimes goes back: fences must still increase. */
 	locktable_set_now(&fx.lt, m.now_us, rnd_below(4) ? m.now_us : m.now_us / 2);
 	locktable_expire(&fx.lt);
+	reconcile_events();
+	check_no_overdue_waiter();
 }
 
 static void run_seed(uint64_t seed)
@@ -320,7 +448,7 @@ static void run_seed(uint64_t seed)
 	m.now_us = fx.lt.now_us;
 	for (int o = 0; o < NOWN; o++)
 		lt_owner_init(&owners[o], (uint64_t)o, o, 0, 0);
-	for (int s = 0; s < STEPS; s++) {
+	for (step_of_run = 0; step_of_run < STEPS; step_of_run++) {
 		int op = rnd_below(20);
 
 		if (op < 8)
@@ -333,19 +461,20 @@ static void run_seed(uint64_t seed)
 			step_time();
 		else
 			step_owner_end();
-		reconcile_events(0);
+		reconcile_events();
 		check_state();
 	}
 	for (int o = 0; o < NOWN; o++)
 		locktable_owner_done(&fx.lt, &owners[o]);
 	ck_assert_uint_eq(fx.lt.stats.leases + fx.lt.stats.waiters + fx.lt.stats.resources, 0);
+	ck_assert_uint_eq(fx.lt.leases.count + fx.lt.pairs.count + fx.lt.deadlines.len, 0);
 	locktable_done(&fx.lt);
 }
 
+static const uint64_t seeds[] = { 1, 42, 0x9e3779b97f4a7c15ULL, 20261124, 7777777 };
+
 START_TEST(random_operations_match_the_model)
 {
-	static const uint64_t seeds[] = { 1, 42, 0x9e3779b97f4a7c15ULL, 20261124, 7777777 };
-
 	run_seed(seeds[_i]);
 }
 END_TEST
@@ -355,7 +484,8 @@ int main(void)
 	Suite *s = suite_create("model");
 	TCase *tc = tcase_create("random");
 
-	tcase_add_loop_test(tc, random_operations_match_the_model, 0, 5);
+	tcase_add_loop_test(tc, random_operations_match_the_model, 0,
+			    (int)(sizeof(seeds) / sizeof(seeds[0])));
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
