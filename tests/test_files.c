@@ -206,7 +206,7 @@ START_TEST(interop_with_python_filelock)
 	ck_assert_int_eq(hasp_unlock(c, l), 0);
 	/* filelock holds it: hasp is busy, then gets in once it lets go. */
 	ck_assert_int_eq(sh("/usr/bin/python3 -c 'import sys, filelock, subprocess\n"
-			    "with filelock.FileLock(sys.argv[1], timeout=1):\n"
+			    "with filelock.FileLock(sys.argv[1], timeout=10):\n"
 			    " r = subprocess.call([sys.argv[2], \"lock\", \"-n\", sys.argv[1], \"true\"])\n"
 			    "sys.exit(10 + r)' \"$F\" \"$HASP_CLI\"", file), 11);
 	l = lock_file(c, file, HASP_EXCLUSIVE, 0, &r);
