@@ -64,11 +64,10 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 		open_error(-e, path, code, msg, msg_size);
 	} else if (!(r = locktable_find(lt, key, sizeof(key)))) {
 		o = oslock_new(fd, path);
-		if (!o)
+		if (!o) {
 			open_error(errno, path, code, msg, msg_size);
-		else if (!(r = locktable_attach(lt, key, sizeof(key), o)))
+		} else if (!(r = locktable_attach(lt, key, sizeof(key), o))) {
 			oslock_free(o);
-		if (o && !r) {
 			*code = HASP_E_INTERNAL;
 			snprintf(msg, msg_size, "out of memory");
 		}
