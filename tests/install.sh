@@ -28,7 +28,7 @@ if [ "$have_man" = 1 ]; then
 	for f in /man8/haspd.8 /man1/hasp.1 /man3/libhasp.3; do
 		installed "$f"
 		# groff's warnings (-ww) on stderr mean a page does not render cleanly
-		if [ -n "$(groff -man -ww -z "$found" 2>&1)" ]; then
+		if command -v groff >/dev/null && [ -n "$(groff -man -ww -z "$found" 2>&1)" ]; then
 			echo "man page does not render cleanly: $f"
 			exit 1
 		fi
