@@ -21,6 +21,9 @@
 /* Stop reading from a session with this much output queued (a client that
  * does not read its replies), and read again below half of it. */
 #define SESSION_OUT_SOFT (1u << 20)
+/* A session whose unread output passes this is ended: its client does not
+ * read, and the daemon must not grow without bound for it. */
+#define SESSION_OUT_HARD (16u << 20)
 /* Bytes read per wake-up: bounds the work one session does before others. */
 #define SESSION_READ_CHUNK 65536
 
@@ -104,16 +107,30 @@ void session_free(struct session *s)
 	free(s);
 }
 
-void session_write(struct session *s, const char *line, size_t len)
+static void session_queue_flush(struct session *s)
+{
+	if (list_empty(&s->flush_link))
+		list_add_tail(&s->d->flushing, &s->flush_link);
+}
+
+void session_break(struct session *s)
 {
 	if (s->dead)
 		return;
-	if (evbuffer_add(s->out, line, len) < 0) {
-		session_lost(s, "out of memory for output");
+	s->overflow = true;
+	evbuffer_drain(s->out, evbuffer_get_length(s->out));
+	session_queue_flush(s);
+}
+
+void session_write(struct session *s, const char *line, size_t len)
+{
+	if (s->dead || s->overflow)
+		return;
+	if (evbuffer_add(s->out, line, len) < 0 || evbuffer_get_length(s->out) > SESSION_OUT_HARD) {
+		session_break(s);
 		return;
 	}
-	if (list_empty(&s->flush_link))
-		list_add_tail(&s->d->flushing, &s->flush_link);
+	session_queue_flush(s);
 }
 
 static void session_end_leases(struct session *s)
@@ -128,8 +145,7 @@ void session_close_after_flush(struct session *s)
 {
 	event_del(s->rev);
 	session_end_leases(s);
-	if (list_empty(&s->flush_link))
-		list_add_tail(&s->d->flushing, &s->flush_link);
+	session_queue_flush(s);
 }
 
 void session_lost(struct session *s, const char *why)
@@ -170,6 +186,12 @@ void session_flush(struct session *s)
 
 	if (s->dead)
 		return;
+	if (s->overflow) {
+		log_warn("session %" PRIu64 " (pid %d): over %u bytes of replies unread, or no "
+			 "memory for them; ending it", s->id, (int)s->owner.pid, SESSION_OUT_HARD);
+		session_lost(s, "output over the hard limit");
+		return;
+	}
 	while ((left = evbuffer_get_length(s->out)) > 0) {
 		if (evbuffer_write(s->out, s->fd) >= 0)
 			continue;
@@ -202,7 +224,7 @@ static void session_process(struct session *s)
 	if (len == 0)
 		return;
 	buf = (const char *)evbuffer_pullup(s->in, -1);
-	while (!s->closing) {
+	while (!s->closing && !s->overflow) {
 		enum frame_status st = frame_next(buf + off, len - off, s->d->cfg.max_line_bytes,
 						       &line_len);
 

@@ -37,12 +37,17 @@ struct session {
 	unsigned protocol_errors;
 	bool closing;               /* write what is queued, then close */
 	bool throttled;             /* not reading: too much output queued */
+	bool overflow;              /* output past the hard limit: to be ended */
 	bool dead;
 };
 
 /* Takes ownership of fd. NULL on ENOMEM (fd is closed). */
 struct session *session_new(struct haspd *d, int fd);
-/* Queues a reply line (newline included). */
+/* Marks the session to be ended at the next flush, outside the callback
+ * that noticed (its replies could not be queued). */
+void session_break(struct session *s);
+/* Queues a reply line (newline included); past the hard limit of unread
+ * output, breaks the session instead. */
 void session_write(struct session *s, const char *line, size_t len);
 /* Sends an error, then ends the session once it is written. */
 void session_close_after_flush(struct session *s);

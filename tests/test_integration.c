@@ -342,6 +342,49 @@ START_TEST(oversized_line_ends_only_that_session)
 }
 END_TEST
 
+START_TEST(client_that_never_reads_is_ended)
+{
+	int bad = raw_connect(daemon_.socket), filler = raw_connect(daemon_.socket);
+	hasp_client *good = client_connect(daemon_.socket);
+	char *batch = malloc(300 * 64), *p = batch;
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *l = NULL;
+	json_t *r;
+	char buf[65536];
+	int64_t end;
+
+	raw_send(bad, "{\"id\":1,\"op\":\"acquire\",\"key\":\"bad-key\"}\n");
+	r = raw_recv(bad, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	/* Enough leases that every list reply is large. */
+	for (int i = 0; i < 3000; i += 100) {
+		p = batch;
+		for (int k = i; k < i + 100; k++)
+			p += sprintf(p, "{\"id\":%d,\"op\":\"acquire\",\"key\":\"fill-%d\"}\n", k, k);
+		raw_send(filler, batch);
+		json_decref(raw_recv_id(filler, i + 99, 5000));
+	}
+	/* Hundreds of list requests whose replies are never read: ~200 MB. */
+	p = batch;
+	for (int i = 0; i < 300; i++)
+		p += sprintf(p, "{\"id\":%d,\"op\":\"list\"}\n", i);
+	raw_send(bad, batch);
+	/* The daemon ends that session, releasing its lease, and serves others. */
+	o.timeout_ms = 20000;
+	ck_assert_int_eq(hasp_lock(good, "bad-key", &o, &l), 0);
+	ck_assert_int_eq(hasp_ping(good), 0);
+	end = now_ms() + 20000;
+	while (read(bad, buf, sizeof(buf)) > 0) /* what was sent before it ended, then EOF */
+		ck_assert_msg(now_ms() < end, "the session was not closed");
+	hasp_lease_free(l);
+	free(batch);
+	close(bad);
+	close(filler);
+	hasp_close(good);
+}
+END_TEST
+
 START_TEST(list_shows_holders_and_waiters)
 {
 	hasp_client *a = client_connect(daemon_.socket);
@@ -448,6 +491,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, garbage_gets_an_error_and_the_session_goes_on);
 	tcase_add_test(tc, oversized_line_ends_only_that_session);
 	tcase_add_test(tc, list_shows_holders_and_waiters);
+	tcase_add_test(tc, client_that_never_reads_is_ended);
 	tcase_add_test(tc, fences_increase);
 	tcase_add_test(tc, stale_socket_replaced_live_one_refused);
 	tcase_add_test(tc, sigterm_removes_socket);
