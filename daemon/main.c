@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -248,6 +249,19 @@ static void haspd_done(struct haspd *d)
 		event_base_free(d->base);
 }
 
+/* One descriptor per connection and per locked file: take all the kernel
+ * allows this process (the soft limit up to the hard one). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("cannot raise the descriptor limit: %s", strerror(errno));
+}
+
 static int add_signal(struct main_ctx *m, int i, int sig, event_callback_fn fn)
 {
 	m->sigs[i] = evsignal_new(m->d.base, sig, fn, m);
@@ -300,6 +314,7 @@ int main(int argc, char **argv)
 	}
 	log_threshold = (enum log_level)cfg.log_level;
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if (haspd_init(&m.d) < 0) {
 		log_err("cannot initialise: %s", strerror(errno));
 		haspd_done(&m.d);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,6 +464,25 @@ START_TEST(stale_socket_replaced_live_one_refused)
 }
 END_TEST
 
+START_TEST(descriptor_limit_raised)
+{
+	char path[64], line[256];
+	unsigned long soft = 0, hard = 1;
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)daemon_.pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Max open files %lu %lu", &soft, &hard) == 2)
+			found = true;
+	fclose(f);
+	ck_assert(found);
+	ck_assert_uint_eq(soft, hard);
+}
+END_TEST
+
 START_TEST(sigterm_removes_socket)
 {
 	int status = daemon_stop(&daemon_);
@@ -495,6 +515,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, fences_increase);
 	tcase_add_test(tc, stale_socket_replaced_live_one_refused);
 	tcase_add_test(tc, sigterm_removes_socket);
+	tcase_add_test(tc, descriptor_limit_raised);
 	suite_add_tcase(s, tc);
 	return s;
 }
