@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -135,15 +136,24 @@ json_t *report_list(const struct haspd *d)
 	return json_pack("{s:o}", "resources", ctx.resources);
 }
 
+/* Bytes the daemon has allocated and not freed: what a leak would grow. */
+static json_int_t heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return (json_int_t)(mi.uordblks + mi.hblkhd);
+}
+
 json_t *report_stats(const struct haspd *d)
 {
 	const struct lt_stats *st = &d->lt.stats;
-	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I}",
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->nsessions,
 			      "resources", (json_int_t)st->resources,
 			      "leases", (json_int_t)st->leases,
 			      "waiters", (json_int_t)st->waiters,
-			      "uptime_ms", (json_int_t)(haspd_now_ms() - d->started_ms));
+			      "uptime_ms", (json_int_t)(haspd_now_ms() - d->started_ms),
+			      "heap_bytes", heap_in_use());
 	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
 			      "acquires", (json_int_t)st->acquires,
