@@ -31,6 +31,7 @@ struct hasp_client {
 	struct frame_buf rb;
 	uint64_t *revoked;      /* lease ids the daemon said it revoked */
 	size_t nrevoked, revoked_cap;
+	bool lost;              /* the connection ended: every lease with it */
 	char errmsg[1536];
 };
 
@@ -118,6 +119,27 @@ HASP_EXPORT const char *hasp_client_errmsg(const hasp_client *c)
 	return c->errmsg;
 }
 
+/* The connection ended (the daemon stopped, crashed or restarted), and
+ * every lease of c with it: this and every later call say so. */
+static int connection_lost(hasp_client *c)
+{
+	c->lost = true;
+	return set_error(c, -ECONNRESET, "the connection to haspd was lost, and every lease taken "
+			 "through it; connect again");
+}
+
+/* Reads once into the reply buffer: bytes read, or a negative error. */
+static ssize_t fill(hasp_client *c)
+{
+	ssize_t n = frame_buf_fill(&c->rb, c->fd);
+
+	if (n == 0 || n == -ECONNRESET)
+		return connection_lost(c);
+	if (n < 0)
+		return set_error(c, (int)n, "cannot read from haspd: %s", strerror((int)-n));
+	return n;
+}
+
 /* Sends a request line; fd (if >= 0) travels with its first byte. */
 static int send_all(hasp_client *c, const char *buf, size_t len, int fd)
 {
@@ -147,6 +169,8 @@ static int send_all(hasp_client *c, const char *buf, size_t len, int fd)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EPIPE || errno == ECONNRESET)
+				return connection_lost(c);
 			return set_error(c, -errno, "cannot send to haspd: %s", strerror(errno));
 		}
 		buf += n;
@@ -234,11 +258,9 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 		r = wait_readable(c, &w, start);
 		if (r < 0)
 			return set_error(c, r, "cannot read from haspd: %s", strerror(-r));
-		n = frame_buf_fill(&c->rb, c->fd);
-		if (n == 0)
-			return set_error(c, -ECONNRESET, "haspd closed the connection");
+		n = fill(c);
 		if (n < 0)
-			return set_error(c, (int)n, "cannot read from haspd: %s", strerror((int)-n));
+			return (int)n;
 	}
 }
 
@@ -253,6 +275,10 @@ static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
 	int r;
 
 	c->errmsg[0] = '\0';
+	if (c->lost) {
+		free(line);
+		return connection_lost(c);
+	}
 	if (!line)
 		return set_error(c, -ENOMEM, "out of memory");
 	r = send_all(c, line, len, fd);
@@ -444,6 +470,8 @@ static int drain_events(hasp_client *c)
 	const char *line;
 	size_t len;
 
+	if (c->lost)
+		return connection_lost(c);
 	for (;;) {
 		ssize_t n;
 
@@ -456,11 +484,9 @@ static int drain_events(hasp_client *c)
 		}
 		if (poll(&p, 1, 0) <= 0)
 			return 0;
-		n = frame_buf_fill(&c->rb, c->fd);
-		if (n == 0)
-			return set_error(c, -ECONNRESET, "haspd closed the connection");
+		n = fill(c);
 		if (n < 0)
-			return set_error(c, (int)n, "cannot read from haspd: %s", strerror((int)-n));
+			return (int)n;
 	}
 }
 

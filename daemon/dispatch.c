@@ -188,14 +188,12 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 	proto_doc_done(&doc);
 }
 
-void dispatch_refuse(struct session *s)
+void dispatch_refuse(struct session *s, const char *why)
 {
-	char msg[128];
+	char msg[256];
 
-	log_warn("refusing a connection from pid %d: %zu sessions, the limit (max_sessions)",
-		 (int)s->owner.pid, s->d->cfg.max_sessions);
-	snprintf(msg, sizeof(msg), "haspd serves %zu sessions, the limit (max_sessions); try later",
-		 s->d->cfg.max_sessions);
+	log_warn("refusing a connection from pid %d: %s", (int)s->owner.pid, why);
+	snprintf(msg, sizeof(msg), "haspd cannot serve another session: %s; try later", why);
 	reply_error(s, false, 0, HASP_E_LIMIT, msg, NULL);
 	session_close_after_flush(s);
 }

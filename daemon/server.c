@@ -1,8 +1,10 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +30,7 @@ struct server {
 	int fd;
 	struct event *ev;
 	struct event *backoff;
+	int spare;              /* a descriptor kept to refuse one client with */
 	bool paused;
 	char *path;
 	dev_t dev;
@@ -191,6 +194,48 @@ void server_resume(struct server *srv)
 	event_add(srv->ev, NULL);
 }
 
+/* Opens the spare descriptor again once the refused session has freed it. */
+static void server_keep_spare(struct server *srv)
+{
+	if (srv->spare < 0)
+		srv->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: gives up the spare one to accept a waiting client and
+ * tell it so, rather than leave it hanging in the backlog. Returns false
+ * when there was nothing to do it with. */
+static bool server_refuse_one(struct server *srv)
+{
+	struct session *s;
+	int c;
+
+	if (srv->spare < 0)
+		return false;
+	close(srv->spare);
+	srv->spare = -1;
+	c = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (c < 0)
+		return false;
+	s = session_new(srv->d, c);
+	if (s)
+		dispatch_refuse(s, "it is out of file descriptors (RLIMIT_NOFILE)");
+	return true;
+}
+
+static void server_accept_one(struct server *srv, int c)
+{
+	struct haspd *d = srv->d;
+	bool over = d->nsessions >= d->cfg.max_sessions;
+	struct session *s = session_new(d, c);
+	char why[96];
+
+	if (s && over) {
+		snprintf(why, sizeof(why), "it serves %zu sessions, the limit (max_sessions)",
+			 d->cfg.max_sessions);
+		dispatch_refuse(s, why);
+	}
+}
+
 static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -200,21 +245,22 @@ static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
 		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (c >= 0) {
-			bool over = srv->d->nsessions >= srv->d->cfg.max_sessions;
-			struct session *s = session_new(srv->d, c);
-
-			if (s && over)
-				dispatch_refuse(s);
+			server_accept_one(srv, c);
 			continue;
 		}
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+		if (errno == EMFILE || errno == ENFILE) {
+			if (!server_refuse_one(srv))
+				server_pause(srv);
+		} else if (errno == ENOBUFS || errno == ENOMEM) {
 			server_pause(srv);
-		else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			 errno != ECONNABORTED)
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			   errno != ECONNABORTED) {
 			log_warn("accept: %s", strerror(errno));
+		}
 		break;
 	}
 	haspd_sync(srv->d);
+	server_keep_spare(srv);
 }
 
 static void server_backoff_cb(evutil_socket_t fd, short what, void *arg)
@@ -226,6 +272,7 @@ static struct server *server_start(struct server *srv)
 {
 	struct haspd *d = srv->d;
 
+	server_keep_spare(srv);
 	srv->ev = event_new(d->base, srv->fd, EV_READ | EV_PERSIST, server_accept_cb, srv);
 	srv->backoff = evtimer_new(d->base, server_backoff_cb, srv);
 	if (!srv->ev || !srv->backoff || event_add(srv->ev, NULL) < 0)
@@ -241,6 +288,7 @@ struct server *server_new(struct haspd *d, const char *path)
 		return NULL;
 	srv->d = d;
 	srv->fd = -1;
+	srv->spare = -1;
 	srv->path = strdup(path);
 	if (!srv->path || listen_on(srv, path) < 0)
 		return server_free(srv);
@@ -255,6 +303,7 @@ struct server *server_adopt(struct haspd *d, int fd)
 		return NULL;
 	srv->d = d;
 	srv->fd = fd;
+	srv->spare = -1;
 	if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0)
 		return server_free(srv);
 	return server_start(srv);
@@ -277,6 +326,8 @@ struct server *server_free(struct server *srv)
 		event_free(srv->ev);
 	if (srv->backoff)
 		event_free(srv->backoff);
+	if (srv->spare >= 0)
+		close(srv->spare);
 	if (srv->fd >= 0) {
 		close(srv->fd);
 		if (srv->path)

@@ -1,5 +1,7 @@
 /* The listening socket: bind (replacing a stale socket file, refusing a live
- * daemon's), accept, back off on EMFILE, remove the socket file at the end. */
+ * daemon's), accept, refuse a client with a limit error when over
+ * max_sessions or out of descriptors (a spare one is kept for that), remove
+ * the socket file at the end. */
 #pragma once
 
 struct haspd;

@@ -10,7 +10,12 @@
  * listens, -ECONNRESET when the daemon went away, -ENOMEM, ...), or
  * -HASP_E_* for an error the daemon reported. hasp_client_errmsg() then gives
  * the daemon's message, which for a conflict names the holder. Output
- * parameters (ret_*) are written only on success. */
+ * parameters (ret_*) are written only on success.
+ *
+ * A lost connection (the daemon stopped, crashed or was restarted) ends
+ * every lease of the client; from then on every call on it returns
+ * -ECONNRESET. Connect again for a new session: a restarted daemon's fences
+ * are above every fence it gave before. */
 #ifndef HASP_H
 #define HASP_H
 
@@ -131,8 +136,8 @@ int hasp_revoke(hasp_client *c, uint64_t lease_id);
  * Returns how many, or -HASP_E_PERMISSION_DENIED when none could be. */
 int hasp_revoke_key(hasp_client *c, const char *key);
 /* 1 if the daemon revoked l, 0 if not (as far as the daemon has said),
- * -ECONNRESET if the daemon is gone, which also ends every lease. Never
- * blocks. */
+ * -ECONNRESET if the connection to the daemon was lost (it stopped, crashed
+ * or restarted), which ends every lease of c. Never blocks. */
 int hasp_lease_revoked(hasp_client *c, const hasp_lease *l);
 
 /* A short description of a code returned by this library. */

