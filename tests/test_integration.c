@@ -2,6 +2,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +28,21 @@ static void setup(void)
 static void teardown(void)
 {
 	daemon_stop(&daemon_);
+}
+
+/* The value of a gauge in the daemon's stats. */
+static json_int_t gauge(hasp_client *c, const char *name)
+{
+	char *text = NULL;
+	json_t *st;
+	json_int_t v;
+
+	ck_assert_int_eq(hasp_stats_json(c, &text), 0);
+	st = json_loads(text, 0, NULL);
+	v = json_integer_value(json_object_get(json_object_get(st, "gauges"), name));
+	json_decref(st);
+	free(text);
+	return v;
 }
 
 static int lock_timeout(hasp_client *c, const char *key, enum hasp_mode mode, int64_t ms)
@@ -384,6 +401,59 @@ START_TEST(client_that_never_reads_is_ended)
 }
 END_TEST
 
+/* A client that sends without reading is throttled: haspd stops reading
+ * from it instead of queueing replies without bound, serves the others
+ * meanwhile, and answers every request once the client reads again. */
+START_TEST(client_that_sends_without_reading_is_throttled)
+{
+	enum { LIMIT = 32 << 20 };
+	static const char ping[] = "{\"id\":7,\"op\":\"ping\"}\n";
+	int fd = raw_connect(daemon_.socket);
+	hasp_client *other = client_connect(daemon_.socket);
+	char batch[(sizeof(ping) - 1) * 200 + 1] = "", buf[65536];
+	size_t sent = 0, answered = 0;
+	int64_t end;
+
+	for (int i = 0; i < 200; i++)
+		strcat(batch, ping);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	/* Send until the daemon stops reading: the socket stays full. */
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		ssize_t n = send(fd, batch, strlen(batch), MSG_NOSIGNAL);
+
+		if (n > 0) {
+			sent += (size_t)n;
+			ck_assert_msg(sent < LIMIT, "haspd read %zu bytes of requests without a reply "
+				      "being read, and did not stop", sent);
+			continue;
+		}
+		ck_assert_msg(errno == EAGAIN, "send: %s", strerror(errno));
+		if (poll(&p, 1, 2000) == 0)
+			break; /* full for 2 s: throttled */
+	}
+	ck_assert_int_eq(hasp_ping(other), 0);
+	ck_assert_int_lt(gauge(other, "heap_bytes"), 16 << 20);
+	/* Reading lets it go on: every request whole is answered. */
+	sent -= sent % (sizeof(ping) - 1);
+	end = now_ms() + 30000;
+	while (answered < sent / (sizeof(ping) - 1)) {
+		ssize_t n;
+
+		ck_assert_msg(now_ms() < end, "%zu of %zu pings answered", answered,
+			      sent / (sizeof(ping) - 1));
+		if (!wait_readable(fd, 1000))
+			continue;
+		n = read(fd, buf, sizeof(buf));
+		ck_assert_int_gt(n, 0);
+		for (ssize_t i = 0; i < n; i++)
+			answered += buf[i] == '\n';
+	}
+	close(fd);
+	hasp_close(other);
+}
+END_TEST
+
 START_TEST(list_shows_holders_and_waiters)
 {
 	hasp_client *a = client_connect(daemon_.socket);
@@ -559,21 +629,6 @@ START_TEST(daemon_restart_loses_leases_and_fences_go_on)
 }
 END_TEST
 
-/* The value of a gauge in the daemon's stats. */
-static json_int_t gauge(hasp_client *c, const char *name)
-{
-	char *text = NULL;
-	json_t *st;
-	json_int_t v;
-
-	ck_assert_int_eq(hasp_stats_json(c, &text), 0);
-	st = json_loads(text, 0, NULL);
-	v = json_integer_value(json_object_get(json_object_get(st, "gauges"), name));
-	json_decref(st);
-	free(text);
-	return v;
-}
-
 /* With the default limits, 10,000 idle connections are served at once, and
  * the daemon is back to one session when they have gone. */
 START_TEST(ten_thousand_idle_connections)
@@ -634,6 +689,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, oversized_line_ends_only_that_session);
 	tcase_add_test(tc, list_shows_holders_and_waiters);
 	tcase_add_test(tc, client_that_never_reads_is_ended);
+	tcase_add_test(tc, client_that_sends_without_reading_is_throttled);
 	tcase_add_test(tc, fences_increase);
 	tcase_add_test(tc, stale_socket_replaced_live_one_refused);
 	tcase_add_test(tc, sigterm_removes_socket);
