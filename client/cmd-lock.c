@@ -42,7 +42,8 @@ static const char usage[] =
 	"\n"
 	"Exit status: COMMAND's (128+N if killed by signal N); 1 or CODE when the\n"
 	"lease was busy or timed out; 64 for a usage error; 69 when haspd cannot be\n"
-	"reached; 126/127 when COMMAND cannot be run.\n";
+	"reached; 126/127 when COMMAND cannot be run. A lease that ended while COMMAND\n"
+	"ran (revoked, or haspd gone) is reported with a warning.\n";
 
 struct lock_args {
 	const struct cli *cli;
@@ -259,6 +260,21 @@ static int run_command(hasp_client *c, struct lock_args *a)
 	return WEXITSTATUS(status);
 }
 
+/* The lease may have ended while COMMAND ran: an administrator revoked it,
+ * or haspd stopped. COMMAND's status stands; the user is told. */
+static void warn_if_lost(hasp_client *c, const hasp_lease *l, const struct lock_args *a)
+{
+	const char *name = a->key ? a->key : a->file;
+	int r = hasp_lease_revoked(c, l);
+
+	if (r == 1)
+		fprintf(stderr, "hasp: warning: the lease on '%s' was revoked while the command "
+			"ran\n", name);
+	else if (r < 0)
+		fprintf(stderr, "hasp: warning: the lease on '%s' was lost while the command ran: "
+			"%s\n", name, hasp_client_errmsg(c));
+}
+
 int cmd_lock(struct cli *cli, int argc, char **argv)
 {
 	struct lock_args a = { .cli = cli, .opts = HASP_LOCK_OPTIONS_INIT, .conflict_code = 1 };
@@ -293,6 +309,7 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 		return r == -ECONNRESET ? EXIT_UNAVAILABLE : 1;
 	}
 	r = run_command(c, &a);
+	warn_if_lost(c, lease, &a);
 	hasp_lease_free(lease);
 	hasp_close(c);
 	return r;

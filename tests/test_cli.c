@@ -199,6 +199,36 @@ START_TEST(close_flag_ties_the_lease_to_hasp)
 }
 END_TEST
 
+START_TEST(lock_warns_of_a_lease_lost_while_the_command_ran)
+{
+	char *args[] = { "hasp", "lock", "-k", "job", "-c", "echo $$ >&3; exec sleep 30", NULL };
+	char buf[32] = "", out[4096] = "";
+	int ready[2], output[2], status;
+	pid_t hasp, cmd;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(output), 0);
+	hasp = cli_spawn(args, ready[1], output[1]);
+	close(ready[1]);
+	close(output[1]);
+	ck_assert_msg(wait_readable(ready[0], 5000), "the command under hasp lock did not start");
+	ck_assert_int_gt(read(ready[0], buf, sizeof(buf) - 1), 0);
+	cmd = atoi(buf);
+	ck_assert_int_gt(cmd, 0);
+	kill(daemon_.pid, SIGKILL);
+	wait_child(daemon_.pid, 5000);
+	kill(cmd, SIGTERM);
+	status = wait_child(hasp, 5000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM);
+	ck_assert_msg(wait_output(output[0], "was lost while the command ran", 5000, out,
+				  sizeof(out)), "hasp said: %s", out);
+	close(ready[0]);
+	close(output[0]);
+	daemon_.pid = daemon_spawn(daemon_.socket, -1); /* for teardown */
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
+}
+END_TEST
+
 START_TEST(usage_and_unreachable)
 {
 	char out[4096];
@@ -236,6 +266,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, ls_json_shows_the_holder);
 	tcase_add_test(tc, lease_outlives_killed_hasp_until_the_command_ends);
 	tcase_add_test(tc, close_flag_ties_the_lease_to_hasp);
+	tcase_add_test(tc, lock_warns_of_a_lease_lost_while_the_command_ran);
 	tcase_add_test(tc, usage_and_unreachable);
 	suite_add_tcase(s, tc);
 	return s;
