@@ -1,10 +1,13 @@
 #include "haspd.h"
 
+#include <string.h>
 #include <time.h>
 
 #include <event2/event.h>
 
+#include "dispatch.h"
 #include "files.h"
+#include "server.h"
 #include "session.h"
 
 static uint64_t clock_us(clockid_t id)
@@ -67,4 +70,59 @@ void haspd_sync(struct haspd *d)
 		session_free(s);
 	}
 	haspd_arm_timer(d);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct haspd *d = arg;
+
+	haspd_tick(d);
+	d->timer_at = -1;
+	locktable_expire(&d->lt);
+	files_retry_due(d);
+	haspd_sync(d);
+}
+
+int haspd_init(struct haspd *d)
+{
+	const struct lt_callbacks cb = {
+		.granted = dispatch_granted,
+		.expired = dispatch_expired,
+		.admit = files_admit,
+		.unlocked = files_unlocked,
+		.freed = files_freed,
+		.arg = d,
+	};
+
+	memset(d, 0, sizeof(*d));
+	list_init(&d->sessions);
+	list_init(&d->flushing);
+	list_init(&d->graveyard);
+	list_init(&d->retrying);
+	d->timer_at = -1;
+	d->started_ms = haspd_now_ms();
+	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime per
+	 * loop. epoll_wait's millisecond timeout is rounded up, so a deadline
+	 * fires at most 1 ms late and never early. */
+	d->base = event_base_new();
+	if (!d->base || locktable_init(&d->lt, &cb) < 0)
+		return -1;
+	d->timer = evtimer_new(d->base, on_timer, d);
+	if (!d->timer)
+		return -1;
+	haspd_tick(d);
+	return 0;
+}
+
+void haspd_done(struct haspd *d)
+{
+	while (!list_empty(&d->sessions))
+		session_lost(list_entry(d->sessions.next, struct session, link), "daemon stopping");
+	haspd_sync(d);
+	d->server = server_free(d->server);
+	if (d->timer)
+		event_free(d->timer);
+	locktable_done(&d->lt);
+	if (d->base)
+		event_base_free(d->base);
 }

@@ -1,4 +1,5 @@
-/* The daemon's shared state: one per process, created by main.c. */
+/* The daemon's shared state: one per process, created by main.c (or by a
+ * test harness, without a listening server). */
 #pragma once
 
 #include <stdbool.h>
@@ -35,3 +36,11 @@ void haspd_tick(struct haspd *d);
 /* Call at the end of every event callback: writes pending output, frees
  * lost sessions, re-arms the deadline timer. */
 void haspd_sync(struct haspd *d);
+
+/* Sets up d: the event loop, the lock table and the deadline timer; d->cfg
+ * is zeroed and d->server NULL, for the caller to fill in. Returns 0, or -1
+ * with errno set; haspd_done() must be called either way. */
+int haspd_init(struct haspd *d);
+/* Ends every session (their leases released), frees the server if any, the
+ * timer, the lock table and the event loop. */
+void haspd_done(struct haspd *d);

@@ -12,13 +12,10 @@
 
 #include "buildconf.h"
 #include "config.h"
-#include "dispatch.h"
-#include "files.h"
 #include "haspd.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
-#include "session.h"
 #include "systemd.h"
 
 static const char usage[] =
@@ -194,61 +191,6 @@ static void on_status(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct haspd *d = arg;
-
-	haspd_tick(d);
-	d->timer_at = -1;
-	locktable_expire(&d->lt);
-	files_retry_due(d);
-	haspd_sync(d);
-}
-
-static int haspd_init(struct haspd *d)
-{
-	const struct lt_callbacks cb = {
-		.granted = dispatch_granted,
-		.expired = dispatch_expired,
-		.admit = files_admit,
-		.unlocked = files_unlocked,
-		.freed = files_freed,
-		.arg = d,
-	};
-
-	memset(d, 0, sizeof(*d));
-	list_init(&d->sessions);
-	list_init(&d->flushing);
-	list_init(&d->graveyard);
-	list_init(&d->retrying);
-	d->timer_at = -1;
-	d->started_ms = haspd_now_ms();
-	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime per
-	 * loop. epoll_wait's millisecond timeout is rounded up, so a deadline
-	 * fires at most 1 ms late and never early. */
-	d->base = event_base_new();
-	if (!d->base || locktable_init(&d->lt, &cb) < 0)
-		return -1;
-	d->timer = evtimer_new(d->base, on_timer, d);
-	if (!d->timer)
-		return -1;
-	haspd_tick(d);
-	return 0;
-}
-
-static void haspd_done(struct haspd *d)
-{
-	while (!list_empty(&d->sessions))
-		session_lost(list_entry(d->sessions.next, struct session, link), "daemon stopping");
-	haspd_sync(d);
-	d->server = server_free(d->server);
-	if (d->timer)
-		event_free(d->timer);
-	locktable_done(&d->lt);
-	if (d->base)
-		event_base_free(d->base);
-}
-
 /* One descriptor per connection and per locked file: take all the kernel
  * allows this process (the soft limit up to the hard one). */
 static void raise_fd_limit(void)
@@ -321,10 +263,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	m.d.cfg = cfg;
-	m.d.server = open_server(&m.d, path, sizeof(path));
-	if (!m.d.server || add_signal(&m, 0, SIGTERM, on_stop) < 0 ||
-	    add_signal(&m, 1, SIGINT, on_stop) < 0 || add_signal(&m, 2, SIGHUP, on_reload) < 0 ||
-	    start_status(&m) < 0) {
+	/* The signals before the socket: a SIGTERM as soon as it accepts
+	 * must still remove the socket file. */
+	if (add_signal(&m, 0, SIGTERM, on_stop) < 0 || add_signal(&m, 1, SIGINT, on_stop) < 0 ||
+	    add_signal(&m, 2, SIGHUP, on_reload) < 0 ||
+	    !(m.d.server = open_server(&m.d, path, sizeof(path))) || start_status(&m) < 0) {
 		r = 1;
 	} else {
 		log_info("haspd %s listening on %s", HASP_VERSION_STRING, path);

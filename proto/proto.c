@@ -145,7 +145,7 @@ static int decode_mode(const struct members *m, bool *shared, struct proto_error
 static int decode_acquire(const struct members *m, struct proto_request *req,
 			  struct proto_error *err)
 {
-	typeof(req->acquire) *a = &req->acquire;
+	__typeof__(req->acquire) *a = &req->acquire;
 	struct value fd = member(m, "fd");
 
 	if (get_opt_string(m, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
@@ -311,10 +311,59 @@ char *proto_reply_ok(int64_t id, json_t *body, size_t *len)
 	return dump_line(o, len);
 }
 
+/* The length of the valid UTF-8 sequence at s (NUL-terminated), or 0. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+	size_t n = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 :
+		   s[0] < 0xf5 ? 4 : 0;
+	uint32_t cp = s[0] & (0x7f >> n);
+
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* An error message as a JSON string. Messages quote what clients sent, cut
+ * at a byte count by snprintf, and jansson's parse errors quote raw input:
+ * a byte that is not part of valid UTF-8 becomes '?', so that the error can
+ * always be sent (json_string() refuses invalid UTF-8). */
+static json_t *message_string(const char *message)
+{
+	json_t *str = json_string(message);
+	char *copy;
+	size_t n = 0;
+
+	if (str || !(copy = malloc(strlen(message) + 1)))
+		return str;
+	for (const unsigned char *p = (const unsigned char *)message; *p;) {
+		size_t k = utf8_sequence(p);
+
+		if (k == 0) {
+			copy[n++] = '?';
+			p++;
+		} else {
+			memcpy(copy + n, p, k);
+			n += k;
+			p += k;
+		}
+	}
+	copy[n] = '\0';
+	str = json_string(copy);
+	free(copy);
+	return str;
+}
+
 char *proto_reply_error(bool has_id, int64_t id, int code, const char *message,
 			json_t *holders, size_t *len)
 {
-	json_t *e = json_pack("{s:s,s:s}", "code", proto_errcode_name(code), "message", message);
+	json_t *e = json_pack("{s:s,s:o}", "code", proto_errcode_name(code), "message",
+			      message_string(message));
 	json_t *o;
 
 	if (e && holders)
