@@ -18,10 +18,25 @@
 #include "session.h"
 
 
+/* Copies the client's name (valid UTF-8), cut to fit at a character's
+ * start, so that list can always show it. */
+static void set_client_name(struct session *s, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n >= sizeof(s->client)) {
+		n = sizeof(s->client) - 1;
+		while (n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(s->client, name, n);
+	s->client[n] = '\0';
+}
+
 static void do_hello(struct session *s, const struct proto_request *req)
 {
 	if (req->hello.client)
-		snprintf(s->client, sizeof(s->client), "%s", req->hello.client);
+		set_client_name(s, req->hello.client);
 	reply_ok(s, req->id, json_pack("{s:s,s:i,s:I}", "server", "haspd " HASP_VERSION_STRING,
 				       "version", PROTO_VERSION, "session", (json_int_t)s->id));
 }

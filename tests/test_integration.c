@@ -489,6 +489,35 @@ START_TEST(list_shows_holders_and_waiters)
 }
 END_TEST
 
+/* A long client name is cut at a character, not inside one, so that list
+ * still shows it. */
+START_TEST(long_client_name_is_cut_at_a_character)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	int fd = raw_connect(daemon_.socket);
+	char line[512] = "{\"id\":1,\"op\":\"hello\",\"client\":\"", *text = NULL;
+	json_t *all, *h;
+	const char *name;
+
+	for (int i = 0; i < 40; i++)
+		strcat(line, "\xc3\xa9"); /* é, two bytes */
+	strcat(line, "\"}\n{\"id\":2,\"op\":\"acquire\",\"key\":\"named\"}\n");
+	raw_send(fd, line);
+	json_decref(raw_recv_id(fd, 2, 5000));
+	ck_assert_int_eq(hasp_list_json(c, &text), 0);
+	all = json_loads(text, 0, NULL);
+	h = json_array_get(json_object_get(json_array_get(all, 0), "holders"), 0);
+	name = json_string_value(json_object_get(h, "client"));
+	ck_assert_msg(name, "no client in %s", text);
+	ck_assert_uint_eq(strlen(name), 62);
+	ck_assert(strncmp(name, line + strlen("{\"id\":1,\"op\":\"hello\",\"client\":\""), 62) == 0);
+	json_decref(all);
+	free(text);
+	close(fd);
+	hasp_close(c);
+}
+END_TEST
+
 START_TEST(fences_increase)
 {
 	hasp_client *c = client_connect(daemon_.socket);
@@ -690,6 +719,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, list_shows_holders_and_waiters);
 	tcase_add_test(tc, client_that_never_reads_is_ended);
 	tcase_add_test(tc, client_that_sends_without_reading_is_throttled);
+	tcase_add_test(tc, long_client_name_is_cut_at_a_character);
 	tcase_add_test(tc, fences_increase);
 	tcase_add_test(tc, stale_socket_replaced_live_one_refused);
 	tcase_add_test(tc, sigterm_removes_socket);
