@@ -31,7 +31,7 @@ struct chaos {
 	struct daemon d;
 	int epoch;
 	int logfd;
-	char dir[64], log[512];
+	char dir[64], log[512], fence[96];
 	struct slot *w;
 	uint64_t rng;
 	int next_gen;
@@ -130,7 +130,7 @@ static void chaos_restart_daemon(struct chaos *ch)
 static void chaos_watch(struct chaos *ch, int timeout_ms)
 {
 	int n = ch->o->workers;
-	struct pollfd *p = calloc((size_t)n, sizeof(*p));
+	struct pollfd *p = util_calloc((size_t)n, sizeof(*p));
 
 	for (int i = 0; i < n; i++)
 		p[i] = (struct pollfd){ .fd = ch->w[i].pidfd, .events = POLLIN };
@@ -181,7 +181,7 @@ static int chaos_stop(struct chaos *ch)
 {
 	int n = ch->o->workers, left = n, hung = 0;
 	int64_t end = util_now_us() + CHAOS_STOP_MS * 1000LL;
-	struct pollfd *p = calloc((size_t)n, sizeof(*p));
+	struct pollfd *p = util_calloc((size_t)n, sizeof(*p));
 
 	record_write(ch->logfd, util_now_us(), "P", "STOP %d", n);
 	control_set_stop(ch->ctl, true);
@@ -253,6 +253,7 @@ static void chaos_setup(struct chaos *ch)
 	if (!mkdtemp(ch->dir))
 		chaos_fatal(ch, "mkdtemp failed");
 	snprintf(ch->ctl->socket, sizeof(ch->ctl->socket), "%s/haspd.sock", ch->dir);
+	snprintf(ch->fence, sizeof(ch->fence), "%s/haspd.fence", ch->dir);
 	for (int i = 0; i < 2; i++)
 		snprintf(ch->ctl->files[i], sizeof(ch->ctl->files[i]), "%s/f%d", ch->dir, i);
 	if (ch->o->keep_log)
@@ -263,7 +264,7 @@ static void chaos_setup(struct chaos *ch)
 	if (ch->logfd < 0)
 		chaos_fatal(ch, "cannot create the log");
 	ch->d = (struct daemon){ .haspd = ch->o->haspd, .socket = ch->ctl->socket, .pidfd = -1 };
-	ch->w = calloc((size_t)ch->o->workers, sizeof(*ch->w));
+	ch->w = util_calloc((size_t)ch->o->workers, sizeof(*ch->w));
 }
 
 static void chaos_cleanup(struct chaos *ch, bool keep_log)
@@ -271,6 +272,7 @@ static void chaos_cleanup(struct chaos *ch, bool keep_log)
 	for (int i = 0; i < 2; i++)
 		unlink(ch->ctl->files[i]);
 	unlink(ch->ctl->socket);
+	unlink(ch->fence);
 	if (!keep_log && !ch->o->keep_log)
 		unlink(ch->log);
 	rmdir(ch->dir); /* fails, and so keeps the log, when it is still there */

@@ -55,7 +55,7 @@ static int intervals_max_overlap(struct interval *v, const struct interval **by_
 /* One resource's intervals, sorted by start. */
 static void intervals_one(struct interval *v, size_t n, struct check_result *r)
 {
-	const struct interval **by_end = malloc(n * sizeof(*by_end));
+	const struct interval **by_end = util_calloc(n, sizeof(*by_end));
 	const struct interval *last_all = NULL, *last_excl = NULL;   /* latest end so far */
 	const struct interval *fmax_all = NULL, *fmax_excl = NULL;   /* highest fence ended */
 	size_t e = 0;
@@ -102,6 +102,8 @@ void intervals_check(struct interval *v, size_t n, struct check_result *r)
 {
 	size_t i = 0;
 
+	if (n == 0) /* qsort() wants an array, even of nothing */
+		return;
 	qsort(v, n, sizeof(*v), intervals_cmp_start);
 	r->intervals += (long)n;
 	while (i < n) {
@@ -162,8 +164,8 @@ static void intervals_grants_report(struct check_result *r, enum check_kind k, c
  * that arrived before another was even asked for has the smaller fence. */
 static void intervals_grants_in_time(struct grant *g, size_t n, struct check_result *r)
 {
-	const struct grant **by_enter = malloc(n * sizeof(*by_enter));
-	const struct grant **by_want = malloc(n * sizeof(*by_want));
+	const struct grant **by_enter = util_calloc(n, sizeof(*by_enter));
+	const struct grant **by_want = util_calloc(n, sizeof(*by_want));
 	const struct grant *max = NULL;
 	size_t e = 0;
 
@@ -190,6 +192,8 @@ static void intervals_grants_in_time(struct grant *g, size_t n, struct check_res
 
 void intervals_check_grants(struct grant *g, size_t n, struct check_result *r)
 {
+	if (n == 0)
+		return;
 	qsort(g, n, sizeof(*g), intervals_cmp_fence);
 	for (size_t i = 1; i < n; i++) {
 		if (g[i].fence == g[i - 1].fence)

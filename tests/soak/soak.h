@@ -32,6 +32,8 @@ uint64_t util_rand(uint64_t *state);
 /* Uniform in [lo, hi]. */
 int64_t util_rand_range(uint64_t *state, int64_t lo, int64_t hi);
 void util_sleep_us(int64_t us);
+/* calloc(), or the end of the program: a soak without memory is no soak. */
+void *util_calloc(size_t n, size_t size);
 
 /* ---- state shared by the parent and its workers (control.c) ---- */
 

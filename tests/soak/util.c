@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "soak.h"
@@ -33,4 +35,15 @@ void util_sleep_us(int64_t us)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+void *util_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+
+	if (!p) {
+		fprintf(stderr, "hasp-soak: out of memory\n");
+		exit(2);
+	}
+	return p;
 }
