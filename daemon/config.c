@@ -81,6 +81,7 @@ static const struct setting settings[] = {
 	{ "max_sessions", "a number from 1 to 10000000", 1 },
 	{ "max_session_locks", "a number from 1 to 100000000", 1 },
 	{ "log_level", "error, warning, info or debug", 1 },
+	{ "fence_file", "an absolute path", 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -94,7 +95,8 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 3: return parse_size(v, LINE_MIN, LINE_MAX_ALLOWED, &c->max_line_bytes);
 	case 4: return parse_size(v, 1, 10000000, &c->max_sessions);
 	case 5: return parse_size(v, 1, 100000000, &c->max_session_locks);
-	default: return set_log_level(c, v);
+	case 6: return set_log_level(c, v);
+	default: return v[0] == '/' ? copy_string(c->fence_file, sizeof(c->fence_file), v) : -1;
 	}
 }
 

@@ -15,6 +15,7 @@ struct config {
 	char socket[108];          /* "" = the default search */
 	int socket_mode;           /* -1 = 0600 per user, 0666 for root */
 	char socket_group[64];     /* "" = the daemon's own */
+	char fence_file[256];      /* "" = $STATE_DIRECTORY/fence, else beside the socket */
 	size_t max_line_bytes;     /* request line, newline included */
 	size_t max_sessions;
 	size_t max_session_locks;  /* leases + waiting requests per session */

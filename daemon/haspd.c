@@ -1,5 +1,7 @@
 #include "haspd.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <time.h>
 
@@ -7,6 +9,7 @@
 
 #include "dispatch.h"
 #include "files.h"
+#include "log.h"
 #include "server.h"
 #include "session.h"
 
@@ -72,6 +75,41 @@ void haspd_sync(struct haspd *d)
 	haspd_arm_timer(d);
 }
 
+/* How far ahead of the fences issued a ceiling is stored: fences follow
+ * the wall clock in µs, so about one store every 10 s under load. */
+#define FENCE_RESERVE_US 10000000u
+
+static uint64_t haspd_reserve_fences(uint64_t fence, void *arg)
+{
+	struct haspd *d = arg;
+	uint64_t ceiling = (fence > d->lt.wall_us ? fence : d->lt.wall_us) + FENCE_RESERVE_US;
+	int r = fencefile_store(&d->fences, ceiling);
+
+	/* Granting on is better than wedging every client: this run's fences
+	 * still increase; only a restart's could fall back to the clock's. */
+	if (r < 0)
+		log_err("cannot store the fence ceiling %" PRIu64 ": %s; after a restart, fences "
+			"rest on the wall clock alone", ceiling, strerror(-r));
+	return ceiling;
+}
+
+int haspd_keep_fences(struct haspd *d, const char *path)
+{
+	uint64_t stored;
+	int r = fencefile_open(&d->fences, path, &stored);
+
+	if (r < 0) {
+		log_err("cannot use the fence file %s: %s; fences rest on the wall clock alone", path,
+			r == -EBADMSG ? "it does not hold a fence ceiling" : strerror(-r));
+		return -1;
+	}
+	locktable_set_fence_floor(&d->lt, stored);
+	/* The first store now: a daemon that cannot keep it says so at once. */
+	locktable_set_fence_ceiling(&d->lt, haspd_reserve_fences(stored, d));
+	log_debug("fences above %" PRIu64 ", kept in %s", stored, path);
+	return 0;
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct haspd *d = arg;
@@ -91,6 +129,7 @@ int haspd_init(struct haspd *d)
 		.admit = files_admit,
 		.unlocked = files_unlocked,
 		.freed = files_freed,
+		.reserve_fences = haspd_reserve_fences,
 		.arg = d,
 	};
 
@@ -100,6 +139,7 @@ int haspd_init(struct haspd *d)
 	list_init(&d->graveyard);
 	list_init(&d->retrying);
 	d->timer_at = -1;
+	d->fences.fd = -1;
 	d->started_ms = haspd_now_ms();
 	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime per
 	 * loop. epoll_wait's millisecond timeout is rounded up, so a deadline
@@ -123,6 +163,7 @@ void haspd_done(struct haspd *d)
 	if (d->timer)
 		event_free(d->timer);
 	locktable_done(&d->lt);
+	fencefile_close(&d->fences);
 	if (d->base)
 		event_base_free(d->base);
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "fencefile.h"
 #include "list.h"
 #include "locktable.h"
 
@@ -27,6 +28,7 @@ struct haspd {
 	uint64_t protocol_errors;
 	uint64_t started_ms;
 	struct server *server;
+	struct fencefile fences;    /* where fences outlive the daemon, if open */
 };
 
 /* The monotonic clock in ms, and wall-clock µs, as the lock table sees them. */
@@ -44,3 +46,8 @@ int haspd_init(struct haspd *d);
 /* Ends every session (their leases released), frees the server if any, the
  * timer, the lock table and the event loop. */
 void haspd_done(struct haspd *d);
+/* Keeps the fence ceiling in the file at path (see fencefile.h): the next
+ * fence is above the one stored, and a new ceiling is stored before a fence
+ * reaches it. Returns 0, or -1 with the reason logged: fences then rest on
+ * the wall clock alone. */
+int haspd_keep_fences(struct haspd *d, const char *path);

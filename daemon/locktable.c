@@ -40,6 +40,7 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	memset(lt, 0, sizeof(*lt));
 	if (cb)
 		lt->cb = *cb;
+	lt->fence_ceiling = UINT64_MAX;
 	heap_init(&lt->deadlines);
 	if (htable_init(&lt->resources, 64, resource_hash) < 0 ||
 	    htable_init(&lt->leases, 64, lease_hash) < 0 ||
@@ -96,6 +97,11 @@ void locktable_set_fence_floor(struct locktable *lt, uint64_t floor)
 {
 	if (floor > lt->last_fence)
 		lt->last_fence = floor;
+}
+
+void locktable_set_fence_ceiling(struct locktable *lt, uint64_t ceiling)
+{
+	lt->fence_ceiling = ceiling;
 }
 
 void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid)
@@ -273,6 +279,8 @@ static uint64_t next_fence(struct locktable *lt)
 
 	if (lt->wall_us > f)
 		f = lt->wall_us;
+	if (f >= lt->fence_ceiling)
+		lt->fence_ceiling = lt->cb.reserve_fences(f, lt->cb.arg);
 	lt->last_fence = f;
 	return f;
 }

@@ -100,6 +100,11 @@ struct lt_callbacks {
 	/* Called while e still waits, so that its resource's holders can be
 	 * reported; e is removed and freed right after. */
 	void (*expired)(struct lt_entry *e, void *arg);
+	/* The next fence, fence, is not below the ceiling set with
+	 * locktable_set_fence_ceiling(): the caller records a new ceiling
+	 * above it durably (so a later run starts above every fence of this
+	 * one) and returns it. Only called once a ceiling is set. */
+	uint64_t (*reserve_fences)(uint64_t fence, void *arg);
 	void *arg;
 };
 
@@ -118,6 +123,7 @@ struct locktable {
 	uint64_t now_us;        /* monotonic, for timeouts and ages */
 	uint64_t wall_us;       /* wall clock, the floor of the next fence */
 	uint64_t last_fence;
+	uint64_t fence_ceiling; /* cb.reserve_fences before one reaches it */
 	uint64_t last_id;
 	struct lt_stats stats;
 };
@@ -142,6 +148,9 @@ void locktable_set_now(struct locktable *lt, uint64_t mono_us, uint64_t wall_us)
 /* Fences issued from now on are above floor (e.g. the last fence of a
  * previous run). */
 void locktable_set_fence_floor(struct locktable *lt, uint64_t floor);
+/* Fences below ceiling may be issued without asking cb.reserve_fences
+ * (UINT64_MAX, the default: never ask). */
+void locktable_set_fence_ceiling(struct locktable *lt, uint64_t ceiling);
 
 void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid);
 

@@ -1,6 +1,7 @@
 /* haspd: options, signals, and the event loop. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,6 +36,9 @@ static const char usage[] =
 	"      --max-sessions N         most connections at once (default 16384)\n"
 	"      --max-session-locks N    most leases + waiting requests per connection\n"
 	"                               (default 1048576)\n"
+	"      --fence-file PATH        keep the fence ceiling in PATH (default:\n"
+	"                               $STATE_DIRECTORY/fence under systemd, else\n"
+	"                               the socket's path with .fence for .sock)\n"
 	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
 	"  -f, --foreground             stay in the foreground (the default and only mode)\n"
 	"  -V, --version                print the version and exit\n"
@@ -60,7 +64,7 @@ static void add_override(struct options *opt, const char *key, const char *value
 
 static int parse_options(int argc, char **argv, struct options *opt)
 {
-	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS };
+	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_FENCES };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -69,6 +73,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "max-line-bytes", required_argument, NULL, OPT_LINE },
 		{ "max-sessions", required_argument, NULL, OPT_SESSIONS },
 		{ "max-session-locks", required_argument, NULL, OPT_LOCKS },
+		{ "fence-file", required_argument, NULL, OPT_FENCES },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
@@ -87,6 +92,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_LINE: add_override(opt, "max_line_bytes", optarg); break;
 		case OPT_SESSIONS: add_override(opt, "max_sessions", optarg); break;
 		case OPT_LOCKS: add_override(opt, "max_session_locks", optarg); break;
+		case OPT_FENCES: add_override(opt, "fence_file", optarg); break;
 		case 'l': add_override(opt, "log_level", optarg); break;
 		case 'f': break;
 		case 'V':
@@ -223,13 +229,14 @@ static int start_status(struct main_ctx *m)
 	return 0;
 }
 
-/* The listening socket: socket activation's, or our own on cfg's path. */
+/* The listening socket: socket activation's (path then ""), or our own on
+ * cfg's path. */
 static struct server *open_server(struct haspd *d, char *path, size_t size)
 {
 	int fd = systemd_listen_fd();
 
 	if (fd >= 0) {
-		snprintf(path, size, "(socket activation)");
+		path[0] = '\0';
 		return server_adopt(d, fd);
 	}
 	if (d->cfg.socket[0])
@@ -239,6 +246,30 @@ static struct server *open_server(struct haspd *d, char *path, size_t size)
 		return NULL;
 	}
 	return server_new(d, path);
+}
+
+/* Where fences outlive the daemon: fence_file, else systemd's
+ * StateDirectory, else beside our own socket (haspd.sock: haspd.fence). */
+static void keep_fences(struct haspd *d, const char *socket)
+{
+	const char *state = getenv("STATE_DIRECTORY");
+	char path[PATH_MAX];
+	size_t n = strlen(socket);
+
+	if (d->cfg.fence_file[0]) {
+		snprintf(path, sizeof(path), "%s", d->cfg.fence_file);
+	} else if (state && state[0] == '/') { /* the first, if systemd lists several */
+		snprintf(path, sizeof(path), "%.*s/fence", (int)strcspn(state, ":"), state);
+	} else if (n > 0) {
+		if (n > 5 && strcmp(socket + n - 5, ".sock") == 0)
+			n -= 5;
+		snprintf(path, sizeof(path), "%.*s.fence", (int)n, socket);
+	} else {
+		log_warn("no fence_file and no StateDirectory: after a restart, fences rest on "
+			 "the wall clock alone");
+		return;
+	}
+	haspd_keep_fences(d, path);
 }
 
 int main(int argc, char **argv)
@@ -270,7 +301,9 @@ int main(int argc, char **argv)
 	    !(m.d.server = open_server(&m.d, path, sizeof(path))) || start_status(&m) < 0) {
 		r = 1;
 	} else {
-		log_info("haspd %s listening on %s", HASP_VERSION_STRING, path);
+		keep_fences(&m.d, path);
+		log_info("haspd %s listening on %s", HASP_VERSION_STRING,
+			 path[0] ? path : "(socket activation)");
 		systemd_notify("READY=1");
 		r = event_base_dispatch(m.d.base) < 0;
 		log_info("stopped");

@@ -109,6 +109,16 @@ void daemon_dir(struct daemon_proc *d)
 	snprintf(d->socket, sizeof(d->socket), "%s/haspd.sock", d->dir);
 }
 
+void daemon_dir_remove(const struct daemon_proc *d)
+{
+	char fence[sizeof(d->dir) + 16];
+
+	snprintf(fence, sizeof(fence), "%s/haspd.fence", d->dir);
+	unlink(fence);
+	unlink(d->socket);
+	rmdir(d->dir);
+}
+
 void daemon_start(struct daemon_proc *d)
 {
 	daemon_dir(d);
@@ -123,8 +133,7 @@ void daemon_stop(struct daemon_proc *d)
 
 	kill(d->pid, SIGTERM);
 	status = wait_child(d->pid, DAEMON_START_MS);
-	unlink(d->socket);
-	rmdir(d->dir);
+	daemon_dir_remove(d);
 	/* A sanitizer's or valgrind's report, a leak at exit, or a crash
 	 * while stopping all show here. */
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,

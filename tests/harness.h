@@ -35,6 +35,8 @@ const char *haspd_path(void);
 pid_t spawn_argv(char *const argv[], int stderr_fd);
 /* A fresh temporary directory and socket path in d, nothing started. */
 void daemon_dir(struct daemon_proc *d);
+/* Removes the directory, with the socket and fence files a daemon left. */
+void daemon_dir_remove(const struct daemon_proc *d);
 /* true once something accepts on path, within timeout_ms. */
 bool wait_socket(const char *path, int timeout_ms);
 

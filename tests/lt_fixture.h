@@ -15,6 +15,8 @@ struct lt_fixture {
 	size_t ngranted;
 	int64_t expired_tags[MAX_EVENTS];
 	size_t nexpired;
+	uint64_t reserved_at[MAX_EVENTS]; /* the fence each reservation was asked for */
+	size_t nreserved;
 };
 
 static void fx_granted(struct lt_entry *e, void *arg)
@@ -36,9 +38,20 @@ static void fx_expired(struct lt_entry *e, void *arg)
 	fx->expired_tags[fx->nexpired++] = e->tag;
 }
 
+/* Reserves 1000 fences at a time. */
+static uint64_t fx_reserve_fences(uint64_t fence, void *arg)
+{
+	struct lt_fixture *fx = arg;
+
+	ck_assert_uint_lt(fx->nreserved, MAX_EVENTS);
+	fx->reserved_at[fx->nreserved++] = fence;
+	return fence + 1000;
+}
+
 static inline void fx_init(struct lt_fixture *fx)
 {
-	const struct lt_callbacks cb = { .granted = fx_granted, .expired = fx_expired, .arg = fx };
+	const struct lt_callbacks cb = { .granted = fx_granted, .expired = fx_expired,
+					 .reserve_fences = fx_reserve_fences, .arg = fx };
 
 	memset(fx, 0, sizeof(*fx));
 	ck_assert_int_eq(locktable_init(&fx->lt, &cb), 0);

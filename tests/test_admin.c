@@ -264,6 +264,34 @@ START_TEST(out_of_descriptors_gives_a_limit_error)
 }
 END_TEST
 
+/* A fence file that holds something else is reported, left alone, and the
+ * daemon serves on (its fences then rest on the wall clock). */
+START_TEST(bad_fence_file_is_reported_and_kept)
+{
+	char path[] = "/tmp/hasp-fence-XXXXXX", out[2048] = "", back[64] = "";
+	char *opts[] = { "--fence-file", path, NULL };
+	struct daemon_proc d;
+	int fd = mkstemp(path), err;
+	FILE *f;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "not a fence\n", 12), 12);
+	close(fd);
+	err = start_with(&d, opts);
+	ck_assert_msg(wait_output(err, "does not hold a fence ceiling", 5000, out, sizeof(out)),
+		      "stderr: %s", out);
+	ck_assert_ptr_nonnull(strstr(out, path));
+	close(connect_served(d.socket));
+	daemon_stop(&d);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(fgets(back, sizeof(back), f));
+	fclose(f);
+	ck_assert_str_eq(back, "not a fence\n");
+	unlink(path);
+	close(err);
+}
+END_TEST
+
 START_TEST(max_session_locks_and_line_bytes)
 {
 	struct daemon_proc d;
@@ -415,8 +443,7 @@ START_TEST(socket_activation)
 	kill(d.pid, SIGTERM);
 	st = wait_child(d.pid, 5000);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	unlink(d.socket);
-	rmdir(d.dir);
+	daemon_dir_remove(&d);
 }
 END_TEST
 
@@ -449,7 +476,7 @@ START_TEST(readiness_notification)
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	close(ns);
 	unlink(path);
-	rmdir(d.dir);
+	daemon_dir_remove(&d);
 }
 END_TEST
 
@@ -469,6 +496,7 @@ static Suite *admin_suite(void)
 	tcase_add_test(limits, max_sessions_gives_a_limit_error);
 	tcase_add_test(limits, out_of_descriptors_gives_a_limit_error);
 	tcase_add_test(limits, max_session_locks_and_line_bytes);
+	tcase_add_test(limits, bad_fence_file_is_reported_and_kept);
 	tcase_add_test(limits, bad_config_file_refused_with_its_line);
 	tcase_add_test(limits, sighup_reloads_the_limits);
 	tcase_add_test(sd, socket_activation);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -131,6 +132,7 @@ START_TEST(mutual_exclusion_counter)
 	f = fopen(path, "r");
 	ck_assert_int_eq(fscanf(f, "%ld", &v), 1);
 	fclose(f);
+	unlink(path);
 	ck_assert_int_eq(v, N * M);
 }
 END_TEST
@@ -535,6 +537,61 @@ START_TEST(fences_increase)
 }
 END_TEST
 
+/* Writes the fence file of d's directory. */
+static void write_fence_file(const struct daemon_proc *d, const char *text)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/haspd.fence", d->dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static uint64_t read_fence_file(const struct daemon_proc *d)
+{
+	char path[128], text[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/haspd.fence", d->dir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
+	fclose(f);
+	return strtoull(text, NULL, 10);
+}
+
+/* Fences rest on a ceiling kept beside the socket, not on the wall clock
+ * alone: a daemon starts above the stored ceiling (here an hour ahead of
+ * the clock, as after a clock stepped back), and stores a new one above
+ * every fence before it gives it. */
+START_TEST(fences_start_above_the_stored_ceiling)
+{
+	uint64_t ahead = (uint64_t)time(NULL) * 1000000u + 3600ull * 1000000u;
+	char text[32];
+	hasp_client *c;
+	hasp_lease *l;
+
+	daemon_stop(&daemon_);
+	daemon_dir(&daemon_);
+	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)ahead);
+	write_fence_file(&daemon_, text);
+	daemon_.pid = daemon_spawn(daemon_.socket, -1);
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
+	c = client_connect(daemon_.socket);
+	for (int i = 0; i < 100; i++) {
+		l = client_lock(c, "fence-key", HASP_EXCLUSIVE);
+		ck_assert_uint_gt(hasp_lease_fence(l), ahead);
+		ck_assert_uint_gt(read_fence_file(&daemon_), hasp_lease_fence(l));
+		ahead = hasp_lease_fence(l);
+		ck_assert_int_eq(hasp_unlock(c, l), 0);
+	}
+	hasp_close(c);
+}
+END_TEST
+
 START_TEST(stale_socket_replaced_live_one_refused)
 {
 	int pipefd[2], status;
@@ -721,6 +778,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, client_that_sends_without_reading_is_throttled);
 	tcase_add_test(tc, long_client_name_is_cut_at_a_character);
 	tcase_add_test(tc, fences_increase);
+	tcase_add_test(tc, fences_start_above_the_stored_ceiling);
 	tcase_add_test(tc, stale_socket_replaced_live_one_refused);
 	tcase_add_test(tc, sigterm_removes_socket);
 	tcase_add_test(tc, descriptor_limit_raised);

@@ -235,6 +235,37 @@ START_TEST(fences_strictly_increase)
 }
 END_TEST
 
+/* No fence reaches the ceiling before a new one is reserved above it. */
+START_TEST(fences_reserved_before_they_are_issued)
+{
+	uint64_t ceiling = 5000100;
+	struct lt_entry *l;
+
+	ck_assert_uint_eq(fx.lt.fence_ceiling, UINT64_MAX); /* no ceiling: never asked */
+	locktable_set_fence_floor(&fx.lt, 5000000);
+	locktable_set_fence_ceiling(&fx.lt, ceiling);
+	for (int i = 0; i < 2500; i++) {
+		/* Now and then the wall clock leaps ahead of the ceiling. */
+		locktable_set_now(&fx.lt, fx.lt.now_us + 1, i == 700 ? 5600000 : 10);
+		ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, i, &l), LT_GRANTED);
+		if (l->fence >= ceiling) {
+			ck_assert_uint_gt(fx.nreserved, 0);
+			ck_assert_uint_eq(fx.reserved_at[fx.nreserved - 1], l->fence);
+			ceiling = l->fence + 1000;
+		}
+		ck_assert_uint_lt(l->fence, fx.lt.fence_ceiling);
+		ck_assert_uint_eq(fx.lt.fence_ceiling, ceiling);
+		ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+	}
+	/* Fences 5000001 .. 5000700, then 5600000 .. 5601799: reserved at the
+	 * first ceiling, at the leap, and 1000 fences after it. */
+	ck_assert_uint_eq(fx.nreserved, 3);
+	ck_assert_uint_eq(fx.reserved_at[0], 5000100);
+	ck_assert_uint_eq(fx.reserved_at[1], 5600000);
+	ck_assert_uint_eq(fx.reserved_at[2], 5601000);
+}
+END_TEST
+
 START_TEST(lease_ids_unique)
 {
 	struct lt_entry *l1, *l2, *l3;
@@ -520,6 +551,7 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, already_held_held_or_waiting);
 	tcase_add_test(tc, release_only_own_leases);
 	tcase_add_test(tc, fences_strictly_increase);
+	tcase_add_test(tc, fences_reserved_before_they_are_issued);
 	tcase_add_test(tc, lease_ids_unique);
 	tcase_add_test(tc, gauges_return_to_zero);
 	tcase_add_test(tc, next_deadline_is_the_earliest);
