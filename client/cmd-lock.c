@@ -42,8 +42,9 @@ static const char usage[] =
 	"\n"
 	"Exit status: COMMAND's (128+N if killed by signal N); 1 or CODE when the\n"
 	"lease was busy or timed out; 64 for a usage error; 69 when haspd cannot be\n"
-	"reached; 126/127 when COMMAND cannot be run. A lease that ended while COMMAND\n"
-	"ran (revoked, or haspd gone) is reported with a warning.\n";
+	"reached or refuses the session; 126/127 when COMMAND cannot be run. A lease\n"
+	"that ended while COMMAND ran (revoked, or haspd gone) is reported with a\n"
+	"warning.\n";
 
 struct lock_args {
 	const struct cli *cli;
@@ -272,7 +273,7 @@ static void warn_if_lost(hasp_client *c, const hasp_lease *l, const struct lock_
 			"ran\n", name);
 	else if (r < 0)
 		fprintf(stderr, "hasp: warning: the lease on '%s' was lost while the command ran: "
-			"%s\n", name, hasp_client_errmsg(c));
+			"haspd went away (it stopped, crashed or restarted)\n", name);
 }
 
 int cmd_lock(struct cli *cli, int argc, char **argv)
@@ -306,7 +307,8 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 		hasp_close(c);
 		if (r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT)
 			return a.conflict_code;
-		return r == -ECONNRESET ? EXIT_UNAVAILABLE : 1;
+		/* Refused (over a daemon limit) or gone: haspd cannot serve. */
+		return r == -ECONNRESET || r == -HASP_E_LIMIT ? EXIT_UNAVAILABLE : 1;
 	}
 	r = run_command(c, &a);
 	warn_if_lost(c, lease, &a);

@@ -140,13 +140,15 @@ static ssize_t fill(hasp_client *c)
 	return n;
 }
 
+static int connection_ended(hasp_client *c);
+
 /* Sends a request line; fd (if >= 0) travels with its first byte. */
 static int send_all(hasp_client *c, const char *buf, size_t len, int fd)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
-	} ctl;
+	} ctl = { { 0 } }; /* the padding too: the kernel reads it */
 
 	while (len > 0) {
 		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
@@ -170,7 +172,7 @@ static int send_all(hasp_client *c, const char *buf, size_t len, int fd)
 			if (errno == EINTR)
 				continue;
 			if (errno == EPIPE || errno == ECONNRESET)
-				return connection_lost(c);
+				return connection_ended(c);
 			return set_error(c, -errno, "cannot send to haspd: %s", strerror(errno));
 		}
 		buf += n;
@@ -230,7 +232,19 @@ static void note_event(hasp_client *c, const struct proto_reply *rep)
 	c->revoked[c->nrevoked++] = (uint64_t)json_integer_value(lease);
 }
 
-/* Reads replies until the one for id; events and others are skipped. */
+/* An error addressed to no request: the daemon refused the session (over a
+ * limit, out of descriptors, a line too long) and closes it. */
+static int session_refused(hasp_client *c, struct proto_reply *rep)
+{
+	int r = set_error(c, -rep->code, "%s", rep->message);
+
+	proto_reply_done(rep);
+	c->lost = true;
+	return r;
+}
+
+/* Reads replies until the one for id; events and others are skipped; an
+ * error for no request ends the session. */
 static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 		      const struct hasp_lock_options *w)
 {
@@ -248,6 +262,8 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 				return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply that is not a JSON object");
 			if (!rep->is_event && rep->has_id && rep->id == id)
 				return 0;
+			if (!rep->is_event && !rep->has_id && !rep->ok)
+				return session_refused(c, rep);
 			if (rep->is_event)
 				note_event(c, rep);
 			proto_reply_done(rep);
@@ -462,7 +478,8 @@ HASP_EXPORT int hasp_stats_json(hasp_client *c, char **ret_json)
 }
 
 /* Reads and notes the events already waiting on the socket, without
- * blocking. Returns 0 or a negative error (-ECONNRESET: the daemon is gone). */
+ * blocking. Returns 0 or a negative error (-ECONNRESET: the daemon is gone;
+ * -HASP_E_LIMIT and the like: it refused the session). */
 static int drain_events(hasp_client *c)
 {
 	struct pollfd p = { .fd = c->fd, .events = POLLIN };
@@ -478,6 +495,8 @@ static int drain_events(hasp_client *c)
 		while (frame_buf_next(&c->rb, &line, &len) == FRAME_LINE) {
 			if (proto_decode_reply(line, len, &rep) < 0)
 				continue;
+			if (!rep.is_event && !rep.has_id && !rep.ok)
+				return session_refused(c, &rep);
 			if (rep.is_event)
 				note_event(c, &rep);
 			proto_reply_done(&rep);
@@ -490,16 +509,24 @@ static int drain_events(hasp_client *c)
 	}
 }
 
+/* The daemon closed the connection under a request: what it sent before,
+ * a refusal (over a limit) or events, says more than the end. */
+static int connection_ended(hasp_client *c)
+{
+	int r = drain_events(c);
+
+	return r < 0 ? r : connection_lost(c);
+}
+
 HASP_EXPORT int hasp_lease_revoked(hasp_client *c, const hasp_lease *l)
 {
 	int r = drain_events(c);
 
-	if (r < 0)
-		return r;
+	/* A revoke that came before the end is the more precise answer. */
 	for (size_t i = 0; i < c->nrevoked; i++)
 		if (c->revoked[i] == l->id)
 			return 1;
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 HASP_EXPORT int hasp_revoke(hasp_client *c, uint64_t lease_id)

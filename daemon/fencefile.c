@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The ceiling in decimal, zero-padded to a fixed width and a newline: each
@@ -28,10 +31,39 @@ static int fencefile_parse(const char *buf, size_t len, uint64_t *ret)
 	text[FENCEFILE_WIDTH] = '\0';
 	errno = 0;
 	v = strtoull(text, &end, 10);
-	if (errno || *end || text[0] == '-' || text[0] == '+' || text[0] == ' ')
+	if (errno || *end || text[0] < '0' || text[0] > '9' || v >= FENCEFILE_MAX)
 		return -EBADMSG;
 	*ret = v;
 	return 0;
+}
+
+/* Only haspd's own user may set the floor of its fences. */
+static int fencefile_check(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	return 0;
+}
+
+/* A new file's name is on disk before a fence depends on it. */
+static int fencefile_sync_dir(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return r;
 }
 
 int fencefile_open(struct fencefile *f, const char *path, uint64_t *ret_ceiling)
@@ -44,8 +76,15 @@ int fencefile_open(struct fencefile *f, const char *path, uint64_t *ret_ceiling)
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
-	n = pread(fd, buf, sizeof(buf), 0);
-	r = n < 0 ? -errno : fencefile_parse(buf, (size_t)n, &ceiling);
+	r = fencefile_check(fd);
+	if (r == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (r == 0) {
+		n = pread(fd, buf, sizeof(buf), 0);
+		r = n < 0 ? -errno : fencefile_parse(buf, (size_t)n, &ceiling);
+		if (r == 0 && n == 0)
+			r = fencefile_sync_dir(path);
+	}
 	if (r < 0) {
 		close(fd);
 		return r;

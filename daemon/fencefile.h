@@ -7,13 +7,18 @@
 
 #include <stdint.h>
 
+/* A stored ceiling is below this: fences stay exact in a double. */
+#define FENCEFILE_MAX ((1ull << 53) - (1ull << 40))
+
 struct fencefile {
-	int fd;                 /* -1: not open */
+	int fd;                 /* -1: not open; else flock'ed, so one daemon's */
 };
 
-/* Opens (creating it, mode 0600) the file at path and reads the stored
- * ceiling into *ret_ceiling (0 for a new or empty file). Returns 0, -errno,
- * or -EBADMSG when the file holds something else. */
+/* Opens (creating it, mode 0600) the file at path, takes it for this
+ * daemon, and reads the stored ceiling into *ret_ceiling (0 for a new
+ * file). Returns 0, -errno, -EBADMSG when the file holds something else,
+ * -EPERM when it is not a regular file of this user writable by it alone,
+ * -EBUSY when another daemon has it. */
 int fencefile_open(struct fencefile *f, const char *path, uint64_t *ret_ceiling);
 /* Stores ceiling and waits until it is on disk. Returns 0 or -errno. */
 int fencefile_store(struct fencefile *f, uint64_t ceiling);

@@ -79,33 +79,60 @@ void haspd_sync(struct haspd *d)
  * the wall clock in µs, so about one store every 10 s under load. */
 #define FENCE_RESERVE_US 10000000u
 
+/* Stores a ceiling above fence and returns it. If it cannot be stored,
+ * granting on beats wedging every client: this run's fences still
+ * increase, the next grant tries again (fence + 1 is the ceiling then), and
+ * the log says that a restart meanwhile could fall back on the clock. */
 static uint64_t haspd_reserve_fences(uint64_t fence, void *arg)
 {
 	struct haspd *d = arg;
 	uint64_t ceiling = (fence > d->lt.wall_us ? fence : d->lt.wall_us) + FENCE_RESERVE_US;
 	int r = fencefile_store(&d->fences, ceiling);
 
-	/* Granting on is better than wedging every client: this run's fences
-	 * still increase; only a restart's could fall back to the clock's. */
-	if (r < 0)
-		log_err("cannot store the fence ceiling %" PRIu64 ": %s; after a restart, fences "
-			"rest on the wall clock alone", ceiling, strerror(-r));
-	return ceiling;
+	if (r < 0 && !d->fences_failing)
+		log_err("cannot store the fence ceiling: %s; granting on and trying again at each "
+			"grant, but until it works a restart after the clock was set back could "
+			"give lower fences", strerror(-r));
+	else if (r >= 0 && d->fences_failing)
+		log_info("the fence ceiling is stored again");
+	d->fences_failing = r < 0;
+	return r < 0 ? fence + 1 : ceiling;
+}
+
+static const char *haspd_fence_error(int r)
+{
+	switch (r) {
+	case -EBADMSG: return "it does not hold a fence ceiling";
+	case -EPERM: return "it is not a regular file of haspd's user, writable by it alone";
+	case -EBUSY: return "another haspd uses it";
+	default: return strerror(-r);
+	}
 }
 
 int haspd_keep_fences(struct haspd *d, const char *path)
 {
-	uint64_t stored;
+	uint64_t stored, ceiling;
 	int r = fencefile_open(&d->fences, path, &stored);
 
 	if (r < 0) {
 		log_err("cannot use the fence file %s: %s; fences rest on the wall clock alone", path,
-			r == -EBADMSG ? "it does not hold a fence ceiling" : strerror(-r));
+			haspd_fence_error(r));
 		return -1;
 	}
 	locktable_set_fence_floor(&d->lt, stored);
-	/* The first store now: a daemon that cannot keep it says so at once. */
-	locktable_set_fence_ceiling(&d->lt, haspd_reserve_fences(stored, d));
+	/* Not stored + 10 s: a string of quick restarts must not push the
+	 * fences ever further ahead of the clock. */
+	ceiling = d->lt.wall_us + FENCE_RESERVE_US;
+	if (ceiling < stored)
+		ceiling = stored;
+	r = fencefile_store(&d->fences, ceiling);
+	if (r < 0) {
+		log_err("cannot write the fence file %s: %s; after a restart, fences rest on the "
+			"wall clock alone", path, strerror(-r));
+		fencefile_close(&d->fences);
+		return -1;
+	}
+	locktable_set_fence_ceiling(&d->lt, ceiling);
 	log_debug("fences above %" PRIu64 ", kept in %s", stored, path);
 	return 0;
 }

@@ -29,6 +29,7 @@ struct haspd {
 	uint64_t started_ms;
 	struct server *server;
 	struct fencefile fences;    /* where fences outlive the daemon, if open */
+	bool fences_failing;        /* the last store of a fence ceiling failed */
 };
 
 /* The monotonic clock in ms, and wall-clock µs, as the lock table sees them. */
@@ -48,6 +49,6 @@ int haspd_init(struct haspd *d);
 void haspd_done(struct haspd *d);
 /* Keeps the fence ceiling in the file at path (see fencefile.h): the next
  * fence is above the one stored, and a new ceiling is stored before a fence
- * reaches it. Returns 0, or -1 with the reason logged: fences then rest on
- * the wall clock alone. */
+ * reaches it. Returns 0, or -1 with the reason logged (the file cannot be
+ * opened or written): fences then rest on the wall clock alone. */
 int haspd_keep_fences(struct haspd *d, const char *path);

@@ -202,8 +202,9 @@ static void server_keep_spare(struct server *srv)
 }
 
 /* Out of descriptors: gives up the spare one to accept a waiting client and
- * tell it so, rather than leave it hanging in the backlog. Returns false
- * when there was nothing to do it with. */
+ * tell it so, rather than leave it hanging in the backlog. (accept4 says
+ * EMFILE before it looks at the backlog, so there may be nobody.) Returns
+ * false when there was nothing to do it with. */
 static bool server_refuse_one(struct server *srv)
 {
 	struct session *s;
@@ -215,7 +216,8 @@ static bool server_refuse_one(struct server *srv)
 	srv->spare = -1;
 	c = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (c < 0)
-		return false;
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+		       errno == ECONNABORTED;
 	s = session_new(srv->d, c);
 	if (s)
 		dispatch_refuse(s, "it is out of file descriptors (RLIMIT_NOFILE)");

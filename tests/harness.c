@@ -91,15 +91,27 @@ static size_t wrapper_argv(char **argv, size_t max, char *buf, size_t size)
 	return n;
 }
 
+pid_t daemon_spawn_with(const char *socket, char *const opts[], int stderr_fd)
+{
+	char *argv[48], words[1024];
+	size_t n = wrapper_argv(argv, 24, words, sizeof(words));
+
+	argv[n++] = (char *)haspd_path();
+	argv[n++] = "--socket";
+	argv[n++] = (char *)socket;
+	for (; *opts; opts++) {
+		ck_assert_msg(n < sizeof(argv) / sizeof(argv[0]) - 1, "too many daemon options");
+		argv[n++] = *opts;
+	}
+	argv[n] = NULL;
+	return spawn_argv(argv, stderr_fd);
+}
+
 pid_t daemon_spawn(const char *socket, int stderr_fd)
 {
-	char *argv[32], words[1024];
-	size_t n = wrapper_argv(argv, 24, words, sizeof(words));
-	const char *rest[] = { haspd_path(), "--socket", socket, "--log-level", "warning", NULL };
+	char *const opts[] = { "--log-level", "warning", NULL };
 
-	for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
-		argv[n++] = (char *)rest[i];
-	return spawn_argv(argv, stderr_fd);
+	return daemon_spawn_with(socket, opts, stderr_fd);
 }
 
 void daemon_dir(struct daemon_proc *d)
@@ -187,7 +199,7 @@ void raw_send_fd(int fd, const char *text, int passfd)
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
-	} ctl;
+	} ctl = { { 0 } };
 	struct iovec iov = { .iov_base = (void *)text, .iov_len = strlen(text) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 			     .msg_controllen = sizeof(ctl.buf) };

@@ -29,6 +29,8 @@ void daemon_stop(struct daemon_proc *d);
 /* Starts haspd on an existing path; returns the pid without waiting. Under
  * $HASP_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99"), if set. */
 pid_t daemon_spawn(const char *socket, int stderr_fd);
+/* The same, with these options instead of --log-level warning. */
+pid_t daemon_spawn_with(const char *socket, char *const opts[], int stderr_fd);
 /* $HASPD, or build/daemon/haspd. */
 const char *haspd_path(void);
 /* Runs argv (argv[0] a path), its stderr to stderr_fd if >= 0. */

@@ -352,9 +352,13 @@ static int nobody_locks_secret_file(void)
 	hasp_client *c = NULL;
 	hasp_lease *l = NULL;
 
+	int r;
+
 	if (hasp_connect(daemon_.socket, &c) < 0)
 		return 101;
-	return hasp_lock_file(c, secret_file, NULL, &l) == -EACCES ? 0 : 1;
+	r = hasp_lock_file(c, secret_file, NULL, &l);
+	hasp_close(c);
+	return r == -EACCES ? 0 : 1;
 }
 
 static int nobody_sends_a_bare_path(void)
@@ -362,11 +366,15 @@ static int nobody_sends_a_bare_path(void)
 	int fd = raw_connect(daemon_.socket);
 	char req[512];
 	json_t *rep;
+	int r;
 
 	snprintf(req, sizeof(req), "{\"id\":1,\"op\":\"acquire\",\"path\":\"%s\"}\n", secret_file);
 	raw_send(fd, req);
 	rep = raw_recv_id(fd, 1, 5000);
-	return rep && reply_error(rep) && strcmp(reply_error(rep), "permission_denied") == 0 ? 0 : 1;
+	r = rep && reply_error(rep) && strcmp(reply_error(rep), "permission_denied") == 0 ? 0 : 1;
+	json_decref(rep);
+	close(fd);
+	return r;
 }
 
 START_TEST(permissions_are_the_clients)

@@ -1,0 +1,162 @@
+/* The fence file: a daemon state (haspd_init) with its fences kept in a
+ * real file, driven through the lock table with the wall clock set by hand. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fencefile.h"
+#include "haspd.h"
+#include "log.h"
+#include "suite.h"
+
+static char dir[64], path[96];
+static struct haspd d;
+static struct lt_owner owner;
+
+static void setup(void)
+{
+	log_threshold = LOG_ERR;
+	snprintf(dir, sizeof(dir), "/tmp/hasp-fences-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/fence", dir);
+	ck_assert_int_eq(haspd_init(&d), 0);
+	lt_owner_init(&owner, 1, getpid(), geteuid(), getegid());
+}
+
+static void teardown(void)
+{
+	haspd_done(&d);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void write_file(const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	ck_assert_int_eq(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static uint64_t stored(void)
+{
+	char text[64] = "";
+	FILE *f = fopen(path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
+	fclose(f);
+	return strtoull(text, NULL, 10);
+}
+
+/* A lease granted at once with the wall clock at wall_us; its fence. */
+static uint64_t grant_at(uint64_t wall_us)
+{
+	const struct lt_request req = { .key = "k", .key_len = 1, .mode = LT_EXCLUSIVE,
+					.timeout_ms = -1 };
+	struct lt_entry *e;
+	uint64_t fence;
+
+	locktable_set_now(&d.lt, d.lt.now_us + 1, wall_us);
+	ck_assert_int_eq(locktable_acquire(&d.lt, &owner, &req, &e), LT_GRANTED);
+	fence = e->fence;
+	ck_assert_int_eq(locktable_release(&d.lt, &owner, e->id), LT_OK);
+	return fence;
+}
+
+START_TEST(ceiling_is_stored_before_a_fence_reaches_it)
+{
+	uint64_t ceiling, f;
+
+	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
+	ceiling = stored();
+	ck_assert_uint_gt(ceiling, d.lt.wall_us);
+	ck_assert_uint_lt(grant_at(d.lt.wall_us), ceiling); /* within the reservation */
+	ck_assert_uint_eq(stored(), ceiling);
+	f = grant_at(ceiling); /* the clock reaches the ceiling */
+	ck_assert_uint_ge(f, ceiling);
+	ck_assert_uint_gt(stored(), f);
+	ck_assert_uint_eq(d.lt.fence_ceiling, stored());
+}
+END_TEST
+
+START_TEST(a_new_daemon_starts_above_the_stored_ceiling)
+{
+	uint64_t ahead = d.lt.wall_us + 3600000000u;
+	char text[32];
+
+	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)ahead);
+	write_file(text, 0600);
+	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
+	/* A quick restart does not push the ceiling ever further ahead. */
+	ck_assert_uint_eq(stored(), ahead);
+	ck_assert_uint_gt(grant_at(d.lt.wall_us), ahead); /* the clock an hour behind */
+}
+END_TEST
+
+START_TEST(a_failed_store_is_tried_again_at_the_next_grant)
+{
+	uint64_t ceiling, f;
+	int fd;
+
+	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
+	ceiling = stored();
+	fd = d.fences.fd;
+	d.fences.fd = -1; /* every write fails now */
+	f = grant_at(ceiling + 5);
+	ck_assert(d.fences_failing);
+	ck_assert_uint_eq(d.lt.fence_ceiling, f + 1); /* not past what is on disk */
+	ck_assert_uint_eq(stored(), ceiling);
+	d.fences.fd = fd;
+	f = grant_at(d.lt.wall_us);
+	ck_assert(!d.fences_failing);
+	ck_assert_uint_gt(stored(), f);
+}
+END_TEST
+
+START_TEST(bad_files_are_refused)
+{
+	struct fencefile other = { -1 };
+	uint64_t c;
+	char text[32];
+
+	write_file("12\n", 0600);
+	ck_assert_int_eq(haspd_keep_fences(&d, path), -1);
+	ck_assert_uint_eq(d.lt.fence_ceiling, UINT64_MAX);
+	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)FENCEFILE_MAX);
+	write_file(text, 0600);
+	ck_assert_int_eq(fencefile_open(&other, path, &c), -EBADMSG);
+	write_file("", 0666);
+	ck_assert_int_eq(fencefile_open(&other, path, &c), -EPERM);
+	write_file("", 0600);
+	/* One daemon per file. */
+	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
+	ck_assert_int_eq(fencefile_open(&other, path, &c), -EBUSY);
+}
+END_TEST
+
+static Suite *fences_suite(void)
+{
+	Suite *s = suite_create("fences");
+	TCase *tc = tcase_create("fencefile");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, ceiling_is_stored_before_a_fence_reaches_it);
+	tcase_add_test(tc, a_new_daemon_starts_above_the_stored_ceiling);
+	tcase_add_test(tc, a_failed_store_is_tried_again_at_the_next_grant);
+	tcase_add_test(tc, bad_files_are_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(fences_suite());
+}
