@@ -20,6 +20,9 @@ void config_defaults(struct config *c)
 	c->max_line_bytes = 65536;
 	c->max_sessions = 16384;
 	c->max_session_locks = 1u << 20;
+	/* One user cannot take every session, nor more than about 1 GiB. */
+	c->max_user_sessions = 12288;
+	c->max_user_locks = 4u << 20;
 	c->log_level = LOG_INFO;
 }
 
@@ -82,6 +85,8 @@ static const struct setting settings[] = {
 	{ "max_session_locks", "a number from 1 to 100000000", 1 },
 	{ "log_level", "error, warning, info or debug", 1 },
 	{ "fence_file", "an absolute path", 0 },
+	{ "max_user_sessions", "a number from 1 to 10000000", 1 },
+	{ "max_user_locks", "a number from 1 to 100000000", 1 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -96,7 +101,9 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 4: return parse_size(v, 1, 10000000, &c->max_sessions);
 	case 5: return parse_size(v, 1, 100000000, &c->max_session_locks);
 	case 6: return set_log_level(c, v);
-	default: return v[0] == '/' ? copy_string(c->fence_file, sizeof(c->fence_file), v) : -1;
+	case 7: return v[0] == '/' ? copy_string(c->fence_file, sizeof(c->fence_file), v) : -1;
+	case 8: return parse_size(v, 1, 10000000, &c->max_user_sessions);
+	default: return parse_size(v, 1, 100000000, &c->max_user_locks);
 	}
 }
 

@@ -19,6 +19,8 @@ struct config {
 	size_t max_line_bytes;     /* request line, newline included */
 	size_t max_sessions;
 	size_t max_session_locks;  /* leases + waiting requests per session */
+	size_t max_user_sessions;  /* sessions of one uid */
+	size_t max_user_locks;     /* leases + waiting requests over one uid's sessions */
 	int log_level;             /* enum log_level */
 };
 

@@ -67,6 +67,25 @@ static bool acquire_file(struct session *s, const struct proto_request *req,
 	return true;
 }
 
+/* A session, and a uid over all its sessions, may hold or wait for so many
+ * locks; true when an error was sent. */
+static bool over_lock_limits(struct session *s, const struct proto_request *req)
+{
+	const struct config *cfg = &s->d->cfg;
+	char msg[160];
+
+	if (s->owner.nheld + s->owner.nwaiting >= cfg->max_session_locks)
+		snprintf(msg, sizeof(msg), "this session holds or waits for %zu locks, the limit "
+			 "(max_session_locks)", cfg->max_session_locks);
+	else if (s->user->group.entries >= cfg->max_user_locks)
+		snprintf(msg, sizeof(msg), "uid %u holds or waits for %zu locks over its sessions, "
+			 "the limit (max_user_locks)", (unsigned)s->user->uid, cfg->max_user_locks);
+	else
+		return false;
+	reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
+	return true;
+}
+
 static void do_acquire(struct session *s, const struct proto_request *req)
 {
 	struct locktable *lt = &s->d->lt;
@@ -82,14 +101,8 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 	char filekey[OSLOCK_KEY_LEN];
 	struct lt_entry *e;
 
-	if (s->owner.nheld + s->owner.nwaiting >= s->d->cfg.max_session_locks) {
-		char msg[128];
-
-		snprintf(msg, sizeof(msg), "this session holds or waits for %zu locks, the limit "
-			 "(max_session_locks)", s->d->cfg.max_session_locks);
-		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
+	if (over_lock_limits(s, req))
 		return;
-	}
 	if (req->acquire.path && !acquire_file(s, req, &lr, filekey))
 		return;
 	switch (locktable_acquire(lt, &s->owner, &lr, &e)) {

@@ -172,7 +172,7 @@ int haspd_init(struct haspd *d)
 	 * loop. epoll_wait's millisecond timeout is rounded up, so a deadline
 	 * fires at most 1 ms late and never early. */
 	d->base = event_base_new();
-	if (!d->base || locktable_init(&d->lt, &cb) < 0)
+	if (!d->base || locktable_init(&d->lt, &cb) < 0 || users_init(&d->users) < 0)
 		return -1;
 	d->timer = evtimer_new(d->base, on_timer, d);
 	if (!d->timer)
@@ -186,6 +186,7 @@ void haspd_done(struct haspd *d)
 	while (!list_empty(&d->sessions))
 		session_lost(list_entry(d->sessions.next, struct session, link), "daemon stopping");
 	haspd_sync(d);
+	users_done(&d->users);
 	d->server = server_free(d->server);
 	if (d->timer)
 		event_free(d->timer);

@@ -9,6 +9,7 @@
 #include "fencefile.h"
 #include "list.h"
 #include "locktable.h"
+#include "users.h"
 
 struct event_base;
 struct event;
@@ -23,6 +24,7 @@ struct haspd {
 	struct list flushing;       /* session.flush_link: output to write */
 	struct list graveyard;      /* session.link: lost, freed in haspd_sync */
 	struct list retrying;       /* oslock.retry_link: files an outsider holds */
+	struct users users;         /* sessions and locks per uid */
 	size_t nsessions;
 	uint64_t sessions_total;
 	uint64_t protocol_errors;

@@ -273,6 +273,17 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	return e;
 }
 
+/* An entry of o's came (+1) or went (-1). */
+static void group_add(struct lt_owner *o, int delta)
+{
+	if (!o->group)
+		return;
+	if (delta > 0)
+		o->group->entries++;
+	else
+		o->group->entries--;
+}
+
 static uint64_t next_fence(struct locktable *lt)
 {
 	uint64_t f = lt->last_fence + 1;
@@ -298,6 +309,7 @@ static void hold(struct locktable *lt, struct lt_entry *e)
 	r->held_mode = e->mode;
 	list_add_tail(&o->held, &e->onode);
 	o->nheld++;
+	group_add(o, 1);
 	htable_insert(&lt->leases, &e->by_id);
 	lt->stats.leases++;
 }
@@ -309,6 +321,7 @@ static void unwait(struct locktable *lt, struct lt_entry *e)
 	e->res->nwaiters--;
 	list_del(&e->onode);
 	e->owner->nwaiting--;
+	group_add(e->owner, -1);
 	if (e->timed)
 		heap_remove(&lt->deadlines, &e->deadline);
 	lt->stats.waiters--;
@@ -321,6 +334,7 @@ static void unhold(struct locktable *lt, struct lt_entry *e)
 	e->res->nholders--;
 	list_del(&e->onode);
 	e->owner->nheld--;
+	group_add(e->owner, -1);
 	htable_remove(&lt->leases, &e->by_id);
 	lt->stats.leases--;
 }
@@ -379,6 +393,7 @@ static enum lt_result enqueue(struct locktable *lt, struct lt_entry *e, int64_t 
 	e->res->nwaiters++;
 	list_add_tail(&e->owner->waiting, &e->onode);
 	e->owner->nwaiting++;
+	group_add(e->owner, 1);
 	lt->stats.waiters++;
 	return LT_QUEUED;
 }

@@ -36,11 +36,18 @@ enum lt_result {
 	LT_NOMEM,
 };
 
+/* Owners may share a group (the caller's: e.g. one per uid), whose leases
+ * and waiting requests the table counts too. */
+struct lt_group {
+	size_t entries;
+};
+
 /* One per session, embedded in the caller's session object. */
 struct lt_owner {
 	struct list held;       /* lt_entry.onode, granted */
 	struct list waiting;    /* lt_entry.onode, queued */
 	size_t nheld, nwaiting;
+	struct lt_group *group; /* or NULL */
 	uint64_t session;       /* the caller's session id, for display */
 	pid_t pid;
 	uid_t uid;

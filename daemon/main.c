@@ -36,6 +36,9 @@ static const char usage[] =
 	"      --max-sessions N         most connections at once (default 16384)\n"
 	"      --max-session-locks N    most leases + waiting requests per connection\n"
 	"                               (default 1048576)\n"
+	"      --max-user-sessions N    most connections of one uid (default 12288)\n"
+	"      --max-user-locks N       most leases + waiting requests over one uid's\n"
+	"                               connections (default 4194304)\n"
 	"      --fence-file PATH        keep the fence ceiling in PATH (default:\n"
 	"                               $STATE_DIRECTORY/fence under systemd, else\n"
 	"                               the socket's path with .fence for .sock)\n"
@@ -64,7 +67,8 @@ static void add_override(struct options *opt, const char *key, const char *value
 
 static int parse_options(int argc, char **argv, struct options *opt)
 {
-	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_FENCES };
+	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
+	       OPT_USER_LOCKS, OPT_FENCES };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -73,6 +77,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "max-line-bytes", required_argument, NULL, OPT_LINE },
 		{ "max-sessions", required_argument, NULL, OPT_SESSIONS },
 		{ "max-session-locks", required_argument, NULL, OPT_LOCKS },
+		{ "max-user-sessions", required_argument, NULL, OPT_USER_SESSIONS },
+		{ "max-user-locks", required_argument, NULL, OPT_USER_LOCKS },
 		{ "fence-file", required_argument, NULL, OPT_FENCES },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -92,6 +98,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_LINE: add_override(opt, "max_line_bytes", optarg); break;
 		case OPT_SESSIONS: add_override(opt, "max_sessions", optarg); break;
 		case OPT_LOCKS: add_override(opt, "max_session_locks", optarg); break;
+		case OPT_USER_SESSIONS: add_override(opt, "max_user_sessions", optarg); break;
+		case OPT_USER_LOCKS: add_override(opt, "max_user_locks", optarg); break;
 		case OPT_FENCES: add_override(opt, "fence_file", optarg); break;
 		case 'l': add_override(opt, "log_level", optarg); break;
 		case 'f': break;
@@ -174,10 +182,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		m->d.cfg.max_line_bytes = next.max_line_bytes;
 		m->d.cfg.max_sessions = next.max_sessions;
 		m->d.cfg.max_session_locks = next.max_session_locks;
+		m->d.cfg.max_user_sessions = next.max_user_sessions;
+		m->d.cfg.max_user_locks = next.max_user_locks;
 		m->d.cfg.log_level = next.log_level;
 		log_threshold = (enum log_level)next.log_level;
-		log_info("reloaded %s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu",
-			 m->opt.config, next.max_line_bytes, next.max_sessions, next.max_session_locks);
+		log_info("reloaded %s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu, "
+			 "max_user_sessions %zu, max_user_locks %zu", m->opt.config, next.max_line_bytes,
+			 next.max_sessions, next.max_session_locks, next.max_user_sessions,
+			 next.max_user_locks);
 	}
 	systemd_notify("READY=1");
 }

@@ -229,11 +229,17 @@ static void server_accept_one(struct server *srv, int c)
 	struct haspd *d = srv->d;
 	bool over = d->nsessions >= d->cfg.max_sessions;
 	struct session *s = session_new(d, c);
-	char why[96];
+	char why[128];
 
-	if (s && over) {
+	if (!s)
+		return;
+	if (over) {
 		snprintf(why, sizeof(why), "it serves %zu sessions, the limit (max_sessions)",
 			 d->cfg.max_sessions);
+		dispatch_refuse(s, why);
+	} else if (s->user->sessions > d->cfg.max_user_sessions) {
+		snprintf(why, sizeof(why), "uid %u has %zu sessions, the limit (max_user_sessions)",
+			 (unsigned)s->user->uid, d->cfg.max_user_sessions);
 		dispatch_refuse(s, why);
 	}
 }

@@ -47,8 +47,12 @@ struct session *session_new(struct haspd *d, int fd)
 	if (!s->in || !s->out || !s->rev || !s->wev || event_add(s->rev, NULL) < 0)
 		goto fail;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+	s->user = users_get(&d->users, cred.uid);
+	if (!s->user)
+		goto fail;
 	s->id = ++d->sessions_total;
 	lt_owner_init(&s->owner, s->id, cred.pid, cred.uid, cred.gid);
+	s->owner.group = &s->user->group;
 	list_init(&s->flush_link);
 	list_add_tail(&d->sessions, &s->link);
 	d->nsessions++;
@@ -93,6 +97,8 @@ int session_take_fd(struct session *s)
 
 void session_free(struct session *s)
 {
+	if (s->user)
+		users_put(&s->d->users, s->user);
 	session_close_fds(s);
 	if (s->rev)
 		event_free(s->rev);

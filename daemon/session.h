@@ -20,6 +20,7 @@ struct evbuffer;
 struct session {
 	struct lt_owner owner;      /* the lock table's view of this session */
 	struct haspd *d;
+	struct user *user;          /* this uid's sessions and locks */
 	struct list link;           /* in d->sessions, then d->graveyard */
 	struct list flush_link;     /* in d->flushing while output waits */
 	int fd;

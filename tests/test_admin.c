@@ -200,24 +200,30 @@ static int connect_served(const char *socket)
 	}
 }
 
+/* A new connection gets a limit error naming limit, and is closed. */
+static void expect_refused(const char *socket, const char *limit)
+{
+	int fd = raw_connect(socket);
+	json_t *r = raw_recv(fd, 5000);
+
+	ck_assert_str_eq(reply_error(r), "limit");
+	ck_assert_msg(strstr(reply_message(r), limit), "%s", reply_message(r));
+	json_decref(r);
+	ck_assert_ptr_null(raw_recv(fd, 5000)); /* closed, not left hanging */
+	close(fd);
+}
+
 START_TEST(max_sessions_gives_a_limit_error)
 {
 	struct daemon_proc d;
 	char *opts[] = { "--max-sessions", "2", NULL };
-	int err = start_with(&d, opts), a, b, c;
+	int err = start_with(&d, opts), a, b;
 	hasp_client *h;
-	json_t *r;
 
 	ck_assert(wait_socket(d.socket, 5000));
 	a = connect_served(d.socket);
 	b = connect_served(d.socket);
-	c = raw_connect(d.socket);
-	r = raw_recv(c, 5000);
-	ck_assert_str_eq(reply_error(r), "limit");
-	ck_assert_ptr_nonnull(strstr(reply_message(r), "max_sessions"));
-	json_decref(r);
-	ck_assert_ptr_null(raw_recv(c, 5000)); /* closed, not left hanging */
-	close(c);
+	expect_refused(d.socket, "max_sessions");
 	/* libhasp says so too, and then that the session is gone. */
 	ck_assert_int_eq(hasp_connect(d.socket, &h), 0);
 	ck_assert_int_eq(hasp_ping(h), -HASP_E_LIMIT);
@@ -298,6 +304,88 @@ START_TEST(bad_fence_file_is_reported_and_kept)
 	ck_assert_str_eq(back, "not a fence\n");
 	unlink(path);
 	close(err);
+}
+END_TEST
+
+static const char *user_socket;
+
+/* As nobody: a connection is served. */
+static int nobody_is_served(void)
+{
+	hasp_client *c = NULL;
+	int r;
+
+	if (hasp_connect(user_socket, &c) < 0)
+		return 101;
+	r = hasp_ping(c);
+	hasp_close(c);
+	return r == 0 ? 0 : 1;
+}
+
+/* One uid over max_user_sessions is refused; another uid is still served. */
+START_TEST(max_user_sessions_is_per_uid)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--max-user-sessions", "2", NULL };
+	int err = start_with(&d, opts), a, b;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: needs root to connect as another uid\n");
+		close(err);
+		daemon_stop(&d);
+		return;
+	}
+	ck_assert(wait_socket(d.socket, 5000));
+	a = connect_served(d.socket);
+	b = connect_served(d.socket);
+	expect_refused(d.socket, "max_user_sessions");
+	ck_assert_int_eq(chmod(d.dir, 0755), 0);
+	ck_assert_int_eq(chmod(d.socket, 0666), 0);
+	user_socket = d.socket;
+	ck_assert_int_eq(as_nobody(nobody_is_served), 0);
+	close(a);
+	close(b);
+	close(err);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* Leases and waits count per uid over all its sessions, and are freed with them. */
+START_TEST(max_user_locks_counts_every_session_of_a_uid)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--max-user-locks", "3", NULL };
+	int err = start_with(&d, opts), a, b;
+	json_t *r;
+
+	ck_assert(wait_socket(d.socket, 5000));
+	a = connect_served(d.socket);
+	b = connect_served(d.socket);
+	raw_send(a, "{\"id\":2,\"op\":\"acquire\",\"key\":\"a1\"}\n"
+		    "{\"id\":3,\"op\":\"acquire\",\"key\":\"a2\"}\n");
+	r = raw_recv_id(a, 3, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	/* A waiting request counts too. */
+	raw_send(b, "{\"id\":2,\"op\":\"acquire\",\"key\":\"a1\"}\n"
+		    "{\"id\":3,\"op\":\"acquire\",\"key\":\"b1\"}\n");
+	r = raw_recv_id(b, 3, 5000);
+	ck_assert_str_eq(reply_error(r), "limit");
+	ck_assert_msg(strstr(reply_message(r), "max_user_locks"), "%s", reply_message(r));
+	json_decref(r);
+	/* a's end frees its two: b's wait is granted, and b may take one more. */
+	close(a);
+	r = raw_recv_id(b, 2, 5000);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	raw_send(b, "{\"id\":4,\"op\":\"acquire\",\"key\":\"b1\"}\n");
+	r = raw_recv_id(b, 4, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	close(b);
+	close(err);
+	daemon_stop(&d);
 }
 END_TEST
 
@@ -504,6 +592,8 @@ static Suite *admin_suite(void)
 	tcase_add_test(revoke, revoke_permissions);
 	tcase_add_test(limits, max_sessions_gives_a_limit_error);
 	tcase_add_test(limits, out_of_descriptors_gives_a_limit_error);
+	tcase_add_test(limits, max_user_sessions_is_per_uid);
+	tcase_add_test(limits, max_user_locks_counts_every_session_of_a_uid);
 	tcase_add_test(limits, max_session_locks_and_line_bytes);
 	tcase_add_test(limits, bad_fence_file_is_reported_and_kept);
 	tcase_add_test(limits, bad_config_file_refused_with_its_line);
