@@ -39,6 +39,8 @@ struct model {
 
 static struct lt_fixture fx;
 static struct lt_owner owners[NOWN];
+/* Owners in two groups, by the parity of their index (as sessions by uid). */
+static struct lt_group groups[2];
 static struct model m;
 static uint64_t rng;
 static uint64_t seed_of_run;
@@ -242,8 +244,16 @@ static void check_resource(int ki, const struct lt_resource *r)
 	       "key %s: tag %" PRId64 " waits but could be granted", MARGS, keys[ki], head->tag);
 }
 
+static void owner_reset(int o)
+{
+	lt_owner_init(&owners[o], (uint64_t)o, o, 0, 0);
+	owners[o].group = &groups[o % 2];
+}
+
 static void check_owners(void)
 {
+	size_t in_group[2] = { 0, 0 };
+
 	for (int o = 0; o < NOWN; o++) {
 		size_t held = 0, waiting = 0;
 
@@ -254,7 +264,11 @@ static void check_owners(void)
 		MCHECK(owners[o].nheld == held && owners[o].nwaiting == waiting,
 		       "owner %d: %zu held, %zu waiting; model says %zu, %zu", MARGS, o,
 		       owners[o].nheld, owners[o].nwaiting, held, waiting);
+		in_group[o % 2] += held + waiting;
 	}
+	for (int g = 0; g < 2; g++)
+		MCHECK(groups[g].entries == in_group[g], "group %d: %zu entries; model says %zu",
+		       MARGS, g, groups[g].entries, in_group[g]);
 }
 
 static void check_state(void)
@@ -415,7 +429,7 @@ static void step_owner_end(void)
 	for (size_t g = 0; g < fx.ngranted; g++)
 		MCHECK(fx.granted[g]->owner != &owners[o], "owner %d granted while ending", MARGS, o);
 	reconcile_events();
-	lt_owner_init(&owners[o], (uint64_t)o, o, 0, 0);
+	owner_reset(o);
 }
 
 /* Moves the clock, often to just before or exactly at the next deadline. */
@@ -446,8 +460,9 @@ static void run_seed(uint64_t seed)
 	memset(&m, 0, sizeof(m));
 	fx_init(&fx);
 	m.now_us = fx.lt.now_us;
+	memset(groups, 0, sizeof(groups));
 	for (int o = 0; o < NOWN; o++)
-		lt_owner_init(&owners[o], (uint64_t)o, o, 0, 0);
+		owner_reset(o);
 	for (step_of_run = 0; step_of_run < STEPS; step_of_run++) {
 		int op = rnd_below(20);
 
