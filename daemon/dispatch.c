@@ -216,11 +216,30 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 	proto_doc_done(&doc);
 }
 
+/* A warning a second at most: a client retrying in a loop must not flood
+ * the log. */
+static void log_refusal(struct haspd *d, const struct session *s, const char *why)
+{
+	uint64_t now = haspd_now_ms();
+
+	if (d->refusals_logged_ms && now - d->refusals_logged_ms < 1000) {
+		d->refusals_unlogged++;
+		return;
+	}
+	if (d->refusals_unlogged)
+		log_warn("refusing a connection from pid %d: %s (and %" PRIu64 " more, unlogged, "
+			 "since the last such warning)", (int)s->owner.pid, why, d->refusals_unlogged);
+	else
+		log_warn("refusing a connection from pid %d: %s", (int)s->owner.pid, why);
+	d->refusals_logged_ms = now;
+	d->refusals_unlogged = 0;
+}
+
 void dispatch_refuse(struct session *s, const char *why)
 {
 	char msg[256];
 
-	log_warn("refusing a connection from pid %d: %s", (int)s->owner.pid, why);
+	log_refusal(s->d, s, why);
 	snprintf(msg, sizeof(msg), "haspd cannot serve another session: %s; try later", why);
 	reply_error(s, false, 0, HASP_E_LIMIT, msg, NULL);
 	session_close_after_flush(s);

@@ -28,6 +28,8 @@ struct haspd {
 	size_t nsessions;
 	uint64_t sessions_total;
 	uint64_t protocol_errors;
+	uint64_t refusals_logged_ms; /* when a refused connection was last logged */
+	uint64_t refusals_unlogged;  /* refused since then */
 	uint64_t started_ms;
 	struct server *server;
 	struct fencefile fences;    /* where fences outlive the daemon, if open */
