@@ -42,9 +42,9 @@ static const char usage[] =
 	"\n"
 	"Exit status: COMMAND's (128+N if killed by signal N); 1 or CODE when the\n"
 	"lease was busy or timed out; 64 for a usage error; 69 when haspd cannot be\n"
-	"reached or refuses the session; 126/127 when COMMAND cannot be run. A lease\n"
-	"that ended while COMMAND ran (revoked, or haspd gone) is reported with a\n"
-	"warning.\n";
+	"reached or will not serve (a limit); 126/127 when COMMAND cannot be run.\n"
+	"A lease that ended while COMMAND ran (revoked, or haspd gone) is reported\n"
+	"with a warning.\n";
 
 struct lock_args {
 	const struct cli *cli;
@@ -271,9 +271,12 @@ static void warn_if_lost(hasp_client *c, const hasp_lease *l, const struct lock_
 	if (r == 1)
 		fprintf(stderr, "hasp: warning: the lease on '%s' was revoked while the command "
 			"ran\n", name);
-	else if (r < 0)
+	else if (r == -ECONNRESET)
 		fprintf(stderr, "hasp: warning: the lease on '%s' was lost while the command ran: "
 			"haspd went away (it stopped, crashed or restarted)\n", name);
+	else if (r < 0)
+		fprintf(stderr, "hasp: warning: cannot tell whether the lease on '%s' lasted while "
+			"the command ran: %s\n", name, hasp_client_errmsg(c));
 }
 
 int cmd_lock(struct cli *cli, int argc, char **argv)

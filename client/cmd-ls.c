@@ -81,9 +81,9 @@ int cmd_ls(struct cli *cli, int argc, char **argv)
 		return EXIT_UNAVAILABLE;
 	r = hasp_list_json(c, &text);
 	if (r < 0) {
-		cli_error(c, "ls", r);
+		r = cli_error(c, "ls", r);
 		hasp_close(c);
-		return 1;
+		return r;
 	}
 	hasp_close(c);
 	if (json) {

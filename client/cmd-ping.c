@@ -32,7 +32,7 @@ int cmd_ping(struct cli *cli, int argc, char **argv)
 	if (r < 0) {
 		cli_error(c, "ping", r);
 		hasp_close(c);
-		return EXIT_UNAVAILABLE;
+		return EXIT_UNAVAILABLE; /* any failure: the daemon does not answer */
 	}
 	printf("haspd answered in %.0f µs\n", now_us() - t0);
 	hasp_close(c);

@@ -63,12 +63,15 @@ int cmd_revoke(struct cli *cli, int argc, char **argv)
 	if (!c)
 		return EXIT_UNAVAILABLE;
 	r = key ? hasp_revoke_key(c, key) : hasp_revoke(c, lease);
-	if (r < 0)
-		cli_error(c, "revoke", r);
-	else if (key)
+	if (r < 0) {
+		r = cli_error(c, "revoke", r);
+		hasp_close(c);
+		return r;
+	}
+	if (key)
 		printf("revoked %d lease%s on '%s'\n", r, r == 1 ? "" : "s", key);
 	else
 		printf("revoked lease %llu\n", (unsigned long long)lease);
 	hasp_close(c);
-	return r > 0 || (r == 0 && !key) ? 0 : 1;
+	return r > 0 || !key ? 0 : 1;
 }

@@ -35,9 +35,9 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 		return EXIT_UNAVAILABLE;
 	r = hasp_stats_json(c, &text);
 	if (r < 0) {
-		cli_error(c, "stats", r);
+		r = cli_error(c, "stats", r);
 		hasp_close(c);
-		return 1;
+		return r;
 	}
 	hasp_close(c);
 	if (json) {

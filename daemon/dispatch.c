@@ -77,7 +77,7 @@ static bool over_lock_limits(struct session *s, const struct proto_request *req)
 	if (s->owner.nheld + s->owner.nwaiting >= cfg->max_session_locks)
 		snprintf(msg, sizeof(msg), "this session holds or waits for %zu locks, the limit "
 			 "(max_session_locks)", cfg->max_session_locks);
-	else if (s->user->group.entries >= cfg->max_user_locks)
+	else if (s->user->limited && s->user->group.entries >= cfg->max_user_locks)
 		snprintf(msg, sizeof(msg), "uid %u holds or waits for %zu locks over its sessions, "
 			 "the limit (max_user_locks)", (unsigned)s->user->uid, cfg->max_user_locks);
 	else
@@ -218,8 +218,9 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 
 /* A warning a second at most: a client retrying in a loop must not flood
  * the log. */
-static void log_refusal(struct haspd *d, const struct session *s, const char *why)
+static void log_refusal(const struct session *s, const char *why)
 {
+	struct haspd *d = s->d;
 	uint64_t now = haspd_now_ms();
 
 	if (d->refusals_logged_ms && now - d->refusals_logged_ms < 1000) {
@@ -239,7 +240,7 @@ void dispatch_refuse(struct session *s, const char *why)
 {
 	char msg[256];
 
-	log_refusal(s->d, s, why);
+	log_refusal(s, why);
 	snprintf(msg, sizeof(msg), "haspd cannot serve another session: %s; try later", why);
 	reply_error(s, false, 0, HASP_E_LIMIT, msg, NULL);
 	session_close_after_flush(s);

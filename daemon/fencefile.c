@@ -58,7 +58,8 @@ static int fencefile_sync_dir(const char *path)
 	if (!copy)
 		return -ENOMEM;
 	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
+	/* Some file systems cannot sync a directory, and need not. */
+	if (fd < 0 || (fsync(fd) < 0 && errno != EINVAL))
 		r = -errno;
 	if (fd >= 0)
 		close(fd);

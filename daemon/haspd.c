@@ -81,13 +81,21 @@ void haspd_sync(struct haspd *d)
 
 /* Stores a ceiling above fence and returns it. If it cannot be stored,
  * granting on beats wedging every client: this run's fences still
- * increase, the next grant tries again (fence + 1 is the ceiling then), and
- * the log says that a restart meanwhile could fall back on the clock. */
+ * increase, a grant a second later tries again (fence + 1 is the ceiling
+ * meanwhile), and the log says that a restart meanwhile could fall back on
+ * the clock. */
 static uint64_t haspd_reserve_fences(uint64_t fence, void *arg)
 {
 	struct haspd *d = arg;
 	uint64_t ceiling = (fence > d->lt.wall_us ? fence : d->lt.wall_us) + FENCE_RESERVE_US;
-	int r = fencefile_store(&d->fences, ceiling);
+	uint64_t now = d->lt.now_us;
+	int r;
+
+	/* A failing disk may be slow to fail: not at every grant. */
+	if (d->fences_failing && now - d->fences_tried_us < 1000000u)
+		return fence + 1;
+	d->fences_tried_us = now;
+	r = fencefile_store(&d->fences, ceiling);
 
 	if (r < 0 && !d->fences_failing)
 		log_err("cannot store the fence ceiling: %s; granting on and trying again at each "
@@ -120,8 +128,8 @@ int haspd_keep_fences(struct haspd *d, const char *path)
 		return -1;
 	}
 	locktable_set_fence_floor(&d->lt, stored);
-	/* Not stored + 10 s: a string of quick restarts must not push the
-	 * fences ever further ahead of the clock. */
+	/* Not stored + 10 s: a string of quick restarts that grant nothing
+	 * must not push the fences ever further ahead of the clock. */
 	ceiling = d->lt.wall_us + FENCE_RESERVE_US;
 	if (ceiling < stored)
 		ceiling = stored;

@@ -34,6 +34,7 @@ struct haspd {
 	struct server *server;
 	struct fencefile fences;    /* where fences outlive the daemon, if open */
 	bool fences_failing;        /* the last store of a fence ceiling failed */
+	uint64_t fences_tried_us;   /* when it was tried, on the lock table's clock */
 };
 
 /* The monotonic clock in ms, and wall-clock µs, as the lock table sees them. */

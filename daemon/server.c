@@ -237,7 +237,7 @@ static void server_accept_one(struct server *srv, int c)
 		snprintf(why, sizeof(why), "it serves %zu sessions, the limit (max_sessions)",
 			 d->cfg.max_sessions);
 		dispatch_refuse(s, why);
-	} else if (s->user->sessions > d->cfg.max_user_sessions) {
+	} else if (s->user->limited && s->user->sessions > d->cfg.max_user_sessions) {
 		snprintf(why, sizeof(why), "uid %u has %zu sessions, the limit (max_user_sessions)",
 			 (unsigned)s->user->uid, d->cfg.max_user_sessions);
 		dispatch_refuse(s, why);

@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -41,6 +42,7 @@ struct user *users_get(struct users *u, uid_t uid)
 		if (!usr)
 			return NULL;
 		usr->uid = uid;
+		usr->limited = uid != 0 && uid != geteuid();
 		htable_insert(&u->table, &usr->node);
 	}
 	usr->sessions++;

@@ -1,8 +1,11 @@
 /* Per-uid accounting, so that one local user cannot take every session or
  * all the daemon's memory: how many sessions each uid has, and (as a lock
- * table group) how many leases and waiting requests over all of them. */
+ * table group) how many leases and waiting requests over all of them. Root
+ * and the daemon's own uid are not limited: administrators must always get
+ * in, and a per-user daemon has no other clients. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -13,6 +16,7 @@ struct user {
 	struct hnode node;          /* in users.table, by uid */
 	struct lt_group group;      /* leases + waiting requests of its sessions */
 	uid_t uid;
+	bool limited;               /* the per-uid limits apply */
 	size_t sessions;
 };
 

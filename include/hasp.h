@@ -15,9 +15,9 @@
  * A lost connection (the daemon stopped, crashed or was restarted) ends
  * every lease of the client; from then on every call on it returns
  * -ECONNRESET. Connect again for a new session: a restarted daemon's fences
- * are above every fence it gave before. A daemon over max_sessions, or out
- * of descriptors, refuses a new session: the first call returns
- * -HASP_E_LIMIT, with the reason in hasp_client_errmsg(). */
+ * are above every fence it gave before. A daemon over max_sessions or
+ * max_user_sessions, or out of descriptors, refuses a new session: the
+ * first call returns -HASP_E_LIMIT, with the reason in hasp_client_errmsg(). */
 #ifndef HASP_H
 #define HASP_H
 

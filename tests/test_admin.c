@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,14 @@ static int connect_served(const char *socket)
 	}
 }
 
+/* true once the peer of fd has closed, within timeout_ms. */
+static bool wait_hangup(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, timeout_ms) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
 /* A new connection gets a limit error naming limit, and is closed. */
 static void expect_refused(const char *socket, const char *limit)
 {
@@ -229,6 +238,12 @@ START_TEST(max_sessions_gives_a_limit_error)
 	ck_assert_int_eq(hasp_ping(h), -HASP_E_LIMIT);
 	ck_assert_ptr_nonnull(strstr(hasp_client_errmsg(h), "max_sessions"));
 	ck_assert_int_eq(hasp_ping(h), -ECONNRESET);
+	hasp_close(h);
+	/* Also when the daemon has closed before the request goes out. */
+	ck_assert_int_eq(hasp_connect(d.socket, &h), 0);
+	ck_assert(wait_hangup(hasp_client_fd(h), 5000));
+	ck_assert_int_eq(hasp_ping(h), -HASP_E_LIMIT);
+	ck_assert_ptr_nonnull(strstr(hasp_client_errmsg(h), "max_sessions"));
 	hasp_close(h);
 	close(a);
 	close(b);
@@ -309,81 +324,105 @@ END_TEST
 
 static const char *user_socket;
 
-/* As nobody: a connection is served. */
-static int nobody_is_served(void)
+/* As nobody: two sessions are served, the third refused for max_user_sessions. */
+static int nobody_fills_its_sessions(void)
 {
-	hasp_client *c = NULL;
-	int r;
+	hasp_client *c[3] = { NULL, NULL, NULL };
+	int r = 1;
 
-	if (hasp_connect(user_socket, &c) < 0)
-		return 101;
-	r = hasp_ping(c);
-	hasp_close(c);
-	return r == 0 ? 0 : 1;
+	for (int i = 0; i < 3; i++)
+		if (hasp_connect(user_socket, &c[i]) < 0)
+			goto out;
+	if (hasp_ping(c[0]) == 0 && hasp_ping(c[1]) == 0 && hasp_ping(c[2]) == -HASP_E_LIMIT &&
+	    strstr(hasp_client_errmsg(c[2]), "max_user_sessions"))
+		r = 0;
+out:
+	for (int i = 0; i < 3; i++)
+		hasp_close(c[i]);
+	return r;
 }
 
-/* One uid over max_user_sessions is refused; another uid is still served. */
+/* As nobody: leases and waits count over all its sessions, and leave with them. */
+static int nobody_fills_its_locks(void)
+{
+	struct hasp_lock_options now = HASP_LOCK_OPTIONS_INIT;
+	hasp_client *a = NULL, *b = NULL;
+	hasp_lease *l[4] = { NULL, NULL, NULL, NULL };
+	int r = 1;
+
+	now.timeout_ms = 0;
+	if (hasp_connect(user_socket, &a) < 0 || hasp_connect(user_socket, &b) < 0)
+		goto out;
+	if (hasp_lock(a, "a1", &now, &l[0]) == 0 && hasp_lock(a, "a2", &now, &l[1]) == 0 &&
+	    hasp_lock(b, "b1", &now, &l[2]) == 0 && hasp_lock(b, "b2", &now, &l[3]) == -HASP_E_LIMIT &&
+	    strstr(hasp_client_errmsg(b), "max_user_locks")) {
+		a = hasp_close(a); /* its two go */
+		r = hasp_lock(b, "b2", &now, &l[3]) == 0 ? 0 : 2;
+	}
+out:
+	for (int i = 0; i < 4; i++)
+		hasp_lease_free(l[i]);
+	hasp_close(a);
+	hasp_close(b);
+	return r;
+}
+
+/* Starts haspd with opts for clients of any uid; false (and nothing
+ * started) when not root, who alone can be another uid. */
+static bool start_for_users(struct daemon_proc *d, char *const opts[], int *err)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: needs root to run clients as another uid\n");
+		return false;
+	}
+	*err = start_with(d, opts);
+	ck_assert(wait_socket(d->socket, 5000));
+	ck_assert_int_eq(chmod(d->dir, 0755), 0);
+	user_socket = d->socket;
+	return true;
+}
+
+/* One uid over max_user_sessions is refused; root is not limited per uid. */
 START_TEST(max_user_sessions_is_per_uid)
 {
-	struct daemon_proc d;
 	char *opts[] = { "--max-user-sessions", "2", NULL };
-	int err = start_with(&d, opts), a, b;
+	struct daemon_proc d;
+	int err, fds[3];
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "skipped: needs root to connect as another uid\n");
-		close(err);
-		daemon_stop(&d);
+	if (!start_for_users(&d, opts, &err))
 		return;
-	}
-	ck_assert(wait_socket(d.socket, 5000));
-	a = connect_served(d.socket);
-	b = connect_served(d.socket);
-	expect_refused(d.socket, "max_user_sessions");
-	ck_assert_int_eq(chmod(d.dir, 0755), 0);
-	ck_assert_int_eq(chmod(d.socket, 0666), 0);
-	user_socket = d.socket;
-	ck_assert_int_eq(as_nobody(nobody_is_served), 0);
-	close(a);
-	close(b);
+	ck_assert_int_eq(as_nobody(nobody_fills_its_sessions), 0);
+	for (int i = 0; i < 3; i++)
+		fds[i] = connect_served(d.socket);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
 	close(err);
 	daemon_stop(&d);
 }
 END_TEST
 
-/* Leases and waits count per uid over all its sessions, and are freed with them. */
+/* Leases and waits count per uid over all its sessions; root is not limited. */
 START_TEST(max_user_locks_counts_every_session_of_a_uid)
 {
-	struct daemon_proc d;
 	char *opts[] = { "--max-user-locks", "3", NULL };
-	int err = start_with(&d, opts), a, b;
-	json_t *r;
+	hasp_lease *l[4];
+	struct daemon_proc d;
+	hasp_client *root;
+	int err;
 
-	ck_assert(wait_socket(d.socket, 5000));
-	a = connect_served(d.socket);
-	b = connect_served(d.socket);
-	raw_send(a, "{\"id\":2,\"op\":\"acquire\",\"key\":\"a1\"}\n"
-		    "{\"id\":3,\"op\":\"acquire\",\"key\":\"a2\"}\n");
-	r = raw_recv_id(a, 3, 5000);
-	ck_assert_ptr_null(reply_error(r));
-	json_decref(r);
-	/* A waiting request counts too. */
-	raw_send(b, "{\"id\":2,\"op\":\"acquire\",\"key\":\"a1\"}\n"
-		    "{\"id\":3,\"op\":\"acquire\",\"key\":\"b1\"}\n");
-	r = raw_recv_id(b, 3, 5000);
-	ck_assert_str_eq(reply_error(r), "limit");
-	ck_assert_msg(strstr(reply_message(r), "max_user_locks"), "%s", reply_message(r));
-	json_decref(r);
-	/* a's end frees its two: b's wait is granted, and b may take one more. */
-	close(a);
-	r = raw_recv_id(b, 2, 5000);
-	ck_assert_ptr_nonnull(r);
-	ck_assert_ptr_null(reply_error(r));
-	json_decref(r);
-	raw_send(b, "{\"id\":4,\"op\":\"acquire\",\"key\":\"b1\"}\n");
-	r = raw_recv_id(b, 4, 5000);
-	ck_assert_ptr_null(reply_error(r));
-	json_decref(r);
-	close(b);
+	if (!start_for_users(&d, opts, &err))
+		return;
+	ck_assert_int_eq(as_nobody(nobody_fills_its_locks), 0);
+	root = client_connect(d.socket);
+	for (int i = 0; i < 4; i++) {
+		char key[8];
+
+		snprintf(key, sizeof(key), "r%d", i);
+		l[i] = client_lock(root, key, HASP_EXCLUSIVE);
+	}
+	for (int i = 0; i < 4; i++)
+		hasp_lease_free(l[i]);
+	hasp_close(root);
 	close(err);
 	daemon_stop(&d);
 }

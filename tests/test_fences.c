@@ -115,6 +115,11 @@ START_TEST(a_failed_store_is_tried_again_at_the_next_grant)
 	ck_assert_uint_eq(d.lt.fence_ceiling, f + 1); /* not past what is on disk */
 	ck_assert_uint_eq(stored(), ceiling);
 	d.fences.fd = fd;
+	/* Within the second, no new try; a second later, one that works. */
+	f = grant_at(d.lt.wall_us);
+	ck_assert(d.fences_failing);
+	ck_assert_uint_eq(d.lt.fence_ceiling, f + 1);
+	d.lt.now_us += 1000000;
 	f = grant_at(d.lt.wall_us);
 	ck_assert(!d.fences_failing);
 	ck_assert_uint_gt(stored(), f);

@@ -351,7 +351,6 @@ static int nobody_locks_secret_file(void)
 {
 	hasp_client *c = NULL;
 	hasp_lease *l = NULL;
-
 	int r;
 
 	if (hasp_connect(daemon_.socket, &c) < 0)

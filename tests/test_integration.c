@@ -719,6 +719,27 @@ START_TEST(daemon_restart_loses_leases_and_fences_go_on)
 }
 END_TEST
 
+/* A lease revoked before the daemon died reads as revoked, the more
+ * precise of the two answers. */
+START_TEST(revoked_before_the_daemon_died_reads_as_revoked)
+{
+	hasp_client *a = client_connect(daemon_.socket), *admin = client_connect(daemon_.socket);
+	hasp_lease *l = client_lock(a, "revoked-key", HASP_EXCLUSIVE);
+
+	/* The event is on a's socket before the revoke's reply is on admin's. */
+	ck_assert_int_eq(hasp_revoke(admin, hasp_lease_id(l)), 0);
+	kill(daemon_.pid, SIGKILL);
+	wait_child(daemon_.pid, 5000);
+	ck_assert_int_eq(hasp_lease_revoked(a, l), 1);
+	ck_assert_int_eq(hasp_ping(a), -ECONNRESET);
+	hasp_lease_free(l);
+	hasp_close(a);
+	hasp_close(admin);
+	daemon_.pid = daemon_spawn(daemon_.socket, -1); /* for teardown */
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
+}
+END_TEST
+
 /* With the default limits, 10,000 idle connections are served at once, and
  * the daemon is back to one session when they have gone. */
 START_TEST(ten_thousand_idle_connections)
@@ -790,6 +811,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, sigterm_removes_socket);
 	tcase_add_test(tc, descriptor_limit_raised);
 	tcase_add_test(tc, daemon_restart_loses_leases_and_fences_go_on);
+	tcase_add_test(tc, revoked_before_the_daemon_died_reads_as_revoked);
 	tcase_add_test(tc, ten_thousand_idle_connections);
 	suite_add_tcase(s, tc);
 	return s;
