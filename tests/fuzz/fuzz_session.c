@@ -3,7 +3,8 @@
  * pairs, driven by a little script that the input is.
  *
  * Byte 0 sets the daemon up: bit 0 the line limit (1024 or 65536 bytes),
- * bits 1-2 max_session_locks (1, 2, 8 or the default), bits 3-4 how many
+ * bits 1-2 max_session_locks (1, 2, 8 or the default; max_user_locks one
+ * more, so that two sessions of a uid reach it together), bits 3-4 how many
  * sessions there are at the start (1 to 4). Then each command is a control
  * byte: bits 0-1 pick a session, bits 2-5 an action (see enum action),
  * which may take more bytes. After each action the event loop runs until
@@ -240,8 +241,20 @@ static void outsider(uint8_t arg)
 	flock(pool[arg & 1], ops[(arg >> 1) & 3] | LOCK_NB);
 }
 
-/* The lock table counts what the live sessions hold and wait for, and no
- * session was ended for a reply that could not be sent. */
+/* The leases and waits the per-uid groups count, over every user. */
+static size_t users_entries(void)
+{
+	size_t n = 0;
+
+	for (size_t b = 0; b <= d.users.table.mask; b++)
+		for (struct hnode *h = d.users.table.buckets[b]; h; h = h->next)
+			n += list_entry(h, struct user, node)->group.entries;
+	return n;
+}
+
+/* The lock table counts what the live sessions hold and wait for, as do
+ * the per-uid groups, and no session was ended for a reply that could not
+ * be sent. */
 static void check_counts(void)
 {
 	size_t held = 0, waiting = 0;
@@ -257,6 +270,7 @@ static void check_counts(void)
 		waiting += s->owner.nwaiting;
 	}
 	CHECK(held == d.lt.stats.leases && waiting == d.lt.stats.waiters);
+	CHECK(users_entries() == held + waiting);
 	CHECK(d.lt.stats.resources <= d.lt.stats.leases + d.lt.stats.waiters + 1);
 }
 
@@ -335,8 +349,10 @@ static void daemon_setup(uint8_t how)
 	CHECK(haspd_init(&d) == 0);
 	config_defaults(&d.cfg);
 	d.cfg.max_line_bytes = how & 1 ? 65536 : 1024;
-	if (locks[(how >> 1) & 3])
+	if (locks[(how >> 1) & 3]) {
 		d.cfg.max_session_locks = locks[(how >> 1) & 3];
+		d.cfg.max_user_locks = locks[(how >> 1) & 3] + 1;
+	}
 	for (int i = 0; i < NSLOTS; i++)
 		clients[i].fd = -1;
 	for (int i = 0; i < nclients; i++)
