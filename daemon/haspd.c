@@ -98,8 +98,8 @@ static uint64_t haspd_reserve_fences(uint64_t fence, void *arg)
 	r = fencefile_store(&d->fences, ceiling);
 
 	if (r < 0 && !d->fences_failing)
-		log_err("cannot store the fence ceiling: %s; granting on and trying again at each "
-			"grant, but until it works a restart after the clock was set back could "
+		log_err("cannot store the fence ceiling: %s; granting on and trying again each "
+			"second, but until it works a restart after the clock was set back could "
 			"give lower fences", strerror(-r));
 	else if (r >= 0 && d->fences_failing)
 		log_info("the fence ceiling is stored again");
