@@ -21,12 +21,17 @@ hasp_client *cli_connect(const struct cli *cli)
 	return NULL;
 }
 
+int cli_status(int err)
+{
+	return err == -ECONNRESET || err == -HASP_E_LIMIT ? EXIT_UNAVAILABLE : 1;
+}
+
 int cli_error(hasp_client *c, const char *what, int err)
 {
 	const char *msg = c ? hasp_client_errmsg(c) : "";
 
 	fprintf(stderr, "hasp: %s: %s\n", what, *msg ? msg : hasp_strerror(err));
-	return err == -ECONNRESET || err == -HASP_E_LIMIT ? EXIT_UNAVAILABLE : 1;
+	return cli_status(err);
 }
 
 void cli_format_age(char *buf, unsigned size, long long ms)

@@ -29,9 +29,10 @@ int cmd_revoke(struct cli *cli, int argc, char **argv);
 
 /* Connects, or prints why not and returns NULL. */
 hasp_client *cli_connect(const struct cli *cli);
-/* Prints "hasp: WHAT: reason" for a libhasp error; returns the exit status
- * for it: EXIT_UNAVAILABLE when haspd went away or refused the session (a
- * limit), else 1. */
+/* The exit status for a libhasp error: EXIT_UNAVAILABLE when haspd went
+ * away or will not serve for a limit, else 1. */
+int cli_status(int err);
+/* Prints "hasp: WHAT: reason" for a libhasp error; returns cli_status(err). */
 int cli_error(hasp_client *c, const char *what, int err);
 /* A string member of a JSON object from the daemon, or dflt. */
 const char *cli_str(json_t *o, const char *name, const char *dflt);

@@ -310,8 +310,7 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 		hasp_close(c);
 		if (r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT)
 			return a.conflict_code;
-		/* Refused (over a daemon limit) or gone: haspd cannot serve. */
-		return r == -ECONNRESET || r == -HASP_E_LIMIT ? EXIT_UNAVAILABLE : 1;
+		return cli_status(r);
 	}
 	r = run_command(c, &a);
 	warn_if_lost(c, lease, &a);

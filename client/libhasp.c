@@ -234,6 +234,11 @@ static void note_event(hasp_client *c, const struct proto_reply *rep)
 
 /* An error addressed to no request: the daemon refused the session (over a
  * limit, out of descriptors, a line too long) and closes it. */
+static bool is_refusal(const struct proto_reply *rep)
+{
+	return !rep->is_event && !rep->has_id && !rep->ok;
+}
+
 static int session_refused(hasp_client *c, struct proto_reply *rep)
 {
 	int r = set_error(c, -rep->code, "%s", rep->message);
@@ -262,7 +267,7 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 				return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply that is not a JSON object");
 			if (!rep->is_event && rep->has_id && rep->id == id)
 				return 0;
-			if (!rep->is_event && !rep->has_id && !rep->ok)
+			if (is_refusal(rep))
 				return session_refused(c, rep);
 			if (rep->is_event)
 				note_event(c, rep);
@@ -495,7 +500,7 @@ static int drain_events(hasp_client *c)
 		while (frame_buf_next(&c->rb, &line, &len) == FRAME_LINE) {
 			if (proto_decode_reply(line, len, &rep) < 0)
 				continue;
-			if (!rep.is_event && !rep.has_id && !rep.ok)
+			if (is_refusal(&rep))
 				return session_refused(c, &rep);
 			if (rep.is_event)
 				note_event(c, &rep);

@@ -119,14 +119,12 @@ void daemon_dir(struct daemon_proc *d)
 	snprintf(d->dir, sizeof(d->dir), "/tmp/hasp-test-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(d->dir));
 	snprintf(d->socket, sizeof(d->socket), "%s/haspd.sock", d->dir);
+	snprintf(d->fence, sizeof(d->fence), "%s/haspd.fence", d->dir);
 }
 
 void daemon_dir_remove(const struct daemon_proc *d)
 {
-	char fence[sizeof(d->dir) + 16];
-
-	snprintf(fence, sizeof(fence), "%s/haspd.fence", d->dir);
-	unlink(fence);
+	unlink(d->fence);
 	unlink(d->socket);
 	rmdir(d->dir);
 }

@@ -17,6 +17,7 @@ struct daemon_proc {
 	pid_t pid;
 	char dir[64];
 	char socket[128];
+	char fence[128];        /* where the daemon keeps its fence ceiling */
 };
 
 /* How long a daemon may take to start or stop: generous, for valgrind. */

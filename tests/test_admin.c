@@ -147,10 +147,10 @@ START_TEST(revoke_permissions)
 	hasp_client *root = client_connect(daemon_.socket);
 	/* Static: still reachable in the forked children (valgrind's leak check). */
 	static hasp_lease *l;
-
-	l = client_lock(root, "root-key", HASP_EXCLUSIVE);
 	int ids[2], go[2];
 	pid_t holder;
+
+	l = client_lock(root, "root-key", HASP_EXCLUSIVE);
 
 	if (geteuid() != 0) {
 		fprintf(stderr, "skipped: needs root to run clients as another uid\n");

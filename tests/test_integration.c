@@ -541,11 +541,8 @@ END_TEST
 /* Writes the fence file of d's directory. */
 static void write_fence_file(const struct daemon_proc *d, const char *text)
 {
-	char path[128];
-	FILE *f;
+	FILE *f = fopen(d->fence, "w");
 
-	snprintf(path, sizeof(path), "%s/haspd.fence", d->dir);
-	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
 	fclose(f);
@@ -553,11 +550,9 @@ static void write_fence_file(const struct daemon_proc *d, const char *text)
 
 static uint64_t read_fence_file(const struct daemon_proc *d)
 {
-	char path[128], text[64] = "";
-	FILE *f;
+	char text[64] = "";
+	FILE *f = fopen(d->fence, "r");
 
-	snprintf(path, sizeof(path), "%s/haspd.fence", d->dir);
-	f = fopen(path, "r");
 	ck_assert_ptr_nonnull(f);
 	ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
 	fclose(f);
