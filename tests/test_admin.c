@@ -103,10 +103,10 @@ static int nobody_revokes(void)
 	return r == 0 ? 0 : r == -HASP_E_PERMISSION_DENIED ? 2 : 3;
 }
 
-static int as_nobody(int (*fn)(void))
+/* Runs fn in a child as nobody; its exit status is fn's return. */
+static pid_t spawn_as_nobody(int (*fn)(void))
 {
 	pid_t pid = fork();
-	int st;
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -114,9 +114,20 @@ static int as_nobody(int (*fn)(void))
 			_exit(100);
 		_exit(fn());
 	}
-	st = wait_child(pid, 10000);
+	return pid;
+}
+
+static int nobody_status(pid_t pid)
+{
+	int st = wait_child(pid, 10000);
+
 	ck_assert(WIFEXITED(st));
 	return WEXITSTATUS(st);
+}
+
+static int as_nobody(int (*fn)(void))
+{
+	return nobody_status(spawn_as_nobody(fn));
 }
 
 /* As nobody: hold "nobody-key" until a byte arrives on go; tell the lease id. */
@@ -342,6 +353,10 @@ out:
 	return r;
 }
 
+/* nobody_fills_its_locks tells on closed[1] that it closed its first
+ * session, and waits on gone[0] until the daemon has ended that session. */
+static int closed[2], gone[2];
+
 /* As nobody: leases and waits count over all its sessions, and leave with them. */
 static int nobody_fills_its_locks(void)
 {
@@ -357,7 +372,10 @@ static int nobody_fills_its_locks(void)
 	    hasp_lock(b, "b1", &now, &l[2]) == 0 && hasp_lock(b, "b2", &now, &l[3]) == -HASP_E_LIMIT &&
 	    strstr(hasp_client_errmsg(b), "max_user_locks")) {
 		a = hasp_close(a); /* its two go */
-		r = hasp_lock(b, "b2", &now, &l[3]) == 0 ? 0 : 2;
+		if (write(closed[1], "x", 1) != 1 || !wait_byte(gone[0], 10000))
+			r = 3;
+		else
+			r = hasp_lock(b, "b2", &now, &l[3]) == 0 ? 0 : 2;
 	}
 out:
 	for (int i = 0; i < 4; i++)
@@ -405,15 +423,30 @@ END_TEST
 START_TEST(max_user_locks_counts_every_session_of_a_uid)
 {
 	char *opts[] = { "--max-user-locks", "3", NULL };
+	struct hasp_lock_options wait = HASP_LOCK_OPTIONS_INIT;
 	hasp_lease *l[4];
 	struct daemon_proc d;
 	hasp_client *root;
+	pid_t pid;
 	int err;
 
 	if (!start_for_users(&d, opts, &err))
 		return;
-	ck_assert_int_eq(as_nobody(nobody_fills_its_locks), 0);
+	ck_assert_int_eq(pipe(closed), 0);
+	ck_assert_int_eq(pipe(gone), 0);
+	pid = spawn_as_nobody(nobody_fills_its_locks);
 	root = client_connect(d.socket);
+	/* Root gets "a1" once the daemon has ended the session that held it. */
+	ck_assert(wait_byte(closed[0], 10000));
+	wait.timeout_ms = 5000;
+	ck_assert_int_eq(hasp_lock(root, "a1", &wait, &l[0]), 0);
+	hasp_lease_free(l[0]);
+	signal_byte(gone[1]);
+	ck_assert_int_eq(nobody_status(pid), 0);
+	for (int i = 0; i < 2; i++) {
+		close(closed[i]);
+		close(gone[i]);
+	}
 	for (int i = 0; i < 4; i++) {
 		char key[8];
 
