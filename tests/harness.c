@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,27 @@ int64_t now_ms(void)
 	return now_us() / 1000;
 }
 
+int test_ms(int ms)
+{
+	static int factor;
+
+	if (!factor) {
+		const char *f = getenv("HASP_TEST_TIME_FACTOR");
+
+		factor = f && atoi(f) > 0 ? atoi(f) : 1;
+	}
+	return ms > INT_MAX / factor ? INT_MAX : ms * factor;
+}
+
+/* poll(2) for input, until end (now_ms() time). */
+static bool readable_until(int fd, int64_t end)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int64_t left = end - now_ms();
+
+	return left >= 0 && poll(&p, 1, (int)left) == 1;
+}
+
 static int try_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -43,7 +65,7 @@ static int try_connect(const char *path)
 
 bool wait_socket(const char *path, int timeout_ms)
 {
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = now_ms() + test_ms(timeout_ms);
 
 	do {
 		int fd = try_connect(path);
@@ -152,7 +174,7 @@ void daemon_stop(struct daemon_proc *d)
 
 int wait_child(pid_t pid, int timeout_ms)
 {
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = now_ms() + test_ms(timeout_ms);
 	int status;
 
 	for (;;) {
@@ -165,7 +187,7 @@ int wait_child(pid_t pid, int timeout_ms)
 		if (now_ms() >= end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			ck_abort_msg("child %d did not exit within %d ms", (int)pid, timeout_ms);
+			ck_abort_msg("child %d did not exit within %d ms", (int)pid, test_ms(timeout_ms));
 		}
 		usleep(1000); /* no portable event for a child's exit with a deadline */
 	}
@@ -226,18 +248,15 @@ int count_fds(pid_t pid)
 	return n;
 }
 
-json_t *raw_recv(int fd, int timeout_ms)
+/* The next line as JSON, or NULL at EOF or at end (now_ms() time). */
+static json_t *recv_until(int fd, int64_t end)
 {
 	char line[1 << 16];
 	size_t len = 0;
-	int64_t end = now_ms() + timeout_ms;
 
 	/* One byte at a time: slow, but it never reads past the line. */
 	while (len < sizeof(line) - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int left = (int)(end - now_ms());
-
-		if (left < 0 || poll(&p, 1, left) <= 0)
+		if (!readable_until(fd, end))
 			return NULL;
 		if (read(fd, line + len, 1) != 1)
 			return NULL;
@@ -248,12 +267,17 @@ json_t *raw_recv(int fd, int timeout_ms)
 	return NULL;
 }
 
+json_t *raw_recv(int fd, int timeout_ms)
+{
+	return recv_until(fd, now_ms() + test_ms(timeout_ms));
+}
+
 json_t *raw_recv_id(int fd, int64_t id, int timeout_ms)
 {
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = now_ms() + test_ms(timeout_ms);
 
 	for (;;) {
-		json_t *r = raw_recv(fd, (int)(end - now_ms()));
+		json_t *r = recv_until(fd, end);
 
 		if (!r || json_integer_value(json_object_get(r, "id")) == id)
 			return r;
@@ -282,21 +306,18 @@ void signal_byte(int fd)
 
 bool wait_readable(int fd, int timeout_ms)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-
-	return poll(&p, 1, timeout_ms) == 1;
+	return readable_until(fd, now_ms() + test_ms(timeout_ms));
 }
 
 bool wait_output(int fd, const char *needle, int timeout_ms, char *buf, size_t size)
 {
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = now_ms() + test_ms(timeout_ms);
 	size_t len = strlen(buf);
 
 	while (!strstr(buf, needle)) {
-		int left = (int)(end - now_ms());
 		ssize_t n;
 
-		if (left <= 0 || len + 1 >= size || !wait_readable(fd, left))
+		if (len + 1 >= size || !readable_until(fd, end))
 			return false;
 		n = read(fd, buf + len, size - len - 1);
 		if (n <= 0)
@@ -330,4 +351,30 @@ hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode)
 	o.mode = mode;
 	ck_assert_msg(hasp_lock(c, key, &o, &l) == 0, "lock %s: %s", key, hasp_client_errmsg(c));
 	return l;
+}
+
+json_int_t stats_gauge(hasp_client *c, const char *name)
+{
+	char *text = NULL;
+	json_t *st;
+	json_int_t v;
+
+	ck_assert_int_eq(hasp_stats_json(c, &text), 0);
+	st = json_loads(text, 0, NULL);
+	v = json_integer_value(json_object_get(json_object_get(st, "gauges"), name));
+	json_decref(st);
+	free(text);
+	return v;
+}
+
+void wait_gauge(hasp_client *c, const char *name, json_int_t want, int timeout_ms)
+{
+	int64_t end = now_ms() + test_ms(timeout_ms);
+	json_int_t v;
+
+	while ((v = stats_gauge(c, name)) != want) {
+		ck_assert_msg(now_ms() < end, "gauge %s is %lld, not %lld, after %d ms", name,
+			      (long long)v, (long long)want, test_ms(timeout_ms));
+		usleep(1000); /* polling: the daemon has no event for it */
+	}
 }

@@ -1,5 +1,6 @@
 /* A real haspd on a temporary socket for integration and CLI tests, and a
- * raw line client for protocol-level checks. Every wait is bounded. */
+ * raw line client for protocol-level checks. Every wait is bounded, and
+ * every bound in ms that the harness takes is stretched by test_ms(). */
 #pragma once
 
 #include <stdbool.h>
@@ -45,6 +46,10 @@ bool wait_socket(const char *path, int timeout_ms);
 
 int64_t now_ms(void);
 int64_t now_us(void);
+/* ms times $HASP_TEST_TIME_FACTOR (1 if unset; the valgrind setup sets 10):
+ * a bound on waiting for an event, or on a latency, on a slow tool. The
+ * harness's waits apply it themselves; a test applies it to its own. */
+int test_ms(int ms);
 
 /* A raw connection speaking JSON lines. */
 int raw_connect(const char *path);
@@ -74,3 +79,8 @@ int wait_child(pid_t pid, int timeout_ms);
 /* libhasp calls that must succeed. */
 hasp_client *client_connect(const char *socket);
 hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode);
+/* The value of a gauge in the daemon's stats. */
+json_int_t stats_gauge(hasp_client *c, const char *name);
+/* Asks c's stats until the gauge reads want, failing after timeout_ms. For
+ * what has no event, e.g. that haspd has seen other connections end. */
+void wait_gauge(hasp_client *c, const char *name, json_int_t want, int timeout_ms);

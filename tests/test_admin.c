@@ -194,7 +194,7 @@ END_TEST
  * counted out yet, so a refusal is tried again, within a bound. */
 static int connect_served(const char *socket)
 {
-	int64_t end = now_ms() + 5000;
+	int64_t end = now_ms() + test_ms(5000);
 
 	for (;;) {
 		int fd = raw_connect(socket);
@@ -217,7 +217,7 @@ static bool wait_hangup(int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
 
-	return poll(&p, 1, timeout_ms) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+	return poll(&p, 1, test_ms(timeout_ms)) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
 }
 
 /* A new connection gets a limit error naming limit, and is closed. */
@@ -240,7 +240,7 @@ START_TEST(max_sessions_gives_a_limit_error)
 	int err = start_with(&d, opts), a, b;
 	hasp_client *h;
 
-	ck_assert(wait_socket(d.socket, 5000));
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
 	a = connect_served(d.socket);
 	b = connect_served(d.socket);
 	expect_refused(d.socket, "max_sessions");
@@ -319,7 +319,8 @@ START_TEST(bad_fence_file_is_reported_and_kept)
 	ck_assert_int_eq(write(fd, "not a fence\n", 12), 12);
 	close(fd);
 	err = start_with(&d, opts);
-	ck_assert_msg(wait_output(err, "does not hold a fence ceiling", 5000, out, sizeof(out)),
+	ck_assert_msg(wait_output(err, "does not hold a fence ceiling", DAEMON_START_MS, out,
+				  sizeof(out)),
 		      "stderr: %s", out);
 	ck_assert_ptr_nonnull(strstr(out, path));
 	close(connect_served(d.socket));
@@ -394,7 +395,7 @@ static bool start_for_users(struct daemon_proc *d, char *const opts[], int *err)
 		return false;
 	}
 	*err = start_with(d, opts);
-	ck_assert(wait_socket(d->socket, 5000));
+	ck_assert(wait_socket(d->socket, DAEMON_START_MS));
 	ck_assert_int_eq(chmod(d->dir, 0755), 0);
 	user_socket = d->socket;
 	return true;
@@ -438,7 +439,7 @@ START_TEST(max_user_locks_counts_every_session_of_a_uid)
 	root = client_connect(d.socket);
 	/* Root gets "a1" once the daemon has ended the session that held it. */
 	ck_assert(wait_byte(closed[0], 10000));
-	wait.timeout_ms = 5000;
+	wait.timeout_ms = test_ms(5000);
 	ck_assert_int_eq(hasp_lock(root, "a1", &wait, &l[0]), 0);
 	hasp_lease_free(l[0]);
 	signal_byte(gone[1]);
@@ -469,7 +470,7 @@ START_TEST(max_session_locks_and_line_bytes)
 	char big[2100];
 	json_t *r;
 
-	ck_assert(wait_socket(d.socket, 5000));
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
 	fd = raw_connect(d.socket);
 	raw_send(fd, "{\"id\":1,\"op\":\"acquire\",\"key\":\"a\"}\n"
 		     "{\"id\":2,\"op\":\"acquire\",\"key\":\"b\"}\n"
@@ -519,7 +520,7 @@ START_TEST(bad_config_file_refused_with_its_line)
 		close(p[1]);
 		err = p[0];
 	}
-	st = wait_child(d.pid, 5000);
+	st = wait_child(d.pid, DAEMON_START_MS);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	snprintf(want, sizeof(want), "%s:3:", conf);
 	ck_assert_msg(wait_output(err, want, 5000, out, sizeof(out)), "stderr: %s", out);
@@ -551,7 +552,7 @@ START_TEST(sighup_reloads_the_limits)
 		close(p[1]);
 		err = p[0];
 	}
-	ck_assert(wait_socket(d.socket, 5000));
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
 	fd = raw_connect(d.socket);
 	raw_send(fd, "{\"id\":1,\"op\":\"acquire\",\"key\":\"a\"}\n{\"id\":2,\"op\":\"acquire\",\"key\":\"b\"}\n");
 	r = raw_recv_id(fd, 2, 5000);
@@ -603,14 +604,14 @@ START_TEST(socket_activation)
 	argv[2] = d.socket;
 	argv[3] = (char *)haspd_path();
 	d.pid = spawn_argv(argv, -1);
-	ck_assert(wait_socket(d.socket, 5000));
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
 	c = client_connect(d.socket);
 	l = client_lock(c, "activated", HASP_EXCLUSIVE);
 	ck_assert_int_eq(hasp_ping(c), 0);
 	ck_assert_int_eq(hasp_unlock(c, l), 0);
 	hasp_close(c);
 	kill(d.pid, SIGTERM);
-	st = wait_child(d.pid, 5000);
+	st = wait_child(d.pid, DAEMON_START_MS);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	daemon_dir_remove(&d);
 }
@@ -636,12 +637,13 @@ START_TEST(readiness_notification)
 	d.pid = daemon_spawn(d.socket, -1);
 	unsetenv("NOTIFY_SOCKET");
 	/* Datagrams: each read is one notification. */
-	ck_assert_msg(wait_output(ns, "READY=1", 5000, msgs, sizeof(msgs)), "got: %s", msgs);
+	ck_assert_msg(wait_output(ns, "READY=1", DAEMON_START_MS, msgs, sizeof(msgs)), "got: %s",
+		      msgs);
 	ck_assert_ptr_nonnull(strstr(msgs, "STATUS=0 sessions"));
 	ck_assert(wait_socket(d.socket, 5000)); /* READY=1 came once it serves */
 	kill(d.pid, SIGTERM);
-	ck_assert(wait_output(ns, "STOPPING=1", 5000, msgs, sizeof(msgs)));
-	st = wait_child(d.pid, 5000);
+	ck_assert(wait_output(ns, "STOPPING=1", DAEMON_START_MS, msgs, sizeof(msgs)));
+	st = wait_child(d.pid, DAEMON_START_MS);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	close(ns);
 	unlink(path);

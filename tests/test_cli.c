@@ -60,7 +60,9 @@ static int cli_run(char *const args[], char *out, size_t size)
 	ck_assert_int_eq(pipe(p), 0);
 	pid = cli_spawn(args, -1, p[1]);
 	close(p[1]);
-	while (len + 1 < size && (n = read(p[0], out + len, size - len - 1)) > 0)
+	/* Bounded: a hasp that hangs is killed by wait_child() below. */
+	while (len + 1 < size && wait_readable(p[0], 30000) &&
+	       (n = read(p[0], out + len, size - len - 1)) > 0)
 		len += (size_t)n;
 	out[len] = '\0';
 	close(p[0]);
@@ -70,6 +72,12 @@ static int cli_run(char *const args[], char *out, size_t size)
 }
 
 #define RUN(out, ...) cli_run((char *const[]){ "hasp", __VA_ARGS__, NULL }, out, sizeof(out))
+
+/* A -w argument: ms in seconds, stretched by test_ms() for a slow tool. */
+static void wait_arg(char *buf, size_t size, int ms)
+{
+	snprintf(buf, size, "%.3f", test_ms(ms) / 1000.0);
+}
 
 /* hasp lock holding job, its command telling its pid on a pipe. */
 static pid_t spawn_holding(const char *flag, pid_t *cmd_pid)
@@ -126,7 +134,8 @@ START_TEST(wait_times_out)
 	hasp_lease_free(client_lock(c, "held", HASP_EXCLUSIVE)); /* held until c closes */
 	ck_assert_int_eq(RUN(out, "lock", "-w", "0.3", "-k", "held", "--", "true"), 1);
 	dt = now_us() - t0;
-	ck_assert_msg(dt >= 300000 && dt < 2000000, "-w 0.3 took %lld µs", (long long)dt);
+	ck_assert_msg(dt >= 300000 && dt < test_ms(2000) * 1000LL, "-w 0.3 took %lld µs",
+		      (long long)dt);
 	ck_assert_ptr_nonnull(strstr(out, "timed out"));
 	hasp_close(c);
 }
@@ -169,7 +178,7 @@ END_TEST
 
 START_TEST(lease_outlives_killed_hasp_until_the_command_ends)
 {
-	char out[4096];
+	char out[4096], w[32];
 	pid_t cmd, hasp = spawn_holding(NULL, &cmd);
 	int64_t t0, dt;
 
@@ -178,23 +187,26 @@ START_TEST(lease_outlives_killed_hasp_until_the_command_ends)
 	/* The command still runs, so the lease still holds. */
 	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "job", "--", "true"), 1);
 	/* Both gone: the next one gets in at once. */
+	wait_arg(w, sizeof(w), 5000);
 	kill(cmd, SIGKILL);
 	t0 = now_us();
-	ck_assert_int_eq(RUN(out, "lock", "-w", "5", "-k", "job", "--", "true"), 0);
+	ck_assert_int_eq(RUN(out, "lock", "-w", w, "-k", "job", "--", "true"), 0);
 	dt = now_us() - t0;
-	ck_assert_msg(dt < 2000000, "waited %lld µs after the holder died", (long long)dt);
+	ck_assert_msg(dt < test_ms(2000) * 1000LL, "waited %lld µs after the holder died",
+		      (long long)dt);
 }
 END_TEST
 
 START_TEST(close_flag_ties_the_lease_to_hasp)
 {
-	char out[4096];
+	char out[4096], w[32];
 	pid_t cmd, hasp = spawn_holding("-o", &cmd);
 
 	kill(hasp, SIGKILL);
 	wait_child(hasp, 5000);
 	/* The command runs on, but with -o it does not hold the session. */
-	ck_assert_int_eq(RUN(out, "lock", "-w", "5", "-k", "job", "--", "true"), 0);
+	wait_arg(w, sizeof(w), 5000);
+	ck_assert_int_eq(RUN(out, "lock", "-w", w, "-k", "job", "--", "true"), 0);
 	kill(cmd, SIGKILL);
 }
 END_TEST
