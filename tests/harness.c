@@ -98,8 +98,7 @@ pid_t spawn_argv(char *const argv[], int stderr_fd)
 	return pid;
 }
 
-/* $HASP_TEST_WRAPPER, split at spaces, into argv; returns how many words. */
-static size_t wrapper_argv(char **argv, size_t max, char *buf, size_t size)
+size_t wrapper_argv(char **argv, size_t max, char *buf, size_t size)
 {
 	const char *w = getenv("HASP_TEST_WRAPPER");
 	size_t n = 0;

@@ -37,6 +37,9 @@ pid_t daemon_spawn_with(const char *socket, char *const opts[], int stderr_fd);
 const char *haspd_path(void);
 /* Runs argv (argv[0] a path), its stderr to stderr_fd if >= 0. */
 pid_t spawn_argv(char *const argv[], int stderr_fd);
+/* $HASP_TEST_WRAPPER, split at spaces, into argv (at most max words, kept
+ * in buf); returns how many words: 0 without a wrapper. */
+size_t wrapper_argv(char **argv, size_t max, char *buf, size_t size);
 /* A fresh temporary directory and socket path in d, nothing started. */
 void daemon_dir(struct daemon_proc *d);
 /* Removes the directory, with the socket and fence files a daemon left. */

@@ -512,11 +512,11 @@ START_TEST(bad_config_file_refused_with_its_line)
 	snprintf(conf, sizeof(conf), "%s/haspd.conf", d.dir);
 	write_file(conf, "# limits\nmax_sessions = 10\nmax_session_locks = many\n");
 	{
-		char *argv[] = { (char *)haspd_path(), "--socket", d.socket, "--config", conf, NULL };
+		char *opts[] = { "--config", conf, NULL };
 		int p[2];
 
 		ck_assert_int_eq(pipe(p), 0);
-		d.pid = spawn_argv(argv, p[1]);
+		d.pid = daemon_spawn_with(d.socket, opts, p[1]);
 		close(p[1]);
 		err = p[0];
 	}
@@ -543,12 +543,11 @@ START_TEST(sighup_reloads_the_limits)
 	snprintf(conf, sizeof(conf), "%s/haspd.conf", d.dir);
 	write_file(conf, "max_session_locks = 1\n");
 	{
-		char *argv[] = { (char *)haspd_path(), "--socket", d.socket, "--config", conf,
-				 "--log-level", "info", NULL };
+		char *opts[] = { "--config", conf, "--log-level", "info", NULL };
 		int p[2];
 
 		ck_assert_int_eq(pipe(p), 0);
-		d.pid = spawn_argv(argv, p[1]);
+		d.pid = daemon_spawn_with(d.socket, opts, p[1]);
 		close(p[1]);
 		err = p[0];
 	}
@@ -589,20 +588,27 @@ static bool built_with_systemd(void)
 
 START_TEST(socket_activation)
 {
+	static const char activate[] = "/usr/bin/systemd-socket-activate";
 	struct daemon_proc d;
-	char *argv[] = { "/usr/bin/systemd-socket-activate", "-l", NULL, NULL, "--log-level",
-			 "warning", NULL };
+	char *argv[40], words[1024];
 	hasp_client *c;
 	hasp_lease *l;
+	size_t n = 0;
 	int st;
 
-	if (!built_with_systemd() || access(argv[0], X_OK) != 0) {
+	if (!built_with_systemd() || access(activate, X_OK) != 0) {
 		fprintf(stderr, "skipped: needs haspd built with libsystemd and systemd-socket-activate\n");
 		return;
 	}
 	daemon_dir(&d);
-	argv[2] = d.socket;
-	argv[3] = (char *)haspd_path();
+	argv[n++] = (char *)activate;
+	argv[n++] = "-l";
+	argv[n++] = d.socket;
+	n += wrapper_argv(argv + n, 24, words, sizeof(words));
+	argv[n++] = (char *)haspd_path();
+	argv[n++] = "--log-level";
+	argv[n++] = "warning";
+	argv[n] = NULL;
 	d.pid = spawn_argv(argv, -1);
 	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
 	c = client_connect(d.socket);
