@@ -292,10 +292,14 @@ static char *dump_line(json_t *o, size_t *len)
 	if (!o)
 		return NULL;
 	n = json_dumpb(o, NULL, 0, DUMP_FLAGS);
-	if (n > 0 && (buf = malloc(n + 1))) {
-		json_dumpb(o, buf, n, DUMP_FLAGS);
+	/* Each pass may allocate, so the second can fail where the first did
+	 * not: then buf holds no whole line. */
+	if (n > 0 && (buf = malloc(n + 1)) && json_dumpb(o, buf, n, DUMP_FLAGS) == n) {
 		buf[n] = '\n';
 		*len = n + 1;
+	} else {
+		free(buf);
+		buf = NULL;
 	}
 	json_decref(o);
 	return buf;
