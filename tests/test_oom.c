@@ -5,6 +5,8 @@
  * wrapped at link time (-Wl,--wrap) for the daemon's own code, and
  * libevent and jansson are given the same allocator.
  *
+ * A second test lets memory run out for good from each allocation on.
+ *
  * Whichever allocation fails, the promise is STYLE.md's: it fails the one
  * request or session, not the daemon. Every request is answered or its
  * session ended (no client is left hanging), the lock table and the
@@ -42,10 +44,14 @@ char *__wrap_strdup(const char *s);
 static bool armed;              /* in the daemon's code: counting */
 static unsigned long nallocs;   /* counted since armed */
 static unsigned long fail_at;   /* the one that fails (1 is the first), 0: none */
+static bool fail_on;            /* and every one after it */
 
 static bool oom_now(void)
 {
-	return armed && ++nallocs == fail_at;
+	if (!armed)
+		return false;
+	++nallocs;
+	return nallocs == fail_at || (fail_on && fail_at && nallocs > fail_at);
 }
 
 void *__wrap_malloc(size_t size)
@@ -280,9 +286,9 @@ static void serves_in_full(void)
 	ck_assert_uint_eq(d.lt.stats.resources, 0);
 }
 
-/* One run with allocation n failing (0: none); returns how many
- * allocations the script made. */
-static unsigned long run_failing(unsigned long n)
+/* One run with allocation n failing (0: none), and with on every one
+ * after it; returns how many allocations the script made. */
+static unsigned long run_failing(unsigned long n, bool on)
 {
 	static struct client a, b;
 	unsigned long made;
@@ -290,6 +296,7 @@ static unsigned long run_failing(unsigned long n)
 	ck_assert_int_eq(haspd_init(&d), 0);
 	config_defaults(&d.cfg);
 	fail_at = n;
+	fail_on = on;
 	nallocs = 0;
 	script(&a, &b);
 	if (n == 0) { /* the script does what it says */
@@ -315,18 +322,33 @@ static void setup(void)
 	ck_assert_int_ge(memfd, 0);
 }
 
-START_TEST(every_allocation_fails_once)
+/* The allocations the script makes, counted in a run where none fails. */
+static unsigned long script_allocations(void)
 {
-	unsigned long total = run_failing(0);
+	unsigned long total = run_failing(0, false);
 
 	/* The script reaches the daemon's allocations (sessions, buffers,
 	 * resources, entries, replies, the file), libevent's and jansson's:
 	 * 572 with libevent 2.1 and jansson 2.14. */
 	ck_assert_uint_gt(total, 200);
-	if (getenv("HASP_OOM_AT")) /* one run, to look into it */
+	if (getenv("HASP_OOM_AT")) /* from there down, to look into one */
 		total = strtoul(getenv("HASP_OOM_AT"), NULL, 10);
-	for (unsigned long n = total; n >= 1; n--)
-		run_failing(n);
+	return total;
+}
+
+START_TEST(every_allocation_fails_once)
+{
+	for (unsigned long n = script_allocations(); n >= 1; n--)
+		run_failing(n, false);
+}
+END_TEST
+
+/* Memory runs out for good from allocation n on, until the clients are
+ * gone: the error paths must not need what they cannot get. */
+START_TEST(memory_runs_out_from_every_allocation_on)
+{
+	for (unsigned long n = script_allocations(); n >= 1; n--)
+		run_failing(n, true);
 }
 END_TEST
 
@@ -338,6 +360,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, every_allocation_fails_once);
+	tcase_add_test(tc, memory_runs_out_from_every_allocation_on);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
