@@ -292,7 +292,10 @@ static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
 {
 	int64_t id = ++c->last_id;
 	size_t len = 0;
-	char *line = proto_encode_request(id, op, args, &len);
+	/* These carry arguments: none means they could not be built. */
+	bool needs_args = op == OP_ACQUIRE || op == OP_RELEASE || op == OP_CANCEL ||
+			  op == OP_REVOKE;
+	char *line = args || !needs_args ? proto_encode_request(id, op, args, &len) : NULL;
 	int r;
 
 	c->errmsg[0] = '\0';
@@ -322,21 +325,19 @@ static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_rep
 	return call_fd(c, op, args, -1, rep, w);
 }
 
-/* The acquire's arguments; what is "key" or "path". */
-static json_t *lock_args(const char *what, const char *name, const struct hasp_lock_options *o)
+/* The acquire's arguments; what is "key" or "path". All or nothing: an
+ * acquire that lost its timeout would wait for ever. */
+static json_t *lock_args(const char *what, const char *name, bool with_fd,
+			 const struct hasp_lock_options *o)
 {
-	json_t *a = json_pack("{s:s,s:s}", what, name,
-			      "mode", o->mode == HASP_SHARED ? "shared" : "exclusive");
+	json_t *timeout = NULL;
 
-	if (!a)
+	if (o->timeout_ms >= 0 && !(timeout = json_integer(o->timeout_ms)))
 		return NULL;
-	if (o->timeout_ms >= 0)
-		json_object_set_new(a, "timeout_ms", json_integer(o->timeout_ms));
-	if (o->owner)
-		json_object_set_new(a, "owner", json_string(o->owner));
-	if (o->message)
-		json_object_set_new(a, "message", json_string(o->message));
-	return a;
+	return json_pack("{s:s,s:s,s:o*,s:s*,s:s*,s:o*}", what, name,
+			 "mode", o->mode == HASP_SHARED ? "shared" : "exclusive",
+			 "timeout_ms", timeout, "owner", o->owner, "message", o->message,
+			 "fd", with_fd ? json_true() : NULL);
 }
 
 /* Sends an acquire (with fd, if >= 0) and makes the lease of its grant. */
@@ -373,7 +374,7 @@ HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_loc
 		opts = &lock_defaults;
 	if (!key || !*key || strlen(key) > PROTO_KEY_MAX)
 		return set_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
-	return lock_common(c, key, lock_args("key", key, opts), -1, opts, ret_lease);
+	return lock_common(c, key, lock_args("key", key, false, opts), -1, opts, ret_lease);
 }
 
 /* Opens path as rapfiles does: created if missing (0666 minus umask), with
@@ -410,9 +411,7 @@ HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 	fd = open_lock_file(path);
 	if (fd < 0)
 		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
-	args = lock_args("path", path, opts);
-	if (args)
-		json_object_set_new(args, "fd", json_true());
+	args = lock_args("path", path, true, opts);
 	r = lock_common(c, path, args, fd, opts, ret_lease);
 	close(fd);
 	return r;

@@ -1,5 +1,6 @@
 #include "dispatch.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,9 +131,7 @@ static void do_release(struct session *s, const struct proto_request *req)
 	char msg[96];
 
 	if (locktable_release(&s->d->lt, &s->owner, req->release.lease) == LT_OK) {
-		char buf[PROTO_SMALL_REPLY];
-
-		session_write(s, buf, proto_fmt_ok(buf, req->id));
+		reply_done(s, req->id);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "no lease %" PRIu64 " in this session", req->release.lease);
@@ -147,7 +146,7 @@ static void do_cancel(struct session *s, const struct proto_request *req)
 	if (locktable_cancel(&s->d->lt, &s->owner, target) == LT_OK) {
 		snprintf(msg, sizeof(msg), "cancelled by request %" PRId64, req->id);
 		reply_error(s, true, target, HASP_E_CANCELLED, msg, NULL);
-		reply_ok(s, req->id, NULL);
+		reply_done(s, req->id);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "no waiting request %" PRId64 " in this session", target);
@@ -180,7 +179,7 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		break;
 	case OP_PING:
 	case OP__COUNT:
-		reply_ok(s, req->id, NULL);
+		reply_done(s, req->id);
 		break;
 	}
 }
@@ -198,10 +197,17 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 	struct proto_request req;
 	struct proto_error err;
 	struct proto_doc doc;
+	int r;
 
 	if (blank(line, len))
 		return;
-	if (proto_decode_request(line, len, &req, &doc, &err) < 0) {
+	r = proto_decode_request(line, len, &req, &doc, &err);
+	if (r == -ENOMEM) {
+		/* Perhaps a valid request, but with no id to answer it by. */
+		session_break(s);
+		return;
+	}
+	if (r < 0) {
 		s->d->protocol_errors++;
 		/* The first one of a session is worth knowing; a flood is not. */
 		log_msg(s->protocol_errors ? LOG_DEBUG : LOG_INFO,

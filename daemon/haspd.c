@@ -10,6 +10,7 @@
 #include "dispatch.h"
 #include "files.h"
 #include "log.h"
+#include "proto.h"
 #include "server.h"
 #include "session.h"
 
@@ -55,7 +56,10 @@ static void haspd_arm_timer(struct haspd *d)
 	wait = (uint64_t)next > d->lt.now_us ? (uint64_t)next - d->lt.now_us : 0;
 	tv.tv_sec = (time_t)(wait / 1000000u);
 	tv.tv_usec = (suseconds_t)(wait % 1000000u);
-	event_add(d->timer, &tv);
+	if (event_add(d->timer, &tv) < 0) {
+		log_err("cannot arm the timer: deadlines wait for the next event");
+		d->timer_at = -1; /* tried again at the next haspd_sync() */
+	}
 }
 
 void haspd_sync(struct haspd *d)
@@ -156,6 +160,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	haspd_sync(d);
 }
 
+/* libevent's own complaints (out of memory, mostly), in the daemon's log. */
+static void haspd_libevent_log(int severity, const char *msg)
+{
+	enum log_level level = severity >= EVENT_LOG_ERR ? LOG_ERR :
+			       severity == EVENT_LOG_WARN ? LOG_WARN :
+			       severity == EVENT_LOG_MSG ? LOG_INFO : LOG_DEBUG;
+
+	log_msg(level, "libevent: %s", msg);
+}
+
 int haspd_init(struct haspd *d)
 {
 	const struct lt_callbacks cb = {
@@ -167,6 +181,7 @@ int haspd_init(struct haspd *d)
 		.reserve_fences = haspd_reserve_fences,
 		.arg = d,
 	};
+	const struct timeval hour = { 3600, 0 };
 
 	memset(d, 0, sizeof(*d));
 	list_init(&d->sessions);
@@ -176,6 +191,8 @@ int haspd_init(struct haspd *d)
 	d->timer_at = -1;
 	d->fences.fd = -1;
 	d->started_ms = haspd_now_ms();
+	proto_track_memory();
+	event_set_log_callback(haspd_libevent_log);
 	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime per
 	 * loop. epoll_wait's millisecond timeout is rounded up, so a deadline
 	 * fires at most 1 ms late and never early. */
@@ -183,8 +200,12 @@ int haspd_init(struct haspd *d)
 	if (!d->base || locktable_init(&d->lt, &cb) < 0 || users_init(&d->users) < 0)
 		return -1;
 	d->timer = evtimer_new(d->base, on_timer, d);
-	if (!d->timer)
+	/* libevent allocates its heap of timers at the first one added, and
+	 * keeps it: added once here, the daemon's few timers never need
+	 * memory again. */
+	if (!d->timer || event_add(d->timer, &hour) < 0)
 		return -1;
+	event_del(d->timer);
 	haspd_tick(d);
 	return 0;
 }

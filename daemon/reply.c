@@ -26,7 +26,14 @@ void reply_ok(struct session *s, int64_t id, json_t *body)
 {
 	size_t len = 0;
 
-	reply_line(s, proto_reply_ok(id, body, &len), &len);
+	reply_line(s, body ? proto_reply_ok(id, body, &len) : NULL, &len);
+}
+
+void reply_done(struct session *s, int64_t id)
+{
+	char buf[PROTO_SMALL_REPLY];
+
+	session_write(s, buf, proto_fmt_ok(buf, id));
 }
 
 void reply_error(struct session *s, bool has_id, int64_t id, int code, const char *msg,

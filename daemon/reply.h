@@ -14,8 +14,11 @@ struct session;
 /* Queues a malloc'ed line (NULL: out of memory, which ends the session)
  * and frees it. */
 void reply_line(struct session *s, char *line, const size_t *len);
-/* {"id":ID,"ok":true, ...body}; body may be NULL and is consumed. */
+/* {"id":ID,"ok":true, ...body}; body is consumed. A NULL body is one that
+ * could not be built for want of memory: the session ends instead. */
 void reply_ok(struct session *s, int64_t id, json_t *body);
+/* {"id":ID,"ok":true}, without allocating. */
+void reply_done(struct session *s, int64_t id);
 /* An error; holders may be NULL and is consumed. */
 void reply_error(struct session *s, bool has_id, int64_t id, int code, const char *msg,
 		 json_t *holders);

@@ -12,56 +12,57 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
+static json_t *report_decref(json_t *o)
+{
+	json_decref(o);
+	return NULL;
+}
+
 static json_int_t age_ms(const struct haspd *d, uint64_t since_us)
 {
 	return (json_int_t)((d->lt.now_us - since_us) / 1000);
 }
 
-/* The fields holders and waiters share: who they are and what they asked. */
-static json_t *report_entry_common(const struct lt_entry *e)
+/* The fields holders and waiters share, who they are and what they asked,
+ * and those of their kind in extra; NULL if either is, or for want of
+ * memory to join them. */
+static json_t *report_entry(const struct lt_entry *e, json_t *extra)
 {
 	const struct session *s = session_of(e->owner);
-	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s}",
+	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s,s:s*,s:s*,s:s*}",
 			      "session", (json_int_t)s->id, "pid", (int)e->owner->pid,
 			      "uid", (json_int_t)e->owner->uid, "gid", (json_int_t)e->owner->gid,
-			      "mode", lt_mode_name(e->mode));
+			      "mode", lt_mode_name(e->mode),
+			      "client", s->client[0] ? s->client : NULL,
+			      "owner", lt_entry_owner_name(e),
+			      "message", lt_entry_message(e));
 
-	if (!o)
-		return NULL;
-	if (s->client[0])
-		json_object_set_new(o, "client", json_string(s->client));
-	if (lt_entry_owner_name(e))
-		json_object_set_new(o, "owner", json_string(lt_entry_owner_name(e)));
-	if (lt_entry_message(e))
-		json_object_set_new(o, "message", json_string(lt_entry_message(e)));
-	return o;
+	if (o && extra && json_object_update(o, extra) == 0) {
+		json_decref(extra);
+		return o;
+	}
+	json_decref(o);
+	json_decref(extra);
+	return NULL;
 }
 
 static json_t *report_holder(const struct haspd *d, const struct lt_entry *e)
 {
-	json_t *o = report_entry_common(e);
-
-	if (o) {
-		json_object_set_new(o, "lease", json_integer((json_int_t)e->id));
-		json_object_set_new(o, "fence", json_integer((json_int_t)e->fence));
-		json_object_set_new(o, "held_ms", json_integer(age_ms(d, e->since_us)));
-	}
-	return o;
+	return report_entry(e, json_pack("{s:I,s:I,s:I}", "lease", (json_int_t)e->id,
+					 "fence", (json_int_t)e->fence,
+					 "held_ms", age_ms(d, e->since_us)));
 }
 
 static json_t *report_waiter(const struct haspd *d, const struct lt_entry *e)
 {
-	json_t *o = report_entry_common(e);
-
-	if (o) {
-		json_object_set_new(o, "request", json_integer(e->tag));
-		json_object_set_new(o, "waiting_ms", json_integer(age_ms(d, e->since_us)));
-		json_object_set_new(o, "timeout_ms",
-				    e->timeout_ms < 0 ? json_null() : json_integer(e->timeout_ms));
-	}
-	return o;
+	return report_entry(e, json_pack("{s:I,s:I,s:o}", "request", (json_int_t)e->tag,
+					 "waiting_ms", age_ms(d, e->since_us),
+					 "timeout_ms", e->timeout_ms < 0 ? json_null() :
+					 json_integer(e->timeout_ms)));
 }
 
+/* The first max entries of q, each made by one; NULL for want of memory
+ * for any of them: a list that leaves one out would misreport. */
 static json_t *report_queue(const struct haspd *d, const struct list *q, size_t max,
 			    json_t *(*one)(const struct haspd *, const struct lt_entry *))
 {
@@ -71,7 +72,8 @@ static json_t *report_queue(const struct haspd *d, const struct list *q, size_t 
 	list_foreach(pos, q) {
 		if (!a || json_array_size(a) >= max)
 			break;
-		json_array_append_new(a, one(d, container_of(pos, struct lt_entry, qnode)));
+		if (json_array_append_new(a, one(d, container_of(pos, struct lt_entry, qnode))) < 0)
+			a = report_decref(a);
 	}
 	return a;
 }
@@ -111,19 +113,24 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 
 struct list_ctx {
 	const struct haspd *d;
-	json_t *resources;
+	json_t *resources;      /* NULL once memory ran out */
 };
 
 static void report_resource(struct lt_resource *r, void *arg)
 {
 	struct list_ctx *ctx = arg;
-	json_t *o = json_pack("{s:s%,s:o,s:o,s:o}", r->os ? "path" : "key",
-			      report_name(r), r->os ? strlen(report_name(r)) : r->key_len,
-			      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
-			      "holders", report_queue(ctx->d, &r->holders, SIZE_MAX, report_holder),
-			      "waiters", report_queue(ctx->d, &r->waiters, SIZE_MAX, report_waiter));
+	json_t *o;
 
-	json_array_append_new(ctx->resources, o);
+	if (!ctx->resources)
+		return;
+	o = json_pack("{s:s%,s:o,s:o,s:o}", r->os ? "path" : "key",
+		      report_name(r), r->os ? strlen(report_name(r)) : r->key_len,
+		      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
+		      "holders", report_queue(ctx->d, &r->holders, SIZE_MAX, report_holder),
+		      "waiters", report_queue(ctx->d, &r->waiters, SIZE_MAX, report_waiter));
+
+	if (json_array_append_new(ctx->resources, o) < 0)
+		ctx->resources = report_decref(ctx->resources);
 }
 
 json_t *report_list(const struct haspd *d)
@@ -133,7 +140,7 @@ json_t *report_list(const struct haspd *d)
 	if (!ctx.resources)
 		return NULL;
 	locktable_foreach(&d->lt, report_resource, &ctx);
-	return json_pack("{s:o}", "resources", ctx.resources);
+	return ctx.resources ? json_pack("{s:o}", "resources", ctx.resources) : NULL;
 }
 
 /* Bytes the daemon has allocated and not freed: what a leak would grow. */

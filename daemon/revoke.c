@@ -26,20 +26,27 @@ static void revoke_one(struct session *by, struct lt_entry *e)
 {
 	const struct lt_resource *r = e->res;
 	struct session *holder = session_of(e->owner);
-	size_t len = 0;
-	char *line = proto_event("revoked", json_pack("{s:I,s:s,s:{s:i,s:I,s:I}}",
+	json_t *body = json_pack("{s:I,s:s,s:{s:i,s:I,s:I}}",
 		"lease", (json_int_t)e->id, r->os ? "path" : "key", report_name(r),
 		"by", "pid", (int)by->owner.pid, "uid", (json_int_t)by->owner.uid,
-		"session", (json_int_t)by->id), &len);
+		"session", (json_int_t)by->id);
+	size_t len = 0;
+	char *line = body ? proto_event("revoked", body, &len) : NULL;
 
 	log_info("lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u", e->id,
 		 report_name(r), (int)e->owner->pid, (int)by->owner.pid, (unsigned)by->owner.uid);
-	/* Out of memory for the event: the lease still ends; the holder learns
-	 * of it when its release fails. (reply_line() would end its session,
-	 * freeing e under us.) */
-	if (line)
+	if (line) {
 		session_write(holder, line, len);
-	free(line);
+		free(line);
+	} else {
+		/* Out of memory for the whole event: the lease alone, which is
+		 * what the holder must hear. */
+		char small[PROTO_SMALL_REPLY];
+
+		len = (size_t)snprintf(small, sizeof(small),
+				       "{\"event\":\"revoked\",\"lease\":%" PRIu64 "}\n", e->id);
+		session_write(holder, small, len);
+	}
 	locktable_revoke(&by->d->lt, e);
 }
 
@@ -92,7 +99,12 @@ static void revoke_key(struct session *s, const struct proto_request *req)
 	}
 	for (size_t i = 0; i < n; i++) {
 		revoke_one(s, locktable_lease(&s->d->lt, ids[i]));
-		json_array_append_new(revoked, json_integer((json_int_t)ids[i]));
+		/* A reply that left one out would misreport: none, and the
+		 * session ends (reply_ok() of NULL). */
+		if (revoked && json_array_append_new(revoked, json_integer((json_int_t)ids[i])) < 0) {
+			json_decref(revoked);
+			revoked = NULL;
+		}
 	}
 	free(ids);
 	if (n == 0 && refused) {
@@ -102,7 +114,7 @@ static void revoke_key(struct session *s, const struct proto_request *req)
 			    "holder's uid may revoke", NULL);
 		return;
 	}
-	reply_ok(s, req->id, json_pack("{s:o}", "revoked", revoked));
+	reply_ok(s, req->id, revoked ? json_pack("{s:o}", "revoked", revoked) : NULL);
 }
 
 void revoke_request(struct session *s, const struct proto_request *req)

@@ -173,16 +173,17 @@ static int listen_on(struct server *srv, const char *path)
 	return set_owner_and_mode(srv->d, path);
 }
 
-static void server_pause(struct server *srv)
+/* accept(2) failed for want of err (descriptors, memory): rest a while. */
+static void server_pause(struct server *srv, int err)
 {
 	struct timeval tv = { 0, EMFILE_BACKOFF_MS * 1000 };
 
-	if (srv->paused)
+	/* Without the timer to resume, a pause could last for good. */
+	if (srv->paused || event_add(srv->backoff, &tv) < 0)
 		return;
-	log_warn("out of file descriptors; not accepting for %d ms", EMFILE_BACKOFF_MS);
+	log_warn("accept: %s; not accepting for %d ms", strerror(err), EMFILE_BACKOFF_MS);
 	srv->paused = true;
 	event_del(srv->ev);
-	event_add(srv->backoff, &tv);
 }
 
 void server_resume(struct server *srv)
@@ -257,10 +258,12 @@ static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		if (errno == EMFILE || errno == ENFILE) {
+			int err = errno;
+
 			if (!server_refuse_one(srv))
-				server_pause(srv);
+				server_pause(srv, err);
 		} else if (errno == ENOBUFS || errno == ENOMEM) {
-			server_pause(srv);
+			server_pause(srv, errno);
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 			   errno != ECONNABORTED) {
 			log_warn("accept: %s", strerror(errno));

@@ -182,8 +182,8 @@ static void session_throttle(struct session *s, bool on)
 	s->throttled = on;
 	if (on)
 		event_del(s->rev);
-	else
-		event_add(s->rev, NULL);
+	else if (event_add(s->rev, NULL) < 0)
+		session_break(s); /* never to read again: end it */
 }
 
 void session_flush(struct session *s)
@@ -209,7 +209,10 @@ void session_flush(struct session *s)
 		return;
 	}
 	if (left) {
-		event_add(s->wev, NULL);
+		if (event_add(s->wev, NULL) < 0) {
+			session_lost(s, "out of memory to wait for the socket");
+			return;
+		}
 	} else {
 		event_del(s->wev);
 		if (s->closing) {
@@ -230,6 +233,10 @@ static void session_process(struct session *s)
 	if (len == 0)
 		return;
 	buf = (const char *)evbuffer_pullup(s->in, -1);
+	if (!buf) {
+		session_break(s); /* out of memory to see its lines whole */
+		return;
+	}
 	while (!s->closing && !s->overflow) {
 		enum frame_status st = frame_next(buf + off, len - off, s->d->cfg.max_line_bytes,
 						       &line_len);

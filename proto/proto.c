@@ -1,5 +1,6 @@
 #include "proto.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,24 @@ static int fail(struct proto_error *err, int code, const char *fmt, ...)
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* Set when jansson's allocator (once proto_track_memory() installed it)
+ * found no memory: jansson itself reports that as a parse error. */
+static bool json_oom;
+
+static void *proto_json_malloc(size_t size)
+{
+	void *p = malloc(size);
+
+	if (!p)
+		json_oom = true;
+	return p;
+}
+
+void proto_track_memory(void)
+{
+	json_set_alloc_funcs(proto_json_malloc, free);
 }
 
 /* A request's members, read either by the fast flat reader or by jansson:
@@ -246,7 +265,12 @@ int proto_decode_request(const char *line, size_t len, struct proto_request *req
 		m.flat = &doc->flat;
 		return decode_members(&m, req, err);
 	}
+	json_oom = false;
 	doc->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc->root && json_oom) {
+		fail(err, HASP_E_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
 	if (!doc->root)
 		return fail(err, HASP_E_BAD_REQUEST, "malformed JSON at byte %d: %s",
 			    jerr.position, jerr.text);
@@ -283,6 +307,12 @@ size_t proto_fmt_grant(char *buf, int64_t id, uint64_t lease, uint64_t fence, bo
 				id, lease, fence, shared ? "shared" : "exclusive");
 }
 
+static json_t *decref_null(json_t *o)
+{
+	json_decref(o);
+	return NULL;
+}
+
 /* Serialises o, followed by a newline, and drops the reference. */
 static char *dump_line(json_t *o, size_t *len)
 {
@@ -309,8 +339,8 @@ char *proto_reply_ok(int64_t id, json_t *body, size_t *len)
 {
 	json_t *o = json_pack("{s:I,s:b}", "id", (json_int_t)id, "ok", 1);
 
-	if (o && body)
-		json_object_update(o, body);
+	if (o && body && json_object_update(o, body) < 0)
+		o = decref_null(o);
 	json_decref(body);
 	return dump_line(o, len);
 }
@@ -382,8 +412,8 @@ char *proto_event(const char *name, json_t *body, size_t *len)
 {
 	json_t *o = json_pack("{s:s}", "event", name);
 
-	if (o && body)
-		json_object_update(o, body);
+	if (o && body && json_object_update(o, body) < 0)
+		o = decref_null(o);
 	json_decref(body);
 	return dump_line(o, len);
 }
@@ -392,8 +422,8 @@ char *proto_encode_request(int64_t id, enum proto_op op, json_t *args, size_t *l
 {
 	json_t *o = json_pack("{s:I,s:s}", "id", (json_int_t)id, "op", proto_op_name(op));
 
-	if (o && args)
-		json_object_update(o, args);
+	if (o && args && json_object_update(o, args) < 0)
+		o = decref_null(o);
 	json_decref(args);
 	return dump_line(o, len);
 }

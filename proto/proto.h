@@ -65,10 +65,16 @@ struct proto_doc {
 /* Decodes one request line (without its newline). On success returns 0;
  * the request's strings live in doc until proto_doc_done(). On failure
  * returns -1 (nothing to free) and fills err; req->has_id/id tell whether
- * the error can be addressed to a request. */
+ * the error can be addressed to a request. Returns -ENOMEM when jansson
+ * ran out of memory for a line it had to parse (seen only after
+ * proto_track_memory()): the line may be a valid request, unanswerable. */
 int proto_decode_request(const char *line, size_t len, struct proto_request *req,
 			 struct proto_doc *doc, struct proto_error *err);
 void proto_doc_done(struct proto_doc *doc);
+/* Routes jansson's allocations through one that notes a failure, so that
+ * the decoder can tell running out of memory from a malformed line. It
+ * sets jansson's allocator for the whole process: the daemon's call. */
+void proto_track_memory(void);
 
 /* ---- replies, written by the daemon ---- */
 

@@ -367,6 +367,8 @@ static int nobody_fills_its_locks(void)
 	int r = 1;
 
 	now.timeout_ms = 0;
+	close(closed[0]);
+	close(gone[1]);
 	if (hasp_connect(user_socket, &a) < 0 || hasp_connect(user_socket, &b) < 0)
 		goto out;
 	if (hasp_lock(a, "a1", &now, &l[0]) == 0 && hasp_lock(a, "a2", &now, &l[1]) == 0 &&
@@ -436,18 +438,19 @@ START_TEST(max_user_locks_counts_every_session_of_a_uid)
 	ck_assert_int_eq(pipe(closed), 0);
 	ck_assert_int_eq(pipe(gone), 0);
 	pid = spawn_as_nobody(nobody_fills_its_locks);
+	close(closed[1]);
+	close(gone[0]);
 	root = client_connect(d.socket);
 	/* Root gets "a1" once the daemon has ended the session that held it. */
-	ck_assert(wait_byte(closed[0], 10000));
+	if (!wait_byte(closed[0], 10000))
+		ck_abort_msg("the child did not get that far: exit status %d", nobody_status(pid));
 	wait.timeout_ms = test_ms(5000);
 	ck_assert_int_eq(hasp_lock(root, "a1", &wait, &l[0]), 0);
 	hasp_lease_free(l[0]);
 	signal_byte(gone[1]);
 	ck_assert_int_eq(nobody_status(pid), 0);
-	for (int i = 0; i < 2; i++) {
-		close(closed[i]);
-		close(gone[i]);
-	}
+	close(closed[0]);
+	close(gone[1]);
 	for (int i = 0; i < 4; i++) {
 		char key[8];
 
