@@ -287,7 +287,7 @@ static void session_keep_fds(struct session *s, struct msghdr *mh)
 /* Reads straight into the input buffer's free space with one recvmsg(2),
  * taking any descriptors that come along. Returns bytes read, 0 at EOF,
  * -errno. */
-static ssize_t session_read_some(struct session *s)
+static ssize_t session_read_some(struct session *s, bool *ret_newline)
 {
 	union {
 		char buf[CMSG_SPACE(SESSION_FDS_MAX * sizeof(int))];
@@ -309,6 +309,7 @@ static ssize_t session_read_some(struct session *s)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
+	*ret_newline = memchr(v.iov_base, '\n', (size_t)n) != NULL;
 	v.iov_len = (size_t)n;
 	evbuffer_commit_space(s->in, &v, 1);
 	if (mh.msg_controllen > 0)
@@ -318,7 +319,8 @@ static ssize_t session_read_some(struct session *s)
 
 static void session_read(struct session *s)
 {
-	ssize_t n = session_read_some(s);
+	bool newline = false;
+	ssize_t n = session_read_some(s, &newline);
 
 	if (n == -EAGAIN || n == -EWOULDBLOCK)
 		return;
@@ -326,6 +328,11 @@ static void session_read(struct session *s)
 		session_lost(s, strerror((int)-n));
 		return;
 	}
+	/* More of a line that goes on: nothing to look at again until it ends
+	 * or grows too long (a long line sent in small pieces costs a scan of
+	 * each piece, not of the whole line each time). */
+	if (n > 0 && !newline && evbuffer_get_length(s->in) < s->d->cfg.max_line_bytes)
+		return;
 	session_process(s);
 	if (n == 0) /* the peer is gone or half-closed: answer what it sent, then end */
 		session_close_after_flush(s);
