@@ -35,50 +35,12 @@
 #include "files.h"
 #include "haspd.h"
 #include "log.h"
+#include "oom.h"
 #include "session.h"
 #include "suite.h"
 
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t size);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t size);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t size);
-char *__wrap_strdup(const char *s);
-
-static bool armed;              /* in the daemon's code: counting */
-static unsigned long nallocs;   /* counted since armed */
-static unsigned long fail_at;   /* the one that fails (1 is the first), 0: none */
-static bool fail_on;            /* and every one after it */
-
-static bool oom_now(void)
-{
-	if (!armed)
-		return false;
-	++nallocs;
-	return nallocs == fail_at || (fail_on && fail_at && nallocs > fail_at);
-}
-
-void *__wrap_malloc(size_t size)
-{
-	return oom_now() ? NULL : __real_malloc(size);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return oom_now() ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t size)
-{
-	return oom_now() ? NULL : __real_realloc(p, size);
-}
-
-char *__wrap_strdup(const char *s)
-{
-	return oom_now() ? NULL : __real_strdup(s);
-}
+/* The allocation that fails in this run (1 is the first), 0: none. */
+static unsigned long fail_at;
 
 /* libevent's allocations come through these, counted apart, so that the
  * daemon's direct calls can be told to reach the wrappers too. */
@@ -86,13 +48,13 @@ static unsigned long nevent;
 
 static void *event_malloc(size_t size)
 {
-	nevent += armed;
+	nevent += oom_armed;
 	return __wrap_malloc(size);
 }
 
 static void *event_realloc(void *p, size_t size)
 {
-	nevent += armed;
+	nevent += oom_armed;
 	return __wrap_realloc(p, size);
 }
 
@@ -119,10 +81,10 @@ static int memfd;
  * ck_assert in here: Check's own allocations would be counted. */
 static void pump(void)
 {
-	armed = true;
+	oom_armed = true;
 	for (int i = 0; i < 4; i++)
 		event_base_loop(d.base, EVLOOP_NONBLOCK);
-	armed = false;
+	oom_armed = false;
 	/* A deadline, or a file to try again, is never left without the timer. */
 	ck_assert_msg((locktable_next_deadline(&d.lt) < 0 && files_next_retry(&d) < 0) ||
 		      event_pending(d.timer, EV_TIMEOUT, NULL),
@@ -137,9 +99,9 @@ static void client_connect(struct client *c)
 	c->listed = -1;
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	c->fd = sv[1];
-	armed = true;
+	oom_armed = true;
 	c->ended = !session_new(&d, sv[0]);
-	armed = false;
+	oom_armed = false;
 	if (c->ended) {
 		close(c->fd); /* refused: session_new closed its end */
 		c->fd = -1;
@@ -406,8 +368,8 @@ static unsigned long run_failing(unsigned long n, bool on)
 	ck_assert_int_eq(haspd_init(&d), 0);
 	config_defaults(&d.cfg);
 	fail_at = n;
-	fail_on = on;
-	nallocs = 0;
+	oom_fail(n, on);
+	oom_allocations = 0;
 	nevent = 0;
 	script(&a, &b);
 	if (n == 0) { /* the script does what it says */
@@ -416,8 +378,9 @@ static unsigned long run_failing(unsigned long n, bool on)
 		ck_assert_uint_eq(b.answered, 0x3fe);
 	}
 	end_clients(&a, &b);
-	made = nallocs;
+	made = oom_allocations;
 	fail_at = 0;
+	oom_fail(0, false);
 	serves_in_full();
 	haspd_done(&d);
 	return made;

@@ -11,7 +11,12 @@
  * quiet. Every reply line a client reads must be a JSON object with "id"
  * or "event"; the lock table's counts must match the sessions'; at the end
  * every client goes away, every session must be freed and the lock table
- * must be empty. */
+ * must be empty.
+ *
+ * One action runs the daemon out of memory: an allocation a few ahead
+ * fails (malloc, calloc, realloc and strdup are wrapped at link time for
+ * the daemon's code; jansson's and libevent's allocators lead to them).
+ * The same checks hold, except that a session may then be ended. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -31,6 +36,7 @@
 #include "fuzz.h"
 #include "haspd.h"
 #include "log.h"
+#include "oom.h"
 #include "session.h"
 
 #define CHECK(cond) do { if (!(cond)) fuzz_fail(#cond, __LINE__); } while (0)
@@ -65,7 +71,7 @@ enum action {
 	A_OUTSIDER,     /* next byte: a process outside hasp flocks or unlocks a file */
 	A_CONNECT,      /* a new client in this slot, if it is free */
 	A_PING,         /* a valid request, to keep a script going */
-	A_NOTHING,
+	A_OOM,          /* next byte N: the daemon's N+1th allocation from now fails */
 };
 
 struct client {
@@ -98,6 +104,7 @@ static void fuzz_setup(void)
 
 	signal(SIGPIPE, SIG_IGN);
 	log_threshold = LOG_ERR;
+	event_set_mem_functions(__wrap_malloc, __wrap_realloc, free);
 	verbose = getenv("HASP_FUZZ_VERBOSE") != NULL;
 	CHECK(geteuid() != UID_A && geteuid() != UID_B);
 	pool[0] = memfd_create("hasp-fuzz-a", MFD_CLOEXEC);
@@ -109,8 +116,10 @@ static void fuzz_setup(void)
 
 static void pump(int times)
 {
+	oom_armed = true;
 	for (int i = 0; i < times; i++)
 		event_base_loop(d.base, EVLOOP_NONBLOCK);
+	oom_armed = false;
 }
 
 static void check_reply_line(const char *line, size_t len)
@@ -177,7 +186,9 @@ static void client_connect(struct client *c, int slot)
 	if (c->fd >= 0)
 		return;
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	oom_armed = true;
 	c->s = session_new(&d, sv[0]);
+	oom_armed = false;
 	if (!c->s) {
 		close(sv[1]);
 		return;
@@ -264,8 +275,9 @@ static void check_counts(void)
 		const struct session *s = list_entry(pos, struct session, link);
 
 		/* Broken only for 16 MiB of unread replies or no memory for one:
-		 * never here, so a reply the daemon could not build. */
-		CHECK(!s->overflow);
+		 * never here unless an allocation was made to fail, so a reply
+		 * the daemon could not build. */
+		CHECK(!s->overflow || oom_fired);
 		held += s->owner.nheld;
 		waiting += s->owner.nwaiting;
 	}
@@ -333,7 +345,11 @@ static size_t run_command(const uint8_t *p, size_t left)
 	case A_PING:
 		client_send(c, (const uint8_t *)"{\"id\":0,\"op\":\"ping\"}\n", 21, NULL, 0);
 		break;
-	case A_NOTHING:
+	case A_OOM:
+		if (left < 2)
+			return left;
+		oom_fail((unsigned long)p[1] + 1, false);
+		used++;
 		break;
 	}
 	pump(LOOP_AFTER_ACTION);
@@ -346,6 +362,8 @@ static void daemon_setup(uint8_t how)
 	static const size_t locks[] = { 1, 2, 8, 0 };
 	int nclients = 1 + ((how >> 3) & 3);
 
+	oom_fail(0, false);
+	oom_fired = false;
 	CHECK(haspd_init(&d) == 0);
 	config_defaults(&d.cfg);
 	d.cfg.max_line_bytes = how & 1 ? 65536 : 1024;
