@@ -23,7 +23,7 @@
 #define HASP_EXPORT __attribute__((visibility("default")))
 
 /* Replies (a list of every lock) can be far longer than requests. */
-#define REPLY_LINE_MAX (256u << 20)
+#define REPLY_LINE_MAX (256u << 20)     /* said in messages as 256 MiB */
 
 struct hasp_client {
 	int fd;
@@ -142,6 +142,23 @@ static ssize_t fill(hasp_client *c)
 
 static int connection_ended(hasp_client *c);
 
+/* The client cannot follow the daemon any more (a reply it could not read,
+ * an event it could not keep): it drops the connection, so that the
+ * daemon ends the session and releases every lease of it, including any
+ * whose grant the client missed. */
+static void drop(hasp_client *c)
+{
+	shutdown(c->fd, SHUT_RDWR);
+	c->lost = true;
+}
+
+static int connection_dropped(hasp_client *c, int code, const char *what)
+{
+	drop(c);
+	return set_error(c, code, "%s; the connection to haspd is dropped, and every lease taken "
+			 "through it", what);
+}
+
 /* Sends a request line; fd (if >= 0) travels with its first byte. */
 static int send_all(hasp_client *c, const char *buf, size_t len, int fd)
 {
@@ -213,23 +230,35 @@ static int wait_readable(hasp_client *c, const struct hasp_lock_options **w, int
 	return 0;
 }
 
-/* Remembers a revoked lease, for hasp_lease_revoked(). */
-static void note_event(hasp_client *c, const struct proto_reply *rep)
+/* Remembers a revoked lease, for hasp_lease_revoked(). Returns 0, or a
+ * negative error when it cannot, having dropped the connection: a holder
+ * must never go on unaware. */
+static int note_event(hasp_client *c, const struct proto_reply *rep)
 {
 	json_t *lease = json_object_get(rep->root, "lease");
 
 	if (strcmp(rep->event, "revoked") != 0 || !json_is_integer(lease))
-		return;
+		return 0;
 	if (c->nrevoked == c->revoked_cap) {
 		size_t cap = c->revoked_cap ? c->revoked_cap * 2 : 8;
 		uint64_t *v = realloc(c->revoked, cap * sizeof(*v));
 
 		if (!v)
-			return;
+			return connection_dropped(c, -ENOMEM, "out of memory for a revoke notice");
 		c->revoked = v;
 		c->revoked_cap = cap;
 	}
 	c->revoked[c->nrevoked++] = (uint64_t)json_integer_value(lease);
+	return 0;
+}
+
+/* An event, or a reply for no one waiting: noted, then let go. */
+static int note_other(hasp_client *c, struct proto_reply *rep)
+{
+	int r = rep->is_event ? note_event(c, rep) : 0;
+
+	proto_reply_done(rep);
+	return r;
 }
 
 /* An error addressed to no request: the daemon refused the session (over a
@@ -264,18 +293,21 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 
 		if (st == FRAME_LINE) {
 			if (proto_decode_reply(line, len, rep) < 0)
-				return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply that is not a JSON object");
+				return connection_dropped(c, -HASP_E_PROTOCOL, "a reply from haspd "
+							  "could not be read (not a JSON object, or "
+							  "out of memory)");
 			if (!rep->is_event && rep->has_id && rep->id == id)
 				return 0;
 			if (is_refusal(rep))
 				return session_refused(c, rep);
-			if (rep->is_event)
-				note_event(c, rep);
-			proto_reply_done(rep);
+			r = note_other(c, rep);
+			if (r < 0)
+				return r;
 			continue;
 		}
 		if (st == FRAME_TOO_LARGE)
-			return set_error(c, -HASP_E_PROTOCOL, "haspd sent a reply over %u bytes", REPLY_LINE_MAX);
+			return connection_dropped(c, -HASP_E_PROTOCOL,
+						  "haspd sent a reply over 256 MiB");
 		r = wait_readable(c, &w, start);
 		if (r < 0)
 			return set_error(c, r, "cannot read from haspd: %s", strerror(-r));
@@ -307,11 +339,15 @@ static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
 		return set_error(c, -ENOMEM, "out of memory");
 	r = send_all(c, line, len, fd);
 	free(line);
-	if (r < 0)
+	if (r >= 0)
+		r = read_reply(c, id, rep, w);
+	if (r < 0) {
+		/* The request went, in part or whole, and its answer was not
+		 * read: what the daemon made of it is unknown, so the
+		 * connection goes, and with it whatever was granted. */
+		drop(c);
 		return r;
-	r = read_reply(c, id, rep, w);
-	if (r < 0)
-		return r;
+	}
 	if (!rep->ok) {
 		r = set_error(c, -rep->code, "%s", rep->message);
 		proto_reply_done(rep);
@@ -345,16 +381,19 @@ static int lock_common(hasp_client *c, const char *name, json_t *args, int fd,
 		       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
 {
 	size_t len = strlen(name);
+	/* Before the request: no grant can find the client without memory. */
+	hasp_lease *l = malloc(sizeof(*l) + len + 1);
 	struct proto_reply rep;
-	hasp_lease *l;
-	int r = call_fd(c, OP_ACQUIRE, args, fd, &rep, opts);
+	int r;
 
-	if (r < 0)
-		return r;
-	l = malloc(sizeof(*l) + len + 1);
 	if (!l) {
-		proto_reply_done(&rep);
+		json_decref(args);
 		return set_error(c, -ENOMEM, "out of memory");
+	}
+	r = call_fd(c, OP_ACQUIRE, args, fd, &rep, opts);
+	if (r < 0) {
+		free(l);
+		return r;
 	}
 	l->id = (uint64_t)json_integer_value(json_object_get(rep.root, "lease"));
 	l->fence = (uint64_t)json_integer_value(json_object_get(rep.root, "fence"));
@@ -496,15 +535,24 @@ static int drain_events(hasp_client *c)
 	for (;;) {
 		ssize_t n;
 
-		while (frame_buf_next(&c->rb, &line, &len) == FRAME_LINE) {
+		enum frame_status st;
+		int r;
+
+		while ((st = frame_buf_next(&c->rb, &line, &len)) == FRAME_LINE) {
+			/* It could be a revoke notice: never skipped. */
 			if (proto_decode_reply(line, len, &rep) < 0)
-				continue;
+				return connection_dropped(c, -HASP_E_PROTOCOL, "a line from haspd "
+							  "could not be read (not a JSON object, "
+							  "or out of memory)");
 			if (is_refusal(&rep))
 				return session_refused(c, &rep);
-			if (rep.is_event)
-				note_event(c, &rep);
-			proto_reply_done(&rep);
+			r = note_other(c, &rep);
+			if (r < 0)
+				return r;
 		}
+		if (st == FRAME_TOO_LARGE)
+			return connection_dropped(c, -HASP_E_PROTOCOL,
+						  "haspd sent a line over 256 MiB");
 		if (poll(&p, 1, 0) <= 0)
 			return 0;
 		n = fill(c);

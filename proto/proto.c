@@ -24,7 +24,7 @@ static int fail(struct proto_error *err, int code, const char *fmt, ...)
 }
 
 /* Set when jansson's allocator (once proto_track_memory() installed it)
- * found no memory: jansson itself reports that as a parse error. */
+ * found no memory: jansson reports that as a parse error, or not at all. */
 static bool json_oom;
 
 static void *proto_json_malloc(size_t size)
@@ -267,7 +267,11 @@ int proto_decode_request(const char *line, size_t len, struct proto_request *req
 	}
 	json_oom = false;
 	doc->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!doc->root && json_oom) {
+	/* Out of memory, jansson's lexer drops the characters it cannot keep
+	 * and may return a document that is not the line (a key or a number
+	 * cut short): not to be trusted, whatever it returned. */
+	if (json_oom) {
+		proto_doc_done(doc);
 		fail(err, HASP_E_INTERNAL, "out of memory");
 		return -ENOMEM;
 	}
