@@ -13,10 +13,12 @@
  * every client goes away, every session must be freed and the lock table
  * must be empty.
  *
- * One action runs the daemon out of memory: an allocation a few ahead
- * fails (malloc, calloc, realloc and strdup are wrapped at link time for
- * the daemon's code; jansson's and libevent's allocators lead to them).
- * The same checks hold, except that a session may then be ended. */
+ * With $HASP_FUZZ_OOM set, one action runs the daemon out of memory: an
+ * allocation a few ahead fails (malloc, calloc, realloc and strdup are
+ * wrapped at link time for the daemon's code; jansson's and libevent's
+ * allocators lead to them). The same checks hold, except that a session
+ * may then be ended. Off by default, and so in CI's bounded run: see
+ * RESULTS.md for what such a run met. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -71,7 +73,8 @@ enum action {
 	A_OUTSIDER,     /* next byte: a process outside hasp flocks or unlocks a file */
 	A_CONNECT,      /* a new client in this slot, if it is free */
 	A_PING,         /* a valid request, to keep a script going */
-	A_OOM,          /* next byte N: the daemon's N+1th allocation from now fails */
+	A_OOM,          /* next byte N: the daemon's N+1th allocation from now fails
+			 * ($HASP_FUZZ_OOM; else nothing) */
 };
 
 struct client {
@@ -91,6 +94,8 @@ static struct haspd d;
 static struct client clients[NSLOTS];
 /* $HASP_FUZZ_VERBOSE: print every reply line, to see what a seed does. */
 static bool verbose;
+/* $HASP_FUZZ_OOM: A_OOM makes allocations fail. */
+static bool oom;
 
 static void fuzz_fail(const char *what, int line)
 {
@@ -106,6 +111,7 @@ static void fuzz_setup(void)
 	log_threshold = LOG_ERR;
 	event_set_mem_functions(__wrap_malloc, __wrap_realloc, free);
 	verbose = getenv("HASP_FUZZ_VERBOSE") != NULL;
+	oom = getenv("HASP_FUZZ_OOM") != NULL;
 	CHECK(geteuid() != UID_A && geteuid() != UID_B);
 	pool[0] = memfd_create("hasp-fuzz-a", MFD_CLOEXEC);
 	pool[1] = memfd_create("hasp-fuzz-b", MFD_CLOEXEC);
@@ -348,7 +354,8 @@ static size_t run_command(const uint8_t *p, size_t left)
 	case A_OOM:
 		if (left < 2)
 			return left;
-		oom_fail((unsigned long)p[1] + 1, false);
+		if (oom)
+			oom_fail((unsigned long)p[1] + 1, false);
 		used++;
 		break;
 	}
