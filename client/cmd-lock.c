@@ -88,6 +88,22 @@ static int parse_int(const char *s, int *out)
 	return 0;
 }
 
+/* Whether s is UTF-8 (structure only: what the daemon's JSON will take is
+ * checked again by libhasp). */
+static bool utf8_valid(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		int n = *p < 0x80 ? 0 : *p < 0xc2 ? -1 : *p < 0xe0 ? 1 : *p < 0xf0 ? 2 : *p < 0xf5 ? 3 : -1;
+
+		if (n < 0)
+			return false;
+		for (p++; n > 0; n--, p++)
+			if ((*p & 0xc0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
 static void default_message(struct lock_args *a, char **argv)
 {
 	size_t used = 0;
@@ -100,9 +116,15 @@ static void default_message(struct lock_args *a, char **argv)
 			break;
 		used += (size_t)n;
 	}
-	if (used >= sizeof(a->message))
+	if (used >= sizeof(a->message)) {
 		used = sizeof(a->message) - 1;
+		/* Not in the middle of a character. */
+		while (used > 0 && ((unsigned char)a->message[used] & 0xc0) == 0x80)
+			used--;
+	}
 	a->message[used] = '\0';
+	if (!utf8_valid(a->message))
+		return; /* a command line that is not UTF-8: no message */
 	a->opts.message = a->message;
 }
 

@@ -376,6 +376,14 @@ static json_t *lock_args(const char *what, const char *name, bool with_fd,
 			 "fd", with_fd ? json_true() : NULL);
 }
 
+/* What lock_args() can put in JSON: otherwise json_pack() fails as for
+ * want of memory. */
+static bool strings_valid(const char *name, const struct hasp_lock_options *o)
+{
+	return proto_utf8_valid(name) && (!o->owner || proto_utf8_valid(o->owner)) &&
+	       (!o->message || proto_utf8_valid(o->message));
+}
+
 /* Sends an acquire (with fd, if >= 0) and makes the lease of its grant. */
 static int lock_common(hasp_client *c, const char *name, json_t *args, int fd,
 		       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
@@ -413,6 +421,8 @@ HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_loc
 		opts = &lock_defaults;
 	if (!key || !*key || strlen(key) > PROTO_KEY_MAX)
 		return set_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
+	if (!strings_valid(key, opts))
+		return set_error(c, -EINVAL, "the key, owner and message must be UTF-8");
 	return lock_common(c, key, lock_args("key", key, false, opts), -1, opts, ret_lease);
 }
 
@@ -447,6 +457,8 @@ HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 			return set_error(c, -ENAMETOOLONG, "path too long: %s", path);
 		path = abs;
 	}
+	if (!strings_valid(path, opts))
+		return set_error(c, -EINVAL, "the path, owner and message must be UTF-8");
 	fd = open_lock_file(path);
 	if (fd < 0)
 		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
@@ -594,7 +606,11 @@ HASP_EXPORT int hasp_revoke(hasp_client *c, uint64_t lease_id)
 HASP_EXPORT int hasp_revoke_key(hasp_client *c, const char *key)
 {
 	struct proto_reply rep;
-	int r = call(c, OP_REVOKE, json_pack("{s:s}", "key", key), &rep, NULL);
+	int r;
+
+	if (!key || !proto_utf8_valid(key))
+		return set_error(c, -EINVAL, "a key must be UTF-8");
+	r = call(c, OP_REVOKE, json_pack("{s:s}", "key", key), &rep, NULL);
 
 	if (r < 0)
 		return r;

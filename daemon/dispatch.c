@@ -131,7 +131,7 @@ static void do_release(struct session *s, const struct proto_request *req)
 	char msg[96];
 
 	if (locktable_release(&s->d->lt, &s->owner, req->release.lease) == LT_OK) {
-		reply_done(s, req->id);
+		reply_ok_empty(s, req->id);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "no lease %" PRIu64 " in this session", req->release.lease);
@@ -146,7 +146,7 @@ static void do_cancel(struct session *s, const struct proto_request *req)
 	if (locktable_cancel(&s->d->lt, &s->owner, target) == LT_OK) {
 		snprintf(msg, sizeof(msg), "cancelled by request %" PRId64, req->id);
 		reply_error(s, true, target, HASP_E_CANCELLED, msg, NULL);
-		reply_done(s, req->id);
+		reply_ok_empty(s, req->id);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "no waiting request %" PRId64 " in this session", target);
@@ -179,7 +179,7 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		break;
 	case OP_PING:
 	case OP__COUNT:
-		reply_done(s, req->id);
+		reply_ok_empty(s, req->id);
 		break;
 	}
 }

@@ -29,7 +29,7 @@ void reply_ok(struct session *s, int64_t id, json_t *body)
 	reply_line(s, body ? proto_reply_ok(id, body, &len) : NULL, &len);
 }
 
-void reply_done(struct session *s, int64_t id)
+void reply_ok_empty(struct session *s, int64_t id)
 {
 	char buf[PROTO_SMALL_REPLY];
 

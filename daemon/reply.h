@@ -18,7 +18,7 @@ void reply_line(struct session *s, char *line, const size_t *len);
  * could not be built for want of memory: the session ends instead. */
 void reply_ok(struct session *s, int64_t id, json_t *body);
 /* {"id":ID,"ok":true}, without allocating. */
-void reply_done(struct session *s, int64_t id);
+void reply_ok_empty(struct session *s, int64_t id);
 /* An error; holders may be NULL and is consumed. */
 void reply_error(struct session *s, bool has_id, int64_t id, int code, const char *msg,
 		 json_t *holders);

@@ -190,9 +190,14 @@ void server_resume(struct server *srv)
 {
 	if (!srv || !srv->paused)
 		return;
-	srv->paused = false;
 	event_del(srv->backoff);
-	event_add(srv->ev, NULL);
+	if (event_add(srv->ev, NULL) < 0) {
+		/* Listening again failed: try once more after the back-off
+		 * (its timer cannot fail: the heap was reserved). */
+		event_add(srv->backoff, &(struct timeval){ 0, EMFILE_BACKOFF_MS * 1000 });
+		return;
+	}
+	srv->paused = false;
 }
 
 /* Opens the spare descriptor again once the refused session has freed it. */

@@ -98,7 +98,8 @@ const char *hasp_client_errmsg(const hasp_client *c);
 
 /* Takes a lease on a named key. Returns 0 and the lease in *ret_lease, or
  * -HASP_E_BUSY, -HASP_E_TIMEOUT, -HASP_E_ALREADY_HELD, -HASP_E_BAD_REQUEST,
- * -HASP_E_LIMIT, or a system error. opts may be NULL (exclusive, forever).
+ * -HASP_E_LIMIT, -EINVAL (key, owner or message not UTF-8), or a system
+ * error. opts may be NULL (exclusive, forever).
  * A failed call leaves no lease behind: where its answer was lost (out of
  * memory, an unreadable reply) the connection is dropped, and later calls
  * on c return -ECONNRESET. */

@@ -367,6 +367,18 @@ static size_t utf8_sequence(const unsigned char *s)
 	return n;
 }
 
+bool proto_utf8_valid(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t k = utf8_sequence(p);
+
+		if (k == 0)
+			return false;
+		p += k;
+	}
+	return true;
+}
+
 /* An error message as a JSON string. Messages quote what clients sent, cut
  * at a byte count by snprintf, and jansson's parse errors quote raw input:
  * a byte that is not part of valid UTF-8 becomes '?', so that the error can

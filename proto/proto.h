@@ -75,6 +75,8 @@ void proto_doc_done(struct proto_doc *doc);
  * the decoder can tell running out of memory from a malformed line. It
  * sets jansson's allocator for the whole process: the daemon's call. */
 void proto_track_memory(void);
+/* Whether s (NUL-terminated) is valid UTF-8, as JSON strings must be. */
+bool proto_utf8_valid(const char *s);
 
 /* ---- replies, written by the daemon ---- */
 

@@ -111,6 +111,22 @@ START_TEST(exit_status_of_the_command)
 }
 END_TEST
 
+/* A command line that is not UTF-8, or whose first 1024 bytes end inside a
+ * character, still runs: the default message is cut at a character or
+ * left out. An owner that is not UTF-8 is refused, naming the problem. */
+START_TEST(command_lines_that_are_not_utf8)
+{
+	char out[4096], arg[1100];
+
+	memset(arg, 'a', 1018);
+	strcpy(arg + 1018, "\xc3\xa9"); /* é across byte 1024 of the message */
+	ck_assert_int_eq(RUN(out, "lock", "-k", "k", "--", "echo", arg), 0);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "k", "--", "echo", "caf\xe9"), 0);
+	ck_assert_int_ne(RUN(out, "lock", "-k", "k", "--owner", "j\xf6rg", "--", "true"), 0);
+	ck_assert_msg(strstr(out, "UTF-8"), "'%s' does not say why", out);
+}
+END_TEST
+
 START_TEST(nonblock_on_a_held_key)
 {
 	hasp_client *c = client_connect(daemon_.socket);
@@ -272,6 +288,7 @@ static Suite *cli_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, exit_status_of_the_command);
+	tcase_add_test(tc, command_lines_that_are_not_utf8);
 	tcase_add_test(tc, nonblock_on_a_held_key);
 	tcase_add_test(tc, wait_times_out);
 	tcase_add_test(tc, shared_coexists_exclusive_does_not);
