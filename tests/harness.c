@@ -1,4 +1,5 @@
 #include "harness.h"
+#include "sendfds.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -215,20 +216,9 @@ void raw_send(int fd, const char *text)
 
 void raw_send_fd(int fd, const char *text, int passfd)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl = { { 0 } };
-	struct iovec iov = { .iov_base = (void *)text, .iov_len = strlen(text) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	size_t len = strlen(text);
 
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &passfd, sizeof(int));
-	ck_assert_int_eq(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)iov.iov_len);
+	ck_assert_int_eq(sendfds(fd, text, len, &passfd, 1), (ssize_t)len);
 }
 
 int count_fds(pid_t pid)

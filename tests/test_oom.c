@@ -36,6 +36,7 @@
 #include "haspd.h"
 #include "log.h"
 #include "oom.h"
+#include "sendfds.h"
 #include "session.h"
 #include "suite.h"
 
@@ -175,32 +176,12 @@ static void client_read(struct client *c)
  * memfd if pass_fd; a full socket lets the daemon read, a few times. */
 static void client_write(struct client *c, unsigned ids, const char *p, size_t len, bool pass_fd)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
-
 	if (c->fd < 0 || c->ended)
 		return;
 	c->sent |= ids;
 	for (int tries = 0; !c->ended && len > 0 && tries < 16; tries++) {
-		struct iovec iov = { (void *)p, len };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		ssize_t n;
+		ssize_t n = sendfds(c->fd, p, len, &memfd, pass_fd ? 1 : 0);
 
-		if (pass_fd) {
-			struct cmsghdr *cm;
-
-			memset(&ctl, 0, sizeof(ctl));
-			mh.msg_control = ctl.buf;
-			mh.msg_controllen = sizeof(ctl.buf);
-			cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
-		}
-		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;

@@ -39,6 +39,7 @@
 #include "haspd.h"
 #include "log.h"
 #include "oom.h"
+#include "sendfds.h"
 #include "session.h"
 
 #define CHECK(cond) do { if (!(cond)) fuzz_fail(#cond, __LINE__); } while (0)
@@ -209,29 +210,9 @@ static void client_connect(struct client *c, int slot)
 static void client_send(struct client *c, const uint8_t *p, size_t len, const int *fds,
 			size_t nfds)
 {
-	union {
-		char buf[CMSG_SPACE(3 * sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
-
 	for (int tries = 0; c->fd >= 0 && len > 0 && tries < 4; tries++) {
-		struct iovec iov = { (void *)p, len };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		ssize_t n;
+		ssize_t n = sendfds(c->fd, p, len, fds, nfds);
 
-		if (nfds > 0) {
-			struct cmsghdr *cm;
-
-			memset(&ctl, 0, sizeof(ctl));
-			mh.msg_control = ctl.buf;
-			mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-			cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-			memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-		}
-		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
