@@ -25,6 +25,8 @@ void config_defaults(struct config *c)
 	 * message). */
 	c->max_user_sessions = 12288;
 	c->max_user_locks = 1u << 20;
+	/* Each locked file is a descriptor of the daemon's. */
+	c->max_user_files = 65536;
 	c->log_level = LOG_INFO;
 }
 
@@ -89,6 +91,7 @@ static const struct setting settings[] = {
 	{ "fence_file", "an absolute path", 0 },
 	{ "max_user_sessions", "a number from 1 to 10000000", 1 },
 	{ "max_user_locks", "a number from 1 to 100000000", 1 },
+	{ "max_user_files", "a number from 1 to 10000000", 1 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -105,7 +108,8 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 6: return set_log_level(c, v);
 	case 7: return v[0] == '/' ? copy_string(c->fence_file, sizeof(c->fence_file), v) : -1;
 	case 8: return parse_size(v, 1, 10000000, &c->max_user_sessions);
-	default: return parse_size(v, 1, 100000000, &c->max_user_locks);
+	case 9: return parse_size(v, 1, 100000000, &c->max_user_locks);
+	default: return parse_size(v, 1, 10000000, &c->max_user_files);
 	}
 }
 

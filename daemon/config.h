@@ -21,6 +21,7 @@ struct config {
 	size_t max_session_locks;  /* leases + waiting requests per session */
 	size_t max_user_sessions;  /* sessions of one uid */
 	size_t max_user_locks;     /* leases + waiting requests over one uid's sessions */
+	size_t max_user_files;     /* files one uid has haspd hold a descriptor for */
 	int log_level;             /* enum log_level */
 };
 

@@ -52,6 +52,13 @@ static bool acquire_file(struct session *s, const struct proto_request *req,
 	char msg[1200];
 	int code;
 
+	if (req->acquire.fd && fd < 0 && session_fds_refused(s)) {
+		reply_error(s, true, req->id, HASP_E_LIMIT, "the descriptor was closed on arrival: "
+			    "this session or uid has too many in flight (sent before the requests "
+			    "that claim them), or haspd's descriptors left are kept for "
+			    "administrators", NULL);
+		return false;
+	}
 	if (req->acquire.fd && fd < 0) {
 		reply_error(s, true, req->id, HASP_E_BAD_REQUEST,
 			    "\"fd\": true, but no descriptor came with the request", NULL);
@@ -98,6 +105,7 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		.tag = req->id,
 		.owner_name = req->acquire.owner,
 		.message = req->acquire.message,
+		.sender = &s->sender,
 	};
 	char filekey[OSLOCK_KEY_LEN];
 	struct lt_entry *e;
@@ -210,15 +218,19 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 	if (r < 0) {
 		s->d->protocol_errors++;
 		/* The first one of a session is worth knowing; a flood is not. */
-		log_msg(s->protocol_errors ? LOG_DEBUG : LOG_INFO,
-			"session %" PRIu64 " (pid %d uid %u): protocol error: %s%s", s->id,
-			(int)s->owner.pid, (unsigned)s->owner.uid, err.message,
-			s->protocol_errors ? "" : " (later ones are logged at debug level)");
+		session_log(s, s->protocol_errors ? LOG_DEBUG : LOG_INFO,
+			    "session %" PRIu64 " (pid %d uid %u): protocol error: %s%s", s->id,
+			    (int)s->owner.pid, (unsigned)s->owner.uid, err.message,
+			    s->protocol_errors ? "" : " (later ones are logged at debug level)");
 		s->protocol_errors++;
 		reply_error(s, req.has_id, req.id, err.code, err.message, NULL);
 		return;
 	}
-	dispatch_request(s, &req);
+	if (s->line_mixed)
+		reply_error(s, true, req.id, HASP_E_BAD_REQUEST, "the request line came from two "
+			    "processes: each must send its own lines whole", NULL);
+	else
+		dispatch_request(s, &req);
 	proto_doc_done(&doc);
 }
 
@@ -257,8 +269,8 @@ void dispatch_too_large(struct session *s)
 	char msg[96];
 
 	s->d->protocol_errors++;
-	log_info("session %" PRIu64 " (pid %d) sent a line over %zu bytes; closing it", s->id,
-		 (int)s->owner.pid, s->d->cfg.max_line_bytes);
+	session_log(s, LOG_INFO, "session %" PRIu64 " (pid %d) sent a line over %zu bytes; "
+		    "closing it", s->id, (int)s->owner.pid, s->d->cfg.max_line_bytes);
 	snprintf(msg, sizeof(msg), "request line longer than %zu bytes", s->d->cfg.max_line_bytes);
 	reply_error(s, false, 0, HASP_E_TOO_LARGE, msg, NULL);
 	session_close_after_flush(s);

@@ -10,8 +10,6 @@
 #include "proto.h"
 #include "session.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-
 static int open_error(int err, const char *path, int *code, char *msg, size_t n)
 {
 	*code = err == EACCES || err == EPERM ? HASP_E_PERMISSION_DENIED : HASP_E_BAD_REQUEST;
@@ -22,13 +20,27 @@ static int open_error(int err, const char *path, int *code, char *msg, size_t n)
 	return -1;
 }
 
+/* A descriptor that proves nothing: O_PATH, or open for neither reading
+ * nor writing. */
+static int refuse_access(const char *path, int *code, char *msg, size_t n)
+{
+	*code = HASP_E_PERMISSION_DENIED;
+	snprintf(msg, n, "the descriptor for %.1024s is open neither for reading nor for "
+		 "writing (O_PATH?): it proves no right to lock the file", path);
+	return -1;
+}
+
 /* A descriptor for the request: the client's, or one the daemon opens for a
  * peer of its own uid. Returns it, or -1 with the error set. */
 static int request_fd(struct session *s, const char *path, int fd, int *code, char *msg, size_t n)
 {
+	if (fd >= 0 && oslock_check_access(fd) < 0) {
+		close(fd);
+		return refuse_access(path, code, msg, n);
+	}
 	if (fd >= 0)
 		return fd;
-	if (s->owner.uid != geteuid()) {
+	if (s->sender.uid != geteuid()) {
 		*code = HASP_E_PERMISSION_DENIED;
 		snprintf(msg, n, "a path without a descriptor is served only to uid %u; "
 			 "send the open file with \"fd\": true", (unsigned)geteuid());
@@ -63,13 +75,18 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	if (e < 0) {
 		open_error(-e, path, code, msg, msg_size);
 	} else if (!(r = locktable_find(lt, key, sizeof(key)))) {
-		o = oslock_new(fd, path);
-		if (!o) {
+		haspd_refresh_fd_limit(s->d);
+		if (!users_may_open_file(&s->d->users, s->user, &s->d->cfg, msg, msg_size)) {
+			*code = HASP_E_LIMIT;
+		} else if (!(o = oslock_new(fd, path))) {
 			open_error(errno, path, code, msg, msg_size);
 		} else if (!(r = locktable_attach(lt, key, sizeof(key), o))) {
 			oslock_free(o);
 			*code = HASP_E_INTERNAL;
 			snprintf(msg, msg_size, "out of memory");
+		} else {
+			o->payer = s->user;
+			users_charge_file(&s->d->users, s->user);
 		}
 	}
 	close(fd);
@@ -108,9 +125,10 @@ void files_unlocked(struct lt_resource *r, void *arg)
 
 void files_freed(struct lt_resource *r, void *arg)
 {
+	struct haspd *d = arg;
 	struct oslock *o = r->os;
 
-	(void)arg;
+	users_refund_file(&d->users, o->payer);
 	list_del(&o->retry_link);
 	oslock_free(o);
 	r->os = NULL;

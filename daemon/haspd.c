@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -13,6 +15,10 @@
 #include "proto.h"
 #include "server.h"
 #include "session.h"
+
+/* Descriptors opened after haspd_init() for the daemon itself: the
+ * listener, its spare, the fence file, libevent's signal pair, a journal. */
+#define HASPD_FDS_LATER 8
 
 static uint64_t clock_us(clockid_t id)
 {
@@ -170,6 +176,35 @@ static void haspd_libevent_log(int severity, const char *msg)
 	log_msg(level, "libevent: %s", msg);
 }
 
+/* The descriptors haspd may have open (RLIMIT_NOFILE), 0 if unknown. */
+static size_t haspd_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	return (size_t)rl.rlim_cur;
+}
+
+void haspd_refresh_fd_limit(struct haspd *d)
+{
+	users_set_fd_budget(&d->users, haspd_fd_limit(), d->users.fds_base);
+}
+
+/* The descriptors open now, from /proc/self/fd. */
+static size_t haspd_fds_open(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	size_t n = 0;
+
+	if (!dir)
+		return 0;
+	while (readdir(dir))
+		n++;
+	closedir(dir);
+	return n > 3 ? n - 3 : 0; /* ".", ".." and dir's own */
+}
+
 int haspd_init(struct haspd *d)
 {
 	const struct lt_callbacks cb = {
@@ -207,6 +242,7 @@ int haspd_init(struct haspd *d)
 		return -1;
 	event_del(d->timer);
 	haspd_tick(d);
+	users_set_fd_budget(&d->users, haspd_fd_limit(), haspd_fds_open() + HASPD_FDS_LATER);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "fencefile.h"
 #include "list.h"
 #include "locktable.h"
+#include "ratelimit.h"
 #include "users.h"
 
 struct event_base;
@@ -25,6 +26,7 @@ struct haspd {
 	struct list graveyard;      /* session.link: lost, freed in haspd_sync */
 	struct list retrying;       /* oslock.retry_link: files an outsider holds */
 	struct users users;         /* sessions and locks per uid */
+	struct ratelimit log_budget; /* log lines the sessions of each uid may cause */
 	size_t nsessions;
 	uint64_t sessions_total;
 	uint64_t protocol_errors;
@@ -44,6 +46,10 @@ void haspd_tick(struct haspd *d);
 /* Call at the end of every event callback: writes pending output, frees
  * lost sessions, re-arms the deadline timer. */
 void haspd_sync(struct haspd *d);
+
+/* Reads RLIMIT_NOFILE again (prlimit(1) may change it while haspd runs):
+ * before admitting what costs a descriptor. */
+void haspd_refresh_fd_limit(struct haspd *d);
 
 /* Sets up d: the event loop, the lock table and the deadline timer; d->cfg
  * is zeroed and d->server NULL, for the caller to fill in. Returns 0, or -1

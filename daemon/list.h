@@ -9,7 +9,9 @@ struct list {
 };
 
 #define LIST_INIT(name) { &(name), &(name) }
-#define list_entry(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+/* The object of type that embeds member at ptr. */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define list_entry(ptr, type, member) container_of(ptr, type, member)
 #define list_foreach(pos, head) for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
 #define list_foreach_safe(pos, tmp, head) \
 	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 const char *lt_mode_name(enum lt_mode m)
 {
@@ -264,6 +263,8 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	e->since_us = lt->now_us;
 	e->timeout_ms = req->timeout_ms;
 	e->tag = req->tag;
+	e->sender = req->sender ? *req->sender :
+		    (struct lt_cred){ .pid = o->pid, .uid = o->uid, .gid = o->gid };
 	e->mode = req->mode;
 	e->held = false;
 	e->timed = false;

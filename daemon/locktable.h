@@ -36,6 +36,14 @@ enum lt_result {
 	LT_NOMEM,
 };
 
+/* The process that sent a request: its pid, uid and gid as the kernel told
+ * them (SCM_CREDENTIALS), which may differ from the session's. */
+struct lt_cred {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+
 /* Owners may share a group (the caller's: e.g. one per uid), whose leases
  * and waiting requests the table counts too. */
 struct lt_group {
@@ -83,6 +91,7 @@ struct lt_entry {
 	uint64_t since_us;      /* when queued; once held, when granted */
 	int64_t timeout_ms;     /* as requested: -1 forever */
 	int64_t tag;            /* the caller's, e.g. the acquire's request id */
+	struct lt_cred sender;  /* who asked for it */
 	enum lt_mode mode;
 	bool held;
 	bool timed;
@@ -143,6 +152,7 @@ struct lt_request {
 	int64_t tag;
 	const char *owner_name; /* optional, <= LT_OWNER_MAX bytes */
 	const char *message;    /* optional, <= LT_MESSAGE_MAX bytes */
+	const struct lt_cred *sender; /* optional: the owner's pid, uid and gid if NULL */
 };
 
 int locktable_init(struct locktable *lt, const struct lt_callbacks *cb);

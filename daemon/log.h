@@ -1,5 +1,7 @@
 /* Logging for the daemon's I/O layer and main.c only: one line per event, to
- * stderr, so that the journal captures it. */
+ * stderr, so that the journal captures it. Control characters and bytes
+ * that are not UTF-8 are escaped (text.h): client text cannot forge lines
+ * or drive the terminal of whoever reads the log. */
 #pragma once
 
 enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };

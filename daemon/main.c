@@ -40,6 +40,8 @@ static const char usage[] =
 	"      --max-user-locks N       most leases + waiting requests over one uid's\n"
 	"                               connections (default 1048576); root and\n"
 	"                               haspd's own uid are not limited per uid\n"
+	"      --max-user-files N       most files one uid's leases and waits may\n"
+	"                               have haspd open at once (default 65536)\n"
 	"      --fence-file PATH        keep the fence ceiling in PATH (default:\n"
 	"                               $STATE_DIRECTORY/fence under systemd, else\n"
 	"                               the socket's path with .fence for .sock)\n"
@@ -69,7 +71,7 @@ static void add_override(struct options *opt, const char *key, const char *value
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
-	       OPT_USER_LOCKS, OPT_FENCES };
+	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -80,6 +82,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "max-session-locks", required_argument, NULL, OPT_LOCKS },
 		{ "max-user-sessions", required_argument, NULL, OPT_USER_SESSIONS },
 		{ "max-user-locks", required_argument, NULL, OPT_USER_LOCKS },
+		{ "max-user-files", required_argument, NULL, OPT_USER_FILES },
 		{ "fence-file", required_argument, NULL, OPT_FENCES },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -101,6 +104,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_LOCKS: add_override(opt, "max_session_locks", optarg); break;
 		case OPT_USER_SESSIONS: add_override(opt, "max_user_sessions", optarg); break;
 		case OPT_USER_LOCKS: add_override(opt, "max_user_locks", optarg); break;
+		case OPT_USER_FILES: add_override(opt, "max_user_files", optarg); break;
 		case OPT_FENCES: add_override(opt, "fence_file", optarg); break;
 		case 'l': add_override(opt, "log_level", optarg); break;
 		case 'f': break;
@@ -185,12 +189,13 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		m->d.cfg.max_session_locks = next.max_session_locks;
 		m->d.cfg.max_user_sessions = next.max_user_sessions;
 		m->d.cfg.max_user_locks = next.max_user_locks;
+		m->d.cfg.max_user_files = next.max_user_files;
 		m->d.cfg.log_level = next.log_level;
 		log_threshold = (enum log_level)next.log_level;
 		log_info("reloaded %s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu, "
-			 "max_user_sessions %zu, max_user_locks %zu", m->opt.config, next.max_line_bytes,
-			 next.max_sessions, next.max_session_locks, next.max_user_sessions,
-			 next.max_user_locks);
+			 "max_user_sessions %zu, max_user_locks %zu, max_user_files %zu", m->opt.config,
+			 next.max_line_bytes, next.max_sessions, next.max_session_locks,
+			 next.max_user_sessions, next.max_user_locks, next.max_user_files);
 	}
 	systemd_notify("READY=1");
 }

@@ -21,17 +21,22 @@ struct oslock {
 	uint64_t retry_at_us;
 	uint64_t backoff_us;
 	void *res;              /* the lock table resource it is attached to */
+	void *payer;            /* the caller's: whom its descriptor is charged to */
 	char path[];            /* for display: where the daemon's descriptor points */
 };
 
 /* st_dev/st_ino of fd's file as a key (key must hold OSLOCK_KEY_LEN bytes).
  * Returns 0, -EINVAL when it is not a regular file, or -errno. */
 int oslock_identify(int fd, char *key);
+/* Whether a client's descriptor proves it could open the file: open for
+ * reading or writing (not O_PATH). Returns 0, -EACCES, or -errno. */
+int oslock_check_access(int fd);
 /* Opens path as the client library would: creating it (0666 minus umask)
  * if missing, never blocking on a FIFO. Returns the descriptor or -errno. */
 int oslock_open_path(const char *path);
 /* A lock object with a description of its own: fd is reopened through
- * /proc/self/fd (fd itself is left to the caller). NULL with errno set. */
+ * /proc/self/fd with no more access than fd has (read-only if fd may read,
+ * else write-only); fd itself is left to the caller. NULL with errno set. */
 struct oslock *oslock_new(int fd, const char *fallback_path);
 void oslock_free(struct oslock *o);
 

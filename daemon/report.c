@@ -30,8 +30,8 @@ static json_t *report_entry(const struct lt_entry *e, json_t *extra)
 {
 	const struct session *s = session_of(e->owner);
 	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s,s:s*,s:s*,s:s*}",
-			      "session", (json_int_t)s->id, "pid", (int)e->owner->pid,
-			      "uid", (json_int_t)e->owner->uid, "gid", (json_int_t)e->owner->gid,
+			      "session", (json_int_t)s->id, "pid", (int)e->sender.pid,
+			      "uid", (json_int_t)e->sender.uid, "gid", (json_int_t)e->sender.gid,
 			      "mode", lt_mode_name(e->mode),
 			      "client", s->client[0] ? s->client : NULL,
 			      "owner", lt_entry_owner_name(e),
@@ -104,7 +104,7 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 	e = container_of(r->holders.next, struct lt_entry, qnode);
 	owner = lt_entry_owner_name(e);
 	w = snprintf(buf, n, "held by pid %d (%s%.64s%ssession %" PRIu64 "), %s, for %.1f s",
-		     (int)e->owner->pid, owner ? "owner " : "", owner ? owner : "", owner ? ", " : "",
+		     (int)e->sender.pid, owner ? "owner " : "", owner ? owner : "", owner ? ", " : "",
 		     session_of(e->owner)->id, lt_mode_name(e->mode),
 		     (double)(d->lt.now_us - e->since_us) / 1e6);
 	if (r->nholders > 1 && w > 0 && (size_t)w < n)

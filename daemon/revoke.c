@@ -13,12 +13,13 @@
 #include "report.h"
 #include "session.h"
 
-/* Root, the daemon's own uid, and the holder's own uid may revoke. */
+/* Root, the daemon's own uid, and the holder's own uid may revoke: the uid
+ * of the process that sent the revoke, and of the one that took the lease. */
 static bool may_revoke(const struct session *s, const struct lt_entry *e)
 {
-	uid_t uid = s->owner.uid;
+	uid_t uid = s->sender.uid;
 
-	return uid == 0 || uid == geteuid() || uid == e->owner->uid;
+	return uid == 0 || uid == geteuid() || uid == e->sender.uid;
 }
 
 /* Tells the holder, logs, and ends the lease. */
@@ -28,13 +29,14 @@ static void revoke_one(struct session *by, struct lt_entry *e)
 	struct session *holder = session_of(e->owner);
 	json_t *body = json_pack("{s:I,s:s,s:{s:i,s:I,s:I}}",
 		"lease", (json_int_t)e->id, r->os ? "path" : "key", report_name(r),
-		"by", "pid", (int)by->owner.pid, "uid", (json_int_t)by->owner.uid,
+		"by", "pid", (int)by->sender.pid, "uid", (json_int_t)by->sender.uid,
 		"session", (json_int_t)by->id);
 	size_t len = 0;
 	char *line = body ? proto_event("revoked", body, &len) : NULL;
 
-	log_info("lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u", e->id,
-		 report_name(r), (int)e->owner->pid, (int)by->owner.pid, (unsigned)by->owner.uid);
+	session_log(by, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u",
+		    e->id, report_name(r), (int)e->sender.pid, (int)by->sender.pid,
+		    (unsigned)by->sender.uid);
 	if (line) {
 		session_write(holder, line, len);
 		free(line);
@@ -60,7 +62,7 @@ static void revoke_lease(struct session *s, const struct proto_request *req)
 		reply_error(s, true, req->id, HASP_E_UNKNOWN_LEASE, msg, NULL);
 	} else if (!may_revoke(s, e)) {
 		snprintf(msg, sizeof(msg), "lease %" PRIu64 " is held by uid %u: only root, uid %u "
-			 "and the holder's uid may revoke it", e->id, (unsigned)e->owner->uid,
+			 "and the holder's uid may revoke it", e->id, (unsigned)e->sender.uid,
 			 (unsigned)geteuid());
 		reply_error(s, true, req->id, HASP_E_PERMISSION_DENIED, msg, NULL);
 	} else {

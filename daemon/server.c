@@ -139,6 +139,13 @@ static int set_owner_and_mode(const struct haspd *d, const char *path)
 	return 0;
 }
 
+/* Every connection tells the credentials of each sender (SCM_CREDENTIALS),
+ * from its first byte: accepted sockets inherit the flag. */
+static int server_pass_credentials(int fd)
+{
+	return setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int));
+}
+
 static int listen_on(struct server *srv, const char *path) __attribute__((nonnull));
 
 static int listen_on(struct server *srv, const char *path)
@@ -163,7 +170,8 @@ static int listen_on(struct server *srv, const char *path)
 		return -1;
 	}
 	umask(old);
-	if (listen(srv->fd, SOMAXCONN) < 0 || stat(path, &st) < 0) {
+	if (server_pass_credentials(srv->fd) < 0 || listen(srv->fd, SOMAXCONN) < 0 ||
+	    stat(path, &st) < 0) {
 		log_err("cannot listen on %s: %s", path, strerror(errno));
 		unlink(path);
 		return -1;
@@ -233,21 +241,12 @@ static bool server_refuse_one(struct server *srv)
 static void server_accept_one(struct server *srv, int c)
 {
 	struct haspd *d = srv->d;
-	bool over = d->nsessions >= d->cfg.max_sessions;
+	size_t before = d->nsessions;
 	struct session *s = session_new(d, c);
-	char why[128];
+	char why[160];
 
-	if (!s)
-		return;
-	if (over) {
-		snprintf(why, sizeof(why), "it serves %zu sessions, the limit (max_sessions)",
-			 d->cfg.max_sessions);
+	if (s && !users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
 		dispatch_refuse(s, why);
-	} else if (s->user->limited && s->user->sessions > d->cfg.max_user_sessions) {
-		snprintf(why, sizeof(why), "uid %u has %zu sessions, the limit (max_user_sessions)",
-			 (unsigned)s->user->uid, d->cfg.max_user_sessions);
-		dispatch_refuse(s, why);
-	}
 }
 
 static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -320,7 +319,8 @@ struct server *server_adopt(struct haspd *d, int fd)
 	srv->d = d;
 	srv->fd = fd;
 	srv->spare = -1;
-	if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0)
+	if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0 ||
+	    server_pass_credentials(fd) < 0)
 		return server_free(srv);
 	return server_start(srv);
 }

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,6 +19,7 @@
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "users.h"
 
 /* Stop reading from a session with this much output queued (a client that
  * does not read its replies), and read again below half of it. */
@@ -47,6 +50,10 @@ struct session *session_new(struct haspd *d, int fd)
 	if (!s->in || !s->out || !s->rev || !s->wev || event_add(s->rev, NULL) < 0)
 		goto fail;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+	/* Each request's authority is its sender's, told with every read. */
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int)) < 0)
+		goto fail;
+	haspd_refresh_fd_limit(d);
 	s->user = users_get(&d->users, cred.uid);
 	if (!s->user)
 		goto fail;
@@ -76,6 +83,7 @@ static void session_close_fds_before(struct session *s, uint64_t offset)
 	while (n < s->nfds && s->fds[n].end <= offset)
 		close(s->fds[n++].fd);
 	s->nfds -= n;
+	s->user->fds_in_flight -= n;
 	memmove(s->fds, s->fds + n, s->nfds * sizeof(s->fds[0]));
 }
 
@@ -92,14 +100,21 @@ int session_take_fd(struct session *s)
 		return -1;
 	fd = s->fds[0].fd;
 	memmove(s->fds, s->fds + 1, --s->nfds * sizeof(s->fds[0]));
+	s->user->fds_in_flight--;
 	return fd;
+}
+
+bool session_fds_refused(const struct session *s)
+{
+	return s->fds_refused_end > s->line_start && s->fds_refused_end <= s->line_end;
 }
 
 void session_free(struct session *s)
 {
-	if (s->user)
+	if (s->user) {
+		session_close_fds(s);
 		users_put(&s->d->users, s->user);
-	session_close_fds(s);
+	}
 	if (s->rev)
 		event_free(s->rev);
 	if (s->wev)
@@ -111,6 +126,25 @@ void session_free(struct session *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s);
+}
+
+void session_log(struct session *s, enum log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	uint64_t suppressed = 0;
+	va_list ap;
+
+	if (level > log_threshold ||
+	    !ratelimit_take(&s->d->log_budget, s->owner.uid, haspd_now_ms(), &suppressed))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (suppressed)
+		log_msg(level, "%s (and %" PRIu64 " lines about uid %u's sessions before it, "
+			"unlogged: too many)", line, suppressed, (unsigned)s->owner.uid);
+	else
+		log_msg(level, "%s", line);
 }
 
 static void session_queue_flush(struct session *s)
@@ -193,8 +227,9 @@ void session_flush(struct session *s)
 	if (s->dead)
 		return;
 	if (s->overflow) {
-		log_warn("session %" PRIu64 " (pid %d): over %u bytes of replies unread, or no "
-			 "memory for them; ending it", s->id, (int)s->owner.pid, SESSION_OUT_HARD);
+		session_log(s, LOG_WARN, "session %" PRIu64 " (pid %d): over %u bytes of replies "
+			    "unread, or no memory for them; ending it", s->id, (int)s->owner.pid,
+			    SESSION_OUT_HARD);
 		session_lost(s, "output over the hard limit");
 		return;
 	}
@@ -250,6 +285,8 @@ static void session_process(struct session *s)
 		s->line_start = s->in_offset + off;
 		s->line_end = s->line_start + line_len + 1;
 		session_close_fds_before(s, s->line_start);  /* strays */
+		s->line_mixed = s->part_mixed;
+		s->part_mixed = false;
 		dispatch_line(s, buf + off, line_len);
 		session_close_fds_before(s, s->line_end);    /* unclaimed */
 		off += line_len + 1;
@@ -262,26 +299,65 @@ static void session_process(struct session *s)
 		session_throttle(s, true);
 }
 
-/* Keeps the descriptors that came with the data, closing what does not fit. */
-static void session_keep_fds(struct session *s, struct msghdr *mh)
+/* Keeps the descriptors that came with the data, closing what does not
+ * fit in the session or in its uid's share (users.h). */
+static void session_keep_fds(struct session *s, const struct cmsghdr *c)
 {
 	uint64_t end = s->in_offset + evbuffer_get_length(s->in);
+	size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+	for (size_t i = 0; i < n; i++) {
+		int fd;
+
+		memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+		if (s->nfds < SESSION_FDS_MAX && users_may_hold_fd(&s->d->users, s->user)) {
+			s->fds[s->nfds++] = (struct session_fd){ fd, end };
+			s->user->fds_in_flight++;
+		} else {
+			close(fd);
+			s->fds_refused_end = end;
+		}
+	}
+}
+
+/* Whether a and b are one sender. */
+static bool cred_same(const struct lt_cred *a, const struct lt_cred *b)
+{
+	return a->pid == b->pid && a->uid == b->uid && a->gid == b->gid;
+}
+
+/* The sender of the bytes just read (the kernel never joins two senders'
+ * data in one read); a line whose bytes came from two is not served. */
+static void session_note_sender(struct session *s, const struct lt_cred *c, bool had_partial)
+{
+	if (had_partial && !cred_same(&s->sender, c))
+		s->part_mixed = true;
+	else if (!had_partial)
+		s->part_mixed = false;
+	s->sender = *c;
+}
+
+/* What came with the data: descriptors (SCM_RIGHTS) and the sender
+ * (SCM_CREDENTIALS; without it, nobody's rights). */
+static void session_take_control(struct session *s, struct msghdr *mh, bool had_partial)
+{
+	struct lt_cred sender = { .pid = 0, .uid = SESSION_NOBODY, .gid = SESSION_NOBODY };
 	struct cmsghdr *c;
 
 	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		size_t n;
-		int *fds = (int *)CMSG_DATA(c);
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		if (c->cmsg_level != SOL_SOCKET)
 			continue;
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			if (s->nfds < SESSION_FDS_MAX)
-				s->fds[s->nfds++] = (struct session_fd){ fds[i], end };
-			else
-				close(fds[i]);
+		if (c->cmsg_type == SCM_RIGHTS) {
+			session_keep_fds(s, c);
+		} else if (c->cmsg_type == SCM_CREDENTIALS &&
+			   c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+			struct ucred u;
+
+			memcpy(&u, CMSG_DATA(c), sizeof(u));
+			sender = (struct lt_cred){ .pid = u.pid, .uid = u.uid, .gid = u.gid };
 		}
 	}
+	session_note_sender(s, &sender, had_partial);
 }
 
 /* Reads straight into the input buffer's free space with one recvmsg(2),
@@ -290,9 +366,11 @@ static void session_keep_fds(struct session *s, struct msghdr *mh)
 static ssize_t session_read_some(struct session *s, bool *ret_newline)
 {
 	union {
-		char buf[CMSG_SPACE(SESSION_FDS_MAX * sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(struct ucred)) +
+			 CMSG_SPACE(SESSION_FDS_MAX * sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
+	bool had_partial = evbuffer_get_length(s->in) > 0;
 	struct evbuffer_iovec v;
 	struct iovec iov;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -312,8 +390,8 @@ static ssize_t session_read_some(struct session *s, bool *ret_newline)
 	*ret_newline = memchr(v.iov_base, '\n', (size_t)n) != NULL;
 	v.iov_len = (size_t)n;
 	evbuffer_commit_space(s->in, &v, 1);
-	if (mh.msg_controllen > 0)
-		session_keep_fds(s, &mh);
+	if (n > 0 || mh.msg_controllen > 0)
+		session_take_control(s, &mh, had_partial);
 	return n;
 }
 

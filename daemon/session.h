@@ -9,16 +9,22 @@
 
 #include "list.h"
 #include "locktable.h"
+#include "log.h"
 
 /* Descriptors a session may have in flight before requests claim them. */
 #define SESSION_FDS_MAX 16
+/* The rights of a read that came without its sender's credentials (never,
+ * from Linux): the overflow uid's, nobody's. */
+#define SESSION_NOBODY 65534
 
 struct haspd;
 struct event;
 struct evbuffer;
 
 struct session {
-	struct lt_owner owner;      /* the lock table's view of this session */
+	struct lt_owner owner;      /* the lock table's view of this session, with
+				     * its pid, uid and gid at connect (SO_PEERCRED):
+				     * for accounting and logs, never for authority */
 	struct haspd *d;
 	struct user *user;          /* this uid's sessions and locks */
 	struct list link;           /* in d->sessions, then d->graveyard */
@@ -32,8 +38,15 @@ struct session {
 		uint64_t end;       /* input offset just past the read that brought it */
 	} fds[SESSION_FDS_MAX];     /* received, in order, not yet claimed */
 	size_t nfds;
+	uint64_t fds_refused_end;   /* like session_fd.end, for descriptors closed
+				     * at once: over a limit (0: none) */
 	uint64_t in_offset;         /* input offset of the first byte in s->in */
 	uint64_t line_start, line_end; /* the line being dispatched: [start, end) */
+	struct lt_cred sender;      /* SCM_CREDENTIALS of the latest read: the sender
+				     * of the line being dispatched, whose authority
+				     * every request has */
+	bool part_mixed;            /* the unfinished line came from two senders */
+	bool line_mixed;            /* ... and so did the line being dispatched */
 	char client[64];            /* from hello, for logs and list */
 	unsigned protocol_errors;
 	bool closing;               /* write what is queued, then close */
@@ -56,11 +69,17 @@ void session_close_after_flush(struct session *s);
  * owns it. A descriptor belongs to the line that holds the last byte of the
  * read that brought it, which is the line sent with it in one sendmsg(2). */
 int session_take_fd(struct session *s);
+/* Whether descriptors that came with the line being dispatched were closed
+ * for want of room (SESSION_FDS_MAX, or the uid's share: users.h). */
+bool session_fds_refused(const struct session *s);
 /* Writes what is queued; called by haspd_sync(). */
 void session_flush(struct session *s);
 /* Ends the session now: its leases are released, its waits removed. */
 void session_lost(struct session *s, const char *why);
 void session_free(struct session *s);
+/* Logs a line about s, within its uid's share of the log (ratelimit.h). */
+void session_log(struct session *s, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static inline struct session *session_of(const struct lt_owner *o)
 {

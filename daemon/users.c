@@ -1,10 +1,11 @@
 #include "users.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "list.h"
 
 static uint64_t user_hash(const struct hnode *n)
 {
@@ -20,6 +21,12 @@ void users_done(struct users *u)
 {
 	assert(u->table.count == 0);
 	htable_done(&u->table);
+}
+
+void users_set_fd_budget(struct users *u, size_t limit, size_t base)
+{
+	u->fds_limit = limit;
+	u->fds_base = base;
 }
 
 static struct user *users_find(struct users *u, uid_t uid)
@@ -46,15 +53,91 @@ struct user *users_get(struct users *u, uid_t uid)
 		htable_insert(&u->table, &usr->node);
 	}
 	usr->sessions++;
+	u->sessions++;
 	return usr;
+}
+
+static void users_release(struct users *u, struct user *usr)
+{
+	if (usr->sessions > 0 || usr->files > 0)
+		return;
+	assert(usr->group.entries == 0 && usr->fds_in_flight == 0);
+	htable_remove(&u->table, &usr->node);
+	free(usr);
 }
 
 void users_put(struct users *u, struct user *usr)
 {
 	assert(usr->sessions > 0);
-	if (--usr->sessions > 0)
-		return;
-	assert(usr->group.entries == 0);
-	htable_remove(&u->table, &usr->node);
-	free(usr);
+	usr->sessions--;
+	u->sessions--;
+	users_release(u, usr);
+}
+
+/* Whether the daemon has descriptors to spare beyond the administrators'
+ * reserve (always, while the budget is unknown). */
+static bool users_fds_spare(const struct users *u)
+{
+	size_t used = u->fds_base + u->sessions + u->files + u->fds_in_flight;
+
+	return u->fds_limit == 0 || used + USERS_ADMIN_FDS < u->fds_limit;
+}
+
+bool users_admit_session(const struct users *u, const struct user *usr,
+			 const struct config *cfg, size_t nsessions, char *why, size_t n)
+{
+	if (!usr->limited) {
+		if (nsessions < cfg->max_sessions + USERS_ADMIN_SESSIONS)
+			return true;
+		snprintf(why, n, "it serves %zu sessions, the limit (max_sessions) and the "
+			 "administrators' reserve", nsessions);
+	} else if (nsessions >= cfg->max_sessions) {
+		snprintf(why, n, "it serves %zu sessions, the limit (max_sessions)",
+			 cfg->max_sessions);
+	} else if (usr->sessions > cfg->max_user_sessions) {
+		snprintf(why, n, "uid %u has %zu sessions, the limit (max_user_sessions)",
+			 (unsigned)usr->uid, cfg->max_user_sessions);
+	} else if (!users_fds_spare(u)) {
+		snprintf(why, n, "its file descriptors left are kept for administrators "
+			 "(RLIMIT_NOFILE %zu)", u->fds_limit);
+	} else {
+		return true;
+	}
+	return false;
+}
+
+bool users_may_hold_fd(const struct users *u, const struct user *usr)
+{
+	return !usr->limited ||
+	       (usr->fds_in_flight < USERS_FDS_IN_FLIGHT_MAX && users_fds_spare(u));
+}
+
+bool users_may_open_file(const struct users *u, const struct user *usr,
+			 const struct config *cfg, char *why, size_t n)
+{
+	if (!usr->limited)
+		return true;
+	if (usr->files >= cfg->max_user_files)
+		snprintf(why, n, "uid %u has haspd hold %zu files open, the limit (max_user_files)",
+			 (unsigned)usr->uid, usr->files);
+	else if (!users_fds_spare(u))
+		snprintf(why, n, "haspd's file descriptors left are kept for administrators "
+			 "(RLIMIT_NOFILE %zu)", u->fds_limit);
+	else
+		return true;
+	return false;
+}
+
+void users_charge_file(struct users *u, struct user *usr)
+{
+	usr->files++;
+	u->files++;
+}
+
+void users_refund_file(struct users *u, struct user *usr)
+{
+	assert(usr->files > 0);
+	usr->files--;
+	u->files--;
+	users_release(u, usr);
 }
