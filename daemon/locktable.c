@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 const char *lt_mode_name(enum lt_mode m)
 {
 	return m == LT_SHARED ? "shared" : "exclusive";
