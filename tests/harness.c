@@ -85,6 +85,26 @@ const char *haspd_path(void)
 	return getenv("HASPD") ? getenv("HASPD") : "build/daemon/haspd";
 }
 
+unsigned spawn_nofile;
+
+/* prlimit(1) runs argv: a test under valgrind may not set the limit itself
+ * (valgrind keeps the descriptor limit of its guest). */
+static void exec_with_nofile(char *const argv[])
+{
+	char *with[64], limit[64];
+	size_t n = 0;
+
+	snprintf(limit, sizeof(limit), "--nofile=%u:%u", spawn_nofile, spawn_nofile);
+	with[n++] = "/usr/bin/prlimit";
+	with[n++] = limit;
+	with[n++] = "--";
+	while (*argv && n < sizeof(with) / sizeof(with[0]) - 1)
+		with[n++] = *argv++;
+	with[n] = NULL;
+	execv(with[0], with);
+	_exit(127);
+}
+
 pid_t spawn_argv(char *const argv[], int stderr_fd)
 {
 	pid_t pid = fork();
@@ -93,6 +113,8 @@ pid_t spawn_argv(char *const argv[], int stderr_fd)
 	if (pid == 0) {
 		if (stderr_fd >= 0)
 			dup2(stderr_fd, 2);
+		if (spawn_nofile)
+			exec_with_nofile(argv);
 		execv(argv[0], argv);
 		_exit(127);
 	}

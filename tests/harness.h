@@ -35,6 +35,10 @@ pid_t daemon_spawn(const char *socket, int stderr_fd);
 pid_t daemon_spawn_with(const char *socket, char *const opts[], int stderr_fd);
 /* $HASPD, or build/daemon/haspd. */
 const char *haspd_path(void);
+/* RLIMIT_NOFILE (soft and hard) for what spawn_argv() starts, from its
+ * first instruction (a wrapper such as valgrind reads it only then), set
+ * by prlimit(1); 0 leaves it as it is. */
+extern unsigned spawn_nofile;
 /* Runs argv (argv[0] a path), its stderr to stderr_fd if >= 0. */
 pid_t spawn_argv(char *const argv[], int stderr_fd);
 /* $HASP_TEST_WRAPPER, split at spaces, into argv (at most max words, kept

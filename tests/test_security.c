@@ -58,6 +58,18 @@ static bool start(char *const opts[])
 	return true;
 }
 
+/* start() with RLIMIT_NOFILE at nofile from the daemon's first
+ * instruction. */
+static bool start_with_nofile(char *const opts[], unsigned nofile)
+{
+	bool r;
+
+	spawn_nofile = nofile;
+	r = start(opts);
+	spawn_nofile = 0;
+	return r;
+}
+
 static void stop(void)
 {
 	daemon_stop(&daemon_);
@@ -515,15 +527,13 @@ static int lock_a_memfd(void *arg)
 
 START_TEST(descriptors_in_flight_count_per_uid)
 {
-	struct rlimit rl = { LOW_NOFILE, LOW_NOFILE };
 	int before, after;
 	hasp_client *root;
 	pid_t pid;
 	char b;
 
-	if (!start(NULL))
+	if (!start_with_nofile(NULL, LOW_NOFILE))
 		return;
-	ck_assert_int_eq(prlimit(daemon_.pid, RLIMIT_NOFILE, &rl, NULL), 0);
 	ck_assert_int_eq(pipe(holding), 0);
 	ck_assert_int_eq(pipe(release_), 0);
 	root = client_connect(daemon_.socket);
@@ -624,11 +634,8 @@ END_TEST
 
 START_TEST(file_leases_leave_descriptors_for_administrators)
 {
-	struct rlimit rl = { LOW_NOFILE, LOW_NOFILE };
-
-	if (!start(NULL))
+	if (!start_with_nofile(NULL, LOW_NOFILE))
 		return;
-	ck_assert_int_eq(prlimit(daemon_.pid, RLIMIT_NOFILE, &rl, NULL), 0);
 	files_until_refused(-1, "administrators");
 	stop();
 }
