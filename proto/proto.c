@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
+
 #define DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER)
 
 static int fail(struct proto_error *err, int code, const char *fmt, ...)
@@ -349,28 +351,12 @@ char *proto_reply_ok(int64_t id, json_t *body, size_t *len)
 	return dump_line(o, len);
 }
 
-/* The length of the valid UTF-8 sequence at s (NUL-terminated), or 0. */
-static size_t utf8_sequence(const unsigned char *s)
-{
-	size_t n = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 :
-		   s[0] < 0xf5 ? 4 : 0;
-	uint32_t cp = s[0] & (0x7f >> n);
-
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 bool proto_utf8_valid(const char *s)
 {
+	const unsigned char *end = (const unsigned char *)s + strlen(s);
+
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t k = utf8_sequence(p);
+		size_t k = text_utf8_len(p, (size_t)(end - p));
 
 		if (k == 0)
 			return false;
@@ -386,13 +372,14 @@ bool proto_utf8_valid(const char *s)
 static json_t *message_string(const char *message)
 {
 	json_t *str = json_string(message);
+	const unsigned char *end = (const unsigned char *)message + strlen(message);
 	char *copy;
 	size_t n = 0;
 
 	if (str || !(copy = malloc(strlen(message) + 1)))
 		return str;
 	for (const unsigned char *p = (const unsigned char *)message; *p;) {
-		size_t k = utf8_sequence(p);
+		size_t k = text_utf8_len(p, (size_t)(end - p));
 
 		if (k == 0) {
 			copy[n++] = '?';

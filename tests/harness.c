@@ -243,6 +243,24 @@ void raw_send_fd(int fd, const char *text, int passfd)
 	ck_assert_int_eq(sendfds(fd, text, len, &passfd, 1), (ssize_t)len);
 }
 
+int raw_connect_served(const char *path)
+{
+	static const char ping[] = "{\"id\":1,\"op\":\"ping\"}\n";
+	int fd = raw_connect(path);
+	json_t *r;
+
+	/* A refused one may be closed already: its refusal is still there to read. */
+	(void)send(fd, ping, strlen(ping), MSG_NOSIGNAL);
+	r = raw_recv(fd, 5000);
+	if (r && !reply_error(r)) {
+		json_decref(r);
+		return fd;
+	}
+	json_decref(r);
+	close(fd);
+	return -1;
+}
+
 int count_fds(pid_t pid)
 {
 	char path[64];

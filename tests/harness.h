@@ -63,6 +63,8 @@ int raw_connect(const char *path);
 void raw_send(int fd, const char *text);
 /* Sends text with passfd attached (SCM_RIGHTS) in one sendmsg. */
 void raw_send_fd(int fd, const char *text, int passfd);
+/* A connection that haspd serves (its ping answered), or -1 if refused. */
+int raw_connect_served(const char *path);
 /* How many descriptors process pid has open. */
 int count_fds(pid_t pid);
 /* The next line as JSON, or NULL at EOF or after timeout_ms. */

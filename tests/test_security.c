@@ -136,11 +136,49 @@ static json_t *acquire_fd(int conn, const char *path, int fd)
 /* ---- 1. a descriptor must prove the right to open the file ---- */
 
 static char secret[192];        /* root's 0600 file, in a directory all may search */
-static int holding[2];          /* a child tells it holds (or not), then waits */
-static int release_[2];
+
+/* A child tells the test what it got, then waits for leave to go on. */
+struct handshake {
+	int tell[2], leave[2];
+};
+
+static struct handshake hs;     /* the child's of the test at hand */
+
+static void hs_open(struct handshake *h)
+{
+	ck_assert_int_eq(pipe(h->tell), 0);
+	ck_assert_int_eq(pipe(h->leave), 0);
+}
+
+static void hs_close(struct handshake *h)
+{
+	for (int i = 0; i < 2; i++) {
+		close(h->tell[i]);
+		close(h->leave[i]);
+	}
+}
+
+/* In the child: tells n bytes, then waits for leave; 0, or 51 if a pipe broke. */
+static int hs_tell_and_wait(struct handshake *h, const void *buf, size_t n)
+{
+	char b;
+
+	return write(h->tell[1], buf, n) == (ssize_t)n && read(h->leave[0], &b, 1) >= 0 ? 0 : 51;
+}
+
+/* In the test: what the child told (up to n bytes); how many bytes. */
+static size_t hs_hear(struct handshake *h, void *buf, size_t n)
+{
+	ssize_t r;
+
+	ck_assert(wait_readable(h->tell[0], 20000));
+	r = read(h->tell[0], buf, n);
+	ck_assert_int_gt(r, 0);
+	return (size_t)r;
+}
 
 /* As the attacker: an O_PATH descriptor of root's file; the reply's status,
- * told on holding[1], then the session stays until release_ has a byte. */
+ * told, then the session stays until the test lets it go. */
 static int opath_lock(void *arg)
 {
 	int fd = open(secret, O_PATH | O_CLOEXEC), conn, st;
@@ -152,9 +190,7 @@ static int opath_lock(void *arg)
 	conn = raw_connect(daemon_.socket);
 	st = code_status(acquire_fd(conn, secret, fd));
 	b = (char)st;
-	if (write(holding[1], &b, 1) != 1 || read(release_[0], &b, 1) < 0)
-		return 51;
-	return 0;
+	return hs_tell_and_wait(&hs, &b, 1);
 }
 
 /* The access mode of the daemon's own descriptor for path, or -1. */
@@ -200,15 +236,13 @@ START_TEST(a_descriptor_must_be_open_for_reading_or_writing)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	/* Another user's O_PATH descriptor: refused, and root's flock is free. */
-	ck_assert_int_eq(pipe(holding), 0);
-	ck_assert_int_eq(pipe(release_), 0);
+	hs_open(&hs);
 	pid_t pid = spawn_as(MALLORY, opath_lock, NULL);
-	ck_assert(wait_readable(holding[0], 10000));
-	ck_assert_int_eq(read(holding[0], &b, 1), 1);
+	hs_hear(&hs, &b, 1);
 	mine = open(secret, O_RDONLY | O_CLOEXEC);
 	ck_assert_int_eq(flock(mine, LOCK_EX | LOCK_NB), 0);
 	close(mine);
-	signal_byte(release_[1]);
+	signal_byte(hs.leave[1]);
 	ck_assert_int_eq(child_status(pid), 0);
 	ck_assert_int_eq(b, 1); /* permission_denied */
 	/* Open for neither (mode 3, ioctl only): refused, even from root. */
@@ -230,10 +264,7 @@ START_TEST(a_descriptor_must_be_open_for_reading_or_writing)
 	ck_assert_int_eq(daemon_access_mode(secret), O_RDONLY);
 	close(fd);
 	close(conn);
-	for (int i = 0; i < 2; i++) {
-		close(holding[i]);
-		close(release_[i]);
-	}
+	hs_close(&hs);
 	stop();
 }
 END_TEST
@@ -255,12 +286,10 @@ static int victim_holds(void *arg)
 	if (hasp_connect(daemon_.socket, &c) < 0 || hasp_lock(c, "victim-key", NULL, &l) < 0)
 		return 50;
 	victim_lease = hasp_lease_id(l);
-	if (write(holding[1], &victim_lease, sizeof(victim_lease)) != sizeof(victim_lease) ||
-	    read(release_[0], &b, 1) < 0)
-		return 51;
+	b = (char)hs_tell_and_wait(&hs, &victim_lease, sizeof(victim_lease));
 	hasp_lease_free(l);
 	hasp_close(c);
-	return 0;
+	return b;
 }
 
 /* As the attacker, on root's connection: revoke the victim's lease (bit 0:
@@ -283,9 +312,7 @@ static int borrow_root_connection(void *arg)
 	raw_send(inherited, "{\"id\":3,\"op\":\"acquire\",\"key\":\"child-key\"}\n");
 	st |= code_status(raw_recv_id(inherited, 3, 5000)) == 0 ? 4 : 0;
 	b = (char)st;
-	if (write(holding[1], &b, 1) != 1 || read(release_[0], &b, 1) < 0)
-		return 51;
-	return 0;
+	return hs_tell_and_wait(&hs, &b, 1);
 }
 
 /* The first holder of key in a list reply. */
@@ -305,7 +332,8 @@ static json_t *holder_of(json_t *list, const char *key)
 
 START_TEST(authority_is_the_senders_not_the_connections)
 {
-	int hold_victim[2], release_victim[2], admin;
+	struct handshake victim_hs;
+	int admin;
 	pid_t victim, child;
 	json_t *list, *h;
 	char b;
@@ -313,24 +341,18 @@ START_TEST(authority_is_the_senders_not_the_connections)
 	if (!start(NULL))
 		return;
 	snprintf(bare_path, sizeof(bare_path), "%s/made-by-root", daemon_.dir);
-	ck_assert_int_eq(pipe(holding), 0);
-	ck_assert_int_eq(pipe(release_), 0);
+	hs_open(&hs);
 	victim = spawn_as(VICTIM, victim_holds, NULL);
-	ck_assert(wait_readable(holding[0], 10000));
-	ck_assert_int_eq(read(holding[0], &victim_lease, sizeof(victim_lease)),
-			 sizeof(victim_lease));
-	hold_victim[0] = holding[0], hold_victim[1] = holding[1];
-	release_victim[0] = release_[0], release_victim[1] = release_[1];
-	ck_assert_int_eq(pipe(holding), 0);
-	ck_assert_int_eq(pipe(release_), 0);
+	ck_assert_uint_eq(hs_hear(&hs, &victim_lease, sizeof(victim_lease)), sizeof(victim_lease));
+	victim_hs = hs;
+	hs_open(&hs);
 	/* Root connects, then hands the connection to a child that drops to
 	 * another uid, as `hasp lock -k k -- setpriv --reuid=... cmd` does. */
 	inherited = raw_connect(daemon_.socket);
 	raw_send(inherited, "{\"id\":0,\"op\":\"ping\"}\n");
 	json_decref(raw_recv_id(inherited, 0, 5000));
 	child = spawn_as(MALLORY, borrow_root_connection, NULL);
-	ck_assert(wait_readable(holding[0], 10000));
-	ck_assert_int_eq(read(holding[0], &b, 1), 1);
+	hs_hear(&hs, &b, 1);
 	ck_assert_msg(b & 1, "the child revoked the victim's lease with root's authority");
 	ck_assert_msg(b & 2, "the child locked a bare path with root's authority");
 	ck_assert_int_eq(access(bare_path, F_OK), -1);
@@ -348,20 +370,16 @@ START_TEST(authority_is_the_senders_not_the_connections)
 	json_decref(list);
 	/* A line whose bytes came from two processes is not served. */
 	raw_send(inherited, "{\"id\":4,\"op\":\"ping\"");
-	signal_byte(release_[1]);
+	signal_byte(hs.leave[1]);
 	ck_assert_int_eq(child_status(child), 0);
 	raw_send(inherited, "}\n");
 	ck_assert_int_eq(code_status(raw_recv_id(inherited, 4, 5000)), 0); /* root alone */
 	close(admin);
 	close(inherited);
-	signal_byte(release_victim[1]);
+	signal_byte(victim_hs.leave[1]);
 	ck_assert_int_eq(child_status(victim), 0);
-	for (int i = 0; i < 2; i++) {
-		close(holding[i]);
-		close(release_[i]);
-		close(hold_victim[i]);
-		close(release_victim[i]);
-	}
+	hs_close(&hs);
+	hs_close(&victim_hs);
 	stop();
 }
 END_TEST
@@ -390,25 +408,6 @@ END_TEST
 
 /* ---- 6. administrators always get in ---- */
 
-/* A connection that haspd served (ping answered), or -1 if refused. */
-static int served(void)
-{
-	static const char ping[] = "{\"id\":1,\"op\":\"ping\"}\n";
-	int fd = raw_connect(daemon_.socket);
-	json_t *r;
-
-	/* A refused one may be closed already: its refusal is still there to read. */
-	(void)send(fd, ping, strlen(ping), MSG_NOSIGNAL);
-	r = raw_recv(fd, 5000);
-	if (r && !reply_error(r)) {
-		json_decref(r);
-		return fd;
-	}
-	json_decref(r);
-	close(fd);
-	return -1;
-}
-
 /* As the attacker: as many sessions as haspd serves, up to 8; the count,
  * then held until released. */
 static int fill_sessions(void *arg)
@@ -417,12 +416,10 @@ static int fill_sessions(void *arg)
 	char b;
 
 	(void)arg;
-	while (n < 8 && served() >= 0)
+	while (n < 8 && raw_connect_served(daemon_.socket) >= 0)
 		n++;
 	b = (char)n;
-	if (write(holding[1], &b, 1) != 1 || read(release_[0], &b, 1) < 0)
-		return 51;
-	return 0;
+	return hs_tell_and_wait(&hs, &b, 1);
 }
 
 START_TEST(max_sessions_keeps_a_reserve_for_administrators)
@@ -435,28 +432,23 @@ START_TEST(max_sessions_keeps_a_reserve_for_administrators)
 
 	if (!start(opts))
 		return;
-	ck_assert_int_eq(pipe(holding), 0);
-	ck_assert_int_eq(pipe(release_), 0);
+	hs_open(&hs);
 	root = client_connect(daemon_.socket);
 	ck_assert_int_eq(hasp_ping(root), 0);
 	pid = spawn_as(MALLORY, fill_sessions, NULL);
-	ck_assert(wait_readable(holding[0], 10000));
-	ck_assert_int_eq(read(holding[0], &b, 1), 1);
+	hs_hear(&hs, &b, 1);
 	ck_assert_int_eq(b, 2); /* root's session counts toward max_sessions */
 	/* Root gets in past max_sessions, up to the reserve. */
-	while (n <= ADMIN_SESSIONS && (fds[n] = served()) >= 0)
+	while (n <= ADMIN_SESSIONS && (fds[n] = raw_connect_served(daemon_.socket)) >= 0)
 		n++;
 	ck_assert_int_eq(n, ADMIN_SESSIONS);
 	ck_assert_int_eq(hasp_ping(root), 0);
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
-	signal_byte(release_[1]);
+	signal_byte(hs.leave[1]);
 	ck_assert_int_eq(child_status(pid), 0);
 	hasp_close(root);
-	for (int i = 0; i < 2; i++) {
-		close(holding[i]);
-		close(release_[i]);
-	}
+	hs_close(&hs);
 	stop();
 }
 END_TEST
@@ -504,9 +496,7 @@ static int flood_descriptors(void *arg)
 			return 53;
 		json_decref(r);
 	}
-	if (write(holding[1], &b, 1) != 1 || read(release_[0], &b, 1) < 0)
-		return 51;
-	return 0;
+	return hs_tell_and_wait(&hs, &b, 1);
 }
 
 /* As the victim: a file lease on a memfd; the status of the first reply
@@ -534,13 +524,11 @@ START_TEST(descriptors_in_flight_count_per_uid)
 
 	if (!start_with_nofile(NULL, LOW_NOFILE))
 		return;
-	ck_assert_int_eq(pipe(holding), 0);
-	ck_assert_int_eq(pipe(release_), 0);
+	hs_open(&hs);
 	root = client_connect(daemon_.socket);
 	before = count_fds(daemon_.pid);
 	pid = spawn_as(MALLORY, flood_descriptors, NULL);
-	ck_assert(wait_readable(holding[0], 10000));
-	ck_assert_int_eq(read(holding[0], &b, 1), 1);
+	hs_hear(&hs, &b, 1);
 	/* 288 sent; the uid keeps 64 in flight over its 18 sessions (and the
 	 * daemon a few of its own: a probe's session, a spare). */
 	after = count_fds(daemon_.pid);
@@ -550,19 +538,16 @@ START_TEST(descriptors_in_flight_count_per_uid)
 	ck_assert_int_eq(run_as(VICTIM, lock_a_memfd, NULL), 0);
 	ck_assert_int_eq(lock_a_memfd(NULL), 0);
 	ck_assert_int_eq(hasp_ping(root), 0);
-	signal_byte(release_[1]);
+	signal_byte(hs.leave[1]);
 	ck_assert_int_eq(child_status(pid), 0);
 	hasp_close(root);
-	for (int i = 0; i < 2; i++) {
-		close(holding[i]);
-		close(release_[i]);
-	}
+	hs_close(&hs);
 	stop();
 }
 END_TEST
 
 /* As the attacker: memfd leases until refused; the count and the refusal's
- * message on holding[1] ("N message"), then held until released. */
+ * message told ("N code message"), then held until released. */
 static int lock_memfds(void *arg)
 {
 	int conn = raw_connect(daemon_.socket), n = 0;
@@ -585,9 +570,7 @@ static int lock_memfds(void *arg)
 	}
 	snprintf(note, sizeof(note), "%d %s %s", n, r ? reply_error(r) : "none", reply_message(r));
 	json_decref(r);
-	if (write(holding[1], note, strlen(note)) < 0 || read(release_[0], &line[0], 1) < 0)
-		return 51;
-	return 0;
+	return hs_tell_and_wait(&hs, note, strlen(note));
 }
 
 /* Runs lock_memfds as the attacker and checks what stopped it; then the
@@ -598,11 +581,9 @@ static void files_until_refused(int want_n, const char *want_message)
 	char note[600] = "";
 	pid_t pid;
 
-	ck_assert_int_eq(pipe(holding), 0);
-	ck_assert_int_eq(pipe(release_), 0);
+	hs_open(&hs);
 	pid = spawn_as(MALLORY, lock_memfds, NULL);
-	ck_assert(wait_readable(holding[0], 20000));
-	ck_assert_int_gt(read(holding[0], note, sizeof(note) - 1), 0);
+	hs_hear(&hs, note, sizeof(note) - 1);
 	ck_assert_msg(strstr(note, " limit ") && strstr(note, want_message), "%s", note);
 	if (want_n >= 0)
 		ck_assert_int_eq(atoi(note), want_n);
@@ -612,13 +593,10 @@ static void files_until_refused(int want_n, const char *want_message)
 		ck_assert_int_eq(run_as(VICTIM, lock_a_memfd, NULL), 0);
 	ck_assert_int_eq(lock_a_memfd(NULL), 0);
 	ck_assert_int_eq(hasp_ping(root), 0);
-	signal_byte(release_[1]);
+	signal_byte(hs.leave[1]);
 	ck_assert_int_eq(child_status(pid), 0);
 	hasp_close(root);
-	for (int i = 0; i < 2; i++) {
-		close(holding[i]);
-		close(release_[i]);
-	}
+	hs_close(&hs);
 }
 
 START_TEST(max_user_files_counts_a_uids_open_files)
