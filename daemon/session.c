@@ -83,7 +83,7 @@ static void session_close_fds_before(struct session *s, uint64_t offset)
 	while (n < s->nfds && s->fds[n].end <= offset)
 		close(s->fds[n++].fd);
 	s->nfds -= n;
-	s->user->fds_in_flight -= n;
+	users_drop_fds(&s->d->users, s->user, n);
 	memmove(s->fds, s->fds + n, s->nfds * sizeof(s->fds[0]));
 }
 
@@ -100,7 +100,7 @@ int session_take_fd(struct session *s)
 		return -1;
 	fd = s->fds[0].fd;
 	memmove(s->fds, s->fds + 1, --s->nfds * sizeof(s->fds[0]));
-	s->user->fds_in_flight--;
+	users_drop_fds(&s->d->users, s->user, 1);
 	return fd;
 }
 
@@ -312,7 +312,7 @@ static void session_keep_fds(struct session *s, const struct cmsghdr *c)
 		memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
 		if (s->nfds < SESSION_FDS_MAX && users_may_hold_fd(&s->d->users, s->user)) {
 			s->fds[s->nfds++] = (struct session_fd){ fd, end };
-			s->user->fds_in_flight++;
+			users_hold_fd(&s->d->users, s->user);
 		} else {
 			close(fd);
 			s->fds_refused_end = end;

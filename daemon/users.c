@@ -112,6 +112,19 @@ bool users_may_hold_fd(const struct users *u, const struct user *usr)
 	       (usr->fds_in_flight < USERS_FDS_IN_FLIGHT_MAX && users_fds_spare(u));
 }
 
+void users_hold_fd(struct users *u, struct user *usr)
+{
+	usr->fds_in_flight++;
+	u->fds_in_flight++;
+}
+
+void users_drop_fds(struct users *u, struct user *usr, size_t n)
+{
+	assert(usr->fds_in_flight >= n && u->fds_in_flight >= n);
+	usr->fds_in_flight -= n;
+	u->fds_in_flight -= n;
+}
+
 bool users_may_open_file(const struct users *u, const struct user *usr,
 			 const struct config *cfg, char *why, size_t n)
 {

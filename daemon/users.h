@@ -59,6 +59,9 @@ bool users_admit_session(const struct users *u, const struct user *usr,
 			 const struct config *cfg, size_t nsessions, char *why, size_t n);
 /* Whether usr may have one more descriptor in flight. */
 bool users_may_hold_fd(const struct users *u, const struct user *usr);
+/* A descriptor of usr's arrived and is kept; n of them were claimed or closed. */
+void users_hold_fd(struct users *u, struct user *usr);
+void users_drop_fds(struct users *u, struct user *usr, size_t n);
 /* Whether usr may make the daemon open one more file; if not, why names
  * the limit. */
 bool users_may_open_file(const struct users *u, const struct user *usr,
