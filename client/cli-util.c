@@ -15,8 +15,9 @@ hasp_client *cli_connect(const struct cli *cli)
 		return c;
 	if (!cli->socket && hasp_default_socket(path, sizeof(path)) < 0)
 		snprintf(path, sizeof(path), "(default path too long)");
-	fprintf(stderr, "hasp: cannot connect to haspd at %s: %s%s\n",
-		cli->socket ? cli->socket : path, strerror(-r),
+	fputs("hasp: cannot connect to haspd at ", stderr);
+	cli_put_escaped(stderr, cli->socket ? cli->socket : path);
+	fprintf(stderr, ": %s%s\n", strerror(-r),
 		r == -ENOENT || r == -ECONNREFUSED ? " (is haspd running?)" : "");
 	return NULL;
 }
@@ -30,7 +31,9 @@ int cli_error(hasp_client *c, const char *what, int err)
 {
 	const char *msg = c ? hasp_client_errmsg(c) : "";
 
-	fprintf(stderr, "hasp: %s: %s\n", what, *msg ? msg : hasp_strerror(err));
+	fprintf(stderr, "hasp: %s: ", what);
+	cli_put_escaped(stderr, *msg ? msg : hasp_strerror(err));
+	fputc('\n', stderr);
 	return cli_status(err);
 }
 

@@ -7,7 +7,7 @@
 
 static const struct cli_command commands[] = {
 	{ "lock", "run a command while holding a lease on a key", cmd_lock },
-	{ "ls", "list resources with their holders and waiters", cmd_ls },
+	{ "ls", "list leases and waiters by key or path (--prefix)", cmd_ls },
 	{ "stats", "show the daemon's counters", cmd_stats },
 	{ "ping", "check that haspd answers, and how fast", cmd_ping },
 	{ "revoke", "end someone's lease (administrative)", cmd_revoke },
