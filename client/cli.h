@@ -31,7 +31,8 @@ int cmd_revoke(struct cli *cli, int argc, char **argv);
 /* Connects, or prints why not and returns NULL. */
 hasp_client *cli_connect(const struct cli *cli);
 /* The exit status for a libhasp error: EXIT_UNAVAILABLE when haspd went
- * away or will not serve for a limit, else 1. */
+ * away or will not serve for a limit, or its socket is not to be trusted,
+ * else 1. */
 int cli_status(int err);
 /* Prints "hasp: WHAT: reason" for a libhasp error; returns cli_status(err). */
 int cli_error(hasp_client *c, const char *what, int err);

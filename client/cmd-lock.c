@@ -43,7 +43,8 @@ static const char usage[] =
 	"\n"
 	"Exit status: COMMAND's (128+N if killed by signal N); 1 or CODE when the\n"
 	"lease was busy or timed out; 64 for a usage error; 69 when haspd cannot be\n"
-	"reached or will not serve (a limit); 126/127 when COMMAND cannot be run.\n"
+	"reached or will not serve (a limit), or its socket is not to be trusted\n"
+	"(see 'hasp --help'); 126/127 when COMMAND cannot be run.\n"
 	"A lease that ended while COMMAND ran (revoked, or haspd gone) is reported\n"
 	"with a warning.\n";
 

@@ -19,6 +19,7 @@
 #include "buildconf.h"
 #include "frame.h"
 #include "proto.h"
+#include "trust.h"
 
 #define HASP_EXPORT __attribute__((visibility("default")))
 
@@ -65,31 +66,81 @@ static int set_error(hasp_client *c, int err, const char *fmt, ...)
 	return err;
 }
 
-HASP_EXPORT int hasp_connect(const char *socket_path, hasp_client **ret_client)
+HASP_EXPORT int hasp_client_new(hasp_client **ret_client)
 {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	hasp_client *c;
-	int r;
+	hasp_client *c = calloc(1, sizeof(*c));
 
-	if (!socket_path) {
-		if (proto_default_socket(path, sizeof(path)) < 0)
-			return -ENAMETOOLONG;
-		socket_path = path;
-	}
-	if (strlen(socket_path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, socket_path);
-	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	if (frame_buf_init(&c->rb, REPLY_LINE_MAX) < 0) {
 		free(c);
 		return -ENOMEM;
 	}
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	c->fd = -1;
+	*ret_client = c;
+	return 0;
+}
+
+/* A connected socket to a trusted path, or a negative error. */
+static int connect_trusted(hasp_client *c, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct trust t;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return set_error(c, -ENAMETOOLONG, "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	r = trust_socket(path, &t, c->errmsg, sizeof(c->errmsg));
+	if (r == -HASP_E_UNTRUSTED)
+		return r;
+	if (r < 0)
+		return set_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return set_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
+	}
+	r = trust_peer(fd, path, &t, c->errmsg, sizeof(c->errmsg));
+	if (r < 0) {
+		close(fd);
+		return r == -HASP_E_UNTRUSTED ? r : set_error(c, r, "cannot check who serves %s: %s",
+							      path, strerror(-r));
+	}
+	return fd;
+}
+
+HASP_EXPORT int hasp_client_connect(hasp_client *c, const char *socket_path)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int fd;
+
+	c->errmsg[0] = '\0';
+	if (c->fd >= 0)
+		return set_error(c, -EISCONN, "already connected to haspd");
+	if (!socket_path) {
+		if (proto_default_socket(path, sizeof(path)) < 0)
+			return set_error(c, -ENAMETOOLONG, "the default socket path is too long");
+		socket_path = path;
+	}
+	fd = connect_trusted(c, socket_path);
+	if (fd < 0)
+		return fd;
+	c->fd = fd;
+	return 0;
+}
+
+HASP_EXPORT int hasp_connect(const char *socket_path, hasp_client **ret_client)
+{
+	hasp_client *c;
+	int r = hasp_client_new(&c);
+
+	if (r < 0)
+		return r;
+	r = hasp_client_connect(c, socket_path);
+	if (r < 0) {
 		hasp_close(c);
 		return r;
 	}
@@ -331,6 +382,10 @@ static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
 	int r;
 
 	c->errmsg[0] = '\0';
+	if (c->fd < 0) {
+		free(line);
+		return set_error(c, -ENOTCONN, "not connected to haspd");
+	}
 	if (c->lost) {
 		free(line);
 		return connection_lost(c);
@@ -674,6 +729,8 @@ static int drain_events(hasp_client *c)
 	const char *line;
 	size_t len;
 
+	if (c->fd < 0)
+		return set_error(c, -ENOTCONN, "not connected to haspd");
 	if (c->lost)
 		return connection_lost(c);
 	for (;;) {
@@ -786,9 +843,10 @@ HASP_EXPORT const char *hasp_strerror(int err)
 		"not supported",
 		"internal daemon error",
 		"haspd's reply could not be understood",
+		"the socket is not to be trusted",
 	};
 
-	if (-err >= HASP_E_BASE && -err <= HASP_E_PROTOCOL)
+	if (-err >= HASP_E_BASE && -err <= HASP_E_UNTRUSTED)
 		return text[-err - HASP_E_BASE];
 	return strerror(-err);
 }

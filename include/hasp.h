@@ -54,6 +54,10 @@ enum hasp_errcode {
 	HASP_E_UNSUPPORTED,
 	HASP_E_INTERNAL,
 	HASP_E_PROTOCOL,          /* the daemon's reply could not be understood */
+	/* libhasp refused the socket: its directory could be anyone's, or
+	 * whoever serves it is not root, the caller or the socket's owner.
+	 * Nothing was sent to it. Since HASP_2. */
+	HASP_E_UNTRUSTED,
 };
 
 enum hasp_mode {
@@ -86,8 +90,30 @@ struct hasp_lock_options {
 int hasp_default_socket(char *buf, size_t size);
 
 /* Connects to haspd at socket_path (NULL: the default). Returns 0,
- * -ECONNREFUSED/-ENOENT when no daemon listens, -ENOMEM. */
+ * -ECONNREFUSED/-ENOENT when no daemon listens, -HASP_E_UNTRUSTED when the
+ * socket is not to be trusted (below), -ENOMEM. For the reason of a
+ * failure, use hasp_client_new() and hasp_client_connect().
+ *
+ * Before it connects, libhasp checks who could have put the socket there:
+ * its directory (not a symbolic link) must not be writable by group or
+ * others, and must belong to root, to the caller (euid), or to the socket's
+ * owner (a daemon under its own uid in a directory of its own); the
+ * per-user default directory, /tmp/hasp-$UID, must be the caller's own with
+ * mode 0700; the socket must not be a symbolic link. Once connected, the
+ * daemon's uid (SO_PEERCRED) must be root, the caller's, or that of the
+ * socket's or the directory's owner. Otherwise it sends nothing and returns
+ * -HASP_E_UNTRUSTED: a fake server in a squatted /tmp/hasp-$UID never sees
+ * a request or a descriptor. */
 int hasp_connect(const char *socket_path, hasp_client **ret_client);
+/* A client that is not connected yet, so that a failed connection can
+ * say why in hasp_client_errmsg(). Returns 0 or -ENOMEM. Since HASP_2. */
+int hasp_client_new(hasp_client **ret_client);
+/* Connects c as hasp_connect() does; on failure hasp_client_errmsg(c)
+ * says why (for -HASP_E_UNTRUSTED, naming the directory, its owner and its
+ * mode) and c may be connected again or closed. -EISCONN if c is connected
+ * already. Calls on a client that is not connected return -ENOTCONN.
+ * Since HASP_2. */
+int hasp_client_connect(hasp_client *c, const char *socket_path);
 /* Ends the session (its leases are released) and frees c. Accepts NULL;
  * returns NULL. Lease handles stay valid until hasp_lease_free(). */
 hasp_client *hasp_close(hasp_client *c);
