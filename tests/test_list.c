@@ -351,6 +351,21 @@ END_TEST
 
 /* ---- paging ---- */
 
+/* owner and message members at their limits, of characters JSON escapes:
+ * about 2.6 KB per holder in a list. */
+static void long_extra(char *extra)
+{
+	char *p = extra;
+
+	p += sprintf(p, ",\"owner\":\"");
+	for (int i = 0; i < 256 / 2; i++)
+		p += sprintf(p, "\\\"\\\\");
+	p += sprintf(p, "\",\"message\":\"");
+	for (int i = 0; i < 1024 / 2; i++)
+		p += sprintf(p, "\\\"\\\\");
+	sprintf(p, "\"");
+}
+
 /* 7,000 leases with the longest owner and message, both of characters that
  * JSON escapes, make about 20 MB of list: once one reply, past the 16 MiB
  * of unread output that ends a session, so the asking session was ended
@@ -359,7 +374,7 @@ END_TEST
 START_TEST(seven_thousand_long_leases_page_and_the_asker_survives)
 {
 	enum { N = 7000 };
-	char extra[4096], *p = extra, *last = NULL, after[512] = "";
+	char extra[4096], *last = NULL, after[512] = "";
 	struct conn holder, asker;
 	hasp_client *c = client_connect(daemon_.socket);
 	hasp_lease *mine = client_lock(c, "asker's own", HASP_EXCLUSIVE);
@@ -367,13 +382,7 @@ START_TEST(seven_thousand_long_leases_page_and_the_asker_survives)
 	char *text = NULL;
 	json_t *all;
 
-	p += sprintf(p, ",\"owner\":\"");
-	for (int i = 0; i < 256 / 2; i++)
-		p += sprintf(p, "\\\"\\\\");    /* '"' and '\': two bytes each in JSON */
-	p += sprintf(p, "\",\"message\":\"");
-	for (int i = 0; i < 1024 / 2; i++)
-		p += sprintf(p, "\\\"\\\\");
-	p += sprintf(p, "\"");
+	long_extra(extra);
 	conn_open(&holder);
 	conn_open(&asker);
 	acquire_many(&holder, "long-", 5, N, extra);
@@ -435,6 +444,90 @@ START_TEST(seven_thousand_long_leases_page_and_the_asker_survives)
 	conn_close(&holder);
 	conn_close(&asker);
 	hasp_close(c);
+}
+END_TEST
+
+/* One resource whose holders alone pass 4 MiB (1,600 sessions share it) is
+ * cut, and says how many holders it leaves out; a group of files all shown
+ * under one name (g-U+FFFD: one byte of 0x80..0xff each) passing 8 MiB is
+ * cut too, and says how many resources it leaves out. No reply passes
+ * 9 MiB, and the asker is served on. */
+START_TEST(huge_resources_and_groups_are_cut_not_the_session)
+{
+	enum { SHARERS = 1600, FILES = 128, SESSIONS = 32 };
+	static int fds[SHARERS];
+	char extra[4096], line[8192], path[256], group[256], args[600];
+	struct conn asker, s[SESSIONS];
+	json_t *r, *res, *big;
+	size_t len;
+
+	long_extra(extra);
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"big\","
+		 "\"mode\":\"shared\"%s}\n", extra);
+	for (int i = 0; i < SHARERS; i++) {
+		fds[i] = raw_connect(daemon_.socket);
+		raw_send(fds[i], line);
+	}
+	for (int i = 0; i < SHARERS; i++) {
+		r = raw_recv(fds[i], 10000);
+		ck_assert_msg(r && !reply_error(r), "sharer %d: %s", i, reply_message(r));
+		json_decref(r);
+	}
+	conn_open(&asker);
+	r = list_page(&asker, "\"prefix\":\"big\"", &len);
+	ck_assert_msg(len < (9u << 20), "a reply of %zu bytes", len);
+	big = json_array_get(json_object_get(r, "resources"), 0);
+	ck_assert_str_eq(name_of(big), "big");
+	ck_assert_int_gt(json_integer_value(json_object_get(big, "holders_omitted")), 0);
+	ck_assert_int_eq(json_array_size(json_object_get(big, "holders")) +
+			 json_integer_value(json_object_get(big, "holders_omitted")), SHARERS);
+	ck_assert_ptr_null(json_object_get(big, "waiters_omitted"));
+	json_decref(r);
+	for (int i = 0; i < SHARERS; i++)
+		close(fds[i]);
+	/* The group: SESSIONS sessions share each of the FILES files. */
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":true,"
+		 "\"mode\":\"shared\"%s}\n", extra);
+	for (int k = 0; k < SESSIONS; k++) {
+		conn_open(&s[k]);
+		for (int b = 0; b < FILES; b++) {
+			int fd;
+
+			snprintf(path, sizeof(path), "%s/g-%c", daemon_.dir, (char)(0x80 + b));
+			fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+			ck_assert_int_ge(fd, 0);
+			raw_send_fd(s[k].fd, line, fd);
+			close(fd);
+		}
+		for (int b = 0; b < FILES; b++)
+			json_decref(conn_reply(&s[k], 1, NULL));
+	}
+	snprintf(args, sizeof(args), "{\"id\":2,\"op\":\"acquire\",\"key\":\"%s/zz\"}\n",
+		 daemon_.dir);
+	json_decref(conn_call(&asker, 2, args, NULL));
+	snprintf(group, sizeof(group), "%s/g-\xef\xbf\xbd", daemon_.dir);
+	snprintf(args, sizeof(args), "\"prefix\":\"%s/\"", daemon_.dir);
+	r = list_page(&asker, args, &len);
+	ck_assert_msg(len < (9u << 20), "a reply of %zu bytes", len);
+	res = json_object_get(r, "resources");
+	ck_assert_int_gt(json_integer_value(json_object_get(r, "omitted")), 0);
+	ck_assert_int_eq(json_array_size(res) + json_integer_value(json_object_get(r, "omitted")),
+			 FILES);
+	for (size_t i = 0; i < json_array_size(res); i++)
+		ck_assert_str_eq(name_of(json_array_get(res, i)), group);
+	ck_assert_str_eq(json_string_value(json_object_get(r, "next")), group);
+	json_decref(r);
+	snprintf(args, sizeof(args), "\"prefix\":\"%s/\",\"after\":\"%s\"", daemon_.dir, group);
+	snprintf(line, sizeof(line), "%s/zz", daemon_.dir);
+	PAGE_IS(&asker, args, line);
+	json_decref(conn_call(&asker, 3, "{\"id\":3,\"op\":\"ping\"}\n", NULL));
+	for (int k = 0; k < SESSIONS; k++)
+		conn_close(&s[k]);
+	for (int b = 0; b < FILES; b++) {
+		snprintf(path, sizeof(path), "%s/g-%c", daemon_.dir, (char)(0x80 + b));
+		unlink(path);
+	}
+	conn_close(&asker);
 }
 END_TEST
 
@@ -759,6 +852,7 @@ static Suite *list_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, a_name_that_is_not_utf8_is_shown_with_fffd);
 	tcase_add_test(tc, seven_thousand_long_leases_page_and_the_asker_survives);
+	tcase_add_test(tc, huge_resources_and_groups_are_cut_not_the_session);
 	tcase_add_test(tc, prefix_after_limit_and_next);
 	tcase_add_test(tc, list_arguments_are_checked);
 	tcase_add_test(tc, libhasp_pages_through);

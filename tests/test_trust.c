@@ -126,8 +126,9 @@ static void fake_serve(int fd, struct seen *seen)
 
 static void fake_loop(int lfd, int stop, int report)
 {
-	struct seen seen = { 0, 0, 0 };
+	struct seen seen;
 
+	memset(&seen, 0, sizeof(seen)); /* the padding too: it goes through a pipe */
 	for (;;) {
 		struct pollfd p[2] = { { lfd, POLLIN, 0 }, { stop, POLLIN, 0 } };
 
