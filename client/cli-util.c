@@ -8,29 +8,42 @@
 hasp_client *cli_connect(const struct cli *cli)
 {
 	char path[256];
-	hasp_client *c;
-	int r = hasp_connect(cli->socket, &c);
+	hasp_client *c = NULL;
+	int r = hasp_client_new(&c);
 
-	if (r >= 0)
+	if (r >= 0 && (r = hasp_client_connect(c, cli->socket)) >= 0)
 		return c;
+	if (r == -HASP_E_UNTRUSTED) {
+		/* Why, naming the directory's owner and mode. */
+		fputs("hasp: ", stderr);
+		cli_put_escaped(stderr, hasp_client_errmsg(c));
+		fputc('\n', stderr);
+		hasp_close(c);
+		return NULL;
+	}
+	hasp_close(c);
 	if (!cli->socket && hasp_default_socket(path, sizeof(path)) < 0)
 		snprintf(path, sizeof(path), "(default path too long)");
-	fprintf(stderr, "hasp: cannot connect to haspd at %s: %s%s\n",
-		cli->socket ? cli->socket : path, strerror(-r),
+	fputs("hasp: cannot connect to haspd at ", stderr);
+	cli_put_escaped(stderr, cli->socket ? cli->socket : path);
+	fprintf(stderr, ": %s%s\n", strerror(-r),
 		r == -ENOENT || r == -ECONNREFUSED ? " (is haspd running?)" : "");
 	return NULL;
 }
 
 int cli_status(int err)
 {
-	return err == -ECONNRESET || err == -HASP_E_LIMIT ? EXIT_UNAVAILABLE : 1;
+	return err == -ECONNRESET || err == -HASP_E_LIMIT || err == -HASP_E_UNTRUSTED ?
+	       EXIT_UNAVAILABLE : 1;
 }
 
 int cli_error(hasp_client *c, const char *what, int err)
 {
 	const char *msg = c ? hasp_client_errmsg(c) : "";
 
-	fprintf(stderr, "hasp: %s: %s\n", what, *msg ? msg : hasp_strerror(err));
+	fprintf(stderr, "hasp: %s: ", what);
+	cli_put_escaped(stderr, *msg ? msg : hasp_strerror(err));
+	fputc('\n', stderr);
 	return cli_status(err);
 }
 

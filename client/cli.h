@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -30,10 +31,17 @@ int cmd_revoke(struct cli *cli, int argc, char **argv);
 /* Connects, or prints why not and returns NULL. */
 hasp_client *cli_connect(const struct cli *cli);
 /* The exit status for a libhasp error: EXIT_UNAVAILABLE when haspd went
- * away or will not serve for a limit, else 1. */
+ * away or will not serve for a limit, or its socket is not to be trusted,
+ * else 1. */
 int cli_status(int err);
 /* Prints "hasp: WHAT: reason" for a libhasp error; returns cli_status(err). */
 int cli_error(hasp_client *c, const char *what, int err);
+/* s, as it may meet a terminal (escape.c): control characters (C0, DEL,
+ * C1) as \n, \r, \t, \e or \xNN, a byte that is not UTF-8 as \xNN, and
+ * a backslash as \\. Malloc'ed; NULL when out of memory. */
+char *cli_escape(const char *s);
+/* Writes cli_escape(s) to f. */
+void cli_put_escaped(FILE *f, const char *s);
 /* A string member of a JSON object from the daemon, or dflt. */
 const char *cli_str(json_t *o, const char *name, const char *dflt);
 /* "3.2s", "4m05s", "2h13m" for an age in ms. */

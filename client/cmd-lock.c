@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "utf8.h"
 
 static const char usage[] =
 	"Usage: hasp lock [OPTIONS] FILE [--] COMMAND [ARGS...]\n"
@@ -42,7 +43,8 @@ static const char usage[] =
 	"\n"
 	"Exit status: COMMAND's (128+N if killed by signal N); 1 or CODE when the\n"
 	"lease was busy or timed out; 64 for a usage error; 69 when haspd cannot be\n"
-	"reached or will not serve (a limit); 126/127 when COMMAND cannot be run.\n"
+	"reached or will not serve (a limit), or its socket is not to be trusted\n"
+	"(see 'hasp --help'); 126/127 when COMMAND cannot be run.\n"
 	"A lease that ended while COMMAND ran (revoked, or haspd gone) is reported\n"
 	"with a warning.\n";
 
@@ -88,22 +90,6 @@ static int parse_int(const char *s, int *out)
 	return 0;
 }
 
-/* Whether s is UTF-8 (structure only: what the daemon's JSON will take is
- * checked again by libhasp). */
-static bool utf8_valid(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		int n = *p < 0x80 ? 0 : *p < 0xc2 ? -1 : *p < 0xe0 ? 1 : *p < 0xf0 ? 2 : *p < 0xf5 ? 3 : -1;
-
-		if (n < 0)
-			return false;
-		for (p++; n > 0; n--, p++)
-			if ((*p & 0xc0) != 0x80)
-				return false;
-	}
-	return true;
-}
-
 static void default_message(struct lock_args *a, char **argv)
 {
 	size_t used = 0;
@@ -123,7 +109,7 @@ static void default_message(struct lock_args *a, char **argv)
 			used--;
 	}
 	a->message[used] = '\0';
-	if (!utf8_valid(a->message))
+	if (!utf8_valid(a->message, used))
 		return; /* a command line that is not UTF-8: no message */
 	a->opts.message = a->message;
 }
@@ -176,6 +162,12 @@ static int parse_lock_args(struct cli *cli, int argc, char **argv, struct lock_a
 		a->file = argv[optind++];
 		if (optind < argc && strcmp(argv[optind], "--") == 0)
 			optind++;
+		/* flock(1)'s FILE -c COMMAND: the option after FILE. */
+		else if (!a->shell_command && optind + 1 < argc &&
+			 (strcmp(argv[optind], "-c") == 0 || strcmp(argv[optind], "--command") == 0)) {
+			a->shell_command = argv[optind + 1];
+			optind += 2;
+		}
 	}
 	a->command = argv + optind;
 	if (!a->key && !a->file) {
@@ -200,15 +192,40 @@ static void default_owner(struct lock_args *a)
 	a->opts.owner = pw ? pw->pw_name : getenv("USER");
 }
 
-static json_t *find_resource(json_t *resources, const char *field, const char *name)
+/* The list's entry for name (a key, or a path as the daemon shows it):
+ * the first page of names that start with it, in whose order name itself
+ * comes first. A new reference, or NULL. */
+static json_t *find_resource(hasp_client *c, const char *field, const char *name)
 {
+	struct hasp_list_options o = HASP_LIST_OPTIONS_INIT;
+	json_t *resources, *r, *found = NULL;
+	char *text = NULL, *next = NULL;
 	size_t i;
-	json_t *r;
 
+	o.prefix = name;
+	o.limit = 16;
+	if (hasp_list_page_json(c, &o, &text, &next) < 0)
+		return NULL;
+	resources = json_loads(text, 0, NULL);
 	json_array_foreach(resources, i, r)
-		if (strcmp(cli_str(r, field, ""), name) == 0)
-			return r;
-	return NULL;
+		if (!found && strcmp(cli_str(r, field, ""), name) == 0)
+			found = json_incref(r);
+	json_decref(resources);
+	free(text);
+	free(next);
+	return found;
+}
+
+/* A file's path as the daemon shows it: U+FFFD for what is not UTF-8. */
+static bool shown_path(const char *file, char *buf, size_t size)
+{
+	char path[PATH_MAX];
+	size_t n;
+
+	if (!realpath(file, path) || (n = strlen(path)) * 3 >= size)
+		return false;
+	buf[utf8_shown(path, n, buf)] = '\0';
+	return true;
 }
 
 /* After a second of waiting on a terminal: say whom we wait for, through a
@@ -217,32 +234,36 @@ static void notify_waiting(void *userdata)
 {
 	const struct lock_args *a = userdata;
 	hasp_client *c = NULL;
-	json_t *resources = NULL, *holders, *h;
-	char *text = NULL, age[32], path[PATH_MAX];
+	json_t *resource = NULL, *holders, *h;
+	char age[32], path[3 * PATH_MAX];
 	size_t i;
 
-	if (hasp_connect(a->cli->socket, &c) < 0 || hasp_list_json(c, &text) < 0 ||
-	    !(resources = json_loads(text, 0, NULL)))
+	if (hasp_connect(a->cli->socket, &c) < 0)
 		goto out;
 	if (a->key)
-		holders = json_object_get(find_resource(resources, "key", a->key), "holders");
-	else if (realpath(a->file, path))
-		holders = json_object_get(find_resource(resources, "path", path), "holders");
+		resource = find_resource(c, "key", a->key);
+	else if (shown_path(a->file, path, sizeof(path)))
+		resource = find_resource(c, "path", path);
 	else
 		goto out;
-	fprintf(stderr, "hasp: waiting for '%s', held by", a->key ? a->key : a->file);
+	holders = json_object_get(resource, "holders");
+	fputs("hasp: waiting for '", stderr);
+	cli_put_escaped(stderr, a->key ? a->key : a->file);
+	fputs("', held by", stderr);
 	json_array_foreach(holders, i, h) {
 		cli_format_age(age, sizeof(age), (long long)json_integer_value(json_object_get(h, "held_ms")));
-		fprintf(stderr, "%s pid %lld (%s, %s, for %s)", i ? "," : "",
-			(long long)json_integer_value(json_object_get(h, "pid")),
-			cli_str(h, "owner", "no owner"), cli_str(h, "mode", "?"), age);
+		fprintf(stderr, "%s pid %lld (", i ? "," : "",
+			(long long)json_integer_value(json_object_get(h, "pid")));
+		cli_put_escaped(stderr, cli_str(h, "owner", "no owner"));
+		fputs(", ", stderr);
+		cli_put_escaped(stderr, cli_str(h, "mode", "?"));
+		fprintf(stderr, ", for %s)", age);
 	}
 	fputs(json_array_size(holders) ? "\n"
 	      : a->key ? " nobody: queued behind other waiters\n"
 	      : " a process outside hasp (flock), or queued behind other waiters\n", stderr);
 out:
-	json_decref(resources);
-	free(text);
+	json_decref(resource);
 	hasp_close(c);
 }
 
@@ -287,18 +308,22 @@ static int run_command(hasp_client *c, struct lock_args *a)
  * or haspd stopped. COMMAND's status stands; the user is told. */
 static void warn_if_lost(hasp_client *c, const hasp_lease *l, const struct lock_args *a)
 {
-	const char *name = a->key ? a->key : a->file;
+	char *name = cli_escape(a->key ? a->key : a->file);
 	int r = hasp_lease_revoked(c, l);
 
 	if (r == 1)
 		fprintf(stderr, "hasp: warning: the lease on '%s' was revoked while the command "
-			"ran\n", name);
+			"ran\n", name ? name : "?");
 	else if (r == -ECONNRESET)
 		fprintf(stderr, "hasp: warning: the lease on '%s' was lost while the command ran: "
-			"haspd went away (it stopped, crashed or restarted)\n", name);
-	else if (r < 0)
+			"haspd went away (it stopped, crashed or restarted)\n", name ? name : "?");
+	else if (r < 0) {
 		fprintf(stderr, "hasp: warning: cannot tell whether the lease on '%s' lasted while "
-			"the command ran: %s\n", name, hasp_client_errmsg(c));
+			"the command ran: ", name ? name : "?");
+		cli_put_escaped(stderr, hasp_client_errmsg(c));
+		fputc('\n', stderr);
+	}
+	free(name);
 }
 
 int cmd_lock(struct cli *cli, int argc, char **argv)
@@ -327,8 +352,10 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 	else
 		r = hasp_lock(c, a.key, &a.opts, &lease);
 	if (r < 0) {
-		fprintf(stderr, "hasp: %s\n", *hasp_client_errmsg(c) ? hasp_client_errmsg(c)
-								   : hasp_strerror(r));
+		fputs("hasp: ", stderr);
+		cli_put_escaped(stderr, *hasp_client_errmsg(c) ? hasp_client_errmsg(c)
+							       : hasp_strerror(r));
+		fputc('\n', stderr);
 		hasp_close(c);
 		if (r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT)
 			return a.conflict_code;

@@ -68,9 +68,11 @@ int cmd_revoke(struct cli *cli, int argc, char **argv)
 		hasp_close(c);
 		return r;
 	}
-	if (key)
-		printf("revoked %d lease%s on '%s'\n", r, r == 1 ? "" : "s", key);
-	else
+	if (key) {
+		printf("revoked %d lease%s on '", r, r == 1 ? "" : "s");
+		cli_put_escaped(stdout, key);
+		puts("'");
+	} else
 		printf("revoked lease %llu\n", (unsigned long long)lease);
 	hasp_close(c);
 	return r > 0 || !key ? 0 : 1;

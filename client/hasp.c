@@ -7,7 +7,7 @@
 
 static const struct cli_command commands[] = {
 	{ "lock", "run a command while holding a lease on a key", cmd_lock },
-	{ "ls", "list resources with their holders and waiters", cmd_ls },
+	{ "ls", "list leases and waiters by key or path (--prefix)", cmd_ls },
 	{ "stats", "show the daemon's counters", cmd_stats },
 	{ "ping", "check that haspd answers, and how fast", cmd_ping },
 	{ "revoke", "end someone's lease (administrative)", cmd_revoke },
@@ -24,7 +24,9 @@ static void usage(FILE *f)
 	fputs("\nOptions:\n"
 	      "  -S, --socket PATH  haspd's socket (default: $HASP_SOCKET, else\n"
 	      "                     $XDG_RUNTIME_DIR/hasp/haspd.sock, else /run/hasp/haspd.sock\n"
-	      "                     for root, else /tmp/hasp-$UID/haspd.sock)\n"
+	      "                     for root, else /tmp/hasp-$UID/haspd.sock); trusted only\n"
+	      "                     in a directory that is root's, yours or haspd's, that\n"
+	      "                     nobody else can write (/tmp/hasp-$UID: yours, 0700)\n"
 	      "  -V, --version      print the version and exit\n"
 	      "  -h, --help         print this help and exit\n"
 	      "\n'hasp COMMAND --help' describes a command.\n", f);

@@ -19,6 +19,7 @@
 #include "buildconf.h"
 #include "frame.h"
 #include "proto.h"
+#include "trust.h"
 
 #define HASP_EXPORT __attribute__((visibility("default")))
 
@@ -65,31 +66,81 @@ static int set_error(hasp_client *c, int err, const char *fmt, ...)
 	return err;
 }
 
-HASP_EXPORT int hasp_connect(const char *socket_path, hasp_client **ret_client)
+HASP_EXPORT int hasp_client_new(hasp_client **ret_client)
 {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	hasp_client *c;
-	int r;
+	hasp_client *c = calloc(1, sizeof(*c));
 
-	if (!socket_path) {
-		if (proto_default_socket(path, sizeof(path)) < 0)
-			return -ENAMETOOLONG;
-		socket_path = path;
-	}
-	if (strlen(socket_path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, socket_path);
-	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	if (frame_buf_init(&c->rb, REPLY_LINE_MAX) < 0) {
 		free(c);
 		return -ENOMEM;
 	}
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	c->fd = -1;
+	*ret_client = c;
+	return 0;
+}
+
+/* A connected socket to a trusted path, or a negative error. */
+static int connect_trusted(hasp_client *c, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct trust t;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return set_error(c, -ENAMETOOLONG, "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	r = trust_socket(path, &t, c->errmsg, sizeof(c->errmsg));
+	if (r == -HASP_E_UNTRUSTED)
+		return r;
+	if (r < 0)
+		return set_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return set_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
+	}
+	r = trust_peer(fd, path, &t, c->errmsg, sizeof(c->errmsg));
+	if (r < 0) {
+		close(fd);
+		return r == -HASP_E_UNTRUSTED ? r : set_error(c, r, "cannot check who serves %s: %s",
+							      path, strerror(-r));
+	}
+	return fd;
+}
+
+HASP_EXPORT int hasp_client_connect(hasp_client *c, const char *socket_path)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int fd;
+
+	c->errmsg[0] = '\0';
+	if (c->fd >= 0)
+		return set_error(c, -EISCONN, "already connected to haspd");
+	if (!socket_path) {
+		if (proto_default_socket(path, sizeof(path)) < 0)
+			return set_error(c, -ENAMETOOLONG, "the default socket path is too long");
+		socket_path = path;
+	}
+	fd = connect_trusted(c, socket_path);
+	if (fd < 0)
+		return fd;
+	c->fd = fd;
+	return 0;
+}
+
+HASP_EXPORT int hasp_connect(const char *socket_path, hasp_client **ret_client)
+{
+	hasp_client *c;
+	int r = hasp_client_new(&c);
+
+	if (r < 0)
+		return r;
+	r = hasp_client_connect(c, socket_path);
+	if (r < 0) {
 		hasp_close(c);
 		return r;
 	}
@@ -326,11 +377,15 @@ static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
 	size_t len = 0;
 	/* These carry arguments: none means they could not be built. */
 	bool needs_args = op == OP_ACQUIRE || op == OP_RELEASE || op == OP_CANCEL ||
-			  op == OP_REVOKE;
+			  op == OP_REVOKE || op == OP_LIST;
 	char *line = args || !needs_args ? proto_encode_request(id, op, args, &len) : NULL;
 	int r;
 
 	c->errmsg[0] = '\0';
+	if (c->fd < 0) {
+		free(line);
+		return set_error(c, -ENOTCONN, "not connected to haspd");
+	}
 	if (c->lost) {
 		free(line);
 		return connection_lost(c);
@@ -361,16 +416,19 @@ static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_rep
 	return call_fd(c, op, args, -1, rep, w);
 }
 
-/* The acquire's arguments; what is "key" or "path". All or nothing: an
- * acquire that lost its timeout would wait for ever. */
-static json_t *lock_args(const char *what, const char *name, bool with_fd,
+/* The acquire's arguments; what is "key" or "path", name its value
+ * (consumed). All or nothing: an acquire that lost its timeout would wait
+ * for ever. */
+static json_t *lock_args(const char *what, json_t *name, bool with_fd,
 			 const struct hasp_lock_options *o)
 {
 	json_t *timeout = NULL;
 
-	if (o->timeout_ms >= 0 && !(timeout = json_integer(o->timeout_ms)))
+	if (o->timeout_ms >= 0 && !(timeout = json_integer(o->timeout_ms))) {
+		json_decref(name);
 		return NULL;
-	return json_pack("{s:s,s:s,s:o*,s:s*,s:s*,s:o*}", what, name,
+	}
+	return json_pack("{s:o,s:s,s:o*,s:s*,s:s*,s:o*}", what, name,
 			 "mode", o->mode == HASP_SHARED ? "shared" : "exclusive",
 			 "timeout_ms", timeout, "owner", o->owner, "message", o->message,
 			 "fd", with_fd ? json_true() : NULL);
@@ -378,9 +436,9 @@ static json_t *lock_args(const char *what, const char *name, bool with_fd,
 
 /* What lock_args() can put in JSON: otherwise json_pack() fails as for
  * want of memory. */
-static bool strings_valid(const char *name, const struct hasp_lock_options *o)
+static bool strings_valid(const struct hasp_lock_options *o)
 {
-	return proto_utf8_valid(name) && (!o->owner || proto_utf8_valid(o->owner)) &&
+	return (!o->owner || proto_utf8_valid(o->owner)) &&
 	       (!o->message || proto_utf8_valid(o->message));
 }
 
@@ -421,9 +479,10 @@ HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_loc
 		opts = &lock_defaults;
 	if (!key || !*key || strlen(key) > PROTO_KEY_MAX)
 		return set_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
-	if (!strings_valid(key, opts))
+	if (!proto_utf8_valid(key) || !strings_valid(opts))
 		return set_error(c, -EINVAL, "the key, owner and message must be UTF-8");
-	return lock_common(c, key, lock_args("key", key, false, opts), -1, opts, ret_lease);
+	return lock_common(c, key, lock_args("key", json_string(key), false, opts), -1, opts,
+			   ret_lease);
 }
 
 /* Opens path as rapfiles does: created if missing (0666 minus umask), with
@@ -457,12 +516,14 @@ HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 			return set_error(c, -ENAMETOOLONG, "path too long: %s", path);
 		path = abs;
 	}
-	if (!strings_valid(path, opts))
-		return set_error(c, -EINVAL, "the path, owner and message must be UTF-8");
+	if (!strings_valid(opts))
+		return set_error(c, -EINVAL, "the owner and message must be UTF-8");
 	fd = open_lock_file(path);
 	if (fd < 0)
 		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
-	args = lock_args("path", path, true, opts);
+	/* The descriptor is the file's identity; the path, display text, goes
+	 * as shown (U+FFFD for what is not UTF-8): any file name works. */
+	args = lock_args("path", proto_string_shown(path, strlen(path)), true, opts);
 	r = lock_common(c, path, args, fd, opts, ret_lease);
 	close(fd);
 	return r;
@@ -505,31 +566,157 @@ HASP_EXPORT const char *hasp_lease_key(const hasp_lease *l)
 	return l->key;
 }
 
-/* The JSON text of one member of a reply. */
-static int call_member_json(hasp_client *c, enum proto_op op, const char *member, char **ret)
+/* The JSON text of o; -ENOMEM without memory for it. */
+static int dump_json(hasp_client *c, json_t *o, char **ret)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	if (!text)
+		return set_error(c, -ENOMEM, "out of memory");
+	*ret = text;
+	return 0;
+}
+
+HASP_EXPORT int hasp_stats_json(hasp_client *c, char **ret_json)
 {
 	struct proto_reply rep;
-	char *text;
-	int r = call(c, op, NULL, &rep, NULL);
+	json_t *stats;
+	int r = call(c, OP_STATS, NULL, &rep, NULL);
 
 	if (r < 0)
 		return r;
-	text = json_dumps(json_object_get(rep.root, member), JSON_COMPACT | JSON_PRESERVE_ORDER);
+	stats = json_object_get(rep.root, "stats");
+	r = stats ? dump_json(c, stats, ret_json)
+		  : set_error(c, -HASP_E_PROTOCOL, "haspd's reply has no \"stats\"");
 	proto_reply_done(&rep);
-	if (!text)
-		return set_error(c, -HASP_E_PROTOCOL, "haspd's reply has no \"%s\"", member);
-	*ret = text;
+	return r;
+}
+
+/* The arguments of a list request; NULL for want of memory. */
+static json_t *list_args(const char *prefix, const char *after, unsigned limit)
+{
+	json_t *a = json_object();
+
+	if (a && ((prefix && json_object_set_new(a, "prefix", json_string(prefix)) < 0) ||
+		  (after && json_object_set_new(a, "after", json_string(after)) < 0) ||
+		  (limit && json_object_set_new(a, "limit", json_integer(limit)) < 0))) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* A page's cursor: the next page's "after" (malloc'ed), or NULL after the
+ * last page. A next that does not move past after would page for ever. */
+static int list_next(hasp_client *c, json_t *reply, const char *after, char **ret_next)
+{
+	json_t *next = json_object_get(reply, "next");
+	const char *n = json_string_value(next);
+	char *copy;
+
+	if (!next || json_is_null(next)) {
+		*ret_next = NULL;
+		return 0;
+	}
+	if (!n || (after && strcmp(n, after) <= 0))
+		return set_error(c, -HASP_E_PROTOCOL, "haspd's list reply has a \"next\" that does "
+				 "not move on");
+	copy = strdup(n);
+	if (!copy)
+		return set_error(c, -ENOMEM, "out of memory");
+	*ret_next = copy;
+	return 0;
+}
+
+/* One page: its resources (a reference of the caller's) and its cursor. */
+static int list_page(hasp_client *c, const struct hasp_list_options *o, json_t **ret_resources,
+		     char **ret_next)
+{
+	struct proto_reply rep;
+	json_t *resources;
+	int r;
+
+	if ((o->prefix && !proto_utf8_valid(o->prefix)) || (o->after && !proto_utf8_valid(o->after)))
+		return set_error(c, -EINVAL, "a list's prefix and after must be UTF-8");
+	r = call(c, OP_LIST, list_args(o->prefix, o->after, o->limit), &rep, NULL);
+	if (r < 0)
+		return r;
+	resources = json_object_get(rep.root, "resources");
+	if (!json_is_array(resources))
+		r = set_error(c, -HASP_E_PROTOCOL, "haspd's list reply has no \"resources\" array");
+	else
+		r = list_next(c, rep.root, o->after, ret_next);
+	if (r >= 0)
+		*ret_resources = json_incref(resources);
+	proto_reply_done(&rep);
+	return r;
+}
+
+/* The caller's options, those it does not know (an older caller's
+ * smaller struct) left at their defaults. */
+static int list_options(hasp_client *c, const struct hasp_list_options *o,
+			struct hasp_list_options *ret)
+{
+	*ret = (struct hasp_list_options)HASP_LIST_OPTIONS_INIT;
+	if (!o)
+		return 0;
+	if (o->size < sizeof(o->size))
+		return set_error(c, -EINVAL, "struct hasp_list_options: size not set");
+	memcpy(ret, o, o->size < sizeof(*ret) ? o->size : sizeof(*ret));
+	ret->size = sizeof(*ret);
+	return 0;
+}
+
+HASP_EXPORT int hasp_list_page_json(hasp_client *c, const struct hasp_list_options *opts,
+				    char **ret_json, char **ret_next)
+{
+	struct hasp_list_options o;
+	json_t *resources;
+	char *next = NULL, *text = NULL;
+	int r = list_options(c, opts, &o);
+
+	if (r >= 0)
+		r = list_page(c, &o, &resources, &next);
+	if (r < 0)
+		return r;
+	r = dump_json(c, resources, &text);
+	json_decref(resources);
+	if (r < 0) {
+		free(next);
+		return r;
+	}
+	*ret_json = text;
+	*ret_next = next;
 	return 0;
 }
 
 HASP_EXPORT int hasp_list_json(hasp_client *c, char **ret_json)
 {
-	return call_member_json(c, OP_LIST, "resources", ret_json);
-}
+	struct hasp_list_options o = HASP_LIST_OPTIONS_INIT;
+	json_t *all = json_array(), *page;
+	char *after = NULL;
+	int r = all ? 0 : set_error(c, -ENOMEM, "out of memory");
 
-HASP_EXPORT int hasp_stats_json(hasp_client *c, char **ret_json)
-{
-	return call_member_json(c, OP_STATS, "stats", ret_json);
+	while (r >= 0) {
+		char *next = NULL;
+
+		o.after = after;
+		r = list_page(c, &o, &page, &next);
+		if (r < 0)
+			break;
+		if (json_array_extend(all, page) < 0)
+			r = set_error(c, -ENOMEM, "out of memory");
+		json_decref(page);
+		free(after);
+		after = next;
+		if (!after)
+			break;
+	}
+	if (r >= 0)
+		r = dump_json(c, all, ret_json);
+	free(after);
+	json_decref(all);
+	return r;
 }
 
 /* Reads and notes the events already waiting on the socket, without
@@ -542,6 +729,8 @@ static int drain_events(hasp_client *c)
 	const char *line;
 	size_t len;
 
+	if (c->fd < 0)
+		return set_error(c, -ENOTCONN, "not connected to haspd");
 	if (c->lost)
 		return connection_lost(c);
 	for (;;) {
@@ -654,9 +843,10 @@ HASP_EXPORT const char *hasp_strerror(int err)
 		"not supported",
 		"internal daemon error",
 		"haspd's reply could not be understood",
+		"the socket is not to be trusted",
 	};
 
-	if (-err >= HASP_E_BASE && -err <= HASP_E_PROTOCOL)
+	if (-err >= HASP_E_BASE && -err <= HASP_E_UNTRUSTED)
 		return text[-err - HASP_E_BASE];
 	return strerror(-err);
 }

@@ -177,7 +177,7 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		do_cancel(s, req);
 		break;
 	case OP_LIST:
-		reply_ok(s, req->id, report_list(s->d));
+		reply_ok(s, req->id, report_list(s->d, &req->list));
 		break;
 	case OP_STATS:
 		reply_ok(s, req->id, report_stats(s->d));

@@ -1,14 +1,18 @@
 #include "report.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "haspd.h"
 #include "oslock.h"
+#include "proto.h"
 #include "session.h"
+#include "utf8.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -23,21 +27,28 @@ static json_int_t age_ms(const struct haspd *d, uint64_t since_us)
 	return (json_int_t)((d->lt.now_us - since_us) / 1000);
 }
 
+/* A string a client controls (or a file's name) under name in o, as it is
+ * shown (U+FFFD for what is not UTF-8); nothing when s is NULL. */
+static int report_set_text(json_t *o, const char *name, const char *s)
+{
+	return s ? json_object_set_new(o, name, proto_string_shown(s, strlen(s))) : 0;
+}
+
 /* The fields holders and waiters share, who they are and what they asked,
  * and those of their kind in extra; NULL if either is, or for want of
  * memory to join them. */
 static json_t *report_entry(const struct lt_entry *e, json_t *extra)
 {
 	const struct session *s = session_of(e->owner);
-	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s,s:s*,s:s*,s:s*}",
+	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s}",
 			      "session", (json_int_t)s->id, "pid", (int)e->sender.pid,
 			      "uid", (json_int_t)e->sender.uid, "gid", (json_int_t)e->sender.gid,
-			      "mode", lt_mode_name(e->mode),
-			      "client", s->client[0] ? s->client : NULL,
-			      "owner", lt_entry_owner_name(e),
-			      "message", lt_entry_message(e));
+			      "mode", lt_mode_name(e->mode));
 
-	if (o && extra && json_object_update(o, extra) == 0) {
+	if (o && extra && report_set_text(o, "client", s->client[0] ? s->client : NULL) == 0 &&
+	    report_set_text(o, "owner", lt_entry_owner_name(e)) == 0 &&
+	    report_set_text(o, "message", lt_entry_message(e)) == 0 &&
+	    json_object_update(o, extra) == 0) {
 		json_decref(extra);
 		return o;
 	}
@@ -111,36 +122,330 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 		snprintf(buf + w, n - (size_t)w, ", and %u more", (unsigned)r->nholders - 1);
 }
 
-struct list_ctx {
-	const struct haspd *d;
-	json_t *resources;      /* NULL once memory ran out */
+/* ---- list: one page ----
+ *
+ * Resources come in the byte order of their names as shown (a key, or a
+ * file's path with U+FFFD for what is not UTF-8), after the cursor and with
+ * the prefix asked for. Names can repeat (a key that reads like a path, two
+ * files once at one path, two names that differ only in bytes shown as
+ * U+FFFD): such a group is never split by a page's end, since the cursor is
+ * a name, so ties go by kind (keys first), raw name, then file identity.
+ *
+ * Cost: one pass over every resource keeps the limit smallest candidates in
+ * a bounded heap, O(n log limit), with no allocation per resource; a second
+ * pass (O(n)) runs only when a page ends inside a group of equal names.
+ * Paging through everything is therefore O(n^2 / limit) in all.
+ *
+ * Bytes: a page stops before the resource that would take it past
+ * REPORT_PAGE_BYTES (the first always goes in), a first group of equal
+ * names runs to REPORT_GROUP_BYTES (what is left of it is counted in
+ * "omitted"), and one resource's holders and waiters are cut at
+ * REPORT_RESOURCE_BYTES (counted in "holders_omitted", "waiters_omitted").
+ * A reply is thus at most about 8 MiB, half of a session's output hard
+ * limit (16 MiB, session.c): a list reply never ends the session that asked.
+ */
+#define REPORT_PAGE_BYTES ((size_t)4 << 20)
+#define REPORT_GROUP_BYTES ((size_t)8 << 20)
+#define REPORT_RESOURCE_BYTES ((size_t)4 << 20)
+
+/* A resource with its name, as the page orders it. */
+struct named {
+	struct lt_resource *r;
+	const char *name;
+	size_t len;
 };
 
-static void report_resource(struct lt_resource *r, void *arg)
+static struct named report_named(struct lt_resource *r)
 {
-	struct list_ctx *ctx = arg;
-	json_t *o;
+	const char *name = report_name(r);
 
-	if (!ctx->resources)
-		return;
-	o = json_pack("{s:s%,s:o,s:o,s:o}", r->os ? "path" : "key",
-		      report_name(r), r->os ? strlen(report_name(r)) : r->key_len,
-		      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
-		      "holders", report_queue(ctx->d, &r->holders, SIZE_MAX, report_holder),
-		      "waiters", report_queue(ctx->d, &r->waiters, SIZE_MAX, report_waiter));
-
-	if (json_array_append_new(ctx->resources, o) < 0)
-		ctx->resources = report_decref(ctx->resources);
+	return (struct named){ r, name, r->os ? strlen(name) : r->key_len };
 }
 
-json_t *report_list(const struct haspd *d)
+static int report_cmp_shown(const struct named *a, const struct named *b)
 {
-	struct list_ctx ctx = { d, json_array() };
+	return utf8_shown_cmp(a->name, a->len, b->name, b->len);
+}
 
-	if (!ctx.resources)
+static int report_cmp_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	return c ? c : an < bn ? -1 : an > bn;
+}
+
+/* The page's order: a total order over resources. */
+static int report_order(const struct named *a, const struct named *b)
+{
+	int c = report_cmp_shown(a, b);
+
+	if (c)
+		return c;
+	if (!a->r->os != !b->r->os)
+		return a->r->os ? 1 : -1;
+	c = report_cmp_bytes(a->name, a->len, b->name, b->len);
+	return c ? c : report_cmp_bytes(a->r->key, a->r->key_len, b->r->key, b->r->key_len);
+}
+
+static int report_order_qsort(const void *a, const void *b)
+{
+	return report_order(a, b);
+}
+
+struct page {
+	const struct proto_list_args *args;
+	struct named *v;        /* a max-heap of candidates, then the page in order */
+	size_t n, cap;
+	size_t candidates;      /* every resource the request asks for */
+	struct named last;      /* the second pass: the page's last name, */
+	size_t same;            /* how many candidates are shown as it */
+	bool gather;            /* and whether to keep them in v */
+};
+
+static bool report_wanted(const struct proto_list_args *a, const struct named *x)
+{
+	if (a->prefix && !utf8_shown_has_prefix(x->name, x->len, a->prefix, a->prefix_len))
+		return false;
+	return !a->after || utf8_shown_cmp(x->name, x->len, a->after, a->after_len) > 0;
+}
+
+static void report_swap(struct named *a, struct named *b)
+{
+	struct named t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+static void report_sift_up(struct named *v, size_t i)
+{
+	while (i > 0 && report_order(&v[(i - 1) / 2], &v[i]) < 0) {
+		report_swap(&v[(i - 1) / 2], &v[i]);
+		i = (i - 1) / 2;
+	}
+}
+
+static void report_sift_down(struct named *v, size_t n, size_t i)
+{
+	for (;;) {
+		size_t big = i, l = 2 * i + 1, r = l + 1;
+
+		if (l < n && report_order(&v[l], &v[big]) > 0)
+			big = l;
+		if (r < n && report_order(&v[r], &v[big]) > 0)
+			big = r;
+		if (big == i)
+			return;
+		report_swap(&v[i], &v[big]);
+		i = big;
+	}
+}
+
+/* The first pass: the cap smallest candidates. */
+static void report_collect(struct lt_resource *r, void *arg)
+{
+	struct page *p = arg;
+	struct named x = report_named(r);
+
+	if (!report_wanted(p->args, &x))
+		return;
+	p->candidates++;
+	if (p->n < p->cap) {
+		p->v[p->n++] = x;
+		report_sift_up(p->v, p->n - 1);
+	} else if (report_order(&x, &p->v[0]) < 0) {
+		p->v[0] = x;
+		report_sift_down(p->v, p->n, 0);
+	}
+}
+
+/* The second pass: the candidates shown under the page's last name. */
+static void report_count_same(struct lt_resource *r, void *arg)
+{
+	struct page *p = arg;
+	struct named x = report_named(r);
+
+	if (!report_wanted(p->args, &x) || report_cmp_shown(&x, &p->last) != 0)
+		return;
+	if (p->gather && p->same < p->cap)
+		p->v[p->same] = x;
+	p->same++;
+}
+
+/* The page's end must not split a group of equal names: it ends before
+ * the group, or, when the group is the whole page, takes all of it (more
+ * than limit resources, then). Returns 0 or -ENOMEM. */
+static int report_whole_groups(const struct haspd *d, struct page *p)
+{
+	size_t first = p->n;
+	struct named *all;
+
+	if (p->candidates == p->n)
+		return 0;
+	p->last = p->v[p->n - 1];
+	while (first > 0 && report_cmp_shown(&p->v[first - 1], &p->last) == 0)
+		first--;
+	p->same = 0;
+	locktable_foreach(&d->lt, report_count_same, p);
+	if (p->same == p->n - first)
+		return 0;               /* the group ends in this page */
+	if (first > 0) {
+		p->n = first;           /* the next page begins with it */
+		return 0;
+	}
+	all = malloc(p->same * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	free(p->v);
+	p->v = all;
+	p->cap = p->same;
+	p->same = 0;
+	p->gather = true;
+	locktable_foreach(&d->lt, report_count_same, p);
+	p->n = p->same;
+	qsort(p->v, p->n, sizeof(*p->v), report_order_qsort);
+	return 0;
+}
+
+/* Holders, then waiters in queue order, into their arrays while the
+ * resource stays within REPORT_RESOURCE_BYTES; *bytes grows by what went
+ * in. Returns 0 or -ENOMEM. */
+static int report_fill(const struct haspd *d, const struct lt_resource *r, json_t *holders,
+		       json_t *waiters, json_t *o, size_t *bytes)
+{
+	size_t shown[2] = { 0, 0 };
+	const struct list *q[2] = { &r->holders, &r->waiters };
+	json_t *a[2] = { holders, waiters };
+	bool full = false;
+
+	for (int k = 0; k < 2; k++) {
+		const struct list *pos;
+
+		list_foreach(pos, q[k]) {
+			const struct lt_entry *e = container_of(pos, struct lt_entry, qnode);
+			json_t *x = k ? report_waiter(d, e) : report_holder(d, e);
+			size_t n = x ? proto_dump_size(x) + 1 : 0;
+
+			if (!x)
+				return -ENOMEM;
+			full = full || *bytes + n > REPORT_RESOURCE_BYTES;
+			if (full) {
+				json_decref(x);
+				break;
+			}
+			if (json_array_append_new(a[k], x) < 0)
+				return -ENOMEM;
+			*bytes += n;
+			shown[k]++;
+		}
+	}
+	if (shown[0] < r->nholders &&
+	    json_object_set_new(o, "holders_omitted", json_integer((json_int_t)(r->nholders - shown[0]))) < 0)
+		return -ENOMEM;
+	if (shown[1] < r->nwaiters &&
+	    json_object_set_new(o, "waiters_omitted", json_integer((json_int_t)(r->nwaiters - shown[1]))) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* One resource of a list, and its length as JSON in *size; NULL for want
+ * of memory: a list that leaves one out without saying so would misreport. */
+static json_t *report_resource(const struct haspd *d, const struct named *x, size_t *size)
+{
+	const struct lt_resource *r = x->r;
+	json_t *holders = json_array(), *waiters = json_array();
+	json_t *o = json_pack("{s:o,s:o,s:O,s:O}", r->os ? "path" : "key",
+			      proto_string_shown(x->name, x->len),
+			      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
+			      "holders", holders, "waiters", waiters);
+	size_t bytes = o ? proto_dump_size(o) : 0;
+
+	if (o && report_fill(d, r, holders, waiters, o, &bytes) == 0) {
+		json_decref(holders);
+		json_decref(waiters);
+		*size = bytes + 32; /* and the "..._omitted" members, if any */
+		return o;
+	}
+	json_decref(holders);
+	json_decref(waiters);
+	json_decref(o);
+	return NULL;
+}
+
+/* The resources of the page, in order, within its bytes; *ret_more is the
+ * number of candidates left for later pages, *ret_omitted those of a too
+ * large first group that no page will show. */
+static json_t *report_page(const struct haspd *d, const struct page *p, size_t *ret_shown,
+			   size_t *ret_omitted)
+{
+	json_t *a = json_array();
+	size_t bytes = 0, group = 0, i;
+
+	for (i = 0; a && i < p->n; i++) {
+		bool starts = i == 0 || report_cmp_shown(&p->v[i], &p->v[i - 1]) != 0;
+		size_t size;
+		json_t *o = report_resource(d, &p->v[i], &size);
+
+		if (!o) {
+			json_decref(a);
+			return NULL;
+		}
+		if (starts)
+			group = i;
+		if (i > 0 && bytes + size > (group == 0 ? REPORT_GROUP_BYTES : REPORT_PAGE_BYTES)) {
+			json_decref(o);
+			break;
+		}
+		if (json_array_append_new(a, o) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+		bytes += size + 1;
+	}
+	*ret_omitted = 0;
+	if (i < p->n && group > 0 && group < i) {
+		/* Not past the bytes inside a later group: the next page has it. */
+		while (json_array_size(a) > group)
+			json_array_remove(a, json_array_size(a) - 1);
+		i = group;
+	} else if (i < p->n && group == 0) {
+		/* The first group alone is too large: the rest of it is left out. */
+		while (i + *ret_omitted < p->n && report_cmp_shown(&p->v[i + *ret_omitted], &p->v[0]) == 0)
+			++*ret_omitted;
+	}
+	*ret_shown = i;
+	return a;
+}
+
+json_t *report_list(const struct haspd *d, const struct proto_list_args *args)
+{
+	struct page p = { .args = args, .cap = (size_t)args->limit };
+	size_t shown = 0, omitted = 0;
+	json_t *a = NULL, *o = NULL;
+
+	p.v = malloc(p.cap * sizeof(*p.v));
+	if (!p.v)
 		return NULL;
-	locktable_foreach(&d->lt, report_resource, &ctx);
-	return ctx.resources ? json_pack("{s:o}", "resources", ctx.resources) : NULL;
+	locktable_foreach(&d->lt, report_collect, &p);
+	/* Sorting the heap: in place, from its largest down. */
+	for (size_t n = p.n; n > 1; n--) {
+		report_swap(&p.v[0], &p.v[n - 1]);
+		report_sift_down(p.v, n - 1, 0);
+	}
+	if (report_whole_groups(d, &p) == 0)
+		a = report_page(d, &p, &shown, &omitted);
+	if (a)
+		o = json_pack("{s:o}", "resources", a);
+	if (o && shown + omitted < p.candidates) {
+		const struct named *last = &p.v[shown - 1];
+
+		if (json_object_set_new(o, "next", proto_string_shown(last->name, last->len)) < 0)
+			o = report_decref(o);
+	}
+	if (o && omitted && json_object_set_new(o, "omitted", json_integer((json_int_t)omitted)) < 0)
+		o = report_decref(o);
+	free(p.v);
+	return o;
 }
 
 /* Bytes the daemon has allocated and not freed: what a leak would grow. */

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "locktable.h"
+#include "proto.h"
 
 struct haspd;
 
@@ -15,6 +16,7 @@ const char *report_name(const struct lt_resource *r);
 json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max);
 /* "held by pid 412 (owner bob), exclusive, for 3.2 s" (and "and N more"). */
 void report_conflict(const struct haspd *d, const struct lt_resource *r, char *buf, size_t n);
-/* {"resources":[...]} and {"stats":{...}}, for proto_reply_ok(). */
-json_t *report_list(const struct haspd *d);
+/* {"resources":[...],"next":...}: a page of the list (see report.c for its
+ * order, cost and size), and {"stats":{...}}, for proto_reply_ok(). */
+json_t *report_list(const struct haspd *d, const struct proto_list_args *args);
 json_t *report_stats(const struct haspd *d);

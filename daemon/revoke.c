@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "haspd.h"
@@ -27,15 +28,17 @@ static void revoke_one(struct session *by, struct lt_entry *e)
 {
 	const struct lt_resource *r = e->res;
 	struct session *holder = session_of(e->owner);
-	json_t *body = json_pack("{s:I,s:s,s:{s:i,s:I,s:I}}",
-		"lease", (json_int_t)e->id, r->os ? "path" : "key", report_name(r),
+	const char *name = report_name(r);
+	json_t *body = json_pack("{s:I,s:o,s:{s:i,s:I,s:I}}",
+		"lease", (json_int_t)e->id, r->os ? "path" : "key",
+		proto_string_shown(name, strlen(name)),
 		"by", "pid", (int)by->sender.pid, "uid", (json_int_t)by->sender.uid,
 		"session", (json_int_t)by->id);
 	size_t len = 0;
 	char *line = body ? proto_event("revoked", body, &len) : NULL;
 
 	session_log(by, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u",
-		    e->id, report_name(r), (int)e->sender.pid, (int)by->sender.pid,
+		    e->id, name, (int)e->sender.pid, (int)by->sender.pid,
 		    (unsigned)by->sender.uid);
 	if (line) {
 		session_write(holder, line, len);

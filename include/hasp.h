@@ -54,6 +54,10 @@ enum hasp_errcode {
 	HASP_E_UNSUPPORTED,
 	HASP_E_INTERNAL,
 	HASP_E_PROTOCOL,          /* the daemon's reply could not be understood */
+	/* libhasp refused the socket: its directory could be anyone's, or
+	 * whoever serves it is not root, the caller or the socket's owner.
+	 * Nothing was sent to it. Since HASP_2. */
+	HASP_E_UNTRUSTED,
 };
 
 enum hasp_mode {
@@ -86,8 +90,30 @@ struct hasp_lock_options {
 int hasp_default_socket(char *buf, size_t size);
 
 /* Connects to haspd at socket_path (NULL: the default). Returns 0,
- * -ECONNREFUSED/-ENOENT when no daemon listens, -ENOMEM. */
+ * -ECONNREFUSED/-ENOENT when no daemon listens, -HASP_E_UNTRUSTED when the
+ * socket is not to be trusted (below), -ENOMEM. For the reason of a
+ * failure, use hasp_client_new() and hasp_client_connect().
+ *
+ * Before it connects, libhasp checks who could have put the socket there:
+ * its directory (not a symbolic link) must not be writable by group or
+ * others, and must belong to root, to the caller (euid), or to the socket's
+ * owner (a daemon under its own uid in a directory of its own); the
+ * per-user default directory, /tmp/hasp-$UID, must be the caller's own with
+ * mode 0700; the socket must not be a symbolic link. Once connected, the
+ * daemon's uid (SO_PEERCRED) must be root, the caller's, or that of the
+ * socket's or the directory's owner. Otherwise it sends nothing and returns
+ * -HASP_E_UNTRUSTED: a fake server in a squatted /tmp/hasp-$UID never sees
+ * a request or a descriptor. */
 int hasp_connect(const char *socket_path, hasp_client **ret_client);
+/* A client that is not connected yet, so that a failed connection can
+ * say why in hasp_client_errmsg(). Returns 0 or -ENOMEM. Since HASP_2. */
+int hasp_client_new(hasp_client **ret_client);
+/* Connects c as hasp_connect() does; on failure hasp_client_errmsg(c)
+ * says why (for -HASP_E_UNTRUSTED, naming the directory, its owner and its
+ * mode) and c may be connected again or closed. -EISCONN if c is connected
+ * already. Calls on a client that is not connected return -ENOTCONN.
+ * Since HASP_2. */
+int hasp_client_connect(hasp_client *c, const char *socket_path);
 /* Ends the session (its leases are released) and frees c. Accepts NULL;
  * returns NULL. Lease handles stay valid until hasp_lease_free(). */
 hasp_client *hasp_close(hasp_client *c);
@@ -109,9 +135,11 @@ int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *o
  * hasp see too. The file is opened here (created, mode 0666 minus umask, if
  * missing; a relative path is taken from the working directory) and its
  * descriptor passed to the daemon, so the caller's own permissions apply.
- * Two paths to one file (links, symlinks) are one lock. Errors as
- * hasp_lock(), and -errno when the file cannot be opened (-ENOENT for a
- * missing directory, -EACCES). */
+ * Two paths to one file (links, symlinks) are one lock. The descriptor is
+ * the file's identity and the path only its name, so any path works: one
+ * that is not UTF-8 is listed with U+FFFD for its stray bytes. Errors as
+ * hasp_lock() (-EINVAL: owner or message not UTF-8), and -errno when the
+ * file cannot be opened (-ENOENT for a missing directory, -EACCES). */
 int hasp_lock_file(hasp_client *c, const char *path, const struct hasp_lock_options *opts,
 		   hasp_lease **ret_lease);
 /* Releases the lease and frees l, whatever the result. Returns 0,
@@ -127,10 +155,35 @@ enum hasp_mode hasp_lease_mode(const hasp_lease *l);
 /* The key, or for a file lease the absolute path it was asked for. */
 const char *hasp_lease_key(const hasp_lease *l);
 
-/* Every resource with its holders and waiters, or the daemon's counters,
- * as the JSON text of the reply's "resources" / "stats" member; free() it. */
+/* Every resource with its holders and waiters, as the JSON text of an
+ * array in key order (see hasp_list_page_json), fetched page by page, or
+ * the daemon's counters, the reply's "stats" member; free() it. A list is
+ * not a snapshot: it is as the daemon saw each page. */
 int hasp_list_json(hasp_client *c, char **ret_json);
 int hasp_stats_json(hasp_client *c, char **ret_json);
+
+/* Which resources a page of the list holds. Since HASP_2. */
+struct hasp_list_options {
+	size_t size;            /* sizeof(struct hasp_list_options) */
+	const char *prefix;     /* only names (keys, paths) that start with it; NULL: all */
+	const char *after;      /* only names after it: a previous page's next; NULL: from the first */
+	unsigned limit;         /* resources per page, 1 to 10000; 0: the daemon's default (1000) */
+};
+
+#define HASP_LIST_OPTIONS_INIT { sizeof(struct hasp_list_options), NULL, NULL, 0 }
+
+/* One page of the list: resources whose name (a key, or a file's path with
+ * U+FFFD for what is not UTF-8) starts with opts->prefix and comes after
+ * opts->after, in the byte order of names, at most opts->limit of them (a
+ * group of resources with one name is never split: it can pass the limit)
+ * and at most about 8 MiB. *ret_json is the JSON array; *ret_next is the
+ * name to give as after for the next page, or NULL when this page is the
+ * last; free() both. opts may be NULL (the first page of everything).
+ * Returns 0, -EINVAL (prefix or after not UTF-8, or opts->size too small),
+ * -HASP_E_BAD_REQUEST (a limit out of range), or a system error. Since
+ * HASP_2. */
+int hasp_list_page_json(hasp_client *c, const struct hasp_list_options *opts, char **ret_json,
+			char **ret_next);
 /* A round trip to the daemon. */
 int hasp_ping(hasp_client *c);
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text.h"
+#include "utf8.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER)
 
@@ -205,6 +205,22 @@ static int decode_revoke(const struct members *m, struct proto_request *req,
 	return 0;
 }
 
+/* Paging: prefix, after, limit (see PROTOCOL.md, list). */
+static int decode_list(const struct members *m, struct proto_request *req,
+		       struct proto_error *err)
+{
+	struct proto_list_args *l = &req->list;
+
+	if (get_opt_string(m, "prefix", PROTO_LIST_NAME_MAX, &l->prefix, &l->prefix_len, err) < 0 ||
+	    get_opt_string(m, "after", PROTO_LIST_NAME_MAX, &l->after, &l->after_len, err) < 0 ||
+	    get_opt_int(m, "limit", 1, PROTO_LIST_DEFAULT, &l->limit, err) < 0)
+		return -1;
+	if (l->limit > PROTO_LIST_MAX)
+		return fail(err, HASP_E_BAD_REQUEST, "\"limit\" must be an integer from 1 to %d",
+			    PROTO_LIST_MAX);
+	return 0;
+}
+
 static int decode_args(const struct members *m, struct proto_request *req,
 		       struct proto_error *err)
 {
@@ -224,6 +240,8 @@ static int decode_args(const struct members *m, struct proto_request *req,
 		return get_int(m, "request", INT64_MIN, &req->cancel.request, err);
 	case OP_REVOKE:
 		return decode_revoke(m, req, err);
+	case OP_LIST:
+		return decode_list(m, req, err);
 	default:
 		return 0;
 	}
@@ -313,6 +331,11 @@ size_t proto_fmt_grant(char *buf, int64_t id, uint64_t lease, uint64_t fence, bo
 				id, lease, fence, shared ? "shared" : "exclusive");
 }
 
+size_t proto_dump_size(const json_t *o)
+{
+	return json_dumpb(o, NULL, 0, DUMP_FLAGS);
+}
+
 static json_t *decref_null(json_t *o)
 {
 	json_decref(o);
@@ -353,45 +376,52 @@ char *proto_reply_ok(int64_t id, json_t *body, size_t *len)
 
 bool proto_utf8_valid(const char *s)
 {
-	const unsigned char *end = (const unsigned char *)s + strlen(s);
+	return utf8_valid(s, strlen(s));
+}
 
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t k = text_utf8_len(p, (size_t)(end - p));
+json_t *proto_string_shown(const char *s, size_t n)
+{
+	json_t *str;
+	char *copy;
 
-		if (k == 0)
-			return false;
-		p += k;
-	}
-	return true;
+	if (utf8_valid(s, n))
+		return json_stringn_nocheck(s, n);
+	copy = n <= SIZE_MAX / 3 ? malloc(3 * n) : NULL;
+	if (!copy)
+		return NULL;
+	str = json_stringn_nocheck(copy, utf8_shown(s, n, copy));
+	free(copy);
+	return str;
 }
 
 /* An error message as a JSON string. Messages quote what clients sent, cut
  * at a byte count by snprintf, and jansson's parse errors quote raw input:
- * a byte that is not part of valid UTF-8 becomes '?', so that the error can
- * always be sent (json_string() refuses invalid UTF-8). */
+ * each byte that is not part of valid UTF-8 becomes '?', so that the error
+ * can always be sent (json_string() refuses invalid UTF-8) and keeps its
+ * length. */
 static json_t *message_string(const char *message)
 {
-	json_t *str = json_string(message);
-	const unsigned char *end = (const unsigned char *)message + strlen(message);
+	size_t len = strlen(message), n = 0;
+	json_t *str;
 	char *copy;
-	size_t n = 0;
 
-	if (str || !(copy = malloc(strlen(message) + 1)))
-		return str;
-	for (const unsigned char *p = (const unsigned char *)message; *p;) {
-		size_t k = text_utf8_len(p, (size_t)(end - p));
+	if (utf8_valid(message, len))
+		return json_stringn_nocheck(message, len);
+	copy = malloc(len + 1);
+	if (!copy)
+		return NULL;
+	while (n < len) {
+		int k = utf8_char(message + n, len - n);
 
-		if (k == 0) {
-			copy[n++] = '?';
-			p++;
+		if (k > 0) {
+			memcpy(copy + n, message + n, (size_t)k);
+			n += (size_t)k;
 		} else {
-			memcpy(copy + n, p, k);
-			n += k;
-			p += k;
+			memset(copy + n, '?', (size_t)-k);
+			n += (size_t)-k;
 		}
 	}
-	copy[n] = '\0';
-	str = json_string(copy);
+	str = json_stringn_nocheck(copy, len);
 	free(copy);
 	return str;
 }

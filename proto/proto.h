@@ -16,6 +16,21 @@
 #define PROTO_MESSAGE_MAX 1024
 #define PROTO_CLIENT_MAX 256
 #define PROTO_PATH_MAX 4096
+/* list: resources per page, by default and at most; and the longest prefix
+ * or cursor, a name as shown (a path with U+FFFD in it can be three times
+ * as long as the path). */
+#define PROTO_LIST_DEFAULT 1000
+#define PROTO_LIST_MAX 10000
+#define PROTO_LIST_NAME_MAX (3 * PROTO_PATH_MAX)
+
+/* A list request's arguments. */
+struct proto_list_args {
+	const char *prefix;     /* only names that start with it; NULL: all */
+	size_t prefix_len;
+	const char *after;      /* only names after it; NULL: from the first */
+	size_t after_len;
+	int64_t limit;          /* 1 .. PROTO_LIST_MAX resources */
+};
 
 struct proto_request {
 	bool has_id;
@@ -42,6 +57,7 @@ struct proto_request {
 		struct {
 			int64_t request;
 		} cancel;
+		struct proto_list_args list;
 		struct {
 			uint64_t lease;         /* 0 when by key */
 			const char *key;
@@ -77,6 +93,11 @@ void proto_doc_done(struct proto_doc *doc);
 void proto_track_memory(void);
 /* Whether s (NUL-terminated) is valid UTF-8, as JSON strings must be. */
 bool proto_utf8_valid(const char *s);
+/* s as a JSON string as people are shown it: what is not UTF-8 (a file
+ * name) with U+FFFD (see utf8.h). NULL when out of memory. */
+json_t *proto_string_shown(const char *s, size_t n);
+/* The length of o as the daemon writes it (compact, in order). */
+size_t proto_dump_size(const json_t *o);
 
 /* ---- replies, written by the daemon ---- */
 

@@ -1,66 +1,63 @@
 #include "text.h"
 
-#include <stdint.h>
-#include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
-size_t text_utf8_len(const unsigned char *s, size_t len)
-{
-	size_t n = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 :
-		   s[0] < 0xf5 ? 4 : 0;
-	uint32_t cp = s[0] & (0x7f >> n);
+#include "utf8.h"
 
-	if (n > len)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
+/* The escape of byte b into out (TEXT_ESCAPE_MAX bytes); its length. */
+static size_t text_escape_byte(char *out, unsigned char b)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *named = b == '\n' ? "\\n" : b == '\r' ? "\\r" : b == '\t' ? "\\t" :
+			    b == 0x1b ? "\\e" : b == '\\' ? "\\\\" : NULL;
+
+	if (named) {
+		memcpy(out, named, 2);
+		return 2;
 	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
+	out[0] = '\\';
+	out[1] = 'x';
+	out[2] = hex[b >> 4];
+	out[3] = hex[b & 15];
+	return 4;
 }
 
-/* Whether the character at s (k bytes of valid UTF-8) is a control one. */
-static int text_is_control(const unsigned char *s, size_t k)
+/* Whether the character of n bytes at s is shown as it is: not a C0 or C1
+ * control, not DEL, not a backslash (escaped, so that "\e" in the text and
+ * an escaped ESC differ). */
+static bool text_keeps(const unsigned char *s, int n)
 {
-	if (k == 1)
-		return s[0] < 0x20 || s[0] == 0x7f;
-	return k == 2 && s[0] == 0xc2 && s[1] < 0xa0; /* C1: U+0080 to U+009F */
+	if (n == 1)
+		return s[0] >= 0x20 && s[0] != 0x7f && s[0] != '\\';
+	return !(n == 2 && s[0] == 0xc2 && s[1] < 0xa0);
 }
 
 size_t text_escape(char *dst, size_t size, const char *src, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)src, *end = p + len;
-	size_t n = 0;
+	size_t used = 0;
 
 	if (size == 0)
 		return 0;
-	while (p < end) {
-		size_t k = text_utf8_len(p, (size_t)(end - p));
-		char esc[16];
-		size_t w;
+	for (size_t i = 0; i < len;) {
+		int k = utf8_char(src + i, len - i);
+		size_t n = (size_t)(k < 0 ? -k : k);
+		char esc[4 * TEXT_ESCAPE_MAX];
+		size_t w = 0;
 
-		if (k == 0 || text_is_control(p, k)) {
-			w = 0;
-			for (size_t i = 0; i < (k ? k : 1); i++)
-				w += (size_t)snprintf(esc + w, sizeof(esc) - w, "\\x%02x", p[i]);
-			k = k ? k : 1;
-		} else if (p[0] == '\\') {
-			w = 2;
-			memcpy(esc, "\\\\", 2);
+		if (k > 0 && text_keeps((const unsigned char *)src + i, k)) {
+			memcpy(esc, src + i, n);
+			w = n;
 		} else {
-			w = k;
-			memcpy(esc, p, k);
+			for (size_t j = 0; j < n; j++)
+				w += text_escape_byte(esc + w, (unsigned char)src[i + j]);
 		}
-		if (n + w >= size)
+		if (used + w >= size)
 			break;
-		memcpy(dst + n, esc, w);
-		n += w;
-		p += k;
+		memcpy(dst + used, esc, w);
+		used += w;
+		i += n;
 	}
-	dst[n] = '\0';
-	return n;
+	dst[used] = '\0';
+	return used;
 }

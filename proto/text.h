@@ -5,10 +5,12 @@
 
 #include <stddef.h>
 
-/* The length of the valid UTF-8 sequence at s (len bytes left), or 0. */
-size_t text_utf8_len(const unsigned char *s, size_t len);
-/* Copies src (len bytes) to dst (size bytes, NUL-terminated, cut at a whole
- * escape): control characters (C0, DEL, C1) and bytes that are not UTF-8 as
- * \xNN, and \ as \\, so that the copy is printable and says what was sent.
- * Returns the length written. */
+/* The most bytes text_escape() writes for one byte of input. */
+#define TEXT_ESCAPE_MAX 4
+
+/* Copies src (len bytes) to dst (size bytes, NUL-terminated, cut before an
+ * escape or character that does not fit): \n \r \t \e and \\ named, other
+ * control characters (C0, DEL, C1) and bytes that are not UTF-8 as \xNN,
+ * byte by byte, so that the copy is one line of printable text that says
+ * what was sent. Returns the length written. */
 size_t text_escape(char *dst, size_t size, const char *src, size_t len);

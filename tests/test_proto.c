@@ -178,6 +178,39 @@ START_TEST(decode_every_op)
 }
 END_TEST
 
+/* list's paging arguments: defaults, both readers (flat and jansson), and
+ * strict types and ranges. */
+START_TEST(decode_list_paging)
+{
+	struct proto_request r;
+
+	decode_ok("{\"id\":1,\"op\":\"list\"}", &r);
+	ck_assert(!r.list.prefix && !r.list.after && r.list.limit == PROTO_LIST_DEFAULT);
+	done();
+	decode_ok("{\"id\":1,\"op\":\"list\",\"prefix\":\"jobs/\",\"after\":\"jobs/x\",\"limit\":10000}",
+		  &r);
+	ck_assert_str_eq(r.list.prefix, "jobs/");
+	ck_assert_uint_eq(r.list.prefix_len, 5);
+	ck_assert_str_eq(r.list.after, "jobs/x");
+	ck_assert_uint_eq(r.list.after_len, 6);
+	ck_assert_int_eq(r.list.limit, 10000);
+	done();
+	decode_ok("{\"id\":1,\"op\":\"list\",\"prefix\":\"\\u00e9\",\"after\":\"\",\"limit\":null}",
+		  &r);
+	ck_assert_str_eq(r.list.prefix, "\xc3\xa9");
+	ck_assert_str_eq(r.list.after, "");
+	ck_assert_int_eq(r.list.limit, PROTO_LIST_DEFAULT);
+	done();
+	decode_fails("{\"id\":1,\"op\":\"list\",\"limit\":0}", HASP_E_BAD_REQUEST, "limit");
+	decode_fails("{\"id\":1,\"op\":\"list\",\"limit\":10001}", HASP_E_BAD_REQUEST, "limit");
+	decode_fails("{\"id\":1,\"op\":\"list\",\"limit\":\"10\"}", HASP_E_BAD_REQUEST, "limit");
+	decode_fails("{\"id\":1,\"op\":\"list\",\"limit\":2.0}", HASP_E_BAD_REQUEST, "limit");
+	decode_fails("{\"id\":1,\"op\":\"list\",\"prefix\":1}", HASP_E_BAD_REQUEST, "prefix");
+	decode_fails("{\"id\":1,\"op\":\"list\",\"after\":[]}", HASP_E_BAD_REQUEST, "after");
+	decode_fails("{\"id\":1,\"op\":\"list\",\"after\":false}", HASP_E_BAD_REQUEST, "after");
+}
+END_TEST
+
 START_TEST(acquire_defaults)
 {
 	struct proto_request r;
@@ -579,6 +612,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(frame, frame_buf_split_reads);
 	tcase_add_test(frame, frame_buf_too_large);
 	tcase_add_test(req, decode_every_op);
+	tcase_add_test(req, decode_list_paging);
 	tcase_add_test(req, acquire_defaults);
 	tcase_add_test(req, unknown_fields_ignored);
 	tcase_add_test(req, malformed_and_shapes);

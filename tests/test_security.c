@@ -679,10 +679,51 @@ START_TEST(client_text_is_escaped_in_the_log)
 	ck_assert_ptr_null(strchr(log, '\x1b'));
 	ck_assert_ptr_null(strchr(log, '\r'));
 	ck_assert_ptr_null(strstr(log, "\xc2\x9b"));
-	ck_assert_msg(strstr(log, "evil\\x1b[2J\\x0d\\x0ahaspd: error: fake\\xc2\\x9b31m"), "%s",
+	ck_assert_msg(strstr(log, "evil\\e[2J\\r\\nhaspd: error: fake\\xc2\\x9b31m"), "%s",
 		      log);
 	hasp_lease_free(l);
 	hasp_close(c);
+	stop();
+}
+END_TEST
+
+/* A holder is told of a revoke with the file's name as list shows it, even
+ * when the name is not UTF-8. */
+START_TEST(a_revoke_names_a_file_whose_name_is_not_utf8)
+{
+	char path[256];
+	int holder, admin, fd;
+	json_t *r, *ev;
+	const char *shown;
+	json_int_t lease;
+
+	if (!start(NULL))
+		return;
+	snprintf(path, sizeof(path), "%s/bad-\xff.lock", daemon_.dir);
+	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	holder = raw_connect(daemon_.socket);
+	/* The path in the request is display text (libhasp sends it shown). */
+	r = acquire_fd(holder, "/bad-\xef\xbf\xbd.lock", fd);
+	ck_assert_ptr_null(reply_error(r));
+	lease = json_integer_value(json_object_get(r, "lease"));
+	json_decref(r);
+	admin = raw_connect(daemon_.socket);
+	snprintf(path, sizeof(path), "{\"id\":1,\"op\":\"revoke\",\"lease\":%lld}\n",
+		 (long long)lease);
+	raw_send(admin, path);
+	json_decref(raw_recv_id(admin, 1, 5000));
+	ev = raw_recv(holder, 5000);
+	ck_assert_str_eq(json_string_value(json_object_get(ev, "event")), "revoked");
+	shown = json_string_value(json_object_get(ev, "path"));
+	ck_assert_ptr_nonnull(shown);
+	ck_assert_ptr_nonnull(strstr(shown, "/bad-\xef\xbf\xbd.lock"));
+	json_decref(ev);
+	snprintf(path, sizeof(path), "%s/bad-\xff.lock", daemon_.dir);
+	unlink(path);
+	close(fd);
+	close(holder);
+	close(admin);
 	stop();
 }
 END_TEST
@@ -763,6 +804,7 @@ int main(void)
 	suite_add_tcase(s, admins);
 	tcase_set_timeout(log, 120);
 	tcase_add_test(log, client_text_is_escaped_in_the_log);
+	tcase_add_test(log, a_revoke_names_a_file_whose_name_is_not_utf8);
 	tcase_add_test(log, a_uids_log_lines_are_rate_limited);
 	suite_add_tcase(s, log);
 	return run_suite(s);

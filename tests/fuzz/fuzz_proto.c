@@ -64,6 +64,12 @@ static bool same_request(const struct proto_request *a, const struct proto_reque
 		return a->revoke.lease == b->revoke.lease &&
 		       same_bytes(a->revoke.key, a->revoke.key_len, b->revoke.key,
 				  b->revoke.key_len);
+	case OP_LIST:
+		return same_bytes(a->list.prefix, a->list.prefix_len, b->list.prefix,
+				  b->list.prefix_len) &&
+		       same_bytes(a->list.after, a->list.after_len, b->list.after,
+				  b->list.after_len) &&
+		       a->list.limit == b->list.limit;
 	default:
 		return true;
 	}
