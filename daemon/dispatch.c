@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "buildconf.h"
+#include "changes.h"
 #include "files.h"
 #include "haspd.h"
 #include "oslock.h"
@@ -231,6 +232,7 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 			    "processes: each must send its own lines whole", NULL);
 	else
 		dispatch_request(s, &req);
+	changes_apply(s->d, NULL);
 	proto_doc_done(&doc);
 }
 
@@ -274,19 +276,4 @@ void dispatch_too_large(struct session *s)
 	snprintf(msg, sizeof(msg), "request line longer than %zu bytes", s->d->cfg.max_line_bytes);
 	reply_error(s, false, 0, HASP_E_TOO_LARGE, msg, NULL);
 	session_close_after_flush(s);
-}
-
-void dispatch_granted(struct lt_entry *e, void *arg)
-{
-	(void)arg;
-	reply_grant(session_of(e->owner), e);
-}
-
-void dispatch_expired(struct lt_entry *e, void *arg)
-{
-	char what[64];
-
-	(void)arg;
-	snprintf(what, sizeof(what), "timed out after %" PRId64 " ms", e->timeout_ms);
-	reply_conflict(session_of(e->owner), e->tag, HASP_E_TIMEOUT, what, e->res, NULL);
 }

@@ -14,6 +14,3 @@ void dispatch_refuse(struct session *s, const char *why);
 /* The session sent a line over the size limit: error, then the end. */
 void dispatch_too_large(struct session *s);
 
-/* The lock table's callbacks: a waiter granted, a waiter timed out. */
-void dispatch_granted(struct lt_entry *e, void *arg);
-void dispatch_expired(struct lt_entry *e, void *arg);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "changes.h"
 #include "haspd.h"
 #include "oslock.h"
 #include "proto.h"
@@ -117,15 +118,13 @@ bool files_admit(struct lt_resource *r, enum lt_mode mode, void *arg)
 	return false;
 }
 
-void files_unlocked(struct lt_resource *r, void *arg)
+void files_unlocked(struct lt_resource *r)
 {
-	(void)arg;
 	oslock_unlock(r->os);
 }
 
-void files_freed(struct lt_resource *r, void *arg)
+void files_freed(struct haspd *d, struct lt_resource *r)
 {
-	struct haspd *d = arg;
 	struct oslock *o = r->os;
 
 	users_refund_file(&d->users, o->payer);
@@ -169,5 +168,6 @@ void files_retry_due(struct haspd *d)
 		if (o->backoff_us > FILES_BACKOFF_MAX_US)
 			o->backoff_us = FILES_BACKOFF_MAX_US;
 		locktable_kick(&d->lt, o->res);
+		changes_apply(d, NULL);
 	}
 }

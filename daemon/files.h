@@ -1,7 +1,8 @@
 /* File leases: from a request's path and descriptor to a lock table
- * resource with an oslock attached, the lock table's admit/unlocked/freed
- * callbacks that keep the real flock in step with the holders, and the
- * backoff retries while a process outside hasp holds the flock. */
+ * resource with an oslock attached, keeping the real flock in step with
+ * the holders (the lock table's admit question, its unlocked and freed
+ * records), and the backoff retries while a process outside hasp holds the
+ * flock. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,9 +25,13 @@ struct session;
 struct lt_resource *files_resource(struct session *s, const char *path, int fd, int *code,
 				   char *msg, size_t msg_size);
 
+/* The lock table's question: may a lease of this mode be granted on r's
+ * file now (the flock taken)? If not, a retry is scheduled. */
 bool files_admit(struct lt_resource *r, enum lt_mode mode, void *arg);
-void files_unlocked(struct lt_resource *r, void *arg);
-void files_freed(struct lt_resource *r, void *arg);
+/* Change records: r's file has no holders (its flock goes), or r is gone
+ * (its file is closed, and its uid's charge refunded). */
+void files_unlocked(struct lt_resource *r);
+void files_freed(struct haspd *d, struct lt_resource *r);
 
 /* The earliest retry (monotonic µs), or -1. */
 int64_t files_next_retry(const struct haspd *d);

@@ -9,7 +9,7 @@
 
 #include <event2/event.h>
 
-#include "dispatch.h"
+#include "changes.h"
 #include "files.h"
 #include "log.h"
 #include "proto.h"
@@ -162,6 +162,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	haspd_tick(d);
 	d->timer_at = -1;
 	locktable_expire(&d->lt);
+	changes_apply(d, NULL);
 	files_retry_due(d);
 	haspd_sync(d);
 }
@@ -208,11 +209,7 @@ static size_t haspd_fds_open(void)
 int haspd_init(struct haspd *d)
 {
 	const struct lt_callbacks cb = {
-		.granted = dispatch_granted,
-		.expired = dispatch_expired,
 		.admit = files_admit,
-		.unlocked = files_unlocked,
-		.freed = files_freed,
 		.reserve_fences = haspd_reserve_fences,
 		.arg = d,
 	};

@@ -39,6 +39,8 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	if (cb)
 		lt->cb = *cb;
 	lt->fence_ceiling = UINT64_MAX;
+	lt->changes_tail = &lt->changes;
+	lt->res_changes_tail = &lt->res_changes;
 	heap_init(&lt->deadlines);
 	if (htable_init(&lt->resources, 64, resource_hash) < 0 ||
 	    htable_init(&lt->leases, 64, lease_hash) < 0 ||
@@ -64,6 +66,10 @@ static void free_resource_entries(struct hnode *n)
 
 void locktable_done(struct locktable *lt)
 {
+	struct lt_change c;
+
+	while (locktable_next_change(lt, &c))
+		;
 	/* Entries first: a resource can only be freed once nothing points at
 	 * its chain, so collect the resources after. */
 	for (size_t i = 0; i <= lt->resources.mask; i++)
@@ -179,6 +185,7 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 	list_init(&r->waiters);
 	r->nholders = r->nwaiters = 0;
 	r->held_mode = LT_EXCLUSIVE;
+	r->change = 0;
 	r->os = os;
 	r->key_len = key_len;
 	memcpy(r->key, key, key_len);
@@ -188,15 +195,98 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 	return r;
 }
 
+/* ---- change records ---- */
+
+static void report_entry(struct locktable *lt, struct lt_entry *e, enum lt_change_kind kind)
+{
+	if (e->change)
+		return;
+	e->change = (uint8_t)kind;
+	e->change_next = NULL;
+	*lt->changes_tail = e;
+	lt->changes_tail = &e->change_next;
+}
+
+/* An os resource to unlock, or any resource gone: FREED wins over UNLOCKED. */
+static void report_resource(struct locktable *lt, struct lt_resource *r, enum lt_change_kind kind)
+{
+	if (r->change) {
+		if (kind == LT_CHANGE_FREED)
+			r->change = (uint8_t)kind;
+		return;
+	}
+	r->change = (uint8_t)kind;
+	r->change_next = NULL;
+	*lt->res_changes_tail = r;
+	lt->res_changes_tail = &r->change_next;
+}
+
+static void free_drained(struct locktable *lt)
+{
+	free(lt->drained_entry);
+	free(lt->drained_res);
+	lt->drained_entry = NULL;
+	lt->drained_res = NULL;
+}
+
+static bool next_entry_change(struct locktable *lt, struct lt_change *ret)
+{
+	struct lt_entry *e = lt->changes;
+
+	if (!e)
+		return false;
+	lt->changes = e->change_next;
+	if (!lt->changes)
+		lt->changes_tail = &lt->changes;
+	*ret = (struct lt_change){ (enum lt_change_kind)e->change, e, e->res };
+	e->change = 0;
+	if (ret->kind != LT_CHANGE_GRANTED)
+		lt->drained_entry = e; /* gone from the table: freed at the next */
+	return true;
+}
+
+static bool next_resource_change(struct locktable *lt, struct lt_change *ret)
+{
+	struct lt_resource *r;
+
+	while ((r = lt->res_changes)) {
+		enum lt_change_kind kind = (enum lt_change_kind)r->change;
+
+		lt->res_changes = r->change_next;
+		if (!lt->res_changes)
+			lt->res_changes_tail = &lt->res_changes;
+		r->change = 0;
+		if (kind == LT_CHANGE_UNLOCKED && r->nholders > 0)
+			continue; /* held again within the same call */
+		*ret = (struct lt_change){ kind, NULL, r };
+		if (kind == LT_CHANGE_FREED)
+			lt->drained_res = r;
+		return true;
+	}
+	return false;
+}
+
+bool locktable_next_change(struct locktable *lt, struct lt_change *ret)
+{
+	free_drained(lt);
+	return next_entry_change(lt, ret) || next_resource_change(lt, ret);
+}
+
+/* Whether every change of the last call was drained, as each call needs. */
+static bool drained(const struct locktable *lt)
+{
+	return !lt->changes && !lt->res_changes;
+}
+
+/* An unused resource leaves the table at once; its memory goes once its
+ * record is drained (a record of one of its entries may still name it). */
 static void resource_put_if_unused(struct locktable *lt, struct lt_resource *r)
 {
 	if (r->nholders || r->nwaiters)
 		return;
-	if (r->os && lt->cb.freed)
-		lt->cb.freed(r, lt->cb.arg);
 	htable_remove(&lt->resources, &r->node);
 	lt->stats.resources--;
-	free(r);
+	report_resource(lt, r, LT_CHANGE_FREED);
 }
 
 static bool compatible(const struct lt_resource *r, enum lt_mode mode)
@@ -265,6 +355,7 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	e->sender = req->sender ? *req->sender :
 		    (struct lt_cred){ .pid = o->pid, .uid = o->uid, .gid = o->gid };
 	e->mode = req->mode;
+	e->change = 0;
 	e->held = false;
 	e->timed = false;
 	e->has_owner_name = store_string(&p, req->owner_name);
@@ -357,24 +448,29 @@ static void promote(struct locktable *lt, struct lt_resource *r)
 		unwait(lt, e);
 		hold(lt, e);
 		lt->stats.granted_after_wait++;
-		if (lt->cb.granted)
-			lt->cb.granted(e, lt->cb.arg);
+		report_entry(lt, e, LT_CHANGE_GRANTED);
 	}
 }
 
-/* Removes a waiter or a lease, lets the queue move, frees what is unused. */
-static void entry_end(struct locktable *lt, struct lt_entry *e)
+/* Removes a waiter or a lease, lets the queue move, and lets go of what is
+ * unused. With a kind, the entry is reported as ended so, and freed once
+ * the record is drained; else at once. */
+static void entry_end(struct locktable *lt, struct lt_entry *e, enum lt_change_kind kind)
 {
 	struct lt_resource *r = e->res;
 
 	if (e->held) {
 		unhold(lt, e);
-		if (r->nholders == 0 && r->os && lt->cb.unlocked)
-			lt->cb.unlocked(r, lt->cb.arg);
+		if (r->nholders == 0 && r->os)
+			report_resource(lt, r, LT_CHANGE_UNLOCKED);
 	} else {
 		unwait(lt, e);
 	}
-	entry_free(lt, e);
+	htable_remove(&lt->pairs, &e->by_pair);
+	if (kind)
+		report_entry(lt, e, kind);
+	else
+		free(e);
 	promote(lt, r);
 	resource_put_if_unused(lt, r);
 }
@@ -405,6 +501,7 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 	struct lt_entry *e;
 	bool now;
 
+	assert(drained(lt));
 	lt->stats.acquires++;
 	r = resource_get(lt, req->key, req->key_len, NULL);
 	if (!r)
@@ -447,6 +544,7 @@ struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size
 
 void locktable_kick(struct locktable *lt, struct lt_resource *r)
 {
+	assert(drained(lt));
 	promote(lt, r);
 }
 
@@ -454,30 +552,65 @@ enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint6
 {
 	struct lt_entry *e = locktable_lease(lt, lease_id);
 
+	assert(drained(lt));
 	if (!e || e->owner != o)
 		return LT_UNKNOWN_LEASE;
 	lt->stats.releases++;
-	entry_end(lt, e);
+	entry_end(lt, e, 0);
 	return LT_OK;
 }
 
 void locktable_revoke(struct locktable *lt, struct lt_entry *lease)
 {
-	assert(lease->held);
+	assert(lease->held && drained(lt));
 	lt->stats.revokes++;
-	entry_end(lt, lease);
+	entry_end(lt, lease, LT_CHANGE_REVOKED);
+}
+
+size_t locktable_revoke_all(struct locktable *lt, struct lt_resource *r,
+			    bool (*may)(const struct lt_entry *lease, const void *arg),
+			    const void *arg, size_t *ret_refused)
+{
+	struct lt_entry *e;
+	struct list *pos;
+	size_t n = 0, refused = 0;
+
+	assert(drained(lt));
+	/* The records are the collection: every lease to end is reported
+	 * first, then ended in that order; what that grants is reported after
+	 * them, and is not ended. */
+	list_foreach(pos, &r->holders) {
+		e = container_of(pos, struct lt_entry, qnode);
+		if (may(e, arg)) {
+			report_entry(lt, e, LT_CHANGE_REVOKED);
+			n++;
+		} else {
+			refused++;
+		}
+	}
+	e = lt->changes;
+	for (size_t i = 0; i < n; i++) {
+		struct lt_entry *next = e->change_next;
+
+		lt->stats.revokes++;
+		entry_end(lt, e, LT_CHANGE_REVOKED);
+		e = next;
+	}
+	*ret_refused = refused;
+	return n;
 }
 
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag)
 {
 	struct list *pos;
 
+	assert(drained(lt));
 	list_foreach(pos, &o->waiting) {
 		struct lt_entry *e = container_of(pos, struct lt_entry, onode);
 
 		if (e->tag == tag) {
 			lt->stats.cancels++;
-			entry_end(lt, e);
+			entry_end(lt, e, 0);
 			return LT_OK;
 		}
 	}
@@ -486,12 +619,13 @@ enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_
 
 void locktable_owner_done(struct locktable *lt, struct lt_owner *o)
 {
+	assert(drained(lt));
 	/* Waiters first, so that releasing the owner's leases cannot grant
 	 * the owner's own requests. */
 	while (!list_empty(&o->waiting))
-		entry_end(lt, container_of(o->waiting.next, struct lt_entry, onode));
+		entry_end(lt, container_of(o->waiting.next, struct lt_entry, onode), 0);
 	while (!list_empty(&o->held))
-		entry_end(lt, container_of(o->held.next, struct lt_entry, onode));
+		entry_end(lt, container_of(o->held.next, struct lt_entry, onode), 0);
 	lt->stats.owners_ended++;
 }
 
@@ -499,13 +633,12 @@ void locktable_expire(struct locktable *lt)
 {
 	struct heapnode *top;
 
+	assert(drained(lt));
 	while ((top = heap_top(&lt->deadlines)) && top->key <= lt->now_us) {
 		struct lt_entry *e = container_of(top, struct lt_entry, deadline);
 
 		lt->stats.timeouts++;
-		if (lt->cb.expired)
-			lt->cb.expired(e, lt->cb.arg);
-		entry_end(lt, e);
+		entry_end(lt, e, LT_CHANGE_EXPIRED);
 	}
 }
 

@@ -2,10 +2,13 @@
  *
  * Pure data structures: no sockets, no event loop, no JSON, no clock. The
  * caller sets the time with locktable_set_now() before each batch of calls
- * (monotonic microseconds: timeouts are requested in ms but kept exactly);
- * grants that happen later than the call that queued them (a release, a
- * cancel, an expiry, an owner's end) are reported through callbacks, which
- * must not call back into the table. */
+ * (monotonic microseconds: timeouts are requested in ms but kept exactly).
+ * What a call changed beyond its own result (grants of waiting requests,
+ * expiries, revoked leases, files to unlock or close) is reported as change
+ * records, which the caller drains with locktable_next_change() after each
+ * call, before the next, as dbus-broker's name registry returns a
+ * NameChange. The table calls out only to ask questions (cb.admit, and
+ * cb.reserve_fences), never to report. */
 #pragma once
 
 #include <stdbool.h>
@@ -67,9 +70,11 @@ struct lt_resource {
 	struct list holders;    /* lt_entry.qnode, unordered */
 	struct list waiters;    /* lt_entry.qnode, FIFO */
 	void *os;               /* the caller's, e.g. a file: grants go through cb.admit */
+	struct lt_resource *change_next; /* in locktable.res_changes, while reported */
 	uint32_t nholders, nwaiters;
 	uint32_t key_len;
 	enum lt_mode held_mode; /* meaningful while nholders > 0 */
+	uint8_t change;         /* enum lt_change_kind while reported, else 0 */
 	char key[];             /* NUL-terminated */
 };
 
@@ -92,7 +97,9 @@ struct lt_entry {
 	int64_t timeout_ms;     /* as requested: -1 forever */
 	int64_t tag;            /* the caller's, e.g. the acquire's request id */
 	struct lt_cred sender;  /* who asked for it */
+	struct lt_entry *change_next; /* in locktable.changes, while reported */
 	enum lt_mode mode;
+	uint8_t change;         /* enum lt_change_kind while reported, else 0 */
 	bool held;
 	bool timed;
 	bool has_owner_name;    /* the strings follow the entry: owner name, then message */
@@ -103,19 +110,30 @@ struct lt_entry {
 const char *lt_entry_owner_name(const struct lt_entry *e);
 const char *lt_entry_message(const struct lt_entry *e);
 
+/* What changed, in the order it happened: entries' changes first, then
+ * resources'. */
+enum lt_change_kind {
+	LT_CHANGE_GRANTED = 1,  /* a waiting request became a lease */
+	LT_CHANGE_EXPIRED,      /* a waiting request timed out and is gone */
+	LT_CHANGE_REVOKED,      /* a lease was revoked and is gone */
+	LT_CHANGE_UNLOCKED,     /* an os resource has no holders any more */
+	LT_CHANGE_FREED,        /* a resource is gone (its os, if any, is the caller's to free) */
+};
+
+/* A change record. The entry or resource it names stays valid (and still
+ * names its resource, whose holders can be reported) until the next
+ * locktable_next_change() or the next call that changes the table. */
+struct lt_change {
+	enum lt_change_kind kind;
+	struct lt_entry *entry;         /* granted, expired, revoked */
+	struct lt_resource *res;        /* the entry's, or the one unlocked or freed */
+};
+
 struct lt_callbacks {
-	void (*granted)(struct lt_entry *e, void *arg);
 	/* For resources with an os attachment only: may a lease of this mode
 	 * be granted now? When it answers false the request keeps its place,
 	 * and the caller calls locktable_kick() when it may have changed. */
 	bool (*admit)(struct lt_resource *r, enum lt_mode mode, void *arg);
-	/* An os resource has no holders any more. */
-	void (*unlocked)(struct lt_resource *r, void *arg);
-	/* An os resource is about to be freed. */
-	void (*freed)(struct lt_resource *r, void *arg);
-	/* Called while e still waits, so that its resource's holders can be
-	 * reported; e is removed and freed right after. */
-	void (*expired)(struct lt_entry *e, void *arg);
 	/* The next fence, fence, is not below the ceiling set with
 	 * locktable_set_fence_ceiling(): the caller records a new ceiling
 	 * above it durably (so a later run starts above every fence of this
@@ -142,6 +160,10 @@ struct locktable {
 	uint64_t fence_ceiling; /* cb.reserve_fences before one reaches it */
 	uint64_t last_id;
 	struct lt_stats stats;
+	struct lt_entry *changes, **changes_tail;           /* not yet drained */
+	struct lt_resource *res_changes, **res_changes_tail;
+	struct lt_entry *drained_entry;       /* the last record's, if it is to be freed */
+	struct lt_resource *drained_res;
 };
 
 struct lt_request {
@@ -187,14 +209,25 @@ enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint6
 /* Removes the owner's waiting request with this tag: LT_OK or LT_UNKNOWN_REQUEST. */
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag);
 /* Ends a lease whoever holds it (the administrative path), then grants
- * whoever can go. */
+ * whoever can go; the lease is reported (LT_CHANGE_REVOKED). */
 void locktable_revoke(struct locktable *lt, struct lt_entry *lease);
+/* Ends every lease on r that may() allows, collected before any is ended
+ * (so that the waiters they let in are not hit), then grants whoever can go.
+ * Each is reported (LT_CHANGE_REVOKED). Returns how many were ended, and in
+ * *ret_refused how many may() kept. */
+size_t locktable_revoke_all(struct locktable *lt, struct lt_resource *r,
+			    bool (*may)(const struct lt_entry *lease, const void *arg),
+			    const void *arg, size_t *ret_refused);
 /* Ends every lease and waiter of the owner, then grants whoever can go. */
 void locktable_owner_done(struct locktable *lt, struct lt_owner *o);
 /* Grants from the head of r's queue what can be granted now. */
 void locktable_kick(struct locktable *lt, struct lt_resource *r);
 /* Expires every waiter whose deadline is <= now. */
 void locktable_expire(struct locktable *lt);
+/* The next change record of the calls so far, oldest first: true and *ret,
+ * or false when none is left (the records' dead entries and resources are
+ * then freed). Drain them all after each call that changes the table. */
+bool locktable_next_change(struct locktable *lt, struct lt_change *ret);
 /* The earliest waiter deadline (monotonic µs), or -1 when none. */
 int64_t locktable_next_deadline(const struct locktable *lt);
 

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "changes.h"
 #include "dispatch.h"
 #include "frame.h"
 #include "haspd.h"
@@ -179,6 +180,7 @@ static void session_end_leases(struct session *s)
 		return;
 	s->closing = true;
 	locktable_owner_done(&s->d->lt, &s->owner);
+	changes_apply(s->d, NULL);
 }
 
 void session_close_after_flush(struct session *s)

@@ -17,25 +17,42 @@ struct lt_fixture {
 	size_t nexpired;
 	uint64_t reserved_at[MAX_EVENTS]; /* the fence each reservation was asked for */
 	size_t nreserved;
+	uint64_t revoked_ids[MAX_EVENTS];
+	size_t nrevoked;
+	size_t nunlocked, nfreed;         /* of resources with an os attachment */
 };
 
-static void fx_granted(struct lt_entry *e, void *arg)
+/* Takes the change records of the last call, as the daemon does after each. */
+static inline void fx_drain(struct lt_fixture *fx)
 {
-	struct lt_fixture *fx = arg;
+	struct lt_change c;
 
-	ck_assert(e->held);
-	ck_assert_uint_lt(fx->ngranted, MAX_EVENTS);
-	fx->granted[fx->ngranted] = e;
-	fx->granted_tags[fx->ngranted++] = e->tag;
-}
-
-static void fx_expired(struct lt_entry *e, void *arg)
-{
-	struct lt_fixture *fx = arg;
-
-	ck_assert(!e->held);
-	ck_assert_uint_lt(fx->nexpired, MAX_EVENTS);
-	fx->expired_tags[fx->nexpired++] = e->tag;
+	while (locktable_next_change(&fx->lt, &c)) {
+		switch (c.kind) {
+		case LT_CHANGE_GRANTED:
+			ck_assert(c.entry->held);
+			ck_assert_uint_lt(fx->ngranted, MAX_EVENTS);
+			fx->granted[fx->ngranted] = c.entry;
+			fx->granted_tags[fx->ngranted++] = c.entry->tag;
+			break;
+		case LT_CHANGE_EXPIRED:
+			ck_assert(!c.entry->held && c.entry->res == c.res);
+			ck_assert_uint_lt(fx->nexpired, MAX_EVENTS);
+			fx->expired_tags[fx->nexpired++] = c.entry->tag;
+			break;
+		case LT_CHANGE_REVOKED:
+			ck_assert_uint_lt(fx->nrevoked, MAX_EVENTS);
+			fx->revoked_ids[fx->nrevoked++] = c.entry->id;
+			break;
+		case LT_CHANGE_UNLOCKED:
+			ck_assert(c.res->os && c.res->nholders == 0);
+			fx->nunlocked++;
+			break;
+		case LT_CHANGE_FREED:
+			fx->nfreed += c.res->os != NULL;
+			break;
+		}
+	}
 }
 
 /* Reserves 1000 fences at a time. */
@@ -50,8 +67,7 @@ static uint64_t fx_reserve_fences(uint64_t fence, void *arg)
 
 static inline void fx_init(struct lt_fixture *fx)
 {
-	const struct lt_callbacks cb = { .granted = fx_granted, .expired = fx_expired,
-					 .reserve_fences = fx_reserve_fences, .arg = fx };
+	const struct lt_callbacks cb = { .reserve_fences = fx_reserve_fences, .arg = fx };
 
 	memset(fx, 0, sizeof(*fx));
 	ck_assert_int_eq(locktable_init(&fx->lt, &cb), 0);
@@ -67,6 +83,49 @@ static inline enum lt_result fx_acquire(struct lt_fixture *fx, struct lt_owner *
 		.timeout_ms = timeout_ms, .tag = tag,
 	};
 	struct lt_entry *dummy;
+	enum lt_result r = locktable_acquire(&fx->lt, o, &req, ret ? ret : &dummy);
 
-	return locktable_acquire(&fx->lt, o, &req, ret ? ret : &dummy);
+	fx_drain(fx);
+	return r;
+}
+
+/* The lock table's calls, each followed by fx_drain(). */
+static inline enum lt_result fx_release(struct lt_fixture *fx, struct lt_owner *o, uint64_t id)
+{
+	enum lt_result r = locktable_release(&fx->lt, o, id);
+
+	fx_drain(fx);
+	return r;
+}
+
+static inline enum lt_result fx_cancel(struct lt_fixture *fx, struct lt_owner *o, int64_t tag)
+{
+	enum lt_result r = locktable_cancel(&fx->lt, o, tag);
+
+	fx_drain(fx);
+	return r;
+}
+
+static inline void fx_revoke(struct lt_fixture *fx, struct lt_entry *lease)
+{
+	locktable_revoke(&fx->lt, lease);
+	fx_drain(fx);
+}
+
+static inline void fx_owner_done(struct lt_fixture *fx, struct lt_owner *o)
+{
+	locktable_owner_done(&fx->lt, o);
+	fx_drain(fx);
+}
+
+static inline void fx_expire(struct lt_fixture *fx)
+{
+	locktable_expire(&fx->lt);
+	fx_drain(fx);
+}
+
+static inline void fx_kick(struct lt_fixture *fx, struct lt_resource *r)
+{
+	locktable_kick(&fx->lt, r);
+	fx_drain(fx);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fencefile.h"
+#include "changes.h"
 #include "haspd.h"
 #include "log.h"
 #include "suite.h"
@@ -68,6 +69,7 @@ static uint64_t grant_at(uint64_t wall_us)
 	ck_assert_int_eq(locktable_acquire(&d.lt, &owner, &req, &e), LT_GRANTED);
 	fence = e->fence;
 	ck_assert_int_eq(locktable_release(&d.lt, &owner, e->id), LT_OK);
+	changes_apply(&d, NULL);
 	return fence;
 }
 

@@ -60,11 +60,11 @@ START_TEST(grants_in_fifo_order)
 	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
 	ck_assert_int_eq(ACQ(c, "k", X, -1, 3), LT_QUEUED);
 	ck_assert_int_eq(ACQ(d, "k", X, -1, 4), LT_QUEUED);
-	ck_assert_int_eq(locktable_release(&fx.lt, &a, held->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &a, held->id), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_int_eq(fx.granted_tags[0], 2);
-	ck_assert_int_eq(locktable_release(&fx.lt, &b, fx.granted[0]->id), LT_OK);
-	ck_assert_int_eq(locktable_release(&fx.lt, &c, fx.granted[1]->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &b, fx.granted[0]->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &c, fx.granted[1]->id), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 3);
 	ck_assert_int_eq(fx.granted_tags[1], 3);
 	ck_assert_int_eq(fx.granted_tags[2], 4);
@@ -80,11 +80,11 @@ START_TEST(writer_not_overtaken_by_later_readers)
 	/* Compatible with the holders, but a writer waits ahead. */
 	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
 	ck_assert_int_eq(ACQ(d, "k", S, 0, 4), LT_BUSY);
-	ck_assert_int_eq(locktable_release(&fx.lt, &a, r1->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &a, r1->id), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_int_eq(fx.granted_tags[0], 2);
 	/* And the reader behind the writer goes next. */
-	ck_assert_int_eq(locktable_release(&fx.lt, &b, fx.granted[0]->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &b, fx.granted[0]->id), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 2);
 	ck_assert_int_eq(fx.granted_tags[1], 3);
 }
@@ -101,13 +101,13 @@ START_TEST(run_of_shared_waiters_granted_together)
 	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
 	ck_assert_int_eq(ACQ(d, "k", X, -1, 4), LT_QUEUED);
 	ck_assert_int_eq(ACQ(e, "k", S, -1, 5), LT_QUEUED);
-	ck_assert_int_eq(locktable_release(&fx.lt, &a, w->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &a, w->id), LT_OK);
 	/* b and c together; d (exclusive) stops the run; e stays behind d. */
 	ck_assert_uint_eq(fx.ngranted, 2);
 	ck_assert_int_eq(fx.granted_tags[0], 2);
 	ck_assert_int_eq(fx.granted_tags[1], 3);
 	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->nwaiters, 2);
-	locktable_owner_done(&fx.lt, &e);
+	fx_owner_done(&fx, &e);
 }
 END_TEST
 
@@ -118,10 +118,10 @@ START_TEST(timed_out_writer_lets_readers_in)
 	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
 	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 300000));
 	locktable_set_now(&fx.lt, fx.lt.now_us + 299999, fx.lt.wall_us);
-	locktable_expire(&fx.lt);
+	fx_expire(&fx);
 	ck_assert_uint_eq(fx.nexpired, 0); /* not one µs early */
 	locktable_set_now(&fx.lt, fx.lt.now_us + 1, fx.lt.wall_us);
-	locktable_expire(&fx.lt);
+	fx_expire(&fx);
 	ck_assert_uint_eq(fx.nexpired, 1);
 	ck_assert_int_eq(fx.expired_tags[0], 2);
 	ck_assert_uint_eq(fx.ngranted, 1);
@@ -136,14 +136,14 @@ START_TEST(cancelled_writer_lets_readers_in)
 	ck_assert_int_eq(ACQ(a, "k", S, -1, 1), LT_GRANTED);
 	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
 	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
-	ck_assert_int_eq(locktable_cancel(&fx.lt, &c, 2), LT_UNKNOWN_REQUEST); /* b's, not c's */
+	ck_assert_int_eq(fx_cancel(&fx, &c, 2), LT_UNKNOWN_REQUEST); /* b's, not c's */
 	ck_assert_uint_eq(fx.ngranted, 0);
-	ck_assert_int_eq(locktable_cancel(&fx.lt, &b, 2), LT_OK);
+	ck_assert_int_eq(fx_cancel(&fx, &b, 2), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_int_eq(fx.granted_tags[0], 3);
-	ck_assert_int_eq(locktable_cancel(&fx.lt, &b, 2), LT_UNKNOWN_REQUEST);
+	ck_assert_int_eq(fx_cancel(&fx, &b, 2), LT_UNKNOWN_REQUEST);
 	/* A held lease is not a waiting request. */
-	ck_assert_int_eq(locktable_cancel(&fx.lt, &a, 1), LT_UNKNOWN_REQUEST);
+	ck_assert_int_eq(fx_cancel(&fx, &a, 1), LT_UNKNOWN_REQUEST);
 }
 END_TEST
 
@@ -156,8 +156,8 @@ START_TEST(busy_leaves_no_resource_behind)
 	ck_assert_uint_eq(b.nwaiting + b.nheld, 0);
 	ck_assert_uint_eq(fx.lt.pairs.count, 1);
 	ck_assert_int_eq(ACQ(b, "k", X, -1, 3), LT_QUEUED); /* not already_held */
-	locktable_owner_done(&fx.lt, &b);
-	locktable_owner_done(&fx.lt, &a);
+	fx_owner_done(&fx, &b);
+	fx_owner_done(&fx, &a);
 	ck_assert_uint_eq(fx.lt.stats.resources, 0);
 	ck_assert_ptr_null(locktable_find(&fx.lt, "k", 1));
 }
@@ -171,7 +171,7 @@ START_TEST(owner_end_frees_all_and_grants_next)
 	ck_assert_int_eq(ACQ(b, "k2", X, 500, 4), LT_QUEUED);
 	ck_assert_int_eq(ACQ(c, "k3", X, -1, 5), LT_GRANTED);
 	ck_assert_int_eq(ACQ(a, "k3", X, 500, 6), LT_QUEUED);
-	locktable_owner_done(&fx.lt, &a);
+	fx_owner_done(&fx, &a);
 	ck_assert_uint_eq(fx.ngranted, 2);
 	ck_assert(fx.granted[0]->owner == &b && fx.granted[1]->owner == &b);
 	ck_assert_uint_eq(a.nheld + a.nwaiting, 0);
@@ -186,7 +186,7 @@ START_TEST(owner_end_does_not_grant_its_own_waiters)
 	ck_assert_int_eq(ACQ(b, "k2", X, -1, 2), LT_GRANTED);
 	ck_assert_int_eq(ACQ(a, "k2", X, -1, 3), LT_QUEUED);
 	ck_assert_int_eq(ACQ(b, "k1", X, -1, 4), LT_QUEUED);
-	locktable_owner_done(&fx.lt, &b);
+	fx_owner_done(&fx, &b);
 	/* b's wait on k1 is gone; a gets k2; no grant goes to b. */
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert(fx.granted[0]->owner == &a);
@@ -209,10 +209,10 @@ START_TEST(release_only_own_leases)
 	struct lt_entry *l;
 
 	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &l), LT_GRANTED);
-	ck_assert_int_eq(locktable_release(&fx.lt, &b, l->id), LT_UNKNOWN_LEASE);
-	ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id + 1000), LT_UNKNOWN_LEASE);
-	ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
-	ck_assert_int_eq(locktable_release(&fx.lt, &a, 1), LT_UNKNOWN_LEASE);
+	ck_assert_int_eq(fx_release(&fx, &b, l->id), LT_UNKNOWN_LEASE);
+	ck_assert_int_eq(fx_release(&fx, &a, l->id + 1000), LT_UNKNOWN_LEASE);
+	ck_assert_int_eq(fx_release(&fx, &a, l->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &a, 1), LT_UNKNOWN_LEASE);
 }
 END_TEST
 
@@ -230,7 +230,7 @@ START_TEST(fences_strictly_increase)
 		ck_assert_uint_gt(l->fence, 5000000);
 		ck_assert_uint_ge(l->fence, fx.lt.wall_us);
 		last = l->fence;
-		ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+		ck_assert_int_eq(fx_release(&fx, &a, l->id), LT_OK);
 	}
 }
 END_TEST
@@ -255,7 +255,7 @@ START_TEST(fences_reserved_before_they_are_issued)
 		}
 		ck_assert_uint_lt(l->fence, fx.lt.fence_ceiling);
 		ck_assert_uint_eq(fx.lt.fence_ceiling, ceiling);
-		ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+		ck_assert_int_eq(fx_release(&fx, &a, l->id), LT_OK);
 	}
 	/* Fences 5000001 .. 5000700, then 5600000 .. 5601799: reserved at the
 	 * first ceiling, at the leap, and 1000 fences after it. */
@@ -292,10 +292,10 @@ START_TEST(gauges_return_to_zero)
 		ACQ(c, key, S, 0, 2000 + i);
 	}
 	advance_ms(50);
-	locktable_expire(&fx.lt);
-	locktable_owner_done(&fx.lt, &b);
-	locktable_owner_done(&fx.lt, &a);
-	locktable_owner_done(&fx.lt, &c);
+	fx_expire(&fx);
+	fx_owner_done(&fx, &b);
+	fx_owner_done(&fx, &a);
+	fx_owner_done(&fx, &c);
 	ck_assert_uint_eq(fx.lt.stats.resources, 0);
 	ck_assert_uint_eq(fx.lt.stats.leases, 0);
 	ck_assert_uint_eq(fx.lt.stats.waiters, 0);
@@ -314,10 +314,10 @@ START_TEST(next_deadline_is_the_earliest)
 	ck_assert_int_eq(ACQ(c, "k", X, 200, 3), LT_QUEUED);
 	ck_assert_int_eq(ACQ(d, "k", X, 500, 4), LT_QUEUED);
 	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 200000));
-	ck_assert_int_eq(locktable_cancel(&fx.lt, &c, 3), LT_OK);
+	ck_assert_int_eq(fx_cancel(&fx, &c, 3), LT_OK);
 	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 500000));
 	advance_ms(1000);
-	locktable_expire(&fx.lt);
+	fx_expire(&fx);
 	ck_assert_uint_eq(fx.nexpired, 2);
 	ck_assert_int_eq(fx.expired_tags[0], 4); /* in deadline order */
 	ck_assert_int_eq(fx.expired_tags[1], 2);
@@ -330,7 +330,7 @@ START_TEST(huge_timeout_does_not_overflow)
 	ck_assert_int_eq(ACQ(b, "k", X, INT64_MAX, 2), LT_QUEUED);
 	ck_assert_int_gt(locktable_next_deadline(&fx.lt), (int64_t)fx.lt.now_us);
 	advance_ms(1000000);
-	locktable_expire(&fx.lt);
+	fx_expire(&fx);
 	ck_assert_uint_eq(fx.nexpired, 0);
 }
 END_TEST
@@ -368,18 +368,10 @@ START_TEST(owner_strings_are_copied)
 END_TEST
 
 /* An os resource whose attachment refuses: busy, and the new resource goes. */
-static int nfreed;
-
 static bool refuse(struct lt_resource *r, enum lt_mode mode, void *arg)
 {
 	(void)r, (void)mode, (void)arg;
 	return false;
-}
-
-static void count_freed(struct lt_resource *r, void *arg)
-{
-	(void)r, (void)arg;
-	nfreed++;
 }
 
 START_TEST(busy_on_a_new_refused_resource_leaves_nothing)
@@ -387,15 +379,13 @@ START_TEST(busy_on_a_new_refused_resource_leaves_nothing)
 	static int os;
 	struct lt_resource *r;
 
-	nfreed = 0;
 	fx.lt.cb.admit = refuse;
-	fx.lt.cb.freed = count_freed;
 	r = locktable_attach(&fx.lt, "file", 4, &os);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_ptr_eq(r->os, &os);
 	ck_assert_int_eq(ACQ(a, "file", S, 0, 1), LT_BUSY);
 	ck_assert_ptr_null(locktable_find(&fx.lt, "file", 4));
-	ck_assert_int_eq(nfreed, 1);
+	ck_assert_int_eq(fx.nfreed, 1);
 	ck_assert_uint_eq(fx.lt.stats.resources, 0);
 	ck_assert_uint_eq(fx.lt.pairs.count, 0);
 }
@@ -419,13 +409,13 @@ START_TEST(refused_request_keeps_its_place_until_kicked)
 	r = locktable_attach(&fx.lt, "file", 4, &os);
 	ck_assert_int_eq(ACQ(a, "file", X, -1, 1), LT_QUEUED);
 	ck_assert_int_eq(ACQ(b, "file", S, -1, 2), LT_QUEUED);
-	locktable_kick(&fx.lt, r);
+	fx_kick(&fx, r);
 	ck_assert_uint_eq(fx.ngranted, 0);
 	admit_open = true;
-	locktable_kick(&fx.lt, r);
+	fx_kick(&fx, r);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_int_eq(fx.granted_tags[0], 1);
-	locktable_owner_done(&fx.lt, &a);
+	fx_owner_done(&fx, &a);
 	ck_assert_uint_eq(fx.ngranted, 2);
 	ck_assert_int_eq(fx.granted_tags[1], 2);
 }
@@ -437,7 +427,7 @@ START_TEST(ended_writer_at_head_lets_readers_in)
 	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
 	ck_assert_int_eq(ACQ(c, "k", S, -1, 3), LT_QUEUED);
 	ck_assert_int_eq(ACQ(d, "k", S, -1, 4), LT_QUEUED);
-	locktable_owner_done(&fx.lt, &b);
+	fx_owner_done(&fx, &b);
 	ck_assert_uint_eq(fx.ngranted, 2);
 	ck_assert_int_eq(fx.granted_tags[0], 3);
 	ck_assert_int_eq(fx.granted_tags[1], 4);
@@ -451,7 +441,7 @@ START_TEST(revoke_grants_the_next_waiter)
 
 	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 1, &l), LT_GRANTED);
 	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
-	locktable_revoke(&fx.lt, l);
+	fx_revoke(&fx, l);
 	ck_assert_uint_eq(a.nheld, 0);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_int_eq(fx.granted_tags[0], 2);
@@ -469,18 +459,18 @@ START_TEST(granted_timed_waiter_no_longer_expires)
 	ck_assert_int_eq(fx_acquire(&fx, &b, "k", X, 100, 2, &w), LT_QUEUED);
 	ck_assert_int_eq(ACQ(c, "k2", X, -1, 3), LT_GRANTED);
 	ck_assert_int_eq(ACQ(d, "k2", X, 300, 4), LT_QUEUED);
-	ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &a, l->id), LT_OK);
 	ck_assert_uint_eq(fx.ngranted, 1);
 	ck_assert_ptr_eq(fx.granted[0], w);
 	ck_assert_ptr_eq(locktable_lease(&fx.lt, w->id), w);
 	ck_assert_uint_eq(fx.lt.deadlines.len, 1);
 	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 300000));
 	advance_ms(1000);
-	locktable_expire(&fx.lt);
+	fx_expire(&fx);
 	ck_assert_uint_eq(fx.nexpired, 1);
 	ck_assert_int_eq(fx.expired_tags[0], 4);
 	ck_assert_ptr_eq(locktable_lease(&fx.lt, w->id), w);
-	ck_assert_int_eq(locktable_release(&fx.lt, &b, w->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, &b, w->id), LT_OK);
 }
 END_TEST
 
@@ -499,7 +489,7 @@ START_TEST(fences_increase_for_grants_after_a_wait)
 		ck_assert_int_eq(ACQ(*next, "k", X, -1, 2 + i), LT_QUEUED);
 		/* The wall clock goes back far below the last fence. */
 		locktable_set_now(&fx.lt, fx.lt.now_us + 1, 1000 - (uint64_t)i);
-		ck_assert_int_eq(locktable_release(&fx.lt, cur, l->id), LT_OK);
+		ck_assert_int_eq(fx_release(&fx, cur, l->id), LT_OK);
 		ck_assert_uint_eq(fx.ngranted, (size_t)i + 1);
 		l = fx.granted[i];
 		ck_assert_uint_gt(l->fence, last);
@@ -508,7 +498,7 @@ START_TEST(fences_increase_for_grants_after_a_wait)
 	/* A wall clock ahead of the last fence becomes the fence. */
 	locktable_set_now(&fx.lt, fx.lt.now_us + 1, last + 5000);
 	ck_assert_int_eq(ACQ(c, "k", X, -1, 100), LT_QUEUED);
-	ck_assert_int_eq(locktable_release(&fx.lt, l->owner, l->id), LT_OK);
+	ck_assert_int_eq(fx_release(&fx, l->owner, l->id), LT_OK);
 	ck_assert_uint_eq(fx.granted[20]->fence, last + 5000);
 }
 END_TEST
@@ -524,11 +514,159 @@ START_TEST(lease_ids_never_reused)
 		for (int j = 0; j < i; j++)
 			ck_assert_uint_ne(ids[j], ids[i]);
 		if (i % 3)
-			ck_assert_int_eq(locktable_release(&fx.lt, &a, l->id), LT_OK);
+			ck_assert_int_eq(fx_release(&fx, &a, l->id), LT_OK);
 		else
-			locktable_owner_done(&fx.lt, &a);
+			fx_owner_done(&fx, &a);
 		ck_assert_ptr_null(locktable_lease(&fx.lt, ids[i]));
 	}
+}
+END_TEST
+
+/* ---- change records, drained by hand: no fixture, no session ---- */
+
+/* The next record, which must be of this kind. */
+static struct lt_change next_change(enum lt_change_kind kind)
+{
+	struct lt_change ch;
+
+	ck_assert_msg(locktable_next_change(&fx.lt, &ch), "no record left, wanted %d", kind);
+	ck_assert_int_eq(ch.kind, kind);
+	return ch;
+}
+
+static void no_change_left(void)
+{
+	struct lt_change ch;
+
+	ck_assert(!locktable_next_change(&fx.lt, &ch));
+}
+
+static bool all_but_b(const struct lt_entry *lease, const void *arg)
+{
+	(void)arg;
+	return lease->owner != &b;
+}
+
+START_TEST(revoke_all_reports_every_lease_then_the_grants)
+{
+	struct lt_resource *r;
+	struct lt_entry *wait;
+	struct lt_change ch;
+	size_t refused = 9;
+
+	ck_assert_int_eq(ACQ(a, "k", S, 0, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", S, 0, 2), LT_GRANTED);
+	ck_assert_int_eq(ACQ(c, "k", S, 0, 3), LT_GRANTED);
+	ck_assert_int_eq(fx_acquire(&fx, &d, "k", X, -1, 4, &wait), LT_QUEUED);
+	r = locktable_find(&fx.lt, "k", 1);
+	/* a and c go, b stays: the writer still waits. */
+	ck_assert_uint_eq(locktable_revoke_all(&fx.lt, r, all_but_b, NULL, &refused), 2);
+	ck_assert_uint_eq(refused, 1);
+	ch = next_change(LT_CHANGE_REVOKED);
+	ck_assert(ch.entry->owner == &a && ch.res == r);
+	ck_assert_int_eq(ch.entry->tag, 1); /* still readable until the next record */
+	ch = next_change(LT_CHANGE_REVOKED);
+	ck_assert(ch.entry->owner == &c);
+	no_change_left();
+	ck_assert_uint_eq(r->nholders, 1);
+	ck_assert_uint_eq(fx.lt.stats.revokes, 2);
+	/* b goes too: the writer is granted, after the revoke is reported. */
+	ck_assert_uint_eq(locktable_revoke_all(&fx.lt, r, all_but_b, NULL, &refused), 0);
+	ck_assert_uint_eq(refused, 1);
+	no_change_left();
+	locktable_revoke(&fx.lt, container_of(r->holders.next, struct lt_entry, qnode));
+	ch = next_change(LT_CHANGE_REVOKED);
+	ck_assert(ch.entry->owner == &b);
+	ch = next_change(LT_CHANGE_GRANTED);
+	ck_assert_ptr_eq(ch.entry, wait);
+	ck_assert(wait->held);
+	no_change_left();
+}
+END_TEST
+
+START_TEST(an_expired_request_names_its_resource_until_drained)
+{
+	struct lt_change ch;
+
+	ck_assert_int_eq(ACQ(a, "k", X, 0, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, 10, 2), LT_QUEUED);
+	advance_ms(10);
+	locktable_expire(&fx.lt);
+	ch = next_change(LT_CHANGE_EXPIRED);
+	ck_assert_int_eq(ch.entry->tag, 2);
+	ck_assert_ptr_eq(ch.entry->res, ch.res);
+	ck_assert_uint_eq(ch.res->nholders, 1); /* its holders can be reported */
+	ck_assert_uint_eq(ch.res->nwaiters, 0);
+	ck_assert_uint_eq(b.nwaiting, 0);
+	no_change_left();
+}
+END_TEST
+
+/* A named key that nobody holds any more is reported gone; its last waiter
+ * that timed out still names it while its record is read. */
+START_TEST(a_resource_is_reported_gone_after_its_entries)
+{
+	struct lt_change ch;
+
+	ck_assert_int_eq(ACQ(a, "k", X, 10, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "k", X, 10, 2), LT_QUEUED);
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, fx.lt.last_id - 1), LT_OK);
+	ch = next_change(LT_CHANGE_GRANTED);
+	ck_assert_int_eq(ch.entry->tag, 2);
+	no_change_left();
+	locktable_owner_done(&fx.lt, &b);
+	ch = next_change(LT_CHANGE_FREED);
+	ck_assert_str_eq(ch.res->key, "k");
+	ck_assert_ptr_null(locktable_find(&fx.lt, "k", 1));
+	no_change_left();
+	ck_assert_uint_eq(fx.lt.stats.resources, 0);
+}
+END_TEST
+
+START_TEST(an_os_resource_is_unlocked_unless_held_again)
+{
+	static int os;
+	struct lt_resource *r;
+	struct lt_entry *held;
+	struct lt_change ch;
+
+	r = locktable_attach(&fx.lt, "file", 4, &os);
+	ck_assert_int_eq(fx_acquire(&fx, &a, "file", X, -1, 1, &held), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "file", S, -1, 2), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "file", S, -1, 3), LT_QUEUED);
+	/* a goes and b, c come in the same call: nothing to unlock. */
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, held->id), LT_OK);
+	ck_assert_int_eq(next_change(LT_CHANGE_GRANTED).entry->tag, 2);
+	ck_assert_int_eq(next_change(LT_CHANGE_GRANTED).entry->tag, 3);
+	no_change_left();
+	locktable_owner_done(&fx.lt, &b);
+	no_change_left();
+	/* The last holder goes: unlock; then, with nobody left, gone. */
+	ck_assert_int_eq(ACQ(d, "file", X, -1, 4), LT_QUEUED);
+	locktable_owner_done(&fx.lt, &c);
+	ck_assert_int_eq(next_change(LT_CHANGE_GRANTED).entry->tag, 4);
+	no_change_left();
+	locktable_owner_done(&fx.lt, &d);
+	ch = next_change(LT_CHANGE_FREED); /* FREED wins over UNLOCKED */
+	ck_assert_ptr_eq(ch.res, r);
+	ck_assert_ptr_eq(ch.res->os, &os);
+	no_change_left();
+}
+END_TEST
+
+START_TEST(a_lease_whose_last_holder_leaves_a_waiter_is_unlocked)
+{
+	static int os;
+	struct lt_entry *held;
+
+	locktable_attach(&fx.lt, "file", 4, &os);
+	ck_assert_int_eq(fx_acquire(&fx, &a, "file", X, -1, 1, &held), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "file", X, -1, 2), LT_QUEUED);
+	admit_open = false;
+	fx.lt.cb.admit = admit_when_open;
+	ck_assert_int_eq(locktable_release(&fx.lt, &a, held->id), LT_OK);
+	ck_assert_ptr_eq(next_change(LT_CHANGE_UNLOCKED).res->os, &os);
+	no_change_left();
 }
 END_TEST
 
@@ -565,6 +703,11 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, granted_timed_waiter_no_longer_expires);
 	tcase_add_test(tc, fences_increase_for_grants_after_a_wait);
 	tcase_add_test(tc, lease_ids_never_reused);
+	tcase_add_test(tc, revoke_all_reports_every_lease_then_the_grants);
+	tcase_add_test(tc, an_expired_request_names_its_resource_until_drained);
+	tcase_add_test(tc, a_resource_is_reported_gone_after_its_entries);
+	tcase_add_test(tc, an_os_resource_is_unlocked_unless_held_again);
+	tcase_add_test(tc, a_lease_whose_last_holder_leaves_a_waiter_is_unlocked);
 	suite_add_tcase(s, tc);
 	return s;
 }

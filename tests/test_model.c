@@ -385,9 +385,9 @@ static void step_release(void)
 	id = real_lease(o, k->holders[i].tag)->id;
 	/* Sometimes another owner tries first: refused, nothing moves. */
 	if (rnd_below(4) == 0)
-		MCHECK(locktable_release(&fx.lt, &owners[(o + 1) % NOWN], id) == LT_UNKNOWN_LEASE,
+		MCHECK(fx_release(&fx, &owners[(o + 1) % NOWN], id) == LT_UNKNOWN_LEASE,
 		       "owner %d released owner %d's lease", MARGS, (o + 1) % NOWN, o);
-	MCHECK(locktable_release(&fx.lt, &owners[o], id) == LT_OK, "release refused", MARGS);
+	MCHECK(fx_release(&fx, &owners[o], id) == LT_OK, "release refused", MARGS);
 	m_remove(k->holders, &k->nh, i);
 	m_promote(k);
 }
@@ -404,9 +404,9 @@ static void step_cancel(void)
 	tag = k->waiters[i].tag;
 	/* Sometimes another owner tries first: refused, nothing moves. */
 	if (rnd_below(4) == 0)
-		MCHECK(locktable_cancel(&fx.lt, &owners[(o + 1) % NOWN], tag) == LT_UNKNOWN_REQUEST,
+		MCHECK(fx_cancel(&fx, &owners[(o + 1) % NOWN], tag) == LT_UNKNOWN_REQUEST,
 		       "owner %d cancelled owner %d's request", MARGS, (o + 1) % NOWN, o);
-	MCHECK(locktable_cancel(&fx.lt, &owners[o], tag) == LT_OK, "cancel refused", MARGS);
+	MCHECK(fx_cancel(&fx, &owners[o], tag) == LT_OK, "cancel refused", MARGS);
 	m_remove(k->waiters, &k->nw, i);
 	m_promote(k);
 }
@@ -415,7 +415,7 @@ static void step_owner_end(void)
 {
 	int o = rnd_below(NOWN), i;
 
-	locktable_owner_done(&fx.lt, &owners[o]);
+	fx_owner_done(&fx, &owners[o]);
 	for (int ki = 0; ki < NKEY; ki++) {
 		struct m_key *k = &m.k[ki];
 
@@ -446,7 +446,7 @@ static void step_time(void)
 		m.now_us += (uint64_t)rnd_below(8000);
 	/* The wall clock sometimes goes back: fences must still increase. */
 	locktable_set_now(&fx.lt, m.now_us, rnd_below(4) ? m.now_us : m.now_us / 2);
-	locktable_expire(&fx.lt);
+	fx_expire(&fx);
 	reconcile_events();
 	check_no_overdue_waiter();
 }
@@ -480,7 +480,7 @@ static void run_seed(uint64_t seed)
 		check_state();
 	}
 	for (int o = 0; o < NOWN; o++)
-		locktable_owner_done(&fx.lt, &owners[o]);
+		fx_owner_done(&fx, &owners[o]);
 	ck_assert_uint_eq(fx.lt.stats.leases + fx.lt.stats.waiters + fx.lt.stats.resources, 0);
 	ck_assert_uint_eq(fx.lt.leases.count + fx.lt.pairs.count + fx.lt.deadlines.len, 0);
 	locktable_done(&fx.lt);
