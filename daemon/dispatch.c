@@ -19,20 +19,20 @@
 #include "revoke.h"
 #include "session.h"
 
-
-/* Copies the client's name (valid UTF-8), cut to fit at a character's
- * start, so that list can always show it. */
+/* Copies the client's name (valid UTF-8) as the session's label, cut to
+ * fit at a character's start, so that list can always show it. */
 static void set_client_name(struct session *s, const char *name)
 {
+	char *label = s->owner.label;
 	size_t n = strlen(name);
 
-	if (n >= sizeof(s->client)) {
-		n = sizeof(s->client) - 1;
+	if (n >= sizeof(s->owner.label)) {
+		n = sizeof(s->owner.label) - 1;
 		while (n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80)
 			n--;
 	}
-	memcpy(s->client, name, n);
-	s->client[n] = '\0';
+	memcpy(label, name, n);
+	label[n] = '\0';
 }
 
 static void do_hello(struct session *s, const struct proto_request *req)

@@ -23,6 +23,8 @@
 #define LT_KEY_MAX 1024
 #define LT_OWNER_MAX 256
 #define LT_MESSAGE_MAX 1024
+/* A session's label (the client's name, from hello), NUL included. */
+#define LT_LABEL_MAX 64
 /* Longer timeouts (over 31 years) are cut to this, so deadlines cannot overflow. */
 #define LT_TIMEOUT_MAX_MS 1000000000000LL
 
@@ -60,6 +62,7 @@ struct lt_owner {
 	size_t nheld, nwaiting;
 	struct lt_group *group; /* or NULL */
 	uint64_t session;       /* the caller's session id, for display */
+	char label[LT_LABEL_MAX]; /* the caller's name for it (UTF-8), or "" */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;

@@ -11,10 +11,7 @@
 #include "haspd.h"
 #include "oslock.h"
 #include "proto.h"
-#include "session.h"
 #include "utf8.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 static json_t *report_decref(json_t *o)
 {
@@ -39,13 +36,13 @@ static int report_set_text(json_t *o, const char *name, const char *s)
  * memory to join them. */
 static json_t *report_entry(const struct lt_entry *e, json_t *extra)
 {
-	const struct session *s = session_of(e->owner);
+	const struct lt_owner *owner = e->owner;
 	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s}",
-			      "session", (json_int_t)s->id, "pid", (int)e->sender.pid,
+			      "session", (json_int_t)owner->session, "pid", (int)e->sender.pid,
 			      "uid", (json_int_t)e->sender.uid, "gid", (json_int_t)e->sender.gid,
 			      "mode", lt_mode_name(e->mode));
 
-	if (o && extra && report_set_text(o, "client", s->client[0] ? s->client : NULL) == 0 &&
+	if (o && extra && report_set_text(o, "client", owner->label[0] ? owner->label : NULL) == 0 &&
 	    report_set_text(o, "owner", lt_entry_owner_name(e)) == 0 &&
 	    report_set_text(o, "message", lt_entry_message(e)) == 0 &&
 	    json_object_update(o, extra) == 0) {
@@ -116,7 +113,7 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 	owner = lt_entry_owner_name(e);
 	w = snprintf(buf, n, "held by pid %d (%s%.64s%ssession %" PRIu64 "), %s, for %.1f s",
 		     (int)e->sender.pid, owner ? "owner " : "", owner ? owner : "", owner ? ", " : "",
-		     session_of(e->owner)->id, lt_mode_name(e->mode),
+		     e->owner->session, lt_mode_name(e->mode),
 		     (double)(d->lt.now_us - e->since_us) / 1e6);
 	if (r->nholders > 1 && w > 0 && (size_t)w < n)
 		snprintf(buf + w, n - (size_t)w, ", and %u more", (unsigned)r->nholders - 1);

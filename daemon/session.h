@@ -47,7 +47,6 @@ struct session {
 				     * every request has */
 	bool part_mixed;            /* the unfinished line came from two senders */
 	bool line_mixed;            /* ... and so did the line being dispatched */
-	char client[64];            /* from hello, for logs and list */
 	unsigned protocol_errors;
 	bool closing;               /* write what is queued, then close */
 	bool throttled;             /* not reading: too much output queued */
@@ -81,7 +80,7 @@ void session_free(struct session *s);
 void session_log(struct session *s, enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static inline struct session *session_of(const struct lt_owner *o)
+static inline struct session *session_of(struct lt_owner *o)
 {
-	return (struct session *)o;
+	return container_of(o, struct session, owner);
 }
