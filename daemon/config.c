@@ -17,6 +17,7 @@ void config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->socket_mode = -1;
+	c->socket_dir_mode = -1;
 	c->max_line_bytes = 65536;
 	c->max_sessions = 16384;
 	c->max_session_locks = 1u << 20;
@@ -51,7 +52,7 @@ static int copy_string(char *dst, size_t size, const char *v)
 	return 0;
 }
 
-static int set_mode(struct config *c, const char *v)
+static int parse_mode(const char *v, int *out)
 {
 	char *end;
 	long m;
@@ -60,7 +61,19 @@ static int set_mode(struct config *c, const char *v)
 	m = strtol(v, &end, 8);
 	if (errno || end == v || *end || m < 0 || m > 0777)
 		return -1;
-	c->socket_mode = (int)m;
+	*out = (int)m;
+	return 0;
+}
+
+/* The socket's directory: haspd must be able to create the socket in it,
+ * and nobody else to replace it. */
+static int set_dir_mode(struct config *c, const char *v)
+{
+	int m;
+
+	if (parse_mode(v, &m) < 0 || (m & 0700) != 0700 || (m & 022))
+		return -1;
+	c->socket_dir_mode = m;
 	return 0;
 }
 
@@ -92,6 +105,7 @@ static const struct setting settings[] = {
 	{ "max_user_sessions", "a number from 1 to 10000000", 1 },
 	{ "max_user_locks", "a number from 1 to 100000000", 1 },
 	{ "max_user_files", "a number from 1 to 10000000", 1 },
+	{ "socket_dir_mode", "an octal mode from 0700 to 0755, writable by the owner alone", 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -100,7 +114,7 @@ static int apply(struct config *c, size_t i, const char *v)
 {
 	switch (i) {
 	case 0: return v[0] == '/' ? copy_string(c->socket, sizeof(c->socket), v) : -1;
-	case 1: return set_mode(c, v);
+	case 1: return parse_mode(v, &c->socket_mode);
 	case 2: return copy_string(c->socket_group, sizeof(c->socket_group), v);
 	case 3: return parse_size(v, LINE_MIN, LINE_MAX_ALLOWED, &c->max_line_bytes);
 	case 4: return parse_size(v, 1, 10000000, &c->max_sessions);
@@ -109,7 +123,8 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 7: return v[0] == '/' ? copy_string(c->fence_file, sizeof(c->fence_file), v) : -1;
 	case 8: return parse_size(v, 1, 10000000, &c->max_user_sessions);
 	case 9: return parse_size(v, 1, 100000000, &c->max_user_locks);
-	default: return parse_size(v, 1, 10000000, &c->max_user_files);
+	case 10: return parse_size(v, 1, 10000000, &c->max_user_files);
+	default: return set_dir_mode(c, v);
 	}
 }
 

@@ -14,6 +14,7 @@
 struct config {
 	char socket[108];          /* "" = the default search */
 	int socket_mode;           /* -1 = 0600 per user, 0666 for root */
+	int socket_dir_mode;       /* a missing socket directory: -1 = 0700, 0755 for root */
 	char socket_group[64];     /* "" = the daemon's own */
 	char fence_file[256];      /* "" = $STATE_DIRECTORY/fence, else beside the socket */
 	size_t max_line_bytes;     /* request line, newline included */

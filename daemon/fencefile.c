@@ -21,10 +21,8 @@ static int fencefile_parse(const char *buf, size_t len, uint64_t *ret)
 	char text[FENCEFILE_LEN + 1], *end;
 	unsigned long long v;
 
-	if (len == 0) {
-		*ret = 0;
-		return 0;
-	}
+	if (len == 0)
+		return -ENODATA;
 	if (len != FENCEFILE_LEN || buf[FENCEFILE_WIDTH] != '\n')
 		return -EBADMSG;
 	memcpy(text, buf, FENCEFILE_WIDTH);
@@ -67,25 +65,70 @@ static int fencefile_sync_dir(const char *path)
 	return r;
 }
 
-int fencefile_open(struct fencefile *f, const char *path, uint64_t *ret_ceiling)
+/* Takes fd's file for this daemon and reads its ceiling. */
+static int fencefile_take(int fd, uint64_t *ret)
 {
 	char buf[FENCEFILE_LEN + 1];
-	uint64_t ceiling = 0;
 	ssize_t n;
-	int fd, r;
+	int r = fencefile_check(fd);
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	r = fencefile_check(fd);
 	if (r == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
 		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-	if (r == 0) {
-		n = pread(fd, buf, sizeof(buf), 0);
-		r = n < 0 ? -errno : fencefile_parse(buf, (size_t)n, &ceiling);
-		if (r == 0 && n == 0)
-			r = fencefile_sync_dir(path);
+	if (r < 0)
+		return r;
+	n = pread(fd, buf, sizeof(buf), 0);
+	return n < 0 ? -errno : fencefile_parse(buf, (size_t)n, ret);
+}
+
+/* A new file at path, holding ceiling 0 and taken (flock) before its name
+ * appears: nobody ever sees it empty or unlocked. Returns the descriptor,
+ * -EEXIST when another was there first, or -errno. */
+static int fencefile_create(const char *path)
+{
+	char tmp[4096], buf[FENCEFILE_LEN + 1];
+	int fd, r = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	snprintf(buf, sizeof(buf), "%0*d\n", FENCEFILE_WIDTH, 0);
+	errno = 0;
+	if (fchmod(fd, 0600) < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+	    write(fd, buf, FENCEFILE_LEN) != FENCEFILE_LEN || fdatasync(fd) < 0 ||
+	    link(tmp, path) < 0)
+		r = errno ? -errno : -EIO;
+	unlink(tmp);
+	if (r == 0)
+		r = fencefile_sync_dir(path);
+	if (r < 0) {
+		close(fd);
+		return r;
 	}
+	return fd;
+}
+
+int fencefile_open(struct fencefile *f, const char *path, bool create, uint64_t *ret_ceiling)
+{
+	uint64_t ceiling = 0;
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW), r;
+
+	if (fd < 0 && errno == ENOENT && create) {
+		fd = fencefile_create(path);
+		if (fd >= 0) { /* ours, taken, holding 0 */
+			f->fd = fd;
+			*ret_ceiling = 0;
+			return 0;
+		}
+		if (fd != -EEXIST)
+			return fd;
+		/* Another daemon made it meanwhile: take turns for it. */
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (fd < 0)
+		return -errno;
+	r = fencefile_take(fd, &ceiling);
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -93,6 +136,36 @@ int fencefile_open(struct fencefile *f, const char *path, uint64_t *ret_ceiling)
 	f->fd = fd;
 	*ret_ceiling = ceiling;
 	return 0;
+}
+
+pid_t fencefile_holder(const char *path)
+{
+	char line[256];
+	struct stat st;
+	pid_t pid = -ESRCH;
+	FILE *locks;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	locks = fopen("/proc/locks", "re");
+	if (!locks)
+		return -errno;
+	/* "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF". By inode alone:
+	 * the device shown is the superblock's, not always st_dev (btrfs), and
+	 * this is only for a message. */
+	while (fgets(line, sizeof(line), locks)) {
+		unsigned long long ino;
+		char type[16];
+		int p;
+
+		if (sscanf(line, "%*d: %15s %*s %*s %d %*x:%*x:%llu", type, &p, &ino) == 3 &&
+		    strcmp(type, "FLOCK") == 0 && ino == (unsigned long long)st.st_ino && p > 0) {
+			pid = p;
+			break;
+		}
+	}
+	fclose(locks);
+	return pid;
 }
 
 int fencefile_store(struct fencefile *f, uint64_t ceiling)

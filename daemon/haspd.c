@@ -117,26 +117,61 @@ static uint64_t haspd_reserve_fences(uint64_t fence, void *arg)
 	return r < 0 ? fence + 1 : ceiling;
 }
 
-static const char *haspd_fence_error(int r)
+/* How to recover from a lost ceiling, for the log. */
+#define FENCE_RECOVERY "write a ceiling above every fence the earlier haspd gave into %s: 20 decimal " \
+	"digits and a newline, e.g. an hour ahead of the clock (enough if fences followed the " \
+	"clock): echo $(printf %%020d $(( $(date +%%s%%N) / 1000 + 3600000000 ))) > %s"
+
+static int haspd_fence_error(int r, const char *path, const char *stale_socket)
 {
+	pid_t pid;
+
 	switch (r) {
-	case -EBADMSG: return "it does not hold a fence ceiling";
-	case -EPERM: return "it is not a regular file of haspd's user, writable by it alone";
-	case -EBUSY: return "another haspd uses it";
-	default: return strerror(-r);
+	case -ENOENT:
+		log_err("the fence file %s is missing, but a socket left by an earlier haspd is at %s: "
+			"fences could go backwards; not starting. To recover, " FENCE_RECOVERY
+			"; or, if the clock was never set back, remove %s", path, stale_socket, path,
+			path, stale_socket);
+		break;
+	case -ENODATA:
+		log_err("the fence file %s is empty: an earlier haspd's ceiling is lost, and fences "
+			"could go backwards; not starting. To recover, " FENCE_RECOVERY "; or, if the "
+			"clock was never set back, remove it and any stale socket", path, path, path);
+		break;
+	case -EBADMSG:
+		log_err("the fence file %s does not hold a fence ceiling (20 digits and a newline): "
+			"fences could go backwards; not starting. To recover, " FENCE_RECOVERY, path,
+			path, path);
+		break;
+	case -EPERM:
+		log_err("the fence file %s is not a regular file of haspd's user, writable by it "
+			"alone; not starting (whoever can write it can set fences back)", path);
+		break;
+	case -EBUSY:
+		pid = fencefile_holder(path);
+		if (pid > 0)
+			log_err("another haspd is running (pid %d): it holds the fence file %s; not "
+				"starting", (int)pid, path);
+		else
+			log_err("another haspd is running: it holds the fence file %s; not starting", path);
+		break;
+	default:
+		log_err("cannot use the fence file %s: %s; not starting", path, strerror(-r));
 	}
+	return -1;
 }
 
-int haspd_keep_fences(struct haspd *d, const char *path)
+int haspd_keep_fences(struct haspd *d, const char *path, const char *stale_socket)
 {
 	uint64_t stored, ceiling;
-	int r = fencefile_open(&d->fences, path, &stored);
+	int r = fencefile_open(&d->fences, path, false, &stored);
 
-	if (r < 0) {
-		log_err("cannot use the fence file %s: %s; fences rest on the wall clock alone", path,
-			haspd_fence_error(r));
-		return -1;
+	if (r == -ENOENT && !stale_socket) {
+		log_info("no fence file at %s: a first start; creating it", path);
+		r = fencefile_open(&d->fences, path, true, &stored);
 	}
+	if (r < 0)
+		return haspd_fence_error(r, path, stale_socket);
 	locktable_set_fence_floor(&d->lt, stored);
 	/* Not stored + 10 s: a string of quick restarts that grant nothing
 	 * must not push the fences ever further ahead of the clock. */
@@ -145,8 +180,7 @@ int haspd_keep_fences(struct haspd *d, const char *path)
 		ceiling = stored;
 	r = fencefile_store(&d->fences, ceiling);
 	if (r < 0) {
-		log_err("cannot write the fence file %s: %s; after a restart, fences rest on the "
-			"wall clock alone", path, strerror(-r));
+		log_err("cannot write the fence file %s: %s; not starting", path, strerror(-r));
 		fencefile_close(&d->fences);
 		return -1;
 	}

@@ -58,8 +58,11 @@ int haspd_init(struct haspd *d);
 /* Ends every session (their leases released), frees the server if any, the
  * timer, the lock table and the event loop. */
 void haspd_done(struct haspd *d);
-/* Keeps the fence ceiling in the file at path (see fencefile.h): the next
- * fence is above the one stored, and a new ceiling is stored before a fence
- * reaches it. Returns 0, or -1 with the reason logged (the file cannot be
- * opened or written): fences then rest on the wall clock alone. */
-int haspd_keep_fences(struct haspd *d, const char *path);
+/* Keeps the fence ceiling in the file at path (see fencefile.h), whose
+ * flock is the daemon's instance lock: the next fence is above the one
+ * stored, and a new ceiling is stored before a fence reaches it. A missing
+ * file is created, unless stale_socket (a socket left by an earlier haspd,
+ * or NULL) says that it was lost. Returns 0, or -1 with the reason logged:
+ * another daemon has it, or it was lost or cannot be read or written;
+ * haspd must not start then. */
+int haspd_keep_fences(struct haspd *d, const char *path, const char *stale_socket);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -30,8 +32,13 @@ static const char usage[] =
 	"                               $XDG_RUNTIME_DIR/hasp/haspd.sock, else\n"
 	"                               /run/hasp/haspd.sock for root, else\n"
 	"                               /tmp/hasp-$UID/haspd.sock)\n"
-	"      --socket-mode MODE       the socket file's mode, in octal\n"
-	"      --socket-group GROUP     the socket file's group\n"
+	"      --socket-mode MODE       the socket file's mode, in octal (default:\n"
+	"                               0600, 0666 for root), set before it listens\n"
+	"      --socket-group GROUP     the socket file's group, set before it listens\n"
+	"      --socket-dir-mode MODE   the mode of a missing socket directory, which\n"
+	"                               haspd creates (default: 0700, 0755 for root).\n"
+	"                               An existing one must be haspd's or root's, not\n"
+	"                               a symbolic link, writable by nobody else\n"
 	"      --max-line-bytes N       longest request line (default 65536)\n"
 	"      --max-sessions N         most connections at once (default 16384)\n"
 	"      --max-session-locks N    most leases + waiting requests per connection\n"
@@ -44,7 +51,9 @@ static const char usage[] =
 	"                               have haspd open at once (default 65536)\n"
 	"      --fence-file PATH        keep the fence ceiling in PATH (default:\n"
 	"                               $STATE_DIRECTORY/fence under systemd, else\n"
-	"                               the socket's path with .fence for .sock)\n"
+	"                               the socket's path with .fence for .sock).\n"
+	"                               Its lock keeps a second haspd out; an empty\n"
+	"                               or unreadable one stops haspd (see haspd(8))\n"
 	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
 	"  -f, --foreground             stay in the foreground (the default and only mode)\n"
 	"  -V, --version                print the version and exit\n"
@@ -71,12 +80,13 @@ static void add_override(struct options *opt, const char *key, const char *value
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
-	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES };
+	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES, OPT_DIR_MODE };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
 		{ "socket-mode", required_argument, NULL, OPT_MODE },
 		{ "socket-group", required_argument, NULL, OPT_GROUP },
+		{ "socket-dir-mode", required_argument, NULL, OPT_DIR_MODE },
 		{ "max-line-bytes", required_argument, NULL, OPT_LINE },
 		{ "max-sessions", required_argument, NULL, OPT_SESSIONS },
 		{ "max-session-locks", required_argument, NULL, OPT_LOCKS },
@@ -99,6 +109,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case 'S': add_override(opt, "socket", optarg); break;
 		case OPT_MODE: add_override(opt, "socket_mode", optarg); break;
 		case OPT_GROUP: add_override(opt, "socket_group", optarg); break;
+		case OPT_DIR_MODE: add_override(opt, "socket_dir_mode", optarg); break;
 		case OPT_LINE: add_override(opt, "max_line_bytes", optarg); break;
 		case OPT_SESSIONS: add_override(opt, "max_sessions", optarg); break;
 		case OPT_LOCKS: add_override(opt, "max_session_locks", optarg); break;
@@ -182,7 +193,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_err("reload refused, settings unchanged: %s", err);
 	} else {
 		if (strcmp(next.socket, m->d.cfg.socket) || next.socket_mode != m->d.cfg.socket_mode ||
-		    strcmp(next.socket_group, m->d.cfg.socket_group))
+		    strcmp(next.socket_group, m->d.cfg.socket_group) ||
+		    next.socket_dir_mode != m->d.cfg.socket_dir_mode)
 			log_warn("socket settings change only with a restart");
 		m->d.cfg.max_line_bytes = next.max_line_bytes;
 		m->d.cfg.max_sessions = next.max_sessions;
@@ -247,47 +259,73 @@ static int start_status(struct main_ctx *m)
 	return 0;
 }
 
-/* The listening socket: socket activation's (path then ""), or our own on
- * cfg's path. */
+/* The socket's path from cfg (or the default search) into path. */
+static int socket_path(const struct config *cfg, char *path, size_t size)
+{
+	if (cfg->socket[0])
+		snprintf(path, size, "%s", cfg->socket);
+	else if (proto_default_socket(path, size) < 0) {
+		log_err("the default socket path is too long; use --socket");
+		return -1;
+	}
+	return 0;
+}
+
+/* Where fences outlive the daemon: fence_file, else systemd's
+ * StateDirectory, else beside our own socket (haspd.sock: haspd.fence).
+ * Returns 0 with the path, or -1 when there is none. */
+static int fence_path(const struct haspd *d, const char *socket, char *path, size_t size)
+{
+	const char *state = getenv("STATE_DIRECTORY");
+	size_t n = strlen(socket);
+
+	if (d->cfg.fence_file[0]) {
+		snprintf(path, size, "%s", d->cfg.fence_file);
+	} else if (state && state[0] == '/') { /* the first, if systemd lists several */
+		snprintf(path, size, "%.*s/fence", (int)strcspn(state, ":"), state);
+	} else if (n > 0) {
+		if (n > 5 && strcmp(socket + n - 5, ".sock") == 0)
+			n -= 5;
+		snprintf(path, size, "%.*s.fence", (int)n, socket);
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+/* The fence file, whose flock is also the instance lock: taken before the
+ * socket is touched, so that of two daemons started at once only one ever
+ * probes, removes or binds it. A socket at our path (listen_fd < 0) is what
+ * an earlier haspd left: then a missing fence file was lost, not new. */
+static int keep_fences(struct haspd *d, const char *socket)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	bool stale = socket[0] && lstat(socket, &st) == 0 && S_ISSOCK(st.st_mode);
+
+	if (fence_path(d, socket, path, sizeof(path)) < 0) {
+		log_warn("no fence_file and no StateDirectory: after a restart, fences rest on "
+			 "the wall clock alone");
+		return 0;
+	}
+	if (stale && access(path, F_OK) < 0 && errno == ENOENT && server_probe(socket) < 0)
+		return -1; /* someone serves there: that, not the fences, is what to say */
+	return haspd_keep_fences(d, path, stale ? socket : NULL);
+}
+
+/* In this order: the socket's directory, the instance lock, the socket
+ * (socket activation's, or ours on cfg's path, whose path goes to path:
+ * "" under socket activation). */
 static struct server *open_server(struct haspd *d, char *path, size_t size)
 {
 	int fd = systemd_listen_fd();
 
-	if (fd >= 0) {
-		path[0] = '\0';
-		return server_adopt(d, fd);
-	}
-	if (d->cfg.socket[0])
-		snprintf(path, size, "%s", d->cfg.socket);
-	else if (proto_default_socket(path, size) < 0) {
-		log_err("the default socket path is too long; use --socket");
+	path[0] = '\0';
+	if (fd < 0 && (socket_path(&d->cfg, path, size) < 0 || server_check_dir(&d->cfg, path) < 0))
 		return NULL;
-	}
-	return server_new(d, path);
-}
-
-/* Where fences outlive the daemon: fence_file, else systemd's
- * StateDirectory, else beside our own socket (haspd.sock: haspd.fence). */
-static void keep_fences(struct haspd *d, const char *socket)
-{
-	const char *state = getenv("STATE_DIRECTORY");
-	char path[PATH_MAX];
-	size_t n = strlen(socket);
-
-	if (d->cfg.fence_file[0]) {
-		snprintf(path, sizeof(path), "%s", d->cfg.fence_file);
-	} else if (state && state[0] == '/') { /* the first, if systemd lists several */
-		snprintf(path, sizeof(path), "%.*s/fence", (int)strcspn(state, ":"), state);
-	} else if (n > 0) {
-		if (n > 5 && strcmp(socket + n - 5, ".sock") == 0)
-			n -= 5;
-		snprintf(path, sizeof(path), "%.*s.fence", (int)n, socket);
-	} else {
-		log_warn("no fence_file and no StateDirectory: after a restart, fences rest on "
-			 "the wall clock alone");
-		return;
-	}
-	haspd_keep_fences(d, path);
+	if (keep_fences(d, path) < 0)
+		return NULL;
+	return fd >= 0 ? server_adopt(d, fd) : server_new(d, path);
 }
 
 int main(int argc, char **argv)
@@ -319,7 +357,6 @@ int main(int argc, char **argv)
 	    !(m.d.server = open_server(&m.d, path, sizeof(path))) || start_status(&m) < 0) {
 		r = 1;
 	} else {
-		keep_fences(&m.d, path);
 		log_info("haspd %s listening on %s", HASP_VERSION_STRING,
 			 path[0] ? path : "(socket activation)");
 		systemd_notify("READY=1");

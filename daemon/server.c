@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,37 +50,84 @@ static int make_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-/* The socket's directory: created if missing (0700 for a per-user daemon,
- * 0755 for root's system-wide one), and refused if others could replace
- * what is in it. */
-static int ensure_dir(const char *path)
+/* A missing socket directory's mode: root's system socket must be reachable
+ * by every user (the socket's own mode decides who may connect); a per-user
+ * daemon's directory is private. */
+static mode_t dir_mode(const struct config *cfg)
 {
-	char *copy = strdup(path);
+	if (cfg->socket_dir_mode >= 0)
+		return (mode_t)cfg->socket_dir_mode;
+	return geteuid() == 0 ? 0755 : 0700;
+}
+
+/* mkdir(2) cuts the mode by the umask: a directory just made gets it exactly. */
+static int make_dir(const char *dir, mode_t mode)
+{
+	int fd;
+
+	if (mkdir(dir, 0700) < 0)
+		return errno == EEXIST ? 0 : -1;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fchmod(fd, mode) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	log_info("created the socket directory %s, mode %04o", dir, (unsigned)mode);
+	return 0;
+}
+
+/* "uid 4242" or "uid 1001 (alice)", for messages. */
+static const char *uid_name(uid_t uid, char *buf, size_t n)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw)
+		snprintf(buf, n, "uid %u (%s)", (unsigned)uid, pw->pw_name);
+	else
+		snprintf(buf, n, "uid %u", (unsigned)uid);
+	return buf;
+}
+
+int server_check_dir(const struct config *cfg, const char *path)
+{
+	char *copy = strdup(path), owner[96], self[96];
 	const char *dir;
 	struct stat st;
 	int r = -1;
 
-	if (!copy)
+	if (!copy) {
+		log_err("out of memory");
 		return -1;
-	dir = dirname(copy);
-	if (mkdir(dir, geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
-		log_err("cannot create %s: %s", dir, strerror(errno));
-	} else if (stat(dir, &st) < 0) {
-		log_err("cannot stat %s: %s", dir, strerror(errno));
-	} else if (!S_ISDIR(st.st_mode)) {
-		log_err("%s is not a directory", dir);
-	} else if (st.st_uid != geteuid() && (st.st_mode & (S_IWGRP | S_IWOTH))) {
-		log_err("%s is writable by others and not ours; refusing to listen there", dir);
-	} else {
-		r = 0;
 	}
+	dir = dirname(copy);
+	if (make_dir(dir, dir_mode(cfg)) < 0)
+		log_err("cannot create the socket directory %s: %s", dir, strerror(errno));
+	else if (lstat(dir, &st) < 0)
+		log_err("cannot stat the socket directory %s: %s", dir, strerror(errno));
+	else if (S_ISLNK(st.st_mode))
+		log_err("the socket directory %s is a symbolic link; refusing to listen there "
+			"(whoever controls the link controls the socket)", dir);
+	else if (!S_ISDIR(st.st_mode))
+		log_err("%s is not a directory", dir);
+	else if (st.st_uid != geteuid() && st.st_uid != 0)
+		log_err("the socket directory %s is owned by %s, not by haspd's %s or root; refusing "
+			"to listen there (its owner could replace the socket)", dir,
+			uid_name(st.st_uid, owner, sizeof(owner)), uid_name(geteuid(), self, sizeof(self)));
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		log_err("the socket directory %s is writable by its group or others (mode %04o); "
+			"refusing to listen there (they could replace the socket)", dir,
+			(unsigned)(st.st_mode & 07777));
+	else
+		r = 0;
 	free(copy);
 	return r;
 }
 
-/* A socket file at path: live daemon (refuse), stale (remove), or none. */
-static int clear_stale(const char *path, const struct sockaddr_un *sa)
+int server_probe(const char *path)
 {
+	struct sockaddr_un sa;
 	struct stat st;
 	int fd, r;
 
@@ -89,10 +137,14 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa)
 		log_err("%s exists and is not a socket; refusing to replace it", path);
 		return -1;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	if (make_addr(path, &sa) < 0)
 		return -1;
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_err("socket: %s", strerror(errno));
+		return -1;
+	}
+	r = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
 	if (r == 0) {
 		struct ucred cred = { 0 };
 		socklen_t cl = sizeof(cred);
@@ -107,6 +159,16 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa)
 		log_err("cannot probe %s: %s", path, strerror(errno));
 		return -1;
 	}
+	return 1;
+}
+
+/* A socket file at path: live daemon (refuse), stale (remove), or none. */
+static int clear_stale(const char *path)
+{
+	int r = server_probe(path);
+
+	if (r <= 0)
+		return r;
 	log_info("removing stale socket %s", path);
 	if (unlink(path) < 0 && errno != ENOENT) {
 		log_err("cannot remove stale socket %s: %s", path, strerror(errno));
@@ -115,13 +177,24 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa)
 	return 0;
 }
 
-/* The configured socket mode and group, if any. */
-static int set_owner_and_mode(const struct haspd *d, const char *path)
+/* The socket file's mode: socket_mode, else the owner alone for a per-user
+ * daemon, everyone for root's (the directory decides who may reach it). */
+static mode_t socket_mode(const struct config *cfg)
+{
+	if (cfg->socket_mode >= 0)
+		return (mode_t)cfg->socket_mode;
+	return geteuid() == 0 ? 0666 : 0600;
+}
+
+/* The final mode and group, set before listen(). */
+static int set_owner_and_mode(const struct haspd *d, const char *path, mode_t mode)
 {
 	const struct config *cfg = &d->cfg;
 	struct group *g;
 
-	if (cfg->socket_mode >= 0 && chmod(path, (mode_t)cfg->socket_mode) < 0) {
+	/* bind(2) made it with this mode already, unless a default ACL on the
+	 * directory overrode the umask. */
+	if (chmod(path, mode) < 0) {
 		log_err("cannot set the mode of %s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -148,37 +221,49 @@ static int server_pass_credentials(int fd)
 
 static int listen_on(struct server *srv, const char *path) __attribute__((nonnull));
 
+/* The directory was checked and the instance lock taken (see server.h).
+ * The socket gets its final mode (through the umask: the process has one
+ * thread) and group between bind() and listen(): until listen(), connect()
+ * is refused, so no client ever gets in through a wider mode or another
+ * group. */
 static int listen_on(struct server *srv, const char *path)
 {
+	mode_t mode = socket_mode(&srv->d->cfg), old;
 	struct sockaddr_un sa;
 	struct stat st;
-	mode_t old;
+	int r;
 
-	if (make_addr(path, &sa) < 0 || ensure_dir(path) < 0 || clear_stale(path, &sa) < 0)
+	if (make_addr(path, &sa) < 0 || clear_stale(path) < 0)
 		return -1;
 	srv->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (srv->fd < 0) {
 		log_err("socket: %s", strerror(errno));
 		return -1;
 	}
-	/* Root serves every user (the directory decides who may reach it);
-	 * a per-user daemon serves its own uid only. */
-	old = umask(geteuid() == 0 ? 0 : 0177);
-	if (bind(srv->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		umask(old);
+	old = umask(~mode & 0777);
+	r = bind(srv->fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0) {
 		log_err("cannot bind %s: %s", path, strerror(errno));
+		close(srv->fd);
+		srv->fd = -1;
 		return -1;
 	}
-	umask(old);
-	if (server_pass_credentials(srv->fd) < 0 || listen(srv->fd, SOMAXCONN) < 0 ||
-	    stat(path, &st) < 0) {
-		log_err("cannot listen on %s: %s", path, strerror(errno));
+	if (stat(path, &st) < 0) {
+		log_err("cannot stat %s: %s", path, strerror(errno));
 		unlink(path);
 		return -1;
 	}
+	/* From here server_free() removes the file. */
 	srv->dev = st.st_dev;
 	srv->ino = st.st_ino;
-	return set_owner_and_mode(srv->d, path);
+	if (set_owner_and_mode(srv->d, path, mode) < 0)
+		return -1;
+	if (server_pass_credentials(srv->fd) < 0 || listen(srv->fd, SOMAXCONN) < 0) {
+		log_err("cannot listen on %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* accept(2) failed for want of err (descriptors, memory): rest a while. */

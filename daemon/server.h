@@ -4,11 +4,24 @@
  * the socket file at the end. */
 #pragma once
 
+struct config;
 struct haspd;
 struct server;
 
-/* Listens on path, with d->cfg's socket mode and group. NULL on failure,
- * with the reason logged. */
+/* The directory of the socket at path, before anything else: it must be a
+ * directory (not a symbolic link) owned by haspd's euid or root, writable by
+ * nobody else; a missing one is created with cfg's socket_dir_mode. Returns
+ * 0, or -1 with the reason logged. */
+int server_check_dir(const struct config *cfg, const char *path);
+/* What is at the socket path: 0 nothing, 1 a socket nobody answers on (left
+ * by a haspd that died), or -1 with the reason logged (a live daemon,
+ * something that is not a socket, an error). Only connects. */
+int server_probe(const char *path);
+/* Listens on path, with d->cfg's socket mode and group, which the socket
+ * has before it listens; a stale socket file is replaced. Call it with the
+ * directory checked and the instance lock (the fence file) held, so that
+ * two daemons never both replace it. NULL on failure, with the reason
+ * logged. */
 struct server *server_new(struct haspd *d, const char *path);
 /* Serves a listening socket made by someone else (socket activation); it is
  * closed, but its file is not removed, at the end. */

@@ -303,32 +303,134 @@ START_TEST(out_of_descriptors_gives_a_limit_error)
 }
 END_TEST
 
-/* A fence file that holds something else is reported, left alone, and the
- * daemon serves on (its fences then rest on the wall clock). */
-START_TEST(bad_fence_file_is_reported_and_kept)
+/* ---- the fence file ---- */
+
+static void write_file(const char *path, const char *text)
 {
-	char path[] = "/tmp/hasp-fence-XXXXXX", out[2048] = "", back[64] = "";
-	char *opts[] = { "--fence-file", path, NULL };
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+
+/* Starts haspd on d (its directory made), waits until it exits, and
+ * returns its stderr, which must hold want. Fails if it serves instead. */
+static void expect_no_start(struct daemon_proc *d, char *const opts[], const char *want,
+			    char *out, size_t size)
+{
+	int p[2], st;
+
+	ck_assert_int_eq(pipe(p), 0);
+	d->pid = daemon_spawn_with(d->socket, opts, p[1]);
+	close(p[1]);
+	out[0] = '\0';
+	ck_assert_msg(wait_output(p[0], want, DAEMON_START_MS, out, size), "stderr: %s", out);
+	st = wait_child(d->pid, 10000);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x, stderr: %s", st, out);
+	close(p[0]);
+}
+
+static uint64_t fence_of_a_lease(const char *socket)
+{
+	hasp_client *c = client_connect(socket);
+	hasp_lease *l = client_lock(c, "fenced", HASP_EXCLUSIVE);
+	uint64_t f = hasp_lease_fence(l);
+
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	hasp_close(c);
+	return f;
+}
+
+/* A fence file that holds something else stops haspd, which says why and
+ * leaves the file alone: taking it for new could give lower fences. */
+START_TEST(bad_fence_file_stops_the_daemon)
+{
+	char out[4096], back[64] = "";
 	struct daemon_proc d;
-	int fd = mkstemp(path), err;
+	char *opts[] = { "--fence-file", d.fence, NULL };
 	FILE *f;
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, "not a fence\n", 12), 12);
-	close(fd);
-	err = start_with(&d, opts);
-	ck_assert_msg(wait_output(err, "does not hold a fence ceiling", DAEMON_START_MS, out,
-				  sizeof(out)),
-		      "stderr: %s", out);
-	ck_assert_ptr_nonnull(strstr(out, path));
-	close(connect_served(d.socket));
-	daemon_stop(&d);
-	f = fopen(path, "r");
+	daemon_dir(&d);
+	write_file(d.fence, "not a fence\n");
+	expect_no_start(&d, opts, "does not hold a fence ceiling", out, sizeof(out));
+	ck_assert_ptr_nonnull(strstr(out, d.fence));
+	ck_assert_ptr_nonnull(strstr(out, "fences could go backwards"));
+	ck_assert_int_eq(access(d.socket, F_OK), -1); /* it never listened */
+	f = fopen(d.fence, "r");
 	ck_assert_ptr_nonnull(fgets(back, sizeof(back), f));
 	fclose(f);
 	ck_assert_str_eq(back, "not a fence\n");
-	unlink(path);
+	daemon_dir_remove(&d);
+}
+END_TEST
+
+/* haspd writes a ceiling into each fence file as it creates it, so an empty
+ * one was emptied: it stops haspd, which says how to recover. */
+START_TEST(emptied_fence_file_stops_the_daemon)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--log-level", "warning", NULL };
+	char out[4096];
+
+	daemon_start(&d);
+	kill(d.pid, SIGTERM);
+	ck_assert_int_eq(wait_child(d.pid, DAEMON_START_MS), 0);
+	ck_assert_int_eq(truncate(d.fence, 0), 0);
+	expect_no_start(&d, opts, "is empty", out, sizeof(out));
+	ck_assert_ptr_nonnull(strstr(out, "fences could go backwards"));
+	ck_assert_ptr_nonnull(strstr(out, "echo $(printf %020d ")); /* the way back */
+	ck_assert_int_eq(access(d.socket, F_OK), -1);
+	daemon_dir_remove(&d);
+}
+END_TEST
+
+/* A fence file gone while the socket an earlier haspd left is still there:
+ * haspd refuses, and starts once the ceiling is written back the way its
+ * message says, with fences above the earlier run's. */
+START_TEST(deleted_fence_file_beside_a_stale_socket_stops_the_daemon)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--log-level", "warning", NULL };
+	char out[4096], cmd[512];
+	uint64_t before;
+
+	daemon_start(&d);
+	before = fence_of_a_lease(d.socket);
+	kill(d.pid, SIGKILL);
+	wait_child(d.pid, 5000);
+	ck_assert_int_eq(unlink(d.fence), 0);
+	expect_no_start(&d, opts, "is missing", out, sizeof(out));
+	ck_assert_ptr_nonnull(strstr(out, "fences could go backwards"));
+	ck_assert_ptr_nonnull(strstr(out, d.socket));
+	ck_assert_int_eq(access(d.socket, F_OK), 0); /* the evidence stays */
+	ck_assert_int_eq(access(d.fence, F_OK), -1);
+	snprintf(cmd, sizeof(cmd), "echo $(printf %%020d $(( $(date +%%s%%N) / 1000 + 3600000000 ))) > %s",
+		 d.fence);
+	ck_assert_int_eq(system(cmd), 0);
+	d.pid = daemon_spawn(d.socket, -1);
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
+	ck_assert_uint_gt(fence_of_a_lease(d.socket), before + 3600000000ull);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* A first start (no socket, no fence file) creates the file and says so. */
+START_TEST(first_start_creates_the_fence_file)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--log-level", "info", NULL };
+	char out[4096] = "";
+	int err;
+
+	err = start_with(&d, opts);
+	ck_assert_msg(wait_output(err, "a first start", DAEMON_START_MS, out, sizeof(out)),
+		      "stderr: %s", out);
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
+	ck_assert_int_eq(access(d.fence, F_OK), 0);
 	close(err);
+	daemon_stop(&d);
 }
 END_TEST
 
@@ -494,15 +596,6 @@ START_TEST(max_session_locks_and_line_bytes)
 }
 END_TEST
 
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 START_TEST(bad_config_file_refused_with_its_line)
 {
 	struct daemon_proc d;
@@ -662,12 +755,13 @@ static Suite *admin_suite(void)
 {
 	Suite *s = suite_create("admin");
 	TCase *revoke = tcase_create("revoke"), *limits = tcase_create("limits");
-	TCase *sd = tcase_create("systemd");
+	TCase *sd = tcase_create("systemd"), *fences = tcase_create("fences");
 
 	tcase_add_checked_fixture(revoke, setup, teardown);
 	tcase_set_timeout(revoke, 60);
 	tcase_set_timeout(limits, 60);
 	tcase_set_timeout(sd, 60);
+	tcase_set_timeout(fences, 60);
 	tcase_add_test(revoke, revoke_tells_the_holder_and_grants_the_waiter);
 	tcase_add_test(revoke, revoke_every_lease_on_a_key);
 	tcase_add_test(revoke, revoke_permissions);
@@ -676,7 +770,10 @@ static Suite *admin_suite(void)
 	tcase_add_test(limits, max_user_sessions_is_per_uid);
 	tcase_add_test(limits, max_user_locks_counts_every_session_of_a_uid);
 	tcase_add_test(limits, max_session_locks_and_line_bytes);
-	tcase_add_test(limits, bad_fence_file_is_reported_and_kept);
+	tcase_add_test(fences, bad_fence_file_stops_the_daemon);
+	tcase_add_test(fences, emptied_fence_file_stops_the_daemon);
+	tcase_add_test(fences, deleted_fence_file_beside_a_stale_socket_stops_the_daemon);
+	tcase_add_test(fences, first_start_creates_the_fence_file);
 	tcase_add_test(limits, bad_config_file_refused_with_its_line);
 	tcase_add_test(limits, sighup_reloads_the_limits);
 	tcase_add_test(sd, socket_activation);
@@ -684,6 +781,7 @@ static Suite *admin_suite(void)
 	suite_add_tcase(s, revoke);
 	suite_add_tcase(s, limits);
 	suite_add_tcase(s, sd);
+	suite_add_tcase(s, fences);
 	return s;
 }
 

@@ -77,7 +77,7 @@ START_TEST(ceiling_is_stored_before_a_fence_reaches_it)
 {
 	uint64_t ceiling, f;
 
-	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
 	ceiling = stored();
 	ck_assert_uint_gt(ceiling, d.lt.wall_us);
 	ck_assert_uint_lt(grant_at(d.lt.wall_us), ceiling); /* within the reservation */
@@ -96,7 +96,7 @@ START_TEST(a_new_daemon_starts_above_the_stored_ceiling)
 
 	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)ahead);
 	write_file(text, 0600);
-	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
 	/* A quick restart does not push the ceiling ever further ahead. */
 	ck_assert_uint_eq(stored(), ahead);
 	ck_assert_uint_gt(grant_at(d.lt.wall_us), ahead); /* the clock an hour behind */
@@ -108,7 +108,7 @@ START_TEST(a_failed_store_is_tried_again_at_the_next_grant)
 	uint64_t ceiling, f;
 	int fd;
 
-	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
 	ceiling = stored();
 	fd = d.fences.fd;
 	d.fences.fd = -1; /* every write fails now */
@@ -135,17 +135,47 @@ START_TEST(bad_files_are_refused)
 	char text[32];
 
 	write_file("12\n", 0600);
-	ck_assert_int_eq(haspd_keep_fences(&d, path), -1);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), -1);
 	ck_assert_uint_eq(d.lt.fence_ceiling, UINT64_MAX);
 	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)FENCEFILE_MAX);
 	write_file(text, 0600);
-	ck_assert_int_eq(fencefile_open(&other, path, &c), -EBADMSG);
-	write_file("", 0666);
-	ck_assert_int_eq(fencefile_open(&other, path, &c), -EPERM);
+	ck_assert_int_eq(fencefile_open(&other, path, false, &c), -EBADMSG);
+	write_file(text, 0666);
+	ck_assert_int_eq(fencefile_open(&other, path, false, &c), -EPERM);
+	write_file("00000000000000000000\n", 0600);
+	/* One daemon per file; the other is told who has it. */
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fencefile_open(&other, path, false, &c), -EBUSY);
+	ck_assert_int_eq(fencefile_holder(path), getpid());
+}
+END_TEST
+
+/* haspd writes a ceiling into every file it creates: an empty one is one
+ * whose ceiling was lost, and taking it as new could give lower fences. */
+START_TEST(an_empty_file_stops_the_daemon)
+{
+	struct fencefile other = { -1 };
+	struct stat st;
+	uint64_t c;
+
 	write_file("", 0600);
-	/* One daemon per file. */
-	ck_assert_int_eq(haspd_keep_fences(&d, path), 0);
-	ck_assert_int_eq(fencefile_open(&other, path, &c), -EBUSY);
+	ck_assert_int_eq(fencefile_open(&other, path, true, &c), -ENODATA);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), -1);
+	ck_assert_int_eq(d.fences.fd, -1);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, 0); /* left as it was, for the administrator */
+}
+END_TEST
+
+/* Missing: new at a first start, lost when a socket says an earlier haspd
+ * ran (the caller tells). */
+START_TEST(a_missing_file_is_new_unless_an_earlier_run_left_a_socket)
+{
+	ck_assert_int_eq(haspd_keep_fences(&d, path, "/run/earlier/haspd.sock"), -1);
+	ck_assert_int_eq(access(path, F_OK), -1); /* nothing was made */
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_uint_gt(stored(), d.lt.wall_us);
+	ck_assert_uint_eq(fencefile_holder(path), getpid()); /* taken */
 }
 END_TEST
 
@@ -159,6 +189,8 @@ static Suite *fences_suite(void)
 	tcase_add_test(tc, a_new_daemon_starts_above_the_stored_ceiling);
 	tcase_add_test(tc, a_failed_store_is_tried_again_at_the_next_grant);
 	tcase_add_test(tc, bad_files_are_refused);
+	tcase_add_test(tc, an_empty_file_stops_the_daemon);
+	tcase_add_test(tc, a_missing_file_is_new_unless_an_earlier_run_left_a_socket);
 	suite_add_tcase(s, tc);
 	return s;
 }
