@@ -227,7 +227,7 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 		reply_error(s, req.has_id, req.id, err.code, err.message, NULL);
 		return;
 	}
-	if (s->line_mixed)
+	if (session_line_mixed(s))
 		reply_error(s, true, req.id, HASP_E_BAD_REQUEST, "the request line came from two "
 			    "processes: each must send its own lines whole", NULL);
 	else
@@ -241,9 +241,9 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 static void log_refusal(const struct session *s, const char *why)
 {
 	struct haspd *d = s->d;
-	uint64_t now = haspd_now_ms();
+	uint64_t now = d->lt.now_us;
 
-	if (d->refusals_logged_ms && now - d->refusals_logged_ms < 1000) {
+	if (d->refusals_logged_us && now - d->refusals_logged_us < 1000000) {
 		d->refusals_unlogged++;
 		return;
 	}
@@ -252,7 +252,7 @@ static void log_refusal(const struct session *s, const char *why)
 			 "since the last such warning)", (int)s->owner.pid, why, d->refusals_unlogged);
 	else
 		log_warn("refusing a connection from pid %d: %s", (int)s->owner.pid, why);
-	d->refusals_logged_ms = now;
+	d->refusals_logged_us = now;
 	d->refusals_unlogged = 0;
 }
 

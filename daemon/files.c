@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "changes.h"
+#include "fdlimit.h"
 #include "haspd.h"
 #include "oslock.h"
 #include "proto.h"
@@ -76,7 +77,7 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	if (e < 0) {
 		open_error(-e, path, code, msg, msg_size);
 	} else if (!(r = locktable_find(lt, key, sizeof(key)))) {
-		haspd_refresh_fd_limit(s->d);
+		users_set_fd_budget(&s->d->users, fdlimit_now(), s->d->users.fds_base);
 		if (!users_may_open_file(&s->d->users, s->user, &s->d->cfg, msg, msg_size)) {
 			*code = HASP_E_LIMIT;
 		} else if (!(o = oslock_new(fd, path))) {

@@ -3,18 +3,20 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
-#include <dirent.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <event2/event.h>
 
 #include "changes.h"
+#include "connection.h"
+#include "dispatch.h"
+#include "fdlimit.h"
 #include "files.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
 #include "session.h"
+#include "users.h"
 
 /* Descriptors opened after haspd_init() for the daemon itself: the
  * listener, its spare, the fence file, libevent's signal pair, a journal. */
@@ -26,11 +28,6 @@ static uint64_t clock_us(clockid_t id)
 
 	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-uint64_t haspd_now_ms(void)
-{
-	return clock_us(CLOCK_MONOTONIC) / 1000u;
 }
 
 void haspd_tick(struct haspd *d)
@@ -56,13 +53,13 @@ static void haspd_arm_timer(struct haspd *d)
 		return;
 	d->timer_at = next;
 	if (next < 0) {
-		event_del(d->timer);
+		loop_event_del(d->timer);
 		return;
 	}
 	wait = (uint64_t)next > d->lt.now_us ? (uint64_t)next - d->lt.now_us : 0;
 	tv.tv_sec = (time_t)(wait / 1000000u);
 	tv.tv_usec = (suseconds_t)(wait % 1000000u);
-	if (event_add(d->timer, &tv) < 0) {
+	if (loop_event_add(d->timer, &tv) < 0) {
 		log_err("cannot arm the timer: deadlines wait for the next event");
 		d->timer_at = -1; /* tried again at the next haspd_sync() */
 	}
@@ -70,19 +67,45 @@ static void haspd_arm_timer(struct haspd *d)
 
 void haspd_sync(struct haspd *d)
 {
-	while (!list_empty(&d->flushing)) {
-		struct session *s = list_entry(d->flushing.next, struct session, flush_link);
+	bool freed = false;
 
-		list_del(&s->flush_link);
-		session_flush(s);
-	}
+	connection_flush_all(&d->flushing);
 	while (!list_empty(&d->graveyard)) {
 		struct session *s = list_entry(d->graveyard.next, struct session, link);
 
 		list_del(&s->link);
 		session_free(s);
+		freed = true;
 	}
+	if (freed)
+		server_resume(d->server); /* a descriptor is free again */
 	haspd_arm_timer(d);
+}
+
+/* The bracket of every callback (loop.h). */
+static void haspd_before(void *arg)
+{
+	haspd_tick(arg);
+}
+
+static void haspd_after(void *arg)
+{
+	haspd_sync(arg);
+}
+
+void haspd_accepted(void *arg, int fd, bool out_of_fds)
+{
+	struct haspd *d = arg;
+	size_t before = d->nsessions;
+	struct session *s = session_new(d, fd);
+	char why[160];
+
+	if (!s)
+		return;
+	if (out_of_fds)
+		dispatch_refuse(s, "it is out of file descriptors (RLIMIT_NOFILE)");
+	else if (!users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
+		dispatch_refuse(s, why);
 }
 
 /* How far ahead of the fences issued a ceiling is stored: fences follow
@@ -189,16 +212,14 @@ int haspd_keep_fences(struct haspd *d, const char *path, const char *stale_socke
 	return 0;
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void on_timer(void *arg)
 {
 	struct haspd *d = arg;
 
-	haspd_tick(d);
 	d->timer_at = -1;
 	locktable_expire(&d->lt);
 	changes_apply(d, NULL);
 	files_retry_due(d);
-	haspd_sync(d);
 }
 
 /* libevent's own complaints (out of memory, mostly), in the daemon's log. */
@@ -209,35 +230,6 @@ static void haspd_libevent_log(int severity, const char *msg)
 			       severity == EVENT_LOG_MSG ? LOG_INFO : LOG_DEBUG;
 
 	log_msg(level, "libevent: %s", msg);
-}
-
-/* The descriptors haspd may have open (RLIMIT_NOFILE), 0 if unknown. */
-static size_t haspd_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-		return 0;
-	return (size_t)rl.rlim_cur;
-}
-
-void haspd_refresh_fd_limit(struct haspd *d)
-{
-	users_set_fd_budget(&d->users, haspd_fd_limit(), d->users.fds_base);
-}
-
-/* The descriptors open now, from /proc/self/fd. */
-static size_t haspd_fds_open(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	size_t n = 0;
-
-	if (!dir)
-		return 0;
-	while (readdir(dir))
-		n++;
-	closedir(dir);
-	return n > 3 ? n - 3 : 0; /* ".", ".." and dir's own */
 }
 
 int haspd_init(struct haspd *d)
@@ -256,7 +248,6 @@ int haspd_init(struct haspd *d)
 	list_init(&d->retrying);
 	d->timer_at = -1;
 	d->fences.fd = -1;
-	d->started_ms = haspd_now_ms();
 	proto_track_memory();
 	event_set_log_callback(haspd_libevent_log);
 	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime per
@@ -265,15 +256,17 @@ int haspd_init(struct haspd *d)
 	d->base = event_base_new();
 	if (!d->base || locktable_init(&d->lt, &cb) < 0 || users_init(&d->users) < 0)
 		return -1;
-	d->timer = evtimer_new(d->base, on_timer, d);
+	d->loop = (struct loop){ d->base, haspd_before, haspd_after, d };
+	d->timer = loop_event_new(&d->loop, -1, 0, on_timer, d);
 	/* libevent allocates its heap of timers at the first one added, and
 	 * keeps it: added once here, the daemon's few timers never need
 	 * memory again. */
-	if (!d->timer || event_add(d->timer, &hour) < 0)
+	if (!d->timer || loop_event_add(d->timer, &hour) < 0)
 		return -1;
-	event_del(d->timer);
+	loop_event_del(d->timer);
 	haspd_tick(d);
-	users_set_fd_budget(&d->users, haspd_fd_limit(), haspd_fds_open() + HASPD_FDS_LATER);
+	d->started_us = d->lt.now_us;
+	users_set_fd_budget(&d->users, fdlimit_now(), fdlimit_open() + HASPD_FDS_LATER);
 	return 0;
 }
 
@@ -284,8 +277,7 @@ void haspd_done(struct haspd *d)
 	haspd_sync(d);
 	users_done(&d->users);
 	d->server = server_free(d->server);
-	if (d->timer)
-		event_free(d->timer);
+	d->timer = loop_event_free(d->timer);
 	locktable_done(&d->lt);
 	fencefile_close(&d->fences);
 	if (d->base)

@@ -9,6 +9,7 @@
 #include "fencefile.h"
 #include "list.h"
 #include "locktable.h"
+#include "loop.h"
 #include "ratelimit.h"
 #include "users.h"
 
@@ -19,10 +20,11 @@ struct haspd {
 	struct event_base *base;
 	struct locktable lt;
 	struct config cfg;
-	struct event *timer;        /* the earliest waiter deadline */
+	struct loop loop;           /* base, with the bracket of every callback */
+	struct loop_event *timer;   /* the earliest waiter deadline */
 	int64_t timer_at;           /* when it is armed for, or -1 */
 	struct list sessions;       /* session.link */
-	struct list flushing;       /* session.flush_link: output to write */
+	struct list flushing;       /* connection.flush_link: output to write */
 	struct list graveyard;      /* session.link: lost, freed in haspd_sync */
 	struct list retrying;       /* oslock.retry_link: files an outsider holds */
 	struct users users;         /* sessions and locks per uid */
@@ -30,26 +32,26 @@ struct haspd {
 	size_t nsessions;
 	uint64_t sessions_total;
 	uint64_t protocol_errors;
-	uint64_t refusals_logged_ms; /* when a refused connection was last logged */
+	uint64_t refusals_logged_us; /* when a refused connection was last logged */
 	uint64_t refusals_unlogged;  /* refused since then */
-	uint64_t started_ms;
+	uint64_t started_us;
 	struct server *server;
 	struct fencefile fences;    /* where fences outlive the daemon, if open */
 	bool fences_failing;        /* the last store of a fence ceiling failed */
 	uint64_t fences_tried_us;   /* when it was tried, on the lock table's clock */
 };
 
-/* The monotonic clock in ms, and wall-clock µs, as the lock table sees them. */
-uint64_t haspd_now_ms(void);
-/* Sets the lock table's clock: call at the start of every event callback. */
+/* Sets the lock table's clock (monotonic and wall µs), the one clock of the
+ * daemon: d->lt.now_us is "now" for everything until the next callback. The
+ * bracket of every callback (loop.h) calls it first. */
 void haspd_tick(struct haspd *d);
-/* Call at the end of every event callback: writes pending output, frees
+/* The end of the bracket of every callback: writes pending output, frees
  * lost sessions, re-arms the deadline timer. */
 void haspd_sync(struct haspd *d);
 
-/* Reads RLIMIT_NOFILE again (prlimit(1) may change it while haspd runs):
- * before admitting what costs a descriptor. */
-void haspd_refresh_fd_limit(struct haspd *d);
+/* A client accepted by the listener (server.h): served, or refused when
+ * out_of_fds or over a limit (users.h). */
+void haspd_accepted(void *arg, int fd, bool out_of_fds);
 
 /* Sets up d: the event loop, the lock table and the deadline timer; d->cfg
  * is zeroed and d->server NULL, for the caller to fill in. Returns 0, or -1

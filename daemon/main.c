@@ -325,7 +325,8 @@ static struct server *open_server(struct haspd *d, char *path, size_t size)
 		return NULL;
 	if (keep_fences(d, path) < 0)
 		return NULL;
-	return fd >= 0 ? server_adopt(d, fd) : server_new(d, path);
+	return fd >= 0 ? server_adopt(&d->loop, fd, haspd_accepted, d) :
+			 server_new(&d->loop, &d->cfg, path, haspd_accepted, d);
 }
 
 int main(int argc, char **argv)

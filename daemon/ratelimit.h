@@ -11,10 +11,10 @@
 #define RATELIMIT_SLOTS 256
 /* A burst of lines, then one a second. */
 #define RATELIMIT_BURST 10
-#define RATELIMIT_EVERY_MS 1000
+#define RATELIMIT_EVERY_US 1000000
 
 struct ratelimit_slot {
-	uint64_t refilled_ms;       /* when tokens were last topped up */
+	uint64_t refilled_us;       /* when tokens were last topped up */
 	uint32_t tokens;
 	uint64_t suppressed;        /* lines refused since the last one let through */
 };
@@ -23,6 +23,6 @@ struct ratelimit {
 	struct ratelimit_slot slot[RATELIMIT_SLOTS];
 };
 
-/* Whether uid's sessions may log a line at now_ms; if so, *ret_suppressed
- * is how many were refused before it (to say so in the line). */
-bool ratelimit_take(struct ratelimit *rl, uid_t uid, uint64_t now_ms, uint64_t *ret_suppressed);
+/* Whether uid's sessions may log a line at now_us (monotonic); if so,
+ * *ret_suppressed is how many were refused before it (to say so). */
+bool ratelimit_take(struct ratelimit *rl, uid_t uid, uint64_t now_us, uint64_t *ret_suppressed);

@@ -461,7 +461,7 @@ json_t *report_stats(const struct haspd *d)
 			      "resources", (json_int_t)st->resources,
 			      "leases", (json_int_t)st->leases,
 			      "waiters", (json_int_t)st->waiters,
-			      "uptime_ms", (json_int_t)(haspd_now_ms() - d->started_ms),
+			      "uptime_ms", (json_int_t)((d->lt.now_us - d->started_us) / 1000),
 			      "heap_bytes", heap_in_use());
 	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,

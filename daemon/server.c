@@ -15,10 +15,9 @@
 
 #include <event2/event.h>
 
-#include "dispatch.h"
-#include "haspd.h"
+#include "config.h"
 #include "log.h"
-#include "session.h"
+#include "loop.h"
 
 /* Connections accepted per wake-up, so that a storm of connects cannot
  * starve the sessions. */
@@ -27,10 +26,13 @@
 #define EMFILE_BACKOFF_MS 100
 
 struct server {
-	struct haspd *d;
+	struct loop *loop;
+	const struct config *cfg;
+	server_accepted_fn accepted;
+	void *arg;
 	int fd;
-	struct event *ev;
-	struct event *backoff;
+	struct loop_event *ev;
+	struct loop_event *backoff;
 	int spare;              /* a descriptor kept to refuse one client with */
 	bool paused;
 	char *path;
@@ -187,9 +189,8 @@ static mode_t socket_mode(const struct config *cfg)
 }
 
 /* The final mode and group, set before listen(). */
-static int set_owner_and_mode(const struct haspd *d, const char *path, mode_t mode)
+static int set_owner_and_mode(const struct config *cfg, const char *path, mode_t mode)
 {
-	const struct config *cfg = &d->cfg;
 	struct group *g;
 
 	/* bind(2) made it with this mode already, unless a default ACL on the
@@ -228,7 +229,7 @@ static int listen_on(struct server *srv, const char *path) __attribute__((nonnul
  * group. */
 static int listen_on(struct server *srv, const char *path)
 {
-	mode_t mode = socket_mode(&srv->d->cfg), old;
+	mode_t mode = socket_mode(srv->cfg), old;
 	struct sockaddr_un sa;
 	struct stat st;
 	int r;
@@ -257,7 +258,7 @@ static int listen_on(struct server *srv, const char *path)
 	/* From here server_free() removes the file. */
 	srv->dev = st.st_dev;
 	srv->ino = st.st_ino;
-	if (set_owner_and_mode(srv->d, path, mode) < 0)
+	if (set_owner_and_mode(srv->cfg, path, mode) < 0)
 		return -1;
 	if (server_pass_credentials(srv->fd) < 0 || listen(srv->fd, SOMAXCONN) < 0) {
 		log_err("cannot listen on %s: %s", path, strerror(errno));
@@ -272,28 +273,29 @@ static void server_pause(struct server *srv, int err)
 	struct timeval tv = { 0, EMFILE_BACKOFF_MS * 1000 };
 
 	/* Without the timer to resume, a pause could last for good. */
-	if (srv->paused || event_add(srv->backoff, &tv) < 0)
+	if (srv->paused || loop_event_add(srv->backoff, &tv) < 0)
 		return;
 	log_warn("accept: %s; not accepting for %d ms", strerror(err), EMFILE_BACKOFF_MS);
 	srv->paused = true;
-	event_del(srv->ev);
+	loop_event_del(srv->ev);
 }
 
 void server_resume(struct server *srv)
 {
 	if (!srv || !srv->paused)
 		return;
-	event_del(srv->backoff);
-	if (event_add(srv->ev, NULL) < 0) {
+	loop_event_del(srv->backoff);
+	if (loop_event_add(srv->ev, NULL) < 0) {
 		/* Listening again failed: try once more after the back-off
 		 * (its timer cannot fail: the heap was reserved). */
-		event_add(srv->backoff, &(struct timeval){ 0, EMFILE_BACKOFF_MS * 1000 });
+		loop_event_add(srv->backoff, &(struct timeval){ 0, EMFILE_BACKOFF_MS * 1000 });
 		return;
 	}
 	srv->paused = false;
 }
 
-/* Opens the spare descriptor again once the refused session has freed it. */
+/* Opens the spare descriptor again once the refused session has freed it
+ * (at the end of the callback that refused it). */
 static void server_keep_spare(struct server *srv)
 {
 	if (srv->spare < 0)
@@ -301,12 +303,11 @@ static void server_keep_spare(struct server *srv)
 }
 
 /* Out of descriptors: gives up the spare one to accept a waiting client and
- * tell it so, rather than leave it hanging in the backlog. (accept4 says
- * EMFILE before it looks at the backlog, so there may be nobody.) Returns
- * false when there was nothing to do it with. */
+ * have it told so, rather than leave it hanging in the backlog. (accept4
+ * says EMFILE before it looks at the backlog, so there may be nobody.)
+ * Returns false when there was nothing to do it with. */
 static bool server_refuse_one(struct server *srv)
 {
-	struct session *s;
 	int c;
 
 	if (srv->spare < 0)
@@ -317,33 +318,20 @@ static bool server_refuse_one(struct server *srv)
 	if (c < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
 		       errno == ECONNABORTED;
-	s = session_new(srv->d, c);
-	if (s)
-		dispatch_refuse(s, "it is out of file descriptors (RLIMIT_NOFILE)");
+	srv->accepted(srv->arg, c, true);
 	return true;
 }
 
-static void server_accept_one(struct server *srv, int c)
-{
-	struct haspd *d = srv->d;
-	size_t before = d->nsessions;
-	struct session *s = session_new(d, c);
-	char why[160];
-
-	if (s && !users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
-		dispatch_refuse(s, why);
-}
-
-static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
+static void server_accept_cb(void *arg)
 {
 	struct server *srv = arg;
 
-	haspd_tick(srv->d);
+	server_keep_spare(srv);
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int c = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (c >= 0) {
-			server_accept_one(srv, c);
+			srv->accepted(srv->arg, c, false);
 			continue;
 		}
 		if (errno == EMFILE || errno == ENFILE) {
@@ -359,51 +347,58 @@ static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		break;
 	}
-	haspd_sync(srv->d);
-	server_keep_spare(srv);
 }
 
-static void server_backoff_cb(evutil_socket_t fd, short what, void *arg)
+static void server_backoff_cb(void *arg)
 {
 	server_resume(arg);
 }
 
 static struct server *server_start(struct server *srv)
 {
-	struct haspd *d = srv->d;
-
 	server_keep_spare(srv);
-	srv->ev = event_new(d->base, srv->fd, EV_READ | EV_PERSIST, server_accept_cb, srv);
-	srv->backoff = evtimer_new(d->base, server_backoff_cb, srv);
-	if (!srv->ev || !srv->backoff || event_add(srv->ev, NULL) < 0)
+	srv->ev = loop_event_new(srv->loop, srv->fd, EV_READ | EV_PERSIST, server_accept_cb, srv);
+	srv->backoff = loop_event_new(srv->loop, -1, 0, server_backoff_cb, srv);
+	if (!srv->ev || !srv->backoff || loop_event_add(srv->ev, NULL) < 0)
 		return server_free(srv);
 	return srv;
 }
 
-struct server *server_new(struct haspd *d, const char *path)
+static struct server *server_alloc(struct loop *loop, int fd, server_accepted_fn accepted,
+				   void *arg)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
 
 	if (!srv)
 		return NULL;
-	srv->d = d;
-	srv->fd = -1;
+	srv->loop = loop;
+	srv->accepted = accepted;
+	srv->arg = arg;
+	srv->fd = fd;
 	srv->spare = -1;
+	return srv;
+}
+
+struct server *server_new(struct loop *loop, const struct config *cfg, const char *path,
+			  server_accepted_fn accepted, void *arg)
+{
+	struct server *srv = server_alloc(loop, -1, accepted, arg);
+
+	if (!srv)
+		return NULL;
+	srv->cfg = cfg;
 	srv->path = strdup(path);
 	if (!srv->path || listen_on(srv, path) < 0)
 		return server_free(srv);
 	return server_start(srv);
 }
 
-struct server *server_adopt(struct haspd *d, int fd)
+struct server *server_adopt(struct loop *loop, int fd, server_accepted_fn accepted, void *arg)
 {
-	struct server *srv = calloc(1, sizeof(*srv));
+	struct server *srv = server_alloc(loop, fd, accepted, arg);
 
 	if (!srv)
 		return NULL;
-	srv->d = d;
-	srv->fd = fd;
-	srv->spare = -1;
 	if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0 ||
 	    server_pass_credentials(fd) < 0)
 		return server_free(srv);
@@ -423,10 +418,8 @@ struct server *server_free(struct server *srv)
 {
 	if (!srv)
 		return NULL;
-	if (srv->ev)
-		event_free(srv->ev);
-	if (srv->backoff)
-		event_free(srv->backoff);
+	loop_event_free(srv->ev);
+	loop_event_free(srv->backoff);
 	if (srv->spare >= 0)
 		close(srv->spare);
 	if (srv->fd >= 0) {

@@ -88,7 +88,7 @@ static void pump(void)
 	oom_armed = false;
 	/* A deadline, or a file to try again, is never left without the timer. */
 	ck_assert_msg((locktable_next_deadline(&d.lt) < 0 && files_next_retry(&d) < 0) ||
-		      event_pending(d.timer, EV_TIMEOUT, NULL),
+		      loop_event_pending(d.timer),
 		      "a deadline without its timer (allocation %lu failed)", fail_at);
 }
 

@@ -264,7 +264,7 @@ static void check_counts(void)
 		/* Broken only for 16 MiB of unread replies or no memory for one:
 		 * never here unless an allocation was made to fail, so a reply
 		 * the daemon could not build. */
-		CHECK(!s->overflow || oom_fired);
+		CHECK(!s->conn.overflow || oom_fired);
 		held += s->owner.nheld;
 		waiting += s->owner.nwaiting;
 	}
@@ -318,7 +318,7 @@ static size_t run_command(const uint8_t *p, size_t left)
 		client_close(c);
 		break;
 	case A_TIMER:
-		event_active(d.timer, EV_TIMEOUT, 1);
+		loop_event_fire(d.timer);
 		break;
 	case A_OUTSIDER:
 		if (left < 2)
