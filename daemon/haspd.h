@@ -34,6 +34,7 @@ struct haspd {
 	struct server *server;
 	struct fencefile fences;    /* where fences outlive the daemon, if open */
 	bool fences_failing;        /* the last store of a fence ceiling failed */
+	bool fences_ending;         /* the ceiling reached the most the file holds */
 	uint64_t fences_tried_us;   /* when it was tried, on the lock table's clock */
 };
 
@@ -57,6 +58,6 @@ void haspd_done(struct haspd *d);
  * stored, and a new ceiling is stored before a fence reaches it. A missing
  * file is created, unless stale_socket (a socket left by an earlier haspd,
  * or NULL) says that it was lost. Returns 0, or -1 with the reason logged:
- * another daemon has it, or it was lost or cannot be read or written;
- * haspd must not start then. */
+ * another daemon has it, or it was lost, cannot be read or written, or no
+ * fence is left; haspd must not start then. */
 int haspd_keep_fences(struct haspd *d, const char *path, const char *stale_socket);
