@@ -266,7 +266,7 @@ int haspd_init(struct haspd *d)
 	list_init(&d->sessions);
 	list_init(&d->flushing);
 	list_init(&d->graveyard);
-	list_init(&d->retrying);
+	files_retry_init(&d->retrying);
 	d->timer_at = -1;
 	d->fences.fd = -1;
 	d->started_ms = haspd_now_ms();

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "fencefile.h"
+#include "files.h"
 #include "list.h"
 #include "locktable.h"
 #include "users.h"
@@ -23,7 +24,7 @@ struct haspd {
 	struct list sessions;       /* session.link */
 	struct list flushing;       /* session.flush_link: output to write */
 	struct list graveyard;      /* session.link: lost, freed in haspd_sync */
-	struct list retrying;       /* oslock.retry_link: files an outsider holds */
+	struct files_retry retrying; /* files an outsider holds */
 	struct users users;         /* sessions and locks per uid */
 	size_t nsessions;
 	uint64_t sessions_total;
