@@ -95,27 +95,104 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	return r;
 }
 
+void files_retry_init(struct files_retry *fr)
+{
+	memset(fr, 0, sizeof(*fr));
+	for (int i = 0; i < FILES_RAMP_STEPS; i++)
+		list_init(&fr->ramp[i]);
+	for (int i = 0; i < FILES_RETRY_QUEUES; i++)
+		list_init(&fr->queues[i].files);
+}
+
+bool files_retrying(const struct files_retry *fr)
+{
+	for (int i = 0; i < FILES_RAMP_STEPS; i++)
+		if (!list_empty(&fr->ramp[i]))
+			return true;
+	return fr->active != 0;
+}
+
+/* The queue of uid: a multiplicative hash, so that uids 1000 and 1064 differ. */
+static unsigned retry_queue_of(uid_t uid)
+{
+	return ((uint32_t)uid * 2654435761u) >> 26;
+}
+
+/* The uid a file's retries count against: its first waiter's. */
+static uid_t retry_uid(const struct oslock *o)
+{
+	const struct lt_resource *r = o->res;
+
+	if (!r || list_empty(&r->waiters))
+		return (uid_t)-1;
+	return list_entry(r->waiters.next, struct lt_entry, qnode)->owner->uid;
+}
+
+/* How long a queue waits between two files: FILES_BACKOFF_MAX_US over its
+ * files, but no faster than its share of the rates. */
+static uint64_t retry_slot_us(const struct files_retry *fr, const struct files_queue *q)
+{
+	uint64_t nactive = (uint64_t)__builtin_popcountll(fr->active);
+	uint64_t rate = FILES_RETRY_RATE / (nactive ? nactive : 1);
+	uint64_t slot;
+
+	if (rate > FILES_RETRY_UID_RATE)
+		rate = FILES_RETRY_UID_RATE;
+	slot = FILES_BACKOFF_MAX_US / (q->n ? q->n : 1);
+	return slot > 1000000u / rate ? slot : 1000000u / rate;
+}
+
+static void retry_remove(struct files_retry *fr, struct oslock *o)
+{
+	list_del(&o->retry_link);
+	if (o->retry_queue) {
+		unsigned i = o->retry_queue - 1;
+
+		if (--fr->queues[i].n == 0)
+			fr->active &= ~(1ull << i);
+		o->retry_queue = 0;
+	}
+}
+
 static void retry_schedule(struct haspd *d, struct oslock *o)
 {
+	struct files_retry *fr = &d->retrying;
+	struct files_queue *q;
+	unsigned i, step = 0;
+
 	if (!list_empty(&o->retry_link))
 		return;
 	if (o->backoff_us == 0)
 		o->backoff_us = FILES_BACKOFF_MIN_US;
-	o->retry_at_us = d->lt.now_us + o->backoff_us;
-	list_add_tail(&d->retrying, &o->retry_link);
+	if (o->backoff_us < FILES_BACKOFF_MAX_US) {
+		while (((uint64_t)FILES_BACKOFF_MIN_US << step) < o->backoff_us)
+			step++;
+		o->retry_at_us = d->lt.now_us + o->backoff_us;
+		list_add_tail(&fr->ramp[step], &o->retry_link);
+		return;
+	}
+	i = retry_queue_of(retry_uid(o));
+	q = &fr->queues[i];
+	if (q->n++ == 0) {
+		fr->active |= 1ull << i;
+		q->next_us = d->lt.now_us + retry_slot_us(fr, q);
+	}
+	o->retry_queue = i + 1;
+	list_add_tail(&q->files, &o->retry_link);
 }
 
 bool files_admit(struct lt_resource *r, enum lt_mode mode, void *arg)
 {
+	struct haspd *d = arg;
 	struct oslock *o = r->os;
 
 	if (oslock_try(o, mode == LT_SHARED)) {
-		list_del(&o->retry_link);
+		retry_remove(&d->retrying, o);
 		o->backoff_us = 0;
 		return true;
 	}
 	o->res = r;
-	retry_schedule(arg, o);
+	retry_schedule(d, o);
 	return false;
 }
 
@@ -129,46 +206,75 @@ void files_freed(struct haspd *d, struct lt_resource *r)
 	struct oslock *o = r->os;
 
 	users_refund_file(&d->users, o->payer);
-	list_del(&o->retry_link);
+	retry_remove(&d->retrying, o);
 	oslock_free(o);
 	r->os = NULL;
 }
 
 int64_t files_next_retry(const struct haspd *d)
 {
-	const struct list *pos;
+	const struct files_retry *fr = &d->retrying;
 	int64_t next = -1;
 
-	list_foreach(pos, &d->retrying) {
-		const struct oslock *o = container_of(pos, struct oslock, retry_link);
+	for (int i = 0; i < FILES_RAMP_STEPS; i++) {
+		const struct oslock *o;
 
+		if (list_empty(&fr->ramp[i]))
+			continue;
+		o = container_of(fr->ramp[i].next, struct oslock, retry_link);
 		if (next < 0 || (int64_t)o->retry_at_us < next)
 			next = (int64_t)o->retry_at_us;
+	}
+	for (uint64_t m = fr->active; m; m &= m - 1) {
+		const struct files_queue *q = &fr->queues[__builtin_ctzll(m)];
+
+		if (next < 0 || (int64_t)q->next_us < next)
+			next = (int64_t)q->next_us;
 	}
 	return next;
 }
 
+/* Tries o's file again: the lock table asks files_admit(), which schedules
+ * the next retry if the outsider still holds it. */
+static void retry_one(struct haspd *d, struct oslock *o)
+{
+	retry_remove(&d->retrying, o);
+	o->backoff_us *= 2;
+	if (o->backoff_us > FILES_BACKOFF_MAX_US)
+		o->backoff_us = FILES_BACKOFF_MAX_US;
+	locktable_kick(&d->lt, o->res);
+	changes_apply(d, NULL);
+}
+
 void files_retry_due(struct haspd *d)
 {
-	struct list due, *pos, *tmp;
+	struct files_retry *fr = &d->retrying;
+	uint64_t now = d->lt.now_us;
 
-	list_init(&due);
-	list_foreach_safe(pos, tmp, &d->retrying) {
-		struct oslock *o = container_of(pos, struct oslock, retry_link);
+	/* A ramp list is in due order: each step appends now + its delay. */
+	for (int i = 0; i < FILES_RAMP_STEPS; i++) {
+		while (!list_empty(&fr->ramp[i])) {
+			struct oslock *o = container_of(fr->ramp[i].next, struct oslock, retry_link);
 
-		if (o->retry_at_us <= d->lt.now_us) {
-			list_del(&o->retry_link);
-			list_add_tail(&due, &o->retry_link);
+			if (o->retry_at_us > now)
+				break;
+			retry_one(d, o);
 		}
 	}
-	while (!list_empty(&due)) {
-		struct oslock *o = container_of(due.next, struct oslock, retry_link);
+	/* Each queue: its head, then the next one a slot later, round robin;
+	 * slots shorter than FILES_RETRY_TICK_US are served a tick's worth at a
+	 * wake-up (early by less than a tick, the rate the same). */
+	for (uint64_t m = fr->active; m; m &= m - 1) {
+		struct files_queue *q = &fr->queues[__builtin_ctzll(m)];
+		uint64_t slot = retry_slot_us(fr, q);
+		uint64_t until = now + (slot < FILES_RETRY_TICK_US ? FILES_RETRY_TICK_US - slot : 0);
 
-		list_del(&o->retry_link);
-		o->backoff_us *= 2;
-		if (o->backoff_us > FILES_BACKOFF_MAX_US)
-			o->backoff_us = FILES_BACKOFF_MAX_US;
-		locktable_kick(&d->lt, o->res);
-		changes_apply(d, NULL);
+		/* After a stall, no burst to catch up. */
+		if (q->next_us + FILES_BACKOFF_MAX_US < now)
+			q->next_us = now;
+		while (q->n && q->next_us <= until) {
+			q->next_us += retry_slot_us(fr, q);
+			retry_one(d, container_of(q->files.next, struct oslock, retry_link));
+		}
 	}
 }

@@ -13,11 +13,42 @@
 struct haspd;
 struct session;
 
-/* First retry after 1 ms, doubling up to 8 ms: a process outside hasp that
- * releases the flock lets the head waiter in within a few ms, for the cost
- * of at most 125 flock(2) attempts a second per contended file. */
+/* Retries while a process outside hasp holds a file's flock. A file's
+ * first retries come after 1, 2 and 4 ms (FILES_BACKOFF_MIN_US doubling),
+ * so that a short outside hold costs a few ms; then it is retried at most
+ * every FILES_BACKOFF_MAX_US, in a round-robin queue of the uid of its
+ * first waiter. Each queue is paced: FILES_RETRY_UID_RATE attempts a second
+ * at most, or an equal share of FILES_RETRY_RATE when more uids have
+ * contested files. So one file is handed over within 8 ms of its release,
+ * N files of one uid are retried every N / 1000 s each, and one uid's
+ * thousands of files neither burn the daemon's CPU nor slow another uid's
+ * hand-off. Uids share FILES_RETRY_QUEUES queues by a hash: two that
+ * collide share one budget. */
 #define FILES_BACKOFF_MIN_US 1000
 #define FILES_BACKOFF_MAX_US 8000
+#define FILES_RETRY_UID_RATE 1000
+#define FILES_RETRY_RATE 4000
+#define FILES_RETRY_QUEUES 64
+#define FILES_RAMP_STEPS 3      /* 1, 2 and 4 ms */
+#define FILES_RETRY_TICK_US 4000 /* the shortest wait between two wake-ups of a queue */
+
+/* A round-robin queue of contested files, paced. */
+struct files_queue {
+	struct list files;      /* oslock.retry_link */
+	uint64_t next_us;       /* when its head is retried (monotonic µs) */
+	uint32_t n;
+};
+
+/* Every file an outsider holds, while something waits for it. */
+struct files_retry {
+	struct list ramp[FILES_RAMP_STEPS]; /* oslock.retry_link, each in due order */
+	struct files_queue queues[FILES_RETRY_QUEUES];
+	uint64_t active;        /* bit i: queues[i] is not empty */
+};
+
+void files_retry_init(struct files_retry *fr);
+/* Whether any file waits for a retry. */
+bool files_retrying(const struct files_retry *fr);
 
 /* The resource of the file a request names: with fd (the client's
  * descriptor, always consumed), or by path alone for a peer with the

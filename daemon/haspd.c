@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -111,6 +112,37 @@ void haspd_accepted(void *arg, int fd, bool out_of_fds)
 /* How far ahead of the fences issued a ceiling is stored: fences follow
  * the wall clock in µs, so about one store every 10 s under load. */
 #define FENCE_RESERVE_US 10000000u
+/* The last fence there is: the highest ceiling the file may hold. */
+#define FENCE_LAST (FENCEFILE_MAX - 1)
+
+/* The ceiling to store for fences from base (at most FENCE_LAST): base +
+ * FENCE_RESERVE_US, but never more than the file may hold. Near the end it
+ * reserves half of what is left, so that each run can still give fences
+ * and the ceiling it stores is one the next run accepts; the first time
+ * that bites, the log says that fences are running out. */
+static uint64_t haspd_next_ceiling(struct haspd *d, uint64_t base)
+{
+	if (base + FENCE_RESERVE_US <= FENCE_LAST)
+		return base + FENCE_RESERVE_US;
+	if (!d->fences_ending)
+		log_err("fences are running out: %" PRIu64 " left up to %" PRIu64 ", the most the "
+			"fence file holds; haspd stops when they are gone (see haspd(8))",
+			(uint64_t)(FENCE_LAST - base), (uint64_t)FENCE_LAST);
+	d->fences_ending = true;
+	return base + (FENCE_LAST - base + 1) / 2;
+}
+
+/* No fence is left that a later run could be kept above: grant nothing
+ * more. The lock table cannot refuse a grant (a release grants the next
+ * waiter), so the daemon stops before this fence reaches anyone; its
+ * clients see it end as if it had died, and a restart refuses to start. */
+static void haspd_fences_exhausted(uint64_t fence)
+{
+	log_err("fences are exhausted: the next one, %" PRIu64 ", would be above %" PRIu64
+		", the most the fence file holds; stopping now so that no fence goes backwards "
+		"(see haspd(8))", fence, (uint64_t)FENCE_LAST);
+	exit(1);
+}
 
 /* Stores a ceiling above fence and returns it. If it cannot be stored,
  * granting on beats wedging every client: this run's fences still
@@ -120,10 +152,12 @@ void haspd_accepted(void *arg, int fd, bool out_of_fds)
 static uint64_t haspd_reserve_fences(uint64_t fence, void *arg)
 {
 	struct haspd *d = arg;
-	uint64_t ceiling = (fence > d->lt.wall_us ? fence : d->lt.wall_us) + FENCE_RESERVE_US;
-	uint64_t now = d->lt.now_us;
+	uint64_t ceiling, now = d->lt.now_us;
 	int r;
 
+	if (fence > FENCE_LAST)
+		haspd_fences_exhausted(fence);
+	ceiling = haspd_next_ceiling(d, fence > d->lt.wall_us ? fence : d->lt.wall_us);
 	/* A failing disk may be slow to fail: not at every grant. */
 	if (d->fences_failing && now - d->fences_tried_us < 1000000u)
 		return fence + 1;
@@ -137,7 +171,8 @@ static uint64_t haspd_reserve_fences(uint64_t fence, void *arg)
 	else if (r >= 0 && d->fences_failing)
 		log_info("the fence ceiling is stored again");
 	d->fences_failing = r < 0;
-	return r < 0 ? fence + 1 : ceiling;
+	/* At the last fence, the next grant asks again, and stops the daemon. */
+	return r < 0 || ceiling == fence ? fence + 1 : ceiling;
 }
 
 /* How to recover from a lost ceiling, for the log. */
@@ -195,12 +230,22 @@ int haspd_keep_fences(struct haspd *d, const char *path, const char *stale_socke
 	}
 	if (r < 0)
 		return haspd_fence_error(r, path, stale_socket);
+	if (stored >= FENCE_LAST || d->lt.wall_us > FENCE_LAST) {
+		log_err("fences are exhausted: the fence file %s holds %" PRIu64 " and the clock reads "
+			"%" PRIu64 " µs, and no fence is left up to %" PRIu64 "; not starting (see "
+			"haspd(8))", path, stored, d->lt.wall_us, (uint64_t)FENCE_LAST);
+		fencefile_close(&d->fences);
+		return -1;
+	}
 	locktable_set_fence_floor(&d->lt, stored);
 	/* Not stored + 10 s: a string of quick restarts that grant nothing
 	 * must not push the fences ever further ahead of the clock. */
-	ceiling = d->lt.wall_us + FENCE_RESERVE_US;
-	if (ceiling < stored)
-		ceiling = stored;
+	ceiling = stored;
+	if (stored < d->lt.wall_us + FENCE_RESERVE_US) {
+		ceiling = haspd_next_ceiling(d, d->lt.wall_us);
+		if (ceiling < stored)
+			ceiling = stored;
+	}
 	r = fencefile_store(&d->fences, ceiling);
 	if (r < 0) {
 		log_err("cannot write the fence file %s: %s; not starting", path, strerror(-r));
@@ -245,7 +290,7 @@ int haspd_init(struct haspd *d)
 	list_init(&d->sessions);
 	list_init(&d->flushing);
 	list_init(&d->graveyard);
-	list_init(&d->retrying);
+	files_retry_init(&d->retrying);
 	d->timer_at = -1;
 	d->fences.fd = -1;
 	proto_track_memory();
@@ -256,6 +301,8 @@ int haspd_init(struct haspd *d)
 	d->base = event_base_new();
 	if (!d->base || locktable_init(&d->lt, &cb) < 0 || users_init(&d->users) < 0)
 		return -1;
+	/* Without a fence file too, no fence passes the last one. */
+	locktable_set_fence_ceiling(&d->lt, FENCEFILE_MAX);
 	d->loop = (struct loop){ d->base, haspd_before, haspd_after, d };
 	d->timer = loop_event_new(&d->loop, -1, 0, on_timer, d);
 	/* libevent allocates its heap of timers at the first one added, and

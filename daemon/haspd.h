@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "fencefile.h"
+#include "files.h"
 #include "list.h"
 #include "locktable.h"
 #include "loop.h"
@@ -26,7 +27,7 @@ struct haspd {
 	struct list sessions;       /* session.link */
 	struct list flushing;       /* connection.flush_link: output to write */
 	struct list graveyard;      /* session.link: lost, freed in haspd_sync */
-	struct list retrying;       /* oslock.retry_link: files an outsider holds */
+	struct files_retry retrying; /* files an outsider holds */
 	struct users users;         /* sessions and locks per uid */
 	struct ratelimit log_budget; /* log lines the sessions of each uid may cause */
 	size_t nsessions;
@@ -38,6 +39,7 @@ struct haspd {
 	struct server *server;
 	struct fencefile fences;    /* where fences outlive the daemon, if open */
 	bool fences_failing;        /* the last store of a fence ceiling failed */
+	bool fences_ending;         /* the ceiling reached the most the file holds */
 	uint64_t fences_tried_us;   /* when it was tried, on the lock table's clock */
 };
 
@@ -65,6 +67,6 @@ void haspd_done(struct haspd *d);
  * stored, and a new ceiling is stored before a fence reaches it. A missing
  * file is created, unless stale_socket (a socket left by an earlier haspd,
  * or NULL) says that it was lost. Returns 0, or -1 with the reason logged:
- * another daemon has it, or it was lost or cannot be read or written;
- * haspd must not start then. */
+ * another daemon has it, or it was lost, cannot be read or written, or no
+ * fence is left; haspd must not start then. */
 int haspd_keep_fences(struct haspd *d, const char *path, const char *stale_socket);

@@ -17,9 +17,10 @@ struct oslock {
 	int fd;
 	int held;               /* 0, LOCK_SH or LOCK_EX */
 	uint64_t dev, ino;
-	struct list retry_link; /* in the daemon's retry list while an outsider holds it */
-	uint64_t retry_at_us;
+	struct list retry_link; /* in a retry list of files.c while an outsider holds it */
+	uint64_t retry_at_us;   /* in a ramp list: when */
 	uint64_t backoff_us;
+	uint32_t retry_queue;   /* in a paced queue: its index + 1, else 0 */
 	void *res;              /* the lock table resource it is attached to */
 	void *payer;            /* the caller's: whom its descriptor is charged to */
 	char path[];            /* for display: where the daemon's descriptor points */

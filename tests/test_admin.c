@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fencefile.h"
 #include "harness.h"
 
 /* Sessions past max_sessions for root and haspd's uid (daemon/users.h). */
@@ -332,6 +333,14 @@ static void expect_no_start(struct daemon_proc *d, char *const opts[], const cha
 	close(p[0]);
 }
 
+static void write_ceiling(const char *path, uint64_t c)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)c);
+	write_file(path, text);
+}
+
 static uint64_t fence_of_a_lease(const char *socket)
 {
 	hasp_client *c = client_connect(socket);
@@ -431,6 +440,66 @@ START_TEST(first_start_creates_the_fence_file)
 	ck_assert_int_eq(access(d.fence, F_OK), 0);
 	close(err);
 	daemon_stop(&d);
+}
+END_TEST
+
+/* A stored ceiling near the most the file holds: haspd starts, grants,
+ * stops, and starts again on what it stored, its fences still increasing. */
+START_TEST(fence_ceiling_near_the_maximum_survives_restarts)
+{
+	struct daemon_proc d;
+	uint64_t f = FENCEFILE_MAX - 1000, g;
+
+	daemon_dir(&d);
+	write_ceiling(d.fence, f);
+	for (int run = 0; run < 3; run++) {
+		d.pid = daemon_spawn(d.socket, -1);
+		ck_assert_msg(wait_socket(d.socket, DAEMON_START_MS), "run %d did not start", run);
+		g = fence_of_a_lease(d.socket);
+		ck_assert_uint_gt(g, f);
+		ck_assert_uint_lt(g, FENCEFILE_MAX);
+		f = g;
+		kill(d.pid, SIGTERM);
+		ck_assert_int_eq(wait_child(d.pid, DAEMON_START_MS), 0);
+	}
+	daemon_dir_remove(&d);
+}
+END_TEST
+
+/* The last fences are given; then haspd stops rather than give one it
+ * could not keep later runs above, and will not start again. */
+START_TEST(exhausted_fences_stop_the_daemon)
+{
+	struct daemon_proc d;
+	char *opts[] = { "--log-level", "warning", NULL };
+	char out[4096] = "";
+	hasp_client *c;
+	hasp_lease *l;
+	int err, st;
+
+	daemon_dir(&d);
+	write_ceiling(d.fence, FENCEFILE_MAX - 3);
+	{
+		int p[2];
+
+		ck_assert_int_eq(pipe(p), 0);
+		d.pid = daemon_spawn_with(d.socket, opts, p[1]);
+		close(p[1]);
+		err = p[0];
+	}
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
+	ck_assert_uint_eq(fence_of_a_lease(d.socket), FENCEFILE_MAX - 2);
+	ck_assert_uint_eq(fence_of_a_lease(d.socket), FENCEFILE_MAX - 1);
+	c = client_connect(d.socket);
+	ck_assert_int_lt(hasp_lock(c, "fenced", NULL, &l), 0);
+	hasp_close(c);
+	st = wait_child(d.pid, DAEMON_START_MS);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(wait_output(err, "fences are exhausted", 5000, out, sizeof(out)), "stderr: %s",
+		      out);
+	close(err);
+	expect_no_start(&d, opts, "fences are exhausted", out, sizeof(out));
+	daemon_dir_remove(&d);
 }
 END_TEST
 
@@ -774,6 +843,8 @@ static Suite *admin_suite(void)
 	tcase_add_test(fences, emptied_fence_file_stops_the_daemon);
 	tcase_add_test(fences, deleted_fence_file_beside_a_stale_socket_stops_the_daemon);
 	tcase_add_test(fences, first_start_creates_the_fence_file);
+	tcase_add_test(fences, fence_ceiling_near_the_maximum_survives_restarts);
+	tcase_add_test(fences, exhausted_fences_stop_the_daemon);
 	tcase_add_test(limits, bad_config_file_refused_with_its_line);
 	tcase_add_test(limits, sighup_reloads_the_limits);
 	tcase_add_test(sd, socket_activation);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fencefile.h"
@@ -136,7 +137,7 @@ START_TEST(bad_files_are_refused)
 
 	write_file("12\n", 0600);
 	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), -1);
-	ck_assert_uint_eq(d.lt.fence_ceiling, UINT64_MAX);
+	ck_assert_uint_eq(d.lt.fence_ceiling, FENCEFILE_MAX);
 	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)FENCEFILE_MAX);
 	write_file(text, 0600);
 	ck_assert_int_eq(fencefile_open(&other, path, false, &c), -EBADMSG);
@@ -179,6 +180,114 @@ START_TEST(a_missing_file_is_new_unless_an_earlier_run_left_a_socket)
 }
 END_TEST
 
+static void store_ceiling(uint64_t c)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)c);
+	write_file(text, 0600);
+}
+
+/* A ceiling near the most the file holds: the daemon starts, grants, and
+ * every ceiling it stores is one the next run accepts, above its fences. */
+START_TEST(a_ceiling_near_the_maximum_is_kept_within_it)
+{
+	struct fencefile next = { -1 };
+	uint64_t f, g, c;
+
+	store_ceiling(FENCEFILE_MAX - 1000);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	f = grant_at(d.lt.wall_us);
+	ck_assert_uint_gt(f, FENCEFILE_MAX - 1000);
+	ck_assert_uint_ge(stored(), f);
+	ck_assert_uint_lt(stored(), FENCEFILE_MAX);
+	for (int i = 0; i < 100; i++) {
+		g = grant_at(d.lt.wall_us);
+		ck_assert_uint_gt(g, f);
+		ck_assert_uint_ge(stored(), g);
+		ck_assert_uint_lt(stored(), FENCEFILE_MAX);
+		f = g;
+	}
+	fencefile_close(&d.fences);
+	ck_assert_int_eq(fencefile_open(&next, path, false, &c), 0);
+	ck_assert_uint_ge(c, f);
+	fencefile_close(&next);
+}
+END_TEST
+
+/* With no fence left, a start is refused. */
+START_TEST(exhausted_fences_stop_the_start)
+{
+	store_ceiling(FENCEFILE_MAX - 1);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), -1);
+}
+END_TEST
+
+/* Runs steps in a child whose stderr comes back here: steps end with the
+ * grant that must stop the daemon, and say "last fence given" just before.
+ * The child must exit with status 1 after saying that fences are exhausted
+ * (an assertion that fails in it exits with 1 too, but says neither). */
+static void expect_exhaustion(void (*steps)(void))
+{
+	char out[8192] = "";
+	size_t len = 0;
+	ssize_t n;
+	int p[2], st;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 2);
+		steps();
+		_exit(99);
+	}
+	close(p[1]);
+	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(strstr(out, "last fence given"), "stderr: %s", out);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x, stderr: %s", st, out);
+	ck_assert_msg(strstr(out, "fences are exhausted"), "stderr: %s", out);
+}
+
+static void the_last_fences(void)
+{
+	store_ceiling(FENCEFILE_MAX - 3);
+	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_uint_eq(grant_at(d.lt.wall_us), FENCEFILE_MAX - 2);
+	ck_assert_uint_eq(grant_at(d.lt.wall_us), FENCEFILE_MAX - 1);
+	ck_assert_uint_eq(stored(), FENCEFILE_MAX - 1);
+	fprintf(stderr, "last fence given\n");
+	grant_at(d.lt.wall_us);
+}
+
+/* The last fences are given; the grant after them stops the daemon (exit
+ * status 1) before its fence exists, and what is stored is the last. */
+START_TEST(the_grant_after_the_last_fence_stops_the_daemon)
+{
+	expect_exhaustion(the_last_fences);
+}
+END_TEST
+
+static void the_last_fence_by_the_clock(void)
+{
+	ck_assert_uint_eq(grant_at(FENCEFILE_MAX - 1), FENCEFILE_MAX - 1);
+	fprintf(stderr, "last fence given\n");
+	grant_at(FENCEFILE_MAX - 1);
+}
+
+/* Without a fence file the same: fences follow the clock, which would need
+ * to read the year 2255 to get there. */
+START_TEST(no_fence_passes_the_last_without_a_file_either)
+{
+	expect_exhaustion(the_last_fence_by_the_clock);
+}
+END_TEST
+
 static Suite *fences_suite(void)
 {
 	Suite *s = suite_create("fences");
@@ -191,6 +300,10 @@ static Suite *fences_suite(void)
 	tcase_add_test(tc, bad_files_are_refused);
 	tcase_add_test(tc, an_empty_file_stops_the_daemon);
 	tcase_add_test(tc, a_missing_file_is_new_unless_an_earlier_run_left_a_socket);
+	tcase_add_test(tc, a_ceiling_near_the_maximum_is_kept_within_it);
+	tcase_add_test(tc, exhausted_fences_stop_the_start);
+	tcase_add_test(tc, the_grant_after_the_last_fence_stops_the_daemon);
+	tcase_add_test(tc, no_fence_passes_the_last_without_a_file_either);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -376,7 +376,7 @@ static void daemon_teardown(void)
 		pump(1);
 	CHECK(d.nsessions == 0 && list_empty(&d.sessions) && list_empty(&d.graveyard));
 	CHECK(d.lt.stats.leases == 0 && d.lt.stats.waiters == 0 && d.lt.stats.resources == 0);
-	CHECK(list_empty(&d.retrying));
+	CHECK(!files_retrying(&d.retrying));
 	haspd_done(&d);
 	for (i = 0; i < NSLOTS; i++) {
 		free(clients[i].in);
