@@ -38,8 +38,11 @@ struct haspd {
 	uint64_t started_us;
 	struct server *server;
 	struct fencefile fences;    /* where fences outlive the daemon, if open */
+	struct loop_event *fence_timer; /* stores the next ceiling (fences.h) */
+	uint64_t fences_mark;       /* the last fence at the last store */
 	bool fences_failing;        /* the last store of a fence ceiling failed */
 	bool fences_ending;         /* the ceiling reached the most the file holds */
+	bool fences_exhausted;      /* no fence is left: nothing more is granted */
 	uint64_t fences_tried_us;   /* when it was tried, on the lock table's clock */
 };
 
@@ -62,11 +65,3 @@ int haspd_init(struct haspd *d);
 /* Ends every session (their leases released), frees the server if any, the
  * timer, the lock table and the event loop. */
 void haspd_done(struct haspd *d);
-/* Keeps the fence ceiling in the file at path (see fencefile.h), whose
- * flock is the daemon's instance lock: the next fence is above the one
- * stored, and a new ceiling is stored before a fence reaches it. A missing
- * file is created, unless stale_socket (a socket left by an earlier haspd,
- * or NULL) says that it was lost. Returns 0, or -1 with the reason logged:
- * another daemon has it, or it was lost, cannot be read or written, or no
- * fence is left; haspd must not start then. */
-int haspd_keep_fences(struct haspd *d, const char *path, const char *stale_socket);

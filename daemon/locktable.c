@@ -103,9 +103,26 @@ void locktable_set_fence_floor(struct locktable *lt, uint64_t floor)
 		lt->last_fence = floor;
 }
 
+/* The next fence: above the last, and not below the wall clock. */
+static uint64_t upcoming_fence(const struct locktable *lt)
+{
+	uint64_t f = lt->last_fence + 1;
+
+	return lt->wall_us > f ? lt->wall_us : f;
+}
+
 void locktable_set_fence_ceiling(struct locktable *lt, uint64_t ceiling)
 {
+	if (ceiling > upcoming_fence(lt))
+		lt->fences_starved = false;
 	lt->fence_ceiling = ceiling;
+}
+
+uint64_t locktable_fences_left(const struct locktable *lt)
+{
+	uint64_t f = upcoming_fence(lt);
+
+	return f < lt->fence_ceiling ? lt->fence_ceiling - f : 0;
 }
 
 void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid)
@@ -295,10 +312,16 @@ static bool compatible(const struct lt_resource *r, enum lt_mode mode)
 }
 
 /* Compatible with the holders, and admitted by the os attachment if any. */
+/* Compatible with the holders, a fence to give, and admitted by the os
+ * attachment if any (asked last: it may take a flock). */
 static bool grantable(struct locktable *lt, struct lt_resource *r, enum lt_mode mode)
 {
 	if (!compatible(r, mode))
 		return false;
+	if (upcoming_fence(lt) >= lt->fence_ceiling) {
+		lt->fences_starved = true;
+		return false;
+	}
 	return !r->os || !lt->cb.admit || lt->cb.admit(r, mode, lt->cb.arg);
 }
 
@@ -377,12 +400,9 @@ static void group_add(struct lt_owner *o, int delta)
 
 static uint64_t next_fence(struct locktable *lt)
 {
-	uint64_t f = lt->last_fence + 1;
+	uint64_t f = upcoming_fence(lt);
 
-	if (lt->wall_us > f)
-		f = lt->wall_us;
-	if (f >= lt->fence_ceiling)
-		lt->fence_ceiling = lt->cb.reserve_fences(f, lt->cb.arg);
+	assert(f < lt->fence_ceiling); /* grantable() said so */
 	lt->last_fence = f;
 	return f;
 }
@@ -511,7 +531,10 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 		return LT_ALREADY_HELD;
 	}
 	now = r->nwaiters == 0 && grantable(lt, r, req->mode);
-	if (!now && req->timeout_ms == 0) {
+	/* Even one that tries once waits for a fence to give: that is the
+	 * daemon's delay (one store), not a conflict. */
+	if (!now && req->timeout_ms == 0 &&
+	    !(r->nwaiters == 0 && compatible(r, req->mode) && lt->fences_starved)) {
 		lt->stats.busy++;
 		resource_put_if_unused(lt, r);
 		return LT_BUSY;
@@ -546,6 +569,19 @@ void locktable_kick(struct locktable *lt, struct lt_resource *r)
 {
 	assert(drained(lt));
 	promote(lt, r);
+}
+
+void locktable_kick_all(struct locktable *lt)
+{
+	assert(drained(lt));
+	for (size_t i = 0; i <= lt->resources.mask && !lt->fences_starved; i++) {
+		for (struct hnode *n = lt->resources.buckets[i]; n; n = n->next) {
+			struct lt_resource *r = container_of(n, struct lt_resource, node);
+
+			if (r->nwaiters)
+				promote(lt, r);
+		}
+	}
 }
 
 enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id)

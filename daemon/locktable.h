@@ -7,8 +7,15 @@
  * expiries, revoked leases, files to unlock or close) is reported as change
  * records, which the caller drains with locktable_next_change() after each
  * call, before the next, as dbus-broker's name registry returns a
- * NameChange. The table calls out only to ask questions (cb.admit, and
- * cb.reserve_fences), never to report. */
+ * NameChange. The table calls out only to ask a question (cb.admit), never
+ * to report.
+ *
+ * Fences: every grant takes the next fence, above the last and not below
+ * the wall clock, and only below the ceiling the caller has made durable
+ * (locktable_set_fence_ceiling). A grant that finds no fence below it
+ * waits, keeping its place (fences_starved says so), until the caller
+ * raises the ceiling and calls locktable_kick_all(): no fence is ever given
+ * that a later run could repeat. */
 #pragma once
 
 #include <stdbool.h>
@@ -137,11 +144,6 @@ struct lt_callbacks {
 	 * be granted now? When it answers false the request keeps its place,
 	 * and the caller calls locktable_kick() when it may have changed. */
 	bool (*admit)(struct lt_resource *r, enum lt_mode mode, void *arg);
-	/* The next fence, fence, is not below the ceiling set with
-	 * locktable_set_fence_ceiling(): the caller records a new ceiling
-	 * above it durably (so a later run starts above every fence of this
-	 * one) and returns it. Only called once a ceiling is set. */
-	uint64_t (*reserve_fences)(uint64_t fence, void *arg);
 	void *arg;
 };
 
@@ -160,7 +162,8 @@ struct locktable {
 	uint64_t now_us;        /* monotonic, for timeouts and ages */
 	uint64_t wall_us;       /* wall clock, the floor of the next fence */
 	uint64_t last_fence;
-	uint64_t fence_ceiling; /* cb.reserve_fences before one reaches it */
+	uint64_t fence_ceiling; /* no fence is given at or above it */
+	bool fences_starved;    /* a grant waits for a higher ceiling */
 	uint64_t last_id;
 	struct lt_stats stats;
 	struct lt_entry *changes, **changes_tail;           /* not yet drained */
@@ -190,9 +193,11 @@ void locktable_set_now(struct locktable *lt, uint64_t mono_us, uint64_t wall_us)
 /* Fences issued from now on are above floor (e.g. the last fence of a
  * previous run). */
 void locktable_set_fence_floor(struct locktable *lt, uint64_t floor);
-/* Fences below ceiling may be issued without asking cb.reserve_fences
- * (UINT64_MAX, the default: never ask). */
+/* Fences below ceiling may be given (UINT64_MAX, the default: any). A
+ * higher one ends fences_starved: call locktable_kick_all() then. */
 void locktable_set_fence_ceiling(struct locktable *lt, uint64_t ceiling);
+/* How many fences may be given before the ceiling, at the clock set now. */
+uint64_t locktable_fences_left(const struct locktable *lt);
 
 void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid);
 
@@ -225,6 +230,8 @@ size_t locktable_revoke_all(struct locktable *lt, struct lt_resource *r,
 void locktable_owner_done(struct locktable *lt, struct lt_owner *o);
 /* Grants from the head of r's queue what can be granted now. */
 void locktable_kick(struct locktable *lt, struct lt_resource *r);
+/* The same for every resource (after the fence ceiling was raised). */
+void locktable_kick_all(struct locktable *lt);
 /* Expires every waiter whose deadline is <= now. */
 void locktable_expire(struct locktable *lt);
 /* The next change record of the calls so far, oldest first: true and *ret,

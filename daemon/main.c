@@ -15,6 +15,7 @@
 
 #include "buildconf.h"
 #include "config.h"
+#include "fences.h"
 #include "haspd.h"
 #include "log.h"
 #include "proto.h"
@@ -310,7 +311,7 @@ static int keep_fences(struct haspd *d, const char *socket)
 	}
 	if (stale && access(path, F_OK) < 0 && errno == ENOENT && server_probe(socket) < 0)
 		return -1; /* someone serves there: that, not the fences, is what to say */
-	return haspd_keep_fences(d, path, stale ? socket : NULL);
+	return fences_keep(d, path, stale ? socket : NULL);
 }
 
 /* In this order: the socket's directory, the instance lock, the socket

@@ -102,6 +102,11 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 	const char *owner;
 	int w;
 
+	if (d->lt.fences_starved) {
+		snprintf(buf, n, "free, but haspd has no fence to give until it stores a new fence "
+			 "ceiling (see its log)");
+		return;
+	}
 	if (!r || r->nholders == 0) {
 		if (!r || r->os)
 			snprintf(buf, n, "locked with flock(2) by a process outside hasp");

@@ -15,8 +15,6 @@ struct lt_fixture {
 	size_t ngranted;
 	int64_t expired_tags[MAX_EVENTS];
 	size_t nexpired;
-	uint64_t reserved_at[MAX_EVENTS]; /* the fence each reservation was asked for */
-	size_t nreserved;
 	uint64_t revoked_ids[MAX_EVENTS];
 	size_t nrevoked;
 	size_t nunlocked, nfreed;         /* of resources with an os attachment */
@@ -55,22 +53,10 @@ static inline void fx_drain(struct lt_fixture *fx)
 	}
 }
 
-/* Reserves 1000 fences at a time. */
-static uint64_t fx_reserve_fences(uint64_t fence, void *arg)
-{
-	struct lt_fixture *fx = arg;
-
-	ck_assert_uint_lt(fx->nreserved, MAX_EVENTS);
-	fx->reserved_at[fx->nreserved++] = fence;
-	return fence + 1000;
-}
-
 static inline void fx_init(struct lt_fixture *fx)
 {
-	const struct lt_callbacks cb = { .reserve_fences = fx_reserve_fences, .arg = fx };
-
 	memset(fx, 0, sizeof(*fx));
-	ck_assert_int_eq(locktable_init(&fx->lt, &cb), 0);
+	ck_assert_int_eq(locktable_init(&fx->lt, NULL), 0);
 	locktable_set_now(&fx->lt, 1000000, 1000000);
 }
 
@@ -127,5 +113,11 @@ static inline void fx_expire(struct lt_fixture *fx)
 static inline void fx_kick(struct lt_fixture *fx, struct lt_resource *r)
 {
 	locktable_kick(&fx->lt, r);
+	fx_drain(fx);
+}
+
+static inline void fx_kick_all(struct lt_fixture *fx)
+{
+	locktable_kick_all(&fx->lt);
 	fx_drain(fx);
 }

@@ -466,16 +466,18 @@ START_TEST(fence_ceiling_near_the_maximum_survives_restarts)
 }
 END_TEST
 
-/* The last fences are given; then haspd stops rather than give one it
- * could not keep later runs above, and will not start again. */
-START_TEST(exhausted_fences_stop_the_daemon)
+/* The last fences are given; then nothing more is granted (requests wait
+ * and time out) rather than give a fence that later runs could not be kept
+ * above; the daemon stays up for list and revoke, and will not start again. */
+START_TEST(exhausted_fences_grant_nothing_more)
 {
+	struct hasp_lock_options wait = HASP_LOCK_OPTIONS_INIT;
 	struct daemon_proc d;
 	char *opts[] = { "--log-level", "warning", NULL };
 	char out[4096] = "";
 	hasp_client *c;
 	hasp_lease *l;
-	int err, st;
+	int err;
 
 	daemon_dir(&d);
 	write_ceiling(d.fence, FENCEFILE_MAX - 3);
@@ -491,13 +493,15 @@ START_TEST(exhausted_fences_stop_the_daemon)
 	ck_assert_uint_eq(fence_of_a_lease(d.socket), FENCEFILE_MAX - 2);
 	ck_assert_uint_eq(fence_of_a_lease(d.socket), FENCEFILE_MAX - 1);
 	c = client_connect(d.socket);
-	ck_assert_int_lt(hasp_lock(c, "fenced", NULL, &l), 0);
-	hasp_close(c);
-	st = wait_child(d.pid, DAEMON_START_MS);
-	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	wait.timeout_ms = 200;
+	ck_assert_int_eq(hasp_lock(c, "fenced", &wait, &l), -HASP_E_TIMEOUT);
 	ck_assert_msg(wait_output(err, "fences are exhausted", 5000, out, sizeof(out)), "stderr: %s",
 		      out);
+	ck_assert_int_eq(hasp_ping(c), 0); /* still serving */
+	hasp_close(c);
 	close(err);
+	kill(d.pid, SIGTERM); /* the fence file stays */
+	ck_assert_int_eq(wait_child(d.pid, DAEMON_START_MS), 0);
 	expect_no_start(&d, opts, "fences are exhausted", out, sizeof(out));
 	daemon_dir_remove(&d);
 }
@@ -844,7 +848,7 @@ static Suite *admin_suite(void)
 	tcase_add_test(fences, deleted_fence_file_beside_a_stale_socket_stops_the_daemon);
 	tcase_add_test(fences, first_start_creates_the_fence_file);
 	tcase_add_test(fences, fence_ceiling_near_the_maximum_survives_restarts);
-	tcase_add_test(fences, exhausted_fences_stop_the_daemon);
+	tcase_add_test(fences, exhausted_fences_grant_nothing_more);
 	tcase_add_test(limits, bad_config_file_refused_with_its_line);
 	tcase_add_test(limits, sighup_reloads_the_limits);
 	tcase_add_test(sd, socket_activation);

@@ -12,6 +12,7 @@
 
 #include "fencefile.h"
 #include "changes.h"
+#include "fences.h"
 #include "haspd.h"
 #include "log.h"
 #include "suite.h"
@@ -58,35 +59,97 @@ static uint64_t stored(void)
 	return strtoull(text, NULL, 10);
 }
 
-/* A lease granted at once with the wall clock at wall_us; its fence. */
-static uint64_t grant_at(uint64_t wall_us)
+/* An acquire of "k" with the wall clock at wall_us: its result, the lease
+ * or waiter in *ret. */
+static enum lt_result acquire_at(uint64_t wall_us, struct lt_entry **ret)
 {
 	const struct lt_request req = { .key = "k", .key_len = 1, .mode = LT_EXCLUSIVE,
 					.timeout_ms = -1 };
+
+	locktable_set_now(&d.lt, d.lt.now_us + 1, wall_us);
+	return locktable_acquire(&d.lt, &owner, &req, ret);
+}
+
+static void release(struct lt_entry *e)
+{
+	ck_assert_int_eq(locktable_release(&d.lt, &owner, e->id), LT_OK);
+	changes_apply(&d, NULL); /* the resource gone, nothing else */
+}
+
+/* The store the fence timer does, and the kick after it: e is granted. */
+static void store_and_grant(struct lt_entry *e)
+{
+	struct lt_change c;
+
+	fences_plan(&d);
+	ck_assert(loop_event_pending(d.fence_timer));
+	loop_event_del(d.fence_timer); /* as if it fired */
+	ck_assert_int_eq(fences_store(&d), 0);
+	locktable_kick_all(&d.lt);
+	ck_assert(locktable_next_change(&d.lt, &c));
+	ck_assert_int_eq(c.kind, LT_CHANGE_GRANTED);
+	ck_assert_ptr_eq(c.entry, e);
+	ck_assert(!locktable_next_change(&d.lt, &c));
+}
+
+/* A lease with the wall clock at wall_us, waiting for a store if it must;
+ * its fence. */
+static uint64_t grant_at(uint64_t wall_us)
+{
 	struct lt_entry *e;
 	uint64_t fence;
 
-	locktable_set_now(&d.lt, d.lt.now_us + 1, wall_us);
-	ck_assert_int_eq(locktable_acquire(&d.lt, &owner, &req, &e), LT_GRANTED);
+	if (acquire_at(wall_us, &e) == LT_QUEUED)
+		store_and_grant(e);
+	ck_assert(e->held);
 	fence = e->fence;
-	ck_assert_int_eq(locktable_release(&d.lt, &owner, e->id), LT_OK);
-	changes_apply(&d, NULL);
+	release(e);
 	return fence;
 }
 
-START_TEST(ceiling_is_stored_before_a_fence_reaches_it)
+/* The ceiling is stored ahead, from the timer, once half the reserve is
+ * used; never in a grant. */
+START_TEST(ceiling_is_stored_ahead_not_in_a_grant)
 {
 	uint64_t ceiling, f;
+	struct lt_entry *e;
 
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
 	ceiling = stored();
 	ck_assert_uint_gt(ceiling, d.lt.wall_us);
-	ck_assert_uint_lt(grant_at(d.lt.wall_us), ceiling); /* within the reservation */
+	f = grant_at(d.lt.wall_us);
+	ck_assert_uint_lt(f, ceiling);
+	fences_plan(&d);
+	ck_assert(!loop_event_pending(d.fence_timer)); /* half is left */
+	ck_assert_int_eq(acquire_at(ceiling - FENCES_RESERVE_US / 2 + 1, &e), LT_GRANTED);
+	ck_assert_uint_eq(stored(), ceiling); /* not in the grant */
+	fences_plan(&d);
+	ck_assert(loop_event_pending(d.fence_timer));
+	ck_assert_int_eq(fences_store(&d), 0);
+	ck_assert_uint_gt(stored(), ceiling);
+	ck_assert_uint_eq(d.lt.fence_ceiling, stored() + 1); /* fences up to the stored */
+	release(e);
+}
+END_TEST
+
+/* A grant that finds no fence below the stored ceiling waits for the store:
+ * no fence is ever given that a restart could repeat. */
+START_TEST(a_grant_past_the_ceiling_waits_for_the_store)
+{
+	uint64_t ceiling;
+	struct lt_entry *e;
+
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
+	ceiling = stored();
+	ck_assert_int_eq(acquire_at(ceiling + 1, &e), LT_QUEUED); /* the clock passed it */
+	ck_assert(d.lt.fences_starved && !e->held);
 	ck_assert_uint_eq(stored(), ceiling);
-	f = grant_at(ceiling); /* the clock reaches the ceiling */
-	ck_assert_uint_ge(f, ceiling);
-	ck_assert_uint_gt(stored(), f);
-	ck_assert_uint_eq(d.lt.fence_ceiling, stored());
+	fences_plan(&d);
+	ck_assert(loop_event_pending(d.fence_timer));
+	store_and_grant(e);
+	ck_assert_uint_gt(e->fence, ceiling);
+	ck_assert_uint_ge(stored(), e->fence);
+	release(e);
 }
 END_TEST
 
@@ -97,35 +160,38 @@ START_TEST(a_new_daemon_starts_above_the_stored_ceiling)
 
 	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)ahead);
 	write_file(text, 0600);
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
 	/* A quick restart does not push the ceiling ever further ahead. */
 	ck_assert_uint_eq(stored(), ahead);
 	ck_assert_uint_gt(grant_at(d.lt.wall_us), ahead); /* the clock an hour behind */
 }
 END_TEST
 
-START_TEST(a_failed_store_is_tried_again_at_the_next_grant)
+/* A failing store grants nothing that needs a fence, and is tried again a
+ * second later. */
+START_TEST(a_failed_store_grants_nothing_and_is_tried_again)
 {
-	uint64_t ceiling, f;
+	uint64_t ceiling;
+	struct lt_entry *e;
 	int fd;
 
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
 	ceiling = stored();
 	fd = d.fences.fd;
 	d.fences.fd = -1; /* every write fails now */
-	f = grant_at(ceiling + 5);
-	ck_assert(d.fences_failing);
-	ck_assert_uint_eq(d.lt.fence_ceiling, f + 1); /* not past what is on disk */
-	ck_assert_uint_eq(stored(), ceiling);
+	ck_assert_int_eq(acquire_at(ceiling + 5, &e), LT_QUEUED);
+	ck_assert_int_lt(fences_store(&d), 0);
+	ck_assert(d.fences_failing && d.lt.fences_starved);
+	ck_assert_uint_eq(d.lt.fence_ceiling, ceiling + 1); /* not past what is on disk */
+	locktable_kick_all(&d.lt);
+	ck_assert(!e->held);
+	fences_plan(&d);
+	ck_assert(loop_event_pending(d.fence_timer)); /* a second later */
 	d.fences.fd = fd;
-	/* Within the second, no new try; a second later, one that works. */
-	f = grant_at(d.lt.wall_us);
-	ck_assert(d.fences_failing);
-	ck_assert_uint_eq(d.lt.fence_ceiling, f + 1);
-	d.lt.now_us += 1000000;
-	f = grant_at(d.lt.wall_us);
+	store_and_grant(e);
 	ck_assert(!d.fences_failing);
-	ck_assert_uint_gt(stored(), f);
+	ck_assert_uint_ge(stored(), e->fence);
+	release(e);
 }
 END_TEST
 
@@ -136,7 +202,7 @@ START_TEST(bad_files_are_refused)
 	char text[32];
 
 	write_file("12\n", 0600);
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), -1);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), -1);
 	ck_assert_uint_eq(d.lt.fence_ceiling, FENCEFILE_MAX);
 	snprintf(text, sizeof(text), "%020llu\n", (unsigned long long)FENCEFILE_MAX);
 	write_file(text, 0600);
@@ -145,7 +211,7 @@ START_TEST(bad_files_are_refused)
 	ck_assert_int_eq(fencefile_open(&other, path, false, &c), -EPERM);
 	write_file("00000000000000000000\n", 0600);
 	/* One daemon per file; the other is told who has it. */
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
 	ck_assert_int_eq(fencefile_open(&other, path, false, &c), -EBUSY);
 	ck_assert_int_eq(fencefile_holder(path), getpid());
 }
@@ -161,7 +227,7 @@ START_TEST(an_empty_file_stops_the_daemon)
 
 	write_file("", 0600);
 	ck_assert_int_eq(fencefile_open(&other, path, true, &c), -ENODATA);
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), -1);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), -1);
 	ck_assert_int_eq(d.fences.fd, -1);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_eq(st.st_size, 0); /* left as it was, for the administrator */
@@ -172,9 +238,9 @@ END_TEST
  * ran (the caller tells). */
 START_TEST(a_missing_file_is_new_unless_an_earlier_run_left_a_socket)
 {
-	ck_assert_int_eq(haspd_keep_fences(&d, path, "/run/earlier/haspd.sock"), -1);
+	ck_assert_int_eq(fences_keep(&d, path, "/run/earlier/haspd.sock"), -1);
 	ck_assert_int_eq(access(path, F_OK), -1); /* nothing was made */
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
 	ck_assert_uint_gt(stored(), d.lt.wall_us);
 	ck_assert_uint_eq(fencefile_holder(path), getpid()); /* taken */
 }
@@ -196,7 +262,7 @@ START_TEST(a_ceiling_near_the_maximum_is_kept_within_it)
 	uint64_t f, g, c;
 
 	store_ceiling(FENCEFILE_MAX - 1000);
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
 	f = grant_at(d.lt.wall_us);
 	ck_assert_uint_gt(f, FENCEFILE_MAX - 1000);
 	ck_assert_uint_ge(stored(), f);
@@ -219,72 +285,39 @@ END_TEST
 START_TEST(exhausted_fences_stop_the_start)
 {
 	store_ceiling(FENCEFILE_MAX - 1);
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), -1);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), -1);
 }
 END_TEST
 
-/* Runs steps in a child whose stderr comes back here: steps end with the
- * grant that must stop the daemon, and say "last fence given" just before.
- * The child must exit with status 1 after saying that fences are exhausted
- * (an assertion that fails in it exits with 1 too, but says neither). */
-static void expect_exhaustion(void (*steps)(void))
+/* The last fences are given; the grant after them waits for good (and says
+ * so in the log), and what is stored is the last: no fence past it exists. */
+START_TEST(after_the_last_fence_nothing_is_granted)
 {
-	char out[8192] = "";
-	size_t len = 0;
-	ssize_t n;
-	int p[2], st;
-	pid_t pid;
+	struct lt_entry *e;
 
-	ck_assert_int_eq(pipe(p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(p[0]);
-		dup2(p[1], 2);
-		steps();
-		_exit(99);
-	}
-	close(p[1]);
-	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)n;
-	close(p[0]);
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	ck_assert_msg(strstr(out, "last fence given"), "stderr: %s", out);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x, stderr: %s", st, out);
-	ck_assert_msg(strstr(out, "fences are exhausted"), "stderr: %s", out);
-}
-
-static void the_last_fences(void)
-{
 	store_ceiling(FENCEFILE_MAX - 3);
-	ck_assert_int_eq(haspd_keep_fences(&d, path, NULL), 0);
+	ck_assert_int_eq(fences_keep(&d, path, NULL), 0);
 	ck_assert_uint_eq(grant_at(d.lt.wall_us), FENCEFILE_MAX - 2);
 	ck_assert_uint_eq(grant_at(d.lt.wall_us), FENCEFILE_MAX - 1);
 	ck_assert_uint_eq(stored(), FENCEFILE_MAX - 1);
-	fprintf(stderr, "last fence given\n");
-	grant_at(d.lt.wall_us);
-}
-
-/* The last fences are given; the grant after them stops the daemon (exit
- * status 1) before its fence exists, and what is stored is the last. */
-START_TEST(the_grant_after_the_last_fence_stops_the_daemon)
-{
-	expect_exhaustion(the_last_fences);
+	ck_assert_int_eq(acquire_at(d.lt.wall_us, &e), LT_QUEUED);
+	ck_assert_int_eq(fences_store(&d), -ERANGE);
+	ck_assert(d.fences_exhausted && !e->held);
+	fences_plan(&d);
+	ck_assert(!loop_event_pending(d.fence_timer)); /* no store to try */
+	ck_assert_uint_eq(stored(), FENCEFILE_MAX - 1);
 }
 END_TEST
-
-static void the_last_fence_by_the_clock(void)
-{
-	ck_assert_uint_eq(grant_at(FENCEFILE_MAX - 1), FENCEFILE_MAX - 1);
-	fprintf(stderr, "last fence given\n");
-	grant_at(FENCEFILE_MAX - 1);
-}
 
 /* Without a fence file the same: fences follow the clock, which would need
  * to read the year 2255 to get there. */
 START_TEST(no_fence_passes_the_last_without_a_file_either)
 {
-	expect_exhaustion(the_last_fence_by_the_clock);
+	struct lt_entry *e;
+
+	ck_assert_uint_eq(grant_at(FENCEFILE_MAX - 1), FENCEFILE_MAX - 1);
+	ck_assert_int_eq(acquire_at(FENCEFILE_MAX - 1, &e), LT_QUEUED);
+	ck_assert(d.lt.fences_starved && !e->held);
 }
 END_TEST
 
@@ -294,15 +327,16 @@ static Suite *fences_suite(void)
 	TCase *tc = tcase_create("fencefile");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, ceiling_is_stored_before_a_fence_reaches_it);
+	tcase_add_test(tc, ceiling_is_stored_ahead_not_in_a_grant);
+	tcase_add_test(tc, a_grant_past_the_ceiling_waits_for_the_store);
 	tcase_add_test(tc, a_new_daemon_starts_above_the_stored_ceiling);
-	tcase_add_test(tc, a_failed_store_is_tried_again_at_the_next_grant);
+	tcase_add_test(tc, a_failed_store_grants_nothing_and_is_tried_again);
 	tcase_add_test(tc, bad_files_are_refused);
 	tcase_add_test(tc, an_empty_file_stops_the_daemon);
 	tcase_add_test(tc, a_missing_file_is_new_unless_an_earlier_run_left_a_socket);
 	tcase_add_test(tc, a_ceiling_near_the_maximum_is_kept_within_it);
 	tcase_add_test(tc, exhausted_fences_stop_the_start);
-	tcase_add_test(tc, the_grant_after_the_last_fence_stops_the_daemon);
+	tcase_add_test(tc, after_the_last_fence_nothing_is_granted);
 	tcase_add_test(tc, no_fence_passes_the_last_without_a_file_either);
 	suite_add_tcase(s, tc);
 	return s;

@@ -235,34 +235,53 @@ START_TEST(fences_strictly_increase)
 }
 END_TEST
 
-/* No fence reaches the ceiling before a new one is reserved above it. */
-START_TEST(fences_reserved_before_they_are_issued)
+/* No fence at or above the ceiling is given: a grant waits for a higher
+ * one, in its place, and even a request that tries once waits for it
+ * rather than be told the lock is busy. */
+START_TEST(no_fence_is_given_past_the_ceiling)
 {
-	uint64_t ceiling = 5000100;
-	struct lt_entry *l;
+	struct lt_entry *l, *w1, *w2;
 
-	ck_assert_uint_eq(fx.lt.fence_ceiling, UINT64_MAX); /* no ceiling: never asked */
+	ck_assert_uint_eq(fx.lt.fence_ceiling, UINT64_MAX); /* no ceiling: any */
 	locktable_set_fence_floor(&fx.lt, 5000000);
-	locktable_set_fence_ceiling(&fx.lt, ceiling);
-	for (int i = 0; i < 2500; i++) {
-		/* Now and then the wall clock leaps ahead of the ceiling. */
-		locktable_set_now(&fx.lt, fx.lt.now_us + 1, i == 700 ? 5600000 : 10);
+	locktable_set_fence_ceiling(&fx.lt, 5000100);
+	locktable_set_now(&fx.lt, fx.lt.now_us + 1, 10);
+	for (int i = 0; i < 99; i++) {
 		ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, i, &l), LT_GRANTED);
-		if (l->fence >= ceiling) {
-			ck_assert_uint_gt(fx.nreserved, 0);
-			ck_assert_uint_eq(fx.reserved_at[fx.nreserved - 1], l->fence);
-			ceiling = l->fence + 1000;
-		}
-		ck_assert_uint_lt(l->fence, fx.lt.fence_ceiling);
-		ck_assert_uint_eq(fx.lt.fence_ceiling, ceiling);
+		ck_assert_uint_eq(l->fence, 5000001 + (uint64_t)i);
 		ck_assert_int_eq(fx_release(&fx, &a, l->id), LT_OK);
 	}
-	/* Fences 5000001 .. 5000700, then 5600000 .. 5601799: reserved at the
-	 * first ceiling, at the leap, and 1000 fences after it. */
-	ck_assert_uint_eq(fx.nreserved, 3);
-	ck_assert_uint_eq(fx.reserved_at[0], 5000100);
-	ck_assert_uint_eq(fx.reserved_at[1], 5600000);
-	ck_assert_uint_eq(fx.reserved_at[2], 5601000);
+	ck_assert_uint_eq(locktable_fences_left(&fx.lt), 0);
+	ck_assert(!fx.lt.fences_starved);
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", X, -1, 100, &w1), LT_QUEUED);
+	ck_assert(fx.lt.fences_starved);
+	ck_assert_int_eq(fx_acquire(&fx, &b, "other", S, 0, 101, &w2), LT_QUEUED);
+	ck_assert_int_eq(fx_acquire(&fx, &c, "k", X, 0, 102, NULL), LT_BUSY); /* a's turn */
+	fx_kick_all(&fx);
+	ck_assert_uint_eq(fx.ngranted, 0);
+	/* A ceiling that gives one more fence: the first in line gets it. */
+	locktable_set_fence_ceiling(&fx.lt, 5000101);
+	ck_assert(!fx.lt.fences_starved);
+	fx_kick_all(&fx);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert(fx.lt.fences_starved);
+	locktable_set_fence_ceiling(&fx.lt, 5001000);
+	fx_kick_all(&fx);
+	ck_assert_uint_eq(fx.ngranted, 2);
+	ck_assert(w1->held && w2->held);
+	ck_assert_uint_ne(w1->fence, w2->fence);
+	ck_assert_uint_ge(w1->fence, 5000100);
+	ck_assert_uint_ge(w2->fence, 5000100);
+	ck_assert_uint_le(w1->fence, 5000101);
+	ck_assert_uint_le(w2->fence, 5000101);
+	/* The wall clock leaps past the ceiling: the next grant waits. */
+	locktable_set_now(&fx.lt, fx.lt.now_us + 1, 5600000);
+	ck_assert_int_eq(fx_acquire(&fx, &c, "third", X, -1, 103, &l), LT_QUEUED);
+	ck_assert(fx.lt.fences_starved);
+	locktable_set_fence_ceiling(&fx.lt, 5601000);
+	fx_kick_all(&fx);
+	ck_assert(l->held);
+	ck_assert_uint_eq(l->fence, 5600000);
 }
 END_TEST
 
@@ -689,7 +708,7 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, already_held_held_or_waiting);
 	tcase_add_test(tc, release_only_own_leases);
 	tcase_add_test(tc, fences_strictly_increase);
-	tcase_add_test(tc, fences_reserved_before_they_are_issued);
+	tcase_add_test(tc, no_fence_is_given_past_the_ceiling);
 	tcase_add_test(tc, lease_ids_unique);
 	tcase_add_test(tc, gauges_return_to_zero);
 	tcase_add_test(tc, next_deadline_is_the_earliest);
