@@ -18,7 +18,8 @@
 
 #include "buildconf.h"
 #include "frame.h"
-#include "proto.h"
+#include "proto-client.h"
+#include "sockpath.h"
 #include "trust.h"
 
 #define HASP_EXPORT __attribute__((visibility("default")))

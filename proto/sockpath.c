@@ -1,4 +1,4 @@
-#include "proto.h"
+#include "sockpath.h"
 
 #include <errno.h>
 #include <stdio.h>

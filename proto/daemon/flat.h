@@ -1,6 +1,6 @@
 /* A fast reader for the requests that matter most: short flat objects whose
  * values are plain ASCII strings (no escapes), integers, true, false or
- * null. Anything else is "not flat", and proto.c reads it with jansson,
+ * null. Anything else is "not flat", and request-decode.c reads it with jansson,
  * which also reports every error: this reader never decides that a line is
  * invalid, only that it is simple. */
 #pragma once

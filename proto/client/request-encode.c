@@ -1,0 +1,14 @@
+/* Requests as libhasp writes them. */
+#include "proto-client.h"
+
+char *proto_encode_request(int64_t id, enum proto_op op, json_t *args, size_t *len)
+{
+	json_t *o = json_pack("{s:I,s:s}", "id", (json_int_t)id, "op", proto_op_name(op));
+
+	if (o && args && json_object_update(o, args) < 0) {
+		json_decref(o);
+		o = NULL;
+	}
+	json_decref(args);
+	return proto_dump_line(o, len);
+}
