@@ -7,7 +7,7 @@
 
 #include "files.h"
 #include "haspd.h"
-#include "proto.h"
+#include "proto-daemon.h"
 #include "reply.h"
 #include "report.h"
 #include "session.h"

@@ -13,7 +13,7 @@
 #include "haspd.h"
 #include "oslock.h"
 #include "log.h"
-#include "proto.h"
+#include "proto-daemon.h"
 #include "reply.h"
 #include "report.h"
 #include "revoke.h"

@@ -9,7 +9,7 @@
 #include "fdlimit.h"
 #include "haspd.h"
 #include "oslock.h"
-#include "proto.h"
+#include "proto-daemon.h"
 #include "session.h"
 
 static int open_error(int err, const char *path, int *code, char *msg, size_t n)

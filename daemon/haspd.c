@@ -15,7 +15,7 @@
 #include "fences.h"
 #include "files.h"
 #include "log.h"
-#include "proto.h"
+#include "proto-daemon.h"
 #include "server.h"
 #include "session.h"
 #include "users.h"

@@ -18,7 +18,8 @@
 #include "fences.h"
 #include "haspd.h"
 #include "log.h"
-#include "proto.h"
+#include "proto-daemon.h"
+#include "sockpath.h"
 #include "server.h"
 #include "systemd.h"
 

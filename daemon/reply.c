@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "haspd.h"
-#include "proto.h"
+#include "proto-daemon.h"
 #include "report.h"
 #include "session.h"
 

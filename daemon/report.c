@@ -10,7 +10,7 @@
 
 #include "haspd.h"
 #include "oslock.h"
-#include "proto.h"
+#include "proto-daemon.h"
 #include "utf8.h"
 
 static json_t *report_decref(json_t *o)

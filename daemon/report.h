@@ -6,7 +6,7 @@
 #include <jansson.h>
 
 #include "locktable.h"
-#include "proto.h"
+#include "proto-daemon.h"
 
 struct haspd;
 

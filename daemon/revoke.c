@@ -8,7 +8,7 @@
 
 #include "changes.h"
 #include "haspd.h"
-#include "proto.h"
+#include "proto-daemon.h"
 #include "reply.h"
 #include "session.h"
 

@@ -3,7 +3,7 @@
  * gets a {"event":"revoked"} message. */
 #pragma once
 
-#include "proto.h"
+#include "proto-daemon.h"
 
 struct session;
 

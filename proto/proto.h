@@ -1,6 +1,5 @@
 /* The whole codec, both halves: for the protocol's own tests and fuzzer,
- * which read what one half writes with the other, and for the daemon's
- * files that include it by this name. It needs both halves' directories
+ * which read what one half writes with the other. It needs both halves' directories
  * on the include path, so libhasp, which has only proto/client/, cannot
  * include it: libhasp includes proto-client.h.
  *
