@@ -114,9 +114,11 @@ int server_check_dir(const struct config *cfg, const char *path)
 	else if (!S_ISDIR(st.st_mode))
 		log_err("%s is not a directory", dir);
 	else if (st.st_uid != geteuid() && st.st_uid != 0)
-		log_err("the socket directory %s is owned by %s, not by haspd's %s or root; refusing "
-			"to listen there (its owner could replace the socket)", dir,
-			uid_name(st.st_uid, owner, sizeof(owner)), uid_name(geteuid(), self, sizeof(self)));
+		log_err("the socket directory %s is owned by %s, not by %s%s; refusing to listen "
+			"there (its owner could replace the socket)", dir,
+			uid_name(st.st_uid, owner, sizeof(owner)),
+			geteuid() == 0 ? "root" : uid_name(geteuid(), self, sizeof(self)),
+			geteuid() == 0 ? "" : " (haspd's) or root");
 	else if (st.st_mode & (S_IWGRP | S_IWOTH))
 		log_err("the socket directory %s is writable by its group or others (mode %04o); "
 			"refusing to listen there (they could replace the socket)", dir,
