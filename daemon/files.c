@@ -33,15 +33,18 @@ static int refuse_access(const char *path, int *code, char *msg, size_t n)
 }
 
 /* A descriptor for the request: the client's, or one the daemon opens for a
- * peer of its own uid. Returns it, or -1 with the error set. */
-static int request_fd(struct session *s, const char *path, int fd, int *code, char *msg, size_t n)
+ * peer of its own uid, and in *ret_access the access it proves (for
+ * oslock_new()). Returns it, or -1 with the error set. */
+static int request_fd(struct session *s, const char *path, int fd, int *ret_access, int *code,
+		      char *msg, size_t n)
 {
-	if (fd >= 0 && oslock_check_access(fd) < 0) {
+	if (fd >= 0) {
+		*ret_access = oslock_access(fd);
+		if (*ret_access >= 0)
+			return fd;
 		close(fd);
 		return refuse_access(path, code, msg, n);
 	}
-	if (fd >= 0)
-		return fd;
 	if (s->sender.uid != geteuid()) {
 		*code = HASP_E_PERMISSION_DENIED;
 		snprintf(msg, n, "a path without a descriptor is served only to uid %u; "
@@ -51,7 +54,20 @@ static int request_fd(struct session *s, const char *path, int fd, int *code, ch
 	fd = oslock_open_path(path);
 	if (fd < 0)
 		return open_error(-fd, path, code, msg, n);
+	*ret_access = oslock_access(fd);
 	return fd;
+}
+
+/* Whether s's uid may have one more file open, reading the descriptor limit
+ * again only when the one known says no (prlimit(1) may have raised it). */
+static bool may_open_file(struct session *s, char *msg, size_t n)
+{
+	struct haspd *d = s->d;
+
+	if (users_may_open_file(&d->users, s->user, &d->cfg, msg, n))
+		return true;
+	users_set_fd_budget(&d->users, fdlimit_now(), d->users.fds_base);
+	return users_may_open_file(&d->users, s->user, &d->cfg, msg, n);
 }
 
 struct lt_resource *files_resource(struct session *s, const char *path, int fd, int *code,
@@ -61,7 +77,7 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	char key[OSLOCK_KEY_LEN];
 	struct lt_resource *r = NULL;
 	struct oslock *o;
-	int e;
+	int e, access = 0;
 
 	if (path[0] != '/') {
 		if (fd >= 0)
@@ -70,17 +86,16 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 		snprintf(msg, msg_size, "\"path\" must be absolute");
 		return NULL;
 	}
-	fd = request_fd(s, path, fd, code, msg, msg_size);
+	fd = request_fd(s, path, fd, &access, code, msg, msg_size);
 	if (fd < 0)
 		return NULL;
 	e = oslock_identify(fd, key);
 	if (e < 0) {
 		open_error(-e, path, code, msg, msg_size);
 	} else if (!(r = locktable_find(lt, key, sizeof(key)))) {
-		users_set_fd_budget(&s->d->users, fdlimit_now(), s->d->users.fds_base);
-		if (!users_may_open_file(&s->d->users, s->user, &s->d->cfg, msg, msg_size)) {
+		if (!may_open_file(s, msg, msg_size)) {
 			*code = HASP_E_LIMIT;
-		} else if (!(o = oslock_new(fd, path))) {
+		} else if (!(o = oslock_new(fd, access, path))) {
 			open_error(errno, path, code, msg, msg_size);
 		} else if (!(r = locktable_attach(lt, key, sizeof(key), o))) {
 			oslock_free(o);

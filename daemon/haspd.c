@@ -105,9 +105,15 @@ void haspd_accepted(void *arg, int fd, bool out_of_fds)
 
 	if (!s)
 		return;
-	if (out_of_fds)
+	if (out_of_fds) {
 		dispatch_refuse(s, "it is out of file descriptors (RLIMIT_NOFILE)");
-	else if (!users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
+		return;
+	}
+	if (users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
+		return;
+	/* The descriptor limit known may be old (prlimit(1)): read it again. */
+	users_set_fd_budget(&d->users, fdlimit_now(), d->users.fds_base);
+	if (!users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
 		dispatch_refuse(s, why);
 }
 

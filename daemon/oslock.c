@@ -41,7 +41,7 @@ static int open_either(const char *path, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
-int oslock_check_access(int fd)
+int oslock_access(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 
@@ -51,24 +51,13 @@ int oslock_check_access(int fd)
 		return -EACCES;
 	switch (fl & O_ACCMODE) {
 	case O_RDONLY:
-	case O_WRONLY:
 	case O_RDWR:
-		return 0;
+		return O_RDONLY;
+	case O_WRONLY:
+		return O_WRONLY;
 	default:
 		return -EACCES; /* 3: neither (ioctl only) */
 	}
-}
-
-/* Reopens the client's fd through /proc with at most its access. */
-static int reopen_as(int fd, const char *proc)
-{
-	int fl = fcntl(fd, F_GETFL), own;
-
-	if (fl < 0)
-		return -errno;
-	own = open(proc, ((fl & O_ACCMODE) == O_WRONLY ? O_WRONLY : O_RDONLY) | O_NONBLOCK |
-		       O_NOCTTY | O_CLOEXEC);
-	return own < 0 ? -errno : own;
 }
 
 int oslock_open_path(const char *path)
@@ -76,7 +65,7 @@ int oslock_open_path(const char *path)
 	return open_either(path, O_CREAT | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 }
 
-struct oslock *oslock_new(int fd, const char *fallback_path)
+struct oslock *oslock_new(int fd, int access, const char *fallback_path)
 {
 	char proc[64], path[PATH_MAX];
 	struct stat st;
@@ -84,16 +73,10 @@ struct oslock *oslock_new(int fd, const char *fallback_path)
 	ssize_t n;
 	int own;
 
-	if (oslock_check_access(fd) < 0) {
-		errno = EACCES;
-		return NULL;
-	}
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	own = reopen_as(fd, proc);
-	if (own < 0) {
-		errno = -own;
+	own = open(proc, access | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (own < 0)
 		return NULL;
-	}
 	if (fstat(own, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(own);
 		errno = EINVAL;

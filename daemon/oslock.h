@@ -29,16 +29,17 @@ struct oslock {
 /* st_dev/st_ino of fd's file as a key (key must hold OSLOCK_KEY_LEN bytes).
  * Returns 0, -EINVAL when it is not a regular file, or -errno. */
 int oslock_identify(int fd, char *key);
-/* Whether a client's descriptor proves it could open the file: open for
- * reading or writing (not O_PATH). Returns 0, -EACCES, or -errno. */
-int oslock_check_access(int fd);
+/* What a client's descriptor proves it could open the file for, as the
+ * flags to reopen it with: O_RDONLY if it may read, else O_WRONLY if it may
+ * write; -EACCES for O_PATH or a descriptor open for neither; -errno. */
+int oslock_access(int fd);
 /* Opens path as the client library would: creating it (0666 minus umask)
  * if missing, never blocking on a FIFO. Returns the descriptor or -errno. */
 int oslock_open_path(const char *path);
 /* A lock object with a description of its own: fd is reopened through
- * /proc/self/fd with no more access than fd has (read-only if fd may read,
- * else write-only); fd itself is left to the caller. NULL with errno set. */
-struct oslock *oslock_new(int fd, const char *fallback_path);
+ * /proc/self/fd with access (from oslock_access(fd): no more than fd has);
+ * fd itself is left to the caller. NULL with errno set. */
+struct oslock *oslock_new(int fd, int access, const char *fallback_path);
 void oslock_free(struct oslock *o);
 
 /* Takes the flock in this mode without blocking: true when held. */

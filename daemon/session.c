@@ -61,8 +61,12 @@ static bool session_hold_fd(void *ctx)
 {
 	struct session *s = ctx;
 
-	if (!users_may_hold_fd(&s->d->users, s->user))
-		return false;
+	if (!users_may_hold_fd(&s->d->users, s->user)) {
+		/* The limit known may be old (prlimit(1)): read it again. */
+		users_set_fd_budget(&s->d->users, fdlimit_now(), s->d->users.fds_base);
+		if (!users_may_hold_fd(&s->d->users, s->user))
+			return false;
+	}
 	users_hold_fd(&s->d->users, s->user);
 	return true;
 }
@@ -94,7 +98,6 @@ struct session *session_new(struct haspd *d, int fd)
 		return NULL;
 	}
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
-	users_set_fd_budget(&d->users, fdlimit_now(), d->users.fds_base);
 	s->d = d;
 	s->user = users_get(&d->users, cred.uid);
 	if (!s->user) {
