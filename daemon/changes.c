@@ -35,7 +35,7 @@ static void changes_revoked(struct changes_revoker *rv, const struct lt_entry *e
 	char *line = body ? proto_event("revoked", body, &len) : NULL;
 
 	session_log(by, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u",
-		    e->id, name, (int)e->sender.pid, (int)by->sender.pid,
+		    e->id, name, (int)lt_entry_sender(e).pid, (int)by->sender.pid,
 		    (unsigned)by->sender.uid);
 	if (line) {
 		session_write(holder, line, len);

@@ -79,17 +79,19 @@ struct lt_resource {
 	struct hnode node;      /* in locktable.resources, by key */
 	struct list holders;    /* lt_entry.qnode, unordered */
 	struct list waiters;    /* lt_entry.qnode, FIFO */
-	void *os;               /* the caller's, e.g. a file: grants go through cb.admit */
-	struct lt_resource *change_next; /* in locktable.res_changes, while reported */
+	void *os;               /* the caller's, e.g. a file: grants go through cb.admit;
+				 * then a link to the next resource to unlock
+				 * follows the key (locktable.c) */
 	uint32_t nholders, nwaiters;
 	uint32_t key_len;
-	enum lt_mode held_mode; /* meaningful while nholders > 0 */
-	uint8_t change;         /* enum lt_change_kind while reported, else 0 */
+	uint8_t held_mode;      /* enum lt_mode, meaningful while nholders > 0 */
+	uint8_t change;         /* LT_CHANGE_UNLOCKED or _FREED while reported, else 0 */
 	char key[];             /* NUL-terminated */
 };
 
-/* A lease, or a request waiting to become one. Kept small: a million of
- * them should cost well under 256 bytes each, resource and buckets included. */
+/* A lease, or a request waiting to become one. Kept small (120 bytes): a
+ * million of them should cost well under 256 bytes each, resource and
+ * buckets included. */
 struct lt_entry {
 	struct list qnode;      /* in res->holders or res->waiters */
 	struct list onode;      /* in owner->held or owner->waiting */
@@ -104,17 +106,23 @@ struct lt_entry {
 	uint64_t id;            /* lease id, unique for the table's life */
 	uint64_t fence;         /* 0 while waiting */
 	uint64_t since_us;      /* when queued; once held, when granted */
-	int64_t timeout_ms;     /* as requested: -1 forever */
+	union {
+		int64_t timeout_ms;       /* as requested: -1 forever; meaningless
+					   * once granted */
+		struct lt_entry *granted_next; /* in locktable.granted, while reported */
+	};
 	int64_t tag;            /* the caller's, e.g. the acquire's request id */
-	struct lt_cred sender;  /* who asked for it */
-	struct lt_entry *change_next; /* in locktable.changes, while reported */
-	enum lt_mode mode;
+	uint8_t mode;           /* enum lt_mode */
 	uint8_t change;         /* enum lt_change_kind while reported, else 0 */
 	bool held;
 	bool timed;
-	bool has_owner_name;    /* the strings follow the entry: owner name, then message */
-	bool has_message;
+	bool has_sender;        /* what follows the entry: its sender's lt_cred if it */
+	bool has_owner_name;    /* is not the owner's, then the owner name, then */
+	bool has_message;       /* the message */
 };
+
+/* The process that asked for the entry: the request's sender, or its owner. */
+struct lt_cred lt_entry_sender(const struct lt_entry *e);
 
 /* The entry's owner name and message, or NULL. */
 const char *lt_entry_owner_name(const struct lt_entry *e);
@@ -166,8 +174,13 @@ struct locktable {
 	bool fences_starved;    /* a grant waits for a higher ceiling */
 	uint64_t last_id;
 	struct lt_stats stats;
-	struct lt_entry *changes, **changes_tail;           /* not yet drained */
-	struct lt_resource *res_changes, **res_changes_tail;
+	/* Change records not yet drained: entries gone (expired, revoked;
+	 * by qnode), entries granted (by granted_next), os resources to
+	 * unlock (by the link after the key), resources gone (by node). */
+	struct list gone;
+	struct lt_entry *granted, **granted_tail;
+	struct lt_resource *unlock, **unlock_tail;
+	struct lt_resource *dead, **dead_tail;
 	struct lt_entry *drained_entry;       /* the last record's, if it is to be freed */
 	struct lt_resource *drained_res;
 };

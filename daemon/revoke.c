@@ -19,7 +19,7 @@ static bool may_revoke(const struct lt_entry *e, const void *arg)
 	const struct session *s = arg;
 	uid_t uid = s->sender.uid;
 
-	return uid == 0 || uid == geteuid() || uid == e->sender.uid;
+	return uid == 0 || uid == geteuid() || uid == lt_entry_sender(e).uid;
 }
 
 /* The revoked leases' ids as the reply, or the session ends when memory
@@ -42,7 +42,7 @@ static void revoke_lease(struct session *s, const struct proto_request *req)
 		reply_error(s, true, req->id, HASP_E_UNKNOWN_LEASE, msg, NULL);
 	} else if (!may_revoke(e, s)) {
 		snprintf(msg, sizeof(msg), "lease %" PRIu64 " is held by uid %u: only root, uid %u "
-			 "and the holder's uid may revoke it", e->id, (unsigned)e->sender.uid,
+			 "and the holder's uid may revoke it", e->id, (unsigned)lt_entry_sender(e).uid,
 			 (unsigned)geteuid());
 		reply_error(s, true, req->id, HASP_E_PERMISSION_DENIED, msg, NULL);
 	} else {
