@@ -39,8 +39,10 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	if (cb)
 		lt->cb = *cb;
 	lt->fence_ceiling = UINT64_MAX;
-	lt->changes_tail = &lt->changes;
-	lt->res_changes_tail = &lt->res_changes;
+	list_init(&lt->gone);
+	lt->granted_tail = &lt->granted;
+	lt->unlock_tail = &lt->unlock;
+	lt->dead_tail = &lt->dead;
 	heap_init(&lt->deadlines);
 	if (htable_init(&lt->resources, 64, resource_hash) < 0 ||
 	    htable_init(&lt->leases, 64, lease_hash) < 0 ||
@@ -188,6 +190,19 @@ void locktable_foreach(const struct locktable *lt,
 
 /* ---- resources ---- */
 
+/* An os resource's link in the unlock queue: after its key, aligned. */
+static size_t unlock_link_offset(size_t key_len)
+{
+	size_t off = sizeof(struct lt_resource) + key_len + 1;
+
+	return (off + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+}
+
+static struct lt_resource **unlock_link(struct lt_resource *r)
+{
+	return (struct lt_resource **)((char *)r + unlock_link_offset(r->key_len));
+}
+
 static struct lt_resource *resource_get(struct locktable *lt, const char *key, size_t key_len,
 					void *os)
 {
@@ -195,7 +210,9 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 
 	if (r)
 		return r;
-	r = malloc(sizeof(*r) + key_len + 1);
+	/* An os resource has its link in the unlock queue after the key. */
+	r = malloc(os ? unlock_link_offset(key_len) + sizeof(struct lt_resource *) :
+		   sizeof(*r) + key_len + 1);
 	if (!r)
 		return NULL;
 	list_init(&r->holders);
@@ -214,28 +231,39 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 
 /* ---- change records ---- */
 
-static void report_entry(struct locktable *lt, struct lt_entry *e, enum lt_change_kind kind)
+static void report_granted(struct locktable *lt, struct lt_entry *e)
 {
-	if (e->change)
-		return;
-	e->change = (uint8_t)kind;
-	e->change_next = NULL;
-	*lt->changes_tail = e;
-	lt->changes_tail = &e->change_next;
+	e->change = LT_CHANGE_GRANTED;
+	e->granted_next = NULL;
+	*lt->granted_tail = e;
+	lt->granted_tail = &e->granted_next;
 }
 
-/* An os resource to unlock, or any resource gone: FREED wins over UNLOCKED. */
-static void report_resource(struct locktable *lt, struct lt_resource *r, enum lt_change_kind kind)
+/* An entry out of every queue, kept for its record. */
+static void report_gone(struct locktable *lt, struct lt_entry *e, enum lt_change_kind kind)
 {
-	if (r->change) {
-		if (kind == LT_CHANGE_FREED)
-			r->change = (uint8_t)kind;
+	e->change = (uint8_t)kind;
+	list_add_tail(&lt->gone, &e->qnode);
+}
+
+/* An os resource has no holders: to unlock, unless it is gone first. */
+static void report_unlocked(struct locktable *lt, struct lt_resource *r)
+{
+	if (r->change)
 		return;
-	}
-	r->change = (uint8_t)kind;
-	r->change_next = NULL;
-	*lt->res_changes_tail = r;
-	lt->res_changes_tail = &r->change_next;
+	r->change = LT_CHANGE_UNLOCKED;
+	*unlock_link(r) = NULL;
+	*lt->unlock_tail = r;
+	lt->unlock_tail = unlock_link(r);
+}
+
+/* A resource out of the table (its hash link is free), kept for its record. */
+static void report_freed(struct locktable *lt, struct lt_resource *r)
+{
+	r->change = LT_CHANGE_FREED;
+	r->node.next = NULL;
+	*lt->dead_tail = r;
+	lt->dead_tail = (struct lt_resource **)&r->node.next;
 }
 
 static void free_drained(struct locktable *lt)
@@ -248,17 +276,21 @@ static void free_drained(struct locktable *lt)
 
 static bool next_entry_change(struct locktable *lt, struct lt_change *ret)
 {
-	struct lt_entry *e = lt->changes;
+	struct lt_entry *e;
 
-	if (!e)
+	if (!list_empty(&lt->gone)) {
+		e = container_of(lt->gone.next, struct lt_entry, qnode);
+		list_del(&e->qnode);
+		lt->drained_entry = e; /* gone from the table: freed at the next */
+	} else if ((e = lt->granted)) {
+		lt->granted = e->granted_next;
+		if (!lt->granted)
+			lt->granted_tail = &lt->granted;
+	} else {
 		return false;
-	lt->changes = e->change_next;
-	if (!lt->changes)
-		lt->changes_tail = &lt->changes;
+	}
 	*ret = (struct lt_change){ (enum lt_change_kind)e->change, e, e->res };
 	e->change = 0;
-	if (ret->kind != LT_CHANGE_GRANTED)
-		lt->drained_entry = e; /* gone from the table: freed at the next */
 	return true;
 }
 
@@ -266,21 +298,25 @@ static bool next_resource_change(struct locktable *lt, struct lt_change *ret)
 {
 	struct lt_resource *r;
 
-	while ((r = lt->res_changes)) {
-		enum lt_change_kind kind = (enum lt_change_kind)r->change;
-
-		lt->res_changes = r->change_next;
-		if (!lt->res_changes)
-			lt->res_changes_tail = &lt->res_changes;
+	while ((r = lt->unlock)) {
+		lt->unlock = *unlock_link(r);
+		if (!lt->unlock)
+			lt->unlock_tail = &lt->unlock;
+		/* Gone since (its record follows), or held again within the call. */
+		if (r->change != LT_CHANGE_UNLOCKED || r->nholders > 0)
+			continue;
 		r->change = 0;
-		if (kind == LT_CHANGE_UNLOCKED && r->nholders > 0)
-			continue; /* held again within the same call */
-		*ret = (struct lt_change){ kind, NULL, r };
-		if (kind == LT_CHANGE_FREED)
-			lt->drained_res = r;
+		*ret = (struct lt_change){ LT_CHANGE_UNLOCKED, NULL, r };
 		return true;
 	}
-	return false;
+	if (!(r = lt->dead))
+		return false;
+	lt->dead = (struct lt_resource *)r->node.next;
+	if (!lt->dead)
+		lt->dead_tail = &lt->dead;
+	lt->drained_res = r;
+	*ret = (struct lt_change){ LT_CHANGE_FREED, NULL, r };
+	return true;
 }
 
 bool locktable_next_change(struct locktable *lt, struct lt_change *ret)
@@ -292,7 +328,7 @@ bool locktable_next_change(struct locktable *lt, struct lt_change *ret)
 /* Whether every change of the last call was drained, as each call needs. */
 static bool drained(const struct locktable *lt)
 {
-	return !lt->changes && !lt->res_changes;
+	return list_empty(&lt->gone) && !lt->granted && !lt->unlock && !lt->dead;
 }
 
 /* An unused resource leaves the table at once; its memory goes once its
@@ -303,7 +339,7 @@ static void resource_put_if_unused(struct locktable *lt, struct lt_resource *r)
 		return;
 	htable_remove(&lt->resources, &r->node);
 	lt->stats.resources--;
-	report_resource(lt, r, LT_CHANGE_FREED);
+	report_freed(lt, r);
 }
 
 static bool compatible(const struct lt_resource *r, enum lt_mode mode)
@@ -345,29 +381,57 @@ static bool store_string(char **p, const char *s)
 	return true;
 }
 
+struct lt_cred lt_entry_sender(const struct lt_entry *e)
+{
+	struct lt_cred c = { .pid = e->owner->pid, .uid = e->owner->uid, .gid = e->owner->gid };
+
+	if (e->has_sender)
+		memcpy(&c, e + 1, sizeof(c));
+	return c;
+}
+
+/* Where the entry's strings start: after its sender, if it has one. */
+static const char *entry_strings(const struct lt_entry *e)
+{
+	return (const char *)(e + 1) + (e->has_sender ? sizeof(struct lt_cred) : 0);
+}
+
 const char *lt_entry_owner_name(const struct lt_entry *e)
 {
-	return e->has_owner_name ? (const char *)(e + 1) : NULL;
+	return e->has_owner_name ? entry_strings(e) : NULL;
 }
 
 const char *lt_entry_message(const struct lt_entry *e)
 {
-	const char *p = (const char *)(e + 1);
+	const char *p = entry_strings(e);
 
 	if (!e->has_message)
 		return NULL;
 	return e->has_owner_name ? p + strlen(p) + 1 : p;
 }
 
+/* Whether the request's sender is another process than its owner's. */
+static bool sender_differs(const struct lt_owner *o, const struct lt_cred *c)
+{
+	return c && (c->pid != o->pid || c->uid != o->uid || c->gid != o->gid);
+}
+
 static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, struct lt_resource *r,
 				  const struct lt_request *req)
 {
-	struct lt_entry *e = malloc(sizeof(*e) + opt_len(req->owner_name) + opt_len(req->message));
+	bool has_sender = sender_differs(o, req->sender);
+	struct lt_entry *e = malloc(sizeof(*e) + (has_sender ? sizeof(struct lt_cred) : 0) +
+				    opt_len(req->owner_name) + opt_len(req->message));
 	char *p;
 
 	if (!e)
 		return NULL;
 	p = (char *)(e + 1);
+	e->has_sender = has_sender;
+	if (has_sender) {
+		memcpy(p, req->sender, sizeof(*req->sender));
+		p += sizeof(*req->sender);
+	}
 	e->res = r;
 	e->owner = o;
 	e->id = ++lt->last_id;
@@ -375,8 +439,6 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	e->since_us = lt->now_us;
 	e->timeout_ms = req->timeout_ms;
 	e->tag = req->tag;
-	e->sender = req->sender ? *req->sender :
-		    (struct lt_cred){ .pid = o->pid, .uid = o->uid, .gid = o->gid };
 	e->mode = req->mode;
 	e->change = 0;
 	e->held = false;
@@ -468,7 +530,7 @@ static void promote(struct locktable *lt, struct lt_resource *r)
 		unwait(lt, e);
 		hold(lt, e);
 		lt->stats.granted_after_wait++;
-		report_entry(lt, e, LT_CHANGE_GRANTED);
+		report_granted(lt, e);
 	}
 }
 
@@ -482,13 +544,13 @@ static void entry_end(struct locktable *lt, struct lt_entry *e, enum lt_change_k
 	if (e->held) {
 		unhold(lt, e);
 		if (r->nholders == 0 && r->os)
-			report_resource(lt, r, LT_CHANGE_UNLOCKED);
+			report_unlocked(lt, r);
 	} else {
 		unwait(lt, e);
 	}
 	htable_remove(&lt->pairs, &e->by_pair);
 	if (kind)
-		report_entry(lt, e, kind);
+		report_gone(lt, e, kind);
 	else
 		free(e);
 	promote(lt, r);
@@ -607,30 +669,29 @@ size_t locktable_revoke_all(struct locktable *lt, struct lt_resource *r,
 			    bool (*may)(const struct lt_entry *lease, const void *arg),
 			    const void *arg, size_t *ret_refused)
 {
-	struct lt_entry *e;
-	struct list *pos;
+	struct list *pos, *tmp;
 	size_t n = 0, refused = 0;
 
 	assert(drained(lt));
-	/* The records are the collection: every lease to end is reported
-	 * first, then ended in that order; what that grants is reported after
-	 * them, and is not ended. */
+	/* Collect, then end: the leases to end are marked first, so that the
+	 * waiters they let in (added to the holders as they go) are not hit. */
 	list_foreach(pos, &r->holders) {
-		e = container_of(pos, struct lt_entry, qnode);
+		struct lt_entry *e = container_of(pos, struct lt_entry, qnode);
+
 		if (may(e, arg)) {
-			report_entry(lt, e, LT_CHANGE_REVOKED);
+			e->change = LT_CHANGE_REVOKED;
 			n++;
 		} else {
 			refused++;
 		}
 	}
-	e = lt->changes;
-	for (size_t i = 0; i < n; i++) {
-		struct lt_entry *next = e->change_next;
+	list_foreach_safe(pos, tmp, &r->holders) {
+		struct lt_entry *e = container_of(pos, struct lt_entry, qnode);
 
+		if (e->change != LT_CHANGE_REVOKED)
+			continue;
 		lt->stats.revokes++;
 		entry_end(lt, e, LT_CHANGE_REVOKED);
-		e = next;
 	}
 	*ret_refused = refused;
 	return n;

@@ -37,9 +37,10 @@ static int report_set_text(json_t *o, const char *name, const char *s)
 static json_t *report_entry(const struct lt_entry *e, json_t *extra)
 {
 	const struct lt_owner *owner = e->owner;
+	struct lt_cred who = lt_entry_sender(e);
 	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s}",
-			      "session", (json_int_t)owner->session, "pid", (int)e->sender.pid,
-			      "uid", (json_int_t)e->sender.uid, "gid", (json_int_t)e->sender.gid,
+			      "session", (json_int_t)owner->session, "pid", (int)who.pid,
+			      "uid", (json_int_t)who.uid, "gid", (json_int_t)who.gid,
 			      "mode", lt_mode_name(e->mode));
 
 	if (o && extra && report_set_text(o, "client", owner->label[0] ? owner->label : NULL) == 0 &&
@@ -117,7 +118,7 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 	e = container_of(r->holders.next, struct lt_entry, qnode);
 	owner = lt_entry_owner_name(e);
 	w = snprintf(buf, n, "held by pid %d (%s%.64s%ssession %" PRIu64 "), %s, for %.1f s",
-		     (int)e->sender.pid, owner ? "owner " : "", owner ? owner : "", owner ? ", " : "",
+		     (int)lt_entry_sender(e).pid, owner ? "owner " : "", owner ? owner : "", owner ? ", " : "",
 		     e->owner->session, lt_mode_name(e->mode),
 		     (double)(d->lt.now_us - e->since_us) / 1e6);
 	if (r->nholders > 1 && w > 0 && (size_t)w < n)
