@@ -12,10 +12,16 @@
 #include "report.h"
 #include "session.h"
 
+/* A request that timed out; one that tried once only waited for a fence
+ * (LT_FENCE_WAIT_MS), and is busy. */
 static void changes_expired(const struct lt_entry *e)
 {
 	char what[64];
 
+	if (e->timeout_ms == 0) {
+		reply_conflict(session_of(e->owner), e->tag, HASP_E_BUSY, "busy", e->res, NULL);
+		return;
+	}
 	snprintf(what, sizeof(what), "timed out after %" PRId64 " ms", e->timeout_ms);
 	reply_conflict(session_of(e->owner), e->tag, HASP_E_TIMEOUT, what, e->res, NULL);
 }

@@ -302,9 +302,14 @@ static bool next_resource_change(struct locktable *lt, struct lt_change *ret)
 		lt->unlock = *unlock_link(r);
 		if (!lt->unlock)
 			lt->unlock_tail = &lt->unlock;
-		/* Gone since (its record follows), or held again within the call. */
-		if (r->change != LT_CHANGE_UNLOCKED || r->nholders > 0)
+		/* Gone since (its record follows), or held again within the
+		 * call (then it may be reported again later). */
+		if (r->change != LT_CHANGE_UNLOCKED)
 			continue;
+		if (r->nholders > 0) {
+			r->change = 0;
+			continue;
+		}
 		r->change = 0;
 		*ret = (struct lt_change){ LT_CHANGE_UNLOCKED, NULL, r };
 		return true;
@@ -612,7 +617,7 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 		*ret = e;
 		return LT_GRANTED;
 	}
-	if (enqueue(lt, e, req->timeout_ms) == LT_NOMEM) {
+	if (enqueue(lt, e, req->timeout_ms == 0 ? LT_FENCE_WAIT_MS : req->timeout_ms) == LT_NOMEM) {
 		entry_free(lt, e);
 		resource_put_if_unused(lt, r);
 		return LT_NOMEM;

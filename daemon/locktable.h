@@ -34,6 +34,9 @@
 #define LT_LABEL_MAX 64
 /* Longer timeouts (over 31 years) are cut to this, so deadlines cannot overflow. */
 #define LT_TIMEOUT_MAX_MS 1000000000000LL
+/* How long a request that tries once (timeout 0) waits for a fence to give
+ * before it expires (and is answered busy): a store takes one disk sync. */
+#define LT_FENCE_WAIT_MS 1000
 
 enum lt_mode { LT_EXCLUSIVE, LT_SHARED };
 

@@ -689,6 +689,48 @@ START_TEST(a_lease_whose_last_holder_leaves_a_waiter_is_unlocked)
 }
 END_TEST
 
+/* A request that tries once waits for a fence, but only a second: then it
+ * expires (and is answered busy), never waits for good. */
+START_TEST(a_try_once_request_waits_a_second_for_a_fence)
+{
+	locktable_set_fence_ceiling(&fx.lt, 1); /* no fence to give */
+	ck_assert_int_eq(ACQ(a, "k", X, 0, 1), LT_QUEUED);
+	ck_assert(fx.lt.fences_starved);
+	advance_ms(LT_FENCE_WAIT_MS - 1);
+	fx_expire(&fx);
+	ck_assert_uint_eq(fx.nexpired, 0);
+	advance_ms(1);
+	fx_expire(&fx);
+	ck_assert_uint_eq(fx.nexpired, 1);
+	ck_assert_int_eq(fx.expired_tags[0], 1);
+}
+END_TEST
+
+/* A file whose last holder left while a waiter came in (no unlock then) is
+ * unlocked when its holders are gone later, with a waiter still refused. */
+START_TEST(an_os_resource_held_again_is_unlocked_later)
+{
+	static int os;
+	struct lt_entry *ha, *hb;
+
+	admit_open = true;
+	fx.lt.cb.admit = admit_when_open;
+	locktable_attach(&fx.lt, "file", 4, &os);
+	ck_assert_int_eq(fx_acquire(&fx, &a, "file", S, -1, 1, &ha), LT_GRANTED);
+	ck_assert_int_eq(fx_acquire(&fx, &b, "file", X, -1, 2, &hb), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "file", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(fx_release(&fx, &a, ha->id), LT_OK); /* b in: no unlock */
+	ck_assert(hb->held);
+	ck_assert_uint_eq(fx.nunlocked, 0);
+	ck_assert_int_eq(fx_release(&fx, &b, hb->id), LT_OK); /* c in */
+	ck_assert_uint_eq(fx.nunlocked, 0);
+	admit_open = false; /* an outsider takes the flock */
+	ck_assert_int_eq(ACQ(d, "file", X, -1, 4), LT_QUEUED);
+	fx_owner_done(&fx, &c);
+	ck_assert_uint_eq(fx.nunlocked, 1);
+}
+END_TEST
+
 static Suite *locktable_suite(void)
 {
 	Suite *s = suite_create("locktable");
@@ -727,6 +769,8 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, a_resource_is_reported_gone_after_its_entries);
 	tcase_add_test(tc, an_os_resource_is_unlocked_unless_held_again);
 	tcase_add_test(tc, a_lease_whose_last_holder_leaves_a_waiter_is_unlocked);
+	tcase_add_test(tc, a_try_once_request_waits_a_second_for_a_fence);
+	tcase_add_test(tc, an_os_resource_held_again_is_unlocked_later);
 	suite_add_tcase(s, tc);
 	return s;
 }
