@@ -629,7 +629,9 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size_t key_len,
 				     void *os)
 {
-	return resource_get(lt, key, key_len, os);
+	struct lt_resource *r = resource_get(lt, key, key_len, os);
+
+	return r && r->os == os ? r : NULL; /* not another's, nor one without */
 }
 
 void locktable_kick(struct locktable *lt, struct lt_resource *r)

@@ -217,10 +217,11 @@ uint64_t locktable_fences_left(const struct locktable *lt);
 
 void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, gid_t gid);
 
-/* Finds the resource of key, or creates it with os attached (the table then
- * owns os and hands it to cb.freed when the resource goes). An unused new
- * resource lives until the next call that could free it: follow this with
- * locktable_acquire(). NULL when out of memory (os is left to the caller). */
+/* Creates the resource of key with os attached (the table then owns os, and
+ * reports it freed when the resource goes), or finds it if it has this os.
+ * An unused new resource lives until the next call that could free it:
+ * follow this with locktable_acquire(). NULL when out of memory or when key
+ * names a resource with another os or none (os is left to the caller). */
 struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size_t key_len,
 				     void *os);
 /* LT_GRANTED (*ret is the lease; no callback), LT_QUEUED (*ret is the
