@@ -29,8 +29,10 @@ static const char usage[] =
 	"  -k, --key KEY          a named lock instead of a file (1 to 1024 bytes)\n"
 	"  -x, -e, --exclusive    an exclusive lease (the default)\n"
 	"  -s, --shared           a shared lease: shared holders coexist\n"
-	"  -n, --nonblock         fail at once if the lease cannot be had\n"
-	"  -w, --timeout SECONDS  fail if not granted within SECONDS (decimals allowed)\n"
+	"  -n, --nonblock, --nb, --nonblocking\n"
+	"                         fail at once if the lease cannot be had\n"
+	"  -w, --timeout, --wait SECONDS\n"
+	"                         fail if not granted within SECONDS (decimals allowed)\n"
 	"  -E, --conflict-exit-code CODE\n"
 	"                         exit with CODE when the lease was not granted (default 1)\n"
 	"  -o, --close            do not pass the connection to COMMAND: the lease ends\n"
@@ -46,7 +48,9 @@ static const char usage[] =
 	"reached or will not serve (a limit), or its socket is not to be trusted\n"
 	"(see 'hasp --help'); 126/127 when COMMAND cannot be run.\n"
 	"A lease that ended while COMMAND ran (revoked, or haspd gone) is reported\n"
-	"with a warning.\n";
+	"with a warning.\n"
+	"COMMAND finds its lease in its environment: HASP_LEASE (the lease id),\n"
+	"HASP_FENCE (its fencing token), and HASP_KEY or HASP_PATH.\n";
 
 struct lock_args {
 	const struct cli *cli;
@@ -122,7 +126,10 @@ static int parse_lock_args(struct cli *cli, int argc, char **argv, struct lock_a
 		{ "exclusive", no_argument, NULL, 'x' },
 		{ "shared", no_argument, NULL, 's' },
 		{ "nonblock", no_argument, NULL, 'n' },
+		{ "nb", no_argument, NULL, 'n' },
+		{ "nonblocking", no_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 'w' },
+		{ "wait", required_argument, NULL, 'w' },
 		{ "conflict-exit-code", required_argument, NULL, 'E' },
 		{ "close", no_argument, NULL, 'o' },
 		{ "owner", required_argument, NULL, OPT_OWNER },
@@ -137,7 +144,13 @@ static int parse_lock_args(struct cli *cli, int argc, char **argv, struct lock_a
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+k:xesnw:E:oc:S:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'k': a->key = optarg; break;
+		case 'k':
+			if (a->key) {
+				fputs("hasp: lock takes one -k KEY\nTry 'hasp lock --help'.\n", stderr);
+				return EXIT_USAGE;
+			}
+			a->key = optarg;
+			break;
 		case 'x': case 'e': a->opts.mode = HASP_EXCLUSIVE; break;
 		case 's': a->opts.mode = HASP_SHARED; break;
 		case 'n': a->opts.timeout_ms = 0; break;
@@ -267,6 +280,21 @@ out:
 	hasp_close(c);
 }
 
+/* What COMMAND learns of its lease: its id, its fence, and what it is on. */
+static int export_lease(const hasp_lease *l, const struct lock_args *a)
+{
+	char num[24];
+
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)hasp_lease_id(l));
+	if (setenv("HASP_LEASE", num, 1) < 0)
+		return -1;
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)hasp_lease_fence(l));
+	if (setenv("HASP_FENCE", num, 1) < 0)
+		return -1;
+	unsetenv(a->key ? "HASP_PATH" : "HASP_KEY");
+	return setenv(a->key ? "HASP_KEY" : "HASP_PATH", a->key ? a->key : a->file, 1);
+}
+
 static int run_command(hasp_client *c, struct lock_args *a)
 {
 	char *sh[] = { "/bin/sh", "-c", (char *)a->shell_command, NULL };
@@ -361,7 +389,12 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 			return a.conflict_code;
 		return cli_status(r);
 	}
-	r = run_command(c, &a);
+	if (export_lease(lease, &a) < 0) {
+		fprintf(stderr, "hasp: cannot set the lease's environment: %s\n", strerror(errno));
+		r = 71; /* EX_OSERR */
+	} else {
+		r = run_command(c, &a);
+	}
 	warn_if_lost(c, lease, &a);
 	hasp_lease_free(lease);
 	hasp_close(c);

@@ -280,6 +280,52 @@ START_TEST(usage_and_unreachable)
 }
 END_TEST
 
+/* flock(1)'s other spellings of -n and -w, and one key only. */
+START_TEST(flock_spellings_and_one_key)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	char out[4096];
+
+	hasp_lease_free(client_lock(c, "held", HASP_EXCLUSIVE)); /* held until c closes */
+	ck_assert_int_eq(RUN(out, "lock", "--nb", "-k", "held", "--", "true"), 1);
+	ck_assert_int_eq(RUN(out, "lock", "--nonblocking", "-k", "held", "--", "true"), 1);
+	ck_assert_int_eq(RUN(out, "lock", "--wait", "0.05", "-k", "held", "--", "true"), 1);
+	ck_assert_ptr_nonnull(strstr(out, "timed out"));
+	ck_assert_int_eq(RUN(out, "lock", "--nb", "-k", "free", "--", "true"), 0);
+	/* Two keys: an error, never silently the last one. */
+	ck_assert_int_eq(RUN(out, "lock", "-k", "a", "-k", "free", "--", "true"), 64);
+	ck_assert_ptr_nonnull(strstr(out, "one -k KEY"));
+	hasp_close(c);
+}
+END_TEST
+
+/* The command finds its lease in its environment: the id and fence are the
+ * ones list shows for it, and the key or path is named. */
+START_TEST(the_command_learns_its_lease)
+{
+	char out[16384], path[256], script[512], want[64];
+	unsigned long long lease = 0, fence = 0;
+	char key[64] = "";
+
+	/* The lease as list shows it, from inside the command. */
+	snprintf(script, sizeof(script), "echo \"$HASP_LEASE $HASP_FENCE $HASP_KEY "
+		 "${HASP_PATH-none}\"; %s ls --json", cli_path());
+	ck_assert_int_eq(RUN(out, "lock", "-k", "envkey", "--", "sh", "-c", script), 0);
+	ck_assert_int_eq(sscanf(out, "%llu %llu %63s", &lease, &fence, key), 3);
+	ck_assert_str_eq(key, "envkey");
+	ck_assert_ptr_nonnull(strstr(out, " none\n"));
+	snprintf(want, sizeof(want), "\"lease\":%llu,", lease);
+	ck_assert_msg(strstr(out, want), "%s not in %s", want, out);
+	snprintf(want, sizeof(want), "\"fence\":%llu,", fence);
+	ck_assert_msg(strstr(out, want), "%s not in %s", want, out);
+	snprintf(path, sizeof(path), "%s/envfile", daemon_.dir);
+	ck_assert_int_eq(RUN(out, "lock", path, "-c",
+			     "echo \"$HASP_LEASE ${HASP_KEY-none} $HASP_PATH\""), 0);
+	ck_assert_ptr_nonnull(strstr(out, " none "));
+	ck_assert_ptr_nonnull(strstr(out, path));
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
@@ -290,6 +336,8 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, exit_status_of_the_command);
 	tcase_add_test(tc, command_lines_that_are_not_utf8);
 	tcase_add_test(tc, nonblock_on_a_held_key);
+	tcase_add_test(tc, flock_spellings_and_one_key);
+	tcase_add_test(tc, the_command_learns_its_lease);
 	tcase_add_test(tc, wait_times_out);
 	tcase_add_test(tc, shared_coexists_exclusive_does_not);
 	tcase_add_test(tc, ls_json_shows_the_holder);
