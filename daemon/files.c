@@ -66,7 +66,7 @@ static bool may_open_file(struct session *s, char *msg, size_t n)
 
 	if (users_may_open_file(&d->users, s->user, &d->cfg, msg, n))
 		return true;
-	users_set_fd_budget(&d->users, fdlimit_now(), d->users.fds_base);
+	users_set_fd_limit(&d->users, fdlimit_now());
 	return users_may_open_file(&d->users, s->user, &d->cfg, msg, n);
 }
 

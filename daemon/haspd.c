@@ -112,7 +112,7 @@ void haspd_accepted(void *arg, int fd, bool out_of_fds)
 	if (users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
 		return;
 	/* The descriptor limit known may be old (prlimit(1)): read it again. */
-	users_set_fd_budget(&d->users, fdlimit_now(), d->users.fds_base);
+	users_set_fd_limit(&d->users, fdlimit_now());
 	if (!users_admit_session(&d->users, s->user, &d->cfg, before, why, sizeof(why)))
 		dispatch_refuse(s, why);
 }

@@ -15,7 +15,7 @@
 void reply_line(struct session *s, char *line, const size_t *len)
 {
 	if (!line) {
-		session_break(s); /* may be inside a lock table callback: no session_lost() */
+		session_break(s); /* ended at the next flush, not inside this request */
 		return;
 	}
 	session_write(s, line, *len);

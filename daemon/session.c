@@ -63,7 +63,7 @@ static bool session_hold_fd(void *ctx)
 
 	if (!users_may_hold_fd(&s->d->users, s->user)) {
 		/* The limit known may be old (prlimit(1)): read it again. */
-		users_set_fd_budget(&s->d->users, fdlimit_now(), s->d->users.fds_base);
+		users_set_fd_limit(&s->d->users, fdlimit_now());
 		if (!users_may_hold_fd(&s->d->users, s->user))
 			return false;
 	}

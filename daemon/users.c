@@ -29,6 +29,11 @@ void users_set_fd_budget(struct users *u, size_t limit, size_t base)
 	u->fds_base = base;
 }
 
+void users_set_fd_limit(struct users *u, size_t limit)
+{
+	u->fds_limit = limit;
+}
+
 static struct user *users_find(struct users *u, uid_t uid)
 {
 	for (struct hnode *n = htable_chain(&u->table, hash_u64(uid)); n; n = n->next) {

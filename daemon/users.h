@@ -47,6 +47,8 @@ void users_done(struct users *u);
 /* The descriptor table: its size (RLIMIT_NOFILE) and what the daemon itself
  * keeps open besides sessions, files and descriptors in flight. */
 void users_set_fd_budget(struct users *u, size_t limit, size_t base);
+/* The descriptor table's size again (prlimit(1) may have changed it). */
+void users_set_fd_limit(struct users *u, size_t limit);
 /* The user of uid, with one more session counted. NULL on ENOMEM. */
 struct user *users_get(struct users *u, uid_t uid);
 /* One session of usr has ended (its entries must be gone); the last frees
