@@ -91,21 +91,24 @@ struct setting {
 	const char *name;
 	const char *expects;
 	int reloadable;
+	size_t max_path;           /* a path setting: its longest length, else 0 */
 };
 
 static const struct setting settings[] = {
-	{ "socket", "an absolute path", 0 },
-	{ "socket_mode", "an octal mode such as 0660", 0 },
-	{ "socket_group", "a group name", 0 },
-	{ "max_line_bytes", "a number from 1024 to 16777216", 1 },
-	{ "max_sessions", "a number from 1 to 10000000", 1 },
-	{ "max_session_locks", "a number from 1 to 100000000", 1 },
-	{ "log_level", "error, warning, info or debug", 1 },
-	{ "fence_file", "an absolute path", 0 },
-	{ "max_user_sessions", "a number from 1 to 10000000", 1 },
-	{ "max_user_locks", "a number from 1 to 100000000", 1 },
-	{ "max_user_files", "a number from 1 to 10000000", 1 },
-	{ "socket_dir_mode", "an octal mode from 0700 to 0755, writable by the owner alone", 0 },
+	/* sizeof(config.socket) is sizeof(sockaddr_un.sun_path): 107 bytes and
+	 * the NUL. */
+	{ "socket", "an absolute path", 0, sizeof(((struct config *)0)->socket) - 1 },
+	{ "socket_mode", "an octal mode such as 0660", 0, 0 },
+	{ "socket_group", "a group name", 0, 0 },
+	{ "max_line_bytes", "a number from 1024 to 16777216", 1, 0 },
+	{ "max_sessions", "a number from 1 to 10000000", 1, 0 },
+	{ "max_session_locks", "a number from 1 to 100000000", 1, 0 },
+	{ "log_level", "error, warning, info or debug", 1, 0 },
+	{ "fence_file", "an absolute path", 0, sizeof(((struct config *)0)->fence_file) - 1 },
+	{ "max_user_sessions", "a number from 1 to 10000000", 1, 0 },
+	{ "max_user_locks", "a number from 1 to 100000000", 1, 0 },
+	{ "max_user_files", "a number from 1 to 10000000", 1, 0 },
+	{ "socket_dir_mode", "an octal mode from 0700 to 0755, writable by the owner alone", 0, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -133,6 +136,11 @@ int config_set(struct config *c, const char *key, const char *value, char *err, 
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		if (strcmp(key, settings[i].name) != 0)
 			continue;
+		if (settings[i].max_path && strlen(value) > settings[i].max_path) {
+			snprintf(err, n, "%s path too long (%zu bytes, at most %zu)", key,
+				 strlen(value), settings[i].max_path);
+			return -1;
+		}
 		if (apply(c, i, value) == 0)
 			return 0;
 		snprintf(err, n, "%s: '%s' is not %s", key, value, settings[i].expects);

@@ -139,7 +139,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	return -1;
 }
 
-/* Defaults, the file, then the command line, into cfg. Returns 0, or -1
+/* Defaults, the file, then the command line, into cfg. Returns 0, 1 when
+ * there was no file to read (none given, none at the default path), or -1
  * with the reason (the file and line) in err. */
 static int load_config(const struct options *opt, struct config *cfg, char *err, size_t n)
 {
@@ -162,7 +163,7 @@ static int load_config(const struct options *opt, struct config *cfg, char *err,
 		}
 	}
 	*cfg = next;
-	return 0;
+	return r == -2;
 }
 
 /* Everything main() sets up, for the signal handlers. */
@@ -188,10 +189,12 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct main_ctx *m = arg;
 	struct config next;
-	char err[512];
+	char err[512], said[PATH_MAX + 80];
+	int r;
 
 	systemd_notify("RELOADING=1");
-	if (load_config(&m->opt, &next, err, sizeof(err)) < 0) {
+	r = load_config(&m->opt, &next, err, sizeof(err));
+	if (r < 0) {
 		log_err("reload refused, settings unchanged: %s", err);
 	} else {
 		if (strcmp(next.socket, m->d.cfg.socket) || next.socket_mode != m->d.cfg.socket_mode ||
@@ -206,8 +209,13 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		m->d.cfg.max_user_files = next.max_user_files;
 		m->d.cfg.log_level = next.log_level;
 		log_threshold = (enum log_level)next.log_level;
-		log_info("reloaded %s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu, "
-			 "max_user_sessions %zu, max_user_locks %zu, max_user_files %zu", m->opt.config,
+		if (r == 1)
+			snprintf(said, sizeof(said), "no configuration file at %s; reloaded defaults "
+				 "and command line settings", m->opt.config);
+		else
+			snprintf(said, sizeof(said), "reloaded %s", m->opt.config);
+		log_info("%s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu, "
+			 "max_user_sessions %zu, max_user_locks %zu, max_user_files %zu", said,
 			 next.max_line_bytes, next.max_sessions, next.max_session_locks,
 			 next.max_user_sessions, next.max_user_locks, next.max_user_files);
 	}
@@ -261,13 +269,22 @@ static int start_status(struct main_ctx *m)
 	return 0;
 }
 
-/* The socket's path from cfg (or the default search) into path. */
+/* The socket's path from cfg (or the default search) into path: one that
+ * fits a Unix socket address (sun_path: 107 bytes and the NUL), else -1
+ * with the reason logged. */
 static int socket_path(const struct config *cfg, char *path, size_t size)
 {
+	const size_t max = sizeof(cfg->socket) - 1;
+
 	if (cfg->socket[0])
 		snprintf(path, size, "%s", cfg->socket);
 	else if (proto_default_socket(path, size) < 0) {
-		log_err("the default socket path is too long; use --socket");
+		log_err("the default socket path is too long (more than %zu bytes, at most %zu); "
+			"use --socket", size - 1, max);
+		return -1;
+	}
+	if (strlen(path) > max) {
+		log_err("socket path too long (%zu bytes, at most %zu): %s", strlen(path), max, path);
 		return -1;
 	}
 	return 0;

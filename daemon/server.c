@@ -62,24 +62,6 @@ static mode_t dir_mode(const struct config *cfg)
 	return geteuid() == 0 ? 0755 : 0700;
 }
 
-/* mkdir(2) cuts the mode by the umask: a directory just made gets it exactly. */
-static int make_dir(const char *dir, mode_t mode)
-{
-	int fd;
-
-	if (mkdir(dir, 0700) < 0)
-		return errno == EEXIST ? 0 : -1;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || fchmod(fd, mode) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	log_info("created the socket directory %s, mode %04o", dir, (unsigned)mode);
-	return 0;
-}
-
 /* "uid 4242" or "uid 1001 (alice)", for messages. */
 static const char *uid_name(uid_t uid, char *buf, size_t n)
 {
@@ -92,10 +74,99 @@ static const char *uid_name(uid_t uid, char *buf, size_t n)
 	return buf;
 }
 
+/* The checks a socket directory must pass, on its lstat() or fstat() st:
+ * a directory, not a symbolic link, owned by haspd's euid or root, writable
+ * by nobody else. what names it in messages ("the socket directory").
+ * Returns 0, or -1 with the reason logged. */
+static int check_dir_stat(const char *what, const char *dir, const struct stat *st)
+{
+	char owner[96], self[96];
+
+	if (S_ISLNK(st->st_mode))
+		log_err("%s %s is a symbolic link; refusing to listen there "
+			"(whoever controls the link controls the socket)", what, dir);
+	else if (!S_ISDIR(st->st_mode))
+		log_err("%s is not a directory", dir);
+	else if (st->st_uid != geteuid() && st->st_uid != 0)
+		log_err("%s %s is owned by %s, not by %s%s; refusing to listen "
+			"there (its owner could replace the socket)", what, dir,
+			uid_name(st->st_uid, owner, sizeof(owner)),
+			geteuid() == 0 ? "root" : uid_name(geteuid(), self, sizeof(self)),
+			geteuid() == 0 ? "" : " (haspd's) or root");
+	else if (st->st_mode & (S_IWGRP | S_IWOTH))
+		log_err("%s %s is writable by its group or others (mode %04o); "
+			"refusing to listen there (they could replace the socket)", what, dir,
+			(unsigned)(st->st_mode & 07777));
+	else
+		return 0;
+	return -1;
+}
+
+/* Makes dir if it is missing: 0 if it was there, 1 if made, with mode
+ * exactly (mkdir(2) cuts the mode by the umask) and checked as a socket
+ * directory through the descriptor that set the mode (what names it in
+ * messages); -1 with the reason logged. */
+static int make_dir(const char *what, const char *dir, mode_t mode)
+{
+	struct stat st;
+	int fd;
+
+	if (mkdir(dir, 0700) < 0) {
+		if (errno == EEXIST)
+			return 0;
+		log_err("cannot create %s %s: %s", what, dir, strerror(errno));
+		return -1;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		log_err("cannot open %s %s that haspd created: %s", what, dir, strerror(errno));
+	} else if (st.st_uid != geteuid()) {
+		log_err("%s %s was replaced after haspd created it; refusing to listen there",
+			what, dir);
+	} else if (fchmod(fd, mode) < 0 || fstat(fd, &st) < 0) {
+		log_err("cannot set the mode of %s %s: %s", what, dir, strerror(errno));
+	} else if (check_dir_stat(what, dir, &st) == 0) {
+		close(fd);
+		log_info("created %s %s, mode %04o", what, dir, (unsigned)mode);
+		return 1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* mkdir -p for the socket directory dir (a copy haspd may write into):
+ * every missing directory on the way to it is made with mode 0755 (others
+ * must reach the socket to use it; nobody else may write), dir itself with
+ * mode, each one checked as the socket directory is. Directories that
+ * exist on the way (/tmp, /run) are used as they are, as mkdir -p does; dir
+ * itself is checked by the caller, made or not. Returns 0, or -1 with the
+ * reason logged. */
+static int make_dirs(char *dir, mode_t mode)
+{
+	for (char *p = dir + 1;; p++) {
+		char c = *p;
+		int r;
+
+		if (c == '/') {
+			*p = '\0';
+			r = make_dir("the directory", dir, 0755);
+			*p = '/';
+		} else if (!c) { /* dir may be dirname(3)'s constant ".": not written */
+			return make_dir("the socket directory", dir, mode) < 0 ? -1 : 0;
+		} else {
+			continue;
+		}
+		if (r < 0)
+			return -1;
+		while (p[1] == '/') /* a//b */
+			p++;
+	}
+}
+
 int server_check_dir(const struct config *cfg, const char *path)
 {
-	char *copy = strdup(path), owner[96], self[96];
-	const char *dir;
+	char *copy = strdup(path), *dir;
 	struct stat st;
 	int r = -1;
 
@@ -104,27 +175,12 @@ int server_check_dir(const struct config *cfg, const char *path)
 		return -1;
 	}
 	dir = dirname(copy);
-	if (make_dir(dir, dir_mode(cfg)) < 0)
-		log_err("cannot create the socket directory %s: %s", dir, strerror(errno));
+	if (make_dirs(dir, dir_mode(cfg)) < 0)
+		; /* said */
 	else if (lstat(dir, &st) < 0)
 		log_err("cannot stat the socket directory %s: %s", dir, strerror(errno));
-	else if (S_ISLNK(st.st_mode))
-		log_err("the socket directory %s is a symbolic link; refusing to listen there "
-			"(whoever controls the link controls the socket)", dir);
-	else if (!S_ISDIR(st.st_mode))
-		log_err("%s is not a directory", dir);
-	else if (st.st_uid != geteuid() && st.st_uid != 0)
-		log_err("the socket directory %s is owned by %s, not by %s%s; refusing to listen "
-			"there (its owner could replace the socket)", dir,
-			uid_name(st.st_uid, owner, sizeof(owner)),
-			geteuid() == 0 ? "root" : uid_name(geteuid(), self, sizeof(self)),
-			geteuid() == 0 ? "" : " (haspd's) or root");
-	else if (st.st_mode & (S_IWGRP | S_IWOTH))
-		log_err("the socket directory %s is writable by its group or others (mode %04o); "
-			"refusing to listen there (they could replace the socket)", dir,
-			(unsigned)(st.st_mode & 07777));
 	else
-		r = 0;
+		r = check_dir_stat("the socket directory", dir, &st);
 	free(copy);
 	return r;
 }

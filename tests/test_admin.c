@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "buildconf.h"
 #include "fencefile.h"
 #include "harness.h"
 
@@ -746,6 +748,32 @@ START_TEST(sighup_reloads_the_limits)
 }
 END_TEST
 
+/* SIGHUP with no file at the default configuration path (none given, so
+ * none is needed): the log says that defaults and the command line were
+ * reloaded, not "reloaded PATH" of a file that does not exist. */
+START_TEST(sighup_without_a_config_file_says_so)
+{
+	char *opts[] = { "--log-level", "info", "--max-sessions", "77", NULL };
+	char out[4096] = "", want[PATH_MAX + 80];
+	struct daemon_proc d;
+	int err;
+
+	if (access(HASP_CONFIG_PATH, F_OK) == 0) {
+		fprintf(stderr, "skipped: %s exists on this machine\n", HASP_CONFIG_PATH);
+		return;
+	}
+	err = start_with(&d, opts);
+	ck_assert(wait_socket(d.socket, DAEMON_START_MS));
+	kill(d.pid, SIGHUP);
+	snprintf(want, sizeof(want), "no configuration file at %s; reloaded defaults and command "
+		 "line settings: max_line_bytes 65536, max_sessions 77,", HASP_CONFIG_PATH);
+	ck_assert_msg(wait_output(err, want, 5000, out, sizeof(out)), "stderr: %s", out);
+	ck_assert_msg(!strstr(out, "reloaded " HASP_CONFIG_PATH), "stderr: %s", out);
+	close(err);
+	daemon_stop(&d);
+}
+END_TEST
+
 /* ---- systemd ---- */
 
 static bool built_with_systemd(void)
@@ -851,6 +879,7 @@ static Suite *admin_suite(void)
 	tcase_add_test(fences, exhausted_fences_grant_nothing_more);
 	tcase_add_test(limits, bad_config_file_refused_with_its_line);
 	tcase_add_test(limits, sighup_reloads_the_limits);
+	tcase_add_test(limits, sighup_without_a_config_file_says_so);
 	tcase_add_test(sd, socket_activation);
 	tcase_add_test(sd, readiness_notification);
 	suite_add_tcase(s, revoke);

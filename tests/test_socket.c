@@ -201,6 +201,60 @@ START_TEST(a_missing_directory_is_made_with_socket_dir_mode)
 }
 END_TEST
 
+/* An explicit socket path whose parents are missing too: every one is
+ * made, as mkdir -p does, whatever the umask: those on the way with 0755,
+ * the socket's own directory with socket_dir_mode. Something that is not a
+ * directory on the way is refused, naming it. Before, only the last
+ * directory was made, and haspd stopped with "No such file or directory". */
+START_TEST(missing_parents_are_made_as_mkdir_p_does)
+{
+	char *private[] = { "--socket-dir-mode", "0700", "--log-level", "warning", NULL };
+	char a[96], b[112], dir[128], socket[160];
+	struct daemon_proc parent;
+	mode_t old = umask(077);
+
+	daemon_dir(&parent);
+	snprintf(a, sizeof(a), "%s/a", parent.dir);
+	snprintf(b, sizeof(b), "%s//b", a);
+	snprintf(dir, sizeof(dir), "%s/run", b);
+	snprintf(socket, sizeof(socket), "%s/haspd.sock", dir);
+	start_and_stop(socket, private, (uid_t)-1);
+	ck_assert_uint_eq(mode_of(a), 0755);
+	ck_assert_uint_eq(mode_of(b), 0755);
+	ck_assert_uint_eq(mode_of(dir), 0700);
+	remove_dir(dir);
+	ck_assert_int_eq(rmdir(b), 0);
+	ck_assert_int_eq(rmdir(a), 0);
+	/* A file where a directory should be made. */
+	close(open(a, O_WRONLY | O_CREAT | O_EXCL, 0600));
+	expect_refusal(socket, quiet, (uid_t)-1, "cannot create the directory");
+	ck_assert_int_eq(unlink(a), 0);
+	umask(old);
+	daemon_dir_remove(&parent);
+}
+END_TEST
+
+/* A path too long for a Unix socket address (107 bytes and the NUL) is
+ * refused as that, with its length; before, one given on the command line
+ * (or in the file) was refused as "not an absolute path". */
+START_TEST(a_socket_path_too_long_is_refused_as_that)
+{
+	char socket[200], want[64];
+	struct daemon_proc d;
+	size_t n;
+
+	daemon_dir(&d);
+	n = (size_t)snprintf(socket, sizeof(socket), "%s/", d.dir);
+	while (n < 150)
+		socket[n++] = 's';
+	socket[n] = '\0';
+	snprintf(want, sizeof(want), "socket path too long (%zu bytes, at most 107)", n);
+	expect_refusal(socket, quiet, (uid_t)-1, want);
+	ck_assert_int_eq(access(d.fence, F_OK), -1);
+	daemon_dir_remove(&d);
+}
+END_TEST
+
 /* ---- the instance lock ---- */
 
 static pid_t wait_first_exit(pid_t a, pid_t b, int timeout_ms, int *status)
@@ -440,6 +494,8 @@ static Suite *socket_suite(void)
 	tcase_add_test(dir, a_directory_others_can_write_is_refused);
 	tcase_add_test(dir, a_symlinked_directory_is_refused);
 	tcase_add_test(dir, a_missing_directory_is_made_with_socket_dir_mode);
+	tcase_add_test(dir, missing_parents_are_made_as_mkdir_p_does);
+	tcase_add_test(dir, a_socket_path_too_long_is_refused_as_that);
 	tcase_add_test(lock, two_daemons_on_a_stale_socket_one_serves);
 	tcase_add_test(lock, two_daemons_at_a_first_start_one_serves);
 	tcase_add_test(mode, socket_mode_is_set_before_listening);
