@@ -272,6 +272,7 @@ if [ "$no_fd" = 1 ]; then
 	skip unlock "the descriptor form (FLOCK -x -n --verbose 10, FLOCK -u 10), skipped by FLOCK_COMPAT_NO_FD=1"
 else
 	(
+		cd "$T" || exit 8
 		exec 10<>"$T/lock"
 		st=0
 		timeout "$BOUND" "${flock_cmd[@]}" --exclusive --nonblock --verbose 10 || st=1
@@ -283,6 +284,8 @@ else
 	[ $((rc & 1)) = 0 ] || note "locking descriptor 10 failed"
 	[ $((rc & 2)) = 0 ] || note "--unlock 10 failed"
 	[ $((rc & 4)) = 0 ] || note "locking the file after --unlock failed"
+	[ $((rc & 8)) = 0 ] || note "cannot cd to $T"
+	[ -e "$T/10" ] && note "created a file named 10"
 	check_out "$T/unlock.out" "NAME: getting lock took <n> seconds
 NAME: getting lock took <n> seconds
 NAME: executing true"
@@ -301,6 +304,7 @@ if [ "$no_fd" = 1 ]; then
 else
 	inner="${flock_cmd[*]} --exclusive --nonblock --fd 10 true"
 	(
+		cd "$T" || exit 2
 		exec 10<>"$T/lock"
 		timeout "$BOUND" "${flock_cmd[@]}" --exclusive --close --fd 10 --command "$inner"
 	) >"$T/close1.out" 2>"$T/close1.err"
@@ -316,6 +320,7 @@ else
 			note "stderr '$(shown "$T/close1.err")', want 'NAME: 10: Bad file descriptor'"
 		fi
 		(
+			cd "$T" || exit 2
 			exec 10<>"$T/lock"
 			timeout "$BOUND" "${flock_cmd[@]}" --exclusive --fd 10 --command "$inner"
 		) >"$T/close2.out" 2>"$T/close2.err"
