@@ -1,25 +1,53 @@
 #include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "cli.h"
 
 static const char usage[] =
-	"Usage: hasp ls [--prefix PREFIX] [--json] [--socket PATH]\n"
+	"Usage: hasp ls [--prefix PREFIX] [--json] [--socket PATH] [NAME|PREFIX* ...]\n"
 	"Lists every named lock and file with its holders and its waiters, in queue\n"
-	"order, sorted by key or path. Client text is escaped: control characters\n"
-	"show as \\n, \\r, \\t, \\e or \\xNN, bytes that are not UTF-8 as \\xNN, and a\n"
-	"backslash as \\\\.\n"
-	"  -p, --prefix PREFIX  only keys and paths that start with PREFIX\n"
-	"  -j, --json           print a JSON array instead of a table (ASCII only)\n";
+	"order, sorted by key or path; or only those each argument names: a key or a\n"
+	"file's path exactly (a file as given, and as its real path), or, ending in\n"
+	"'*', every key and path that starts with what comes before it ('jobs/*').\n"
+	"  -p, --prefix PREFIX  only keys and paths that start with PREFIX ('PREFIX*')\n"
+	"  -j, --json           print a JSON array instead of a table (ASCII only)\n"
+	"Columns: USER is the user of the process that asked (as the kernel says);\n"
+	"OWNER is what the client said. SINCE is when it was granted, or queued, in\n"
+	"local time; AGE how long ago. A file whose path no longer names it shows\n"
+	"'(deleted)' or '(moved)' after the path. WAITING FOR says why a waiter\n"
+	"waits: the lease it conflicts with ('lease 31', '+N' more), the waiter ahead\n"
+	"of it ('queue: pid 412'), a flock(2) lock held outside hasp ('outside flock'),\n"
+	"or haspd's fence store ('fence'). Client text is escaped: control\n"
+	"characters show as \\n, \\r, \\t, \\e or \\xNN, bytes that are not UTF-8 as\n"
+	"\\xNN, and a backslash as \\\\.\n";
+
+/* What an argument asks for: the names that start with name, or name
+ * itself. */
+struct ls_filter {
+	const char *name;       /* NULL: every name */
+	char *owned;            /* name, when it is ours to free */
+	bool exact;
+};
+
+/* The last user name looked up: rows of one user come together. */
+struct ls_user {
+	long long uid;          /* -1: none yet */
+	char name[64];
+};
 
 struct ls {
-	const char *prefix;
+	struct ls_filter *filters;
+	size_t nfilters;
 	bool json;
 	size_t shown;           /* resources printed so far */
+	struct ls_user user;
 };
 
 static void print_escaped_col(const char *s, int width)
@@ -30,41 +58,117 @@ static void print_escaped_col(const char *s, int width)
 	free(e);
 }
 
-static void print_row(const char *key, const char *state, json_t *e, const char *age_field)
+static long long int_of(json_t *o, const char *name)
 {
-	char age[32], lease[24] = "-", pid[24];
+	return (long long)json_integer_value(json_object_get(o, name));
+}
 
-	cli_format_age(age, sizeof(age), (long long)json_integer_value(json_object_get(e, age_field)));
+/* The name of the user with this uid, or the number. */
+static const char *user_name(struct ls_user *u, long long uid)
+{
+	struct passwd *pw;
+
+	if (u->uid == uid)
+		return u->name;
+	pw = uid >= 0 && uid <= (long long)UINT_MAX ? getpwuid((uid_t)uid) : NULL;
+	if (pw && pw->pw_name)
+		snprintf(u->name, sizeof(u->name), "%s", pw->pw_name);
+	else
+		snprintf(u->name, sizeof(u->name), "%lld", uid);
+	u->uid = uid;
+	return u->name;
+}
+
+/* "2026-11-30 14:03:07", local time, from the daemon's ms since the epoch;
+ * "-" from a daemon that does not say. */
+static void format_since(char *buf, size_t size, json_t *e)
+{
+	json_t *ms = json_object_get(e, "since_ms");
+	time_t t = (time_t)(json_integer_value(ms) / 1000);
+	struct tm tm;
+
+	if (!json_is_integer(ms) || !localtime_r(&t, &tm) ||
+	    strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, size, "-");
+}
+
+/* Why waiter j of r waits, in a few words. */
+static void format_waiting_for(char *buf, size_t size, json_t *r, size_t j)
+{
+	json_t *waiters = json_object_get(r, "waiters"), *holders = json_object_get(r, "holders");
+	const char *why = cli_str(json_array_get(waiters, j), "waiting_for", "-");
+	long long more = (long long)json_array_size(holders) - 1 + int_of(r, "holders_omitted");
+
+	if (strcmp(why, "queue") == 0 && j > 0)
+		snprintf(buf, size, "queue: pid %lld", int_of(json_array_get(waiters, j - 1), "pid"));
+	else if (strcmp(why, "holders") == 0 && json_array_size(holders) > 0 && more > 0)
+		snprintf(buf, size, "lease %lld +%lld", int_of(json_array_get(holders, 0), "lease"),
+			 more);
+	else if (strcmp(why, "holders") == 0 && json_array_size(holders) > 0)
+		snprintf(buf, size, "lease %lld", int_of(json_array_get(holders, 0), "lease"));
+	else if (strcmp(why, "outside_flock") == 0)
+		snprintf(buf, size, "outside flock");
+	else
+		snprintf(buf, size, "%s", why);
+}
+
+/* A key, or a file's path and what became of it: "/tmp/x (deleted)". */
+static void print_name(json_t *r)
+{
+	const char *state = cli_str(r, "path_state", NULL);
+	char *name = cli_escape(cli_str(r, "key", cli_str(r, "path", "?")));
+	char *s = state ? cli_escape(state) : NULL;
+	size_t n = name ? strlen(name) + (s ? strlen(s) + 4 : 0) + 1 : 0;
+	char *both = name ? malloc(n) : NULL;
+
+	if (both)
+		snprintf(both, n, s ? "%s (%s)" : "%s", name, s);
+	printf("%-24s ", both ? both : "(out of memory)");
+	free(both);
+	free(s);
+	free(name);
+}
+
+static void print_row(struct ls *ls, json_t *r, const char *state, json_t *e, const char *age_field,
+		      const char *why)
+{
+	char age[32], lease[24] = "-", pid[24], since[32];
+
+	cli_format_age(age, sizeof(age), int_of(e, age_field));
+	format_since(since, sizeof(since), e);
 	if (json_object_get(e, "lease"))
-		snprintf(lease, sizeof(lease), "%lld",
-			 (long long)json_integer_value(json_object_get(e, "lease")));
-	snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(json_object_get(e, "pid")));
-	print_escaped_col(key, 24);
+		snprintf(lease, sizeof(lease), "%lld", int_of(e, "lease"));
+	snprintf(pid, sizeof(pid), "%lld", int_of(e, "pid"));
+	print_name(r);
 	printf("%-8s ", state);
 	print_escaped_col(cli_str(e, "mode", "?"), 10);
 	printf("%-7s %-8s ", lease, pid);
+	print_escaped_col(user_name(&ls->user, int_of(e, "uid")), 8);
 	print_escaped_col(cli_str(e, "owner", "-"), 12);
-	printf("%-8s ", age);
+	printf("%-19s %-8s ", since, age);
+	print_escaped_col(why, 16);
 	cli_put_escaped(stdout, cli_str(e, "message", ""));
 	putchar('\n');
 }
 
-/* A named lock's key, or a file's path. */
-static const char *resource_name(json_t *r)
+static void print_resource(struct ls *ls, json_t *r)
 {
-	return cli_str(r, "key", cli_str(r, "path", "?"));
-}
-
-static void print_resource(json_t *r)
-{
-	const char *key = resource_name(r);
+	char why[64];
 	size_t j;
 	json_t *e;
 
 	json_array_foreach(json_object_get(r, "holders"), j, e)
-		print_row(key, "held", e, "held_ms");
-	json_array_foreach(json_object_get(r, "waiters"), j, e)
-		print_row(key, "waiting", e, "waiting_ms");
+		print_row(ls, r, "held", e, "held_ms", "-");
+	json_array_foreach(json_object_get(r, "waiters"), j, e) {
+		format_waiting_for(why, sizeof(why), r, j);
+		print_row(ls, r, "waiting", e, "waiting_ms", why);
+	}
+}
+
+static void print_header(void)
+{
+	printf("%-24s %-8s %-10s %-7s %-8s %-8s %-12s %-19s %-8s %-16s %s\n", "KEY/PATH", "STATE",
+	       "MODE", "LEASE", "PID", "USER", "OWNER", "SINCE", "AGE", "WAITING FOR", "MESSAGE");
 }
 
 /* JSON text with ASCII only (JSON_ENSURE_ASCII), where DEL, which jansson
@@ -79,54 +183,78 @@ static void print_json(const char *text)
 	}
 }
 
-/* One page: a table's rows, or a JSON array's elements. Returns 0, or -1
- * out of memory. */
-static int print_page(struct ls *ls, json_t *resources)
+/* One resource: a table's rows, or a JSON array's element. Returns 0, or
+ * -1 out of memory. */
+static int print_one(struct ls *ls, json_t *r)
+{
+	if (ls->json) {
+		/* ASCII: no control character or stray byte reaches a terminal. */
+		char *text = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+
+		if (!text)
+			return -1;
+		putchar(ls->shown ? ',' : '[');
+		print_json(text);
+		free(text);
+	} else {
+		if (ls->shown == 0)
+			print_header();
+		print_resource(ls, r);
+	}
+	ls->shown++;
+	return 0;
+}
+
+/* One page's resources that f asks for. Returns 1 when no later page can
+ * have any (names come in byte order), 0 to go on, -1 out of memory. */
+static int print_page(struct ls *ls, const struct ls_filter *f, json_t *resources)
 {
 	size_t i;
 	json_t *r;
 
 	json_array_foreach(resources, i, r) {
-		if (ls->json) {
-			/* ASCII: no control character or stray byte reaches a terminal. */
-			char *text = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+		const char *name = cli_str(r, "key", cli_str(r, "path", ""));
+		int c = f->exact ? strcmp(name, f->name) : 0;
 
-			if (!text)
-				return -1;
-			putchar(ls->shown ? ',' : '[');
-			print_json(text);
-			free(text);
-		} else {
-			if (ls->shown == 0)
-				printf("%-24s %-8s %-10s %-7s %-8s %-12s %-8s %s\n", "KEY/PATH", "STATE",
-				       "MODE", "LEASE", "PID", "OWNER", "AGE", "MESSAGE");
-			print_resource(r);
-		}
-		ls->shown++;
+		if (c > 0)
+			return 1;
+		if (c == 0 && print_one(ls, r) < 0)
+			return -1;
 	}
 	return 0;
+}
+
+static void print_nothing(const struct ls *ls)
+{
+	if (ls->nfilters == 1 && !ls->filters[0].name) {
+		puts("no leases held, nobody waiting");
+		return;
+	}
+	fputs("nothing held or awaited", stdout);
+	for (size_t i = 0; i < ls->nfilters; i++) {
+		fputs(i ? ", " : " ", stdout);
+		fputs(ls->filters[i].exact ? "as '" : "under '", stdout);
+		cli_put_escaped(stdout, ls->filters[i].name ? ls->filters[i].name : "");
+		putchar('\'');
+	}
+	putchar('\n');
 }
 
 static void print_end(const struct ls *ls)
 {
 	if (ls->json)
 		puts(ls->shown ? "]" : "[]");
-	else if (ls->shown == 0 && ls->prefix) {
-		fputs("nothing held or awaited under '", stdout);
-		cli_put_escaped(stdout, ls->prefix);
-		puts("'");
-	} else if (ls->shown == 0) {
-		puts("no leases held, nobody waiting");
-	}
+	else if (ls->shown == 0)
+		print_nothing(ls);
 }
 
-/* Every page, in order, printed as it comes. */
-static int list_pages(hasp_client *c, struct ls *ls)
+/* Every page f asks for, in order, printed as it comes. */
+static int list_pages(hasp_client *c, struct ls *ls, const struct ls_filter *f)
 {
 	struct hasp_list_options o = HASP_LIST_OPTIONS_INIT;
 	char *after = NULL;
 
-	o.prefix = ls->prefix;
+	o.prefix = f->name && *f->name ? f->name : NULL;
 	do {
 		char *text = NULL, *next = NULL;
 		json_t *resources;
@@ -140,18 +268,60 @@ static int list_pages(hasp_client *c, struct ls *ls)
 		after = next;
 		resources = json_loads(text, 0, NULL);
 		free(text);
-		r = resources ? print_page(ls, resources) : -1;
+		r = resources ? print_page(ls, f, resources) : -1;
 		json_decref(resources);
 		if (r < 0) {
 			free(after);
 			fputs("\nhasp: ls: out of memory\n", stderr);
 			return 1;
 		}
+		if (r > 0) {
+			free(after);
+			after = NULL;
+		}
 	} while (after);
-	print_end(ls);
 	return 0;
 }
 
+static void add_filter(struct ls *ls, const char *name, char *owned, bool exact)
+{
+	ls->filters[ls->nfilters++] = (struct ls_filter){ name, owned, exact };
+}
+
+/* An argument: 'PREFIX*', or a name, and a file's real path when it
+ * differs (list shows the path the daemon's descriptor has). Returns 0,
+ * or -1 out of memory. */
+static int add_argument(struct ls *ls, const char *arg)
+{
+	size_t n = strlen(arg);
+	char *real;
+
+	if (n > 0 && arg[n - 1] == '*') {
+		char *prefix = strndup(arg, n - 1);
+
+		if (!prefix)
+			return -1;
+		add_filter(ls, prefix, prefix, false);
+		return 0;
+	}
+	add_filter(ls, arg, NULL, true);
+	real = realpath(arg, NULL);
+	if (real && strcmp(real, arg) != 0)
+		add_filter(ls, real, real, true);
+	else
+		free(real);
+	return 0;
+}
+
+static void ls_done(struct ls *ls)
+{
+	for (size_t i = 0; i < ls->nfilters; i++)
+		free(ls->filters[i].owned);
+	free(ls->filters);
+}
+
+/* The filters from --prefix and the arguments (everything without any).
+ * Returns -1 to go on, else the exit status. */
 static int parse_ls_args(struct cli *cli, int argc, char **argv, struct ls *ls)
 {
 	static const struct option longopts[] = {
@@ -163,37 +333,53 @@ static int parse_ls_args(struct cli *cli, int argc, char **argv, struct ls *ls)
 	};
 	int c;
 
+	ls->filters = calloc(2 * (size_t)argc + 1, sizeof(*ls->filters));
+	if (!ls->filters) {
+		fputs("hasp: ls: out of memory\n", stderr);
+		return 1;
+	}
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+p:jhS:", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'p': ls->prefix = optarg; break;
+		case 'p': add_filter(ls, optarg, NULL, false); break;
 		case 'j': ls->json = true; break;
 		case 'S': cli->socket = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
-		fputs("hasp: unexpected argument '", stderr);
-		cli_put_escaped(stderr, argv[optind]);
-		fprintf(stderr, "'\n%s", usage);
-		return EXIT_USAGE;
+	for (; optind < argc; optind++) {
+		if (add_argument(ls, argv[optind]) < 0) {
+			fputs("hasp: ls: out of memory\n", stderr);
+			return 1;
+		}
 	}
+	if (ls->nfilters == 0)
+		add_filter(ls, NULL, NULL, false);
 	return -1;
 }
 
 int cmd_ls(struct cli *cli, int argc, char **argv)
 {
-	struct ls ls = { NULL, false, 0 };
+	struct ls ls = { .user = { .uid = -1 } };
 	int r = parse_ls_args(cli, argc, argv, &ls);
 	hasp_client *c;
 
-	if (r >= 0)
+	if (r >= 0) {
+		ls_done(&ls);
 		return r;
+	}
 	c = cli_connect(cli);
-	if (!c)
+	if (!c) {
+		ls_done(&ls);
 		return EXIT_UNAVAILABLE;
-	r = list_pages(c, &ls);
+	}
+	r = 0;
+	for (size_t i = 0; i < ls.nfilters && r == 0; i++)
+		r = list_pages(c, &ls, &ls.filters[i]);
+	if (r == 0)
+		print_end(&ls);
 	hasp_close(c);
+	ls_done(&ls);
 	return r;
 }

@@ -7,7 +7,10 @@
 
 static const char usage[] =
 	"Usage: hasp stats [--json] [--socket PATH]\n"
-	"Shows haspd's gauges (sessions, resources, leases, waiters) and counters.\n"
+	"Shows haspd's gauges (sessions, resources, leases, waiters) and counters,\n"
+	"then how the leases granted since haspd started have ended: released, ended\n"
+	"with their session (the client closed or died), or revoked, and how many\n"
+	"are held now; granted is always ended plus held.\n"
 	"  -j, --json  print the daemon's JSON object instead of a table\n";
 
 static void print_group(const char *title, json_t *group)
@@ -18,6 +21,28 @@ static void print_group(const char *title, json_t *group)
 	printf("%s:\n", title);
 	json_object_foreach(group, name, v)
 		printf("  %-20s %lld\n", name, (long long)json_integer_value(v));
+}
+
+static long long stat_of(json_t *group, const char *name)
+{
+	return (long long)json_integer_value(json_object_get(group, name));
+}
+
+/* Grants against ends: every lease granted has ended, or is held now. */
+static void print_balance(json_t *gauges, json_t *counters)
+{
+	long long granted = stat_of(counters, "granted_at_once") +
+			    stat_of(counters, "granted_after_wait");
+	long long released = stat_of(counters, "releases"), revoked = stat_of(counters, "revokes");
+	long long disconnected = stat_of(counters, "disconnects");
+
+	printf("leases:\n");
+	printf("  %-20s %lld\n", "granted", granted);
+	printf("  %-20s %lld\n", "ended", released + disconnected + revoked);
+	printf("    %-18s %lld\n", "released", released);
+	printf("    %-18s %lld\n", "disconnected", disconnected);
+	printf("    %-18s %lld\n", "revoked", revoked);
+	printf("  %-20s %lld\n", "held", stat_of(gauges, "leases"));
 }
 
 int cmd_stats(struct cli *cli, int argc, char **argv)
@@ -45,6 +70,7 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 	} else if ((o = json_loads(text, 0, NULL))) {
 		print_group("gauges", json_object_get(o, "gauges"));
 		print_group("counters", json_object_get(o, "counters"));
+		print_balance(json_object_get(o, "gauges"), json_object_get(o, "counters"));
 		json_decref(o);
 	}
 	free(text);

@@ -498,25 +498,43 @@ static int open_lock_file(const char *path)
 	return fd < 0 ? -errno : fd;
 }
 
+/* path as the protocol wants it, absolute: path itself, or abs (PATH_MAX
+ * bytes) filled from the working directory. NULL with the error set. */
+static const char *absolute_path(hasp_client *c, const char *path, char *abs, int *ret_err)
+{
+	char cwd[PATH_MAX];
+	int r;
+
+	if (!path || !*path) {
+		*ret_err = set_error(c, -EINVAL, "no path");
+		return NULL;
+	}
+	if (path[0] == '/')
+		return path;
+	if (!getcwd(cwd, sizeof(cwd))) {
+		*ret_err = set_error(c, -errno, "cannot resolve %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	r = snprintf(abs, PATH_MAX, "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
+	if (r < 0 || r >= PATH_MAX) {
+		*ret_err = set_error(c, -ENAMETOOLONG, "path too long: %s", path);
+		return NULL;
+	}
+	return abs;
+}
+
 HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 			       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
 {
-	char abs[PATH_MAX], cwd[PATH_MAX];
+	char abs[PATH_MAX];
 	json_t *args;
 	int fd, r;
 
 	if (!opts)
 		opts = &lock_defaults;
-	if (!path || !*path)
-		return set_error(c, -EINVAL, "no path");
-	if (path[0] != '/') {
-		if (!getcwd(cwd, sizeof(cwd)))
-			return set_error(c, -errno, "cannot resolve %s: %s", path, strerror(errno));
-		r = snprintf(abs, sizeof(abs), "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
-		if (r < 0 || (size_t)r >= sizeof(abs))
-			return set_error(c, -ENAMETOOLONG, "path too long: %s", path);
-		path = abs;
-	}
+	path = absolute_path(c, path, abs, &r);
+	if (!path)
+		return r;
 	if (!strings_valid(opts))
 		return set_error(c, -EINVAL, "the owner and message must be UTF-8");
 	fd = open_lock_file(path);
@@ -793,19 +811,53 @@ HASP_EXPORT int hasp_revoke(hasp_client *c, uint64_t lease_id)
 	return r;
 }
 
-HASP_EXPORT int hasp_revoke_key(hasp_client *c, const char *key)
+/* A revoke of every lease on a resource (args consumed; fd, if >= 0,
+ * travels with it): how many were revoked, or a negative error. */
+static int revoke_all(hasp_client *c, json_t *args, int fd)
 {
 	struct proto_reply rep;
-	int r;
-
-	if (!key || !proto_utf8_valid(key))
-		return set_error(c, -EINVAL, "a key must be UTF-8");
-	r = call(c, OP_REVOKE, json_pack("{s:s}", "key", key), &rep, NULL);
+	int r = call_fd(c, OP_REVOKE, args, fd, &rep, NULL);
 
 	if (r < 0)
 		return r;
 	r = (int)json_array_size(json_object_get(rep.root, "revoked"));
 	proto_reply_done(&rep);
+	return r;
+}
+
+HASP_EXPORT int hasp_revoke_key(hasp_client *c, const char *key)
+{
+	if (!key || !proto_utf8_valid(key))
+		return set_error(c, -EINVAL, "a key must be UTF-8");
+	return revoke_all(c, json_pack("{s:s}", "key", key), -1);
+}
+
+/* A descriptor that names path's file, to revoke by: read-only where
+ * allowed, else O_PATH (it proves nothing, and needs to: the revoke's
+ * authority is the sender's uid). Never created, never blocking. */
+static int open_revoke_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0 && errno == EACCES)
+		fd = open(path, O_PATH | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+HASP_EXPORT int hasp_revoke_file(hasp_client *c, const char *path)
+{
+	char abs[PATH_MAX];
+	int fd, r;
+
+	path = absolute_path(c, path, abs, &r);
+	if (!path)
+		return r;
+	fd = open_revoke_file(path);
+	if (fd < 0)
+		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
+	r = revoke_all(c, json_pack("{s:o,s:b}", "path", proto_string_shown(path, strlen(path)),
+				    "fd", 1), fd);
+	close(fd);
 	return r;
 }
 

@@ -48,24 +48,12 @@ static void do_hello(struct session *s, const struct proto_request *req)
 static bool acquire_file(struct session *s, const struct proto_request *req,
 			 struct lt_request *lr, char *key)
 {
-	int fd = req->acquire.fd ? session_take_fd(s) : -1;
-	struct lt_resource *r;
+	struct lt_resource *r = NULL;
 	char msg[1200];
-	int code;
+	int code, fd = req->acquire.fd ? files_take_fd(s, &code, msg, sizeof(msg)) : -1;
 
-	if (req->acquire.fd && fd < 0 && session_fds_refused(s)) {
-		reply_error(s, true, req->id, HASP_E_LIMIT, "the descriptor was closed on arrival: "
-			    "this session or uid has too many in flight (sent before the requests "
-			    "that claim them), or haspd's descriptors left are kept for "
-			    "administrators", NULL);
-		return false;
-	}
-	if (req->acquire.fd && fd < 0) {
-		reply_error(s, true, req->id, HASP_E_BAD_REQUEST,
-			    "\"fd\": true, but no descriptor came with the request", NULL);
-		return false;
-	}
-	r = files_resource(s, req->acquire.path, fd, &code, msg, sizeof(msg));
+	if (!req->acquire.fd || fd >= 0)
+		r = files_resource(s, req->acquire.path, fd, &code, msg, sizeof(msg));
 	if (!r) {
 		reply_error(s, true, req->id, code, msg, NULL);
 		return false;

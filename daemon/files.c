@@ -1,6 +1,7 @@
 #include "files.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,6 +33,33 @@ static int refuse_access(const char *path, int *code, char *msg, size_t n)
 	return -1;
 }
 
+int files_take_fd(struct session *s, int *code, char *msg, size_t msg_size)
+{
+	int fd = session_take_fd(s);
+
+	if (fd >= 0)
+		return fd;
+	*code = session_fds_refused(s) ? HASP_E_LIMIT : HASP_E_BAD_REQUEST;
+	snprintf(msg, msg_size, "%s", session_fds_refused(s) ?
+		 "the descriptor was closed on arrival: this session or uid has too many in "
+		 "flight (sent before the requests that claim them), or haspd's descriptors "
+		 "left are kept for administrators" :
+		 "\"fd\": true, but no descriptor came with the request");
+	return -1;
+}
+
+/* Only the daemon's own uid names a file by its path alone: -1 with the
+ * error set for any other sender. */
+static int refuse_bare_path(const struct session *s, int *code, char *msg, size_t n)
+{
+	if (s->sender.uid == geteuid())
+		return 0;
+	*code = HASP_E_PERMISSION_DENIED;
+	snprintf(msg, n, "a path without a descriptor is served only to uid %u; "
+		 "send the open file with \"fd\": true", (unsigned)geteuid());
+	return -1;
+}
+
 /* A descriptor for the request: the client's, or one the daemon opens for a
  * peer of its own uid, and in *ret_access the access it proves (for
  * oslock_new()). Returns it, or -1 with the error set. */
@@ -45,12 +73,8 @@ static int request_fd(struct session *s, const char *path, int fd, int *ret_acce
 		close(fd);
 		return refuse_access(path, code, msg, n);
 	}
-	if (s->sender.uid != geteuid()) {
-		*code = HASP_E_PERMISSION_DENIED;
-		snprintf(msg, n, "a path without a descriptor is served only to uid %u; "
-			 "send the open file with \"fd\": true", (unsigned)geteuid());
+	if (refuse_bare_path(s, code, msg, n) < 0)
 		return -1;
-	}
 	fd = oslock_open_path(path);
 	if (fd < 0)
 		return open_error(-fd, path, code, msg, n);
@@ -108,6 +132,28 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	}
 	close(fd);
 	return r;
+}
+
+int files_find(struct session *s, const char *path, int fd, struct lt_resource **ret, int *code,
+	       char *msg, size_t msg_size)
+{
+	char key[OSLOCK_KEY_LEN];
+	int e;
+
+	if (fd < 0 && refuse_bare_path(s, code, msg, msg_size) < 0)
+		return -1;
+	if (fd < 0 && (fd = open(path, O_PATH | O_CLOEXEC)) < 0)
+		return open_error(errno, path, code, msg, msg_size);
+	e = oslock_identify(fd, key);
+	close(fd);
+	if (e == -EINVAL) {
+		*ret = NULL; /* a kind of file no lease can be on */
+		return 0;
+	}
+	if (e < 0)
+		return open_error(-e, path, code, msg, msg_size);
+	*ret = locktable_find(&s->d->lt, key, sizeof(key));
+	return 0;
 }
 
 void files_retry_init(struct files_retry *fr)

@@ -50,11 +50,23 @@ void files_retry_init(struct files_retry *fr);
 /* Whether any file waits for a retry. */
 bool files_retrying(const struct files_retry *fr);
 
+/* The descriptor a request with "fd": true brought. Returns it, or -1
+ * with *code and msg set: none came, or it was closed on arrival (too
+ * many in flight). */
+int files_take_fd(struct session *s, int *code, char *msg, size_t msg_size);
+
 /* The resource of the file a request names: with fd (the client's
  * descriptor, always consumed), or by path alone for a peer with the
  * daemon's own uid. Returns the resource, or NULL with *code and msg set. */
 struct lt_resource *files_resource(struct session *s, const char *path, int fd, int *code,
 				   char *msg, size_t msg_size);
+
+/* The resource of the file that fd (always consumed; any descriptor, even
+ * O_PATH: it only names the file) or, for a peer with the daemon's own
+ * uid, path names, if any lease or waiter is on it. Returns 0 and *ret
+ * (NULL when none is), or -1 with *code and msg set. */
+int files_find(struct session *s, const char *path, int fd, struct lt_resource **ret, int *code,
+	       char *msg, size_t msg_size);
 
 /* The lock table's question: may a lease of this mode be granted on r's
  * file now (the flock taken)? If not, a retry is scheduled. */

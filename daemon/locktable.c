@@ -726,10 +726,14 @@ void locktable_owner_done(struct locktable *lt, struct lt_owner *o)
 	assert(drained(lt));
 	/* Waiters first, so that releasing the owner's leases cannot grant
 	 * the owner's own requests. */
-	while (!list_empty(&o->waiting))
+	while (!list_empty(&o->waiting)) {
+		lt->stats.abandoned++;
 		entry_end(lt, container_of(o->waiting.next, struct lt_entry, onode), 0);
-	while (!list_empty(&o->held))
+	}
+	while (!list_empty(&o->held)) {
+		lt->stats.disconnects++;
 		entry_end(lt, container_of(o->held.next, struct lt_entry, onode), 0);
+	}
 	lt->stats.owners_ended++;
 }
 

@@ -158,9 +158,14 @@ struct lt_callbacks {
 	void *arg;
 };
 
+/* Every lease granted (at once, or after a wait) ends by a release, a
+ * revoke or its owner's end (disconnects), or is held still (leases):
+ * granted_at_once + granted_after_wait == releases + revokes + disconnects
+ * + leases. A waiting request that its owner's end removes is abandoned. */
 struct lt_stats {
 	uint64_t acquires, granted_at_once, granted_after_wait, busy, timeouts,
-		 cancels, releases, already_held, owners_ended, revokes;
+		 cancels, releases, already_held, owners_ended, revokes,
+		 disconnects, abandoned;
 	size_t resources, leases, waiters;
 };
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "haspd.h"
 #include "oslock.h"
@@ -55,19 +57,66 @@ static json_t *report_entry(const struct lt_entry *e, json_t *extra)
 	return NULL;
 }
 
+/* When an entry was granted or queued, on the wall clock (ms since the
+ * epoch): its monotonic age back from the wall clock of this tick, so a
+ * step of the wall clock since moves it, never the age. */
+static uint64_t report_wall_ms(const struct haspd *d, uint64_t since_us)
+{
+	uint64_t age_us = d->lt.now_us - since_us;
+
+	return (d->lt.wall_us > age_us ? d->lt.wall_us - age_us : 0) / 1000;
+}
+
+/* "since_ms" and "since" (ISO 8601, UTC, to the ms) of an entry, into o;
+ * o is consumed, and NULL returned, for want of memory. */
+static json_t *report_since(const struct haspd *d, const struct lt_entry *e, json_t *o)
+{
+	uint64_t ms = report_wall_ms(d, e->since_us);
+	time_t secs = (time_t)(ms / 1000);
+	char iso[40], day[24];
+	struct tm tm;
+
+	if (!o || !gmtime_r(&secs, &tm) || strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		return report_decref(o);
+	snprintf(iso, sizeof(iso), "%s.%03uZ", day, (unsigned)(ms % 1000));
+	if (json_object_set_new(o, "since_ms", json_integer((json_int_t)ms)) < 0 ||
+	    json_object_set_new(o, "since", json_string(iso)) < 0)
+		return report_decref(o);
+	return o;
+}
+
 static json_t *report_holder(const struct haspd *d, const struct lt_entry *e)
 {
-	return report_entry(e, json_pack("{s:I,s:I,s:I}", "lease", (json_int_t)e->id,
-					 "fence", (json_int_t)e->fence,
-					 "held_ms", age_ms(d, e->since_us)));
+	return report_entry(e, report_since(d, e, json_pack("{s:I,s:I,s:I}", "lease", (json_int_t)e->id,
+							    "fence", (json_int_t)e->fence,
+							    "held_ms", age_ms(d, e->since_us))));
+}
+
+/* Why a waiter is not granted yet: "queue" behind the waiter ahead of it,
+ * "holders" it conflicts with, "fence" (none to give until the ceiling is
+ * stored), or "outside_flock": its file is compatible with hasp's holders,
+ * so a process outside hasp holds the flock. */
+static const char *report_waiting_for(const struct haspd *d, const struct lt_entry *e)
+{
+	const struct lt_resource *r = e->res;
+
+	if (e->qnode.prev != &r->waiters)
+		return "queue";
+	if (r->nholders && !(r->held_mode == LT_SHARED && e->mode == LT_SHARED))
+		return "holders";
+	if (d->lt.fences_starved)
+		return "fence";
+	return r->os ? "outside_flock" : "holders";
 }
 
 static json_t *report_waiter(const struct haspd *d, const struct lt_entry *e)
 {
-	return report_entry(e, json_pack("{s:I,s:I,s:o}", "request", (json_int_t)e->tag,
-					 "waiting_ms", age_ms(d, e->since_us),
-					 "timeout_ms", e->timeout_ms < 0 ? json_null() :
-					 json_integer(e->timeout_ms)));
+	return report_entry(e, report_since(d, e, json_pack("{s:I,s:I,s:o,s:s}",
+							    "request", (json_int_t)e->tag,
+							    "waiting_ms", age_ms(d, e->since_us),
+							    "timeout_ms", e->timeout_ms < 0 ? json_null() :
+							    json_integer(e->timeout_ms),
+							    "waiting_for", report_waiting_for(d, e))));
 }
 
 /* The first max entries of q, each made by one; NULL for want of memory
@@ -351,14 +400,31 @@ static int report_fill(const struct haspd *d, const struct lt_resource *r, json_
 	return 0;
 }
 
+/* What became of a file's path since the daemon opened it: NULL while the
+ * path names the file still; "deleted" when the file has no name left (the
+ * daemon's descriptor keeps it alive), "moved" when the path names nothing
+ * or another file (renamed away, or replaced). One stat(2) while the path
+ * is true, an fstat(2) more when it is not. */
+static const char *report_path_state(const struct oslock *o)
+{
+	struct stat st;
+
+	if (stat(o->path, &st) == 0 && (uint64_t)st.st_dev == o->dev && (uint64_t)st.st_ino == o->ino)
+		return NULL;
+	if (fstat(o->fd, &st) == 0 && st.st_nlink == 0)
+		return "deleted";
+	return "moved";
+}
+
 /* One resource of a list, and its length as JSON in *size; NULL for want
  * of memory: a list that leaves one out without saying so would misreport. */
 static json_t *report_resource(const struct haspd *d, const struct named *x, size_t *size)
 {
 	const struct lt_resource *r = x->r;
+	const char *state = r->os ? report_path_state(r->os) : NULL;
 	json_t *holders = json_array(), *waiters = json_array();
-	json_t *o = json_pack("{s:o,s:o,s:O,s:O}", r->os ? "path" : "key",
-			      proto_string_shown(x->name, x->len),
+	json_t *o = json_pack("{s:o,s:s*,s:o,s:O,s:O}", r->os ? "path" : "key",
+			      proto_string_shown(x->name, x->len), "path_state", state,
 			      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
 			      "holders", holders, "waiters", waiters);
 	size_t bytes = o ? proto_dump_size(o) : 0;
@@ -469,7 +535,7 @@ json_t *report_stats(const struct haspd *d)
 			      "waiters", (json_int_t)st->waiters,
 			      "uptime_ms", (json_int_t)((d->lt.now_us - d->started_us) / 1000),
 			      "heap_bytes", heap_in_use());
-	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
 			      "acquires", (json_int_t)st->acquires,
 			      "granted_at_once", (json_int_t)st->granted_at_once,
@@ -477,7 +543,9 @@ json_t *report_stats(const struct haspd *d)
 			      "busy", (json_int_t)st->busy,
 			      "timeouts", (json_int_t)st->timeouts,
 			      "cancels", (json_int_t)st->cancels,
+			      "abandoned", (json_int_t)st->abandoned,
 			      "releases", (json_int_t)st->releases,
+			      "disconnects", (json_int_t)st->disconnects,
 			      "already_held", (json_int_t)st->already_held,
 			      "revokes", (json_int_t)st->revokes,
 			      "protocol_errors", (json_int_t)d->protocol_errors);

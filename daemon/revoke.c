@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "changes.h"
+#include "files.h"
 #include "haspd.h"
 #include "proto-daemon.h"
 #include "reply.h"
@@ -54,10 +55,10 @@ static void revoke_lease(struct session *s, const struct proto_request *req)
 	json_decref(rv.ids);
 }
 
-/* Every lease on a key that this session may revoke; waiters stay. */
-static void revoke_key(struct session *s, const struct proto_request *req)
+/* Every lease on r (a key's or a file's resource, or NULL: none) that
+ * this session may revoke; waiters stay. */
+static void revoke_all(struct session *s, const struct proto_request *req, struct lt_resource *r)
 {
-	struct lt_resource *r = locktable_find(&s->d->lt, req->revoke.key, req->revoke.key_len);
 	struct changes_revoker rv = { s, json_array() };
 	size_t n = 0, refused = 0;
 
@@ -70,18 +71,39 @@ static void revoke_key(struct session *s, const struct proto_request *req)
 	changes_apply(s->d, &rv);
 	if (n == 0 && refused) {
 		json_decref(rv.ids);
-		reply_error(s, true, req->id, HASP_E_PERMISSION_DENIED,
+		reply_error(s, true, req->id, HASP_E_PERMISSION_DENIED, req->revoke.key ?
 			    "the key's holders are other users': only root, the daemon's uid and the "
+			    "holder's uid may revoke" :
+			    "the file's holders are other users': only root, the daemon's uid and the "
 			    "holder's uid may revoke", NULL);
 		return;
 	}
 	revoke_reply(s, req, rv.ids);
 }
 
+/* The file a revoke names: by the descriptor that came with it (the
+ * file's identity, as for an acquire), or by its path for the daemon's
+ * own uid. */
+static void revoke_file(struct session *s, const struct proto_request *req)
+{
+	struct lt_resource *r = NULL;
+	char msg[1200];
+	int code, fd = req->revoke.fd ? files_take_fd(s, &code, msg, sizeof(msg)) : -1;
+
+	if ((req->revoke.fd && fd < 0) || files_find(s, req->revoke.path, fd, &r, &code, msg,
+						     sizeof(msg)) < 0) {
+		reply_error(s, true, req->id, code, msg, NULL);
+		return;
+	}
+	revoke_all(s, req, r);
+}
+
 void revoke_request(struct session *s, const struct proto_request *req)
 {
 	if (req->revoke.key)
-		revoke_key(s, req);
+		revoke_all(s, req, locktable_find(&s->d->lt, req->revoke.key, req->revoke.key_len));
+	else if (req->revoke.path)
+		revoke_file(s, req);
 	else
 		revoke_lease(s, req);
 }

@@ -1,4 +1,5 @@
-/* revoke: ends a lease by id, or every lease on a key, whoever holds it.
+/* revoke: ends a lease by id, or every lease on a key or a file (named by
+ * its descriptor), whoever holds it.
  * Allowed to root, the daemon's own uid and the holder's uid; the holder
  * gets a {"event":"revoked"} message. */
 #pragma once

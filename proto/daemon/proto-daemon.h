@@ -49,9 +49,11 @@ struct proto_request {
 		} cancel;
 		struct proto_list_args list;
 		struct {
-			uint64_t lease;         /* 0 when by key */
-			const char *key;
+			uint64_t lease;         /* 0 when by key or path */
+			const char *key;        /* a named lock, or */
 			size_t key_len;
+			const char *path;       /* a file (absolute) */
+			bool fd;                /* its descriptor came with it */
 		} revoke;
 	};
 };

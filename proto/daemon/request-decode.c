@@ -161,26 +161,37 @@ static int decode_mode(const struct members *m, bool *shared, struct proto_error
 	return 0;
 }
 
+/* An absolute "path" (or none), and "fd" (a descriptor came with the
+ * line), which goes with it. */
+static int decode_path_fd(const struct members *m, const char **path, bool *has_fd,
+			  struct proto_error *err)
+{
+	struct value fd = member(m, "fd");
+
+	if (get_opt_string(m, "path", PROTO_PATH_MAX, path, NULL, err) < 0)
+		return -1;
+	if (*path && (*path)[0] != '/')
+		return fail(err, HASP_E_BAD_REQUEST, "\"path\" must be absolute");
+	if (!absent(fd) && fd.type != V_TRUE && fd.type != V_FALSE)
+		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" must be true or false");
+	*has_fd = fd.type == V_TRUE;
+	if (*has_fd && !*path)
+		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" goes with \"path\"");
+	return 0;
+}
+
 static int decode_acquire(const struct members *m, struct proto_request *req,
 			  struct proto_error *err)
 {
 	__typeof__(req->acquire) *a = &req->acquire;
-	struct value fd = member(m, "fd");
 
 	if (get_opt_string(m, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
-	    get_opt_string(m, "path", PROTO_PATH_MAX, &a->path, NULL, err) < 0)
+	    decode_path_fd(m, &a->path, &a->fd, err) < 0)
 		return -1;
 	if (!a->key == !a->path)
 		return fail(err, HASP_E_BAD_REQUEST, "an acquire needs one of \"key\" or \"path\"");
 	if (a->key && a->key_len == 0)
 		return fail(err, HASP_E_BAD_REQUEST, "\"key\" must not be empty");
-	if (a->path && a->path[0] != '/')
-		return fail(err, HASP_E_BAD_REQUEST, "\"path\" must be absolute");
-	if (!absent(fd) && fd.type != V_TRUE && fd.type != V_FALSE)
-		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" must be true or false");
-	a->fd = fd.type == V_TRUE;
-	if (a->fd && !a->path)
-		return fail(err, HASP_E_BAD_REQUEST, "\"fd\" goes with \"path\"");
 	if (decode_mode(m, &a->shared, err) < 0 ||
 	    get_opt_int(m, "timeout_ms", 0, -1, &a->timeout_ms, err) < 0 ||
 	    get_opt_string(m, "owner", PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||
@@ -195,11 +206,13 @@ static int decode_revoke(const struct members *m, struct proto_request *req,
 	int64_t lease;
 
 	if (get_opt_string(m, "key", PROTO_KEY_MAX, &req->revoke.key, &req->revoke.key_len, err) < 0 ||
+	    decode_path_fd(m, &req->revoke.path, &req->revoke.fd, err) < 0 ||
 	    get_opt_int(m, "lease", 1, 0, &lease, err) < 0)
 		return -1;
 	req->revoke.lease = (uint64_t)lease;
-	if (!req->revoke.key == !req->revoke.lease)
-		return fail(err, HASP_E_BAD_REQUEST, "a revoke needs one of \"lease\" or \"key\"");
+	if ((req->revoke.key != NULL) + (req->revoke.path != NULL) + (req->revoke.lease != 0) != 1)
+		return fail(err, HASP_E_BAD_REQUEST,
+			    "a revoke needs one of \"lease\", \"key\" or \"path\"");
 	return 0;
 }
 
