@@ -8,9 +8,16 @@
 
 #include "hasp.h"
 
-/* Exit codes beyond a command's own: as sysexits.h. */
-#define EXIT_USAGE 64
-#define EXIT_UNAVAILABLE 69
+/* Exit codes beyond a command's own: as sysexits.h, and as flock(1) uses
+ * them. */
+#define EXIT_USAGE 64           /* a command line that makes no sense */
+#define EXIT_DATAERR 65         /* the fd form: the descriptor is not open */
+#define EXIT_NOINPUT 66         /* the file cannot be opened or locked */
+#define EXIT_UNAVAILABLE 69     /* haspd cannot be reached or will not serve */
+#define EXIT_OSERR 71           /* out of memory or descriptors, a system error */
+#define EXIT_CANTCREAT 73       /* the file cannot be created (EROFS, ENOSPC) */
+#define EXIT_LEASE_LOST 75      /* (EX_TEMPFAIL) the lease was lost while the
+				 * command ran, and it was stopped */
 
 struct cli {
 	const char *socket;     /* --socket, or NULL for the default */

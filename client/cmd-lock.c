@@ -1,98 +1,21 @@
-/* hasp lock: run a command while holding a lease, flock(1)-style. */
+/* hasp lock: run a command while holding a lease, flock(1)-style; or the
+ * fd form, which locks a descriptor of the caller's. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
-#include "cli.h"
+#include "lock.h"
 #include "utf8.h"
-
-static const char usage[] =
-	"Usage: hasp lock [OPTIONS] FILE [--] COMMAND [ARGS...]\n"
-	"       hasp lock [OPTIONS] -k KEY [--] COMMAND [ARGS...]\n"
-	"       hasp lock [OPTIONS] FILE|-k KEY -c 'SHELL COMMAND'\n"
-	"Runs COMMAND while holding a lease on FILE or on the named lock KEY, and\n"
-	"exits with its status. A FILE (created if missing) is locked with a real\n"
-	"flock(2) lock held by haspd, so flock(1) and other flock users respect it.\n"
-	"The lease lasts as long as COMMAND (or anything it passes the connection\n"
-	"to) runs, even if hasp itself is killed. Options go before FILE.\n"
-	"\n"
-	"  -k, --key KEY          a named lock instead of a file (1 to 1024 bytes)\n"
-	"  -x, -e, --exclusive    an exclusive lease (the default)\n"
-	"  -s, --shared           a shared lease: shared holders coexist\n"
-	"  -n, --nonblock, --nb, --nonblocking\n"
-	"                         fail at once if the lease cannot be had\n"
-	"  -w, --timeout, --wait SECONDS\n"
-	"                         fail if not granted within SECONDS (decimals allowed)\n"
-	"  -E, --conflict-exit-code CODE\n"
-	"                         exit with CODE when the lease was not granted (default 1)\n"
-	"  -o, --close            do not pass the connection to COMMAND: the lease ends\n"
-	"                         when hasp exits, even if COMMAND's children live on\n"
-	"      --owner NAME       who holds it, shown by 'hasp ls' (default: user name)\n"
-	"      --message TEXT     why, shown by 'hasp ls' (default: the command line)\n"
-	"  -c, --command STRING   run STRING with /bin/sh -c\n"
-	"  -S, --socket PATH      haspd's socket\n"
-	"  -h, --help             print this help\n"
-	"\n"
-	"Exit status: COMMAND's (128+N if killed by signal N); 1 or CODE when the\n"
-	"lease was busy or timed out; 64 for a usage error; 69 when haspd cannot be\n"
-	"reached or will not serve (a limit), or its socket is not to be trusted\n"
-	"(see 'hasp --help'); 126/127 when COMMAND cannot be run.\n"
-	"A lease that ended while COMMAND ran (revoked, or haspd gone) is reported\n"
-	"with a warning.\n"
-	"COMMAND finds its lease in its environment: HASP_LEASE (the lease id),\n"
-	"HASP_FENCE (its fencing token), and HASP_KEY or HASP_PATH.\n";
-
-struct lock_args {
-	const struct cli *cli;
-	const char *key;
-	const char *file;
-	const char *shell_command;
-	struct hasp_lock_options opts;
-	int conflict_code;
-	bool close_fd;
-	char **command;
-	char message[1025];
-};
-
-static int parse_seconds(const char *s, int64_t *ms)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= 0) || v > 1e9) {
-		fprintf(stderr, "hasp: invalid timeout '%s' (seconds, >= 0)\n", s);
-		return -1;
-	}
-	*ms = (int64_t)(v * 1000.0 + 0.5);
-	return 0;
-}
-
-static int parse_int(const char *s, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 0 || v > 255) {
-		fprintf(stderr, "hasp: invalid exit code '%s' (0 to 255)\n", s);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
 
 static void default_message(struct lock_args *a, char **argv)
 {
@@ -116,83 +39,6 @@ static void default_message(struct lock_args *a, char **argv)
 	if (!utf8_valid(a->message, used))
 		return; /* a command line that is not UTF-8: no message */
 	a->opts.message = a->message;
-}
-
-static int parse_lock_args(struct cli *cli, int argc, char **argv, struct lock_args *a)
-{
-	enum { OPT_OWNER = 256, OPT_MESSAGE };
-	static const struct option longopts[] = {
-		{ "key", required_argument, NULL, 'k' },
-		{ "exclusive", no_argument, NULL, 'x' },
-		{ "shared", no_argument, NULL, 's' },
-		{ "nonblock", no_argument, NULL, 'n' },
-		{ "nb", no_argument, NULL, 'n' },
-		{ "nonblocking", no_argument, NULL, 'n' },
-		{ "timeout", required_argument, NULL, 'w' },
-		{ "wait", required_argument, NULL, 'w' },
-		{ "conflict-exit-code", required_argument, NULL, 'E' },
-		{ "close", no_argument, NULL, 'o' },
-		{ "owner", required_argument, NULL, OPT_OWNER },
-		{ "message", required_argument, NULL, OPT_MESSAGE },
-		{ "command", required_argument, NULL, 'c' },
-		{ "socket", required_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
-
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "+k:xesnw:E:oc:S:h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			if (a->key) {
-				fputs("hasp: lock takes one -k KEY\nTry 'hasp lock --help'.\n", stderr);
-				return EXIT_USAGE;
-			}
-			a->key = optarg;
-			break;
-		case 'x': case 'e': a->opts.mode = HASP_EXCLUSIVE; break;
-		case 's': a->opts.mode = HASP_SHARED; break;
-		case 'n': a->opts.timeout_ms = 0; break;
-		case 'w':
-			if (parse_seconds(optarg, &a->opts.timeout_ms) < 0)
-				return EXIT_USAGE;
-			break;
-		case 'E':
-			if (parse_int(optarg, &a->conflict_code) < 0)
-				return EXIT_USAGE;
-			break;
-		case 'o': a->close_fd = true; break;
-		case OPT_OWNER: a->opts.owner = optarg; break;
-		case OPT_MESSAGE: a->opts.message = optarg; break;
-		case 'c': a->shell_command = optarg; break;
-		case 'S': cli->socket = optarg; break;
-		case 'h': fputs(usage, stdout); return 0;
-		default: fputs("Try 'hasp lock --help'.\n", stderr); return EXIT_USAGE;
-		}
-	}
-	if (!a->key && optind < argc) {
-		a->file = argv[optind++];
-		if (optind < argc && strcmp(argv[optind], "--") == 0)
-			optind++;
-		/* flock(1)'s FILE -c COMMAND: the option after FILE. */
-		else if (!a->shell_command && optind + 1 < argc &&
-			 (strcmp(argv[optind], "-c") == 0 || strcmp(argv[optind], "--command") == 0)) {
-			a->shell_command = argv[optind + 1];
-			optind += 2;
-		}
-	}
-	a->command = argv + optind;
-	if (!a->key && !a->file) {
-		fputs("hasp: lock needs a FILE or -k KEY\nTry 'hasp lock --help'.\n", stderr);
-		return EXIT_USAGE;
-	}
-	if (!a->shell_command == !*a->command) {
-		fputs("hasp: lock needs a command: -- COMMAND [ARGS...] or -c STRING\n"
-		      "Try 'hasp lock --help'.\n", stderr);
-		return EXIT_USAGE;
-	}
-	return -1;
 }
 
 static void default_owner(struct lock_args *a)
@@ -243,19 +89,25 @@ static bool shown_path(const char *file, char *buf, size_t size)
 
 /* After a second of waiting on a terminal: say whom we wait for, through a
  * second connection (the first one is busy waiting). */
+struct waiting {
+	const struct cli *cli;
+	const struct lock_args *a;
+};
+
 static void notify_waiting(void *userdata)
 {
-	const struct lock_args *a = userdata;
+	const struct waiting *w = userdata;
+	const struct lock_args *a = w->a;
 	hasp_client *c = NULL;
 	json_t *resource = NULL, *holders, *h;
 	char age[32], path[3 * PATH_MAX];
 	size_t i;
 
-	if (hasp_connect(a->cli->socket, &c) < 0)
+	if (hasp_connect(w->cli->socket, &c) < 0)
 		goto out;
 	if (a->key)
 		resource = find_resource(c, "key", a->key);
-	else if (shown_path(a->file, path, sizeof(path)))
+	else if (a->fd < 0 && shown_path(a->file, path, sizeof(path)))
 		resource = find_resource(c, "path", path);
 	else
 		goto out;
@@ -292,110 +144,165 @@ static int export_lease(const hasp_lease *l, const struct lock_args *a)
 	if (setenv("HASP_FENCE", num, 1) < 0)
 		return -1;
 	unsetenv(a->key ? "HASP_PATH" : "HASP_KEY");
-	return setenv(a->key ? "HASP_KEY" : "HASP_PATH", a->key ? a->key : a->file, 1);
+	return setenv(a->key ? "HASP_KEY" : "HASP_PATH", hasp_lease_key(l), 1);
 }
 
-static int run_command(hasp_client *c, struct lock_args *a)
+/* The exit status for a lease not had, as flock(1) gives it for the same
+ * failure: the conflict code only for busy or timed out. */
+static int failure_status(const struct lock_args *a, int r)
 {
-	char *sh[] = { "/bin/sh", "-c", (char *)a->shell_command, NULL };
-	char **argv = a->shell_command ? sh : a->command;
-	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_quit;
-	int fd = hasp_client_fd(c), status;
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, "hasp: fork: %s\n", strerror(errno));
-		return 1;
-	}
-	if (pid == 0) {
-		if (a->close_fd)
-			close(fd);
-		else
-			fcntl(fd, F_SETFD, 0); /* COMMAND inherits the session */
-		execvp(argv[0], argv);
-		fprintf(stderr, "hasp: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(errno == ENOENT ? 127 : 126);
-	}
-	/* Like system(3): the terminal's ^C and ^\ are for COMMAND, whose
-	 * status is the one to report. */
-	sigaction(SIGINT, &ign, &old_int);
-	sigaction(SIGQUIT, &ign, &old_quit);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return 1;
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGQUIT, &old_quit, NULL);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
-}
-
-/* The lease may have ended while COMMAND ran: an administrator revoked it,
- * or haspd stopped. COMMAND's status stands; the user is told. */
-static void warn_if_lost(hasp_client *c, const hasp_lease *l, const struct lock_args *a)
-{
-	char *name = cli_escape(a->key ? a->key : a->file);
-	int r = hasp_lease_revoked(c, l);
-
-	if (r == 1)
-		fprintf(stderr, "hasp: warning: the lease on '%s' was revoked while the command "
-			"ran\n", name ? name : "?");
-	else if (r == -ECONNRESET)
-		fprintf(stderr, "hasp: warning: the lease on '%s' was lost while the command ran: "
-			"haspd went away (it stopped, crashed or restarted)\n", name ? name : "?");
-	else if (r < 0) {
-		fprintf(stderr, "hasp: warning: cannot tell whether the lease on '%s' lasted while "
-			"the command ran: ", name ? name : "?");
-		cli_put_escaped(stderr, hasp_client_errmsg(c));
-		fputc('\n', stderr);
-	}
-	free(name);
-}
-
-int cmd_lock(struct cli *cli, int argc, char **argv)
-{
-	struct lock_args a = { .cli = cli, .opts = HASP_LOCK_OPTIONS_INIT, .conflict_code = 1 };
-	hasp_client *c;
-	hasp_lease *lease;
-	int r = parse_lock_args(cli, argc, argv, &a);
-
-	if (r >= 0)
-		return r;
-	default_owner(&a);
-	if (!a.opts.message)
-		default_message(&a, a.shell_command ? (char *[]){ (char *)a.shell_command, NULL }
-						    : a.command);
-	if (a.opts.timeout_ms != 0 && isatty(STDERR_FILENO)) {
-		a.opts.waiting = notify_waiting;
-		a.opts.waiting_after_ms = 1000;
-		a.opts.userdata = &a;
-	}
-	c = cli_connect(cli);
-	if (!c)
+	switch (r) {
+	case -HASP_E_BUSY:
+	case -HASP_E_TIMEOUT:
+		return a->conflict_code;
+	case -ENOMEM: case -EMFILE: case -ENFILE: case -HASP_E_INTERNAL:
+		return EXIT_OSERR;
+	case -EROFS: case -ENOSPC:
+		return EXIT_CANTCREAT;
+	case -EBADF:
+		return EXIT_DATAERR;
+	case -ECONNRESET: case -EPIPE: case -ENOTCONN: case -ECONNREFUSED:
+	case -HASP_E_LIMIT: case -HASP_E_PROTOCOL: case -HASP_E_UNTRUSTED:
 		return EXIT_UNAVAILABLE;
-	if (a.file)
-		r = hasp_lock_file(c, a.file, &a.opts, &lease);
-	else
-		r = hasp_lock(c, a.key, &a.opts, &lease);
-	if (r < 0) {
+	case -HASP_E_BAD_REQUEST: case -EINVAL:
+		/* What the command line gave was checked: for a file, its type. */
+		return a->key ? EXIT_USAGE : EXIT_NOINPUT;
+	case -HASP_E_PERMISSION_DENIED:
+		return EXIT_NOINPUT;
+	default:
+		/* Opening FILE: ENOENT, EACCES, ENOTDIR, ELOOP, ... */
+		return a->file && a->fd < 0 && r > -HASP_E_BASE ? EXIT_NOINPUT : EXIT_OSERR;
+	}
+}
+
+static bool conflict(int r)
+{
+	return r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT;
+}
+
+static int take_lease(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
+{
+	if (a->fd >= 0)
+		return hasp_lock_fd(c, a->fd, &a->opts, ret);
+	if (a->file)
+		return hasp_lock_file(c, a->file, &a->opts, ret);
+	return hasp_lock(c, a->key, &a->opts, ret);
+}
+
+/* flock(1)'s --verbose line, on stdout as there. */
+static void say_time_taken(struct timespec start)
+{
+	struct timespec end;
+	long long ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	ns = (long long)(end.tv_sec - start.tv_sec) * 1000000000LL + (end.tv_nsec - start.tv_nsec);
+	printf("hasp: getting lock took %lld.%06lld seconds\n", ns / 1000000000LL,
+	       ns % 1000000000LL / 1000);
+}
+
+/* Like flock(1), silent on a conflict unless --verbose or on a terminal,
+ * where naming the holder is worth the most. */
+static int report_failure(hasp_client *c, const struct lock_args *a, int r)
+{
+	if (!conflict(r) || a->verbose || isatty(STDERR_FILENO)) {
 		fputs("hasp: ", stderr);
 		cli_put_escaped(stderr, *hasp_client_errmsg(c) ? hasp_client_errmsg(c)
 							       : hasp_strerror(r));
 		fputc('\n', stderr);
-		hasp_close(c);
-		if (r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT)
-			return a.conflict_code;
-		return cli_status(r);
 	}
-	if (export_lease(lease, &a) < 0) {
+	return failure_status(a, r);
+}
+
+/* -u: the fd form's unlock, done here: the flock is the caller's. */
+static int unlock_fd(int fd)
+{
+	if (flock(fd, LOCK_UN) == 0)
+		return 0;
+	fprintf(stderr, "hasp: %d: %s\n", fd, strerror(errno));
+	return errno == EBADF ? EXIT_DATAERR : EXIT_OSERR;
+}
+
+/* -F: COMMAND in hasp's place, holding the session itself. */
+static int exec_command(hasp_client *c, const struct lock_args *a)
+{
+	char *sh[4], **argv = lock_argv(a, sh);
+
+	fflush(NULL);
+	fcntl(hasp_client_fd(c), F_SETFD, 0);
+	execvp(argv[0], argv);
+	fprintf(stderr, "hasp: cannot run %s: %s\n", argv[0], strerror(errno));
+	return errno == ENOENT ? 127 : 126;
+}
+
+/* With the lease held: COMMAND, or nothing more for the fd form. */
+static int use_lease(hasp_client *c, const hasp_lease *l, const struct lock_args *a)
+{
+	char *sh[4];
+
+	if (a->fd >= 0 && !a->fd_command)
+		return 0;
+	if (export_lease(l, a) < 0) {
 		fprintf(stderr, "hasp: cannot set the lease's environment: %s\n", strerror(errno));
-		r = 71; /* EX_OSERR */
-	} else {
-		r = run_command(c, &a);
+		return EXIT_OSERR;
 	}
-	warn_if_lost(c, lease, &a);
+	if (a->verbose)
+		printf("hasp: executing %s\n", lock_argv(a, sh)[0]);
+	if (a->no_fork)
+		return exec_command(c, a);
+	return lock_run(c, l, a);
+}
+
+/* Tells haspd who this is, for 'hasp ls': worth a round trip, not a failure. */
+static void introduce(hasp_client *c)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "hasp lock (pid %d)", (int)getpid());
+	hasp_hello(c, name);
+}
+
+int cmd_lock(struct cli *cli, int argc, char **argv)
+{
+	struct lock_args a = { .fd = -1, .opts = HASP_LOCK_OPTIONS_INIT, .conflict_code = 1,
+			       .kill_after_ms = 10000 };
+	struct waiting w = { cli, &a };
+	struct timespec start;
+	hasp_client *c;
+	hasp_lease *lease;
+	int r = lock_parse_args(cli, argc, argv, &a);
+
+	if (r >= 0)
+		return r;
+	if (a.unlock)
+		return unlock_fd(a.fd);
+	if (a.fd >= 0 && fcntl(a.fd, F_GETFD) < 0) {
+		fprintf(stderr, "hasp: %d: %s\n", a.fd, strerror(errno));
+		return EXIT_DATAERR; /* as flock(1) */
+	}
+	default_owner(&a);
+	if (!a.opts.message && a.fd < 0)
+		default_message(&a, a.shell_command ? (char *[]){ (char *)a.shell_command, NULL }
+						    : a.command);
+	if (a.opts.timeout_ms != 0 && (a.verbose || isatty(STDERR_FILENO))) {
+		a.opts.waiting = notify_waiting;
+		a.opts.waiting_after_ms = 1000;
+		a.opts.userdata = &w;
+	}
+	c = cli_connect(cli);
+	if (!c)
+		return EXIT_UNAVAILABLE;
+	introduce(c);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	r = take_lease(c, &a, &lease);
+	if (r < 0) {
+		r = report_failure(c, &a, r);
+		hasp_close(c);
+		return r;
+	}
+	if (a.verbose)
+		say_time_taken(start);
+	r = use_lease(c, lease, &a);
 	hasp_lease_free(lease);
 	hasp_close(c);
 	return r;

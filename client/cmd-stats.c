@@ -35,13 +35,15 @@ static void print_balance(json_t *gauges, json_t *counters)
 			    stat_of(counters, "granted_after_wait");
 	long long released = stat_of(counters, "releases"), revoked = stat_of(counters, "revokes");
 	long long disconnected = stat_of(counters, "disconnects");
+	long long handed = stat_of(counters, "handed_over");
 
 	printf("leases:\n");
 	printf("  %-20s %lld\n", "granted", granted);
-	printf("  %-20s %lld\n", "ended", released + disconnected + revoked);
+	printf("  %-20s %lld\n", "ended", released + disconnected + revoked + handed);
 	printf("    %-18s %lld\n", "released", released);
 	printf("    %-18s %lld\n", "disconnected", disconnected);
 	printf("    %-18s %lld\n", "revoked", revoked);
+	printf("    %-18s %lld\n", "handed over", handed);
 	printf("  %-20s %lld\n", "held", stat_of(gauges, "leases"));
 }
 

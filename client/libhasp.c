@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -487,7 +488,9 @@ HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_loc
 }
 
 /* Opens path as rapfiles does: created if missing (0666 minus umask), with
- * read access where allowed, else write access; never blocking. */
+ * read access where allowed, else write access; never blocking. A
+ * directory, which O_CREAT refuses, is opened for reading, as flock(1)
+ * does. */
 static int open_lock_file(const char *path)
 {
 	int flags = O_CREAT | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
@@ -495,6 +498,8 @@ static int open_lock_file(const char *path)
 
 	if (fd < 0 && errno == EACCES)
 		fd = open(path, O_WRONLY | flags, 0666);
+	if (fd < 0 && errno == EISDIR)
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOCTTY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -545,6 +550,58 @@ HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 	args = lock_args("path", proto_string_shown(path, strlen(path)), true, opts);
 	r = lock_common(c, path, args, fd, opts, ret_lease);
 	close(fd);
+	return r;
+}
+
+/* The path fd was opened by, for display: what /proc says of it. */
+static int fd_path(int fd, char *buf, size_t size)
+{
+	char proc[64];
+	ssize_t n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, buf, size - 1);
+	if (n <= 0 || buf[0] != '/')
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+HASP_EXPORT int hasp_lock_fd(hasp_client *c, int fd, const struct hasp_lock_options *opts,
+			     hasp_lease **ret_lease)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	json_t *args;
+
+	if (!opts)
+		opts = &lock_defaults;
+	if (fstat(fd, &st) < 0)
+		return set_error(c, -errno, "descriptor %d: %s", fd, strerror(errno));
+	if (!strings_valid(opts))
+		return set_error(c, -EINVAL, "the owner and message must be UTF-8");
+	if (fd_path(fd, path, sizeof(path)) < 0)
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), fd);
+	args = lock_args("path", proto_string_shown(path, strlen(path)), true, opts);
+	if (args && json_object_set_new(args, "lock_fd", json_true()) < 0) {
+		json_decref(args);
+		args = NULL;
+	}
+	return lock_common(c, path, args, fd, opts, ret_lease);
+}
+
+HASP_EXPORT int hasp_hello(hasp_client *c, const char *name)
+{
+	struct proto_reply rep;
+	int r;
+
+	if (!name || strlen(name) > PROTO_CLIENT_MAX || !proto_utf8_valid(name))
+		return set_error(c, -EINVAL, "a client name is UTF-8, at most %d bytes",
+				 PROTO_CLIENT_MAX);
+	r = call(c, OP_HELLO, json_pack("{s:s,s:i}", "client", name, "version", PROTO_VERSION),
+		 &rep, NULL);
+	if (r >= 0)
+		proto_reply_done(&rep);
 	return r;
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fdlocks.h"
 #include "files.h"
 #include "haspd.h"
 #include "proto-daemon.h"
@@ -14,10 +15,11 @@
 
 /* A request that timed out; one that tried once only waited for a fence
  * (LT_FENCE_WAIT_MS), and is busy. */
-static void changes_expired(const struct lt_entry *e)
+static void changes_expired(struct lt_entry *e)
 {
 	char what[64];
 
+	fdlocks_drop(session_of(e->owner), e->res);
 	if (e->timeout_ms == 0) {
 		reply_conflict(session_of(e->owner), e->tag, HASP_E_BUSY, "busy", e->res, NULL);
 		return;

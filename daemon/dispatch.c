@@ -1,6 +1,7 @@
 #include "dispatch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "buildconf.h"
 #include "changes.h"
+#include "fdlocks.h"
 #include "files.h"
 #include "haspd.h"
 #include "oslock.h"
@@ -43,6 +45,42 @@ static void do_hello(struct session *s, const struct proto_request *req)
 				       "version", PROTO_VERSION, "session", (json_int_t)s->id));
 }
 
+/* The fd form's resource, as files_resource() gives it, and the session
+ * keeps a descriptor of the client's description, on which the flock goes
+ * at the grant. */
+static struct lt_resource *fd_form_resource(struct session *s, const char *path, int fd,
+					    int *code, char *msg, size_t n)
+{
+	int keep = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	struct lt_resource *r;
+
+	if (keep < 0) {
+		close(fd);
+		*code = HASP_E_LIMIT;
+		snprintf(msg, n, "haspd is out of descriptors");
+		return NULL;
+	}
+	r = files_resource(s, path, fd, code, msg, n);
+	if (r && !files_may_open(s, msg, n))
+		*code = HASP_E_LIMIT, r = NULL;
+	if (!r) {
+		close(keep);
+		return NULL;
+	}
+	switch (fdlocks_add(s, r, keep)) {
+	case 0:
+		return r;
+	case -EEXIST:
+		*code = HASP_E_ALREADY_HELD;
+		snprintf(msg, n, "this session already holds or waits for this lock");
+		return NULL;
+	default:
+		*code = HASP_E_INTERNAL;
+		snprintf(msg, n, "out of memory");
+		return NULL;
+	}
+}
+
 /* Points lr at the file a request names (its key copied to key, which
  * outlives the resource); false when an error was sent. */
 static bool acquire_file(struct session *s, const struct proto_request *req,
@@ -52,7 +90,9 @@ static bool acquire_file(struct session *s, const struct proto_request *req,
 	char msg[1200];
 	int code, fd = req->acquire.fd ? files_take_fd(s, &code, msg, sizeof(msg)) : -1;
 
-	if (!req->acquire.fd || fd >= 0)
+	if (req->acquire.lock_fd && fd >= 0)
+		r = fd_form_resource(s, req->acquire.path, fd, &code, msg, sizeof(msg));
+	else if (!req->acquire.fd || fd >= 0)
 		r = files_resource(s, req->acquire.path, fd, &code, msg, sizeof(msg));
 	if (!r) {
 		reply_error(s, true, req->id, code, msg, NULL);
@@ -97,16 +137,24 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		.sender = &s->sender,
 	};
 	char filekey[OSLOCK_KEY_LEN];
+	const struct lt_resource *fdres;
+	enum lt_result result;
 	struct lt_entry *e;
 
 	if (over_lock_limits(s, req))
 		return;
 	if (req->acquire.path && !acquire_file(s, req, &lr, filekey))
 		return;
-	switch (locktable_acquire(lt, &s->owner, &lr, &e)) {
+	/* The fd form's descriptor stays only with a request that waits. */
+	fdres = req->acquire.lock_fd ? locktable_find(lt, lr.key, lr.key_len) : NULL;
+	result = locktable_acquire(lt, &s->owner, &lr, &e);
+	if (fdres && result != LT_QUEUED && result != LT_HANDED_OVER)
+		fdlocks_drop(s, fdres);
+	switch (result) {
 	case LT_GRANTED:
 		reply_grant(s, e);
 		break;
+	case LT_HANDED_OVER: /* answered by its record */
 	case LT_QUEUED:
 		break;
 	case LT_BUSY:
@@ -135,11 +183,29 @@ static void do_release(struct session *s, const struct proto_request *req)
 	reply_error(s, true, req->id, HASP_E_UNKNOWN_LEASE, msg, NULL);
 }
 
+/* The resource of s's waiting request with this tag (the one cancel would
+ * end), or NULL. */
+static const struct lt_resource *waiting_on(const struct session *s, int64_t tag)
+{
+	const struct list *pos;
+
+	list_foreach(pos, &s->owner.waiting) {
+		const struct lt_entry *e = container_of(pos, struct lt_entry, onode);
+
+		if (e->tag == tag)
+			return e->res;
+	}
+	return NULL;
+}
+
 static void do_cancel(struct session *s, const struct proto_request *req)
 {
 	int64_t target = req->cancel.request;
+	const struct lt_resource *r = waiting_on(s, target);
 	char msg[96];
 
+	if (r)
+		fdlocks_drop(s, r);
 	if (locktable_cancel(&s->d->lt, &s->owner, target) == LT_OK) {
 		snprintf(msg, sizeof(msg), "cancelled by request %" PRId64, req->id);
 		reply_error(s, true, target, HASP_E_CANCELLED, msg, NULL);

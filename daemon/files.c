@@ -8,6 +8,7 @@
 
 #include "changes.h"
 #include "fdlimit.h"
+#include "fdlocks.h"
 #include "haspd.h"
 #include "oslock.h"
 #include "proto-daemon.h"
@@ -17,7 +18,7 @@ static int open_error(int err, const char *path, int *code, char *msg, size_t n)
 {
 	*code = err == EACCES || err == EPERM ? HASP_E_PERMISSION_DENIED : HASP_E_BAD_REQUEST;
 	if (err == EINVAL)
-		snprintf(msg, n, "%.1024s is not a regular file", path);
+		snprintf(msg, n, "%.1024s is neither a regular file nor a directory", path);
 	else
 		snprintf(msg, n, "cannot open %.1024s: %s", path, strerror(err));
 	return -1;
@@ -82,9 +83,7 @@ static int request_fd(struct session *s, const char *path, int fd, int *ret_acce
 	return fd;
 }
 
-/* Whether s's uid may have one more file open, reading the descriptor limit
- * again only when the one known says no (prlimit(1) may have raised it). */
-static bool may_open_file(struct session *s, char *msg, size_t n)
+bool files_may_open(struct session *s, char *msg, size_t n)
 {
 	struct haspd *d = s->d;
 
@@ -117,7 +116,7 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	if (e < 0) {
 		open_error(-e, path, code, msg, msg_size);
 	} else if (!(r = locktable_find(lt, key, sizeof(key)))) {
-		if (!may_open_file(s, msg, msg_size)) {
+		if (!files_may_open(s, msg, msg_size)) {
 			*code = HASP_E_LIMIT;
 		} else if (!(o = oslock_new(fd, access, path))) {
 			open_error(errno, path, code, msg, msg_size);
@@ -242,19 +241,25 @@ static void retry_schedule(struct haspd *d, struct oslock *o)
 	list_add_tail(&q->files, &o->retry_link);
 }
 
-bool files_admit(struct lt_resource *r, enum lt_mode mode, void *arg)
+enum lt_admit files_admit(struct lt_resource *r, const struct lt_entry *e, void *arg)
 {
 	struct haspd *d = arg;
 	struct oslock *o = r->os;
+	struct session *s = session_of(e->owner);
+	int fd = fdlocks_fd(s, r);
+	bool shared = e->mode == LT_SHARED;
 
-	if (oslock_try(o, mode == LT_SHARED)) {
+	if (fd >= 0 ? oslock_place(o, fd, shared, r->nholders == 0) : oslock_try(o, shared)) {
 		retry_remove(&d->retrying, o);
 		o->backoff_us = 0;
-		return true;
+		if (fd < 0)
+			return LT_ADMIT_HOLD;
+		fdlocks_drop(s, r); /* placed: the client's description holds it */
+		return LT_ADMIT_HANDED_OVER;
 	}
 	o->res = r;
 	retry_schedule(d, o);
-	return false;
+	return LT_ADMIT_NO;
 }
 
 void files_unlocked(struct lt_resource *r)

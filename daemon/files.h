@@ -68,9 +68,16 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 int files_find(struct session *s, const char *path, int fd, struct lt_resource **ret, int *code,
 	       char *msg, size_t msg_size);
 
-/* The lock table's question: may a lease of this mode be granted on r's
- * file now (the flock taken)? If not, a retry is scheduled. */
-bool files_admit(struct lt_resource *r, enum lt_mode mode, void *arg);
+/* Whether s's uid may have one more file open, reading the descriptor limit
+ * again only when the one known says no (prlimit(1) may have raised it);
+ * if not, msg says why. */
+bool files_may_open(struct session *s, char *msg, size_t n);
+
+/* The lock table's question: may e be granted on r's file now? The flock
+ * taken on the daemon's description, the table holds it; placed on the
+ * client's (the fd form, fdlocks.h), it is handed over. If neither, a
+ * retry is scheduled. */
+enum lt_admit files_admit(struct lt_resource *r, const struct lt_entry *e, void *arg);
 /* Change records: r's file has no holders (its flock goes), or r is gone
  * (its file is closed, and its uid's charge refunded). */
 void files_unlocked(struct lt_resource *r);

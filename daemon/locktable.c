@@ -352,18 +352,19 @@ static bool compatible(const struct lt_resource *r, enum lt_mode mode)
 	return r->nholders == 0 || (r->held_mode == LT_SHARED && mode == LT_SHARED);
 }
 
-/* Compatible with the holders, and admitted by the os attachment if any. */
-/* Compatible with the holders, a fence to give, and admitted by the os
- * attachment if any (asked last: it may take a flock). */
-static bool grantable(struct locktable *lt, struct lt_resource *r, enum lt_mode mode)
+/* Whether e, a request on r, can be granted now: compatible with the
+ * holders, a fence to give, and admitted by the os attachment if any
+ * (asked last: it may take a flock). */
+static enum lt_admit grantable(struct locktable *lt, struct lt_resource *r,
+			       const struct lt_entry *e)
 {
-	if (!compatible(r, mode))
-		return false;
+	if (!compatible(r, e->mode))
+		return LT_ADMIT_NO;
 	if (upcoming_fence(lt) >= lt->fence_ceiling) {
 		lt->fences_starved = true;
-		return false;
+		return LT_ADMIT_NO;
 	}
-	return !r->os || !lt->cb.admit || lt->cb.admit(r, mode, lt->cb.arg);
+	return !r->os || !lt->cb.admit ? LT_ADMIT_HOLD : lt->cb.admit(r, e, lt->cb.arg);
 }
 
 /* ---- entries ---- */
@@ -523,18 +524,33 @@ static void entry_free(struct locktable *lt, struct lt_entry *e)
 	free(e);
 }
 
+/* A grant the os attachment keeps for the requester: a fence, a GRANTED
+ * record, and the entry gone with it (freed once the record is drained). */
+static void hand_over(struct locktable *lt, struct lt_entry *e)
+{
+	e->fence = next_fence(lt);
+	htable_remove(&lt->pairs, &e->by_pair);
+	lt->stats.handed_over++;
+	report_gone(lt, e, LT_CHANGE_GRANTED);
+}
+
 /* Grants from the head of the queue: one exclusive request, or the run of
  * shared requests, as long as each is compatible with the holders. */
 static void promote(struct locktable *lt, struct lt_resource *r)
 {
 	while (r->nwaiters) {
 		struct lt_entry *e = container_of(r->waiters.next, struct lt_entry, qnode);
+		enum lt_admit a = grantable(lt, r, e);
 
-		if (!grantable(lt, r, e->mode))
+		if (a == LT_ADMIT_NO)
 			break;
 		unwait(lt, e);
-		hold(lt, e);
 		lt->stats.granted_after_wait++;
+		if (a == LT_ADMIT_HANDED_OVER) {
+			hand_over(lt, e);
+			continue;
+		}
+		hold(lt, e);
 		report_granted(lt, e);
 	}
 }
@@ -586,7 +602,7 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 {
 	struct lt_resource *r;
 	struct lt_entry *e;
-	bool now;
+	enum lt_admit now = LT_ADMIT_NO;
 
 	assert(drained(lt));
 	lt->stats.acquires++;
@@ -597,21 +613,31 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 		lt->stats.already_held++;
 		return LT_ALREADY_HELD;
 	}
-	now = r->nwaiters == 0 && grantable(lt, r, req->mode);
-	/* Even one that tries once waits for a fence to give: that is the
-	 * daemon's delay (one store), not a conflict. */
-	if (!now && req->timeout_ms == 0 &&
-	    !(r->nwaiters == 0 && compatible(r, req->mode) && lt->fences_starved)) {
-		lt->stats.busy++;
-		resource_put_if_unused(lt, r);
-		return LT_BUSY;
-	}
+	/* The entry first: the os attachment is asked about it. */
 	e = entry_new(lt, o, r, req);
 	if (!e) {
 		resource_put_if_unused(lt, r);
 		return LT_NOMEM;
 	}
-	if (now) {
+	if (r->nwaiters == 0)
+		now = grantable(lt, r, e);
+	/* Even one that tries once waits for a fence to give: that is the
+	 * daemon's delay (one store), not a conflict. */
+	if (now == LT_ADMIT_NO && req->timeout_ms == 0 &&
+	    !(r->nwaiters == 0 && compatible(r, req->mode) && lt->fences_starved)) {
+		lt->stats.busy++;
+		entry_free(lt, e);
+		resource_put_if_unused(lt, r);
+		return LT_BUSY;
+	}
+	if (now == LT_ADMIT_HANDED_OVER) {
+		lt->stats.granted_at_once++;
+		hand_over(lt, e);
+		resource_put_if_unused(lt, r);
+		*ret = e;
+		return LT_HANDED_OVER;
+	}
+	if (now == LT_ADMIT_HOLD) {
 		hold(lt, e);
 		lt->stats.granted_at_once++;
 		*ret = e;
@@ -638,17 +664,21 @@ void locktable_kick(struct locktable *lt, struct lt_resource *r)
 {
 	assert(drained(lt));
 	promote(lt, r);
+	resource_put_if_unused(lt, r); /* all handed over */
 }
 
 void locktable_kick_all(struct locktable *lt)
 {
 	assert(drained(lt));
 	for (size_t i = 0; i <= lt->resources.mask && !lt->fences_starved; i++) {
-		for (struct hnode *n = lt->resources.buckets[i]; n; n = n->next) {
+		for (struct hnode *n = lt->resources.buckets[i], *next; n; n = next) {
 			struct lt_resource *r = container_of(n, struct lt_resource, node);
 
-			if (r->nwaiters)
+			next = n->next; /* r may go: all handed over */
+			if (r->nwaiters) {
 				promote(lt, r);
+				resource_put_if_unused(lt, r);
+			}
 		}
 	}
 }

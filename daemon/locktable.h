@@ -43,6 +43,8 @@ enum lt_mode { LT_EXCLUSIVE, LT_SHARED };
 enum lt_result {
 	LT_OK,
 	LT_GRANTED,
+	LT_HANDED_OVER,         /* granted, and the os attachment holds it for the
+				 * requester: reported as a GRANTED record, not held */
 	LT_QUEUED,
 	LT_BUSY,
 	LT_ALREADY_HELD,
@@ -150,22 +152,34 @@ struct lt_change {
 	struct lt_resource *res;        /* the entry's, or the one unlocked or freed */
 };
 
+/* The os attachment's answer to a request the table would grant. */
+enum lt_admit {
+	LT_ADMIT_NO,            /* not now: the request keeps its place, and the
+				 * caller calls locktable_kick() when it may have
+				 * changed */
+	LT_ADMIT_HOLD,          /* granted: the table holds it */
+	LT_ADMIT_HANDED_OVER,   /* granted, and the lock is the requester's own
+				 * now, outside the table (a flock on the client's
+				 * descriptor): it gets a fence and is reported
+				 * granted, then is gone, as if released at once */
+};
+
 struct lt_callbacks {
-	/* For resources with an os attachment only: may a lease of this mode
-	 * be granted now? When it answers false the request keeps its place,
-	 * and the caller calls locktable_kick() when it may have changed. */
-	bool (*admit)(struct lt_resource *r, enum lt_mode mode, void *arg);
+	/* For resources with an os attachment only: may e (a request on r,
+	 * compatible with its holders) be granted now? */
+	enum lt_admit (*admit)(struct lt_resource *r, const struct lt_entry *e, void *arg);
 	void *arg;
 };
 
 /* Every lease granted (at once, or after a wait) ends by a release, a
- * revoke or its owner's end (disconnects), or is held still (leases):
+ * revoke or its owner's end (disconnects), is handed over to its requester
+ * (handed_over: the fd form), or is held still (leases):
  * granted_at_once + granted_after_wait == releases + revokes + disconnects
- * + leases. A waiting request that its owner's end removes is abandoned. */
+ * + handed_over + leases. A waiting request that its owner's end removes is abandoned. */
 struct lt_stats {
 	uint64_t acquires, granted_at_once, granted_after_wait, busy, timeouts,
 		 cancels, releases, already_held, owners_ended, revokes,
-		 disconnects, abandoned;
+		 disconnects, abandoned, handed_over;
 	size_t resources, leases, waiters;
 };
 
@@ -229,8 +243,9 @@ void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, g
  * names a resource with another os or none (os is left to the caller). */
 struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size_t key_len,
 				     void *os);
-/* LT_GRANTED (*ret is the lease; no callback), LT_QUEUED (*ret is the
- * waiter), LT_BUSY (timeout 0 and not grantable), LT_ALREADY_HELD (the owner
+/* LT_GRANTED (*ret is the lease; no record), LT_HANDED_OVER (granted and
+ * handed over, LT_ADMIT_HANDED_OVER: reported by a GRANTED record, which
+ * answers it), LT_QUEUED (*ret is the waiter), LT_BUSY (timeout 0 and not grantable), LT_ALREADY_HELD (the owner
  * holds or waits for this resource), LT_NOMEM. */
 enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 				 const struct lt_request *req, struct lt_entry **ret);

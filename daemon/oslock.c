@@ -25,7 +25,7 @@ int oslock_identify(int fd, char *key)
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode))
+	if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
 		return -EINVAL;
 	key_of(&st, key);
 	return 0;
@@ -77,7 +77,7 @@ struct oslock *oslock_new(int fd, int access, const char *fallback_path)
 	own = open(proc, access | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (own < 0)
 		return NULL;
-	if (fstat(own, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(own, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
 		close(own);
 		errno = EINVAL;
 		return NULL;
@@ -119,6 +119,13 @@ bool oslock_try(struct oslock *o, bool shared)
 		return false;
 	o->held = want;
 	return true;
+}
+
+bool oslock_place(struct oslock *o, int fd, bool shared, bool unheld)
+{
+	if (unheld)
+		oslock_unlock(o); /* what its last holders had */
+	return flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0;
 }
 
 void oslock_unlock(struct oslock *o)

@@ -27,7 +27,8 @@ struct oslock {
 };
 
 /* st_dev/st_ino of fd's file as a key (key must hold OSLOCK_KEY_LEN bytes).
- * Returns 0, -EINVAL when it is not a regular file, or -errno. */
+ * Returns 0, -EINVAL when it is neither a regular file nor a directory,
+ * or -errno. */
 int oslock_identify(int fd, char *key);
 /* What a client's descriptor proves it could open the file for, as the
  * flags to reopen it with: O_RDONLY if it may read, else O_WRONLY if it may
@@ -44,4 +45,9 @@ void oslock_free(struct oslock *o);
 
 /* Takes the flock in this mode without blocking: true when held. */
 bool oslock_try(struct oslock *o, bool shared);
+/* Takes the flock in this mode without blocking on another description, a
+ * client's (the fd form: fdlocks.h): true when held. unheld: the resource
+ * has no holders, so the daemon's own flock, if it is still there, goes
+ * first (it would stand in the way of an exclusive one). */
+bool oslock_place(struct oslock *o, int fd, bool shared, bool unheld);
 void oslock_unlock(struct oslock *o);

@@ -535,7 +535,7 @@ json_t *report_stats(const struct haspd *d)
 			      "waiters", (json_int_t)st->waiters,
 			      "uptime_ms", (json_int_t)((d->lt.now_us - d->started_us) / 1000),
 			      "heap_bytes", heap_in_use());
-	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
 			      "acquires", (json_int_t)st->acquires,
 			      "granted_at_once", (json_int_t)st->granted_at_once,
@@ -546,6 +546,7 @@ json_t *report_stats(const struct haspd *d)
 			      "abandoned", (json_int_t)st->abandoned,
 			      "releases", (json_int_t)st->releases,
 			      "disconnects", (json_int_t)st->disconnects,
+			      "handed_over", (json_int_t)st->handed_over,
 			      "already_held", (json_int_t)st->already_held,
 			      "revokes", (json_int_t)st->revokes,
 			      "protocol_errors", (json_int_t)d->protocol_errors);

@@ -10,6 +10,7 @@
 #include "changes.h"
 #include "dispatch.h"
 #include "fdlimit.h"
+#include "fdlocks.h"
 #include "haspd.h"
 #include "users.h"
 
@@ -32,6 +33,7 @@ static void session_end_leases(struct session *s)
 		return;
 	s->ended = true;
 	locktable_owner_done(&s->d->lt, &s->owner);
+	fdlocks_drop_all(s);
 	changes_apply(s->d, NULL);
 }
 
@@ -111,6 +113,7 @@ struct session *session_new(struct haspd *d, int fd)
 		free(s);
 		return NULL;
 	}
+	list_init(&s->fdlocks);
 	s->id = ++d->sessions_total;
 	lt_owner_init(&s->owner, s->id, cred.pid, cred.uid, cred.gid);
 	s->owner.group = &s->user->group;
@@ -123,6 +126,7 @@ struct session *session_new(struct haspd *d, int fd)
 
 void session_free(struct session *s)
 {
+	fdlocks_drop_all(s);
 	connection_done(&s->conn);
 	users_put(&s->d->users, s->user);
 	free(s);

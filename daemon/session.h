@@ -26,6 +26,7 @@ struct session {
 	uint64_t id;
 	struct lt_cred sender;      /* the sender of the line being dispatched, whose
 				     * authority every request has (SCM_CREDENTIALS) */
+	struct list fdlocks;        /* fdlock.link: descriptors of fd-form requests (fdlocks.h) */
 	unsigned protocol_errors;
 	bool ended;                 /* its leases and waits are gone */
 	bool lost;                  /* in the graveyard */

@@ -274,22 +274,25 @@ END_TEST
 /* Requests that carry descriptors and fail, in every way. */
 static void bad_requests_with_descriptors(int fd)
 {
-	char req[512];
-	int f = open(file, O_RDONLY | O_CREAT, 0644), dir = open(daemon_.dir, O_RDONLY);
+	char req[1024], fifo[512];
+	int f = open(file, O_RDONLY | O_CREAT, 0644), pipe;
 	json_t *rep;
 
-	ck_assert(f >= 0 && dir >= 0);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", daemon_.dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	pipe = open(fifo, O_RDWR | O_NONBLOCK);
+	ck_assert(f >= 0 && pipe >= 0);
 	raw_send_fd(fd, "this is not json\n", f);
 	raw_send_fd(fd, "{\"id\":1,\"op\":\"ping\"}\n", f); /* nobody claims it */
-	snprintf(req, sizeof(req), "{\"id\":2,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", daemon_.dir);
-	raw_send_fd(fd, req, dir);                            /* not a regular file */
+	snprintf(req, sizeof(req), "{\"id\":2,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", fifo);
+	raw_send_fd(fd, req, pipe);                           /* a FIFO: no */
 	raw_send_fd(fd, "{\"id\":3,\"op\":\"acquire\",\"path\":\"rel\",\"fd\":true}\n", f);
 	raw_send(fd, "{\"id\":4,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":true}\n"); /* none sent */
 	snprintf(req, sizeof(req), "{\"id\":5,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", file);
 	raw_send_fd(fd, req, f);
 	raw_send(fd, "{\"id\":6,\"op\":\"release\",\"lease\":999999}\n");
 	rep = raw_recv_id(fd, 2, 5000);
-	ck_assert_ptr_nonnull(strstr(reply_message(rep), "not a regular file"));
+	ck_assert_ptr_nonnull(strstr(reply_message(rep), "neither a regular file nor a directory"));
 	json_decref(rep);
 	rep = raw_recv_id(fd, 3, 5000);
 	ck_assert_msg(rep && reply_error(rep) && strcmp(reply_error(rep), "bad_request") == 0,
@@ -303,7 +306,8 @@ static void bad_requests_with_descriptors(int fd)
 	json_decref(rep);
 	json_decref(raw_recv_id(fd, 6, 5000));
 	close(f);
-	close(dir);
+	close(pipe);
+	unlink(fifo);
 }
 
 START_TEST(descriptors_never_leak)

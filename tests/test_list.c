@@ -331,7 +331,7 @@ START_TEST(a_name_that_is_not_utf8_is_shown_with_fffd)
 	ck_assert_msg(strstr(out, "bad-\xef\xbf\xbd.lock"), "hasp ls: %s", out);
 	free(out);
 	/* hasp addresses that file by its name too: it is held. */
-	ck_assert_int_eq(RUN(&out, &err, "lock", "-n", path, "-c", "true"), 1);
+	ck_assert_int_eq(RUN(&out, &err, "lock", "--verbose", "-n", path, "-c", "true"), 1);
 	ck_assert_msg(strstr(err, "held by pid"), "hasp lock -n: %s", err);
 	assert_terminal_safe("hasp lock's error", err);
 	free(out);
@@ -796,8 +796,8 @@ START_TEST(hasp_ls_escapes_client_text)
 		json_array_get(a, 0), "holders"), 0), "owner")), "o\xc2\x9bx");
 	json_decref(a);
 	free(out);
-	/* The daemon's error quotes the key: hasp escapes it. */
-	ck_assert_int_eq(RUN(&out, &err, "lock", "-n", "-k", EVIL_KEY, "-c", "true"), 1);
+	/* The daemon's error quotes the key (said with --verbose): hasp escapes it. */
+	ck_assert_int_eq(RUN(&out, &err, "lock", "--verbose", "-n", "-k", EVIL_KEY, "-c", "true"), 1);
 	assert_terminal_safe("hasp lock's error", err);
 	ck_assert_msg(strstr(err, "'evil\\e[2J\\rroot\\nfake' is held"), "%s", err);
 	ck_assert_int_eq(count_char(err, '\n'), 1);

@@ -387,10 +387,10 @@ START_TEST(owner_strings_are_copied)
 END_TEST
 
 /* An os resource whose attachment refuses: busy, and the new resource goes. */
-static bool refuse(struct lt_resource *r, enum lt_mode mode, void *arg)
+static enum lt_admit refuse(struct lt_resource *r, const struct lt_entry *e, void *arg)
 {
-	(void)r, (void)mode, (void)arg;
-	return false;
+	(void)r, (void)e, (void)arg;
+	return LT_ADMIT_NO;
 }
 
 START_TEST(busy_on_a_new_refused_resource_leaves_nothing)
@@ -411,12 +411,60 @@ START_TEST(busy_on_a_new_refused_resource_leaves_nothing)
 END_TEST
 
 static bool admit_open;
+static int64_t admit_asked;     /* the tag of the last request admit was asked about */
 
-static bool admit_when_open(struct lt_resource *r, enum lt_mode mode, void *arg)
+static enum lt_admit admit_when_open(struct lt_resource *r, const struct lt_entry *e, void *arg)
 {
-	(void)r, (void)mode, (void)arg;
-	return admit_open;
+	(void)arg;
+	ck_assert_ptr_eq(e->res, r);
+	admit_asked = e->tag;
+	return admit_open ? LT_ADMIT_HOLD : LT_ADMIT_NO;
 }
+
+/* The os attachment keeps the lock for odd tags (the fd form). */
+static enum lt_admit hand_over_odd(struct lt_resource *r, const struct lt_entry *e, void *arg)
+{
+	(void)r, (void)arg;
+	return e->tag % 2 ? LT_ADMIT_HANDED_OVER : LT_ADMIT_HOLD;
+}
+
+/* A grant handed over is reported with a fence, holds nothing, and leaves
+ * nothing behind; in the queue it keeps its FIFO place. */
+START_TEST(a_handed_over_grant_is_reported_and_gone)
+{
+	static int os;
+	struct lt_entry *e;
+	uint64_t fence;
+
+	fx.lt.cb.admit = hand_over_odd;
+	ck_assert_ptr_nonnull(locktable_attach(&fx.lt, "file", 4, &os));
+	ck_assert_int_eq(ACQ(a, "file", X, -1, 1), LT_HANDED_OVER);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 1);
+	ck_assert_uint_eq(fx.nhanded, 1);
+	ck_assert_ptr_null(locktable_find(&fx.lt, "file", 4));
+	ck_assert_uint_eq(fx.nfreed, 1);
+	ck_assert_uint_eq(fx.lt.stats.leases + fx.lt.pairs.count + fx.lt.stats.resources, 0);
+	fence = fx.lt.last_fence;
+	ck_assert_uint_gt(fence, 0);
+	/* Behind a holder: handed over in turn, and the run of shared goes on. */
+	ck_assert_ptr_nonnull(locktable_attach(&fx.lt, "file", 4, &os));
+	ck_assert_int_eq(fx_acquire(&fx, &b, "file", X, -1, 2, &e), LT_GRANTED);
+	ck_assert_int_eq(ACQ(a, "file", S, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "file", S, -1, 4), LT_QUEUED);
+	ck_assert_int_eq(ACQ(d, "file", X, -1, 5), LT_QUEUED);
+	ck_assert_int_eq(fx_release(&fx, &b, e->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 3);
+	ck_assert_int_eq(fx.granted_tags[1], 3);
+	ck_assert_int_eq(fx.granted_tags[2], 4);
+	ck_assert_uint_eq(fx.nhanded, 2);
+	ck_assert_uint_gt(fx.lt.last_fence, fence);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "file", 4)->nholders, 1);
+	ck_assert_uint_eq(fx.lt.stats.handed_over, 2);
+	ck_assert_uint_eq(fx.lt.stats.granted_at_once + fx.lt.stats.granted_after_wait,
+			  fx.lt.stats.releases + fx.lt.stats.handed_over + fx.lt.stats.leases);
+}
+END_TEST
 
 START_TEST(refused_request_keeps_its_place_until_kicked)
 {
@@ -430,6 +478,8 @@ START_TEST(refused_request_keeps_its_place_until_kicked)
 	ck_assert_int_eq(ACQ(b, "file", S, -1, 2), LT_QUEUED);
 	fx_kick(&fx, r);
 	ck_assert_uint_eq(fx.ngranted, 0);
+	/* Asked about the head of the queue, the request itself. */
+	ck_assert_int_eq(admit_asked, 1);
 	admit_open = true;
 	fx_kick(&fx, r);
 	ck_assert_uint_eq(fx.ngranted, 1);
@@ -759,6 +809,7 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, owner_strings_are_copied);
 	tcase_add_test(tc, busy_on_a_new_refused_resource_leaves_nothing);
 	tcase_add_test(tc, refused_request_keeps_its_place_until_kicked);
+	tcase_add_test(tc, a_handed_over_grant_is_reported_and_gone);
 	tcase_add_test(tc, ended_writer_at_head_lets_readers_in);
 	tcase_add_test(tc, revoke_grants_the_next_waiter);
 	tcase_add_test(tc, granted_timed_waiter_no_longer_expires);

@@ -36,6 +36,7 @@ struct proto_request {
 			size_t key_len;
 			const char *path;       /* a file (then key is NULL) */
 			bool fd;                /* a descriptor came with it */
+			bool lock_fd;           /* the flock goes on that descriptor */
 			bool shared;
 			int64_t timeout_ms;     /* -1 when absent or null */
 			const char *owner;      /* may be NULL */

@@ -184,6 +184,7 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 			  struct proto_error *err)
 {
 	__typeof__(req->acquire) *a = &req->acquire;
+	struct value lock_fd = member(m, "lock_fd");
 
 	if (get_opt_string(m, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
 	    decode_path_fd(m, &a->path, &a->fd, err) < 0)
@@ -192,6 +193,11 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 		return fail(err, HASP_E_BAD_REQUEST, "an acquire needs one of \"key\" or \"path\"");
 	if (a->key && a->key_len == 0)
 		return fail(err, HASP_E_BAD_REQUEST, "\"key\" must not be empty");
+	if (!absent(lock_fd) && lock_fd.type != V_TRUE && lock_fd.type != V_FALSE)
+		return fail(err, HASP_E_BAD_REQUEST, "\"lock_fd\" must be true or false");
+	a->lock_fd = lock_fd.type == V_TRUE;
+	if (a->lock_fd && !a->fd)
+		return fail(err, HASP_E_BAD_REQUEST, "\"lock_fd\" goes with \"fd\": true");
 	if (decode_mode(m, &a->shared, err) < 0 ||
 	    get_opt_int(m, "timeout_ms", 0, -1, &a->timeout_ms, err) < 0 ||
 	    get_opt_string(m, "owner", PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||
