@@ -119,7 +119,7 @@ START_TEST(the_fd_form_lasts_as_long_as_the_descriptor)
 				"  \"$HASP\" lock -n \"$F\" true && exit 11\n" /* and hasp */
 				"  \"$HASP\" lock -n 9 || exit 12\n"        /* the same description: again */
 				"  exit 0\n"
-				") 9>\"$F\"\n"
+				") 9>\"$F\" || exit $?\n"                 /* the subshell's verdict */
 				"flock -n \"$F\" true || exit 13\n"         /* closed: free */
 				"( \"$HASP\" lock -s -n 9 && \"$HASP\" lock -u 9 && flock -n \"$F\" true"
 				" ) 9>\"$F\" || exit 14\n",
@@ -266,7 +266,8 @@ static int lose_lease(const char *on_lost, const char *script, char *out, size_t
 	ck_assert_int_eq(hasp_revoke_key(admin, "lost"), 1);
 	status = wait_child(hasp, 10000);
 	ck_assert(WIFEXITED(status));
-	ck_assert_msg(wait_output(fd, "\n", 5000, out, size), "%s", out);
+	/* Everything hasp and the command said: both are gone, so up to EOF. */
+	wait_output(fd, "\x01", 5000, out, size);
 	ck_assert_msg(strstr(out, "was revoked"), "%s", out);
 	close(fd);
 	hasp_close(admin);
@@ -279,9 +280,10 @@ START_TEST(a_lost_lease_stops_the_command)
 	pid_t cmd;
 
 	/* term: SIGTERM ends it; 75. */
-	ck_assert_int_eq(lose_lease("term", "echo $$ >&3; exec sleep 60", out, sizeof(out), &cmd),
-			 75);
+	ck_assert_int_eq(lose_lease("term", "trap 'echo got TERM; exit 0' TERM; echo $$ >&3; "
+				    "while :; do sleep 0.05; done", out, sizeof(out), &cmd), 75);
 	ck_assert(kill(cmd, 0) < 0 && errno == ESRCH);
+	ck_assert_msg(strstr(out, "got TERM"), "the command did not see SIGTERM: %s", out);
 	ck_assert_msg(strstr(out, "SIGTERM"), "%s", out);
 	/* term, ignored: SIGKILL after --kill-after. */
 	ck_assert_int_eq(lose_lease("term", "trap '' TERM; echo $$ >&3; while :; do sleep 0.05; "
