@@ -9,8 +9,9 @@ static const char usage[] =
 	"Usage: hasp stats [--json] [--socket PATH]\n"
 	"Shows haspd's gauges (sessions, resources, leases, waiters) and counters,\n"
 	"then how the leases granted since haspd started have ended: released, ended\n"
-	"with their session (the client closed or died), or revoked, and how many\n"
-	"are held now; granted is always ended plus held.\n"
+	"with their session (the client closed or died), revoked, or handed over\n"
+	"(the fd form of hasp lock: the flock is the client's descriptor's), and how\n"
+	"many are held now; granted is always ended plus held.\n"
 	"  -j, --json  print the daemon's JSON object instead of a table\n";
 
 static void print_group(const char *title, json_t *group)

@@ -123,7 +123,8 @@ static void watch(struct watch *w, hasp_client *c, const hasp_lease *l, const st
 {
 	struct pollfd p[2] = {
 		{ .fd = w->pidfd, .events = POLLIN },
-		{ .fd = hasp_client_fd(c), .events = POLLIN },
+		/* The fd form's lock is the descriptor's: nothing to lose. */
+		{ .fd = a->fd >= 0 ? -1 : hasp_client_fd(c), .events = POLLIN },
 	};
 
 	while (!reaped(w)) {
