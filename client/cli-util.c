@@ -15,7 +15,7 @@ hasp_client *cli_connect(const struct cli *cli)
 		return c;
 	if (r == -HASP_E_UNTRUSTED) {
 		/* Why, naming the directory's owner and mode. */
-		fputs("hasp: ", stderr);
+		fprintf(stderr, "%s: ", CLI_NAME);
 		cli_put_escaped(stderr, hasp_client_errmsg(c));
 		fputc('\n', stderr);
 		hasp_close(c);
@@ -24,7 +24,7 @@ hasp_client *cli_connect(const struct cli *cli)
 	hasp_close(c);
 	if (!cli->socket && hasp_default_socket(path, sizeof(path)) < 0)
 		snprintf(path, sizeof(path), "(default path too long)");
-	fputs("hasp: cannot connect to haspd at ", stderr);
+	fprintf(stderr, "%s: cannot connect to haspd at ", CLI_NAME);
 	cli_put_escaped(stderr, cli->socket ? cli->socket : path);
 	fprintf(stderr, ": %s%s\n", strerror(-r),
 		r == -ENOENT || r == -ECONNREFUSED ? " (is haspd running?)" : "");
@@ -41,7 +41,7 @@ int cli_error(hasp_client *c, const char *what, int err)
 {
 	const char *msg = c ? hasp_client_errmsg(c) : "";
 
-	fprintf(stderr, "hasp: %s: ", what);
+	fprintf(stderr, "%s: %s: ", CLI_NAME, what);
 	cli_put_escaped(stderr, *msg ? msg : hasp_strerror(err));
 	fputc('\n', stderr);
 	return cli_status(err);
@@ -84,7 +84,7 @@ int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, b
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "hasp: unexpected argument '%s'\n%s", argv[optind], usage);
+		fprintf(stderr, "%s: unexpected argument '%s'\n%s", CLI_NAME, argv[optind], usage);
 		return EXIT_USAGE;
 	}
 	return -1;

@@ -1,6 +1,7 @@
 /* The hasp command line tool: a table of subcommands, one file each. */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -18,6 +19,10 @@
 #define EXIT_CANTCREAT 73       /* the file cannot be created (EROFS, ENOSPC) */
 #define EXIT_LEASE_LOST 75      /* (EX_TEMPFAIL) the lease was lost while the
 				 * command ran, and it was stopped */
+
+/* The name messages start with: hasp, or flock when installed as flock(1)
+ * (a symbolic link: hasp.c). */
+#define CLI_NAME program_invocation_short_name
 
 struct cli {
 	const char *socket;     /* --socket, or NULL for the default */

@@ -112,7 +112,7 @@ static void notify_waiting(void *userdata)
 	else
 		goto out;
 	holders = json_object_get(resource, "holders");
-	fputs("hasp: waiting for '", stderr);
+	fprintf(stderr, "%s: waiting for '", CLI_NAME);
 	cli_put_escaped(stderr, a->key ? a->key : a->file);
 	fputs("', held by", stderr);
 	json_array_foreach(holders, i, h) {
@@ -197,8 +197,8 @@ static void say_time_taken(struct timespec start)
 
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	ns = (long long)(end.tv_sec - start.tv_sec) * 1000000000LL + (end.tv_nsec - start.tv_nsec);
-	printf("hasp: getting lock took %lld.%06lld seconds\n", ns / 1000000000LL,
-	       ns % 1000000000LL / 1000);
+	printf("%s: getting lock took %lld.%06lld seconds\n", CLI_NAME,
+	       ns / 1000000000LL, ns % 1000000000LL / 1000);
 }
 
 /* Like flock(1), silent on a conflict unless --verbose or on a terminal,
@@ -206,7 +206,7 @@ static void say_time_taken(struct timespec start)
 static int report_failure(hasp_client *c, const struct lock_args *a, int r)
 {
 	if (!conflict(r) || a->verbose || isatty(STDERR_FILENO)) {
-		fputs("hasp: ", stderr);
+		fprintf(stderr, "%s: ", CLI_NAME);
 		cli_put_escaped(stderr, *hasp_client_errmsg(c) ? hasp_client_errmsg(c)
 							       : hasp_strerror(r));
 		fputc('\n', stderr);
@@ -219,7 +219,7 @@ static int unlock_fd(int fd)
 {
 	if (flock(fd, LOCK_UN) == 0)
 		return 0;
-	fprintf(stderr, "hasp: %d: %s\n", fd, strerror(errno));
+	fprintf(stderr, "%s: %d: %s\n", CLI_NAME, fd, strerror(errno));
 	return errno == EBADF ? EXIT_DATAERR : EXIT_OSERR;
 }
 
@@ -231,7 +231,7 @@ static int exec_command(hasp_client *c, const struct lock_args *a)
 	fflush(NULL);
 	fcntl(hasp_client_fd(c), F_SETFD, 0);
 	execvp(argv[0], argv);
-	fprintf(stderr, "hasp: cannot run %s: %s\n", argv[0], strerror(errno));
+	fprintf(stderr, "%s: cannot run %s: %s\n", CLI_NAME, argv[0], strerror(errno));
 	return errno == ENOENT ? 127 : 126;
 }
 
@@ -243,11 +243,12 @@ static int use_lease(hasp_client *c, const hasp_lease *l, const struct lock_args
 	if (a->fd >= 0 && !a->fd_command)
 		return 0;
 	if (export_lease(l, a) < 0) {
-		fprintf(stderr, "hasp: cannot set the lease's environment: %s\n", strerror(errno));
+		fprintf(stderr, "%s: cannot set the lease's environment: %s\n", CLI_NAME,
+			strerror(errno));
 		return EXIT_OSERR;
 	}
 	if (a->verbose)
-		printf("hasp: executing %s\n", lock_argv(a, sh)[0]);
+		printf("%s: executing %s\n", CLI_NAME, lock_argv(a, sh)[0]);
 	if (a->no_fork)
 		return exec_command(c, a);
 	return lock_run(c, l, a);
@@ -277,7 +278,7 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 	if (a.unlock)
 		return unlock_fd(a.fd);
 	if (a.fd >= 0 && fcntl(a.fd, F_GETFD) < 0) {
-		fprintf(stderr, "hasp: %d: %s\n", a.fd, strerror(errno));
+		fprintf(stderr, "%s: %d: %s\n", CLI_NAME, a.fd, strerror(errno));
 		return EXIT_DATAERR; /* as flock(1) */
 	}
 	default_owner(&a);

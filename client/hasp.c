@@ -1,4 +1,5 @@
 /* hasp: the command line client of haspd. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,9 @@ int main(int argc, char **argv)
 	struct cli cli = { NULL };
 	int c;
 
+	/* Installed as flock (a symbolic link): flock(1)'s drop-in, hasp lock. */
+	if (strcmp(CLI_NAME, "flock") == 0)
+		return cmd_lock(&cli, argc, argv);
 	while ((c = getopt_long(argc, argv, "+S:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'S':

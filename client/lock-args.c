@@ -14,7 +14,7 @@ static const char usage[] =
 	"Usage: hasp lock [OPTIONS] FILE|DIRECTORY [OPTIONS] [--] COMMAND [ARGS...]\n"
 	"       hasp lock [OPTIONS] FILE|DIRECTORY [OPTIONS] -c 'SHELL COMMAND'\n"
 	"       hasp lock [OPTIONS] -k KEY [--] COMMAND [ARGS...]\n"
-	"       hasp lock [OPTIONS] FD        (flock's fd form: ( hasp lock -n 9 || exit 1; ... ) 9>FILE)\n"
+	"       hasp lock [OPTIONS] FD   (the fd form: ( hasp lock -n 9 || exit 1; ... ) 9>FILE)\n"
 	"       hasp lock [OPTIONS] --fd FD [--] COMMAND [ARGS...]   (or -c STRING)\n"
 	"       hasp lock -u FD\n"
 	"Runs COMMAND while holding a lease on FILE or on the named lock KEY, and\n"
@@ -80,7 +80,7 @@ static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("hasp: ", stderr);
+	fprintf(stderr, "%s: ", CLI_NAME);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -230,8 +230,8 @@ static int check_text(const char *what, const char *s, size_t min, size_t max)
 		return -1;
 	n = strlen(s);
 	if (n < min || n > max || !utf8_valid(s, n)) {
-		fprintf(stderr, "hasp: the %s must be UTF-8, %zu to %zu bytes\n"
-			"Try 'hasp lock --help'.\n", what, min, max);
+		fprintf(stderr, "%s: the %s must be UTF-8, %zu to %zu bytes\n"
+			"Try 'hasp lock --help'.\n", CLI_NAME, what, min, max);
 		return EXIT_USAGE;
 	}
 	return -1;

@@ -33,7 +33,7 @@ static pid_t start_command(hasp_client *c, const struct lock_args *a)
 	if (!a->close_fd || a->fd >= 0)
 		fcntl(fd, F_SETFD, 0); /* COMMAND inherits the session */
 	execvp(argv[0], argv);
-	fprintf(stderr, "hasp: cannot run %s: %s\n", argv[0], strerror(errno));
+	fprintf(stderr, "%s: cannot run %s: %s\n", CLI_NAME, argv[0], strerror(errno));
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
@@ -60,14 +60,15 @@ static void report_loss(hasp_client *c, const hasp_lease *l, int r, const struct
 
 	/* One write: the line stays whole beside the command's output. */
 	if (r == 1)
-		fprintf(stderr, "hasp: the lease on '%s' was revoked; %s\n", name ? name : "?",
-			done[a->on_lost]);
+		fprintf(stderr, "%s: the lease on '%s' was revoked; %s\n", CLI_NAME,
+			name ? name : "?", done[a->on_lost]);
 	else if (r == -ECONNRESET)
-		fprintf(stderr, "hasp: the lease on '%s' was lost: haspd went away (it stopped, "
-			"crashed or restarted); %s\n", name ? name : "?", done[a->on_lost]);
+		fprintf(stderr, "%s: the lease on '%s' was lost: haspd went away (it stopped, "
+			"crashed or restarted); %s\n", CLI_NAME, name ? name : "?",
+			done[a->on_lost]);
 	else
-		fprintf(stderr, "hasp: the lease on '%s' may be lost: %s; %s\n", name ? name : "?",
-			why ? why : "?", done[a->on_lost]);
+		fprintf(stderr, "%s: the lease on '%s' may be lost: %s; %s\n", CLI_NAME,
+			name ? name : "?", why ? why : "?", done[a->on_lost]);
 	free(name);
 	free(why);
 }
@@ -151,7 +152,7 @@ int lock_run(hasp_client *c, const hasp_lease *l, const struct lock_args *a)
 
 	w.pid = start_command(c, a);
 	if (w.pid < 0) {
-		fprintf(stderr, "hasp: fork: %s\n", strerror(errno));
+		fprintf(stderr, "%s: fork: %s\n", CLI_NAME, strerror(errno));
 		return EXIT_OSERR;
 	}
 	w.pidfd = (int)syscall(SYS_pidfd_open, w.pid, 0);

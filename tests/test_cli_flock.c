@@ -234,6 +234,23 @@ START_TEST(verbose_says_it_in_flocks_words)
 }
 END_TEST
 
+/* Installed as flock (a symbolic link), hasp is hasp lock, and says flock. */
+START_TEST(installed_as_flock_it_is_flock)
+{
+	char out[4096], link[600];
+
+	snprintf(link, sizeof(link), "%s/flock", daemon_.dir);
+	ck_assert_int_eq(symlink(getenv("HASP"), link), 0);
+	ck_assert_int_eq(run_capture(link, (char *const[]){ "flock", "--verbose", "-n", file,
+							    "true", NULL }, out, sizeof(out)), 0);
+	ck_assert_msg(strncmp(out, "flock: getting lock took ", 25) == 0 &&
+		      strstr(out, "\nflock: executing true\n"), "%s", out);
+	ck_assert_int_eq(run_capture(link, (char *const[]){ "flock", "-n", "99", NULL }, out,
+				     sizeof(out)), 65);
+	ck_assert_msg(strstr(out, "flock: 99: Bad file descriptor"), "%s", out);
+}
+END_TEST
+
 /* -F: the command runs in hasp's place (the same pid) and holds the lease. */
 START_TEST(no_fork_runs_the_command_in_hasps_place)
 {
@@ -335,6 +352,7 @@ static Suite *cli_flock_suite(void)
 	tcase_add_test(tc, a_directory_is_locked_as_flock_locks_it);
 	tcase_add_test(tc, verbose_says_it_in_flocks_words);
 	tcase_add_test(tc, no_fork_runs_the_command_in_hasps_place);
+	tcase_add_test(tc, installed_as_flock_it_is_flock);
 	tcase_add_test(tc, a_lost_lease_stops_the_command);
 	tcase_add_test(tc, the_list_names_hasp_lock);
 	suite_add_tcase(s, tc);
