@@ -282,9 +282,15 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 		return EXIT_DATAERR; /* as flock(1) */
 	}
 	default_owner(&a);
-	if (!a.opts.message && a.fd < 0)
+	if (!a.opts.message && a.fd >= 0 && !a.fd_command) {
+		/* The fd form: whose descriptor waits (the shell's, as a rule). */
+		snprintf(a.message, sizeof(a.message), "descriptor %d of pid %d", a.fd,
+			 (int)getppid());
+		a.opts.message = a.message;
+	} else if (!a.opts.message) {
 		default_message(&a, a.shell_command ? (char *[]){ (char *)a.shell_command, NULL }
 						    : a.command);
+	}
 	if (a.opts.timeout_ms != 0 && (a.verbose || isatty(STDERR_FILENO))) {
 		a.opts.waiting = notify_waiting;
 		a.opts.waiting_after_ms = 1000;

@@ -88,7 +88,8 @@ static pid_t spawn_lock(char *const args[], pid_t *cmd_pid, int *out_fd)
 	return pid;
 }
 
-/* Whether the list shows a waiter on the lock file, within timeout_ms. */
+/* Whether the list shows the fd form's request waiting, named by its
+ * descriptor, within timeout_ms. */
 static bool wait_for_waiter(hasp_client *c, int timeout_ms)
 {
 	int64_t end = now_ms() + test_ms(timeout_ms);
@@ -98,7 +99,8 @@ static bool wait_for_waiter(hasp_client *c, int timeout_ms)
 		bool found;
 
 		ck_assert_int_eq(hasp_list_json(c, &text), 0);
-		found = strstr(text, "\"waiters\":[{") != NULL;
+		found = strstr(text, "\"waiters\":[{") &&
+			strstr(text, "\"message\":\"descriptor 9 of pid ");
 		free(text);
 		if (found)
 			return true;
