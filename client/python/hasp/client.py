@@ -123,6 +123,7 @@ class Client:
         self._sock: Optional[_socket.socket] = None
         self._proto = _proto.Protocol()
         self._leases: Dict[int, Lease] = {}
+        self._user_closed = False
         self.path = os.fsdecode(socket) if socket is not None else _paths.default_socket()
         self.name = default_name() if name is None else name
         _proto.check_text("the client name", self.name, _proto.CLIENT_MAX)
@@ -197,6 +198,7 @@ class Client:
         daemon has ended the session (when leases were held), so that the next
         waiter may already have them."""
         with self._lock:
+            self._user_closed = True
             sock, self._sock = self._sock, None
             if sock is None:
                 return
@@ -238,11 +240,11 @@ class Client:
     def _usable(self) -> None:
         if os.getpid() != self._pid:
             raise Error("a hasp.Client cannot be used after fork(): open a new one")
-        if self._sock is None:
+        if self._user_closed:
             raise Error("the client is closed")
         if self._proto.refusal is not None:
             raise self._proto.refusal
-        if self._proto.closed:
+        if self._proto.closed or self._sock is None:
             raise Unavailable("the connection to haspd was lost, and every lease taken "
                               "through it")
 

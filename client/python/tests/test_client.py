@@ -1,0 +1,272 @@
+"""hasp.Client, Lease and the one-off hasp.lock / hasp.lock_file against a
+real haspd."""
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+import hasp
+from conftest import bound, python_child, read_line
+
+
+def test_key_lease_attributes(daemon):
+    with hasp.Client() as c:
+        a = c.lock("db", owner="alice", message="v42")
+        assert isinstance(a.id, int) and a.id >= 1
+        assert isinstance(a.fence, int) and 0 < a.fence < 2 ** 53
+        assert (a.key, a.path, a.mode, a.name) == ("db", None, "exclusive", "db")
+        assert not a.lost and not a.released
+        b = c.lock("other", shared=True)
+        assert b.mode == "shared" and b.fence > a.fence and b.id != a.id
+        a.release()
+        assert a.released and not a.lost
+        a.release()  # a second release does nothing
+        b.release()
+
+
+def test_file_lease_attributes(daemon, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    with hasp.lock_file("f.lock", shared=True) as lease:
+        assert lease.path == os.path.join(workdir, "f.lock")  # absolute, not resolved
+        assert lease.key is None and lease.mode == "shared"
+        assert isinstance(lease.fence, int)
+    assert lease.released and lease.client.closed  # the one-off client went with it
+
+
+def test_one_off_lock_closes_its_client(daemon):
+    with hasp.lock("k") as lease:
+        with pytest.raises(hasp.Busy):
+            hasp.lock("k", timeout=0)
+    assert lease.client.closed
+    with hasp.lock("k", timeout=0):
+        pass
+
+
+def test_busy_names_the_holder(daemon):
+    with hasp.Client(name="holder") as c, hasp.Client() as d:
+        c.lock("res", owner="alice", message="checked out")
+        with pytest.raises(hasp.Busy) as ei:
+            d.lock("res", timeout=0)
+        e = ei.value
+        assert isinstance(e, hasp.Conflict) and isinstance(e, hasp.Error)
+        assert e.code == "busy"
+        [h] = e.holders
+        assert (h.pid, h.uid, h.owner, h.message) == (os.getpid(), os.getuid(), "alice",
+                                                       "checked out")
+        assert h["client"] == "holder" and h.mode == "exclusive"
+        assert h.since.endswith("Z") and isinstance(h.since_ms, int)
+        assert "alice" in str(e)
+
+
+def test_timeout_waits_its_time_and_names_holders(daemon):
+    with hasp.Client() as c, hasp.Client() as d:
+        c.lock("res", owner="bob")
+        start = time.monotonic()
+        with pytest.raises(hasp.Timeout) as ei:
+            d.lock("res", timeout=0.3)
+        took = time.monotonic() - start
+        assert 0.3 <= took < 0.3 + bound(0.5)
+        e = ei.value
+        assert isinstance(e, TimeoutError)
+        assert str(e) == "The lock 'res' could not be acquired."
+        assert e.lock_file == "res" and e.key == "res"
+        assert [h.owner for h in e.holders] == ["bob"]
+        assert "timed out" in e.detail
+
+
+def test_file_timeout_is_filelocks(daemon, workdir):
+    path = os.path.join(workdir, "t.lock")
+    with hasp.lock_file(path):
+        with pytest.raises(hasp.Timeout) as ei:
+            hasp.lock_file(path, timeout=0.05)
+    assert str(ei.value) == "The file lock '%s' could not be acquired." % path
+    assert ei.value.lock_file == path and ei.value.key is None
+
+
+def test_shared_and_exclusive(daemon):
+    with hasp.Client() as a, hasp.Client() as b, hasp.Client() as x:
+        la = a.lock("rw", shared=True)
+        lb = b.lock("rw", shared=True, timeout=0)  # shared leases coexist
+        with pytest.raises(hasp.Busy) as ei:
+            x.lock("rw", timeout=0)
+        assert sorted(h.lease for h in ei.value.holders) == sorted([la.id, lb.id])
+        la.release()
+        with pytest.raises(hasp.Busy):
+            x.lock("rw", timeout=0)
+        lb.release()
+        lx = x.lock("rw", timeout=0)
+        with pytest.raises(hasp.Busy):
+            a.lock("rw", shared=True, timeout=0)
+        lx.release()
+
+
+def test_waiter_granted_on_release(daemon):
+    with hasp.Client() as a, hasp.Client() as b:
+        la = a.lock("q")
+        got = []
+        t = threading.Thread(target=lambda: got.append(b.lock("q", timeout=bound(10))))
+        t.start()
+        # b waits in the daemon's queue: the daemon lists it as a waiter
+        deadline = time.monotonic() + bound(5)
+        while not _waiters(a, "q") and time.monotonic() < deadline:
+            threading.Event().wait(0.005)
+        la.release()
+        t.join(bound(10))
+        assert got and got[0].fence > la.fence
+
+
+def _waiters(c, key):
+    rep = c._call("list", {"prefix": key})
+    return [w for r in rep.get("resources") for w in r.get("waiters", []) if r.get("key") == key]
+
+
+def test_already_held_in_one_session(daemon):
+    with hasp.Client() as c:
+        c.lock("k")
+        with pytest.raises(hasp.AlreadyHeld):
+            c.lock("k", timeout=0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        hasp.Client(socket="/nonexistent/x.sock", name="x" * 300)
+
+
+def test_unavailable_without_daemon(tmpdir_private):
+    with pytest.raises(hasp.Unavailable) as ei:
+        hasp.Client(socket=os.path.join(tmpdir_private, "none.sock"))
+    assert "none.sock" in str(ei.value)
+    assert isinstance(ei.value, ConnectionError)
+
+
+def test_lease_lost_on_revoke(daemon, cli):
+    with hasp.Client() as c:
+        lease = c.lock("rev")
+        keep = c.lock("keep")
+        assert not lease.lost
+        subprocess.run([cli, "revoke", str(lease.id)], check=True, capture_output=True,
+                       timeout=bound(10))
+        # the revoked event reaches our socket before hasp revoke is answered
+        assert lease.lost
+        assert not keep.lost
+        with pytest.raises(hasp.LeaseLost):
+            lease.release()
+        keep.release()
+
+
+def test_lease_lost_when_daemon_dies(daemon):
+    c = hasp.Client()
+    lease = c.lock("k")
+    daemon.kill()
+    assert lease.lost  # the kernel closed the daemon's end when it died
+    with pytest.raises(hasp.LeaseLost):
+        lease.release()
+    with pytest.raises(hasp.Unavailable):
+        c.lock("k2")
+
+
+def test_with_block_raises_lease_lost(daemon, cli):
+    with pytest.raises(hasp.LeaseLost):
+        with hasp.lock("w") as lease:
+            subprocess.run([cli, "revoke", "--key", "w"], check=True, capture_output=True,
+                           timeout=bound(10))
+    assert lease.client.closed
+
+
+def test_silent_daemon_hits_the_client_deadline(tmpdir_private, monkeypatch):
+    path = os.path.join(tmpdir_private, "silent.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    monkeypatch.setattr(hasp.Client, "reply_margin", 0.3)
+    c = hasp.Client(socket=path)
+    conn, _ = srv.accept()
+    start = time.monotonic()
+    with pytest.raises(hasp.Unavailable) as ei:
+        c.lock("k", timeout=0.2)
+    took = time.monotonic() - start
+    assert 0.5 <= took < 0.5 + bound(1.0)
+    assert "did not answer" in str(ei.value)
+    assert c.closed
+    conn.close()
+    srv.close()
+
+
+def test_killed_holder_lets_the_next_waiter_in(daemon):
+    child = python_child("import hasp, sys\n"
+                         "l = hasp.lock('crash')\n"
+                         "print('locked', flush=True)\n"
+                         "sys.stdin.read()\n")
+    try:
+        assert read_line(child.stdout) == "locked\n"
+        with hasp.Client() as c:
+            got = []
+            t = threading.Thread(target=lambda: got.append(
+                (c.lock("crash", timeout=bound(10)), time.monotonic())))
+            t.start()
+            killed = time.monotonic()
+            child.send_signal(signal.SIGKILL)
+            t.join(bound(10))
+            assert got, "the waiter was not granted"
+            assert got[0][1] - killed < bound(0.5)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_file_created_with_umask_and_never_truncated(daemon, workdir):
+    path = os.path.join(workdir, "new.lock")
+    old = os.umask(0o022)
+    try:
+        with hasp.lock_file(path):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # 0666 minus umask
+    with open(path, "w") as f:
+        f.write("precious")
+    with hasp.lock_file(path):
+        pass
+    with open(path) as f:
+        assert f.read() == "precious"
+
+
+def test_read_only_file_is_locked_through_write_access(daemon, workdir):
+    path = os.path.join(workdir, "wo")
+    with open(path, "w"):
+        pass
+    os.chmod(path, 0o200)
+    if os.getuid() == 0:
+        pytest.skip("root reads anything")
+    with hasp.lock_file(path):
+        pass
+
+
+def test_directory_lease(daemon, workdir):
+    with hasp.lock_file(workdir) as lease:
+        with pytest.raises(hasp.Busy):
+            hasp.lock_file(workdir, timeout=0)
+    assert lease.released
+
+
+def test_client_not_usable_after_fork(daemon):
+    c = hasp.Client()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            c.lock("x")
+            os._exit(1)
+        except hasp.Error:
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    c.lock("x", timeout=0).release()
+    c.close()
