@@ -129,11 +129,7 @@ def test_never_truncates_and_creates_with_mode(lockpath):
 def test_threads_exclude_each_other_when_thread_local(lockpath):
     lock = FileLock(lockpath)
     lock.acquire()
-    result = []
-    t = threading.Thread(target=lambda: result.append(_try(lock)))
-    t.start()
-    t.join(bound(10))
-    assert result == ["timeout"]
+    assert _in_thread(lock) == ["timeout"]
     lock.release()
 
 
@@ -141,14 +137,18 @@ def test_threads_share_when_not_thread_local(lockpath):
     lock = FileLock(lockpath, thread_local=False)
     assert not lock.is_thread_local()
     lock.acquire()
+    assert _in_thread(lock) == ["acquired"]
+    assert lock.lock_counter == 1
+    lock.release()
+    assert not lock.is_locked
+
+
+def _in_thread(lock):
     result = []
     t = threading.Thread(target=lambda: result.append(_try(lock)))
     t.start()
     t.join(bound(10))
-    assert result == ["acquired"]
-    assert lock.lock_counter == 1
-    lock.release()
-    assert not lock.is_locked
+    return result
 
 
 def _try(lock):

@@ -27,6 +27,19 @@ def let_go(p):
     assert p.wait(timeout=bound(10)) == 0
 
 
+def outside_holder_blocks_us(path, argv):
+    """While argv holds a flock on path, we time out; once it lets go, we
+    get the lease."""
+    p = holder(argv)
+    try:
+        with pytest.raises(hasp.Timeout):
+            hasp.lock_file(path, timeout=0.1)
+    finally:
+        let_go(p)
+    with hasp.lock_file(path, timeout=bound(5)):
+        pass
+
+
 @needs_flock
 def test_flock_sees_our_lease(daemon, workdir):
     path = os.path.join(workdir, "f")
@@ -41,14 +54,7 @@ def test_flock_sees_our_lease(daemon, workdir):
 @needs_flock
 def test_we_respect_flock(daemon, workdir):
     path = os.path.join(workdir, "g")
-    p = holder([FLOCK, path, "sh", "-c", "echo locked; cat >/dev/null"])
-    try:
-        with pytest.raises(hasp.Timeout):
-            hasp.lock_file(path, timeout=0.1)
-    finally:
-        let_go(p)
-    with hasp.lock_file(path, timeout=bound(5)):
-        pass
+    outside_holder_blocks_us(path, [FLOCK, path, "sh", "-c", "echo locked; cat >/dev/null"])
 
 
 def test_cli_holder_blocks_us_and_is_named(daemon, workdir, cli):
@@ -77,12 +83,5 @@ def test_cli_respects_our_leases(daemon, workdir, cli):
 def test_cli_fd_form_and_us(daemon, workdir, cli):
     """hasp lock's fd form puts the flock on the shell's description."""
     path = os.path.join(workdir, "j")
-    p = holder(["sh", "-c", '( "$1" lock 9 || exit 1; echo locked; cat >/dev/null ) 9>"$2"',
-                "sh", cli, path])
-    try:
-        with pytest.raises(hasp.Timeout):
-            hasp.lock_file(path, timeout=0.1)
-    finally:
-        let_go(p)
-    with hasp.lock_file(path, timeout=bound(5)):
-        pass
+    outside_holder_blocks_us(path, ["sh", "-c", '( "$1" lock 9 || exit 1; echo locked; '
+                                    'cat >/dev/null ) 9>"$2"', "sh", cli, path])
