@@ -240,9 +240,14 @@ def test_seed_locks_json_under_contention(daemon, workdir):
     procs = [subprocess.Popen([sys.executable, "-c", SEED, locks, "u%d" % u, str(per)],
                               env=env, stdout=subprocess.PIPE, text=True)
              for u in range(users)]
-    for p in procs:
-        out, _ = p.communicate(timeout=bound(60))
-        assert p.returncode == 0 and out == "done\n"
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=bound(60))
+            assert p.returncode == 0 and out == "done\n"
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
     with open(locks) as f:
         got = json.load(f)
     assert len(got) == users * per  # none lost
