@@ -379,7 +379,7 @@ static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
 	size_t len = 0;
 	/* These carry arguments: none means they could not be built. */
 	bool needs_args = op == OP_ACQUIRE || op == OP_RELEASE || op == OP_CANCEL ||
-			  op == OP_REVOKE || op == OP_LIST;
+			  op == OP_REVOKE || op == OP_LIST || op == OP_ADOPT;
 	char *line = args || !needs_args ? proto_encode_request(id, op, args, &len) : NULL;
 	int r;
 
@@ -588,6 +588,23 @@ HASP_EXPORT int hasp_lock_fd(hasp_client *c, int fd, const struct hasp_lock_opti
 		args = NULL;
 	}
 	return lock_common(c, path, args, fd, opts, ret_lease);
+}
+
+HASP_EXPORT int hasp_lease_adopt(hasp_client *c, const hasp_lease *l, int fd)
+{
+	char path[PATH_MAX];
+	struct proto_reply rep;
+	json_t *args;
+	int r;
+
+	if (fd_path(fd, path, sizeof(path)) < 0)
+		return set_error(c, -EBADF, "descriptor %d names no file", fd);
+	args = json_pack("{s:I,s:o,s:b}", "lease", (json_int_t)l->id, "path",
+			 proto_string_shown(path, strlen(path)), "fd", 1);
+	r = call_fd(c, OP_ADOPT, args, fd, &rep, NULL);
+	if (r >= 0)
+		proto_reply_done(&rep);
+	return r;
 }
 
 HASP_EXPORT int hasp_hello(hasp_client *c, const char *name)

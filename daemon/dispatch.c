@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "buildconf.h"
+#include "adopt.h"
 #include "changes.h"
 #include "fdlocks.h"
 #include "files.h"
@@ -239,6 +240,9 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		break;
 	case OP_REVOKE:
 		revoke_request(s, req);
+		break;
+	case OP_ADOPT:
+		adopt_request(s, req);
 		break;
 	case OP_PING:
 	case OP__COUNT:

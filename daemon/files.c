@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "changes.h"
 #include "fdlimit.h"
 #include "fdlocks.h"
@@ -115,7 +116,7 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	e = oslock_identify(fd, key);
 	if (e < 0) {
 		open_error(-e, path, code, msg, msg_size);
-	} else if (!(r = locktable_find(lt, key, sizeof(key)))) {
+	} else if (!(r = files_lookup(s->d, key))) {
 		if (!files_may_open(s, msg, msg_size)) {
 			*code = HASP_E_LIMIT;
 		} else if (!(o = oslock_new(fd, access, path))) {
@@ -126,11 +127,19 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 			snprintf(msg, msg_size, "out of memory");
 		} else {
 			o->payer = s->user;
+			o->res = r;
 			users_charge_file(&s->d->users, s->user);
 		}
 	}
 	close(fd);
 	return r;
+}
+
+struct lt_resource *files_lookup(const struct haspd *d, const char *key)
+{
+	struct lt_resource *r = locktable_find(&d->lt, key, OSLOCK_KEY_LEN);
+
+	return r ? r : adopt_lookup(d, key);
 }
 
 int files_find(struct session *s, const char *path, int fd, struct lt_resource **ret, int *code,
@@ -151,7 +160,7 @@ int files_find(struct session *s, const char *path, int fd, struct lt_resource *
 	}
 	if (e < 0)
 		return open_error(-e, path, code, msg, msg_size);
-	*ret = locktable_find(&s->d->lt, key, sizeof(key));
+	*ret = files_lookup(s->d, key);
 	return 0;
 }
 
@@ -272,6 +281,7 @@ void files_freed(struct haspd *d, struct lt_resource *r)
 	struct oslock *o = r->os;
 
 	users_refund_file(&d->users, o->payer);
+	adopt_forget(d, o);
 	retry_remove(&d->retrying, o);
 	oslock_free(o);
 	r->os = NULL;

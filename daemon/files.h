@@ -68,6 +68,10 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 int files_find(struct session *s, const char *path, int fd, struct lt_resource **ret, int *code,
 	       char *msg, size_t msg_size);
 
+/* The resource of a file's key (oslock.h): its own, or the one it was
+ * adopted into (adopt.h); NULL if none. */
+struct lt_resource *files_lookup(const struct haspd *d, const char *key);
+
 /* Whether s's uid may have one more file open, reading the descriptor limit
  * again only when the one known says no (prlimit(1) may have raised it);
  * if not, msg says why. */

@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include "adopt.h"
 #include "changes.h"
 #include "connection.h"
 #include "dispatch.h"
@@ -158,7 +159,8 @@ int haspd_init(struct haspd *d)
 	 * loop. epoll_wait's millisecond timeout is rounded up, so a deadline
 	 * fires at most 1 ms late and never early. */
 	d->base = event_base_new();
-	if (!d->base || locktable_init(&d->lt, &cb) < 0 || users_init(&d->users) < 0)
+	if (!d->base || locktable_init(&d->lt, &cb) < 0 || users_init(&d->users) < 0 ||
+	    adopt_init(&d->aliases) < 0)
 		return -1;
 	/* Without a fence file too, no fence passes the last one. */
 	locktable_set_fence_ceiling(&d->lt, FENCEFILE_MAX);
@@ -185,6 +187,7 @@ void haspd_done(struct haspd *d)
 	d->server = server_free(d->server);
 	d->timer = loop_event_free(d->timer);
 	locktable_done(&d->lt);
+	adopt_done(&d->aliases);
 	d->fence_timer = loop_event_free(d->fence_timer);
 	fencefile_close(&d->fences);
 	if (d->base)

@@ -28,6 +28,7 @@ struct haspd {
 	struct list flushing;       /* connection.flush_link: output to write */
 	struct list graveyard;      /* session.link: lost, freed in haspd_sync */
 	struct files_retry retrying; /* files an outsider holds */
+	struct htable aliases;      /* oslock_alias.node: files adopted into a lock (adopt.h) */
 	struct users users;         /* sessions and locks per uid */
 	struct ratelimit log_budget; /* log lines the sessions of each uid may cause */
 	size_t nsessions;

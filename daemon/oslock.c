@@ -94,6 +94,7 @@ struct oslock *oslock_new(int fd, int access, const char *fallback_path)
 		return NULL;
 	}
 	o->fd = own;
+	list_init(&o->aliases);
 	o->dev = st.st_dev;
 	o->ino = st.st_ino;
 	list_init(&o->retry_link);
@@ -105,8 +106,75 @@ void oslock_free(struct oslock *o)
 {
 	if (!o)
 		return;
+	while (!list_empty(&o->aliases))
+		oslock_alias_free(container_of(o->aliases.next, struct oslock_alias, link));
 	close(o->fd); /* also drops the flock */
 	free(o);
+}
+
+struct oslock_alias *oslock_alias_new(struct oslock *o, int fd, int access, const char *key)
+{
+	struct oslock_alias *a = calloc(1, sizeof(*a));
+	char proc[64];
+
+	if (!a)
+		return NULL;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	a->fd = open(proc, access | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (a->fd < 0 || (o->held && flock(a->fd, o->held | LOCK_NB) < 0)) {
+		int e = errno;
+
+		if (a->fd >= 0)
+			close(a->fd);
+		free(a);
+		errno = e;
+		return NULL;
+	}
+	a->o = o;
+	memcpy(a->key, key, OSLOCK_KEY_LEN);
+	list_add_tail(&o->aliases, &a->link);
+	o->naliases++;
+	return a;
+}
+
+bool oslock_is(const struct oslock *o, const struct stat *st)
+{
+	const struct list *pos;
+	char key[OSLOCK_KEY_LEN];
+
+	if ((uint64_t)st->st_dev == o->dev && (uint64_t)st->st_ino == o->ino)
+		return true;
+	key_of(st, key);
+	list_foreach(pos, &o->aliases)
+		if (memcmp(container_of(pos, struct oslock_alias, link)->key, key, sizeof(key)) == 0)
+			return true;
+	return false;
+}
+
+void oslock_alias_free(struct oslock_alias *a)
+{
+	list_del(&a->link);
+	a->o->naliases--;
+	close(a->fd); /* also drops its flock */
+	free(a);
+}
+
+/* Each alias in this mode (LOCK_UN too); false, with those done undone,
+ * when one is held elsewhere. */
+static bool aliases_lock(struct oslock *o, int how)
+{
+	struct list *pos;
+
+	list_foreach(pos, &o->aliases) {
+		struct oslock_alias *a = container_of(pos, struct oslock_alias, link);
+
+		if (flock(a->fd, how | LOCK_NB) < 0 && how != LOCK_UN) {
+			for (struct list *p = o->aliases.next; p != pos; p = p->next)
+				flock(container_of(p, struct oslock_alias, link)->fd, LOCK_UN);
+			return false;
+		}
+	}
+	return true;
 }
 
 bool oslock_try(struct oslock *o, bool shared)
@@ -117,6 +185,11 @@ bool oslock_try(struct oslock *o, bool shared)
 		return true;
 	if (flock(o->fd, want | LOCK_NB) < 0)
 		return false;
+	if (!aliases_lock(o, want)) {
+		flock(o->fd, LOCK_UN);
+		o->held = 0;
+		return false;
+	}
 	o->held = want;
 	return true;
 }
@@ -130,7 +203,9 @@ bool oslock_place(struct oslock *o, int fd, bool shared, bool unheld)
 
 void oslock_unlock(struct oslock *o)
 {
-	if (o->held)
+	if (o->held) {
 		flock(o->fd, LOCK_UN);
+		aliases_lock(o, LOCK_UN);
+	}
 	o->held = 0;
 }

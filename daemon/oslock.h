@@ -5,13 +5,28 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
+#include "htable.h"
 #include "list.h"
 
 /* A file's identity as a lock table key: a NUL byte (never in a named key,
  * which is JSON text without U+0000), then st_dev and st_ino. */
 #define OSLOCK_KEY_LEN (1 + 2 * sizeof(uint64_t))
+
+/* Another file of the same lock (adopt.h): a file that replaced the lock's
+ * file by rename while it was held. Its flock follows the lock's. */
+#define OSLOCK_ALIASES 8
+
+struct oslock_alias {
+	struct hnode node;      /* in the daemon's table of aliases, by key */
+	struct list link;       /* in oslock.aliases, oldest first */
+	struct oslock *o;
+	void *payer;            /* whom its descriptor is charged to */
+	int fd;                 /* a description of the daemon's own */
+	char key[OSLOCK_KEY_LEN];
+};
 
 struct oslock {
 	int fd;
@@ -23,6 +38,8 @@ struct oslock {
 	uint32_t retry_queue;   /* in a paced queue: its index + 1, else 0 */
 	void *res;              /* the lock table resource it is attached to */
 	void *payer;            /* the caller's: whom its descriptor is charged to */
+	struct list aliases;    /* oslock_alias.link, at most OSLOCK_ALIASES */
+	unsigned naliases;
 	char path[];            /* for display: where the daemon's descriptor points */
 };
 
@@ -41,9 +58,21 @@ int oslock_open_path(const char *path);
  * /proc/self/fd with access (from oslock_access(fd): no more than fd has);
  * fd itself is left to the caller. NULL with errno set. */
 struct oslock *oslock_new(int fd, int access, const char *fallback_path);
+/* Frees o and its aliases (out of any table first: the caller's). */
 void oslock_free(struct oslock *o);
 
-/* Takes the flock in this mode without blocking: true when held. */
+/* Another file for o: fd (left to the caller; its access as from
+ * oslock_access()) is reopened as a description of the daemon's own, and
+ * locked as o is now. NULL with errno set: EWOULDBLOCK when another holds
+ * that file's flock. The alias goes on o's list; the caller indexes it. */
+struct oslock_alias *oslock_alias_new(struct oslock *o, int fd, int access, const char *key);
+/* Whether st is o's file or one of its aliases. */
+bool oslock_is(const struct oslock *o, const struct stat *st);
+/* Unlocks and closes an alias, off o's list (out of any table first). */
+void oslock_alias_free(struct oslock_alias *a);
+
+/* Takes the flock in this mode without blocking, on the file and on every
+ * alias: true when held on all (else on none). */
 bool oslock_try(struct oslock *o, bool shared);
 /* Takes the flock in this mode without blocking on another description, a
  * client's (the fd form: fdlocks.h): true when held. unheld: the resource

@@ -403,13 +403,14 @@ static int report_fill(const struct haspd *d, const struct lt_resource *r, json_
 /* What became of a file's path since the daemon opened it: NULL while the
  * path names the file still; "deleted" when the file has no name left (the
  * daemon's descriptor keeps it alive), "moved" when the path names nothing
- * or another file (renamed away, or replaced). One stat(2) while the path
- * is true, an fstat(2) more when it is not. */
+ * or another file (renamed away, or replaced; a file that replaced it under
+ * the lock, adopted, is the lock's still). One stat(2) while the path is
+ * true, an fstat(2) more when it is not. */
 static const char *report_path_state(const struct oslock *o)
 {
 	struct stat st;
 
-	if (stat(o->path, &st) == 0 && (uint64_t)st.st_dev == o->dev && (uint64_t)st.st_ino == o->ino)
+	if (stat(o->path, &st) == 0 && oslock_is(o, &st))
 		return NULL;
 	if (fstat(o->fd, &st) == 0 && st.st_nlink == 0)
 		return "deleted";

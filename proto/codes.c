@@ -11,6 +11,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_STATS] = "stats",
 	[OP_PING] = "ping",
 	[OP_REVOKE] = "revoke",
+	[OP_ADOPT] = "adopt",
 };
 
 static const char *const err_names[] = {

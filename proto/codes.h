@@ -17,6 +17,7 @@ enum proto_op {
 	OP_STATS,
 	OP_PING,
 	OP_REVOKE,
+	OP_ADOPT,
 	OP__COUNT,
 };
 

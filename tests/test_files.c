@@ -633,6 +633,86 @@ START_TEST(one_uids_contested_files_do_not_slow_another_uids_hand_off)
 }
 END_TEST
 
+/* Atomic replacement under a lease: the new file joins the lock before the
+ * rename, so the path keeps one queue (a waiter that opened the old file
+ * goes before a newcomer that opens the new one), and flock(1) on the new
+ * file sees the lock. */
+START_TEST(a_file_replaced_under_a_lease_keeps_one_queue)
+{
+	hasp_client *holder = client_connect(daemon_.socket), *late = client_connect(daemon_.socket);
+	char tmp[200], req[512];
+	int fd, raw = raw_connect(daemon_.socket), old, r;
+	hasp_lease *l = lock_file(holder, file, HASP_EXCLUSIVE, -1, &r), *nl;
+	json_t *rep;
+
+	ck_assert_int_eq(r, 0);
+	/* A waiter on the old file. */
+	old = open(file, O_RDONLY);
+	snprintf(req, sizeof(req), "{\"id\":1,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true}\n", file);
+	raw_send_fd(raw, req, old);
+	wait_gauge(late, "waiters", 1, 5000);
+	/* The replacement, adopted, then renamed over the path. */
+	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_eq(write(fd, "2\n", 2), 2);
+	ck_assert_int_eq(hasp_lease_adopt(holder, l, fd), 0);
+	ck_assert_int_eq(hasp_lease_adopt(holder, l, fd), 0); /* again: one lock already */
+	ck_assert_int_eq(rename(tmp, file), 0);
+	close(fd);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1);
+	/* A newcomer on the new file finds the same lock: its holder is named
+	 * (a lock of its own would be blocked by a flock "outside hasp"). */
+	lock_file(late, file, HASP_EXCLUSIVE, 0, &r);
+	ck_assert_int_eq(r, -HASP_E_BUSY);
+	ck_assert_msg(strstr(hasp_client_errmsg(late), "held by pid"), "%s",
+		      hasp_client_errmsg(late));
+	ck_assert_int_eq(hasp_unlock(holder, l), 0);
+	rep = raw_recv_id(raw, 1, 5000);
+	ck_assert_msg(rep && json_is_true(json_object_get(rep, "ok")), "the waiter was not granted");
+	json_decref(rep);
+	lock_file(late, file, HASP_EXCLUSIVE, 0, &r);
+	ck_assert_int_eq(r, -HASP_E_BUSY);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1);
+	close(raw);
+	nl = lock_file(late, file, HASP_EXCLUSIVE, 5000, &r);
+	ck_assert_int_eq(r, 0);
+	hasp_lease_free(nl);
+	close(old);
+	hasp_close(holder);
+	hasp_close(late);
+}
+END_TEST
+
+/* What adopt refuses: another session's lease, a key lease, a file that is
+ * a lock of its own, and a directory. */
+START_TEST(adopt_refuses_what_it_must)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	char other[200];
+	int r, fd, ofd;
+	hasp_lease *la = lock_file(a, file, HASP_EXCLUSIVE, -1, &r), *lk, *lo;
+
+	ck_assert_int_eq(r, 0);
+	snprintf(other, sizeof(other), "%s/other.txt", daemon_.dir);
+	lo = lock_file(b, other, HASP_SHARED, -1, &r);
+	ck_assert_int_eq(r, 0);
+	ofd = open(other, O_RDONLY);
+	ck_assert_int_eq(hasp_lease_adopt(b, la, ofd), -HASP_E_UNKNOWN_LEASE);
+	ck_assert_int_eq(hasp_lease_adopt(a, la, ofd), -HASP_E_BUSY);
+	lk = client_lock(a, "key", HASP_EXCLUSIVE);
+	ck_assert_int_eq(hasp_lease_adopt(a, lk, ofd), -HASP_E_BAD_REQUEST);
+	fd = open(daemon_.dir, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_eq(hasp_lease_adopt(a, la, fd), -HASP_E_BAD_REQUEST);
+	close(fd);
+	close(ofd);
+	hasp_lease_free(la);
+	hasp_lease_free(lk);
+	hasp_lease_free(lo);
+	hasp_close(a);
+	hasp_close(b);
+}
+END_TEST
+
 static Suite *files_suite(void)
 {
 	Suite *s = suite_create("files");
@@ -650,6 +730,8 @@ static Suite *files_suite(void)
 	tcase_add_test(tc, descriptors_never_leak);
 	tcase_add_test(tc, permissions_are_the_clients);
 	tcase_add_test(tc, bare_path_for_the_daemons_own_uid);
+	tcase_add_test(tc, a_file_replaced_under_a_lease_keeps_one_queue);
+	tcase_add_test(tc, adopt_refuses_what_it_must);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(outside, setup, teardown);
 	tcase_set_timeout(outside, 120);

@@ -56,6 +56,11 @@ struct proto_request {
 			const char *path;       /* a file (absolute) */
 			bool fd;                /* its descriptor came with it */
 		} revoke;
+		struct {
+			uint64_t lease;         /* a file lease of the session's */
+			const char *path;       /* the file to join it (absolute) */
+			bool fd;                /* its descriptor came with it */
+		} adopt;
 	};
 };
 

@@ -222,6 +222,22 @@ static int decode_revoke(const struct members *m, struct proto_request *req,
 	return 0;
 }
 
+/* A file joining a held file lease's lock: lease, path and its descriptor. */
+static int decode_adopt(const struct members *m, struct proto_request *req,
+			struct proto_error *err)
+{
+	int64_t lease;
+
+	if (get_int(m, "lease", 1, &lease, err) < 0 ||
+	    decode_path_fd(m, &req->adopt.path, &req->adopt.fd, err) < 0)
+		return -1;
+	req->adopt.lease = (uint64_t)lease;
+	if (!req->adopt.path || !req->adopt.fd)
+		return fail(err, HASP_E_BAD_REQUEST, "an adopt needs \"path\" and \"fd\": true, "
+			    "with the file's descriptor");
+	return 0;
+}
+
 /* Paging: prefix, after, limit (see PROTOCOL.md, list). */
 static int decode_list(const struct members *m, struct proto_request *req,
 		       struct proto_error *err)
@@ -257,6 +273,8 @@ static int decode_args(const struct members *m, struct proto_request *req,
 		return get_int(m, "request", INT64_MIN, &req->cancel.request, err);
 	case OP_REVOKE:
 		return decode_revoke(m, req, err);
+	case OP_ADOPT:
+		return decode_adopt(m, req, err);
 	case OP_LIST:
 		return decode_list(m, req, err);
 	default:
