@@ -98,6 +98,8 @@ static int parse_seconds(const char *s, int64_t *ms)
 	if (errno || end == s || *end || !(v >= 0) || v > 1e9)
 		return usage_error("invalid number of seconds '%s' (>= 0)", s);
 	*ms = (int64_t)(v * 1000.0 + 0.5);
+	if (*ms == 0 && v > 0)
+		*ms = 1; /* a wait, however short, is not -n */
 	return -1;
 }
 
@@ -242,6 +244,8 @@ static int check_combinations(const struct lock_args *a)
 {
 	bool has_command = a->shell_command || *a->command;
 
+	if (a->key && a->file)
+		return usage_error("lock takes a FILE or a -k KEY, not both");
 	if (a->fd_command && (a->key || a->file))
 		return usage_error("--fd locks a descriptor: no FILE or -k KEY with it");
 	if (!a->key && !a->file && !a->fd_command)

@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -86,6 +87,13 @@ int connection_take_fd(struct connection *c)
 	memmove(c->fds, c->fds + 1, --c->nfds * sizeof(c->fds[0]));
 	c->ops->fds_gone(c->ctx, 1);
 	return fd;
+}
+
+bool connection_peer_gone(const struct connection *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 bool connection_fds_refused(const struct connection *c)

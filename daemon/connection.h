@@ -101,6 +101,8 @@ int connection_take_fd(struct connection *c);
 /* Whether descriptors that came with the line being handed up were closed
  * for want of room (CONNECTION_FDS_MAX, or ops->hold_fd said no). */
 bool connection_fds_refused(const struct connection *c);
+/* Whether the peer has closed its end, before its end is read (one poll). */
+bool connection_peer_gone(const struct connection *c);
 /* Ends it now (ops->lost is called), e.g. as the daemon stops. */
 void connection_lose(struct connection *c, enum connection_end why, const char *detail);
 /* Writes the output of every connection queued on flushing. */

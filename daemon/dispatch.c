@@ -48,38 +48,47 @@ static void do_hello(struct session *s, const struct proto_request *req)
 
 /* The fd form's resource, as files_resource() gives it, and the session
  * keeps a descriptor of the client's description, on which the flock goes
- * at the grant. */
+ * at the grant. *ahead: that description holds the flock already (it is
+ * re-taken or converted at once, as flock(2) does). */
 static struct lt_resource *fd_form_resource(struct session *s, const char *path, int fd,
-					    int *code, char *msg, size_t n)
+					    bool *ahead, int *code, char *msg, size_t n)
 {
-	int keep = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	struct lt_resource *r;
+	int keep;
 
+	/* The copy is one more open file: charged before the file's own. */
+	if (!files_may_open(s, msg, n)) {
+		close(fd);
+		*code = HASP_E_LIMIT;
+		return NULL;
+	}
+	keep = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (keep < 0) {
 		close(fd);
 		*code = HASP_E_LIMIT;
 		snprintf(msg, n, "haspd is out of descriptors");
 		return NULL;
 	}
+	users_charge_file(&s->d->users, s->user);
 	r = files_resource(s, path, fd, code, msg, n);
-	if (r && !files_may_open(s, msg, n))
-		*code = HASP_E_LIMIT, r = NULL;
-	if (!r) {
-		close(keep);
-		return NULL;
-	}
-	switch (fdlocks_add(s, r, keep)) {
+	*ahead = r && oslock_fd_holds(keep);
+	switch (r ? fdlocks_add(s, r, keep) : -ENOENT) {
 	case 0:
 		return r;
 	case -EEXIST:
 		*code = HASP_E_ALREADY_HELD;
 		snprintf(msg, n, "this session already holds or waits for this lock");
-		return NULL;
-	default:
+		break;
+	case -ENOMEM:
+		locktable_put_unused(&s->d->lt, r);
 		*code = HASP_E_INTERNAL;
 		snprintf(msg, n, "out of memory");
-		return NULL;
+		break;
 	}
+	users_refund_file(&s->d->users, s->user);
+	if (!r)
+		close(keep);
+	return NULL;
 }
 
 /* Points lr at the file a request names (its key copied to key, which
@@ -92,7 +101,7 @@ static bool acquire_file(struct session *s, const struct proto_request *req,
 	int code, fd = req->acquire.fd ? files_take_fd(s, &code, msg, sizeof(msg)) : -1;
 
 	if (req->acquire.lock_fd && fd >= 0)
-		r = fd_form_resource(s, req->acquire.path, fd, &code, msg, sizeof(msg));
+		r = fd_form_resource(s, req->acquire.path, fd, &lr->ahead, &code, msg, sizeof(msg));
 	else if (!req->acquire.fd || fd >= 0)
 		r = files_resource(s, req->acquire.path, fd, &code, msg, sizeof(msg));
 	if (!r) {

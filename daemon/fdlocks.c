@@ -37,7 +37,6 @@ int fdlocks_add(struct session *s, const struct lt_resource *r, int fd)
 	f->res = r;
 	f->fd = fd;
 	list_add_tail(&s->fdlocks, &f->link);
-	users_charge_file(&s->d->users, s->user);
 	return 0;
 }
 

@@ -24,8 +24,10 @@ struct fdlock {
 	int fd;
 };
 
-/* Keeps fd (always consumed) for s's request on r. Returns 0, -EEXIST when
- * s has one for r already (the request is already held), -ENOMEM. */
+/* Keeps fd for s's request on r, and the open file charged for it to s's
+ * uid (the caller's, before). fd is consumed; the charge only on success.
+ * Returns 0, -EEXIST when s has one for r already (the request is already
+ * held), -ENOMEM. */
 int fdlocks_add(struct session *s, const struct lt_resource *r, int fd);
 /* The descriptor kept for s's request on r, or -1. */
 int fdlocks_fd(const struct session *s, const struct lt_resource *r);

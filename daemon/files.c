@@ -256,14 +256,29 @@ enum lt_admit files_admit(struct lt_resource *r, const struct lt_entry *e, void 
 	struct oslock *o = r->os;
 	struct session *s = session_of(e->owner);
 	int fd = fdlocks_fd(s, r);
-	bool shared = e->mode == LT_SHARED;
+	bool shared = e->mode == LT_SHARED, taken;
 
-	if (fd >= 0 ? oslock_place(o, fd, shared, r->nholders == 0) : oslock_try(o, shared)) {
+	/* The fd form: not for a client gone while it waited (killed), which
+	 * could never tell its shell that the descriptor holds the lock; its
+	 * session ends next. */
+	if (fd >= 0)
+		taken = !session_peer_gone(s) && oslock_place(o, fd, shared, r->nholders == 0);
+	else
+		taken = oslock_try(o, shared);
+	if (taken && fd < 0) {
 		retry_remove(&d->retrying, o);
 		o->backoff_us = 0;
-		if (fd < 0)
-			return LT_ADMIT_HOLD;
+		return LT_ADMIT_HOLD;
+	}
+	if (taken) {
 		fdlocks_drop(s, r); /* placed: the client's description holds it */
+		/* Granted ahead of waiters (its own description held it): they
+		 * wait for it now as for any outside holder. */
+		o->res = r;
+		if (!list_empty(&r->waiters) && r->waiters.next != &e->qnode)
+			retry_schedule(d, o);
+		else
+			retry_remove(&d->retrying, o);
 		return LT_ADMIT_HANDED_OVER;
 	}
 	o->res = r;

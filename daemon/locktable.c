@@ -619,7 +619,7 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 		resource_put_if_unused(lt, r);
 		return LT_NOMEM;
 	}
-	if (r->nwaiters == 0)
+	if (r->nwaiters == 0 || req->ahead)
 		now = grantable(lt, r, e);
 	/* Even one that tries once waits for a fence to give: that is the
 	 * daemon's delay (one store), not a conflict. */
@@ -658,6 +658,12 @@ struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size
 	struct lt_resource *r = resource_get(lt, key, key_len, os);
 
 	return r && r->os == os ? r : NULL; /* not another's, nor one without */
+}
+
+void locktable_put_unused(struct locktable *lt, struct lt_resource *r)
+{
+	assert(drained(lt));
+	resource_put_if_unused(lt, r);
 }
 
 void locktable_kick(struct locktable *lt, struct lt_resource *r)

@@ -216,6 +216,10 @@ struct lt_request {
 	const char *owner_name; /* optional, <= LT_OWNER_MAX bytes */
 	const char *message;    /* optional, <= LT_MESSAGE_MAX bytes */
 	const struct lt_cred *sender; /* optional: the owner's pid, uid and gid if NULL */
+	bool ahead;             /* the requester holds the lock already, outside the
+				 * table (its own flock, re-taken or converted, as
+				 * flock(2) does): granted at once if admitted,
+				 * ahead of any waiters */
 };
 
 int locktable_init(struct locktable *lt, const struct lt_callbacks *cb);
@@ -249,6 +253,9 @@ struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size
  * holds or waits for this resource), LT_NOMEM. */
 enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 				 const struct lt_request *req, struct lt_entry **ret);
+/* Lets r go if nothing holds or waits on it: a resource found or attached
+ * for a request that failed before locktable_acquire(). */
+void locktable_put_unused(struct locktable *lt, struct lt_resource *r);
 /* LT_OK or LT_UNKNOWN_LEASE (no such lease, or not this owner's). */
 enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id);
 /* Removes the owner's waiting request with this tag: LT_OK or LT_UNKNOWN_REQUEST. */

@@ -137,6 +137,22 @@ struct oslock_alias *oslock_alias_new(struct oslock *o, int fd, int access, cons
 	return a;
 }
 
+bool oslock_fd_holds(int fd)
+{
+	char path[64], line[256];
+	bool holds = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!holds && fgets(line, sizeof(line), f))
+		holds = strncmp(line, "lock:", 5) == 0 && strstr(line, " FLOCK ");
+	fclose(f);
+	return holds;
+}
+
 bool oslock_is(const struct oslock *o, const struct stat *st)
 {
 	const struct list *pos;

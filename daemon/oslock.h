@@ -66,6 +66,8 @@ void oslock_free(struct oslock *o);
  * locked as o is now. NULL with errno set: EWOULDBLOCK when another holds
  * that file's flock. The alias goes on o's list; the caller indexes it. */
 struct oslock_alias *oslock_alias_new(struct oslock *o, int fd, int access, const char *key);
+/* Whether fd's open file description holds a flock (/proc/self/fdinfo). */
+bool oslock_fd_holds(int fd);
 /* Whether st is o's file or one of its aliases. */
 bool oslock_is(const struct oslock *o, const struct stat *st);
 /* Unlocks and closes an alias, off o's list (out of any table first). */

@@ -157,6 +157,11 @@ bool session_fds_refused(const struct session *s)
 	return connection_fds_refused(&s->conn);
 }
 
+bool session_peer_gone(const struct session *s)
+{
+	return connection_peer_gone(&s->conn);
+}
+
 bool session_line_mixed(const struct session *s)
 {
 	return s->conn.line_mixed;

@@ -49,6 +49,9 @@ int session_take_fd(struct session *s);
 /* Whether descriptors that came with the line being dispatched were closed
  * for want of room (the connection's, or the uid's share: users.h). */
 bool session_fds_refused(const struct session *s);
+/* Whether the client has closed its end of the connection, which the
+ * daemon has not read yet (a system call: for rare paths). */
+bool session_peer_gone(const struct session *s);
 /* Whether the line being dispatched came from two processes. */
 bool session_line_mixed(const struct session *s);
 /* Ends the session now: its leases are released, its waits removed. */

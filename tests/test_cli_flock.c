@@ -130,6 +130,25 @@ START_TEST(the_fd_form_lasts_as_long_as_the_descriptor)
 }
 END_TEST
 
+/* A description that holds the lock re-takes or converts it at once, as
+ * with flock(2), even with a waiter queued (who waits for it). */
+START_TEST(the_fd_form_relocks_its_own_description_at_once)
+{
+	char out[4096];
+	int r = sh_run("( \"$HASP\" lock -n 9 || exit 1\n"
+		       "  \"$HASP\" lock -w 20 \"$F\" true 9>&- & w=$!\n"
+		       "  i=0; until \"$HASP\" ls --json | grep -q '\"waiters\":\\[{'; do\n"
+		       "    i=$((i + 1)); [ $i -lt 1000 ] || exit 2; sleep 0.01; done\n"
+		       "  \"$HASP\" lock -n 9 || exit 3\n"
+		       "  \"$HASP\" lock -n -s 9 || exit 4\n"
+		       "  \"$HASP\" lock -n 9 || exit 5\n"
+		       "  exec 9>&-; wait $w || exit 6\n"
+		       ") 9>\"$F\"", out, sizeof(out));
+
+	ck_assert_msg(r == 0, "status %d: %s", r, out);
+}
+END_TEST
+
 /* Getting it goes through hasp's queue: the fd form waits behind a holder,
  * is granted when it leaves, shuts out a later hasp request, and hands over
  * when the subshell's descriptor closes. */
@@ -206,6 +225,7 @@ START_TEST(exit_codes_tell_a_conflict_from_a_mistake)
 	big[257] = '\0';
 	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "k", "--owner", big, "true"), 64);
 	ck_assert_int_eq(RUN(out, "lock", "-F", "-o", "-k", "k", "true"), 64);
+	ck_assert_int_eq(RUN(out, "lock", file, "-k", "k", "true"), 64); /* which one? */
 	ck_assert_int_eq(RUN(out, "lock", "--on-lost", "maybe", "-k", "k", "true"), 64);
 	ck_assert_int_eq(RUN(out, "lock", "-w", "-1", "-k", "k", "true"), 64);
 	ck_assert_int_eq(RUN(out, "--socket", "/nonexistent/s", "lock", "-k", "k", "true"), 69);
@@ -349,6 +369,7 @@ static Suite *cli_flock_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, the_fd_form_lasts_as_long_as_the_descriptor);
 	tcase_add_test(tc, the_fd_form_queues_fairly_and_hands_over_on_close);
+	tcase_add_test(tc, the_fd_form_relocks_its_own_description_at_once);
 	tcase_add_test(tc, the_fd_form_needs_an_open_descriptor);
 	tcase_add_test(tc, exit_codes_tell_a_conflict_from_a_mistake);
 	tcase_add_test(tc, a_directory_is_locked_as_flock_locks_it);

@@ -655,6 +655,48 @@ START_TEST(file_leases_leave_descriptors_for_administrators)
 }
 END_TEST
 
+/* As a user near max_user_files: a lease on one memfd, then the fd form on
+ * another, refused (2: limit) with nothing left behind for it. */
+static int fd_form_over_the_limit(void *arg)
+{
+	int held = memfd_create("held", MFD_CLOEXEC), more = memfd_create("more", MFD_CLOEXEC);
+	int conn = raw_connect(daemon_.socket), st;
+	char line[256];
+
+	(void)arg;
+	st = code_status(acquire_fd(conn, "/memfd-held", held));
+	if (st != 0)
+		return 10 + st;
+	snprintf(line, sizeof(line), "{\"id\":2,\"op\":\"acquire\",\"path\":\"/memfd-more\","
+		 "\"fd\":true,\"lock_fd\":true,\"timeout_ms\":0}\n");
+	raw_send_fd(conn, line, more);
+	return code_status(raw_recv_id(conn, 2, 5000));
+}
+
+/* A refused fd-form request leaves no resource, no open file and no charge:
+ * the uid's next session may lock as before. */
+START_TEST(a_refused_fd_form_leaves_nothing_behind)
+{
+	/* One file held: the fd form's file would be the second, its kept
+	 * descriptor the third. */
+	char *opts[] = { "--max-user-files", "2", NULL };
+	hasp_client *root;
+	char *text = NULL;
+
+	if (!start(opts))
+		return;
+	ck_assert_int_eq(run_as(MALLORY, fd_form_over_the_limit, NULL), 2);
+	root = client_connect(daemon_.socket);
+	wait_gauge(root, "resources", 0, 5000);
+	ck_assert_int_eq(hasp_list_json(root, &text), 0);
+	ck_assert_msg(!strstr(text, "memfd-more"), "%s", text);
+	free(text);
+	ck_assert_int_eq(run_as(MALLORY, lock_a_memfd, NULL), 0);
+	hasp_close(root);
+	stop();
+}
+END_TEST
+
 /* ---- 10. client text in the log ---- */
 
 /* Reads the daemon's stderr until it has needle; the text read. */
@@ -800,6 +842,7 @@ int main(void)
 	tcase_add_test(admins, descriptors_in_flight_count_per_uid);
 	tcase_add_test(admins, descriptors_in_flight_leave_a_reserve);
 	tcase_add_test(admins, max_user_files_counts_a_uids_open_files);
+	tcase_add_test(admins, a_refused_fd_form_leaves_nothing_behind);
 	tcase_add_test(admins, file_leases_leave_descriptors_for_administrators);
 	suite_add_tcase(s, admins);
 	tcase_set_timeout(log, 120);
