@@ -12,6 +12,13 @@ and takes the real flock(2) lock on files::
     from hasp import FileLock, Timeout      # py-filelock's API
     with FileLock("data.json.lock", timeout=5):
         ...
+
+    async with hasp.aio.lock_file("counter.txt"):   # asyncio, rapfiles' spelling
+        ...
+
+``read_file``, ``write_file`` and ``atomic_write_file`` are rapfiles' file
+helpers; an atomic replacement of a file this process holds a lease on
+keeps the lock.
 """
 
 from ._paths import default_socket
@@ -19,6 +26,8 @@ from .client import Client, Lease, lock, lock_file
 from .errors import (AlreadyHeld, BadRequest, Busy, Cancelled, Conflict, Deadlock, Error,
                      Holder, LeaseLost, LimitReached, PermissionDenied, ProtocolError, Timeout,
                      Unavailable, UnknownLease, Untrusted)
+from .files import (atomic_write_file, atomic_write_file_bytes, read_file, read_file_bytes,
+                    write_file, write_file_bytes)
 from .filelock import AcquireReturnProxy, BaseFileLock, FileLock, SoftFileLock, UnixFileLock
 
 __version__ = "0.1.0"
@@ -28,5 +37,13 @@ __all__ = [
     "FileLock", "SoftFileLock", "UnixFileLock", "BaseFileLock", "AcquireReturnProxy",
     "Error", "Conflict", "Busy", "Timeout", "Cancelled", "AlreadyHeld", "UnknownLease",
     "LeaseLost", "Unavailable", "Untrusted", "PermissionDenied", "Deadlock", "LimitReached",
-    "BadRequest", "ProtocolError", "Holder",
+    "BadRequest", "ProtocolError", "Holder", "read_file", "read_file_bytes", "write_file",
+    "write_file_bytes", "atomic_write_file", "atomic_write_file_bytes", "aio",
 ]
+
+
+def __getattr__(name: str):  # hasp.aio without importing asyncio up front
+    if name == "aio":
+        import importlib
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError("module 'hasp' has no attribute %r" % (name,))

@@ -27,7 +27,7 @@ from . import errors
 __all__ = [
     "VERSION", "MAX_REQUEST_LINE", "MAX_REPLY_LINE", "KEY_MAX", "OWNER_MAX", "MESSAGE_MAX",
     "CLIENT_MAX", "PATH_MAX", "Request", "Reply", "Event", "LineSplitter", "Protocol",
-    "error_for", "timeout_ms", "shown_path", "check_text",
+    "error_for", "adopt_fields", "timeout_ms", "shown_path", "check_text",
 ]
 
 VERSION = 1
@@ -40,7 +40,7 @@ CLIENT_MAX = 256
 PATH_MAX = 4096
 
 OPS = frozenset(("hello", "acquire", "release", "cancel", "list", "stats", "ping", "revoke",
-                 "convert", "renew", "watch"))
+                 "convert", "renew", "watch", "adopt"))
 
 
 class Request:
@@ -212,6 +212,15 @@ class Protocol:
         lease = ev.get("lease")
         if ev.name in ("revoked", "expired") and isinstance(lease, int):
             self.revoked.add(lease)
+
+
+def adopt_fields(lease: int, path: str) -> Dict[str, Any]:
+    """The fields of an ``adopt`` request: the file whose descriptor travels
+    with it (SCM_RIGHTS, as for a file acquire) joins lease's resource, so
+    that once it is renamed over the leased path, newcomers opening the path
+    queue behind the same holders and waiters. path is the new file's
+    absolute path (display text, as for acquire)."""
+    return {"lease": lease, "path": shown_path(path), "fd": True}
 
 
 def error_for(reply: Reply, *, key: Optional[str] = None,

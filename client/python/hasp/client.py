@@ -17,10 +17,11 @@ import socket as _socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import _paths, _proto
+from . import _held, _paths, _proto
 from .errors import Error, LeaseLost, Unavailable, UnknownLease, Untrusted
+from .files import _adopt_error
 
 __all__ = ["Client", "Lease", "lock", "lock_file", "default_name"]
 
@@ -33,6 +34,72 @@ def default_name() -> str:
     name = "python:%s (pid %d)" % (prog, os.getpid())
     raw = name.encode("utf-8", "replace")[:_proto.CLIENT_MAX]
     return raw.decode("utf-8", "ignore")
+
+
+def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
+                   timeout: Optional[float], owner: Optional[str],
+                   message: Optional[str]) -> Tuple[Dict[str, Any], str, Optional[int]]:
+    """An acquire's fields (checked), its mode and its timeout_ms."""
+    _proto.check_text("the owner", owner, _proto.OWNER_MAX)
+    _proto.check_text("the message", message, _proto.MESSAGE_MAX)
+    mode = "shared" if shared else "exclusive"
+    tms = _proto.timeout_ms(timeout)
+    fields: Dict[str, Any] = {"mode": mode, "timeout_ms": tms, "owner": owner,
+                              "message": message}
+    if key is not None:
+        fields["key"] = key
+    else:
+        fields["path"] = _proto.shown_path(path)  # type: ignore[arg-type]
+        fields["fd"] = True
+    return fields, mode, tms
+
+
+def lease_failure(rep: _proto.Reply, lease: Any, adopting: bool = False) -> Error:
+    """The exception for a failed release or adopt of lease: an unknown
+    lease is a lost one."""
+    err = _proto.error_for(rep)
+    if isinstance(err, UnknownLease):
+        lost = LeaseLost("the lease %d on %r had ended: %s" % (lease.id, lease.name, rep.message))
+        lost.__cause__ = err
+        return lost
+    return _adopt_error(err, lease.name) if adopting else err
+
+
+def lease_gone(lease: Any, e: BaseException) -> LeaseLost:
+    """The lease's connection ended while releasing or adopting."""
+    lost = LeaseLost("the lease %d on %r was lost: %s" % (lease.id, lease.name, e))
+    lost.__cause__ = e
+    return lost
+
+
+class Session:
+    """What the blocking and the asyncio Client share: the state checks."""
+
+    _proto: _proto.Protocol
+    _pid: int
+    _user_closed: bool
+    _sock: Optional[_socket.socket]
+    _kind = "hasp.Client"
+
+    def _usable(self) -> None:
+        if os.getpid() != self._pid:
+            raise Error("a %s cannot be used after fork(): open a new one" % self._kind)
+        if self._user_closed:
+            raise Error("the client is closed")
+        if self._proto.refusal is not None:
+            raise self._proto.refusal
+        if self._proto.closed or self._sock is None:
+            raise Unavailable("the connection to haspd was lost, and every lease taken "
+                              "through it")
+
+    def _loss_reason(self, lease_id: int) -> str:
+        if lease_id in self._proto.revoked:
+            return "revoked"
+        return "the connection to haspd was lost"
+
+    def _lost_before(self, lease: Any, what: str) -> LeaseLost:
+        return LeaseLost("the lease %d on %r was lost %s (%s)"
+                         % (lease.id, lease.name, what, self._loss_reason(lease.id)))
 
 
 class Lease:
@@ -54,6 +121,7 @@ class Lease:
         self.path = path
         self.released = False
         self._owns_client = owns_client
+        self._held_key = None
 
     @property
     def name(self) -> str:
@@ -79,8 +147,14 @@ class Lease:
             self.client._release(self)
         finally:
             self.released = True
+            _held.unregister(self)
             if self._owns_client:
                 self.client.close()
+
+    def _adopt(self, fd: int, path: str) -> None:
+        """Has haspd adopt the file open on fd (at path, about to be renamed
+        over this lease's file) into this lease's resource."""
+        self.client._adopt(self, fd, path)
 
     def __enter__(self) -> "Lease":
         return self
@@ -100,7 +174,7 @@ class Lease:
                                                     state)
 
 
-class Client:
+class Client(Session):
     """One session with haspd: one connection, opened at once.
 
     ``socket`` is the socket's path (default: :func:`hasp.default_socket`);
@@ -182,8 +256,10 @@ class Client:
             self._usable()
             fd = _paths.open_lock_file(spath, create_mode)
             try:
-                return self._acquire(key=None, path=spath, fd=fd, shared=shared,
-                                     timeout=timeout, owner=owner, message=message)
+                lease = self._acquire(key=None, path=spath, fd=fd, shared=shared,
+                                      timeout=timeout, owner=owner, message=message)
+                _held.register(lease, os.fstat(fd))
+                return lease
             finally:
                 os.close(fd)
 
@@ -215,6 +291,8 @@ class Client:
             finally:
                 sock.close()
                 self._proto.closed = True
+                for lease in self._leases.values():
+                    _held.unregister(lease)
                 self._leases.clear()
 
     @property
@@ -237,31 +315,10 @@ class Client:
 
     # -- inside ------------------------------------------------------------
 
-    def _usable(self) -> None:
-        if os.getpid() != self._pid:
-            raise Error("a hasp.Client cannot be used after fork(): open a new one")
-        if self._user_closed:
-            raise Error("the client is closed")
-        if self._proto.refusal is not None:
-            raise self._proto.refusal
-        if self._proto.closed or self._sock is None:
-            raise Unavailable("the connection to haspd was lost, and every lease taken "
-                              "through it")
-
     def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
                  shared: bool, timeout: Optional[float], owner: Optional[str],
                  message: Optional[str]) -> Lease:
-        _proto.check_text("the owner", owner, _proto.OWNER_MAX)
-        _proto.check_text("the message", message, _proto.MESSAGE_MAX)
-        mode = "shared" if shared else "exclusive"
-        tms = _proto.timeout_ms(timeout)
-        fields: Dict[str, Any] = {"mode": mode, "timeout_ms": tms, "owner": owner,
-                                  "message": message}
-        if key is not None:
-            fields["key"] = key
-        else:
-            fields["path"] = _proto.shown_path(path)  # type: ignore[arg-type]
-            fields["fd"] = True
+        fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message)
         rep = self._call("acquire", fields, fd=fd,
                          wait=None if tms is None else tms / 1000.0, cancellable=True)
         if not rep.ok:
@@ -274,24 +331,24 @@ class Client:
         with self._lock:
             self._leases.pop(lease.id, None)
             if self._lease_lost(lease.id):
-                raise LeaseLost("the lease %d on %r was lost before its release (%s)"
-                                % (lease.id, lease.name, self._loss_reason(lease.id)))
+                raise self._lost_before(lease, "before its release")
             try:
                 rep = self._call("release", {"lease": lease.id})
             except Unavailable as e:
-                raise LeaseLost("the lease %d on %r was lost: %s" % (lease.id, lease.name, e)) \
-                    from e
+                raise lease_gone(lease, e) from e
             if not rep.ok:
-                err = _proto.error_for(rep)
-                if isinstance(err, UnknownLease):
-                    raise LeaseLost("the lease %d on %r had ended: %s"
-                                    % (lease.id, lease.name, rep.message)) from err
-                raise err
+                raise lease_failure(rep, lease)
 
-    def _loss_reason(self, lease_id: int) -> str:
-        if lease_id in self._proto.revoked:
-            return "revoked"
-        return "the connection to haspd was lost"
+    def _adopt(self, lease: Lease, fd: int, path: str) -> None:
+        with self._lock:
+            if self._lease_lost(lease.id):
+                raise self._lost_before(lease, "before the file was replaced")
+            try:
+                rep = self._call("adopt", _proto.adopt_fields(lease.id, path), fd=fd)
+            except Unavailable as e:
+                raise lease_gone(lease, e) from e
+            if not rep.ok:
+                raise lease_failure(rep, lease, adopting=True)
 
     def _lease_lost(self, lease_id: int) -> bool:
         if self._lock.acquire(blocking=False):

@@ -26,6 +26,21 @@ __all__ = ["FileLock", "SoftFileLock", "UnixFileLock", "BaseFileLock", "AcquireR
 _LOGGER = logging.getLogger("hasp")
 
 
+def singleton(cls: Any, lock_file: Any, params: Any) -> Any:
+    """The one object of cls for lock_file's absolute path (is_singleton):
+    a new one, or the existing one if made with the same params."""
+    path = os.path.abspath(os.fspath(lock_file))
+    instance = cls._instances.get(path)
+    if instance is None:
+        instance = object.__new__(cls)
+        cls._instances[path] = instance
+        return instance
+    if instance._params != params:
+        raise ValueError("singleton lock created with different arguments: %r, not %r"
+                         % (params, instance._params))
+    return instance
+
+
 class AcquireReturnProxy:
     """What acquire() returns: usable in ``with``, releasing on exit."""
 
@@ -85,17 +100,8 @@ class FileLock(contextlib.ContextDecorator):
                 is_singleton: bool = False, **kwargs: Any) -> "FileLock":
         if not is_singleton:
             return super().__new__(cls)
-        path = os.path.abspath(os.fspath(lock_file))
-        instance = cls._instances.get(path)
-        if instance is None:
-            instance = super().__new__(cls)
-            cls._instances[path] = instance
-            return instance
-        params = (timeout, mode, thread_local, blocking, kwargs.get("socket"))
-        if instance._params != params:
-            raise ValueError("singleton lock created with different arguments: %r, not %r"
-                             % (params, instance._params))
-        return instance
+        return singleton(cls, lock_file, (timeout, mode, thread_local, blocking,
+                                          kwargs.get("socket")))
 
     def __init__(self, lock_file: Any, timeout: float = -1, mode: int = 0o644,
                  thread_local: bool = True, *, blocking: bool = True,
