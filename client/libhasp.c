@@ -528,12 +528,57 @@ static const char *absolute_path(hasp_client *c, const char *path, char *abs, in
 	return abs;
 }
 
+/* Whether l, granted on fd's file, holds the file path names now: 1 yes,
+ * 0 no (the file was replaced meanwhile, by a rename over it, and the new
+ * one is a lock of its own: l was released), or an error (l released). A
+ * new file that is nobody's lock joins l (adopt). */
+static int settle(hasp_client *c, hasp_lease *l, const char *path, int fd)
+{
+	struct stat was, now;
+	int nfd, r;
+
+	if (fstat(fd, &was) < 0 || stat(path, &now) < 0 ||
+	    (was.st_dev == now.st_dev && was.st_ino == now.st_ino))
+		return 1; /* the same file, or none at the path: flock's answer */
+	nfd = open_lock_file(path);
+	if (nfd < 0)
+		return 1;
+	r = hasp_lease_adopt(c, l, nfd);
+	close(nfd);
+	if (r == 0)
+		return 1;
+	hasp_unlock(c, l);
+	return r == -HASP_E_BUSY ? 0 : r;
+}
+
+/* One try of hasp_lock_file(): 1 and the lease, 0 to try again (the file
+ * was replaced under the request), or an error. */
+static int lock_file_once(hasp_client *c, const char *path, const struct hasp_lock_options *opts,
+			  hasp_lease **ret_lease)
+{
+	hasp_lease *l;
+	json_t *args;
+	int fd = open_lock_file(path), r;
+
+	if (fd < 0)
+		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
+	/* The descriptor is the file's identity; the path, display text, goes
+	 * as shown (U+FFFD for what is not UTF-8): any file name works. */
+	args = lock_args("path", proto_string_shown(path, strlen(path)), true, opts);
+	r = lock_common(c, path, args, fd, opts, &l);
+	if (r >= 0 && (r = settle(c, l, path, fd)) > 0)
+		*ret_lease = l;
+	close(fd);
+	return r;
+}
+
 HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 			       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
 {
+	struct hasp_lock_options o;
+	int64_t start = mono_ms();
 	char abs[PATH_MAX];
-	json_t *args;
-	int fd, r;
+	int r;
 
 	if (!opts)
 		opts = &lock_defaults;
@@ -542,15 +587,15 @@ HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 		return r;
 	if (!strings_valid(opts))
 		return set_error(c, -EINVAL, "the owner and message must be UTF-8");
-	fd = open_lock_file(path);
-	if (fd < 0)
-		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
-	/* The descriptor is the file's identity; the path, display text, goes
-	 * as shown (U+FFFD for what is not UTF-8): any file name works. */
-	args = lock_args("path", proto_string_shown(path, strlen(path)), true, opts);
-	r = lock_common(c, path, args, fd, opts, ret_lease);
-	close(fd);
-	return r;
+	o = *opts;
+	while ((r = lock_file_once(c, path, &o, ret_lease)) == 0) {
+		if (opts->timeout_ms > 0) {
+			int64_t left = opts->timeout_ms - (mono_ms() - start);
+
+			o.timeout_ms = left > 0 ? left : 0;
+		}
+	}
+	return r < 0 ? r : 0;
 }
 
 /* The path fd was opened by, for display: what /proc says of it. */

@@ -683,6 +683,58 @@ START_TEST(a_file_replaced_under_a_lease_keeps_one_queue)
 }
 END_TEST
 
+/* A file replaced by a plain rename (no adopt: an editor, another tool)
+ * while a request waits on it: the grant is for the old file, and the
+ * client makes the new one join its lease, so a newcomer on the path is
+ * still shut out. */
+START_TEST(a_request_granted_on_a_replaced_file_takes_the_new_one)
+{
+	hasp_client *holder = client_connect(daemon_.socket), *late = client_connect(daemon_.socket);
+	int ready[2], leave[2], r, fd;
+	char tmp[200], b;
+	hasp_lease *l = lock_file(holder, file, HASP_EXCLUSIVE, -1, &r);
+	pid_t pid;
+
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(leave), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		hasp_client *c = NULL;
+
+		if (hasp_connect(daemon_.socket, &c) < 0)
+			_exit(1);
+		lock_file(c, file, HASP_EXCLUSIVE, 10000, &r);
+		b = r == 0 ? 'y' : 'n';
+		if (write(ready[1], &b, 1) != 1 || read(leave[0], &b, 1) != 1)
+			_exit(2);
+		_exit(r == 0 ? 0 : 3);
+	}
+	wait_gauge(late, "waiters", 1, 5000);
+	snprintf(tmp, sizeof(tmp), "%s.new", file);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert(fd >= 0);
+	close(fd);
+	ck_assert_int_eq(rename(tmp, file), 0);
+	ck_assert_int_eq(hasp_unlock(holder, l), 0);
+	ck_assert(wait_readable(ready[0], test_ms(5000)));
+	ck_assert_int_eq(read(ready[0], &b, 1), 1);
+	ck_assert_int_eq(b, 'y');
+	lock_file(late, file, HASP_EXCLUSIVE, 0, &r);
+	ck_assert_int_eq(r, -HASP_E_BUSY);
+	ck_assert_int_eq(sh("flock -n \"$F\" true", file), 1);
+	signal_byte(leave[1]);
+	ck_assert_int_eq(WEXITSTATUS(wait_child(pid, 5000)), 0);
+	close(ready[0]);
+	close(ready[1]);
+	close(leave[0]);
+	close(leave[1]);
+	hasp_close(holder);
+	hasp_close(late);
+}
+END_TEST
+
 /* What adopt refuses: another session's lease, a key lease, a file that is
  * a lock of its own, and a directory. */
 START_TEST(adopt_refuses_what_it_must)
@@ -732,6 +784,7 @@ static Suite *files_suite(void)
 	tcase_add_test(tc, bare_path_for_the_daemons_own_uid);
 	tcase_add_test(tc, a_file_replaced_under_a_lease_keeps_one_queue);
 	tcase_add_test(tc, adopt_refuses_what_it_must);
+	tcase_add_test(tc, a_request_granted_on_a_replaced_file_takes_the_new_one);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(outside, setup, teardown);
 	tcase_set_timeout(outside, 120);

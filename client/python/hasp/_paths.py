@@ -12,7 +12,8 @@ import pwd
 import socket
 import stat
 import struct
-from typing import NamedTuple
+import time
+from typing import NamedTuple, Optional
 
 from .errors import Untrusted
 
@@ -135,6 +136,23 @@ def open_lock_file(path: str, create_mode: int = 0o666) -> int:
     except IsADirectoryError:
         pass
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOCTTY | os.O_CLOEXEC)
+
+
+def replaced_since(path: str, st: os.stat_result) -> bool:
+    """Whether path names another file than st now: the file was replaced
+    (renamed over) between its opening and the grant. A path that names
+    nothing any more keeps the lease, as flock(2) would."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino)
+
+
+def remaining(deadline: Optional[float]) -> Optional[float]:
+    """Seconds left until a time.monotonic() deadline (never below 0), or
+    None for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def absolute(path: str) -> str:

@@ -213,17 +213,37 @@ class Client(Session):
         """A lease on a file, created if missing; as :meth:`hasp.Client.lock_file`
         (the descriptor goes to haspd with SCM_RIGHTS)."""
         spath = _paths.absolute(os.fsdecode(os.fspath(path)))
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._usable()
-        fd = _paths.open_lock_file(spath, create_mode)
-        try:
-            st = os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        lease = await self._acquire(key=None, path=spath, fd=fd, shared=shared,
-                                    timeout=timeout, owner=owner, message=message)
+        while True:
+            fd = _paths.open_lock_file(spath, create_mode)
+            try:
+                st = os.fstat(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            lease = await self._acquire(key=None, path=spath, fd=fd, shared=shared,
+                                        timeout=_paths.remaining(deadline), owner=owner,
+                                        message=message)
+            if await self._settle(lease, spath, st, create_mode):
+                return lease
+
+    async def _settle(self, lease: Lease, path: str, st: os.stat_result,
+                      create_mode: int) -> bool:
+        """As :meth:`hasp.Client._settle`: whether lease holds the file path
+        names now, the file that replaced st adopted if need be."""
+        if _paths.replaced_since(path, st):
+            fd = _paths.open_lock_file(path, create_mode)
+            try:
+                st = os.fstat(fd)
+                await self._adopt(lease, fd, path)
+            except Busy:
+                await lease.release()
+                return False
+            finally:
+                os.close(fd)
         _held.register(lease, st)
-        return lease
+        return True
 
     async def ping(self) -> float:
         """Round trip to the daemon, in seconds."""

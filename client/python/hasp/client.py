@@ -20,7 +20,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _held, _paths, _proto
-from .errors import Error, LeaseLost, Unavailable, UnknownLease, Untrusted
+from .errors import Busy, Error, LeaseLost, Unavailable, UnknownLease, Untrusted
 from .files import _adopt_error
 
 __all__ = ["Client", "Lease", "lock", "lock_file", "default_name"]
@@ -252,16 +252,38 @@ class Client(Session):
         its device and inode, whatever the path. Never truncated. Errors as
         :meth:`lock`, and OSError when the file cannot be opened."""
         spath = _paths.absolute(os.fsdecode(os.fspath(path)))
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._usable()
-            fd = _paths.open_lock_file(spath, create_mode)
+            while True:
+                fd = _paths.open_lock_file(spath, create_mode)
+                try:
+                    lease = self._acquire(key=None, path=spath, fd=fd, shared=shared,
+                                          timeout=_paths.remaining(deadline), owner=owner,
+                                          message=message)
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+                if self._settle(lease, spath, st, create_mode):
+                    return lease
+
+    def _settle(self, lease: Lease, path: str, st: os.stat_result, create_mode: int) -> bool:
+        """Whether lease, granted on the file st, holds the file path names
+        now. If the file was replaced meanwhile (an atomic write renamed a new
+        one over it), the new one joins the lease (adopt) unless it is a lock
+        of its own: then the lease goes, and False says to start again."""
+        if _paths.replaced_since(path, st):
+            fd = _paths.open_lock_file(path, create_mode)
             try:
-                lease = self._acquire(key=None, path=spath, fd=fd, shared=shared,
-                                      timeout=timeout, owner=owner, message=message)
-                _held.register(lease, os.fstat(fd))
-                return lease
+                st = os.fstat(fd)
+                self._adopt(lease, fd, path)
+            except Busy:
+                lease.release()
+                return False
             finally:
                 os.close(fd)
+        _held.register(lease, st)
+        return True
 
     def ping(self) -> float:
         """Round trip to the daemon, in seconds."""
