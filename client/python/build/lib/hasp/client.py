@@ -1,0 +1,522 @@
+"""The blocking client: :class:`Client` (one session), :class:`Lease`, and the
+one-off :func:`lock` / :func:`lock_file`.
+
+Threads: a Client's calls are serialized by a lock inside it, so a Client may
+be shared, but a waiting ``lock()`` holds that lock until it is granted or
+fails; give each thread its own Client to wait in parallel. A Client must not
+be used in a child after ``fork()`` (it raises :class:`hasp.Error`): the
+connection is the session, and two processes writing to it would be refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket as _socket
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from . import _held, _paths, _proto
+from .errors import Busy, Error, LeaseLost, Unavailable, UnknownLease, Untrusted
+from .files import _adopt_error
+
+__all__ = ["Client", "Lease", "lock", "lock_file", "default_name"]
+
+PathLike = Union[str, bytes, "os.PathLike[Any]"]
+
+
+def default_name() -> str:
+    """"python:<argv0> (pid N)", the name a Client gives in hello."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    name = "python:%s (pid %d)" % (prog, os.getpid())
+    raw = name.encode("utf-8", "replace")[:_proto.CLIENT_MAX]
+    return raw.decode("utf-8", "ignore")
+
+
+def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
+                   timeout: Optional[float], owner: Optional[str],
+                   message: Optional[str]) -> Tuple[Dict[str, Any], str, Optional[int]]:
+    """An acquire's fields (checked), its mode and its timeout_ms."""
+    _proto.check_text("the owner", owner, _proto.OWNER_MAX)
+    _proto.check_text("the message", message, _proto.MESSAGE_MAX)
+    mode = "shared" if shared else "exclusive"
+    tms = _proto.timeout_ms(timeout)
+    fields: Dict[str, Any] = {"mode": mode, "timeout_ms": tms, "owner": owner,
+                              "message": message}
+    if key is not None:
+        fields["key"] = key
+    else:
+        fields["path"] = _proto.shown_path(path)  # type: ignore[arg-type]
+        fields["fd"] = True
+    return fields, mode, tms
+
+
+def lease_failure(rep: _proto.Reply, lease: Any, adopting: bool = False) -> Error:
+    """The exception for a failed release or adopt of lease: an unknown
+    lease is a lost one."""
+    err = _proto.error_for(rep)
+    if isinstance(err, UnknownLease):
+        lost = LeaseLost("the lease %d on %r had ended: %s" % (lease.id, lease.name, rep.message))
+        lost.__cause__ = err
+        return lost
+    return _adopt_error(err, lease.name) if adopting else err
+
+
+def lease_gone(lease: Any, e: BaseException) -> LeaseLost:
+    """The lease's connection ended while releasing or adopting."""
+    lost = LeaseLost("the lease %d on %r was lost: %s" % (lease.id, lease.name, e))
+    lost.__cause__ = e
+    return lost
+
+
+class Session:
+    """What the blocking and the asyncio Client share: the state checks."""
+
+    _proto: _proto.Protocol
+    _pid: int
+    _user_closed: bool
+    _sock: Optional[_socket.socket]
+    _kind = "hasp.Client"
+
+    def _usable(self) -> None:
+        if os.getpid() != self._pid:
+            raise Error("a %s cannot be used after fork(): open a new one" % self._kind)
+        if self._user_closed:
+            raise Error("the client is closed")
+        if self._proto.refusal is not None:
+            raise self._proto.refusal
+        if self._proto.closed or self._sock is None:
+            raise Unavailable("the connection to haspd was lost, and every lease taken "
+                              "through it")
+
+    def _loss_reason(self, lease_id: int) -> str:
+        if lease_id in self._proto.revoked:
+            return "revoked"
+        return "the connection to haspd was lost"
+
+    def _lost_before(self, lease: Any, what: str) -> LeaseLost:
+        return LeaseLost("the lease %d on %r was lost %s (%s)"
+                         % (lease.id, lease.name, what, self._loss_reason(lease.id)))
+
+
+class Lease:
+    """A granted lease. A context manager: leaving the ``with`` releases it.
+
+    ``id``, ``fence`` (strictly increasing over the daemon's grants), ``key``
+    (None for a file), ``path`` (None for a key), ``mode`` (``"exclusive"``
+    or ``"shared"``), ``client``. ``lost`` is true once the daemon revoked it or
+    the connection ended; ``released`` once it was released.
+    """
+
+    def __init__(self, client: "Client", reply: _proto.Reply, key: Optional[str],
+                 path: Optional[str], mode: str, owns_client: bool = False) -> None:
+        self.client = client
+        self.id: int = reply.get("lease")
+        self.fence: int = reply.get("fence")
+        self.mode: str = reply.get("mode") or mode
+        self.key = key
+        self.path = path
+        self.released = False
+        self._owns_client = owns_client
+        self._held_key = None
+
+    @property
+    def name(self) -> str:
+        """The key, or the path."""
+        return self.key if self.key is not None else self.path  # type: ignore[return-value]
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lease ended without being released: revoked, expired,
+        or the connection to haspd lost. Reads what the daemon already sent,
+        without waiting."""
+        if self.released:
+            return False
+        return self.client._lease_lost(self.id)
+
+    def release(self) -> None:
+        """Releases the lease; a second call does nothing. Raises
+        :class:`hasp.LeaseLost` if the lease had been lost meanwhile (it was
+        not held until now)."""
+        if self.released:
+            return
+        try:
+            self.client._release(self)
+        finally:
+            self.released = True
+            _held.unregister(self)
+            if self._owns_client:
+                self.client.close()
+
+    def _adopt(self, fd: int, path: str) -> None:
+        """Has haspd adopt the file open on fd (at path, about to be renamed
+        over this lease's file) into this lease's resource."""
+        self.client._adopt(self, fd, path)
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.release()
+            return
+        try:
+            self.release()
+        except Error:
+            pass  # the body's exception matters more
+
+    def __repr__(self) -> str:
+        state = " released" if self.released else ""
+        return "<hasp.Lease %d %s %r fence %s%s>" % (self.id, self.mode, self.name, self.fence,
+                                                    state)
+
+
+class Client(Session):
+    """One session with haspd: one connection, opened at once.
+
+    ``socket`` is the socket's path (default: :func:`hasp.default_socket`);
+    it is checked as libhasp checks it, and :class:`hasp.Untrusted` raised,
+    with nothing sent, when it cannot be trusted. :class:`hasp.Unavailable`
+    when nothing listens. ``name`` is shown by ``hasp ls`` (default
+    ``"python:<argv0> (pid N)"``).
+    """
+
+    #: Seconds a reply may take beyond the request's own timeout before the
+    #: daemon is deemed to have stopped answering (the connection is then
+    #: dropped, with its leases, and :class:`hasp.Unavailable` raised).
+    reply_margin = 10.0
+    #: The same for requests that do not wait (hello, release, ping...).
+    request_timeout = 30.0
+
+    def __init__(self, socket: Optional[PathLike] = None, name: Optional[str] = None) -> None:
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._sock: Optional[_socket.socket] = None
+        self._proto = _proto.Protocol()
+        self._leases: Dict[int, Lease] = {}
+        self._user_closed = False
+        self.path = os.fsdecode(socket) if socket is not None else _paths.default_socket()
+        self.name = default_name() if name is None else name
+        _proto.check_text("the client name", self.name, _proto.CLIENT_MAX)
+        self._sock = self._connect(self.path)
+        # hello goes with the first request: no round trip of its own.
+        self._hello = self._proto.request("hello", client=self.name, version=_proto.VERSION)
+        self._send(self._hello.data)
+
+    @staticmethod
+    def _connect(path: str) -> _socket.socket:
+        try:
+            trust = _paths.check_socket(path)
+        except Untrusted:
+            raise
+        except OSError as e:
+            raise Unavailable("cannot connect to haspd at %s: %s" % (path, e.strerror or e)) \
+                from e
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(path)
+            _paths.check_peer(sock, path, trust)
+        except Untrusted:
+            sock.close()
+            raise
+        except OSError as e:
+            sock.close()
+            raise Unavailable("cannot connect to haspd at %s: %s" % (path, e.strerror or e)) \
+                from e
+        return sock
+
+    # -- the public calls --------------------------------------------------
+
+    def lock(self, key: str, *, shared: bool = False, timeout: Optional[float] = None,
+             owner: Optional[str] = None, message: Optional[str] = None) -> Lease:
+        """A lease on the named lock key (1 to 1024 bytes of UTF-8).
+
+        timeout: seconds; None (or negative) waits for ever, 0 tries once.
+        Raises :class:`hasp.Busy` (timeout 0) or :class:`hasp.Timeout`, both
+        with ``.holders``; :class:`hasp.AlreadyHeld`; :class:`hasp.Unavailable`.
+        """
+        _proto.check_text("the key", key, _proto.KEY_MAX, empty=False)
+        return self._acquire(key=key, path=None, fd=None, shared=shared, timeout=timeout,
+                             owner=owner, message=message)
+
+    def lock_file(self, path: PathLike, *, shared: bool = False,
+                  timeout: Optional[float] = None, owner: Optional[str] = None,
+                  message: Optional[str] = None, create_mode: int = 0o666) -> Lease:
+        """A lease on a file, created if missing (create_mode minus the
+        umask), whose flock(2) lock haspd takes, so flock users see it. The
+        file is opened here (read access where allowed, else write) and its
+        descriptor passed to haspd, which checks nothing more: the file is
+        its device and inode, whatever the path. Never truncated. Errors as
+        :meth:`lock`, and OSError when the file cannot be opened."""
+        spath = _paths.absolute(os.fsdecode(os.fspath(path)))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._usable()
+            while True:
+                fd = _paths.open_lock_file(spath, create_mode)
+                try:
+                    lease = self._acquire(key=None, path=spath, fd=fd, shared=shared,
+                                          timeout=_paths.remaining(deadline), owner=owner,
+                                          message=message)
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+                if self._settle(lease, spath, st, create_mode):
+                    return lease
+
+    def _settle(self, lease: Lease, path: str, st: os.stat_result, create_mode: int) -> bool:
+        """Whether lease, granted on the file st, holds the file path names
+        now. If the file was replaced meanwhile (an atomic write renamed a new
+        one over it), the new one joins the lease (adopt) unless it is a lock
+        of its own: then the lease goes, and False says to start again."""
+        if _paths.replaced_since(path, st):
+            fd = _paths.open_lock_file(path, create_mode)
+            try:
+                st = os.fstat(fd)
+                self._adopt(lease, fd, path)
+            except Busy:
+                lease.release()
+                return False
+            finally:
+                os.close(fd)
+        _held.register(lease, st)
+        return True
+
+    def ping(self) -> float:
+        """Round trip to the daemon, in seconds."""
+        start = time.monotonic()
+        self._call("ping")
+        return time.monotonic() - start
+
+    def close(self) -> None:
+        """Ends the session: every lease of it is released. Returns once the
+        daemon has ended the session (when leases were held), so that the next
+        waiter may already have them."""
+        with self._lock:
+            self._user_closed = True
+            sock, self._sock = self._sock, None
+            if sock is None:
+                return
+            try:
+                if self._leases and not self._proto.closed and os.getpid() == self._pid:
+                    sock.shutdown(_socket.SHUT_WR)
+                    end = time.monotonic() + self.request_timeout
+                    while time.monotonic() < end:
+                        r, _, _ = select.select([sock], [], [], end - time.monotonic())
+                        if not r or not sock.recv(65536):
+                            break
+            except OSError:
+                pass
+            finally:
+                sock.close()
+                self._proto.closed = True
+                for lease in self._leases.values():
+                    _held.unregister(lease)
+                self._leases.clear()
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called or the connection ended."""
+        return self._sock is None or self._proto.closed
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._sock is not None and os.getpid() == self._pid:
+                self._sock.close()
+        except Exception:
+            pass
+
+    # -- inside ------------------------------------------------------------
+
+    def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
+                 shared: bool, timeout: Optional[float], owner: Optional[str],
+                 message: Optional[str]) -> Lease:
+        fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message)
+        rep = self._call("acquire", fields, fd=fd,
+                         wait=None if tms is None else tms / 1000.0, cancellable=True)
+        if not rep.ok:
+            raise _proto.error_for(rep, key=key, path=path)
+        lease = Lease(self, rep, key, path, mode)
+        self._leases[lease.id] = lease
+        return lease
+
+    def _release(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases.pop(lease.id, None)
+            if self._lease_lost(lease.id):
+                raise self._lost_before(lease, "before its release")
+            try:
+                rep = self._call("release", {"lease": lease.id})
+            except Unavailable as e:
+                raise lease_gone(lease, e) from e
+            if not rep.ok:
+                raise lease_failure(rep, lease)
+
+    def _adopt(self, lease: Lease, fd: int, path: str) -> None:
+        with self._lock:
+            if self._lease_lost(lease.id):
+                raise self._lost_before(lease, "before the file was replaced")
+            try:
+                rep = self._call("adopt", _proto.adopt_fields(lease.id, path), fd=fd)
+            except Unavailable as e:
+                raise lease_gone(lease, e) from e
+            if not rep.ok:
+                raise lease_failure(rep, lease, adopting=True)
+
+    def _lease_lost(self, lease_id: int) -> bool:
+        if self._lock.acquire(blocking=False):
+            try:
+                self._poll(0)
+            except (OSError, Error):
+                pass
+            finally:
+                self._lock.release()
+        return lease_id in self._proto.revoked or self._proto.closed or self._sock is None
+
+    def _send(self, data: bytes, fd: Optional[int] = None) -> None:
+        assert self._sock is not None
+        try:
+            if fd is not None:
+                n = _socket.send_fds(self._sock, [data], [fd])
+                data = data[n:]
+            if data:
+                self._sock.sendall(data)
+        except OSError as e:
+            self._drop()
+            raise Unavailable("cannot send to haspd: %s" % (e.strerror or e)) from e
+
+    def _poll(self, wait: Optional[float]) -> List[_proto.Message]:
+        """Reads what is there (waiting up to wait seconds, None: for ever,
+        for something) and returns the messages it completes."""
+        sock = self._sock
+        if sock is None or self._proto.closed:
+            return []
+        try:
+            r, _, _ = select.select([sock], [], [], wait)
+        except InterruptedError:  # pragma: no cover (PEP 475 retries)
+            return []
+        if not r:
+            return []
+        try:
+            data = sock.recv(65536, _socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError as e:
+            if e.errno not in (errno.ECONNRESET, errno.EPIPE):
+                raise
+            data = b""
+        msgs = self._proto.receive(data)
+        if self._proto.closed and self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        return msgs
+
+    def _drop(self) -> None:
+        """Ends the connection after a request whose outcome is unknown."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._proto.closed = True
+
+    def _call(self, op: str, fields: Optional[Dict[str, Any]] = None, *,
+              fd: Optional[int] = None, wait: Optional[float] = 0,
+              cancellable: bool = False) -> _proto.Reply:
+        """Sends one request and returns its reply. wait: how long the
+        daemon itself may take (None: for ever); past it and the margin, the
+        connection is dropped and Unavailable raised."""
+        with self._lock:
+            self._usable()
+            req = self._proto.request(op, **(fields or {}))
+            self._send(req.data, fd)
+            limit = self.request_timeout if wait == 0 else (
+                None if wait is None else wait + self.reply_margin)
+            try:
+                return self._await(req.id, limit)
+            except BaseException as e:
+                if cancellable and not isinstance(e, Error):
+                    self._cancel(req.id)  # KeyboardInterrupt, ...: leave nothing behind
+                raise
+
+    def _await(self, rid: int, limit: Optional[float]) -> _proto.Reply:
+        end = None if limit is None else time.monotonic() + limit
+        while True:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            for msg in self._poll(left):
+                if isinstance(msg, _proto.Reply) and msg.id == rid:
+                    return msg
+            if self._proto.refusal is not None:
+                raise self._proto.refusal
+            if self._proto.closed:
+                raise Unavailable("the connection to haspd was lost, and every lease taken "
+                                  "through it")
+            if end is not None and time.monotonic() >= end:
+                self._drop()
+                raise Unavailable("haspd at %s did not answer within %.1f s; the connection "
+                                  "(and every lease of it) was dropped" % (self.path, limit))
+
+    def _cancel(self, rid: int) -> None:
+        """Cancels waiting request rid; if it was granted meanwhile, releases
+        the grant; if anything fails, drops the connection."""
+        try:
+            req = self._proto.request("cancel", request=rid)
+            self._send(req.data)
+            end = time.monotonic() + self.request_timeout
+            done = granted = None
+            while done is None and time.monotonic() < end and not self._proto.closed:
+                for msg in self._poll(end - time.monotonic()):
+                    if isinstance(msg, _proto.Reply) and msg.id == rid and msg.ok:
+                        granted = msg.get("lease")
+                    if isinstance(msg, _proto.Reply) and msg.id == req.id:
+                        done = msg
+            if done is None:
+                self._drop()
+            elif granted is not None:
+                rel = self._proto.request("release", lease=granted)
+                self._send(rel.data)
+                self._await(rel.id, self.request_timeout)
+        except BaseException:
+            self._drop()
+
+
+def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
+         owner: Optional[str] = None, message: Optional[str] = None,
+         socket: Optional[PathLike] = None, name: Optional[str] = None) -> Lease:
+    """A lease on key through a Client of its own, closed with the lease::
+
+        with hasp.lock("db-migrate", timeout=5) as lease:
+            ...
+    """
+    c = Client(socket, name)
+    try:
+        lease = c.lock(key, shared=shared, timeout=timeout, owner=owner, message=message)
+    except BaseException:
+        c.close()
+        raise
+    lease._owns_client = True
+    return lease
+
+
+def lock_file(path: PathLike, *, shared: bool = False, timeout: Optional[float] = None,
+              owner: Optional[str] = None, message: Optional[str] = None,
+              socket: Optional[PathLike] = None, name: Optional[str] = None,
+              create_mode: int = 0o666) -> Lease:
+    """A lease on a file through a Client of its own, closed with the lease."""
+    c = Client(socket, name)
+    try:
+        lease = c.lock_file(path, shared=shared, timeout=timeout, owner=owner,
+                            message=message, create_mode=create_mode)
+    except BaseException:
+        c.close()
+        raise
+    lease._owns_client = True
+    return lease
+

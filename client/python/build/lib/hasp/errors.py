@@ -1,0 +1,214 @@
+"""The exceptions of the hasp package.
+
+Every exception is a subclass of :class:`Error`. A request that could not be
+granted because someone holds the resource (:class:`Busy`, :class:`Timeout`)
+carries ``.holders``, a list of :class:`Holder`, so that "already checked out
+by alice" is one attribute away.
+
+:class:`Timeout` is also py-filelock's ``Timeout``: a :class:`TimeoutError`
+whose ``str()`` is ``"The file lock '...' could not be acquired."`` and that
+has ``.lock_file``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = [
+    "Error", "Conflict", "Busy", "Timeout", "Cancelled", "AlreadyHeld", "UnknownLease",
+    "LeaseLost", "Unavailable", "Untrusted", "PermissionDenied", "Deadlock", "LimitReached",
+    "BadRequest", "ProtocolError", "Holder",
+]
+
+
+class Holder:
+    """One holder (or waiter) of a resource, as the daemon reported it.
+
+    Attributes: ``pid``, ``uid``, ``gid``, ``session``, ``mode``, ``client``,
+    ``owner``, ``message``, ``lease``, ``fence``, ``held_ms``, ``since`` (the
+    grant's wall-clock time, ISO 8601 UTC, or None) and ``since_ms``. Absent
+    fields are None. ``holder["pid"]`` and ``holder.get("owner")`` work too,
+    on the raw dict (``.raw``).
+    """
+
+    _FIELDS = ("pid", "uid", "gid", "session", "mode", "client", "owner", "message",
+               "lease", "fence", "held_ms", "since", "since_ms")
+
+    def __init__(self, raw: Dict[str, Any]) -> None:
+        self.raw = dict(raw)
+        for name in self._FIELDS:
+            setattr(self, name, self.raw.get(name))
+
+    def __getitem__(self, name: str) -> Any:
+        return self.raw[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.raw.get(name, default)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Holder):
+            return self.raw == other.raw
+        if isinstance(other, dict):
+            return self.raw == other
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return "Holder(%r)" % (self.raw,)
+
+    def __str__(self) -> str:
+        who = "pid %s" % self.pid
+        if self.owner:
+            who += " (owner %s)" % self.owner
+        return who
+
+
+def _holders(raw: Optional[Sequence[Any]]) -> List[Holder]:
+    return [Holder(h) for h in raw or () if isinstance(h, dict)]
+
+
+class Error(Exception):
+    """The base of every hasp error.
+
+    ``code`` is the daemon's stable error code (``"busy"``, ``"timeout"``, ...)
+    or None for errors found on this side; ``detail`` is the daemon's message
+    for people (it may change between versions).
+    """
+
+    code: Optional[str] = None
+
+    def __init__(self, message: str = "", *, code: Optional[str] = None,
+                 detail: Optional[str] = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.detail = detail if detail is not None else message
+
+
+class Conflict(Error):
+    """Someone holds the resource: ``.holders`` says who (at most 16)."""
+
+    def __init__(self, message: str = "", *, holders: Optional[Sequence[Any]] = None,
+                 code: Optional[str] = None, detail: Optional[str] = None) -> None:
+        super().__init__(message, code=code, detail=detail)
+        self.holders = _holders(holders)
+
+
+class Busy(Conflict):
+    """Not granted at once, and the caller asked not to wait (timeout 0)."""
+
+    code = "busy"
+
+
+class Timeout(Conflict, TimeoutError):
+    """Not granted within the timeout; py-filelock's ``Timeout`` too.
+
+    ``Timeout(lock_file)`` builds one as filelock does; ``str()`` is filelock's
+    message for a file (``"The file lock 'x.lock' could not be acquired."``)
+    and ``"The lock 'KEY' could not be acquired."`` for a named key.
+    ``.lock_file`` is the path (or the key), ``.key`` the key (None for a file).
+    """
+
+    code = "timeout"
+
+    def __init__(self, lock_file: Optional[str] = None, *,
+                 holders: Optional[Sequence[Any]] = None, key: Optional[str] = None,
+                 detail: Optional[str] = None) -> None:
+        self.lock_file = lock_file if lock_file is not None else key
+        self.key = key
+        super().__init__(self._text(), holders=holders, detail=detail)
+
+    def _text(self) -> str:
+        if self.key is not None and self.lock_file == self.key:
+            return "The lock '%s' could not be acquired." % (self.key,)
+        return "The file lock '%s' could not be acquired." % (self.lock_file,)
+
+    def __str__(self) -> str:
+        return self._text()
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_timeout, (self.lock_file, self.key, [h.raw for h in self.holders],
+                                   self.detail))
+
+
+def _rebuild_timeout(lock_file: Optional[str], key: Optional[str], holders: Any,
+                     detail: Optional[str]) -> Timeout:
+    return Timeout(lock_file, key=key, holders=holders, detail=detail)
+
+
+class Cancelled(Error):
+    """A waiting request was cancelled (``cancel`` op)."""
+
+    code = "cancelled"
+
+
+class AlreadyHeld(Error):
+    """This session already holds, or waits for, the resource."""
+
+    code = "already_held"
+
+
+class UnknownLease(Error):
+    """The daemon knows no such lease in this session."""
+
+    code = "unknown_lease"
+
+
+class LeaseLost(Error):
+    """A lease ended without its holder releasing it: revoked by an
+    administrator, expired, or the connection to haspd was lost (the daemon
+    stopped, crashed or restarted), which ends every lease of the session."""
+
+
+class Unavailable(Error, ConnectionError):
+    """haspd cannot be reached, stopped answering, or closed the connection.
+
+    Also the daemon's ``unavailable`` code (a cluster backend unreachable).
+    """
+
+
+class Untrusted(Unavailable):
+    """The socket is not to be trusted (a squatted or writable directory, a
+    symbolic link, a server of a stranger's uid); nothing was sent to it.
+
+    A subclass of :class:`Unavailable`: for the caller, no trustworthy daemon
+    is reachable. ``.path`` is the socket, ``.owner_uid`` the uid that made it
+    untrusted (the directory's or the server's owner), when one did.
+    """
+
+    def __init__(self, message: str, *, path: str = "",
+                 owner_uid: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.owner_uid = owner_uid
+
+
+class PermissionDenied(Error, PermissionError):
+    """The daemon refused: another user's lease, or a file it may not open."""
+
+    code = "permission_denied"
+
+
+class Deadlock(Error):
+    """Waiting would close a cycle of waiters."""
+
+    code = "deadlock"
+
+
+class LimitReached(Error):
+    """A daemon limit (leases, waiters, sessions, descriptors) was reached."""
+
+    code = "limit"
+
+
+class BadRequest(Error, ValueError):
+    """The daemon found the request malformed or invalid (``bad_request``,
+    ``unknown_op``, ``too_large``)."""
+
+    code = "bad_request"
+
+
+class ProtocolError(Error):
+    """The daemon said something this client cannot understand, or an error
+    code this client does not know (treated as ``internal``)."""
+
+    code = "internal"
