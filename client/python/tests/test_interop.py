@@ -85,3 +85,55 @@ def test_cli_fd_form_and_us(daemon, workdir, cli):
     path = os.path.join(workdir, "j")
     outside_holder_blocks_us(path, ["sh", "-c", '( "$1" lock 9 || exit 1; echo locked; '
                                     'cat >/dev/null ) 9>"$2"', "sh", cli, path])
+
+
+LIBHASP = os.environ.get("HASP_LIBHASP")
+needs_libhasp = pytest.mark.skipif(not LIBHASP, reason="HASP_LIBHASP names no libhasp.so")
+
+
+def _libhasp():
+    import ctypes
+
+    lib = ctypes.CDLL(LIBHASP)
+    lib.hasp_connect.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.hasp_lock_file.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
+                                   ctypes.POINTER(ctypes.c_void_p)]
+    lib.hasp_close.argtypes = [ctypes.c_void_p]
+    lib.hasp_close.restype = ctypes.c_void_p
+    lib.hasp_lease_free.argtypes = [ctypes.c_void_p]
+    lib.hasp_lease_free.restype = ctypes.c_void_p
+    return lib
+
+
+@needs_libhasp
+def test_c_libhasp_and_us_on_one_file(daemon, workdir):
+    """C libhasp (through ctypes, in this process: its own session) and the
+    Python client exclude each other on one file, both ways."""
+    import ctypes
+
+    lib, path = _libhasp(), os.path.join(workdir, "shared.lock")
+    c, lease = ctypes.c_void_p(), ctypes.c_void_p()
+    assert lib.hasp_connect(daemon.socket.encode(), ctypes.byref(c)) == 0
+    try:
+        assert lib.hasp_lock_file(c, path.encode(), None, ctypes.byref(lease)) == 0
+        with pytest.raises(hasp.Busy) as e:
+            hasp.lock_file(path, timeout=0)
+        assert e.value.holders and e.value.holders[0].pid == os.getpid()
+    finally:
+        lib.hasp_lease_free(lease)
+        lib.hasp_close(c)  # the session ends: its lease goes
+    with hasp.lock_file(path, timeout=bound(5)):
+        assert lib.hasp_connect(daemon.socket.encode(), ctypes.byref(c)) == 0
+        try:
+            # HASP_LOCK_OPTIONS_INIT with timeout 0: try once.
+            class Opts(ctypes.Structure):
+                _fields_ = [("mode", ctypes.c_int), ("timeout_ms", ctypes.c_int64),
+                            ("owner", ctypes.c_char_p), ("message", ctypes.c_char_p),
+                            ("waiting", ctypes.c_void_p), ("waiting_after_ms", ctypes.c_int64),
+                            ("userdata", ctypes.c_void_p)]
+
+            o = Opts(0, 0, None, None, None, 0, None)
+            assert lib.hasp_lock_file(c, path.encode(), ctypes.byref(o),
+                                      ctypes.byref(lease)) == -1002  # -HASP_E_BUSY
+        finally:
+            lib.hasp_close(c)
