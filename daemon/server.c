@@ -246,26 +246,25 @@ static mode_t socket_mode(const struct config *cfg)
 	return geteuid() == 0 ? 0666 : 0600;
 }
 
-/* The final mode and group, set before listen(). */
+/* The final group, then the final mode, set before listen(). Until the
+ * mode is set, only the owner may connect(2): the group's and others' bits
+ * come last, when the group is the final one, so that no connect() is let
+ * through by the permissions of a moment (the kernel checks them before it
+ * looks whether the socket listens). */
 static int set_owner_and_mode(const struct config *cfg, const char *path, mode_t mode)
 {
-	struct group *g;
+	struct group *g = NULL;
 
-	/* bind(2) made it with this mode already, unless a default ACL on the
-	 * directory overrode the umask. */
-	if (chmod(path, mode) < 0) {
-		log_err("cannot set the mode of %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (!cfg->socket_group[0])
-		return 0;
-	g = getgrnam(cfg->socket_group);
-	if (!g) {
+	if (cfg->socket_group[0] && !(g = getgrnam(cfg->socket_group))) {
 		log_err("socket_group: no group '%s'", cfg->socket_group);
 		return -1;
 	}
-	if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+	if (g && chown(path, (uid_t)-1, g->gr_gid) < 0) {
 		log_err("cannot give %s to group %s: %s", path, cfg->socket_group, strerror(errno));
+		return -1;
+	}
+	if (chmod(path, mode) < 0) {
+		log_err("cannot set the mode of %s: %s", path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -281,10 +280,10 @@ static int server_pass_credentials(int fd)
 static int listen_on(struct server *srv, const char *path) __attribute__((nonnull));
 
 /* The directory was checked and the instance lock taken (see server.h).
- * The socket gets its final mode (through the umask: the process has one
- * thread) and group between bind() and listen(): until listen(), connect()
- * is refused, so no client ever gets in through a wider mode or another
- * group. */
+ * The socket is made with its owner's bits only (through the umask: the
+ * process has one thread), then gets its final group and mode, all before
+ * listen(): no client ever gets in through a wider mode or another group,
+ * even one whose connect() checked the permissions a moment before. */
 static int listen_on(struct server *srv, const char *path)
 {
 	mode_t mode = socket_mode(srv->cfg), old;
@@ -299,7 +298,7 @@ static int listen_on(struct server *srv, const char *path)
 		log_err("socket: %s", strerror(errno));
 		return -1;
 	}
-	old = umask(~mode & 0777);
+	old = umask(0077 | (~mode & 0700)); /* the owner's bits only, until the group is set */
 	r = bind(srv->fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (r < 0) {
