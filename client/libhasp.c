@@ -487,13 +487,13 @@ HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_loc
 			   ret_lease);
 }
 
-/* Opens path as rapfiles does: created if missing (0666 minus umask), with
- * read access where allowed, else write access; never blocking. A
- * directory, which O_CREAT refuses, is opened for reading, as flock(1)
- * does. */
-static int open_lock_file(const char *path)
+/* Opens path as rapfiles does: created if missing (0666 minus umask; create
+ * is O_CREAT or 0), with read access where allowed, else write access;
+ * never blocking. A directory, which O_CREAT refuses, is opened for
+ * reading, as flock(1) does. */
+static int open_lock_file(const char *path, int create)
 {
-	int flags = O_CREAT | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
+	int flags = create | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
 	int fd = open(path, O_RDONLY | flags, 0666);
 
 	if (fd < 0 && errno == EACCES)
@@ -528,6 +528,17 @@ static const char *absolute_path(hasp_client *c, const char *path, char *abs, in
 	return abs;
 }
 
+/* Releases l after the error r, which stays c's error (with its message);
+ * returns r. */
+static int unlock_keeping_error(hasp_client *c, hasp_lease *l, int r)
+{
+	char msg[sizeof(c->errmsg)];
+
+	memcpy(msg, c->errmsg, sizeof(msg));
+	hasp_unlock(c, l);
+	return set_error(c, r, "%s", msg);
+}
+
 /* Whether l, granted on fd's file, holds the file path names now: 1 yes,
  * 0 no (the file was replaced meanwhile, by a rename over it, and the new
  * one is a lock of its own: l was released), or an error (l released). A
@@ -540,15 +551,16 @@ static int settle(hasp_client *c, hasp_lease *l, const char *path, int fd)
 	if (fstat(fd, &was) < 0 || stat(path, &now) < 0 ||
 	    (was.st_dev == now.st_dev && was.st_ino == now.st_ino))
 		return 1; /* the same file, or none at the path: flock's answer */
-	nfd = open_lock_file(path);
-	if (nfd < 0)
-		return 1;
-	r = hasp_lease_adopt(c, l, nfd);
-	close(nfd);
+	nfd = open_lock_file(path, 0);
+	if (nfd == -ENOENT)
+		return 1; /* gone since: the lease stands, as flock's would */
+	r = nfd < 0 ? set_error(c, nfd, "cannot open %s again: %s", path, strerror(-nfd))
+		    : hasp_lease_adopt(c, l, nfd);
+	if (nfd >= 0)
+		close(nfd);
 	if (r == 0)
 		return 1;
-	hasp_unlock(c, l);
-	return r == -HASP_E_BUSY ? 0 : r;
+	return unlock_keeping_error(c, l, r) == -HASP_E_BUSY ? 0 : r;
 }
 
 /* One try of hasp_lock_file(): 1 and the lease, 0 to try again (the file
@@ -558,7 +570,7 @@ static int lock_file_once(hasp_client *c, const char *path, const struct hasp_lo
 {
 	hasp_lease *l;
 	json_t *args;
-	int fd = open_lock_file(path), r;
+	int fd = open_lock_file(path, O_CREAT), r;
 
 	if (fd < 0)
 		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));

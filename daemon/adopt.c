@@ -1,6 +1,7 @@
 #include "adopt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +62,20 @@ void adopt_forget(struct haspd *d, struct oslock *o)
 		alias_drop(d, container_of(o->aliases.next, struct oslock_alias, link));
 }
 
+/* Who may join a file to a lock: a writer of it (an atomic write's new
+ * file), or anyone for the file at the lock's path now (a taker that finds
+ * the path replaced while it waited). A mere reader of some file may not
+ * tie it to another's lock. */
+static bool may_adopt(int fd, const struct oslock *o, const struct stat *st)
+{
+	int fl = fcntl(fd, F_GETFL);
+	struct stat at;
+
+	if (fl >= 0 && (fl & O_ACCMODE) != O_RDONLY)
+		return true;
+	return stat(o->path, &at) == 0 && at.st_dev == st->st_dev && at.st_ino == st->st_ino;
+}
+
 /* fd's file as an alias of r (r's flock taken on it too). Returns 0 or an
  * error code with msg. */
 static int adopt_file(struct session *s, struct lt_resource *r, int fd, char *msg, size_t n)
@@ -91,10 +106,13 @@ static int adopt_file(struct session *s, struct lt_resource *r, int fd, char *ms
 		snprintf(msg, n, "that file is a lock of its own, held or waited for");
 		return HASP_E_BUSY;
 	}
+	if (!may_adopt(fd, o, &st)) {
+		snprintf(msg, n, "adopt takes a descriptor open for writing (the new file's), or "
+			 "one of the file at the lock's path now");
+		return HASP_E_PERMISSION_DENIED;
+	}
 	if (!files_may_open(s, msg, n))
 		return HASP_E_LIMIT;
-	if (o->naliases == OSLOCK_ALIASES)
-		alias_drop(d, container_of(o->aliases.next, struct oslock_alias, link));
 	o->res = r;
 	a = oslock_alias_new(o, fd, access, key);
 	if (!a) {
@@ -105,6 +123,8 @@ static int adopt_file(struct session *s, struct lt_resource *r, int fd, char *ms
 	a->payer = s->user;
 	users_charge_file(&d->users, s->user);
 	htable_insert(&d->aliases, &a->node);
+	if (o->naliases > OSLOCK_ALIASES) /* the oldest goes, once the newest is in */
+		alias_drop(d, container_of(o->aliases.next, struct oslock_alias, link));
 	return 0;
 }
 

@@ -175,22 +175,27 @@ void oslock_alias_free(struct oslock_alias *a)
 	free(a);
 }
 
-/* Each alias in this mode (LOCK_UN too); false, with those done undone,
- * when one is held elsewhere. */
+/* Each alias in this mode (LOCK_UN too); false when one is held elsewhere
+ * (the others are left as they are: the caller lets go of all). */
 static bool aliases_lock(struct oslock *o, int how)
 {
 	struct list *pos;
 
-	list_foreach(pos, &o->aliases) {
-		struct oslock_alias *a = container_of(pos, struct oslock_alias, link);
-
-		if (flock(a->fd, how | LOCK_NB) < 0 && how != LOCK_UN) {
-			for (struct list *p = o->aliases.next; p != pos; p = p->next)
-				flock(container_of(p, struct oslock_alias, link)->fd, LOCK_UN);
+	list_foreach(pos, &o->aliases)
+		if (flock(container_of(pos, struct oslock_alias, link)->fd, how | LOCK_NB) < 0 &&
+		    how != LOCK_UN)
 			return false;
-		}
-	}
 	return true;
+}
+
+/* Nothing held on the file or any alias: after a failed try, where Linux
+ * has let go of the old lock of a description whose conversion failed,
+ * and kept the others'. */
+static void unlock_all(struct oslock *o)
+{
+	flock(o->fd, LOCK_UN);
+	aliases_lock(o, LOCK_UN);
+	o->held = 0;
 }
 
 bool oslock_try(struct oslock *o, bool shared)
@@ -199,11 +204,9 @@ bool oslock_try(struct oslock *o, bool shared)
 
 	if (o->held == want)
 		return true;
-	if (flock(o->fd, want | LOCK_NB) < 0)
-		return false;
-	if (!aliases_lock(o, want)) {
-		flock(o->fd, LOCK_UN);
-		o->held = 0;
+	if (flock(o->fd, want | LOCK_NB) < 0 || !aliases_lock(o, want)) {
+		if (o->held || !list_empty(&o->aliases))
+			unlock_all(o);
 		return false;
 	}
 	o->held = want;
@@ -219,9 +222,6 @@ bool oslock_place(struct oslock *o, int fd, bool shared, bool unheld)
 
 void oslock_unlock(struct oslock *o)
 {
-	if (o->held) {
-		flock(o->fd, LOCK_UN);
-		aliases_lock(o, LOCK_UN);
-	}
-	o->held = 0;
+	if (o->held)
+		unlock_all(o);
 }

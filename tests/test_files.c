@@ -736,7 +736,8 @@ START_TEST(a_request_granted_on_a_replaced_file_takes_the_new_one)
 END_TEST
 
 /* What adopt refuses: another session's lease, a key lease, a file that is
- * a lock of its own, and a directory. */
+ * a lock of its own, a directory, and a reader's unrelated file (a writer
+ * of it may: an atomic write's new file). */
 START_TEST(adopt_refuses_what_it_must)
 {
 	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
@@ -755,6 +756,13 @@ START_TEST(adopt_refuses_what_it_must)
 	ck_assert_int_eq(hasp_lease_adopt(a, lk, ofd), -HASP_E_BAD_REQUEST);
 	fd = open(daemon_.dir, O_RDONLY | O_DIRECTORY);
 	ck_assert_int_eq(hasp_lease_adopt(a, la, fd), -HASP_E_BAD_REQUEST);
+	close(fd);
+	snprintf(other, sizeof(other), "%s/unrelated.txt", daemon_.dir);
+	fd = open(other, O_RDONLY | O_CREAT, 0644);
+	ck_assert_int_eq(hasp_lease_adopt(a, la, fd), -HASP_E_PERMISSION_DENIED);
+	close(fd);
+	fd = open(other, O_WRONLY);
+	ck_assert_int_eq(hasp_lease_adopt(a, la, fd), 0);
 	close(fd);
 	close(ofd);
 	hasp_lease_free(la);

@@ -120,12 +120,13 @@ def check_peer(sock: socket.socket, path: str, trust: Trust) -> None:
                     path=path, owner_uid=uid)
 
 
-def open_lock_file(path: str, create_mode: int = 0o666) -> int:
+def open_lock_file(path: str, create_mode: int = 0o666, create: bool = True) -> int:
     """Opens path as libhasp does: created if missing (create_mode minus the
-    umask), read access where allowed, else write access; never blocking
-    (O_NONBLOCK, O_NOCTTY, O_CLOEXEC). A directory is opened read-only, as
-    flock(1) does. Returns the descriptor; raises OSError."""
-    flags = os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+    umask; unless not create), read access where allowed, else write
+    access; never blocking (O_NONBLOCK, O_NOCTTY, O_CLOEXEC). A directory is
+    opened read-only, as flock(1) does. Returns the descriptor; raises
+    OSError."""
+    flags = (os.O_CREAT if create else 0) | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         return os.open(path, os.O_RDONLY | flags, create_mode)
     except PermissionError:

@@ -119,6 +119,14 @@ class Lease:
                                                         self.fence, state)
 
 
+async def _let_go(lease: "Lease") -> None:
+    """As hasp.client._let_go, for an asyncio lease."""
+    try:
+        await lease.release()
+    except Error:
+        pass
+
+
 class Client(Session):
     """One session with haspd, for asyncio: ``async with hasp.aio.Client()
     as c`` (or ``c = await hasp.aio.Client.connect()``). The socket is
@@ -233,15 +241,26 @@ class Client(Session):
         """As :meth:`hasp.Client._settle`: whether lease holds the file path
         names now, the file that replaced st adopted if need be."""
         if _paths.replaced_since(path, st):
-            fd = _paths.open_lock_file(path, create_mode)
             try:
-                st = os.fstat(fd)
-                await self._adopt(lease, fd, path)
+                fd = _paths.open_lock_file(path, create_mode, create=False)
+            except FileNotFoundError:
+                fd = -1  # gone since: the lease stands, as flock's would
+            except BaseException:
+                await _let_go(lease)
+                raise
+            try:
+                if fd >= 0:
+                    st = os.fstat(fd)
+                    await self._adopt(lease, fd, path)
             except Busy:
                 await lease.release()
                 return False
+            except BaseException:
+                await _let_go(lease)
+                raise
             finally:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
         _held.register(lease, st)
         return True
 

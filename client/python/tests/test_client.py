@@ -270,3 +270,35 @@ def test_client_not_usable_after_fork(daemon):
     assert os.waitstatus_to_exitcode(status) == 0
     c.lock("x", timeout=0).release()
     c.close()
+
+
+def test_a_failed_settle_leaves_no_lease_behind(daemon, workdir):
+    """lock_file granted on a file that was replaced meanwhile by something
+    that cannot join the lease (here a FIFO) raises, and holds nothing."""
+    import threading
+
+    path = os.path.join(workdir, "f")
+    outcome = {}
+    with hasp.Client() as admin, hasp.Client() as c:  # c stays open throughout
+        held = admin.lock_file(path)
+
+        def wait():
+            try:
+                outcome["lease"] = c.lock_file(path, timeout=bound(10))
+            except hasp.Error as e:
+                outcome["error"] = e
+
+        t = threading.Thread(target=wait)
+        t.start()
+        deadline = time.monotonic() + bound(5)
+        while not any(r.get("waiters") for r in admin._call("list").get("resources")):
+            assert time.monotonic() < deadline, "the waiter never queued"
+            time.sleep(0.005)
+        fifo = os.path.join(workdir, "fifo")
+        os.mkfifo(fifo)
+        os.rename(fifo, path)
+        held.release()
+        t.join(bound(10))
+        assert not t.is_alive()
+        assert isinstance(outcome.get("error"), hasp.BadRequest), outcome
+        assert not admin._call("list").get("resources"), "a lease or waiter was left"

@@ -54,6 +54,16 @@ def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
     return fields, mode, tms
 
 
+def _let_go(lease: Any) -> None:
+    """Releases a lease the caller will never see, on the way out of an
+    error: a release that fails too (the lease lost already) is not the
+    error to report."""
+    try:
+        lease.release()
+    except Error:
+        pass
+
+
 def lease_failure(rep: _proto.Reply, lease: Any, adopting: bool = False) -> Error:
     """The exception for a failed release or adopt of lease: an unknown
     lease is a lost one."""
@@ -273,15 +283,26 @@ class Client(Session):
         one over it), the new one joins the lease (adopt) unless it is a lock
         of its own: then the lease goes, and False says to start again."""
         if _paths.replaced_since(path, st):
-            fd = _paths.open_lock_file(path, create_mode)
             try:
-                st = os.fstat(fd)
-                self._adopt(lease, fd, path)
+                fd = _paths.open_lock_file(path, create_mode, create=False)
+            except FileNotFoundError:
+                fd = -1  # gone since: the lease stands, as flock's would
+            except BaseException:
+                _let_go(lease)
+                raise
+            try:
+                if fd >= 0:
+                    st = os.fstat(fd)
+                    self._adopt(lease, fd, path)
             except Busy:
                 lease.release()
                 return False
+            except BaseException:
+                _let_go(lease)
+                raise
             finally:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
         _held.register(lease, st)
         return True
 
