@@ -254,3 +254,21 @@ def test_seed_locks_json_under_contention(daemon, workdir):
     assert got == {"part-u%d-%d" % (u, i): "u%d" % u for u in range(users) for i in range(per)}
 
 
+
+
+def test_the_connection_is_kept_between_acquires(lockpath):
+    """One session for a FileLock (and thread): acquire and release are a
+    round trip each, not a connection each; the session ends with the lock
+    object, and holds nothing between acquires."""
+    lock = FileLock(lockpath)
+    with lock:
+        first = lock.lease.client
+    assert not first.closed
+    other = FileLock(lockpath)
+    with other.acquire(timeout=0):  # nothing was left held
+        pass
+    with lock:
+        assert lock.lease.client is first
+    del lock
+    gc.collect()
+    assert first.closed

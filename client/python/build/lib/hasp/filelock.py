@@ -64,6 +64,26 @@ class _Context:
         self.blocking = blocking
         self.lease: Optional[Lease] = None
         self.lock_counter = 0
+        # The connection, kept between acquires: one round trip to acquire
+        # and one to release, not a connection each time.
+        self.client: Optional[Client] = None
+
+    def connection(self, socket: Any) -> Client:
+        """The connection to ask with: the one kept, or a new one after a
+        fork (the parent's is the parent's) or once it ended."""
+        c = self.client
+        if c is not None and (c.closed or c._pid != os.getpid()):
+            c.close()
+            c = None
+        if c is None:
+            c = self.client = Client(socket)
+        return c
+
+    def disconnect(self) -> None:
+        """Ends the kept connection, if any (its session, and any lease)."""
+        c, self.client = self.client, None
+        if c is not None:
+            c.close()
 
 
 class _ThreadLocalContext(_Context, threading.local):
@@ -216,24 +236,18 @@ class FileLock(contextlib.ContextDecorator):
                 return
             if wait is not None:
                 wait = max(0.0, wait - (time.monotonic() - start))
-            client = Client(self._socket)
+            client = ctx.connection(self._socket)
             try:
                 _LOGGER.debug("Attempting to acquire lock %s on %s", id(self), ctx.lock_file)
                 ctx.lease = client.lock_file(ctx.lock_file, timeout=wait,
                                              create_mode=ctx.mode)
                 _LOGGER.debug("Lock %s acquired on %s", id(self), ctx.lock_file)
-            except Busy as e:
-                client.close()
-                raise Timeout(ctx.lock_file, holders=[h.raw for h in e.holders],
-                              detail=e.detail) from None
-            except Timeout as e:
-                client.close()
+            except (Busy, Timeout) as e:  # the connection stays, for the next try
                 raise Timeout(ctx.lock_file, holders=[h.raw for h in e.holders],
                               detail=e.detail) from None
             except BaseException:
-                client.close()
+                ctx.disconnect()  # in a state unknown
                 raise
-            ctx.lease._owns_client = True
         finally:
             self._thread_lock.release()
 
@@ -251,7 +265,11 @@ class FileLock(contextlib.ContextDecorator):
         lease, ctx.lease = ctx.lease, None
         ctx.lock_counter = 0
         _LOGGER.debug("Attempting to release lock %s on %s", id(self), ctx.lock_file)
-        lease.release()
+        try:
+            lease.release()
+        except BaseException:
+            ctx.disconnect()  # a lost lease, or a connection in a state unknown
+            raise
         _LOGGER.debug("Lock %s released on %s", id(self), ctx.lock_file)
 
     def __enter__(self) -> "FileLock":
@@ -264,6 +282,10 @@ class FileLock(contextlib.ContextDecorator):
     def __del__(self) -> None:
         try:
             self.release(force=True)
+        except Exception:
+            pass
+        try:
+            self._context.disconnect()
         except Exception:
             pass
 
