@@ -116,9 +116,11 @@ static int adopt_file(struct session *s, struct lt_resource *r, int fd, char *ms
 	o->res = r;
 	a = oslock_alias_new(o, fd, access, key);
 	if (!a) {
-		snprintf(msg, n, errno == EWOULDBLOCK ? "a process outside hasp holds that file's "
-			 "flock" : "cannot open the file again: %s", strerror(errno));
-		return errno == EWOULDBLOCK ? HASP_E_BUSY : HASP_E_LIMIT;
+		int e = errno;
+
+		snprintf(msg, n, e == EWOULDBLOCK ? "a process outside hasp holds that file's "
+			 "flock" : "cannot open the file again: %s", strerror(e));
+		return e == EWOULDBLOCK ? HASP_E_BUSY : HASP_E_LIMIT;
 	}
 	a->payer = s->user;
 	users_charge_file(&d->users, s->user);
