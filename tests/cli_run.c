@@ -38,25 +38,32 @@ pid_t cli_spawn(char *const args[], int extra_fd, int out_fd)
 	return run_spawn(cli_path(), args, extra_fd, out_fd);
 }
 
-int run_capture(const char *path, char *const args[], char *out, size_t size)
+int run_collect(pid_t pid, int fd, char *out, size_t size)
 {
-	int p[2], status;
 	size_t len = 0;
 	ssize_t n;
+	int status;
+
+	/* Bounded: one that hangs is killed by wait_child() below. */
+	while (len + 1 < size && wait_readable(fd, 30000) &&
+	       (n = read(fd, out + len, size - len - 1)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fd);
+	status = wait_child(pid, 30000);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+int run_capture(const char *path, char *const args[], char *out, size_t size)
+{
+	int p[2];
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(p), 0);
 	pid = run_spawn(path, args, -1, p[1]);
 	close(p[1]);
-	/* Bounded: one that hangs is killed by wait_child() below. */
-	while (len + 1 < size && wait_readable(p[0], 30000) &&
-	       (n = read(p[0], out + len, size - len - 1)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(p[0]);
-	status = wait_child(pid, 30000);
-	ck_assert(WIFEXITED(status));
-	return WEXITSTATUS(status);
+	return run_collect(pid, p[0], out, size);
 }
 
 int cli_run(char *const args[], char *out, size_t size)

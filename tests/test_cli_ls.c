@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "harness.h"
 #include "hasp.h"
 
@@ -56,9 +57,7 @@ static void become(uid_t uid)
  * status, and its stdout and stderr together in out. */
 static int hasp_as(uid_t uid, char *const args[], char *out, size_t size)
 {
-	const char *cli = getenv("HASP_CLI") ? getenv("HASP_CLI") : "build/client/hasp";
-	size_t len = 0;
-	int p[2], status;
+	int p[2];
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(p), 0);
@@ -69,18 +68,11 @@ static int hasp_as(uid_t uid, char *const args[], char *out, size_t size)
 		dup2(p[1], 2);
 		if (uid)
 			become(uid);
-		execv(cli, args);
+		execv(cli_path(), args);
 		_exit(127);
 	}
 	close(p[1]);
-	for (ssize_t n = 1; n > 0 && len + 1 < size && wait_readable(p[0], 30000); len += (size_t)n)
-		if ((n = read(p[0], out + len, size - len - 1)) < 0)
-			n = 0;
-	out[len] = '\0';
-	close(p[0]);
-	status = wait_child(pid, 30000);
-	ck_assert(WIFEXITED(status));
-	return WEXITSTATUS(status);
+	return run_collect(pid, p[0], out, size);
 }
 
 #define HASP(out, ...) hasp_as(0, (char *const[]){ "hasp", __VA_ARGS__, NULL }, out, sizeof(out))

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "harness.h"
 #include "hasp.h"
 
@@ -32,10 +33,6 @@ static char victim_sock[96];
 static char data_dir[64];       /* the victim's private files */
 static char data_file[96];
 
-static const char *cli_path(void)
-{
-	return getenv("HASP_CLI") ? getenv("HASP_CLI") : "build/client/hasp";
-}
 
 static void become(uid_t uid)
 {
@@ -219,9 +216,7 @@ static struct seen fake_stop(struct fake *f)
  * stderr into out. Returns the exit status. */
 static int hasp_as(uid_t uid, const char *socket, char *out, size_t size, char *const args[])
 {
-	int p[2], status;
-	size_t len = 0;
-	ssize_t n;
+	int p[2];
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(p), 0);
@@ -240,14 +235,7 @@ static int hasp_as(uid_t uid, const char *socket, char *out, size_t size, char *
 		_exit(127);
 	}
 	close(p[1]);
-	while (len + 1 < size && wait_readable(p[0], 30000) &&
-	       (n = read(p[0], out + len, size - len - 1)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(p[0]);
-	status = wait_child(pid, 30000);
-	ck_assert(WIFEXITED(status));
-	return WEXITSTATUS(status);
+	return run_collect(pid, p[0], out, size);
 }
 
 #define HASP_AS(uid, socket, out, ...) \
