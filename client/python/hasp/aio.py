@@ -32,8 +32,8 @@ from typing import Any, Awaitable, Callable, Deque, Dict, Optional, Set, Tuple
 from weakref import WeakValueDictionary
 
 from . import _held, _paths, _proto
-from .client import (PathLike, Session, acquire_fields, default_name, lease_failure,
-                     lease_gone)
+from .client import (LeaseState, PathLike, Session, acquire_fields, default_name,
+                     lease_failure, lease_gone)
 from .errors import Busy, Error, Timeout, Unavailable, Untrusted
 from .filelock import singleton
 from .files import Contents, _Replacement, read_file_bytes as _read_bytes, write_file as _write
@@ -43,7 +43,7 @@ __all__ = ["Client", "Lease", "lock", "lock_file", "lock_file_shared", "AsyncFil
            "write_file", "write_file_bytes", "atomic_write_file", "atomic_write_file_bytes"]
 
 
-class Lease:
+class Lease(LeaseState):
     """A granted lease of an asyncio :class:`Client`.
 
     ``id``, ``fence``, ``key`` (None for a file), ``path`` (None for a key),
@@ -54,30 +54,12 @@ class Lease:
     awaiting it raises :class:`hasp.LeaseLost` if the lease had been lost.
     """
 
+    client: "Client"
+
     def __init__(self, client: "Client", reply: _proto.Reply, key: Optional[str],
                  path: Optional[str], mode: str) -> None:
-        self.client = client
-        self.id: int = reply.get("lease")
-        self.fence: int = reply.get("fence")
-        self.mode: str = reply.get("mode") or mode
-        self.key = key
-        self.path = path
-        self.released = False
-        self._owns_client = False
-        self._held_key = None
+        super().__init__(client, reply, key, path, mode)
         self._done: Optional[asyncio.Future] = None
-
-    @property
-    def name(self) -> str:
-        return self.key if self.key is not None else self.path  # type: ignore[return-value]
-
-    @property
-    def lost(self) -> bool:
-        """Whether the lease ended without being released (revoked, expired,
-        or the connection lost), from what the daemon already sent."""
-        if self.released:
-            return False
-        return self.client._lease_lost(self.id)
 
     def release(self) -> "asyncio.Future[None]":
         """Releases the lease (the request is sent now); await the result for

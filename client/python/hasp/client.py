@@ -112,16 +112,11 @@ class Session:
                          % (lease.id, lease.name, what, self._loss_reason(lease.id)))
 
 
-class Lease:
-    """A granted lease. A context manager: leaving the ``with`` releases it.
+class LeaseState:
+    """What a granted lease is, for both clients' ``Lease``: its id, fence,
+    mode, key or path, and whether it was released or lost."""
 
-    ``id``, ``fence`` (strictly increasing over the daemon's grants), ``key``
-    (None for a file), ``path`` (None for a key), ``mode`` (``"exclusive"``
-    or ``"shared"``), ``client``. ``lost`` is true once the daemon revoked it or
-    the connection ended; ``released`` once it was released.
-    """
-
-    def __init__(self, client: "Client", reply: _proto.Reply, key: Optional[str],
+    def __init__(self, client: Any, reply: _proto.Reply, key: Optional[str],
                  path: Optional[str], mode: str, owns_client: bool = False) -> None:
         self.client = client
         self.id: int = reply.get("lease")
@@ -146,6 +141,18 @@ class Lease:
         if self.released:
             return False
         return self.client._lease_lost(self.id)
+
+
+class Lease(LeaseState):
+    """A granted lease. A context manager: leaving the ``with`` releases it.
+
+    ``id``, ``fence`` (strictly increasing over the daemon's grants), ``key``
+    (None for a file), ``path`` (None for a key), ``mode`` (``"exclusive"``
+    or ``"shared"``), ``client``. ``lost`` is true once the daemon revoked it or
+    the connection ended; ``released`` once it was released.
+    """
+
+    client: "Client"
 
     def release(self) -> None:
         """Releases the lease; a second call does nothing. Raises
