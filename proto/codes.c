@@ -12,6 +12,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_PING] = "ping",
 	[OP_REVOKE] = "revoke",
 	[OP_ADOPT] = "adopt",
+	[OP_RENEW] = "renew",
 };
 
 static const char *const err_names[] = {
@@ -29,6 +30,7 @@ static const char *const err_names[] = {
 	[HASP_E_TOO_LARGE - HASP_E_BASE] = "too_large",
 	[HASP_E_UNSUPPORTED - HASP_E_BASE] = "unsupported",
 	[HASP_E_INTERNAL - HASP_E_BASE] = "internal",
+	[HASP_E_UNAVAILABLE - HASP_E_BASE] = "unavailable",
 };
 
 #define N_ERRS (sizeof(err_names) / sizeof(err_names[0]))

@@ -18,6 +18,7 @@ enum proto_op {
 	OP_PING,
 	OP_REVOKE,
 	OP_ADOPT,
+	OP_RENEW,
 	OP__COUNT,
 };
 
