@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,16 +38,6 @@ static void default_message(struct lock_args *a, char **argv)
 	if (!utf8_valid(a->message, used))
 		return; /* a command line that is not UTF-8: no message */
 	a->opts.message = a->message;
-}
-
-static void default_owner(struct lock_args *a)
-{
-	struct passwd *pw;
-
-	if (a->opts.owner)
-		return;
-	pw = getpwuid(getuid());
-	a->opts.owner = pw ? pw->pw_name : getenv("USER");
 }
 
 /* The list's entry for name (a key, or a path as the daemon shows it):
@@ -147,43 +136,33 @@ static int export_lease(const hasp_lease *l, const struct lock_args *a)
 	return setenv(a->key ? "HASP_KEY" : "HASP_PATH", hasp_lease_key(l), 1);
 }
 
-/* The exit status for a lease not had, as flock(1) gives it for the same
- * failure: the conflict code only for busy or timed out. */
-static int failure_status(const struct lock_args *a, int r)
-{
-	switch (r) {
-	case -HASP_E_BUSY:
-	case -HASP_E_TIMEOUT:
-		return a->conflict_code;
-	case -ENOMEM: case -EMFILE: case -ENFILE: case -HASP_E_INTERNAL:
-		return EXIT_OSERR;
-	case -EROFS: case -ENOSPC:
-		return EXIT_CANTCREAT;
-	case -EBADF:
-		return EXIT_DATAERR;
-	case -ECONNRESET: case -EPIPE: case -ENOTCONN: case -ECONNREFUSED:
-	case -HASP_E_LIMIT: case -HASP_E_PROTOCOL: case -HASP_E_UNTRUSTED:
-		return EXIT_UNAVAILABLE;
-	case -HASP_E_BAD_REQUEST: case -EINVAL:
-		/* What the command line gave was checked: for a file, its type. */
-		return a->key ? EXIT_USAGE : EXIT_NOINPUT;
-	case -HASP_E_PERMISSION_DENIED:
-		return EXIT_NOINPUT;
-	default:
-		/* Opening FILE: ENOENT, EACCES, ENOTDIR, ELOOP, ... */
-		return a->file && a->fd < 0 && r > -HASP_E_BASE ? EXIT_NOINPUT : EXIT_OSERR;
-	}
-}
-
 static bool conflict(int r)
 {
 	return r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT;
+}
+
+/* --ttl: the lock options, and the TTL, as acquire options. */
+static int take_lease_ttl(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
+{
+	struct hasp_acquire_options o = HASP_ACQUIRE_OPTIONS_INIT;
+
+	o.mode = a->opts.mode;
+	o.timeout_ms = a->opts.timeout_ms;
+	o.ttl_ms = a->ttl_ms;
+	o.owner = a->opts.owner;
+	o.message = a->opts.message;
+	o.waiting = a->opts.waiting;
+	o.waiting_after_ms = a->opts.waiting_after_ms;
+	o.userdata = a->opts.userdata;
+	return a->file ? hasp_acquire_file(c, a->file, &o, ret) : hasp_acquire(c, a->key, &o, ret);
 }
 
 static int take_lease(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
 {
 	if (a->fd >= 0)
 		return hasp_lock_fd(c, a->fd, &a->opts, ret);
+	if (a->ttl_ms)
+		return take_lease_ttl(c, a, ret);
 	if (a->file)
 		return hasp_lock_file(c, a->file, &a->opts, ret);
 	return hasp_lock(c, a->key, &a->opts, ret);
@@ -205,13 +184,9 @@ static void say_time_taken(struct timespec start)
  * where naming the holder is worth the most. */
 static int report_failure(hasp_client *c, const struct lock_args *a, int r)
 {
-	if (!conflict(r) || a->verbose || isatty(STDERR_FILENO)) {
-		fprintf(stderr, "%s: ", CLI_NAME);
-		cli_put_escaped(stderr, *hasp_client_errmsg(c) ? hasp_client_errmsg(c)
-							       : hasp_strerror(r));
-		fputc('\n', stderr);
-	}
-	return failure_status(a, r);
+	if (!conflict(r) || a->verbose || isatty(STDERR_FILENO))
+		cli_report(c, r);
+	return cli_lease_status(r, a->key, a->file && a->fd < 0, a->conflict_code);
 }
 
 /* -u: the fd form's unlock, done here: the flock is the caller's. */
@@ -281,7 +256,8 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 		fprintf(stderr, "%s: %d: %s\n", CLI_NAME, a.fd, strerror(errno));
 		return EXIT_DATAERR; /* as flock(1) */
 	}
-	default_owner(&a);
+	if (!a.opts.owner)
+		a.opts.owner = cli_user_name();
 	if (!a.opts.message && a.fd >= 0 && !a.fd_command) {
 		/* The fd form: whose descriptor waits (the shell's, as a rule). */
 		snprintf(a.message, sizeof(a.message), "descriptor %d of pid %d", a.fd,
