@@ -94,6 +94,8 @@ START_TEST(the_seed_checkout_registry)
 	ck_assert_ptr_null(strstr(text, token)); /* never shown */
 	free(text);
 	json_decref(h);
+	ck_assert_int_eq(RUN(out, "ls", "part-7.mcam"), 0);
+	ck_assert_msg(strstr(out, " checkout ") && strstr(out, "fixing fillets"), "%s", out);
 
 	r = RUN(out, "checkout", "-n", "-k", "part-7.mcam", "--owner", "bob");
 	ck_assert_msg(r == 1, "status %d: %s", r, out);
@@ -224,6 +226,8 @@ START_TEST(renew_pushes_back_the_end)
 	ck_assert_int_eq(json_integer_value(json_object_get(h, "ttl_ms")), 3600000);
 	ck_assert_int_gt(json_integer_value(json_object_get(h, "expires_in_ms")), 30000);
 	json_decref(h);
+	ck_assert_int_eq(RUN(out, "ls", "r"), 0);
+	ck_assert_msg(strstr(out, "expires in "), "%s", out);
 	/* Its own TTL again, by token; no output without --json. */
 	ck_assert_int_eq(RUN(out, "renew", "--token", token), 0);
 	ck_assert_str_eq(out, "");
