@@ -39,7 +39,7 @@ struct hasp_lease {
 	uint64_t fence;
 	enum hasp_mode mode;
 	int64_t ttl_ms;                         /* 0: none */
-	char token[PROTO_TOKEN_LEN + 1];        /* a checkout's, else "" */
+	char token[PROTO_TOKEN_HEX + 1];        /* a checkout's, else "" */
 	char key[];
 };
 

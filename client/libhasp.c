@@ -509,7 +509,7 @@ int libhasp_check_token(hasp_client *c, const char *token)
 {
 	if (!proto_token_valid(token))
 		return libhasp_error(c, -EINVAL, "a checkout's token is %d lowercase hex digits",
-				     PROTO_TOKEN_LEN);
+				     PROTO_TOKEN_HEX);
 	return 0;
 }
 

@@ -16,8 +16,9 @@
 /* A request line with its newline; malloc'ed. args (may be NULL) is consumed. */
 char *proto_encode_request(int64_t id, enum proto_op op, json_t *args, size_t *len);
 
-/* A checkout's token as the daemon gives it: 32 lowercase hex digits. */
-#define PROTO_TOKEN_LEN 32
+/* A checkout's token as the wire carries it: its 16 bytes as 32 lowercase
+ * hex digits. */
+#define PROTO_TOKEN_HEX 32
 /* Whether s is such a token, so that one can be sent or kept. */
 bool proto_token_valid(const char *s);
 

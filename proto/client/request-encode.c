@@ -17,6 +17,7 @@ char *proto_encode_request(int64_t id, enum proto_op op, json_t *args, size_t *l
 
 bool proto_token_valid(const char *s)
 {
-	return s && strlen(s) == PROTO_TOKEN_LEN &&
-	       strspn(s, "0123456789abcdef") == PROTO_TOKEN_LEN;
+	unsigned char bytes[PROTO_TOKEN_HEX / 2];
+
+	return s && proto_hex_decode(bytes, s, strlen(s), sizeof(bytes)) == 0;
 }
