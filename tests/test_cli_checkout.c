@@ -136,6 +136,30 @@ static bool wait_for_waiter(const char *key, int timeout_ms)
 	return found;
 }
 
+/* The seed across a crash: a checkout survives kill -9 and a restart of
+ * haspd; Bob is still told who has it; its token still checks it in. */
+START_TEST(a_checkout_survives_a_restart_of_haspd)
+{
+	char out[4096], token[33];
+	int r;
+
+	ck_assert_int_eq(RUN(out, "checkout", "-k", "part-7.mcam", "--owner", "alice",
+			     "--message", "fixing fillets"), 0);
+	read_token(out, token);
+	ck_assert_int_eq(kill(daemon_.pid, SIGKILL), 0);
+	wait_child(daemon_.pid, DAEMON_START_MS);
+	daemon_.pid = daemon_spawn(daemon_.socket, -1);
+	ck_assert_msg(wait_socket(daemon_.socket, DAEMON_START_MS), "haspd did not start again");
+
+	r = RUN(out, "checkout", "-n", "-k", "part-7.mcam", "--owner", "bob");
+	ck_assert_msg(r == 1, "status %d: %s", r, out);
+	ck_assert_msg(strstr(out, "checked out by alice (uid ") && strstr(out, ": fixing fillets"),
+		      "%s", out);
+	ck_assert_int_eq(RUN(out, "checkin", "--token", token), 0);
+	ck_assert_int_eq(RUN(out, "checkout", "-n", "-k", "part-7.mcam", "--owner", "bob"), 0);
+}
+END_TEST
+
 /* A waiting checkout is granted at once when the holder checks in. */
 START_TEST(a_waiting_checkout_is_granted_at_checkin)
 {
@@ -178,6 +202,10 @@ START_TEST(a_file_checkout_holds_the_real_flock)
 	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
 	close(fd);
 	ck_assert_int_eq(RUN(out, "checkin", "--token", token), 1);
+	/* --json names the file by its absolute path. */
+	ck_assert_int_eq(RUN(out, "checkout", "--json", file), 0);
+	ck_assert_msg(strstr(out, "\"path\":\"") && strstr(out, "/part-7.mcam\""), "%s", out);
+	ck_assert_int_eq(RUN(out, "checkin", file), 0);
 	/* A checkin names the file, never creates one. */
 	unlink(file);
 	r = RUN(out, "checkin", file);
@@ -301,6 +329,8 @@ START_TEST(lock_ttl_keeps_the_lease_while_the_command_runs)
 	kill(cmd, SIGTERM);
 	ck_assert_int_eq(run_collect(hasp, fd, out, sizeof(out)), 128 + SIGTERM);
 	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "t", "true"), 0);
+	/* On a file too, with the command's status. */
+	ck_assert_int_eq(RUN(out, "lock", "--ttl", "5", file, "sh", "-c", "exit 3"), 3);
 }
 END_TEST
 
@@ -376,6 +406,7 @@ static Suite *cli_checkout_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, the_seed_checkout_registry);
+	tcase_add_test(tc, a_checkout_survives_a_restart_of_haspd);
 	tcase_add_test(tc, a_waiting_checkout_is_granted_at_checkin);
 	tcase_add_test(tc, a_file_checkout_holds_the_real_flock);
 	tcase_add_test(tc, json_prints_the_grant);
