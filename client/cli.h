@@ -43,6 +43,18 @@ int cmd_checkout(struct cli *cli, int argc, char **argv);
 int cmd_checkin(struct cli *cli, int argc, char **argv);
 int cmd_renew(struct cli *cli, int argc, char **argv);
 
+/* A waiting callback's userdata (hasp_lock_options, hasp_acquire_options):
+ * what is waited for, a key or a file (NULL for the fd form). */
+struct cli_waiting {
+	const struct cli *cli;
+	const char *key;
+	const char *file;
+};
+
+/* The waiting callback: says on stderr whom the request waits for, e.g.
+ * "hasp: waiting for 'db', held by pid 42 (alice, exclusive, for 3.2s)". */
+void cli_notify_waiting(void *userdata);
+
 /* Connects, or prints why not and returns NULL. */
 hasp_client *cli_connect(const struct cli *cli);
 /* The exit status for a libhasp error: EXIT_UNAVAILABLE when haspd went

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkout.h"
 #include "utf8.h"
@@ -38,7 +39,8 @@ static const char usage[] =
 	"\n"
 	"The token (32 hex digits) goes to stdout, followed by a newline: keep it to\n"
 	"check in or renew from anywhere ('hasp checkin --token TOKEN'). When the lock\n"
-	"is busy, hasp checkout says who holds it, since when and why.\n"
+	"is busy, hasp checkout says who holds it, since when and why; while it waits\n"
+	"on a terminal, after a second, whom it waits for.\n"
 	"Exit status: 0 when checked out; 1 or CODE when it was busy or timed out,\n"
 	"and only then; 64 for a usage error (also an empty, over-long or non-UTF-8\n"
 	"key, owner or message); 66 when FILE cannot be opened or locked; 69 when\n"
@@ -180,6 +182,7 @@ static int print_grant(const hasp_lease *l, const struct checkout_args *a)
 int cmd_checkout(struct cli *cli, int argc, char **argv)
 {
 	struct checkout_args a = { .opts = HASP_ACQUIRE_OPTIONS_INIT, .conflict_code = 1 };
+	struct cli_waiting w = { cli, NULL, NULL };
 	hasp_client *c;
 	hasp_lease *l;
 	int r = parse_args(cli, argc, argv, &a);
@@ -188,6 +191,13 @@ int cmd_checkout(struct cli *cli, int argc, char **argv)
 		return r;
 	if (!a.opts.owner)
 		a.opts.owner = cli_user_name();
+	if (a.opts.timeout_ms != 0 && isatty(STDERR_FILENO)) {
+		w.key = a.t.key;
+		w.file = a.t.file;
+		a.opts.waiting = cli_notify_waiting;
+		a.opts.waiting_after_ms = 1000;
+		a.opts.userdata = &w;
+	}
 	c = cli_connect(cli);
 	if (!c)
 		return EXIT_UNAVAILABLE;

@@ -40,87 +40,6 @@ static void default_message(struct lock_args *a, char **argv)
 	a->opts.message = a->message;
 }
 
-/* The list's entry for name (a key, or a path as the daemon shows it):
- * the first page of names that start with it, in whose order name itself
- * comes first. A new reference, or NULL. */
-static json_t *find_resource(hasp_client *c, const char *field, const char *name)
-{
-	struct hasp_list_options o = HASP_LIST_OPTIONS_INIT;
-	json_t *resources, *r, *found = NULL;
-	char *text = NULL, *next = NULL;
-	size_t i;
-
-	o.prefix = name;
-	o.limit = 16;
-	if (hasp_list_page_json(c, &o, &text, &next) < 0)
-		return NULL;
-	resources = json_loads(text, 0, NULL);
-	json_array_foreach(resources, i, r)
-		if (!found && strcmp(cli_str(r, field, ""), name) == 0)
-			found = json_incref(r);
-	json_decref(resources);
-	free(text);
-	free(next);
-	return found;
-}
-
-/* A file's path as the daemon shows it: U+FFFD for what is not UTF-8. */
-static bool shown_path(const char *file, char *buf, size_t size)
-{
-	char path[PATH_MAX];
-	size_t n;
-
-	if (!realpath(file, path) || (n = strlen(path)) * 3 >= size)
-		return false;
-	buf[utf8_shown(path, n, buf)] = '\0';
-	return true;
-}
-
-/* After a second of waiting on a terminal: say whom we wait for, through a
- * second connection (the first one is busy waiting). */
-struct waiting {
-	const struct cli *cli;
-	const struct lock_args *a;
-};
-
-static void notify_waiting(void *userdata)
-{
-	const struct waiting *w = userdata;
-	const struct lock_args *a = w->a;
-	hasp_client *c = NULL;
-	json_t *resource = NULL, *holders, *h;
-	char age[32], path[3 * PATH_MAX];
-	size_t i;
-
-	if (hasp_connect(w->cli->socket, &c) < 0)
-		goto out;
-	if (a->key)
-		resource = find_resource(c, "key", a->key);
-	else if (a->fd < 0 && shown_path(a->file, path, sizeof(path)))
-		resource = find_resource(c, "path", path);
-	else
-		goto out;
-	holders = json_object_get(resource, "holders");
-	fprintf(stderr, "%s: waiting for '", CLI_NAME);
-	cli_put_escaped(stderr, a->key ? a->key : a->file);
-	fputs("', held by", stderr);
-	json_array_foreach(holders, i, h) {
-		cli_format_age(age, sizeof(age), (long long)json_integer_value(json_object_get(h, "held_ms")));
-		fprintf(stderr, "%s pid %lld (", i ? "," : "",
-			(long long)json_integer_value(json_object_get(h, "pid")));
-		cli_put_escaped(stderr, cli_str(h, "owner", "no owner"));
-		fputs(", ", stderr);
-		cli_put_escaped(stderr, cli_str(h, "mode", "?"));
-		fprintf(stderr, ", for %s)", age);
-	}
-	fputs(json_array_size(holders) ? "\n"
-	      : a->key ? " nobody: queued behind other waiters\n"
-	      : " a process outside hasp (flock), or queued behind other waiters\n", stderr);
-out:
-	json_decref(resource);
-	hasp_close(c);
-}
-
 /* What COMMAND learns of its lease: its id, its fence, and what it is on. */
 static int export_lease(const hasp_lease *l, const struct lock_args *a)
 {
@@ -242,7 +161,7 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 {
 	struct lock_args a = { .fd = -1, .opts = HASP_LOCK_OPTIONS_INIT, .conflict_code = 1,
 			       .kill_after_ms = 10000 };
-	struct waiting w = { cli, &a };
+	struct cli_waiting w = { cli, NULL, NULL };
 	struct timespec start;
 	hasp_client *c;
 	hasp_lease *lease;
@@ -268,7 +187,9 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 						    : a.command);
 	}
 	if (a.opts.timeout_ms != 0 && (a.verbose || isatty(STDERR_FILENO))) {
-		a.opts.waiting = notify_waiting;
+		w.key = a.key;
+		w.file = a.fd < 0 ? a.file : NULL;
+		a.opts.waiting = cli_notify_waiting;
 		a.opts.waiting_after_ms = 1000;
 		a.opts.userdata = &w;
 	}
