@@ -34,13 +34,14 @@ static const char usage[] =
 	"                         token, expires_ms with a TTL, key or path) instead\n"
 	"  -E, --conflict-exit-code CODE\n"
 	"                         exit with CODE when it was busy or timed out (default 1)\n"
+	"      --verbose          say whom it waits for after a second, as on a terminal\n"
 	"  -S, --socket PATH      haspd's socket\n"
 	"  -h, --help             print this help\n"
 	"\n"
 	"The token (32 hex digits) goes to stdout, followed by a newline: keep it to\n"
 	"check in or renew from anywhere ('hasp checkin --token TOKEN'). When the lock\n"
 	"is busy, hasp checkout says who holds it, since when and why; while it waits\n"
-	"on a terminal, after a second, whom it waits for.\n"
+	"on a terminal (or with --verbose), after a second, whom it waits for.\n"
 	"Exit status: 0 when checked out; 1 or CODE when it was busy or timed out,\n"
 	"and only then; 64 for a usage error (also an empty, over-long or non-UTF-8\n"
 	"key, owner or message); 66 when FILE cannot be opened or locked; 69 when\n"
@@ -52,6 +53,7 @@ struct checkout_args {
 	struct checkout_target t;
 	struct hasp_acquire_options opts;
 	bool json;
+	bool verbose;
 	int conflict_code;
 };
 
@@ -72,7 +74,7 @@ static int parse_exit_code(const char *s, int *out)
 	return -1;
 }
 
-enum { OPT_TTL = 256, OPT_OWNER, OPT_MESSAGE };
+enum { OPT_TTL = 256, OPT_OWNER, OPT_MESSAGE, OPT_VERBOSE };
 
 /* One option; -1 to go on, else the exit status. */
 static int parse_option(struct cli *cli, int opt, struct checkout_args *a)
@@ -95,6 +97,7 @@ static int parse_option(struct cli *cli, int opt, struct checkout_args *a)
 	case OPT_OWNER: a->opts.owner = optarg; return -1;
 	case OPT_MESSAGE: a->opts.message = optarg; return -1;
 	case 'j': a->json = true; return -1;
+	case OPT_VERBOSE: a->verbose = true; return -1;
 	case 'E': return parse_exit_code(optarg, &a->conflict_code);
 	case 'S': cli->socket = optarg; return -1;
 	case 'h': fputs(usage, stdout); return 0;
@@ -118,6 +121,7 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct checkout_ar
 		{ "owner", required_argument, NULL, OPT_OWNER },
 		{ "message", required_argument, NULL, OPT_MESSAGE },
 		{ "json", no_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "conflict-exit-code", required_argument, NULL, 'E' },
 		{ "socket", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
@@ -191,7 +195,7 @@ int cmd_checkout(struct cli *cli, int argc, char **argv)
 		return r;
 	if (!a.opts.owner)
 		a.opts.owner = cli_user_name();
-	if (a.opts.timeout_ms != 0 && isatty(STDERR_FILENO)) {
+	if (a.opts.timeout_ms != 0 && (a.verbose || isatty(STDERR_FILENO))) {
 		w.key = a.t.key;
 		w.file = a.t.file;
 		a.opts.waiting = cli_notify_waiting;

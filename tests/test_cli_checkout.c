@@ -170,10 +170,14 @@ START_TEST(a_waiting_checkout_is_granted_at_checkin)
 	ck_assert_int_eq(RUN(out, "checkout", "-k", "k"), 0);
 	read_token(out, token);
 	ck_assert_int_eq(pipe(p), 0);
-	bob = cli_spawn((char *const[]){ "hasp", "checkout", "-w", "30", "-k", "k", NULL }, -1,
-			p[1]);
+	bob = cli_spawn((char *const[]){ "hasp", "checkout", "--verbose", "-w", "30", "-k", "k",
+					 NULL }, -1, p[1]);
 	close(p[1]);
 	ck_assert(wait_for_waiter("k", 5000));
+	/* After a second, --verbose says for whom it waits. */
+	out[0] = '\0';
+	ck_assert_msg(wait_output(p[0], "\n", 10000, out, sizeof(out)), "%s", out);
+	ck_assert_msg(strstr(out, "hasp: waiting for 'k', held by a checkout of pid "), "%s", out);
 	ck_assert_int_eq(RUN(out, "checkin", "--token", token), 0);
 	ck_assert_int_eq(run_collect(bob, p[0], out, sizeof(out)), 0);
 	read_token(out, token);
