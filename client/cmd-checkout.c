@@ -82,7 +82,7 @@ static int parse_option(struct cli *cli, int opt, struct checkout_args *a)
 	switch (opt) {
 	case 'k':
 		if (a->t.key)
-			return usage_error("checkout takes one -k KEY, not also", optarg);
+			return usage_error("checkout takes one -k KEY; a second one:", optarg);
 		a->t.key = optarg;
 		return -1;
 	case 'x': case 'e': a->opts.mode = HASP_EXCLUSIVE; return -1;
