@@ -201,8 +201,8 @@ START_TEST(renew_in_its_four_forms)
 }
 END_TEST
 
-/* A session lease without a TTL has none to renew again; a wrong token is
- * refused. */
+/* A lease without a TTL has none to renew again (a checkout gets one when
+ * it is given); a token nobody has is refused. */
 START_TEST(renew_errors)
 {
 	hasp_client *c = client_connect(daemon_.socket);
@@ -217,6 +217,10 @@ START_TEST(renew_errors)
 	ck_assert_int_eq(hasp_checkin(c, "00000000000000000000000000000000"),
 			 -HASP_E_UNKNOWN_LEASE);
 	ck_assert(!key_free("k"));
+	/* With a TTL given, a checkout without one gets it. */
+	ck_assert_int_eq(hasp_renew(c, k, 0, NULL), -HASP_E_BAD_REQUEST);
+	ck_assert_int_eq(hasp_renew(c, k, 600000, NULL), 0);
+	ck_assert_int_eq(hasp_renew(c, k, 0, NULL), 0);
 	ck_assert_int_eq(hasp_unlock(c, k), 0);
 	ck_assert_int_eq(hasp_unlock(c, l), 0);
 	hasp_close(c);
