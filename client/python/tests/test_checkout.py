@@ -1,0 +1,311 @@
+"""Checkouts (leases of no session), time-to-live and renew, against a real
+haspd: hasp.checkout / checkin / renew, Client's, hasp.aio's, and ttl= on
+locks."""
+
+import errno
+import fcntl
+import os
+import pickle
+import threading
+import time
+
+import pytest
+
+import hasp
+import hasp.aio as aio
+from conftest import bound, python_child, read_line
+
+
+@pytest.fixture
+def checkouts(daemon):
+    """A daemon that checks leases out (one that ignores detach grants no
+    token): the tests of this file need one."""
+    co = hasp.checkout("probe", timeout=bound(5))
+    if not co.token:
+        pytest.skip("this haspd does not check leases out (no token in the grant)")
+    hasp.checkin(co)
+    return daemon
+
+
+def _holder(c, name):
+    rep = c._call("list", {"prefix": name})
+    for r in rep.get("resources"):
+        if r.get("key") == name or r.get("path") == name:
+            return r["holders"][0] if r.get("holders") else None
+    return None
+
+
+def _child(code):
+    """A Python child that runs code and prints one line; that line."""
+    child = python_child("import hasp, sys\n" + code)
+    try:
+        line = read_line(child.stdout)
+        child.stdin.close()
+        assert child.wait(timeout=bound(10)) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return line.strip()
+
+
+def test_checkout_outlives_its_process_and_is_checked_in_by_another(checkouts):
+    # Alice checks out in one process, which exits ...
+    line = _child("co = hasp.checkout('part-7.mcam', owner='alice', message='fixing fillets')\n"
+                  "print(co.token, co.lease, co.fence, co.mode, flush=True)\n")
+    token, lease, fence, mode = line.split()
+    assert len(token) == 32 and int(token, 16) >= 0 and token == token.lower()
+    assert mode == "exclusive"
+    # ... and the lease stays, held by no session, and refuses Bob
+    with hasp.Client() as bob:
+        with pytest.raises(hasp.Busy) as ei:
+            bob.lock("part-7.mcam", timeout=0)
+        h = ei.value.holder
+        assert h.detached and h.lease == int(lease) and h.fence == int(fence)
+        assert (h.owner, h.message, h.uid, h.session) == ("alice", "fixing fillets",
+                                                          os.getuid(), 0)
+        assert h.granted_at.endswith("Z") and "token" not in h.raw
+        assert str(h) == "a checkout by alice (uid %d)" % os.getuid()
+    # Another process checks it in with the token; then Bob gets it.
+    ended = _child("print(hasp.checkin(%r), flush=True)\n" % token)
+    assert int(ended) == int(lease)
+    with hasp.lock("part-7.mcam", timeout=0) as got:
+        assert got.fence > int(fence)
+
+
+def test_a_conflicting_checkout_names_the_holder_and_message(checkouts):
+    co = hasp.checkout("part-7.mcam", owner="alice", message="fixing fillets")
+    try:
+        with pytest.raises(hasp.Busy) as ei:
+            hasp.checkout("part-7.mcam", timeout=0, owner="bob")
+        text = str(ei.value)
+        assert "is checked out by alice (uid %d) since " % os.getuid() in text
+        assert text.endswith(": fixing fillets")
+        assert ei.value.holder.owner == "alice" and ei.value.holder.detached
+        with pytest.raises(hasp.Timeout) as ei:
+            hasp.checkout("part-7.mcam", timeout=0.05)
+        text = str(ei.value)
+        assert text.startswith("The lock 'part-7.mcam' could not be acquired: ")
+        assert "checked out by alice" in text and text.endswith(": fixing fillets")
+        assert ei.value.holder.lease == co.lease
+        # a holder without an owner is named by uid
+        anon = hasp.checkout("anon")
+        with pytest.raises(hasp.Busy) as ei:
+            hasp.checkout("anon", timeout=0)
+        assert "is checked out by uid %d since " % os.getuid() in str(ei.value)
+        hasp.checkin(anon)
+    finally:
+        hasp.checkin(co.token)
+
+
+def test_checkin_by_key_and_wrong_tokens(checkouts):
+    co = hasp.checkout("k")
+    with hasp.Client() as c:
+        with pytest.raises(hasp.UnknownLease):
+            c.checkin("0" * 32)
+        with pytest.raises(hasp.PermissionDenied):
+            c.checkin("0" * 32, key="k")  # a token given must be the right one
+        with pytest.raises(hasp.PermissionDenied):
+            c.renew("0" * 32, key="k", ttl=5)
+        assert c.checkin(key="k") == co.lease  # this uid's checkout on it
+        with pytest.raises(hasp.UnknownLease):
+            c.checkin(key="k")
+        with pytest.raises(hasp.UnknownLease):
+            c.checkin(co.token)  # checked in already
+    with pytest.raises(TypeError):
+        hasp.checkin()
+    with pytest.raises(TypeError):
+        hasp.checkin(key="a", path="/b")
+
+
+def test_checkin_by_key_ends_a_lease_of_the_session_first(checkouts):
+    with hasp.Client() as c:
+        lease = c.lock("mine")
+        assert c.checkin(key="mine") == lease.id
+        assert lease.released and not lease.lost
+        lease.release()  # nothing left to do
+        c.lock("mine", timeout=0)
+
+
+def test_file_checkout_holds_the_flock_until_checked_in(checkouts, workdir):
+    path = os.path.join(workdir, "part.mcam")
+    co = hasp.checkout(path=path, owner="alice", ttl=3600)
+    assert co.path == path and co.key is None and co.name == path
+    assert os.path.exists(path)  # created, as lock_file creates it
+    with open(path) as f:
+        with pytest.raises(OSError) as ei:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert ei.value.errno == errno.EWOULDBLOCK
+        assert hasp.renew(path=path) == pytest.approx(3600, abs=1)
+        assert hasp.checkin(path=path) == co.lease
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with pytest.raises(FileNotFoundError):
+        hasp.checkin(path=os.path.join(workdir, "none"))  # checkin never creates the file
+
+
+def test_renew_restarts_a_checkouts_ttl(checkouts):
+    co = hasp.checkout("r", ttl=60)
+    assert co.ttl == 60.0 and 55 < co.expires_in <= 60
+    try:
+        assert hasp.renew(co, ttl=120) == 120.0
+        assert co.ttl == 120.0 and 115 < co.expires_in <= 120  # the object follows
+        with hasp.Client() as c:
+            h = _holder(c, "r")
+            assert h["ttl_ms"] == 120000 and 60000 < h["expires_in_ms"] <= 120000
+            assert c.renew(key="r") == 120.0  # its own TTL again
+            assert c.renew(co.token, ttl=30) == 30.0
+            assert _holder(c, "r")["ttl_ms"] == 30000
+    finally:
+        hasp.checkin(co)
+    with pytest.raises(hasp.UnknownLease):
+        hasp.renew(co.token)
+
+
+def test_a_checkout_expires_with_its_ttl_and_the_waiter_gets_in(checkouts):
+    co = hasp.checkout("short", ttl=0.2)
+    start = time.monotonic()
+    with hasp.lock("short", timeout=bound(10)) as lease:  # waits for the expiry
+        assert time.monotonic() - start >= 0.2 - 0.01
+        assert lease.fence > co.fence
+    with pytest.raises(hasp.UnknownLease):
+        hasp.checkin(co)
+
+
+def test_session_lease_ttl_expiry_marks_it_lost_and_lets_the_next_in(checkouts):
+    with hasp.Client() as a, hasp.Client() as b:
+        la = a.lock("ttl", ttl=0.2)
+        keep = a.lock("keep")
+        assert la.ttl == 0.2 and la.expires is not None
+        start = time.monotonic()
+        lb = b.lock("ttl", timeout=bound(10))  # granted when la expires
+        assert time.monotonic() - start >= 0.2 - 0.01
+        assert lb.fence > la.fence
+        a.ping()  # the expired event was queued before the ping's reply
+        assert la.lost and not keep.lost
+        with pytest.raises(hasp.LeaseLost) as ei:
+            la.release()
+        assert "expired" in str(ei.value)
+        with pytest.raises(hasp.LeaseLost):
+            la.renew()
+        keep.release()
+
+
+def test_lease_renew(checkouts):
+    with hasp.Client() as a, hasp.Client() as b:
+        la = a.lock("ren", ttl=bound(30))
+        assert la.renew(ttl=bound(60)) == bound(60)
+        assert la.ttl == bound(60)
+        with pytest.raises(hasp.Busy) as ei:
+            b.lock("ren", timeout=0)
+        assert ei.value.holder.ttl_ms == bound(60) * 1000
+        assert not ei.value.holder.detached
+        assert la.renew() == bound(60)
+        plain = a.lock("plain")
+        with pytest.raises(hasp.BadRequest):
+            plain.renew()  # no TTL to restart
+        assert plain.renew(ttl=bound(30)) == bound(30)  # now it has one
+        la.release()
+        with pytest.raises(hasp.Error):
+            la.renew()
+
+
+def test_lock_file_with_ttl(checkouts, workdir):
+    path = os.path.join(workdir, "t.lock")
+    with hasp.lock_file(path, ttl=bound(30)) as lease:
+        assert lease.ttl == bound(30)
+        with pytest.raises(hasp.Busy) as ei:
+            hasp.lock_file(path, timeout=0)
+        assert ei.value.holder.ttl_ms == bound(30) * 1000
+
+
+def test_waiting_checkout_is_granted_when_the_holder_leaves(checkouts):
+    with hasp.Client() as a:
+        held = a.lock("q")
+        got = []
+        t = threading.Thread(target=lambda: got.append(
+            hasp.checkout("q", timeout=bound(10), owner="later")))
+        t.start()
+        deadline = time.monotonic() + bound(5)
+        while not _waiting(a, "q"):
+            assert time.monotonic() < deadline, "the checkout never queued"
+            threading.Event().wait(0.002)
+        a.close()  # the session ends: the waiting checkout is granted
+        t.join(bound(10))
+        assert got and got[0].fence > held.fence and got[0].token
+    assert _holder_of("q").detached
+    hasp.checkin(got[0])
+
+
+def _waiting(c, key):
+    rep = c._call("list", {"prefix": key})
+    return any(r.get("waiters") for r in rep.get("resources") if r.get("key") == key)
+
+
+def _holder_of(key):
+    with hasp.Client() as c:
+        return hasp.Holder(_holder(c, key))
+
+
+def test_checkout_arguments(daemon):
+    with pytest.raises(TypeError):
+        hasp.checkout()
+    with pytest.raises(TypeError):
+        hasp.checkout("k", path="/x")
+    with pytest.raises(ValueError):
+        hasp.checkout("k", ttl=0)
+    with pytest.raises(ValueError):
+        hasp.lock("k", ttl=-1)
+
+
+def test_checkout_is_plain_data(checkouts):
+    co = hasp.checkout("data", ttl=10)
+    try:
+        assert co.token not in repr(co) and "data" in repr(co)
+        d = co.as_dict()
+        assert d["token"] == co.token and d["lease"] == co.lease and d["ttl"] == 10.0
+        assert d["socket"] == os.environ["HASP_SOCKET"]
+        t = pickle.loads(pickle.dumps(hasp.Timeout(key="k", detail="why", explain=True)))
+        assert str(t) == "The lock 'k' could not be acquired: why"
+    finally:
+        hasp.checkin(co)
+
+
+# -- asyncio ---------------------------------------------------------------------
+
+
+async def test_aio_checkout_checkin_renew(checkouts, workdir):
+    co = await aio.checkout("a-part", ttl=60, owner="alice", message="m")
+    assert co.token and co.ttl == 60.0
+    async with aio.Client() as c:
+        with pytest.raises(hasp.Busy) as ei:
+            await c.checkout("a-part", timeout=0)
+        assert "checked out by alice" in str(ei.value)
+        assert await c.renew(co, ttl=90) == 90.0 and co.ttl == 90.0
+        assert await c.checkin(key="a-part") == co.lease
+    path = os.path.join(workdir, "a.mcam")
+    fco = await aio.checkout(path=path)
+    assert await aio.renew(path=path, ttl=5) == 5.0
+    assert await aio.checkin(fco.token) == fco.lease
+
+
+async def test_aio_lease_ttl_expires(checkouts):
+    async with aio.Client() as a, aio.Client() as b:
+        la = await a.lock("attl", ttl=0.2)
+        assert await la.renew(ttl=0.2) == 0.2
+        lb = await b.lock("attl", timeout=bound(10))
+        await a.ping()
+        assert la.lost and lb.fence > la.fence
+        with pytest.raises(hasp.LeaseLost) as ei:
+            await la.release()
+        assert "expired" in str(ei.value)
+    async with aio.lock("attl2", ttl=bound(30)) as lease:
+        assert lease.ttl == bound(30)
+
+
+async def test_aio_checkin_by_key_ends_a_lease_of_the_session(checkouts):
+    async with aio.Client() as c:
+        lease = await c.lock("amine")
+        assert await c.checkin(key="amine") == lease.id
+        assert lease.released and not lease.lost
+        await lease.release()  # nothing left to do
+        await (await c.lock("amine", timeout=0)).release()
