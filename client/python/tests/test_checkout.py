@@ -6,6 +6,7 @@ import errno
 import fcntl
 import os
 import pickle
+import re
 import threading
 import time
 
@@ -13,7 +14,7 @@ import pytest
 
 import hasp
 import hasp.aio as aio
-from conftest import bound, python_child, read_line
+from conftest import HERE, bound, python_child, read_line
 
 
 @pytest.fixture
@@ -183,10 +184,11 @@ def test_session_lease_ttl_expiry_marks_it_lost_and_lets_the_next_in(checkouts):
         a.ping()  # the expired event was queued before the ping's reply
         assert la.lost and not keep.lost
         with pytest.raises(hasp.LeaseLost) as ei:
+            la.renew()
+        assert "expired" in str(ei.value)
+        with pytest.raises(hasp.LeaseLost) as ei:
             la.release()
         assert "expired" in str(ei.value)
-        with pytest.raises(hasp.LeaseLost):
-            la.renew()
         keep.release()
 
 
@@ -309,3 +311,30 @@ async def test_aio_checkin_by_key_ends_a_lease_of_the_session(checkouts):
         assert lease.released and not lease.lost
         await lease.release()  # nothing left to do
         await (await c.lock("amine", timeout=0)).release()
+
+
+def test_the_readmes_checkout_example_runs(checkouts, workdir):
+    with open(os.path.join(os.path.dirname(HERE), "README.md"), encoding="utf-8") as f:
+        section = f.read().split("## Checkouts", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks, "the README lost its checkout example"
+    for code in blocks:
+        child = python_child(code, cwd=workdir)
+        out, _ = child.communicate(timeout=bound(30))
+        assert child.returncode == 0, code
+        assert "409" in out and "is checked out by alice" in out
+
+
+def test_checkout_survives_a_restart_of_haspd(checkouts):
+    co = hasp.checkout("across", ttl=3600, owner="alice", message="over the restart")
+    checkouts.kill()  # SIGKILL: no chance to write anything more
+    checkouts.start()
+    with pytest.raises(hasp.Busy) as ei:
+        hasp.lock("across", timeout=0)
+    h = ei.value.holder
+    assert (h.lease, h.fence, h.owner, h.message, h.detached) == (co.lease, co.fence, "alice",
+                                                                  "over the restart", True)
+    assert 0 < h.expires_in_ms <= 3600000
+    assert hasp.checkin(co.token) == co.lease
+    with hasp.lock("across", timeout=0) as lease:
+        assert lease.fence > co.fence
