@@ -222,12 +222,7 @@ class Client(Session):
         deadline = None if timeout is None else time.monotonic() + timeout
         self._usable()
         while True:
-            fd = _paths.open_lock_file(spath, create_mode)
-            try:
-                st = os.fstat(fd)
-            except BaseException:
-                os.close(fd)
-                raise
+            fd, st = _paths.open_lock_file_stat(spath, create_mode)
             lease = await self._acquire(key=None, path=spath, fd=fd, shared=shared,
                                         timeout=_paths.remaining(deadline), owner=owner,
                                         message=message, ttl=ttl)
@@ -266,16 +261,27 @@ class Client(Session):
                        shared: bool = False, timeout: Optional[float] = None,
                        ttl: Optional[float] = None, owner: Optional[str] = None,
                        message: Optional[str] = None, create_mode: int = 0o666) -> Checkout:
-        """Checks out key or the file at path; as :meth:`hasp.Client.checkout`.
-        Cancelling the wait withdraws the request (and checks in a grant that
-        crossed the cancel)."""
+        """Checks out key or the file at path; as :meth:`hasp.Client.checkout`
+        (a file replaced since its opening is asked for again). Cancelling
+        the wait withdraws the request (and checks in a grant that crossed
+        the cancel)."""
         key, spath = checkouts.resource(key, path)
         self._usable()
-        fd = None if spath is None else _paths.open_lock_file(spath, create_mode)
-        rep, mode = await self._grant(key=key, path=spath, fd=fd, shared=shared,
-                                      timeout=timeout, owner=owner, message=message, ttl=ttl,
-                                      detach=True)
-        return Checkout(rep, key, spath, mode, self.path)
+        if spath is None:
+            rep, mode = await self._grant(key=key, path=None, fd=None, shared=shared,
+                                          timeout=timeout, owner=owner, message=message,
+                                          ttl=ttl, detach=True)
+            return Checkout(rep, key, None, mode, self.path)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fd, st = _paths.open_lock_file_stat(spath, create_mode)
+            rep, mode = await self._grant(key=None, path=spath, fd=fd, shared=shared,
+                                          timeout=_paths.remaining(deadline), owner=owner,
+                                          message=message, ttl=ttl, detach=True)
+            co = Checkout(rep, None, spath, mode, self.path)
+            if not _paths.replaced_since(spath, st):
+                return co
+            await self.checkin(co)  # a file replaced since its opening: ask again
 
     async def checkin(self, token: TokenLike = None, *, key: Optional[str] = None,
                       path: Optional[PathLike] = None) -> int:

@@ -395,16 +395,30 @@ class Client(Session):
         the holder (``"... is checked out by alice (uid 1000) since ...:
         fixing fillets"``) and ``.holders``; :class:`hasp.LimitReached` past
         the daemon's per-user cap; :class:`hasp.Unavailable` from a daemon
-        that keeps no journal of checkouts."""
+        that keeps no journal of checkouts.
+
+        A file replaced (renamed over) between its opening and the grant is
+        not the one the path names: that checkout is checked in again and
+        the file the path names now asked for, within the timeout."""
         key, spath = checkouts.resource(key, path)
-        fd = None if spath is None else _paths.open_lock_file(spath, create_mode)
-        try:
-            rep, mode = self._grant(key=key, path=spath, fd=fd, shared=shared, timeout=timeout,
+        if spath is None:
+            rep, mode = self._grant(key=key, path=None, fd=None, shared=shared, timeout=timeout,
                                     owner=owner, message=message, ttl=ttl, detach=True)
-        finally:
-            if fd is not None:
+            return Checkout(rep, key, None, mode, self.path)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fd = _paths.open_lock_file(spath, create_mode)
+            try:
+                rep, mode = self._grant(key=None, path=spath, fd=fd, shared=shared,
+                                        timeout=_paths.remaining(deadline), owner=owner,
+                                        message=message, ttl=ttl, detach=True)
+                st = os.fstat(fd)
+            finally:
                 os.close(fd)
-        return Checkout(rep, key, spath, mode, self.path)
+            co = Checkout(rep, None, spath, mode, self.path)
+            if not _paths.replaced_since(spath, st):
+                return co
+            self.checkin(co)
 
     def checkin(self, token: TokenLike = None, *, key: Optional[str] = None,
                 path: Optional[PathLike] = None) -> int:

@@ -338,3 +338,39 @@ def test_checkout_survives_a_restart_of_haspd(checkouts):
     assert hasp.checkin(co.token) == co.lease
     with hasp.lock("across", timeout=0) as lease:
         assert lease.fence > co.fence
+
+
+def test_file_checkout_of_a_file_replaced_while_it_waited(checkouts, workdir):
+    """A checkout granted on a file that was renamed over meanwhile holds the
+    file the path names now, not the old one."""
+    path = os.path.join(workdir, "part.mcam")
+    got = {}
+    with hasp.Client() as admin:
+        held = admin.lock_file(path)
+
+        def wait():
+            try:
+                got["co"] = hasp.checkout(path=path, timeout=bound(10))
+            except hasp.Error as e:
+                got["error"] = e
+
+        t = threading.Thread(target=wait)
+        t.start()
+        deadline = time.monotonic() + bound(5)
+        while not any(r.get("waiters") for r in admin._call("list").get("resources")):
+            assert time.monotonic() < deadline, "the checkout never queued"
+            threading.Event().wait(0.002)
+        new = os.path.join(workdir, "new")
+        with open(new, "w") as f:
+            f.write("v2")
+        os.rename(new, path)  # outside hasp: no adopt
+        held.release()
+        t.join(bound(10))
+        assert "co" in got, got
+    with open(path) as f:
+        with pytest.raises(OSError) as ei:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert ei.value.errno == errno.EWOULDBLOCK
+    with pytest.raises(hasp.Busy):
+        hasp.lock_file(path, timeout=0)
+    hasp.checkin(got["co"])
