@@ -406,6 +406,10 @@ class Client(Session):
             raise
         if not rep.ok:
             raise _proto.error_for(rep, key=key, path=path, explain=detach)
+        refusal = checkouts.untokened(rep, self.path) if detach else None
+        if refusal is not None:
+            await self._call("release", {"lease": rep.get("lease")})
+            raise refusal
         return rep, mode
 
     async def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
@@ -697,7 +701,7 @@ async def checkin(token: TokenLike = None, *, key: Optional[str] = None,
                   path: Optional[PathLike] = None, socket: Optional[PathLike] = None,
                   name: Optional[str] = None) -> int:
     """As :func:`hasp.checkin`, through a Client of its own."""
-    async with Client(socket, name) as c:
+    async with Client(checkouts.socket_of(token, socket), name) as c:
         return await c.checkin(token, key=key, path=path)
 
 
@@ -705,7 +709,7 @@ async def renew(token: TokenLike = None, *, key: Optional[str] = None,
                 path: Optional[PathLike] = None, ttl: Optional[float] = None,
                 socket: Optional[PathLike] = None, name: Optional[str] = None) -> float:
     """As :func:`hasp.renew`, through a Client of its own."""
-    async with Client(socket, name) as c:
+    async with Client(checkouts.socket_of(token, socket), name) as c:
         return await c.renew(token, key=key, path=path, ttl=ttl)
 
 

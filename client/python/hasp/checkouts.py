@@ -24,9 +24,10 @@ import time
 from typing import Any, Dict, Optional, Tuple, Union
 
 from . import _paths, _proto
+from .errors import Unavailable
 
-__all__ = ["Checkout", "resource", "token_of", "target_fields", "expires_ms_of",
-           "seconds_left", "released_lease"]
+__all__ = ["Checkout", "resource", "token_of", "target_fields", "untokened", "socket_of",
+           "expires_ms_of", "seconds_left", "released_lease"]
 
 
 class Checkout:
@@ -90,6 +91,27 @@ class Checkout:
 
 
 TokenLike = Union[str, Checkout, None]
+
+
+def untokened(reply: _proto.Reply, socket: str) -> Optional[Unavailable]:
+    """The error for a detached acquire granted without a token: a haspd
+    that does not know checkouts (it ignored detach, so the grant is a lease
+    of the session, which the caller must release); None for a good one."""
+    token = reply.get("token")
+    if isinstance(token, str) and token:
+        return None
+    e = Unavailable("haspd at %s cannot check leases out (it granted lease %s without a "
+                    "token: a version before checkouts)" % (socket, reply.get("lease")))
+    e.code = "unavailable"
+    return e
+
+
+def socket_of(token: TokenLike, socket: Any) -> Any:
+    """The socket to reach a checkout at: socket if given, else that of a
+    Checkout given as token (None: the default)."""
+    if socket is None and isinstance(token, Checkout):
+        return token.socket
+    return socket
 
 
 def expires_ms_of(reply: _proto.Reply) -> Optional[int]:

@@ -395,7 +395,8 @@ class Client(Session):
         the holder (``"... is checked out by alice (uid 1000) since ...:
         fixing fillets"``) and ``.holders``; :class:`hasp.LimitReached` past
         the daemon's per-user cap; :class:`hasp.Unavailable` from a daemon
-        that keeps no journal of checkouts.
+        that keeps no journal of checkouts, or knows no checkouts (one that
+        grants no token: that lease is released).
 
         A file replaced (renamed over) between its opening and the grant is
         not the one the path names: that checkout is checked in again and
@@ -512,6 +513,10 @@ class Client(Session):
                          wait=None if tms is None else tms / 1000.0, cancellable=True)
         if not rep.ok:
             raise _proto.error_for(rep, key=key, path=path, explain=detach)
+        refusal = checkouts.untokened(rep, self.path) if detach else None
+        if refusal is not None:
+            self._call("release", {"lease": rep.get("lease")})
+            raise refusal
         return rep, mode
 
     def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
@@ -741,8 +746,9 @@ def checkin(token: TokenLike = None, *, key: Optional[str] = None,
             path: Optional[PathLike] = None, socket: Optional[PathLike] = None,
             name: Optional[str] = None) -> int:
     """Ends a checkout by its token, or this uid's checkout on key or path;
-    as :meth:`Client.checkin`. Returns the lease id ended."""
-    with Client(socket, name) as c:
+    as :meth:`Client.checkin`. Returns the lease id ended. A Checkout
+    given is looked for at its own socket, unless socket says otherwise."""
+    with Client(checkouts.socket_of(token, socket), name) as c:
         return c.checkin(token, key=key, path=path)
 
 
@@ -751,7 +757,8 @@ def renew(token: TokenLike = None, *, key: Optional[str] = None,
           socket: Optional[PathLike] = None, name: Optional[str] = None) -> float:
     """Restarts a checkout's time-to-live (by token, or this uid's on key
     or path); as :meth:`Client.renew`. Returns the seconds until it
-    expires."""
-    with Client(socket, name) as c:
+    expires. A Checkout given is looked for at its own socket, unless
+    socket says otherwise."""
+    with Client(checkouts.socket_of(token, socket), name) as c:
         return c.renew(token, key=key, path=path, ttl=ttl)
 
