@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkouts.h"
 #include "fdlocks.h"
 #include "files.h"
 #include "haspd.h"
@@ -28,35 +29,67 @@ static void changes_expired(struct lt_entry *e)
 	reply_conflict(session_of(e->owner), e->tag, HASP_E_TIMEOUT, what, e->res, NULL);
 }
 
-/* The holder of a revoked lease is told, and the log says who did it. */
-static void changes_revoked(struct changes_revoker *rv, const struct lt_entry *e)
+/* Tells the holder of lease e of an event about it (body: its members,
+ * consumed); for want of memory, the lease alone, which is what the holder
+ * must hear. */
+static void changes_tell(struct session *holder, const char *event, const struct lt_entry *e,
+			 json_t *body)
+{
+	size_t len = 0;
+	char *line = body ? proto_event(event, body, &len) : NULL;
+	char small[PROTO_SMALL_REPLY];
+
+	if (!line) {
+		len = (size_t)snprintf(small, sizeof(small), "{\"event\":\"%s\",\"lease\":%" PRIu64
+				       "}\n", event, e->id);
+		session_write(holder, small, len);
+		return;
+	}
+	session_write(holder, line, len);
+	free(line);
+}
+
+/* A lease whose TTL ran out: its session is told; a checkout leaves the
+ * journal. */
+static void changes_lapsed(struct haspd *d, struct lt_entry *e)
 {
 	const struct lt_resource *r = e->res;
-	struct session *by = rv->by, *holder = session_of(e->owner);
 	const char *name = report_name(r);
-	json_t *body = json_pack("{s:I,s:o,s:{s:i,s:I,s:I}}",
-		"lease", (json_int_t)e->id, r->os ? "path" : "key",
-		proto_string_shown(name, strlen(name)),
-		"by", "pid", (int)by->sender.pid, "uid", (json_int_t)by->sender.uid,
-		"session", (json_int_t)by->id);
-	size_t len = 0;
-	char *line = body ? proto_event("revoked", body, &len) : NULL;
+	const struct lt_life *life = lt_entry_life(e);
+	struct session *holder;
+
+	if (life->detached) {
+		checkouts_ended(d, e, "expired");
+		return;
+	}
+	holder = session_of(e->owner);
+	session_log(holder, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) expired: not renewed "
+		    "within %" PRIu64 " ms", e->id, name, (int)lt_entry_sender(e).pid, life->ttl_ms);
+	changes_tell(holder, "expired", e, json_pack("{s:I,s:o}", "lease", (json_int_t)e->id,
+						     r->os ? "path" : "key",
+						     proto_string_shown(name, strlen(name))));
+}
+
+/* The holder of a revoked lease is told (a checkout leaves the journal),
+ * and the log says who did it. */
+static void changes_revoked(struct haspd *d, struct changes_revoker *rv, struct lt_entry *e)
+{
+	const struct lt_resource *r = e->res;
+	struct session *by = rv->by;
+	const char *name = report_name(r);
 
 	session_log(by, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u",
 		    e->id, name, (int)lt_entry_sender(e).pid, (int)by->sender.pid,
 		    (unsigned)by->sender.uid);
-	if (line) {
-		session_write(holder, line, len);
-		free(line);
-	} else {
-		/* Out of memory for the whole event: the lease alone, which is
-		 * what the holder must hear. */
-		char small[PROTO_SMALL_REPLY];
-
-		len = (size_t)snprintf(small, sizeof(small),
-				       "{\"event\":\"revoked\",\"lease\":%" PRIu64 "}\n", e->id);
-		session_write(holder, small, len);
-	}
+	if (lt_entry_life(e) && lt_entry_life(e)->detached)
+		checkouts_ended(d, e, "revoked");
+	else
+		changes_tell(session_of(e->owner), "revoked", e,
+			     json_pack("{s:I,s:o,s:{s:i,s:I,s:I}}", "lease", (json_int_t)e->id,
+				       r->os ? "path" : "key", proto_string_shown(name, strlen(name)),
+				       "by", "pid", (int)by->sender.pid,
+				       "uid", (json_int_t)by->sender.uid,
+				       "session", (json_int_t)by->id));
 	/* A reply that left one out would misreport: none (the session ends). */
 	if (rv->ids && json_array_append_new(rv->ids, json_integer((json_int_t)e->id)) < 0) {
 		json_decref(rv->ids);
@@ -64,20 +97,35 @@ static void changes_revoked(struct changes_revoker *rv, const struct lt_entry *e
 	}
 }
 
-void changes_apply(struct haspd *d, struct changes_revoker *revoker)
+/* A waiting request granted (or handed over): answered, or checked out. */
+static void changes_granted(struct haspd *d, struct lt_entry *e)
+{
+	const struct lt_life *life = lt_entry_life(e);
+
+	if (life && life->detach && e->held)
+		checkouts_granted(d, e);
+	else
+		reply_grant(session_of(e->owner), e);
+}
+
+/* The records of one call, then of what the checkouts swept. */
+static void changes_drain(struct haspd *d, struct changes_revoker *revoker)
 {
 	struct lt_change c;
 
 	while (locktable_next_change(&d->lt, &c)) {
 		switch (c.kind) {
 		case LT_CHANGE_GRANTED:
-			reply_grant(session_of(c.entry->owner), c.entry);
+			changes_granted(d, c.entry);
 			break;
 		case LT_CHANGE_EXPIRED:
 			changes_expired(c.entry);
 			break;
+		case LT_CHANGE_LAPSED:
+			changes_lapsed(d, c.entry);
+			break;
 		case LT_CHANGE_REVOKED:
-			changes_revoked(revoker, c.entry);
+			changes_revoked(d, revoker, c.entry);
 			break;
 		case LT_CHANGE_UNLOCKED:
 			files_unlocked(c.res);
@@ -88,4 +136,11 @@ void changes_apply(struct haspd *d, struct changes_revoker *revoker)
 			break;
 		}
 	}
+}
+
+void changes_apply(struct haspd *d, struct changes_revoker *revoker)
+{
+	do
+		changes_drain(d, revoker);
+	while (checkouts_sweep(d));
 }

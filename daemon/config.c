@@ -28,6 +28,8 @@ void config_defaults(struct config *c)
 	c->max_user_locks = 1u << 20;
 	/* Each locked file is a descriptor of the daemon's. */
 	c->max_user_files = 65536;
+	/* Each is a journal record of up to 2.6 KB, and a lease. */
+	c->max_user_checkouts = 1024;
 	c->log_level = LOG_INFO;
 }
 
@@ -109,6 +111,8 @@ static const struct setting settings[] = {
 	{ "max_user_locks", "a number from 1 to 100000000", 1, 0 },
 	{ "max_user_files", "a number from 1 to 10000000", 1, 0 },
 	{ "socket_dir_mode", "an octal mode from 0700 to 0755, writable by the owner alone", 0, 0 },
+	{ "journal_file", "an absolute path", 0, sizeof(((struct config *)0)->journal_file) - 1 },
+	{ "max_user_checkouts", "a number from 1 to 10000000", 1, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -127,7 +131,9 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 8: return parse_size(v, 1, 10000000, &c->max_user_sessions);
 	case 9: return parse_size(v, 1, 100000000, &c->max_user_locks);
 	case 10: return parse_size(v, 1, 10000000, &c->max_user_files);
-	default: return set_dir_mode(c, v);
+	case 11: return set_dir_mode(c, v);
+	case 12: return v[0] == '/' ? copy_string(c->journal_file, sizeof(c->journal_file), v) : -1;
+	default: return parse_size(v, 1, 10000000, &c->max_user_checkouts);
 	}
 }
 

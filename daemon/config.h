@@ -23,6 +23,8 @@ struct config {
 	size_t max_user_sessions;  /* sessions of one uid */
 	size_t max_user_locks;     /* leases + waiting requests over one uid's sessions */
 	size_t max_user_files;     /* files one uid has haspd hold a descriptor for */
+	char journal_file[256];    /* "" = $STATE_DIRECTORY/checkouts, else beside the socket */
+	size_t max_user_checkouts; /* detached leases of one uid */
 	int log_level;             /* enum log_level */
 };
 

@@ -11,6 +11,7 @@
 #include "buildconf.h"
 #include "adopt.h"
 #include "changes.h"
+#include "checkouts.h"
 #include "fdlocks.h"
 #include "files.h"
 #include "haspd.h"
@@ -145,13 +146,15 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		.owner_name = req->acquire.owner,
 		.message = req->acquire.message,
 		.sender = &s->sender,
+		.ttl_ms = req->acquire.ttl_ms,
+		.detach = req->acquire.detach,
 	};
 	char filekey[OSLOCK_KEY_LEN];
 	const struct lt_resource *fdres;
 	enum lt_result result;
 	struct lt_entry *e;
 
-	if (over_lock_limits(s, req))
+	if (over_lock_limits(s, req) || (req->acquire.detach && !checkouts_admit(s, req)))
 		return;
 	if (req->acquire.path && !acquire_file(s, req, &lr, filekey))
 		return;
@@ -162,7 +165,10 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		fdlocks_drop(s, fdres);
 	switch (result) {
 	case LT_GRANTED:
-		reply_grant(s, e);
+		if (req->acquire.detach)
+			checkouts_granted(s->d, e);
+		else
+			reply_grant(s, e);
 		break;
 	case LT_HANDED_OVER: /* answered by its record */
 	case LT_QUEUED:
@@ -181,16 +187,17 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 	}
 }
 
+/* A release of the session's own lease by its id is the common case;
+ * the others (a checkout, a token, a key or a path) are checkouts.c's. */
 static void do_release(struct session *s, const struct proto_request *req)
 {
-	char msg[96];
+	const struct proto_target *t = &req->release;
 
-	if (locktable_release(&s->d->lt, &s->owner, req->release.lease) == LT_OK) {
+	if (t->lease && !t->has_token &&
+	    locktable_release(&s->d->lt, &s->owner, t->lease) == LT_OK)
 		reply_ok_empty(s, req->id);
-		return;
-	}
-	snprintf(msg, sizeof(msg), "no lease %" PRIu64 " in this session", req->release.lease);
-	reply_error(s, true, req->id, HASP_E_UNKNOWN_LEASE, msg, NULL);
+	else
+		checkouts_release(s, req);
 }
 
 /* The resource of s's waiting request with this tag (the one cancel would
@@ -253,7 +260,9 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 	case OP_ADOPT:
 		adopt_request(s, req);
 		break;
-	case OP_RENEW: /* checkouts: being built */
+	case OP_RENEW:
+		checkouts_renew(s, req);
+		break;
 	case OP_PING:
 	case OP__COUNT:
 		reply_ok_empty(s, req->id);

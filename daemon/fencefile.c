@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "durable.h"
+
 /* The ceiling in decimal, zero-padded to a fixed width and a newline: each
  * store overwrites the whole of it in one small write. */
 #define FENCEFILE_WIDTH 20
@@ -45,24 +47,6 @@ static int fencefile_check(int fd)
 	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return -EPERM;
 	return 0;
-}
-
-/* A new file's name is on disk before a fence depends on it. */
-static int fencefile_sync_dir(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, r = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	/* Some file systems cannot sync a directory, and need not. */
-	if (fd < 0 || (fsync(fd) < 0 && errno != EINVAL))
-		r = -errno;
-	if (fd >= 0)
-		close(fd);
-	free(copy);
-	return r;
 }
 
 /* Takes fd's file for this daemon and reads its ceiling. */
@@ -101,7 +85,7 @@ static int fencefile_create(const char *path)
 		r = errno ? -errno : -EIO;
 	unlink(tmp);
 	if (r == 0)
-		r = fencefile_sync_dir(path);
+		r = durable_sync_dir(path);
 	if (r < 0) {
 		close(fd);
 		return r;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "adopt.h"
@@ -132,6 +133,74 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 		}
 	}
 	close(fd);
+	return r;
+}
+
+/* Opens a checkout's file again as the daemon: for reading, else for
+ * writing; never blocking on a FIFO. */
+static int reopen(const char *path)
+{
+	int flags = O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+	int fd = open(path, O_RDONLY | flags);
+
+	return fd >= 0 || errno != EACCES ? fd : open(path, O_WRONLY | flags);
+}
+
+/* The resource for fd's file (key), new or one restored before, charged to
+ * usr; NULL with why set. */
+static struct lt_resource *restore_resource(struct haspd *d, struct user *usr, const char *path,
+					    int fd, const char *key, const char **why)
+{
+	struct lt_resource *r = files_lookup(d, key);
+	int access = oslock_access(fd);
+	struct oslock *o;
+
+	if (r)
+		return r;
+	if (access < 0 || !(o = oslock_new(fd, access, path))) {
+		*why = strerror(access < 0 ? -access : errno);
+		return NULL;
+	}
+	r = locktable_attach(&d->lt, key, OSLOCK_KEY_LEN, o);
+	if (!r) {
+		oslock_free(o);
+		*why = "out of memory";
+		return NULL;
+	}
+	o->payer = usr;
+	o->res = r;
+	users_charge_file(&d->users, usr);
+	return r;
+}
+
+struct lt_resource *files_restore(struct haspd *d, struct user *usr, const char *path,
+				  uint64_t dev, uint64_t ino, bool shared, const char **why)
+{
+	char key[OSLOCK_KEY_LEN];
+	struct lt_resource *r = NULL;
+	struct stat st;
+	int fd = reopen(path);
+
+	if (fd < 0) {
+		*why = strerror(errno);
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || oslock_identify(fd, key) < 0)
+		*why = "it is no longer a file that can be locked";
+	else if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
+		*why = "another file is at its path now (replaced or removed while haspd was down)";
+	else
+		r = restore_resource(d, usr, path, fd, key, why);
+	close(fd);
+	if (r && r->nholders && !(r->held_mode == LT_SHARED && shared)) {
+		*why = "another checkout of it, restored before, conflicts with it";
+		return NULL;
+	}
+	if (r && !oslock_try(r->os, shared)) {
+		*why = "a process outside hasp holds its flock(2) now";
+		locktable_put_unused(&d->lt, r);
+		return NULL;
+	}
 	return r;
 }
 

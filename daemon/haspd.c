@@ -1,6 +1,8 @@
 #include "haspd.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 #include "adopt.h"
 #include "changes.h"
+#include "checkouts.h"
 #include "connection.h"
 #include "dispatch.h"
 #include "fdlimit.h"
@@ -128,6 +131,30 @@ static void on_timer(void *arg)
 	files_retry_due(d);
 }
 
+void haspd_vlog_for(struct haspd *d, uid_t uid, enum log_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	uint64_t suppressed = 0;
+
+	if (level > log_threshold || !ratelimit_take(&d->log_budget, uid, d->lt.now_us, &suppressed))
+		return;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (suppressed)
+		log_msg(level, "%s (and %" PRIu64 " lines about uid %u's sessions before it, "
+			"unlogged: too many)", line, suppressed, (unsigned)uid);
+	else
+		log_msg(level, "%s", line);
+}
+
+void haspd_log_for(struct haspd *d, uid_t uid, enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	haspd_vlog_for(d, uid, level, fmt, ap);
+	va_end(ap);
+}
+
 /* libevent's own complaints (out of memory, mostly), in the daemon's log. */
 static void haspd_libevent_log(int severity, const char *msg)
 {
@@ -153,6 +180,8 @@ int haspd_init(struct haspd *d)
 	files_retry_init(&d->retrying);
 	d->timer_at = -1;
 	d->fences.fd = -1;
+	d->journal.fd = -1;
+	lt_owner_init(&d->checkouts_failed, 0, 0, 0, 0);
 	proto_track_memory();
 	event_set_log_callback(haspd_libevent_log);
 	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime per
@@ -183,6 +212,7 @@ void haspd_done(struct haspd *d)
 	while (!list_empty(&d->sessions))
 		session_lost(list_entry(d->sessions.next, struct session, link), "daemon stopping");
 	haspd_sync(d);
+	checkouts_done(d);
 	users_done(&d->users);
 	d->server = server_free(d->server);
 	d->timer = loop_event_free(d->timer);

@@ -2,14 +2,18 @@
  * test harness, without a listening server). */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "fencefile.h"
 #include "files.h"
+#include "journal.h"
 #include "list.h"
 #include "locktable.h"
+#include "log.h"
 #include "loop.h"
 #include "ratelimit.h"
 #include "users.h"
@@ -45,6 +49,10 @@ struct haspd {
 	bool fences_ending;         /* the ceiling reached the most the file holds */
 	bool fences_exhausted;      /* no fence is left: nothing more is granted */
 	uint64_t fences_tried_us;   /* when it was tried, on the lock table's clock */
+	struct journal journal;     /* where checkouts outlive the daemon (checkouts.h) */
+	char *journal_path;         /* NULL: no journal, no checkouts */
+	struct lt_owner checkouts_failed; /* leases whose checkout could not be
+				     * journaled, to end (checkouts_sweep()) */
 };
 
 /* Sets the lock table's clock (monotonic and wall µs), the one clock of the
@@ -54,6 +62,12 @@ void haspd_tick(struct haspd *d);
 /* The end of the bracket of every callback: writes pending output, frees
  * lost sessions, re-arms the deadline timer. */
 void haspd_sync(struct haspd *d);
+
+/* Logs a line about uid's doings, within its share of the log (ratelimit.h). */
+void haspd_log_for(struct haspd *d, uid_t uid, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void haspd_vlog_for(struct haspd *d, uid_t uid, enum log_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
 
 /* A client accepted by the listener (server.h): served, or refused when
  * out_of_fds or over a limit (users.h). */

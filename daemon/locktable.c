@@ -26,6 +26,11 @@ static uint64_t lease_hash(const struct hnode *n)
 	return hash_u64(container_of(n, struct lt_entry, by_id)->id);
 }
 
+static uint64_t token_hash(const struct hnode *n)
+{
+	return hash_bytes(container_of(n, struct lt_life, by_token)->token, LT_TOKEN_LEN);
+}
+
 static uint64_t pair_node_hash(const struct hnode *n)
 {
 	const struct lt_entry *e = container_of(n, struct lt_entry, by_pair);
@@ -44,12 +49,15 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	lt->unlock_tail = &lt->unlock;
 	lt->dead_tail = &lt->dead;
 	heap_init(&lt->deadlines);
+	heap_init(&lt->expiries);
 	if (htable_init(&lt->resources, 64, resource_hash) < 0 ||
 	    htable_init(&lt->leases, 64, lease_hash) < 0 ||
-	    htable_init(&lt->pairs, 64, pair_node_hash) < 0) {
+	    htable_init(&lt->pairs, 64, pair_node_hash) < 0 ||
+	    htable_init(&lt->tokens, 16, token_hash) < 0) {
 		htable_done(&lt->resources);
 		htable_done(&lt->leases);
 		htable_done(&lt->pairs);
+		htable_done(&lt->tokens);
 		return -1;
 	}
 	return 0;
@@ -90,7 +98,9 @@ void locktable_done(struct locktable *lt)
 	htable_done(&lt->resources);
 	htable_done(&lt->leases);
 	htable_done(&lt->pairs);
+	htable_done(&lt->tokens);
 	heap_done(&lt->deadlines);
+	heap_done(&lt->expiries);
 }
 
 void locktable_set_now(struct locktable *lt, uint64_t mono_us, uint64_t wall_us)
@@ -387,19 +397,35 @@ static bool store_string(char **p, const char *s)
 	return true;
 }
 
+struct lt_life *lt_entry_life(const struct lt_entry *e)
+{
+	return e->has_life ? (struct lt_life *)(e + 1) : NULL;
+}
+
+static struct lt_entry *life_entry(struct lt_life *life)
+{
+	return (struct lt_entry *)life - 1;
+}
+
+/* Where the entry's sender is, if it has one: after its life. */
+static const char *entry_sender_at(const struct lt_entry *e)
+{
+	return (const char *)(e + 1) + (e->has_life ? sizeof(struct lt_life) : 0);
+}
+
 struct lt_cred lt_entry_sender(const struct lt_entry *e)
 {
 	struct lt_cred c = { .pid = e->owner->pid, .uid = e->owner->uid, .gid = e->owner->gid };
 
 	if (e->has_sender)
-		memcpy(&c, e + 1, sizeof(c));
+		memcpy(&c, entry_sender_at(e), sizeof(c));
 	return c;
 }
 
 /* Where the entry's strings start: after its sender, if it has one. */
 static const char *entry_strings(const struct lt_entry *e)
 {
-	return (const char *)(e + 1) + (e->has_sender ? sizeof(struct lt_cred) : 0);
+	return entry_sender_at(e) + (e->has_sender ? sizeof(struct lt_cred) : 0);
 }
 
 const char *lt_entry_owner_name(const struct lt_entry *e)
@@ -422,21 +448,76 @@ static bool sender_differs(const struct lt_owner *o, const struct lt_cred *c)
 	return c && (c->pid != o->pid || c->uid != o->uid || c->gid != o->gid);
 }
 
+/* The life of an entry that asks for a TTL or to detach: one with a TTL
+ * takes its place in the expiries now (never due while it waits). */
+static int life_init(struct locktable *lt, struct lt_life *life, const struct lt_request *req)
+{
+	memset(life, 0, sizeof(*life));
+	life->detach = req->detach;
+	if (req->ttl_ms <= 0)
+		return 0;
+	life->ttl_ms = req->ttl_ms > LT_TIMEOUT_MAX_MS ? LT_TIMEOUT_MAX_MS : (uint64_t)req->ttl_ms;
+	life->expiry.key = UINT64_MAX;
+	return heap_push(&lt->expiries, &life->expiry);
+}
+
+/* An entry's life out of the table's indexes, as the entry goes (once):
+ * its record still tells what it was. */
+static void life_drop(struct locktable *lt, struct lt_entry *e)
+{
+	struct lt_life *life = lt_entry_life(e);
+
+	if (!life)
+		return;
+	if (life->ttl_ms)
+		heap_remove(&lt->expiries, &life->expiry);
+	if (life->detached) {
+		htable_remove(&lt->tokens, &life->by_token);
+		lt->stats.detached--;
+	}
+}
+
+/* A lease's time-to-live starts now (a grant or a renew): its place in the
+ * expiries moves, which needs no memory (it has one). */
+static void life_expire_in(struct locktable *lt, struct lt_life *life, int64_t us)
+{
+	int r;
+
+	heap_remove(&lt->expiries, &life->expiry);
+	life->expiry.key = lt->now_us + (us > 0 ? (uint64_t)us : 0);
+	r = heap_push(&lt->expiries, &life->expiry);
+	assert(r == 0);
+	(void)r;
+}
+
 static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, struct lt_resource *r,
 				  const struct lt_request *req)
 {
-	bool has_sender = sender_differs(o, req->sender);
-	struct lt_entry *e = malloc(sizeof(*e) + (has_sender ? sizeof(struct lt_cred) : 0) +
+	bool has_life = req->ttl_ms > 0 || req->detach;
+	/* One that detaches keeps who asked: its owner will be another. */
+	bool has_sender = sender_differs(o, req->sender) || req->detach;
+	struct lt_cred sender = req->sender ? *req->sender :
+				(struct lt_cred){ o->pid, o->uid, o->gid };
+	struct lt_entry *e = malloc(sizeof(*e) + (has_life ? sizeof(struct lt_life) : 0) +
+				    (has_sender ? sizeof(struct lt_cred) : 0) +
 				    opt_len(req->owner_name) + opt_len(req->message));
 	char *p;
 
 	if (!e)
 		return NULL;
 	p = (char *)(e + 1);
+	e->has_life = has_life;
+	if (has_life) {
+		if (life_init(lt, (struct lt_life *)p, req) < 0) {
+			free(e);
+			return NULL;
+		}
+		p += sizeof(struct lt_life);
+	}
 	e->has_sender = has_sender;
 	if (has_sender) {
-		memcpy(p, req->sender, sizeof(*req->sender));
-		p += sizeof(*req->sender);
+		memcpy(p, &sender, sizeof(sender));
+		p += sizeof(sender);
 	}
 	e->res = r;
 	e->owner = o;
@@ -475,14 +556,21 @@ static uint64_t next_fence(struct locktable *lt)
 	return f;
 }
 
-static void hold(struct locktable *lt, struct lt_entry *e)
+/* e becomes a lease with this fence. */
+static void hold_with(struct locktable *lt, struct lt_entry *e, uint64_t fence)
 {
 	struct lt_resource *r = e->res;
 	struct lt_owner *o = e->owner;
+	struct lt_life *life = lt_entry_life(e);
 
 	e->held = true;
-	e->fence = next_fence(lt);
+	e->fence = fence;
 	e->since_us = lt->now_us;
+	if (life) {
+		life->granted_wall_us = lt->wall_us;
+		if (life->ttl_ms)
+			life_expire_in(lt, life, (int64_t)life->ttl_ms * 1000);
+	}
 	list_add_tail(&r->holders, &e->qnode);
 	r->nholders++;
 	r->held_mode = e->mode;
@@ -491,6 +579,11 @@ static void hold(struct locktable *lt, struct lt_entry *e)
 	group_add(o, 1);
 	htable_insert(&lt->leases, &e->by_id);
 	lt->stats.leases++;
+}
+
+static void hold(struct locktable *lt, struct lt_entry *e)
+{
+	hold_with(lt, e, next_fence(lt));
 }
 
 static void unwait(struct locktable *lt, struct lt_entry *e)
@@ -520,6 +613,7 @@ static void unhold(struct locktable *lt, struct lt_entry *e)
 
 static void entry_free(struct locktable *lt, struct lt_entry *e)
 {
+	life_drop(lt, e);
 	htable_remove(&lt->pairs, &e->by_pair);
 	free(e);
 }
@@ -529,6 +623,7 @@ static void entry_free(struct locktable *lt, struct lt_entry *e)
 static void hand_over(struct locktable *lt, struct lt_entry *e)
 {
 	e->fence = next_fence(lt);
+	life_drop(lt, e);
 	htable_remove(&lt->pairs, &e->by_pair);
 	lt->stats.handed_over++;
 	report_gone(lt, e, LT_CHANGE_GRANTED);
@@ -569,6 +664,7 @@ static void entry_end(struct locktable *lt, struct lt_entry *e, enum lt_change_k
 	} else {
 		unwait(lt, e);
 	}
+	life_drop(lt, e);
 	htable_remove(&lt->pairs, &e->by_pair);
 	if (kind)
 		report_gone(lt, e, kind);
@@ -701,6 +797,119 @@ enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint6
 	return LT_OK;
 }
 
+void locktable_end(struct locktable *lt, struct lt_entry *lease)
+{
+	assert(lease->held && drained(lt));
+	lt->stats.releases++;
+	entry_end(lt, lease, 0);
+}
+
+static void mark_detached(struct locktable *lt, struct lt_life *life,
+			  const uint8_t token[LT_TOKEN_LEN])
+{
+	memcpy(life->token, token, LT_TOKEN_LEN);
+	life->detached = true;
+	htable_insert(&lt->tokens, &life->by_token);
+	lt->stats.detached++;
+}
+
+void locktable_detach(struct locktable *lt, struct lt_entry *lease, struct lt_owner *to,
+		      const uint8_t token[LT_TOKEN_LEN])
+{
+	struct lt_life *life = lt_entry_life(lease);
+	struct lt_owner *from = lease->owner;
+
+	assert(lease->held && life && life->detach && !life->detached);
+	list_del(&lease->onode);
+	from->nheld--;
+	group_add(from, -1);
+	htable_remove(&lt->pairs, &lease->by_pair);
+	lease->owner = to;
+	list_add_tail(&to->held, &lease->onode);
+	to->nheld++;
+	group_add(to, 1);
+	htable_insert(&lt->pairs, &lease->by_pair);
+	mark_detached(lt, life, token);
+}
+
+struct lt_entry *locktable_by_token(const struct locktable *lt, const uint8_t token[LT_TOKEN_LEN])
+{
+	for (struct hnode *n = htable_chain(&lt->tokens, hash_bytes(token, LT_TOKEN_LEN)); n;
+	     n = n->next) {
+		struct lt_life *life = container_of(n, struct lt_life, by_token);
+
+		if (memcmp(life->token, token, LT_TOKEN_LEN) == 0)
+			return life_entry(life);
+	}
+	return NULL;
+}
+
+struct lt_entry *locktable_any_detached(const struct locktable *lt)
+{
+	for (size_t i = 0; i <= lt->tokens.mask; i++)
+		if (lt->tokens.buckets[i])
+			return life_entry(container_of(lt->tokens.buckets[i], struct lt_life, by_token));
+	return NULL;
+}
+
+enum lt_result locktable_renew(struct locktable *lt, struct lt_entry *lease, int64_t ttl_ms)
+{
+	struct lt_life *life = lt_entry_life(lease);
+
+	assert(lease->held);
+	if (!life || (ttl_ms <= 0 && !life->ttl_ms))
+		return LT_UNKNOWN_LEASE;
+	if (ttl_ms > LT_TIMEOUT_MAX_MS)
+		ttl_ms = LT_TIMEOUT_MAX_MS;
+	if (!life->ttl_ms) {
+		/* A first TTL: its place in the expiries. */
+		life->expiry.key = UINT64_MAX;
+		if (heap_push(&lt->expiries, &life->expiry) < 0)
+			return LT_NOMEM;
+	}
+	if (ttl_ms > 0)
+		life->ttl_ms = (uint64_t)ttl_ms;
+	life_expire_in(lt, life, (int64_t)life->ttl_ms * 1000);
+	return LT_OK;
+}
+
+enum lt_result locktable_restore(struct locktable *lt, struct lt_owner *o,
+				 const struct lt_request *req, const struct lt_restore *how,
+				 struct lt_entry **ret)
+{
+	struct lt_resource *r;
+	struct lt_entry *e;
+	struct lt_life *life;
+
+	assert(drained(lt) && req->detach);
+	r = resource_get(lt, req->key, req->key_len, NULL);
+	if (!r)
+		return LT_NOMEM;
+	if (r->nwaiters || !compatible(r, req->mode)) {
+		resource_put_if_unused(lt, r);
+		return LT_BUSY;
+	}
+	e = entry_new(lt, o, r, req);
+	if (!e) {
+		resource_put_if_unused(lt, r);
+		return LT_NOMEM;
+	}
+	e->id = how->id;
+	if (how->id > lt->last_id)
+		lt->last_id = how->id;
+	if (how->fence > lt->last_fence)
+		lt->last_fence = how->fence;
+	hold_with(lt, e, how->fence);
+	life = lt_entry_life(e);
+	life->granted_wall_us = how->granted_wall_us;
+	if (life->ttl_ms)
+		life_expire_in(lt, life, how->expires_in_us);
+	mark_detached(lt, life, how->token);
+	lt->stats.restored++;
+	*ret = e;
+	return LT_GRANTED;
+}
+
 void locktable_revoke(struct locktable *lt, struct lt_entry *lease)
 {
 	assert(lease->held && drained(lt));
@@ -784,11 +993,21 @@ void locktable_expire(struct locktable *lt)
 		lt->stats.timeouts++;
 		entry_end(lt, e, LT_CHANGE_EXPIRED);
 	}
+	/* Waiters are there too, but never due (UINT64_MAX). */
+	while ((top = heap_top(&lt->expiries)) && top->key <= lt->now_us) {
+		struct lt_entry *e = life_entry(container_of(top, struct lt_life, expiry));
+
+		lt->stats.expired++;
+		entry_end(lt, e, LT_CHANGE_LAPSED);
+	}
 }
 
 int64_t locktable_next_deadline(const struct locktable *lt)
 {
-	const struct heapnode *top = heap_top(&lt->deadlines);
+	const struct heapnode *wait = heap_top(&lt->deadlines), *life = heap_top(&lt->expiries);
+	uint64_t next = wait ? wait->key : UINT64_MAX;
 
-	return top ? (int64_t)top->key : -1;
+	if (life && life->key < next)
+		next = life->key;
+	return next == UINT64_MAX ? -1 : (int64_t)next;
 }

@@ -121,10 +121,31 @@ struct lt_entry {
 	uint8_t change;         /* enum lt_change_kind while reported, else 0 */
 	bool held;
 	bool timed;
-	bool has_sender;        /* what follows the entry: its sender's lt_cred if it */
-	bool has_owner_name;    /* is not the owner's, then the owner name, then */
-	bool has_message;       /* the message */
+	bool has_life;          /* what follows the entry: its lt_life if it has a TTL or
+				 * detaches, then */
+	bool has_sender;        /* its sender's lt_cred if it is not the owner's (always
+				 * for one that detaches), then the owner name, then */
+	bool has_owner_name;    /* the message */
+	bool has_message;
 };
+
+#define LT_TOKEN_LEN 16
+
+/* What a lease that has a time-to-live or detaches carries besides. */
+struct lt_life {
+	struct heapnode expiry;   /* in locktable.expiries (key: monotonic µs) while it
+				   * has a TTL: from the request on (at UINT64_MAX until
+				   * the grant), so that a grant never needs memory */
+	struct hnode by_token;    /* in locktable.tokens, once detached */
+	uint64_t ttl_ms;          /* 0: none */
+	uint64_t granted_wall_us; /* the wall clock at the grant (or as restored) */
+	uint8_t token[LT_TOKEN_LEN];
+	bool detach;              /* asked to detach at its grant */
+	bool detached;            /* belongs to a detached owner now, not a session */
+};
+
+/* The entry's lt_life, or NULL. */
+struct lt_life *lt_entry_life(const struct lt_entry *e);
 
 /* The process that asked for the entry: the request's sender, or its owner. */
 struct lt_cred lt_entry_sender(const struct lt_entry *e);
@@ -139,6 +160,7 @@ enum lt_change_kind {
 	LT_CHANGE_GRANTED = 1,  /* a waiting request became a lease */
 	LT_CHANGE_EXPIRED,      /* a waiting request timed out and is gone */
 	LT_CHANGE_REVOKED,      /* a lease was revoked and is gone */
+	LT_CHANGE_LAPSED,       /* a lease's time-to-live ran out, and it is gone */
 	LT_CHANGE_UNLOCKED,     /* an os resource has no holders any more */
 	LT_CHANGE_FREED,        /* a resource is gone (its os, if any, is the caller's to free) */
 };
@@ -171,16 +193,18 @@ struct lt_callbacks {
 	void *arg;
 };
 
-/* Every lease granted (at once, or after a wait) ends by a release, a
- * revoke or its owner's end (disconnects), is handed over to its requester
- * (handed_over: the fd form), or is held still (leases):
- * granted_at_once + granted_after_wait == releases + revokes + disconnects
- * + handed_over + leases. A waiting request that its owner's end removes is abandoned. */
+/* Every lease granted (at once, or after a wait) or restored ends by a
+ * release, a revoke, its time-to-live (expired) or its owner's end
+ * (disconnects), is handed over to its requester (handed_over: the fd
+ * form), or is held still (leases): granted_at_once + granted_after_wait +
+ * restored == releases + revokes + expired + disconnects + handed_over +
+ * leases. A waiting request that its owner's end removes is abandoned.
+ * detached: leases held now by detached owners (checkouts). */
 struct lt_stats {
 	uint64_t acquires, granted_at_once, granted_after_wait, busy, timeouts,
 		 cancels, releases, already_held, owners_ended, revokes,
-		 disconnects, abandoned, handed_over;
-	size_t resources, leases, waiters;
+		 disconnects, abandoned, handed_over, expired, restored;
+	size_t resources, leases, waiters, detached;
 };
 
 struct locktable {
@@ -188,6 +212,8 @@ struct locktable {
 	struct htable leases;
 	struct htable pairs;
 	struct heap deadlines;
+	struct heap expiries;   /* lt_life.expiry */
+	struct htable tokens;   /* lt_life.by_token */
 	struct lt_callbacks cb;
 	uint64_t now_us;        /* monotonic, for timeouts and ages */
 	uint64_t wall_us;       /* wall clock, the floor of the next fence */
@@ -216,6 +242,10 @@ struct lt_request {
 	const char *owner_name; /* optional, <= LT_OWNER_MAX bytes */
 	const char *message;    /* optional, <= LT_MESSAGE_MAX bytes */
 	const struct lt_cred *sender; /* optional: the owner's pid, uid and gid if NULL */
+	int64_t ttl_ms;         /* 0: none; else the lease expires that long after its
+				 * grant or its last renew */
+	bool detach;            /* at its grant, the lease is to be detached
+				 * (locktable_detach(): the caller's decision) */
 	bool ahead;             /* the requester holds the lock already, outside the
 				 * table (its own flock, re-taken or converted, as
 				 * flock(2) does): granted at once if admitted,
@@ -260,6 +290,34 @@ void locktable_put_unused(struct locktable *lt, struct lt_resource *r);
 enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id);
 /* Removes the owner's waiting request with this tag: LT_OK or LT_UNKNOWN_REQUEST. */
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag);
+/* Ends a lease whoever holds it: a release whose right the caller checked
+ * (a checkout's, by its token or uid). */
+void locktable_end(struct locktable *lt, struct lt_entry *lease);
+/* Moves a lease that asked to (lt_life.detach) to another owner, detached
+ * from the session that asked for it, with its token. */
+void locktable_detach(struct locktable *lt, struct lt_entry *lease, struct lt_owner *to,
+		      const uint8_t token[LT_TOKEN_LEN]);
+/* The detached lease with this token, or NULL. */
+struct lt_entry *locktable_by_token(const struct locktable *lt, const uint8_t token[LT_TOKEN_LEN]);
+/* A detached lease, any, or NULL when none is left. */
+struct lt_entry *locktable_any_detached(const struct locktable *lt);
+/* Its time-to-live starts again, as ttl_ms (> 0) or (0) as it was: LT_OK,
+ * LT_UNKNOWN_LEASE when it has no lt_life or (with 0) no TTL, LT_NOMEM. */
+enum lt_result locktable_renew(struct locktable *lt, struct lt_entry *lease, int64_t ttl_ms);
+/* A detached lease that a previous run granted, held again by o (a
+ * detached owner) as it was: its id, fence, token, grant time, and
+ * expires_us from now (<= 0: at the next locktable_expire(); ignored
+ * without a TTL). Granted at once if compatible with the holders and
+ * admitted (no fence taken): LT_GRANTED and *ret, else LT_BUSY (and
+ * nothing held), or LT_NOMEM. */
+struct lt_restore {
+	uint64_t id, fence, granted_wall_us;
+	int64_t expires_in_us;
+	const uint8_t *token;
+};
+enum lt_result locktable_restore(struct locktable *lt, struct lt_owner *o,
+				 const struct lt_request *req, const struct lt_restore *how,
+				 struct lt_entry **ret);
 /* Ends a lease whoever holds it (the administrative path), then grants
  * whoever can go; the lease is reported (LT_CHANGE_REVOKED). */
 void locktable_revoke(struct locktable *lt, struct lt_entry *lease);
@@ -276,13 +334,14 @@ void locktable_owner_done(struct locktable *lt, struct lt_owner *o);
 void locktable_kick(struct locktable *lt, struct lt_resource *r);
 /* The same for every resource (after the fence ceiling was raised). */
 void locktable_kick_all(struct locktable *lt);
-/* Expires every waiter whose deadline is <= now. */
+/* Expires every waiter whose deadline is <= now, and every lease whose
+ * time-to-live ran out (LT_CHANGE_LAPSED). */
 void locktable_expire(struct locktable *lt);
 /* The next change record of the calls so far, oldest first: true and *ret,
  * or false when none is left (the records' dead entries and resources are
  * then freed). Drain them all after each call that changes the table. */
 bool locktable_next_change(struct locktable *lt, struct lt_change *ret);
-/* The earliest waiter deadline (monotonic µs), or -1 when none. */
+/* The earliest waiter deadline or lease expiry (monotonic µs), or -1 when none. */
 int64_t locktable_next_deadline(const struct locktable *lt);
 
 struct lt_resource *locktable_find(const struct locktable *lt, const char *key, size_t key_len);

@@ -15,6 +15,7 @@
 
 #include "buildconf.h"
 #include "config.h"
+#include "checkouts.h"
 #include "fences.h"
 #include "haspd.h"
 #include "log.h"
@@ -56,6 +57,15 @@ static const char usage[] =
 	"                               the socket's path with .fence for .sock).\n"
 	"                               Its lock keeps a second haspd out; an empty\n"
 	"                               or unreadable one stops haspd (see haspd(8))\n"
+	"      --journal PATH           keep checkouts (detached leases) in PATH\n"
+	"                               (default: $STATE_DIRECTORY/checkouts under\n"
+	"                               systemd, else the socket's path with\n"
+	"                               .checkouts for .sock); an unreadable one\n"
+	"                               stops haspd\n"
+	"      --forget-checkouts       start even if the journal cannot be read: it\n"
+	"                               is moved to PATH.unreadable and its\n"
+	"                               checkouts are forgotten (see haspd(8))\n"
+	"      --max-user-checkouts N   most checkouts of one uid (default 1024)\n"
 	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
 	"  -f, --foreground             stay in the foreground (the default and only mode)\n"
 	"  -V, --version                print the version and exit\n"
@@ -69,6 +79,7 @@ static const char usage[] =
 struct options {
 	const char *config;
 	bool config_given;
+	bool forget_checkouts;
 	struct config_override overrides[CONFIG_MAX_OVERRIDES];
 	size_t noverrides;
 };
@@ -82,7 +93,8 @@ static void add_override(struct options *opt, const char *key, const char *value
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
-	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES, OPT_DIR_MODE };
+	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES, OPT_DIR_MODE,
+	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -96,6 +108,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "max-user-locks", required_argument, NULL, OPT_USER_LOCKS },
 		{ "max-user-files", required_argument, NULL, OPT_USER_FILES },
 		{ "fence-file", required_argument, NULL, OPT_FENCES },
+		{ "journal", required_argument, NULL, OPT_JOURNAL },
+		{ "forget-checkouts", no_argument, NULL, OPT_FORGET },
+		{ "max-user-checkouts", required_argument, NULL, OPT_USER_CHECKOUTS },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
@@ -119,6 +134,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_USER_LOCKS: add_override(opt, "max_user_locks", optarg); break;
 		case OPT_USER_FILES: add_override(opt, "max_user_files", optarg); break;
 		case OPT_FENCES: add_override(opt, "fence_file", optarg); break;
+		case OPT_JOURNAL: add_override(opt, "journal_file", optarg); break;
+		case OPT_FORGET: opt->forget_checkouts = true; break;
+		case OPT_USER_CHECKOUTS: add_override(opt, "max_user_checkouts", optarg); break;
 		case 'l': add_override(opt, "log_level", optarg); break;
 		case 'f': break;
 		case 'V':
@@ -290,22 +308,23 @@ static int socket_path(const struct config *cfg, char *path, size_t size)
 	return 0;
 }
 
-/* Where fences outlive the daemon: fence_file, else systemd's
- * StateDirectory, else beside our own socket (haspd.sock: haspd.fence).
- * Returns 0 with the path, or -1 when there is none. */
-static int fence_path(const struct haspd *d, const char *socket, char *path, size_t size)
+/* Where a state file is: as configured, else in systemd's
+ * StateDirectory under name, else beside our own socket (haspd.sock:
+ * haspd.NAME). Returns 0 with the path, or -1 when there is none. */
+static int state_path(const char *configured, const char *name, const char *socket,
+		      char *path, size_t size)
 {
 	const char *state = getenv("STATE_DIRECTORY");
 	size_t n = strlen(socket);
 
-	if (d->cfg.fence_file[0]) {
-		snprintf(path, size, "%s", d->cfg.fence_file);
+	if (configured[0]) {
+		snprintf(path, size, "%s", configured);
 	} else if (state && state[0] == '/') { /* the first, if systemd lists several */
-		snprintf(path, size, "%.*s/fence", (int)strcspn(state, ":"), state);
+		snprintf(path, size, "%.*s/%s", (int)strcspn(state, ":"), state, name);
 	} else if (n > 0) {
 		if (n > 5 && strcmp(socket + n - 5, ".sock") == 0)
 			n -= 5;
-		snprintf(path, size, "%.*s.fence", (int)n, socket);
+		snprintf(path, size, "%.*s.%s", (int)n, socket, name);
 	} else {
 		return -1;
 	}
@@ -322,7 +341,7 @@ static int keep_fences(struct haspd *d, const char *socket)
 	struct stat st;
 	bool stale = socket[0] && lstat(socket, &st) == 0 && S_ISSOCK(st.st_mode);
 
-	if (fence_path(d, socket, path, sizeof(path)) < 0) {
+	if (state_path(d->cfg.fence_file, "fence", socket, path, sizeof(path)) < 0) {
 		log_warn("no fence_file and no StateDirectory: after a restart, fences rest on "
 			 "the wall clock alone");
 		return 0;
@@ -332,17 +351,27 @@ static int keep_fences(struct haspd *d, const char *socket)
 	return fences_keep(d, path, stale ? socket : NULL);
 }
 
-/* In this order: the socket's directory, the instance lock, the socket
- * (socket activation's, or ours on cfg's path, whose path goes to path:
- * "" under socket activation). */
-static struct server *open_server(struct haspd *d, char *path, size_t size)
+/* The checkouts of the last run, restored before anyone can connect. */
+static int restore_checkouts(struct haspd *d, const char *socket, bool forget)
+{
+	char path[PATH_MAX];
+
+	if (state_path(d->cfg.journal_file, "checkouts", socket, path, sizeof(path)) < 0)
+		return checkouts_open(d, NULL, forget);
+	return checkouts_open(d, path, forget);
+}
+
+/* In this order: the socket's directory, the instance lock, the checkouts,
+ * the socket (socket activation's, or ours on cfg's path, whose path goes
+ * to path: "" under socket activation). */
+static struct server *open_server(struct haspd *d, char *path, size_t size, bool forget)
 {
 	int fd = systemd_listen_fd();
 
 	path[0] = '\0';
 	if (fd < 0 && (socket_path(&d->cfg, path, size) < 0 || server_check_dir(&d->cfg, path) < 0))
 		return NULL;
-	if (keep_fences(d, path) < 0)
+	if (keep_fences(d, path) < 0 || restore_checkouts(d, path, forget) < 0)
 		return NULL;
 	return fd >= 0 ? server_adopt(&d->loop, fd, haspd_accepted, d) :
 			 server_new(&d->loop, &d->cfg, path, haspd_accepted, d);
@@ -374,7 +403,7 @@ int main(int argc, char **argv)
 	 * must still remove the socket file. */
 	if (add_signal(&m, 0, SIGTERM, on_stop) < 0 || add_signal(&m, 1, SIGINT, on_stop) < 0 ||
 	    add_signal(&m, 2, SIGHUP, on_reload) < 0 ||
-	    !(m.d.server = open_server(&m.d, path, sizeof(path))) || start_status(&m) < 0) {
+	    !(m.d.server = open_server(&m.d, path, sizeof(path), m.opt.forget_checkouts)) || start_status(&m) < 0) {
 		r = 1;
 	} else {
 		log_info("haspd %s listening on %s", HASP_VERSION_STRING,

@@ -49,18 +49,50 @@ void reply_error(struct session *s, bool has_id, int64_t id, int code, const cha
 void reply_conflict(struct session *s, int64_t id, int code, const char *what,
 			   const struct lt_resource *r, const char *name)
 {
-	char held[256], msg[1400];
+	char held[1400], msg[2600];
 
 	report_conflict(s->d, r, held, sizeof(held));
 	snprintf(msg, sizeof(msg), "%s: '%.1024s' is %s", what, r ? report_name(r) : name, held);
 	reply_error(s, true, id, code, msg, r ? report_holders(s->d, r, ERROR_HOLDERS_MAX) : NULL);
 }
 
+/* o with name set to v, or NULL (o dropped) for want of memory. */
+static json_t *reply_with(json_t *o, const char *name, json_t *v)
+{
+	if (o && json_object_set_new(o, name, v) == 0)
+		return o;
+	json_decref(o);
+	return NULL;
+}
+
+/* The grant of a lease with a TTL or a token: they join the usual members. */
+static void reply_grant_life(struct session *s, const struct lt_entry *e,
+			     const struct lt_life *life)
+{
+	char token[2 * LT_TOKEN_LEN + 1];
+	json_t *body = json_pack("{s:I,s:I,s:s}", "lease", (json_int_t)e->id,
+				 "fence", (json_int_t)e->fence, "mode", lt_mode_name(e->mode));
+
+	if (life->detached) {
+		proto_hex_encode(token, life->token, LT_TOKEN_LEN);
+		body = reply_with(body, "token", json_string(token));
+	}
+	if (life->ttl_ms)
+		body = reply_with(body, "expires_ms", json_integer((json_int_t)life->ttl_ms));
+	reply_ok(s, e->tag, body);
+}
+
 void reply_grant(struct session *s, const struct lt_entry *e)
 {
+	const struct lt_life *life = lt_entry_life(e);
 	char buf[PROTO_SMALL_REPLY];
-	size_t len = proto_fmt_grant(buf, e->tag, e->id, e->fence, e->mode == LT_SHARED);
+	size_t len;
 
+	if (life && (life->detached || life->ttl_ms)) {
+		reply_grant_life(s, e, life);
+		return;
+	}
+	len = proto_fmt_grant(buf, e->tag, e->id, e->fence, e->mode == LT_SHARED);
 	session_write(s, buf, len);
 }
 

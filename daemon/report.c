@@ -67,29 +67,69 @@ static uint64_t report_wall_ms(const struct haspd *d, uint64_t since_us)
 	return (d->lt.wall_us > age_us ? d->lt.wall_us - age_us : 0) / 1000;
 }
 
-/* "since_ms" and "since" (ISO 8601, UTC, to the ms) of an entry, into o;
- * o is consumed, and NULL returned, for want of memory. */
-static json_t *report_since(const struct haspd *d, const struct lt_entry *e, json_t *o)
+/* When an entry was granted or queued (ms since the epoch): a checkout's
+ * or a TTL lease's as it was recorded (a restored one's is older than this
+ * run), any other's from its age. */
+static uint64_t report_when_ms(const struct haspd *d, const struct lt_entry *e)
 {
-	uint64_t ms = report_wall_ms(d, e->since_us);
+	const struct lt_life *life = lt_entry_life(e);
+
+	return e->held && life ? life->granted_wall_us / 1000 : report_wall_ms(d, e->since_us);
+}
+
+/* ms since the epoch in RFC 3339, UTC, to the ms; "" if it cannot be. */
+static void report_rfc3339(uint64_t ms, char *buf, size_t n)
+{
 	time_t secs = (time_t)(ms / 1000);
-	char iso[40], day[24];
+	char day[24];
 	struct tm tm;
 
-	if (!o || !gmtime_r(&secs, &tm) || strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+	buf[0] = '\0';
+	if (gmtime_r(&secs, &tm) && strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm))
+		snprintf(buf, n, "%s.%03uZ", day, (unsigned)(ms % 1000));
+}
+
+/* "since_ms" and "since" (and "granted_at", the same, for a holder) of an
+ * entry, into o; o is consumed, and NULL returned, for want of memory. */
+static json_t *report_since(const struct haspd *d, const struct lt_entry *e, json_t *o)
+{
+	uint64_t ms = report_when_ms(d, e);
+	char iso[40];
+
+	report_rfc3339(ms, iso, sizeof(iso));
+	if (!o || !iso[0] || json_object_set_new(o, "since_ms", json_integer((json_int_t)ms)) < 0 ||
+	    json_object_set_new(o, "since", json_string(iso)) < 0 ||
+	    (e->held && json_object_set_new(o, "granted_at", json_string(iso)) < 0))
 		return report_decref(o);
-	snprintf(iso, sizeof(iso), "%s.%03uZ", day, (unsigned)(ms % 1000));
-	if (json_object_set_new(o, "since_ms", json_integer((json_int_t)ms)) < 0 ||
-	    json_object_set_new(o, "since", json_string(iso)) < 0)
+	return o;
+}
+
+/* A holder's lifetime: "detached", "ttl_ms" and "expires_in_ms" where they
+ * apply; o is consumed, and NULL returned, for want of memory. */
+static json_t *report_life(const struct haspd *d, const struct lt_entry *e, json_t *o)
+{
+	const struct lt_life *life = lt_entry_life(e);
+	uint64_t left;
+
+	if (!o || !life)
+		return o;
+	if (life->detached && json_object_set_new(o, "detached", json_true()) < 0)
+		return report_decref(o);
+	if (!life->ttl_ms)
+		return o;
+	left = life->expiry.key > d->lt.now_us ? life->expiry.key - d->lt.now_us : 0;
+	if (json_object_set_new(o, "ttl_ms", json_integer((json_int_t)life->ttl_ms)) < 0 ||
+	    json_object_set_new(o, "expires_in_ms", json_integer((json_int_t)(left / 1000))) < 0)
 		return report_decref(o);
 	return o;
 }
 
 static json_t *report_holder(const struct haspd *d, const struct lt_entry *e)
 {
-	return report_entry(e, report_since(d, e, json_pack("{s:I,s:I,s:I}", "lease", (json_int_t)e->id,
-							    "fence", (json_int_t)e->fence,
-							    "held_ms", age_ms(d, e->since_us))));
+	json_t *o = json_pack("{s:I,s:I,s:I}", "lease", (json_int_t)e->id,
+			      "fence", (json_int_t)e->fence, "held_ms", age_ms(d, e->since_us));
+
+	return report_entry(e, report_life(d, e, report_since(d, e, o)));
 }
 
 /* Why a waiter is not granted yet: "queue" behind the waiter ahead of it,
@@ -146,6 +186,29 @@ json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_
 	return report_queue(d, &r->holders, max, report_holder);
 }
 
+/* "checked out by alice (uid 1000) since 2026-11-30 10:21:09 UTC: fixing
+ * fillets", as the people who share a checkout registry say it. */
+static void report_checked_out(const struct lt_resource *r, const struct lt_entry *e,
+			       char *buf, size_t n)
+{
+	const char *owner = lt_entry_owner_name(e), *message = lt_entry_message(e);
+	time_t secs = (time_t)(lt_entry_life(e)->granted_wall_us / 1000000);
+	char when[32] = "", who[300];
+	struct tm tm;
+	int w;
+
+	if (gmtime_r(&secs, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	if (owner)
+		snprintf(who, sizeof(who), "%.256s (uid %u)", owner, (unsigned)lt_entry_sender(e).uid);
+	else
+		snprintf(who, sizeof(who), "uid %u", (unsigned)lt_entry_sender(e).uid);
+	w = snprintf(buf, n, "checked out by %s since %s%s%.1024s", who, when, message ? ": " : "",
+		     message ? message : "");
+	if (r->nholders > 1 && w > 0 && (size_t)w < n)
+		snprintf(buf + w, n - (size_t)w, " (and %u more holders)", (unsigned)r->nholders - 1);
+}
+
 void report_conflict(const struct haspd *d, const struct lt_resource *r, char *buf, size_t n)
 {
 	const struct lt_entry *e;
@@ -165,6 +228,10 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 		return;
 	}
 	e = container_of(r->holders.next, struct lt_entry, qnode);
+	if (lt_entry_life(e) && lt_entry_life(e)->detached) {
+		report_checked_out(r, e, buf, n);
+		return;
+	}
 	owner = lt_entry_owner_name(e);
 	w = snprintf(buf, n, "held by pid %d (%s%.64s%ssession %" PRIu64 "), %s, for %.1f s",
 		     (int)lt_entry_sender(e).pid, owner ? "owner " : "", owner ? owner : "", owner ? ", " : "",
@@ -529,14 +596,15 @@ static json_int_t heap_in_use(void)
 json_t *report_stats(const struct haspd *d)
 {
 	const struct lt_stats *st = &d->lt.stats;
-	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->nsessions,
 			      "resources", (json_int_t)st->resources,
 			      "leases", (json_int_t)st->leases,
+			      "checkouts", (json_int_t)st->detached,
 			      "waiters", (json_int_t)st->waiters,
 			      "uptime_ms", (json_int_t)((d->lt.now_us - d->started_us) / 1000),
 			      "heap_bytes", heap_in_use());
-	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
 			      "acquires", (json_int_t)st->acquires,
 			      "granted_at_once", (json_int_t)st->granted_at_once,
@@ -550,6 +618,8 @@ json_t *report_stats(const struct haspd *d)
 			      "handed_over", (json_int_t)st->handed_over,
 			      "already_held", (json_int_t)st->already_held,
 			      "revokes", (json_int_t)st->revokes,
+			      "expired", (json_int_t)st->expired,
+			      "restored", (json_int_t)st->restored,
 			      "protocol_errors", (json_int_t)d->protocol_errors);
 
 	return json_pack("{s:{s:o,s:o}}", "stats", "gauges", o, "counters", c);

@@ -174,19 +174,9 @@ void session_lost(struct session *s, const char *why)
 
 void session_log(struct session *s, enum log_level level, const char *fmt, ...)
 {
-	char line[1024];
-	uint64_t suppressed = 0;
 	va_list ap;
 
-	if (level > log_threshold ||
-	    !ratelimit_take(&s->d->log_budget, s->owner.uid, s->d->lt.now_us, &suppressed))
-		return;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	haspd_vlog_for(s->d, s->owner.uid, level, fmt, ap);
 	va_end(ap);
-	if (suppressed)
-		log_msg(level, "%s (and %" PRIu64 " lines about uid %u's sessions before it, "
-			"unlogged: too many)", line, suppressed, (unsigned)s->owner.uid);
-	else
-		log_msg(level, "%s", line);
 }

@@ -34,7 +34,7 @@ void users_set_fd_limit(struct users *u, size_t limit)
 	u->fds_limit = limit;
 }
 
-static struct user *users_find(struct users *u, uid_t uid)
+struct user *users_find(const struct users *u, uid_t uid)
 {
 	for (struct hnode *n = htable_chain(&u->table, hash_u64(uid)); n; n = n->next) {
 		struct user *usr = container_of(n, struct user, node);
@@ -45,26 +45,37 @@ static struct user *users_find(struct users *u, uid_t uid)
 	return NULL;
 }
 
-struct user *users_get(struct users *u, uid_t uid)
+struct user *users_of(struct users *u, uid_t uid)
 {
 	struct user *usr = users_find(u, uid);
 
-	if (!usr) {
-		usr = calloc(1, sizeof(*usr));
-		if (!usr)
-			return NULL;
-		usr->uid = uid;
-		usr->limited = uid != 0 && uid != geteuid();
-		htable_insert(&u->table, &usr->node);
-	}
+	if (usr)
+		return usr;
+	usr = calloc(1, sizeof(*usr));
+	if (!usr)
+		return NULL;
+	usr->uid = uid;
+	usr->limited = uid != 0 && uid != geteuid();
+	lt_owner_init(&usr->checkouts, 0, 0, uid, 0);
+	usr->checkouts.group = &usr->group;
+	htable_insert(&u->table, &usr->node);
+	return usr;
+}
+
+struct user *users_get(struct users *u, uid_t uid)
+{
+	struct user *usr = users_of(u, uid);
+
+	if (!usr)
+		return NULL;
 	usr->sessions++;
 	u->sessions++;
 	return usr;
 }
 
-static void users_release(struct users *u, struct user *usr)
+void users_unused(struct users *u, struct user *usr)
 {
-	if (usr->sessions > 0 || usr->files > 0)
+	if (usr->sessions > 0 || usr->files > 0 || usr->checkouts.nheld > 0)
 		return;
 	assert(usr->group.entries == 0 && usr->fds_in_flight == 0);
 	htable_remove(&u->table, &usr->node);
@@ -76,7 +87,7 @@ void users_put(struct users *u, struct user *usr)
 	assert(usr->sessions > 0);
 	usr->sessions--;
 	u->sessions--;
-	users_release(u, usr);
+	users_unused(u, usr);
 }
 
 /* Whether the daemon has descriptors to spare beyond the administrators'
@@ -157,5 +168,5 @@ void users_refund_file(struct users *u, struct user *usr)
 	assert(usr->files > 0);
 	usr->files--;
 	u->files--;
-	users_release(u, usr);
+	users_unused(u, usr);
 }

@@ -32,6 +32,7 @@ struct user {
 	size_t sessions;
 	size_t fds_in_flight;       /* received with its lines, not yet claimed */
 	size_t files;               /* file descriptors the daemon holds for it */
+	struct lt_owner checkouts;  /* its detached leases (checkouts.h), in group */
 };
 
 struct users {
@@ -52,8 +53,20 @@ void users_set_fd_limit(struct users *u, size_t limit);
 /* The user of uid, with one more session counted. NULL on ENOMEM. */
 struct user *users_get(struct users *u, uid_t uid);
 /* One session of usr has ended (its entries must be gone); the last frees
- * it once no file is charged to it either. */
+ * it once no file or checkout is charged to it either. */
 void users_put(struct users *u, struct user *usr);
+/* The user of uid, if it has one. */
+struct user *users_find(const struct users *u, uid_t uid);
+/* The user of uid, counting nothing yet (for a checkout): the caller gives
+ * it one, or lets it go with users_unused(). NULL on ENOMEM. */
+struct user *users_of(struct users *u, uid_t uid);
+/* Frees usr if it has no session, file or checkout left. */
+void users_unused(struct users *u, struct user *usr);
+/* The user whose checkouts o is. */
+static inline struct user *users_of_checkouts(struct lt_owner *o)
+{
+	return container_of(o, struct user, checkouts);
+}
 
 /* Whether a new session of usr (already counted) may be served, with
  * nsessions open before it; if not, why names the limit. */

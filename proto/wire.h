@@ -34,3 +34,9 @@ json_t *proto_string_shown(const char *s, size_t n);
  * newline included, not NUL-terminated. Drops the reference to o. NULL
  * when o is NULL or out of memory. */
 char *proto_dump_line(json_t *o, size_t *len);
+
+/* n bytes as 2n lowercase hex digits and a NUL (dst holds 2n + 1). */
+void proto_hex_encode(char *dst, const unsigned char *src, size_t n);
+/* 2n lowercase hex digits (exactly: src has that length) to n bytes:
+ * 0, or -1 when src is anything else. */
+int proto_hex_decode(unsigned char *dst, const char *src, size_t len, size_t n);

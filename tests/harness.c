@@ -164,10 +164,18 @@ void daemon_dir(struct daemon_proc *d)
 	ck_assert_ptr_nonnull(mkdtemp(d->dir));
 	snprintf(d->socket, sizeof(d->socket), "%s/haspd.sock", d->dir);
 	snprintf(d->fence, sizeof(d->fence), "%s/haspd.fence", d->dir);
+	snprintf(d->journal, sizeof(d->journal), "%s/haspd.checkouts", d->dir);
 }
 
 void daemon_dir_remove(const struct daemon_proc *d)
 {
+	char aside[sizeof(d->journal) + 16];
+
+	unlink(d->journal);
+	snprintf(aside, sizeof(aside), "%s.unreadable", d->journal);
+	unlink(aside);
+	snprintf(aside, sizeof(aside), "%s.new", d->journal);
+	unlink(aside);
 	unlink(d->fence);
 	unlink(d->socket);
 	rmdir(d->dir);

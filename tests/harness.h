@@ -19,6 +19,7 @@ struct daemon_proc {
 	char dir[64];
 	char socket[128];
 	char fence[128];        /* where the daemon keeps its fence ceiling */
+	char journal[128];      /* and its checkouts */
 };
 
 /* How long a daemon may take to start or stop: generous, for valgrind. */

@@ -17,6 +17,8 @@ struct lt_fixture {
 	size_t nexpired;
 	uint64_t revoked_ids[MAX_EVENTS];
 	size_t nrevoked;
+	uint64_t lapsed_ids[MAX_EVENTS];  /* leases whose TTL ran out */
+	size_t nlapsed;
 	size_t nunlocked, nfreed;         /* of resources with an os attachment */
 	size_t nhanded;                   /* grants handed over (granted, not held) */
 };
@@ -44,6 +46,11 @@ static inline void fx_drain(struct lt_fixture *fx)
 		case LT_CHANGE_REVOKED:
 			ck_assert_uint_lt(fx->nrevoked, MAX_EVENTS);
 			fx->revoked_ids[fx->nrevoked++] = c.entry->id;
+			break;
+		case LT_CHANGE_LAPSED:
+			ck_assert(c.entry->held && lt_entry_life(c.entry));
+			ck_assert_uint_lt(fx->nlapsed, MAX_EVENTS);
+			fx->lapsed_ids[fx->nlapsed++] = c.entry->id;
 			break;
 		case LT_CHANGE_UNLOCKED:
 			ck_assert(c.res->os && c.res->nholders == 0);

@@ -164,6 +164,8 @@ static void remove_dir(const char *dir)
 
 	snprintf(path, sizeof(path), "%s/haspd.fence", dir);
 	unlink(path);
+	snprintf(path, sizeof(path), "%s/haspd.checkouts", dir);
+	unlink(path);
 	ck_assert_int_eq(rmdir(dir), 0);
 }
 

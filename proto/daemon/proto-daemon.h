@@ -22,6 +22,20 @@ struct proto_list_args {
 	int64_t limit;          /* 1 .. PROTO_LIST_MAX resources */
 };
 
+#define PROTO_TOKEN_LEN 16
+
+/* What a release or renew names: a lease by its id, a checkout by its token
+ * alone, or the caller's lease or checkout on a key or a file. */
+struct proto_target {
+	uint64_t lease;         /* 0 when by token, key or path */
+	const char *key;        /* a named lock, or */
+	size_t key_len;
+	const char *path;       /* a file (absolute) */
+	bool fd;                /* its descriptor came with it */
+	bool has_token;         /* the checkout's token (alone, or it must match) */
+	unsigned char token[PROTO_TOKEN_LEN];
+};
+
 struct proto_request {
 	bool has_id;
 	int64_t id;
@@ -41,10 +55,14 @@ struct proto_request {
 			int64_t timeout_ms;     /* -1 when absent or null */
 			const char *owner;      /* may be NULL */
 			const char *message;    /* may be NULL */
+			int64_t ttl_ms;         /* 0 when absent */
+			bool detach;
 		} acquire;
+		struct proto_target release;
 		struct {
-			uint64_t lease;
-		} release;
+			struct proto_target target;
+			int64_t ttl_ms;         /* 0 when absent: as it was */
+		} renew;
 		struct {
 			int64_t request;
 		} cancel;

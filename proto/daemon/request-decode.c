@@ -147,6 +147,18 @@ static int decode_hello(const struct members *m, struct proto_request *req,
 	return get_opt_int(m, "version", 1, 0, &req->hello.version, err);
 }
 
+/* An optional boolean member: absent or null is false. */
+static int get_opt_bool(const struct members *m, const char *name, bool *out,
+			struct proto_error *err)
+{
+	struct value v = member(m, name);
+
+	*out = v.type == V_TRUE;
+	if (!absent(v) && v.type != V_TRUE && v.type != V_FALSE)
+		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be true or false", name);
+	return 0;
+}
+
 static int decode_mode(const struct members *m, bool *shared, struct proto_error *err)
 {
 	struct value v = member(m, "mode");
@@ -201,8 +213,49 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 	if (decode_mode(m, &a->shared, err) < 0 ||
 	    get_opt_int(m, "timeout_ms", 0, -1, &a->timeout_ms, err) < 0 ||
 	    get_opt_string(m, "owner", PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||
-	    get_opt_string(m, "message", PROTO_MESSAGE_MAX, &a->message, NULL, err) < 0)
+	    get_opt_string(m, "message", PROTO_MESSAGE_MAX, &a->message, NULL, err) < 0 ||
+	    get_opt_int(m, "ttl_ms", 1, 0, &a->ttl_ms, err) < 0 ||
+	    get_opt_bool(m, "detach", &a->detach, err) < 0)
 		return -1;
+	if (a->lock_fd && (a->detach || a->ttl_ms))
+		return fail(err, HASP_E_BAD_REQUEST, "the fd form (\"lock_fd\") leaves the lock with "
+			    "the client's descriptor: it cannot detach or have a \"ttl_ms\"");
+	return 0;
+}
+
+/* A checkout's token: 32 lowercase hex digits. */
+static int decode_token(const struct members *m, struct proto_target *t, struct proto_error *err)
+{
+	const char *token;
+	size_t len;
+
+	if (get_opt_string(m, "token", 2 * PROTO_TOKEN_LEN, &token, &len, err) < 0)
+		return -1;
+	t->has_token = token != NULL;
+	if (token && proto_hex_decode(t->token, token, len, PROTO_TOKEN_LEN) < 0)
+		return fail(err, HASP_E_BAD_REQUEST, "\"token\" must be %d lowercase hex digits",
+			    2 * PROTO_TOKEN_LEN);
+	return 0;
+}
+
+/* What a release or renew names: one of lease, key or path, or a token
+ * alone. */
+static int decode_target(const struct members *m, const char *op, struct proto_target *t,
+			 struct proto_error *err)
+{
+	int64_t lease;
+
+	if (get_opt_string(m, "key", PROTO_KEY_MAX, &t->key, &t->key_len, err) < 0 ||
+	    decode_path_fd(m, &t->path, &t->fd, err) < 0 ||
+	    get_opt_int(m, "lease", 1, 0, &lease, err) < 0 || decode_token(m, t, err) < 0)
+		return -1;
+	t->lease = (uint64_t)lease;
+	if ((t->key != NULL) + (t->path != NULL) + (t->lease != 0) > 1 ||
+	    (!t->key && !t->path && !t->lease && !t->has_token))
+		return fail(err, HASP_E_BAD_REQUEST, "a %s needs one of \"lease\", \"key\" or "
+			    "\"path\", or a \"token\" alone", op);
+	if (t->key && t->key_len == 0)
+		return fail(err, HASP_E_BAD_REQUEST, "\"key\" must not be empty");
 	return 0;
 }
 
@@ -257,18 +310,17 @@ static int decode_list(const struct members *m, struct proto_request *req,
 static int decode_args(const struct members *m, struct proto_request *req,
 		       struct proto_error *err)
 {
-	int64_t lease;
-
 	switch (req->op) {
 	case OP_HELLO:
 		return decode_hello(m, req, err);
 	case OP_ACQUIRE:
 		return decode_acquire(m, req, err);
 	case OP_RELEASE:
-		if (get_int(m, "lease", 1, &lease, err) < 0)
+		return decode_target(m, "release", &req->release, err);
+	case OP_RENEW:
+		if (decode_target(m, "renew", &req->renew.target, err) < 0)
 			return -1;
-		req->release.lease = (uint64_t)lease;
-		return 0;
+		return get_opt_int(m, "ttl_ms", 1, 0, &req->renew.ttl_ms, err);
 	case OP_CANCEL:
 		return get_int(m, "request", INT64_MIN, &req->cancel.request, err);
 	case OP_REVOKE:
