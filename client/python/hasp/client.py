@@ -214,7 +214,8 @@ class Lease(LeaseState):
         """Restarts the lease's time-to-live from now (ttl: a new one, in
         seconds; None: the one it has). Returns the seconds until it
         expires. :class:`hasp.LeaseLost` if it had expired or was lost;
-        :class:`hasp.BadRequest` for a lease without a TTL and no ttl."""
+        :class:`hasp.BadRequest` for a lease taken without a ttl (haspd
+        gives none after the grant)."""
         if self.released:
             raise Error("the lease %d on %r was released" % (self.id, self.name))
         return self.client._renew_lease(self, ttl)
@@ -441,7 +442,7 @@ class Client(Session):
         of this session's or this uid's lease on key or path, from now: ttl
         seconds, or (None) the TTL it has. Returns the seconds until it
         expires. Errors as :meth:`checkin`, and :class:`hasp.BadRequest`
-        for a lease without a TTL and no ttl."""
+        for a lease taken without a TTL."""
         fields, spath = checkouts.target_fields(token, key, path)
         fields["ttl_ms"] = _proto.ttl_ms(ttl)
         now = time.time()
