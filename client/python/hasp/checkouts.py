@@ -34,15 +34,14 @@ class Checkout:
     """A granted checkout (what :func:`hasp.checkout` returns).
 
     ``lease`` (its id), ``fence``, ``token`` (the secret that ends or renews
-    it from anywhere),
-    ``mode``, ``key`` (None for a file), ``path`` (None for a key), ``name``
-    (the key or the path), ``ttl`` (seconds, None without a time-to-live),
-    ``expires`` (when it expires, as a ``time.time()`` value, per this side's
-    clock, at the grant or the last renew through this object; None without
-    a TTL), ``expires_in`` (seconds left by that reckoning), ``socket`` (the
-    daemon's socket it was taken from). ``repr()`` leaves the token out.
-    Plain data: check it in with ``hasp.checkin(checkout)`` (or its token),
-    from this process or another.
+    it from anywhere), ``mode``, ``key`` (None for a file), ``path`` (None
+    for a key), ``name`` (the key or the path), ``ttl`` (seconds, None
+    without a time-to-live), ``expires`` (when it expires, as a
+    ``time.time()`` value, per this side's clock, at the grant or the last
+    renew through this object; None without a TTL), ``expires_in`` (seconds
+    left by that reckoning), ``socket`` (the daemon's socket it was taken
+    from). ``repr()`` leaves the token out. Plain data: check it in with
+    ``hasp.checkin(checkout)`` (or its token), from this process or another.
     """
 
     def __init__(self, reply: _proto.Reply, key: Optional[str], path: Optional[str],

@@ -2,6 +2,7 @@
 haspd: hasp.checkout / checkin / renew, Client's, hasp.aio's, and ttl= on
 locks."""
 
+import asyncio
 import errno
 import fcntl
 import os
@@ -399,3 +400,19 @@ def test_a_daemon_without_checkouts_is_refused_and_left_holding_nothing(daemon, 
         assert ei.value.code == "unavailable" and "without a token" in str(ei.value)
         with hasp.lock("old", timeout=0):  # c, still open, holds nothing
             pass
+
+
+async def test_aio_cancelled_checkout_leaves_nothing(checkouts):
+    async with aio.Client() as holder, aio.Client() as c:
+        held = await holder.lock("acancel")
+        task = asyncio.ensure_future(c.checkout("acancel", timeout=bound(10)))
+        with hasp.Client() as admin:
+            deadline = time.monotonic() + bound(5)
+            while not _waiting(admin, "acancel"):
+                assert time.monotonic() < deadline, "the checkout never queued"
+                await asyncio.sleep(0.002)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await held.release()
+            assert _holder(admin, "acancel") is None  # no checkout, no waiter granted
