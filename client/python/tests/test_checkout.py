@@ -416,3 +416,16 @@ async def test_aio_cancelled_checkout_leaves_nothing(checkouts):
                 await task
             await held.release()
             assert _holder(admin, "acancel") is None  # no checkout, no waiter granted
+
+
+def test_shared_checkouts_coexist(checkouts):
+    a = hasp.checkout("ro", shared=True, owner="alice")
+    b = hasp.checkout("ro", shared=True, owner="bob")
+    assert a.mode == b.mode == "shared" and b.fence > a.fence
+    with pytest.raises(hasp.Busy) as ei:
+        hasp.checkout("ro", timeout=0)
+    assert sorted(h.owner for h in ei.value.holders) == ["alice", "bob"]
+    assert all(h.detached for h in ei.value.holders)
+    hasp.checkin(a)
+    hasp.checkin(b.token)
+    hasp.checkin(hasp.checkout("ro", timeout=0))
