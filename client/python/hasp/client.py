@@ -442,7 +442,8 @@ class Client(Session):
         of this session's or this uid's lease on key or path, from now: ttl
         seconds, or (None) the TTL it has. Returns the seconds until it
         expires. Errors as :meth:`checkin`, and :class:`hasp.BadRequest`
-        for a lease taken without a TTL."""
+        for a lease taken without a TTL, or a checkout without one and no
+        ttl (a checkout gets one from a ttl)."""
         fields, spath = checkouts.target_fields(token, key, path)
         fields["ttl_ms"] = _proto.ttl_ms(ttl)
         now = time.time()

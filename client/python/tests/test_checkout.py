@@ -104,9 +104,12 @@ def test_checkin_by_key_and_wrong_tokens(checkouts):
     with hasp.Client() as c:
         with pytest.raises(hasp.UnknownLease):
             c.checkin("0" * 32)
+        with pytest.raises(hasp.BadRequest):
+            c.checkin("not-a-token")  # 32 lowercase hex digits
         # A token given must be the right one, even from the checkout's uid.
-        # (The spec says permission_denied; haspd answers unknown_lease: "no
-        # lease of this session on 'k', nor a checkout with this token".)
+        # (notes14/spec.md says permission_denied; haspd answers unknown_lease,
+        # "no lease of this session on 'k', nor a checkout with this token",
+        # as PROTOCOL.md's "with token: the checkout on it with that token".)
         with pytest.raises((hasp.PermissionDenied, hasp.UnknownLease)):
             c.checkin("0" * 32, key="k")
         with pytest.raises((hasp.PermissionDenied, hasp.UnknownLease)):
@@ -164,6 +167,18 @@ def test_renew_restarts_a_checkouts_ttl(checkouts):
         hasp.checkin(co)
     with pytest.raises(hasp.UnknownLease):
         hasp.renew(co.token)
+
+
+def test_a_checkout_without_a_ttl_gets_one_from_renew(checkouts):
+    co = hasp.checkout("forever")
+    assert co.ttl is None and co.expires is None
+    try:
+        with pytest.raises(hasp.BadRequest):
+            hasp.renew(co)  # no TTL to restart
+        assert hasp.renew(co, ttl=bound(60)) == bound(60) and co.ttl == bound(60)
+        assert hasp.renew(co) == bound(60)  # now its own
+    finally:
+        hasp.checkin(co)
 
 
 def test_a_checkout_expires_with_its_ttl_and_the_waiter_gets_in(checkouts):
