@@ -143,4 +143,5 @@ void changes_apply(struct haspd *d, struct changes_revoker *revoker)
 	do
 		changes_drain(d, revoker);
 	while (checkouts_sweep(d));
+	users_settle(&d->users);
 }

@@ -1,5 +1,6 @@
 #include "checkouts.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -139,6 +140,31 @@ static struct lt_resource *restore_file(struct restore *rs, struct user *usr,
 	return r;
 }
 
+/* Restores c for usr (held), or drops it. */
+static void restore_held(struct restore *rs, struct user *usr, const struct journal_checkout *c,
+			 struct lt_request *req, const struct lt_restore *how)
+{
+	struct haspd *d = rs->d;
+	struct lt_resource *r = NULL;
+	struct lt_entry *e;
+	enum lt_result res;
+
+	if (c->path) {
+		r = restore_file(rs, usr, c);
+		if (!r)
+			return;
+		req->key = r->key;
+		req->key_len = r->key_len;
+	}
+	res = locktable_restore(&d->lt, &usr->checkouts, req, how, &e);
+	changes_apply(d, NULL);
+	if (res == LT_GRANTED)
+		rs->restored++;
+	else
+		dropped(rs, c, res == LT_BUSY ? "it conflicts with a checkout restored before it" :
+			"out of memory");
+}
+
 static void restore_one(const struct journal_checkout *c, void *arg)
 {
 	struct restore *rs = arg;
@@ -154,10 +180,7 @@ static void restore_one(const struct journal_checkout *c, void *arg)
 		c->lease, c->fence, c->granted_wall_us,
 		(int64_t)(c->expires_wall_us - d->lt.wall_us), c->token,
 	};
-	struct user *usr = users_of(&d->users, c->uid);
-	struct lt_resource *r = NULL;
-	struct lt_entry *e;
-	enum lt_result res = LT_NOMEM;
+	struct user *usr;
 
 	if (c->ttl_ms && c->expires_wall_us <= d->lt.wall_us) {
 		rs->dropped++;
@@ -165,25 +188,14 @@ static void restore_one(const struct journal_checkout *c, void *arg)
 			 c->lease, c->key ? c->key : c->path, (unsigned)c->uid);
 		return;
 	}
-	if (usr && c->path && !(r = restore_file(rs, usr, c))) {
-		users_unused(&d->users, usr);
+	usr = users_of(&d->users, c->uid);
+	if (!usr) {
+		dropped(rs, c, "out of memory");
 		return;
 	}
-	if (r) {
-		req.key = r->key;
-		req.key_len = r->key_len;
-	}
-	if (usr)
-		res = locktable_restore(&d->lt, &usr->checkouts, &req, &how, &e);
-	changes_apply(d, NULL);
-	if (res == LT_GRANTED) {
-		rs->restored++;
-		return;
-	}
-	dropped(rs, c, res == LT_BUSY ? "it conflicts with a checkout restored before it" :
-		"out of memory");
-	if (usr)
-		users_unused(&d->users, usr);
+	users_hold(usr); /* a file let go may refund it meanwhile */
+	restore_held(rs, usr, c, &req, &how);
+	users_drop(&d->users, usr);
 }
 
 /* Moves an unreadable journal aside, for someone to look at. */
@@ -241,18 +253,22 @@ int checkouts_open(struct haspd *d, const char *path, bool forget_unreadable)
 	return 0;
 }
 
+void checkouts_stop(struct haspd *d)
+{
+	journal_close(&d->journal);
+}
+
 void checkouts_done(struct haspd *d)
 {
 	struct lt_entry *e;
 
+	assert(d->journal.fd < 0); /* what ends now stays in it */
 	while ((e = locktable_any_detached(&d->lt))) {
-		struct user *usr = users_of_checkouts(e->owner);
-
+		if (e->owner != &d->checkouts_failed)
+			users_defer(&d->users, users_of_checkouts(e->owner));
 		locktable_end(&d->lt, e);
-		users_unused(&d->users, usr);
 		changes_apply(d, NULL);
 	}
-	journal_close(&d->journal);
 	free(d->journal_path);
 	d->journal_path = NULL;
 }
@@ -297,17 +313,19 @@ void checkouts_granted(struct haspd *d, struct lt_entry *e)
 	struct session *s = session_of(e->owner);
 	struct user *usr = users_of(&d->users, lt_entry_sender(e).uid);
 	uint8_t token[LT_TOKEN_LEN] = { 0 };
-	const char *why = usr ? journal_grant(d, e, token) : "out of memory";
+	const char *why = d->journal.fd < 0 ? "haspd is stopping" :
+			  usr ? journal_grant(d, e, token) : "out of memory";
 	char msg[300];
 
 	if (why) {
-		log_err("cannot check out lease %" PRIu64 ": the journal: %s", e->id, why);
+		if (d->journal.fd >= 0)
+			log_err("cannot check out lease %" PRIu64 ": the journal: %s", e->id, why);
 		snprintf(msg, sizeof(msg), "cannot keep the checkout in the journal (%s): not "
 			 "granted", why);
 		reply_error(s, true, e->tag, HASP_E_INTERNAL, msg, NULL);
 		locktable_detach(&d->lt, e, &d->checkouts_failed, token);
 		if (usr)
-			users_unused(&d->users, usr);
+			users_defer(&d->users, usr);
 		return;
 	}
 	locktable_detach(&d->lt, e, &usr->checkouts, token);
@@ -341,13 +359,13 @@ void checkouts_ended(struct haspd *d, struct lt_entry *e, const char *how)
 
 	if (e->owner == &d->checkouts_failed)
 		return;
-	r = journal_end(&d->journal, e->id);
+	r = d->journal.fd >= 0 ? journal_end(&d->journal, e->id) : 0; /* stopping: it stays */
 	if (r < 0)
 		log_err("cannot journal the end of checkout %" PRIu64 ": %s; a restart before the "
 			"journal works again restores it", e->id, strerror(-r));
 	haspd_log_for(d, who.uid, LOG_INFO, "checkout %" PRIu64 " on '%s' (pid %d uid %u) %s",
 		      e->id, report_name(e->res), (int)who.pid, (unsigned)who.uid, how);
-	users_unused(&d->users, users_of_checkouts(e->owner));
+	users_defer(&d->users, users_of_checkouts(e->owner));
 }
 
 /* ---- naming a lease: by id, token, key or path ---- */
@@ -484,7 +502,6 @@ void checkouts_release(struct session *s, const struct proto_request *req)
 {
 	struct haspd *d = s->d;
 	struct lt_entry *e = target(s, &req->release, req->id);
-	struct user *usr;
 	uint64_t id;
 	int r;
 
@@ -503,9 +520,8 @@ void checkouts_release(struct session *s, const struct proto_request *req)
 	}
 	session_log(s, LOG_INFO, "checkout %" PRIu64 " on '%s' checked in by pid %d uid %u", id,
 		    report_name(e->res), (int)s->sender.pid, (unsigned)s->sender.uid);
-	usr = users_of_checkouts(e->owner);
+	users_defer(&d->users, users_of_checkouts(e->owner));
 	locktable_end(&d->lt, e);
-	users_unused(&d->users, usr);
 	reply_ok(s, req->id, json_pack("{s:I}", "lease", (json_int_t)id));
 }
 

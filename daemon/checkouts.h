@@ -20,8 +20,12 @@ struct lt_entry;
  * (-1, logged) unless forget, which moves it aside and starts without its
  * checkouts. Without a path, checkouts are unavailable. */
 int checkouts_open(struct haspd *d, const char *path, bool forget);
-/* Lets go of every checkout in the table (not in the journal: the next
- * start restores them) and closes the journal. */
+/* The daemon stops: the journal is closed first, so that nothing of the
+ * sessions' end (a waiting checkout granted as another session's lease
+ * goes, the rewrite of a shrinking table) reaches it. */
+void checkouts_stop(struct haspd *d);
+/* Then lets go of every checkout in the table (not in the journal: the
+ * next start restores them). */
 void checkouts_done(struct haspd *d);
 
 /* Whether s may ask for one more checkout (an acquire with detach): the

@@ -209,6 +209,7 @@ int haspd_init(struct haspd *d)
 
 void haspd_done(struct haspd *d)
 {
+	checkouts_stop(d);
 	while (!list_empty(&d->sessions))
 		session_lost(list_entry(d->sessions.next, struct session, link), "daemon stopping");
 	haspd_sync(d);

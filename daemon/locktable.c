@@ -415,10 +415,14 @@ static const char *entry_sender_at(const struct lt_entry *e)
 
 struct lt_cred lt_entry_sender(const struct lt_entry *e)
 {
-	struct lt_cred c = { .pid = e->owner->pid, .uid = e->owner->uid, .gid = e->owner->gid };
+	struct lt_cred c;
 
+	/* Not the owner's when it has its own: a detached lease's owner may
+	 * be gone by the time its change record is read. */
 	if (e->has_sender)
 		memcpy(&c, entry_sender_at(e), sizeof(c));
+	else
+		c = (struct lt_cred){ .pid = e->owner->pid, .uid = e->owner->uid, .gid = e->owner->gid };
 	return c;
 }
 

@@ -14,6 +14,7 @@ static uint64_t user_hash(const struct hnode *n)
 
 int users_init(struct users *u)
 {
+	list_init(&u->deferred);
 	return htable_init(&u->table, 64, user_hash);
 }
 
@@ -75,11 +76,43 @@ struct user *users_get(struct users *u, uid_t uid)
 
 void users_unused(struct users *u, struct user *usr)
 {
-	if (usr->sessions > 0 || usr->files > 0 || usr->checkouts.nheld > 0)
+	if (usr->sessions > 0 || usr->files > 0 || usr->checkouts.nheld > 0 || usr->holds > 0)
 		return;
 	assert(usr->group.entries == 0 && usr->fds_in_flight == 0);
 	htable_remove(&u->table, &usr->node);
 	free(usr);
+}
+
+void users_hold(struct user *usr)
+{
+	usr->holds++;
+}
+
+void users_drop(struct users *u, struct user *usr)
+{
+	assert(usr->holds > 0);
+	usr->holds--;
+	users_unused(u, usr);
+}
+
+void users_defer(struct users *u, struct user *usr)
+{
+	if (usr->deferred)
+		return;
+	usr->deferred = true;
+	usr->holds++;
+	list_add_tail(&u->deferred, &usr->defer_link);
+}
+
+void users_settle(struct users *u)
+{
+	while (!list_empty(&u->deferred)) {
+		struct user *usr = list_entry(u->deferred.next, struct user, defer_link);
+
+		list_del(&usr->defer_link);
+		usr->deferred = false;
+		users_drop(u, usr);
+	}
 }
 
 void users_put(struct users *u, struct user *usr)

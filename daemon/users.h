@@ -33,6 +33,9 @@ struct user {
 	size_t fds_in_flight;       /* received with its lines, not yet claimed */
 	size_t files;               /* file descriptors the daemon holds for it */
 	struct lt_owner checkouts;  /* its detached leases (checkouts.h), in group */
+	unsigned holds;             /* users_hold() and users_defer() */
+	bool deferred;              /* in users.deferred */
+	struct list defer_link;
 };
 
 struct users {
@@ -40,6 +43,7 @@ struct users {
 	size_t fds_limit;           /* the descriptors haspd may open; 0: unknown */
 	size_t fds_base;            /* open before any session: loop, listener, logs */
 	size_t sessions, fds_in_flight, files; /* over every uid */
+	struct list deferred;       /* user.defer_link: to settle (users_defer()) */
 };
 
 int users_init(struct users *u);
@@ -60,8 +64,17 @@ struct user *users_find(const struct users *u, uid_t uid);
 /* The user of uid, counting nothing yet (for a checkout): the caller gives
  * it one, or lets it go with users_unused(). NULL on ENOMEM. */
 struct user *users_of(struct users *u, uid_t uid);
-/* Frees usr if it has no session, file or checkout left. */
+/* Frees usr if it has no session, file, checkout or hold left. */
 void users_unused(struct users *u, struct user *usr);
+/* Keeps usr while the caller uses it; users_drop() lets it go (and frees
+ * it if unused). */
+void users_hold(struct user *usr);
+void users_drop(struct users *u, struct user *usr);
+/* Keeps usr until users_settle(): for the change records of one lock
+ * table call, several of which may name usr's checkouts after its last
+ * one ended. */
+void users_defer(struct users *u, struct user *usr);
+void users_settle(struct users *u);
 /* The user whose checkouts o is. */
 static inline struct user *users_of_checkouts(struct lt_owner *o)
 {

@@ -103,7 +103,7 @@ static struct grant checkout(const char *socket, const char *extra)
 /* The holders listed on name (a key or a path), as a new reference, or NULL. */
 static json_t *holders_of(int fd, const char *name)
 {
-	json_t *r = call_ok(fd, 50, "\"op\":\"list\""), *res, *found = NULL;
+	json_t *r = call_ok(fd, 50, "\"op\":\"list\",\"prefix\":\"%s\"", name), *res, *found = NULL;
 	size_t i;
 
 	json_array_foreach(json_object_get(r, "resources"), i, res) {
@@ -543,6 +543,51 @@ START_TEST(an_unreadable_journal_stops_haspd)
 }
 END_TEST
 
+static void stop_daemon(struct daemon_proc *d)
+{
+	int st;
+
+	kill(d->pid, SIGTERM);
+	st = wait_child(d->pid, DAEMON_START_MS);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A clean stop keeps every checkout, however many records the journal
+ * holds, and makes none of a request still waiting (its session ends, and
+ * its grant, as the holder before it goes, would reach nobody). */
+START_TEST(a_clean_stop_keeps_every_checkout)
+{
+	enum { N = 300 };
+	int c = raw_connect(daemon_.socket), w = raw_connect(daemon_.socket), err;
+	char *batch = malloc(N * 80), *p = batch;
+	char out[8192] = "";
+	json_t *r;
+
+	for (int i = 0; i < N; i++)
+		p += sprintf(p, "{\"id\":%d,\"op\":\"acquire\",\"key\":\"many-%d\",\"detach\":true}\n",
+			     i + 1, i);
+	raw_send(c, batch);
+	free(batch);
+	r = raw_recv_id(c, N, 30000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	json_decref(call_ok(c, N + 1, "\"op\":\"acquire\",\"key\":\"held\""));
+	raw_send(w, "{\"id\":1,\"op\":\"acquire\",\"key\":\"held\",\"detach\":true}\n");
+	json_decref(call_ok(w, 2, "\"op\":\"ping\"")); /* it waits */
+	stop_daemon(&daemon_);
+	close(c);
+	close(w);
+	restart(&daemon_, NULL, &err);
+	ck_assert_msg(wait_output(err, "restored 300 checkouts", test_ms(10000), out, sizeof(out)),
+		      "%s", out);
+	c = raw_connect(daemon_.socket);
+	ck_assert_int_eq(counter(c, "restored"), N);
+	ck_assert(!listed(c, "held"));
+	close(c);
+	close(err);
+}
+END_TEST
+
 static Suite *checkouts_suite(void)
 {
 	Suite *s = suite_create("checkouts");
@@ -561,6 +606,7 @@ static Suite *checkouts_suite(void)
 	tcase_add_test(tc, a_file_replaced_while_haspd_was_down_is_dropped);
 	tcase_add_test(tc, a_checkout_that_expired_while_down_is_dropped);
 	tcase_add_test(tc, an_unreadable_journal_stops_haspd);
+	tcase_add_test(tc, a_clean_stop_keeps_every_checkout);
 	suite_add_tcase(s, tc);
 	return s;
 }

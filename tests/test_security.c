@@ -918,6 +918,103 @@ START_TEST(max_user_checkouts_caps_a_uid)
 }
 END_TEST
 
+/* As a limited uid: the checkouts arg names (a NULL-terminated list of
+ * request bodies), then, with ttl_ms set, a TTL of that many ms for all of
+ * them in one write (so that they lapse at one moment), then leaves: 0
+ * when all were granted. */
+static int ttl_ms;
+
+static int checkouts_then_leave(void *arg)
+{
+	const char *const *bodies = arg;
+	int conn = raw_connect(daemon_.socket), i;
+	char line[512], renews[4096] = "";
+
+	for (i = 0; bodies[i]; i++) {
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"detach\":true,%s}\n",
+			 i + 1, bodies[i]);
+		raw_send(conn, line);
+		if (code_status(raw_recv_id(conn, i + 1, 5000)))
+			return 10 + i;
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"renew\",%s,\"ttl_ms\":%d}\n",
+			 100 + i, bodies[i], ttl_ms);
+		strcat(renews, line);
+	}
+	if (ttl_ms) {
+		raw_send(conn, renews);
+		if (code_status(raw_recv_id(conn, 100 + i - 1, 5000)))
+			return 30;
+	}
+	return 0;
+}
+
+/* Several checkouts of a uid with no session left end in one go (their
+ * TTLs run out at one moment; a revoke of their key): the daemon goes on,
+ * and the uid's accounting with it. */
+START_TEST(checkouts_of_an_absent_uid_ending_together)
+{
+	static const char *const lapsing[] = {
+		"\"key\":\"t1\"", "\"key\":\"t2\"", "\"key\":\"t3\"", "\"key\":\"t4\"", NULL,
+	};
+	static const char *const sharing[] = {
+		"\"key\":\"sh\",\"mode\":\"shared\"", "\"key\":\"sh\",\"mode\":\"shared\"", NULL,
+	};
+	hasp_client *root;
+
+	if (!start(NULL))
+		return;
+	root = client_connect(daemon_.socket);
+	ck_assert_int_eq(run_as(MALLORY, checkouts_then_leave, (void *)sharing), 0);
+	wait_gauge(root, "sessions", 1, 5000); /* the uid has none left */
+	ck_assert_int_eq(hasp_revoke_key(root, "sh"), 2);
+	ttl_ms = 300;
+	ck_assert_int_eq(run_as(MALLORY, checkouts_then_leave, (void *)lapsing), 0);
+	ttl_ms = 0;
+	wait_gauge(root, "sessions", 1, 5000); /* gone before the TTL ran out */
+	wait_gauge(root, "checkouts", 0, 5000);
+	ck_assert_int_eq(hasp_ping(root), 0);
+	hasp_close(root);
+	/* The uid starts afresh: its count of checkouts went back to 0. */
+	ck_assert_int_eq(run_as(MALLORY, checkouts_then_leave, (void *)sharing), 0);
+	stop();
+}
+END_TEST
+
+/* A reader's flock on a checked-out file across a restart: the checkout is
+ * dropped (said in the log), and the daemon starts. */
+START_TEST(a_file_checkout_dropped_at_restore)
+{
+	char path[256], out[8192] = "";
+	const char *bodies[] = { path, NULL };
+	char body[300];
+	int fd, p[2];
+
+	if (!start(NULL))
+		return;
+	snprintf(path, sizeof(path), "%s/co-file", daemon_.dir);
+	fd = open(path, O_RDWR | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	snprintf(body, sizeof(body), "\"path\":\"%s\"", path);
+	bodies[0] = body;
+	/* Bare paths are the daemon's uid's: root checks it out for itself. */
+	ck_assert_int_eq(checkouts_then_leave((void *)bodies), 0);
+	kill(daemon_.pid, SIGKILL);
+	wait_child(daemon_.pid, 5000);
+	ck_assert_int_eq(flock(fd, LOCK_SH | LOCK_NB), 0);
+	close(daemon_err);
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	daemon_.pid = daemon_spawn(daemon_.socket, p[1]);
+	close(p[1]);
+	daemon_err = p[0];
+	ck_assert(wait_output(daemon_err, "is dropped", test_ms(10000), out, sizeof(out)));
+	ck_assert_msg(strstr(out, "outside hasp holds its flock"), "%s", out);
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
+	close(fd);
+	unlink(path);
+	stop();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("security");
@@ -942,6 +1039,8 @@ int main(void)
 	tcase_add_test(admins, file_leases_leave_descriptors_for_administrators);
 	tcase_add_test(admins, another_uids_checkout_needs_its_token);
 	tcase_add_test(admins, max_user_checkouts_caps_a_uid);
+	tcase_add_test(admins, checkouts_of_an_absent_uid_ending_together);
+	tcase_add_test(admins, a_file_checkout_dropped_at_restore);
 	suite_add_tcase(s, admins);
 	tcase_set_timeout(log, 120);
 	tcase_add_test(log, client_text_is_escaped_in_the_log);
