@@ -275,6 +275,17 @@ void checkouts_done(struct haspd *d)
 
 /* ---- checking out ---- */
 
+/* Whether usr is at max_user_checkouts (a request that waited may find it
+ * so at its grant); msg says so. */
+static bool at_limit(const struct haspd *d, const struct user *usr, char *msg, size_t n)
+{
+	if (!usr->limited || usr->checkouts.nheld < d->cfg.max_user_checkouts)
+		return false;
+	snprintf(msg, n, "uid %u has %zu checkouts, the limit (max_user_checkouts)",
+		 (unsigned)usr->uid, usr->checkouts.nheld);
+	return true;
+}
+
 bool checkouts_admit(struct session *s, const struct proto_request *req)
 {
 	struct haspd *d = s->d;
@@ -286,9 +297,7 @@ bool checkouts_admit(struct session *s, const struct proto_request *req)
 			    "journal (no state directory or journal_file): checkouts are off", NULL);
 		return false;
 	}
-	if (usr && usr->limited && usr->checkouts.nheld >= d->cfg.max_user_checkouts) {
-		snprintf(msg, sizeof(msg), "uid %u has %zu checkouts, the limit (max_user_checkouts)",
-			 (unsigned)usr->uid, usr->checkouts.nheld);
+	if (usr && at_limit(d, usr, msg, sizeof(msg))) {
 		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
 		return false;
 	}
@@ -301,11 +310,25 @@ static const char *journal_grant(struct haspd *d, const struct lt_entry *e, uint
 	struct journal_checkout c;
 	int r;
 
-	if (getrandom(token, LT_TOKEN_LEN, 0) != LT_TOKEN_LEN)
+	/* Never blocking the loop for entropy at early boot: it fails instead. */
+	if (getrandom(token, LT_TOKEN_LEN, GRND_NONBLOCK) != LT_TOKEN_LEN)
 		return "no random bytes for its token";
 	record_of(d, e, token, &c);
 	r = journal_checkout(&d->journal, &c);
 	return r < 0 ? strerror(-r) : NULL;
+}
+
+/* A granted lease that cannot be checked out: its request is answered with
+ * the error, and it is ended by checkouts_sweep(). */
+static void refuse(struct haspd *d, struct lt_entry *e, struct user *usr, int code,
+		   const char *msg)
+{
+	static const uint8_t none[LT_TOKEN_LEN];
+
+	reply_error(session_of(e->owner), true, e->tag, code, msg, NULL);
+	locktable_detach(&d->lt, e, &d->checkouts_failed, none);
+	if (usr)
+		users_defer(&d->users, usr);
 }
 
 void checkouts_granted(struct haspd *d, struct lt_entry *e)
@@ -313,25 +336,44 @@ void checkouts_granted(struct haspd *d, struct lt_entry *e)
 	struct session *s = session_of(e->owner);
 	struct user *usr = users_of(&d->users, lt_entry_sender(e).uid);
 	uint8_t token[LT_TOKEN_LEN] = { 0 };
-	const char *why = d->journal.fd < 0 ? "haspd is stopping" :
-			  usr ? journal_grant(d, e, token) : "out of memory";
+	const char *why;
 	char msg[300];
 
+	if (d->journal.fd < 0 || !usr) {
+		refuse(d, e, usr, HASP_E_INTERNAL, usr ? "haspd is stopping" : "out of memory");
+		return;
+	}
+	if (at_limit(d, usr, msg, sizeof(msg))) {
+		refuse(d, e, usr, HASP_E_LIMIT, msg);
+		return;
+	}
+	why = journal_grant(d, e, token);
 	if (why) {
-		if (d->journal.fd >= 0)
-			log_err("cannot check out lease %" PRIu64 ": the journal: %s", e->id, why);
+		log_err("cannot check out lease %" PRIu64 ": the journal: %s", e->id, why);
 		snprintf(msg, sizeof(msg), "cannot keep the checkout in the journal (%s): not "
 			 "granted", why);
-		reply_error(s, true, e->tag, HASP_E_INTERNAL, msg, NULL);
-		locktable_detach(&d->lt, e, &d->checkouts_failed, token);
-		if (usr)
-			users_defer(&d->users, usr);
+		refuse(d, e, usr, HASP_E_INTERNAL, msg);
 		return;
 	}
 	locktable_detach(&d->lt, e, &usr->checkouts, token);
 	reply_grant(s, e);
 	session_log(s, LOG_INFO, "lease %" PRIu64 " on '%s' checked out by pid %d uid %u",
 		    e->id, report_name(e->res), (int)s->sender.pid, (unsigned)lt_entry_sender(e).uid);
+}
+
+void checkouts_sync(struct haspd *d)
+{
+	int r;
+
+	if (d->journal.fd < 0 || (r = journal_sync(&d->journal)) == 0)
+		return;
+	/* Whether its records are on disk is unknown now, and a retry would
+	 * not tell (a failed fsync may drop the dirty pages): stop, sending
+	 * none of the answers that depend on them, and let the restart read
+	 * what the disk has, as PostgreSQL does. */
+	log_err("cannot sync the checkout journal %s: %s; stopping, without answering the "
+		"requests it holds", d->journal_path, strerror(-r));
+	_exit(EXIT_FAILURE);
 }
 
 bool checkouts_sweep(struct haspd *d)
@@ -546,16 +588,13 @@ void checkouts_renew(struct session *s, const struct proto_request *req)
 		ttl = LT_TIMEOUT_MAX_MS;
 	if (ttl == 0)
 		ttl = (int64_t)life->ttl_ms;
-	/* The table first: what it renews, unanswered, only lasts longer. */
-	if (locktable_renew(&d->lt, e, ttl) != LT_OK) {
-		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
-		return;
-	}
+	/* The journal first: the table's renew cannot fail. */
 	if (detached(e) && (r = journal_renew(&d->journal, e->id, (uint64_t)ttl,
 					      d->lt.wall_us + (uint64_t)ttl * 1000)) < 0) {
 		journal_failed(s, req->id, r, e, "renewed");
 		return;
 	}
+	locktable_renew(&d->lt, e, ttl);
 	reply_ok(s, req->id, json_pack("{s:I,s:I}", "lease", (json_int_t)e->id,
 				       "expires_ms", (json_int_t)ttl));
 }

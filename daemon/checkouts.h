@@ -37,6 +37,10 @@ bool checkouts_admit(struct session *s, const struct proto_request *req);
  * journal fails, the request is answered with the error and the lease is
  * ended by checkouts_sweep(). */
 void checkouts_granted(struct haspd *d, struct lt_entry *e);
+/* Syncs the journal's records of this callback, before any answer that
+ * depends on them is sent (haspd_sync()). When that fails, the daemon
+ * stops at once, having sent none of those answers. */
+void checkouts_sync(struct haspd *d);
 /* Ends one lease whose checkout failed, or compacts the journal when it is
  * due: true when a lease was ended (its changes are then to be applied). */
 bool checkouts_sweep(struct haspd *d);

@@ -75,6 +75,7 @@ void haspd_sync(struct haspd *d)
 {
 	bool freed = false;
 
+	checkouts_sync(d); /* before any answer that depends on it goes */
 	connection_flush_all(&d->flushing);
 	while (!list_empty(&d->graveyard)) {
 		struct session *s = list_entry(d->graveyard.next, struct session, link);

@@ -19,8 +19,9 @@
 
 /* ---- writing ---- */
 
-/* One record as a line, written at the end and synced; on failure the
- * file is cut back to what it was, so that no half record stays. */
+/* One record as a line, written at the end (journal_sync() syncs it); on
+ * failure the file is cut back to what it was, so that no half record
+ * stays. */
 static int journal_append(struct journal *j, json_t *rec)
 {
 	size_t len = 0;
@@ -33,8 +34,6 @@ static int journal_append(struct journal *j, json_t *rec)
 	w = pwrite(j->fd, line, len, j->size);
 	if (w != (ssize_t)len)
 		r = w < 0 ? -errno : -ENOSPC;
-	else if (!j->batch && fdatasync(j->fd) < 0)
-		r = -errno;
 	free(line);
 	if (r < 0) {
 		if (ftruncate(j->fd, j->size) < 0) {
@@ -44,6 +43,17 @@ static int journal_append(struct journal *j, json_t *rec)
 	}
 	j->size += (off_t)len;
 	j->records++;
+	j->unsynced = true;
+	return 0;
+}
+
+int journal_sync(struct journal *j)
+{
+	if (!j->unsynced)
+		return 0;
+	if (fdatasync(j->fd) < 0)
+		return -errno;
+	j->unsynced = false;
 	return 0;
 }
 
@@ -132,7 +142,7 @@ int journal_end(struct journal *j, uint64_t lease)
 int journal_rewrite(struct journal *j, const char *path, uint64_t last_lease,
 		    int (*fill)(struct journal *next, void *arg), void *arg)
 {
-	struct journal next = { .fd = -1, .batch = true };
+	struct journal next = { .fd = -1 };
 	char tmp[JOURNAL_PATH_MAX + 8];
 	json_t *ids;
 	int r;
@@ -158,7 +168,7 @@ int journal_rewrite(struct journal *j, const char *path, uint64_t last_lease,
 		return r;
 	}
 	journal_close(j);
-	next.batch = false;
+	next.unsynced = false;
 	*j = next;
 	return 0;
 }

@@ -1,9 +1,11 @@
 /* The checkout journal: where detached leases outlive the daemon. An
  * append-only file of JSON lines, one record each (a checkout, a renew, an
- * end), written and synced before the request it records is answered, and
- * rewritten whole (to a temporary file, synced, renamed over it) at start
- * and whenever it holds many more records than checkouts. A crash leaves
- * at most its last line cut short, never acknowledged: reading skips it.
+ * end), written as the request it records is handled, and synced before
+ * the answer is sent (once for all the records of a callback:
+ * checkouts_sync() in haspd_sync()), and rewritten whole (to a temporary
+ * file, synced, renamed over it) at start and whenever it holds many more
+ * records than checkouts. A crash leaves at most its last line cut short,
+ * never acknowledged: reading skips it.
  * Any other line that cannot be read makes the whole journal unreadable,
  * since forgetting a checkout would let two holders in. No event loop, no
  * lock table here: the caller says what to write. */
@@ -41,7 +43,7 @@ struct journal {
 	int fd;                     /* -1: none */
 	off_t size;                 /* what is written (and synced) */
 	size_t records;             /* lines in the file */
-	bool batch;                 /* a rewrite's: synced once, at its end */
+	bool unsynced;              /* records written since the last sync */
 };
 
 /* What reading a journal found besides its checkouts. */
@@ -68,8 +70,9 @@ int journal_rewrite(struct journal *j, const char *path, uint64_t last_lease,
 		    int (*fill)(struct journal *next, void *arg), void *arg);
 void journal_close(struct journal *j);
 
-/* Appends a record and syncs it: 0, or -errno with nothing of it left in
- * the file. */
+/* Appends a record: 0, or -errno with nothing of it left in the file. */
 int journal_checkout(struct journal *j, const struct journal_checkout *c);
 int journal_renew(struct journal *j, uint64_t lease, uint64_t ttl_ms, uint64_t expires_wall_us);
 int journal_end(struct journal *j, uint64_t lease);
+/* Syncs what was appended since the last sync: 0 or -errno. */
+int journal_sync(struct journal *j);

@@ -452,15 +452,16 @@ static bool sender_differs(const struct lt_owner *o, const struct lt_cred *c)
 	return c && (c->pid != o->pid || c->uid != o->uid || c->gid != o->gid);
 }
 
-/* The life of an entry that asks for a TTL or to detach: one with a TTL
- * takes its place in the expiries now (never due while it waits). */
+/* The life of an entry that asks for a TTL or to detach takes its place in
+ * the expiries now, never due until it has a TTL (UINT64_MAX): neither its
+ * grant nor a renew (a checkout may be given a TTL later) needs memory. */
 static int life_init(struct locktable *lt, struct lt_life *life, const struct lt_request *req)
 {
 	memset(life, 0, sizeof(*life));
 	life->detach = req->detach;
-	if (req->ttl_ms <= 0)
-		return 0;
-	life->ttl_ms = req->ttl_ms > LT_TIMEOUT_MAX_MS ? LT_TIMEOUT_MAX_MS : (uint64_t)req->ttl_ms;
+	if (req->ttl_ms > 0)
+		life->ttl_ms = req->ttl_ms > LT_TIMEOUT_MAX_MS ? LT_TIMEOUT_MAX_MS :
+			       (uint64_t)req->ttl_ms;
 	life->expiry.key = UINT64_MAX;
 	return heap_push(&lt->expiries, &life->expiry);
 }
@@ -473,8 +474,7 @@ static void life_drop(struct locktable *lt, struct lt_entry *e)
 
 	if (!life)
 		return;
-	if (life->ttl_ms)
-		heap_remove(&lt->expiries, &life->expiry);
+	heap_remove(&lt->expiries, &life->expiry);
 	if (life->detached) {
 		htable_remove(&lt->tokens, &life->by_token);
 		lt->stats.detached--;
@@ -865,12 +865,6 @@ enum lt_result locktable_renew(struct locktable *lt, struct lt_entry *lease, int
 		return LT_UNKNOWN_LEASE;
 	if (ttl_ms > LT_TIMEOUT_MAX_MS)
 		ttl_ms = LT_TIMEOUT_MAX_MS;
-	if (!life->ttl_ms) {
-		/* A first TTL: its place in the expiries. */
-		life->expiry.key = UINT64_MAX;
-		if (heap_push(&lt->expiries, &life->expiry) < 0)
-			return LT_NOMEM;
-	}
 	if (ttl_ms > 0)
 		life->ttl_ms = (uint64_t)ttl_ms;
 	life_expire_in(lt, life, (int64_t)life->ttl_ms * 1000);

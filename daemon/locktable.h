@@ -133,9 +133,9 @@ struct lt_entry {
 
 /* What a lease that has a time-to-live or detaches carries besides. */
 struct lt_life {
-	struct heapnode expiry;   /* in locktable.expiries (key: monotonic µs) while it
-				   * has a TTL: from the request on (at UINT64_MAX until
-				   * the grant), so that a grant never needs memory */
+	struct heapnode expiry;   /* in locktable.expiries (key: monotonic µs), from the
+				   * request on, at UINT64_MAX until it is held with a
+				   * TTL, so that no grant or renew needs memory */
 	struct hnode by_token;    /* in locktable.tokens, once detached */
 	uint64_t ttl_ms;          /* 0: none */
 	uint64_t granted_wall_us; /* the wall clock at the grant (or as restored) */
@@ -302,7 +302,8 @@ struct lt_entry *locktable_by_token(const struct locktable *lt, const uint8_t to
 /* A detached lease, any, or NULL when none is left. */
 struct lt_entry *locktable_any_detached(const struct locktable *lt);
 /* Its time-to-live starts again, as ttl_ms (> 0) or (0) as it was: LT_OK,
- * LT_UNKNOWN_LEASE when it has no lt_life or (with 0) no TTL, LT_NOMEM. */
+ * or LT_UNKNOWN_LEASE when it has no lt_life or (with 0) no TTL. It needs
+ * no memory. */
 enum lt_result locktable_renew(struct locktable *lt, struct lt_entry *lease, int64_t ttl_ms);
 /* A detached lease that a previous run granted, held again by o (a
  * detached owner) as it was: its id, fence, token, grant time, and

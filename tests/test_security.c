@@ -898,6 +898,36 @@ static int checkouts_until_refused(void *arg)
 	return 99;
 }
 
+/* As a limited uid: three keys held in one session, detached requests for
+ * them waiting in another, then the first ends: the exit status counts
+ * the checkouts granted (bits 0-3), and 16 when the last got limit. */
+static int waiting_checkouts_past_the_limit(void *arg)
+{
+	int a = raw_connect(daemon_.socket), b = raw_connect(daemon_.socket), st = 0;
+	char line[128];
+
+	(void)arg;
+	for (int i = 1; i <= 3; i++) {
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"w-%d\"}\n", i, i);
+		raw_send(a, line);
+		if (code_status(raw_recv_id(a, i, 5000)))
+			return 100;
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"w-%d\","
+			 "\"detach\":true}\n", i, i);
+		raw_send(b, line);
+	}
+	raw_send(b, "{\"id\":9,\"op\":\"ping\"}\n");
+	json_decref(raw_recv_id(b, 9, 5000)); /* all three wait */
+	close(a);
+	for (int i = 1; i <= 3; i++) {
+		int code = code_status(raw_recv_id(b, i, 5000));
+
+		st += code == 0;
+		st |= i == 3 && code == 2 ? 16 : 0;
+	}
+	return st;
+}
+
 /* max_user_checkouts holds over sessions, and after them: the checkouts a
  * uid left still count until one is ended (here by root's revoke). */
 START_TEST(max_user_checkouts_caps_a_uid)
@@ -912,6 +942,11 @@ START_TEST(max_user_checkouts_caps_a_uid)
 	root = client_connect(daemon_.socket);
 	ck_assert_int_eq(hasp_revoke_key(root, "a-2"), 1);
 	ck_assert_int_eq(run_as(MALLORY, checkouts_until_refused, "c-"), 1);
+	ck_assert_int_eq(stats_gauge(root, "checkouts"), 3);
+	/* Requests that waited are held to it at their grant. */
+	ck_assert_int_eq(hasp_revoke_key(root, "a-1"), 1);
+	ck_assert_int_eq(hasp_revoke_key(root, "a-3"), 1);
+	ck_assert_int_eq(run_as(MALLORY, waiting_checkouts_past_the_limit, NULL), 16 + 2);
 	ck_assert_int_eq(stats_gauge(root, "checkouts"), 3);
 	hasp_close(root);
 	stop();
