@@ -1,9 +1,13 @@
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "utf8.h"
 
 hasp_client *cli_connect(const struct cli *cli)
 {
@@ -45,6 +49,88 @@ int cli_error(hasp_client *c, const char *what, int err)
 	cli_put_escaped(stderr, *msg ? msg : hasp_strerror(err));
 	fputc('\n', stderr);
 	return cli_status(err);
+}
+
+int cli_lease_status(int err, bool on_key, bool opened_file, int conflict_code)
+{
+	switch (err) {
+	case -HASP_E_BUSY:
+	case -HASP_E_TIMEOUT:
+		return conflict_code;
+	case -ENOMEM: case -EMFILE: case -ENFILE: case -HASP_E_INTERNAL:
+		return EXIT_OSERR;
+	case -EROFS: case -ENOSPC:
+		return EXIT_CANTCREAT;
+	case -EBADF:
+		return EXIT_DATAERR;
+	case -ECONNRESET: case -EPIPE: case -ENOTCONN: case -ECONNREFUSED:
+	case -HASP_E_LIMIT: case -HASP_E_PROTOCOL: case -HASP_E_UNTRUSTED:
+	case -HASP_E_UNAVAILABLE:
+		return EXIT_UNAVAILABLE;
+	case -HASP_E_BAD_REQUEST: case -EINVAL:
+		/* What the command line gave was checked: for a file, its type. */
+		return on_key ? EXIT_USAGE : EXIT_NOINPUT;
+	case -HASP_E_PERMISSION_DENIED:
+		return EXIT_NOINPUT;
+	default:
+		/* Opening FILE: ENOENT, EACCES, ENOTDIR, ELOOP, ... */
+		return opened_file && err > -HASP_E_BASE ? EXIT_NOINPUT : EXIT_OSERR;
+	}
+}
+
+void cli_report(hasp_client *c, int err)
+{
+	const char *msg = c ? hasp_client_errmsg(c) : "";
+
+	fprintf(stderr, "%s: ", CLI_NAME);
+	cli_put_escaped(stderr, *msg ? msg : hasp_strerror(err));
+	fputc('\n', stderr);
+}
+
+bool cli_seconds(const char *s, int64_t *ms)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0) || v > 1e9)
+		return false;
+	*ms = (int64_t)(v * 1000.0 + 0.5);
+	if (*ms == 0 && v > 0)
+		*ms = 1; /* a wait, however short, is not -n */
+	return true;
+}
+
+/* What a string a client sends must be: UTF-8, within max bytes, and for a
+ * key not empty. */
+static bool text_valid(const char *cmd, const char *what, const char *s, size_t min,
+		       size_t max)
+{
+	size_t n;
+
+	if (!s)
+		return true;
+	n = strlen(s);
+	if (n < min || n > max || !utf8_valid(s, n)) {
+		fprintf(stderr, "%s: the %s must be UTF-8, %zu to %zu bytes\n"
+			"Try 'hasp %s --help'.\n", CLI_NAME, what, min, max, cmd);
+		return false;
+	}
+	return true;
+}
+
+bool cli_texts_valid(const char *cmd, const char *key, const char *owner, const char *message)
+{
+	return text_valid(cmd, "key", key, 1, 1024) && text_valid(cmd, "owner", owner, 0, 256) &&
+	       text_valid(cmd, "message", message, 0, 1024);
+}
+
+const char *cli_user_name(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+
+	return pw ? pw->pw_name : getenv("USER");
 }
 
 void cli_format_age(char *buf, unsigned size, long long ms)

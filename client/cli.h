@@ -39,6 +39,21 @@ int cmd_ls(struct cli *cli, int argc, char **argv);
 int cmd_stats(struct cli *cli, int argc, char **argv);
 int cmd_ping(struct cli *cli, int argc, char **argv);
 int cmd_revoke(struct cli *cli, int argc, char **argv);
+int cmd_checkout(struct cli *cli, int argc, char **argv);
+int cmd_checkin(struct cli *cli, int argc, char **argv);
+int cmd_renew(struct cli *cli, int argc, char **argv);
+
+/* A waiting callback's userdata (hasp_lock_options, hasp_acquire_options):
+ * what is waited for, a key or a file (NULL for the fd form). */
+struct cli_waiting {
+	const struct cli *cli;
+	const char *key;
+	const char *file;
+};
+
+/* The waiting callback: says on stderr whom the request waits for, e.g.
+ * "hasp: waiting for 'db', held by pid 42 (alice, exclusive, for 3.2s)". */
+void cli_notify_waiting(void *userdata);
 
 /* Connects, or prints why not and returns NULL. */
 hasp_client *cli_connect(const struct cli *cli);
@@ -46,6 +61,14 @@ hasp_client *cli_connect(const struct cli *cli);
  * away or will not serve for a limit, or its socket is not to be trusted,
  * else 1. */
 int cli_status(int err);
+/* The exit status for a lease not had (hasp lock, hasp checkout), as
+ * flock(1) gives it for the same failure: conflict_code only for busy or
+ * timed out; 64 for what the command line gave (a key); 66 for FILE that
+ * cannot be opened (opened_file: the error may be the file's); 69 when
+ * haspd cannot be reached or will not serve; 71, 73, 65 (see hasp(1)). */
+int cli_lease_status(int err, bool on_key, bool opened_file, int conflict_code);
+/* Prints "hasp: " and the message of err (escaped) on stderr. */
+void cli_report(hasp_client *c, int err);
 /* Prints "hasp: WHAT: reason" for a libhasp error; returns cli_status(err). */
 int cli_error(hasp_client *c, const char *what, int err);
 /* s, as it may meet a terminal (escape.c): control characters (C0, DEL,
@@ -56,6 +79,14 @@ char *cli_escape(const char *s);
 void cli_put_escaped(FILE *f, const char *s);
 /* A string member of a JSON object from the daemon, or dflt. */
 const char *cli_str(json_t *o, const char *name, const char *dflt);
+/* Seconds (decimals allowed, >= 0) as ms; a wait however short is at
+ * least 1 ms. false when s is not such a number. */
+bool cli_seconds(const char *s, int64_t *ms);
+/* Whether the key, owner and message (each may be NULL) can be sent: else
+ * says which cannot, pointing to 'hasp CMD --help'. */
+bool cli_texts_valid(const char *cmd, const char *key, const char *owner, const char *message);
+/* The caller's user name, for a default owner; NULL if it has none. */
+const char *cli_user_name(void);
 /* "3.2s", "4m05s", "2h13m" for an age in ms. */
 void cli_format_age(char *buf, unsigned size, long long ms);
 /* --json, --socket and --help for commands that take no other arguments:

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,97 +40,6 @@ static void default_message(struct lock_args *a, char **argv)
 	a->opts.message = a->message;
 }
 
-static void default_owner(struct lock_args *a)
-{
-	struct passwd *pw;
-
-	if (a->opts.owner)
-		return;
-	pw = getpwuid(getuid());
-	a->opts.owner = pw ? pw->pw_name : getenv("USER");
-}
-
-/* The list's entry for name (a key, or a path as the daemon shows it):
- * the first page of names that start with it, in whose order name itself
- * comes first. A new reference, or NULL. */
-static json_t *find_resource(hasp_client *c, const char *field, const char *name)
-{
-	struct hasp_list_options o = HASP_LIST_OPTIONS_INIT;
-	json_t *resources, *r, *found = NULL;
-	char *text = NULL, *next = NULL;
-	size_t i;
-
-	o.prefix = name;
-	o.limit = 16;
-	if (hasp_list_page_json(c, &o, &text, &next) < 0)
-		return NULL;
-	resources = json_loads(text, 0, NULL);
-	json_array_foreach(resources, i, r)
-		if (!found && strcmp(cli_str(r, field, ""), name) == 0)
-			found = json_incref(r);
-	json_decref(resources);
-	free(text);
-	free(next);
-	return found;
-}
-
-/* A file's path as the daemon shows it: U+FFFD for what is not UTF-8. */
-static bool shown_path(const char *file, char *buf, size_t size)
-{
-	char path[PATH_MAX];
-	size_t n;
-
-	if (!realpath(file, path) || (n = strlen(path)) * 3 >= size)
-		return false;
-	buf[utf8_shown(path, n, buf)] = '\0';
-	return true;
-}
-
-/* After a second of waiting on a terminal: say whom we wait for, through a
- * second connection (the first one is busy waiting). */
-struct waiting {
-	const struct cli *cli;
-	const struct lock_args *a;
-};
-
-static void notify_waiting(void *userdata)
-{
-	const struct waiting *w = userdata;
-	const struct lock_args *a = w->a;
-	hasp_client *c = NULL;
-	json_t *resource = NULL, *holders, *h;
-	char age[32], path[3 * PATH_MAX];
-	size_t i;
-
-	if (hasp_connect(w->cli->socket, &c) < 0)
-		goto out;
-	if (a->key)
-		resource = find_resource(c, "key", a->key);
-	else if (a->fd < 0 && shown_path(a->file, path, sizeof(path)))
-		resource = find_resource(c, "path", path);
-	else
-		goto out;
-	holders = json_object_get(resource, "holders");
-	fprintf(stderr, "%s: waiting for '", CLI_NAME);
-	cli_put_escaped(stderr, a->key ? a->key : a->file);
-	fputs("', held by", stderr);
-	json_array_foreach(holders, i, h) {
-		cli_format_age(age, sizeof(age), (long long)json_integer_value(json_object_get(h, "held_ms")));
-		fprintf(stderr, "%s pid %lld (", i ? "," : "",
-			(long long)json_integer_value(json_object_get(h, "pid")));
-		cli_put_escaped(stderr, cli_str(h, "owner", "no owner"));
-		fputs(", ", stderr);
-		cli_put_escaped(stderr, cli_str(h, "mode", "?"));
-		fprintf(stderr, ", for %s)", age);
-	}
-	fputs(json_array_size(holders) ? "\n"
-	      : a->key ? " nobody: queued behind other waiters\n"
-	      : " a process outside hasp (flock), or queued behind other waiters\n", stderr);
-out:
-	json_decref(resource);
-	hasp_close(c);
-}
-
 /* What COMMAND learns of its lease: its id, its fence, and what it is on. */
 static int export_lease(const hasp_lease *l, const struct lock_args *a)
 {
@@ -147,43 +55,33 @@ static int export_lease(const hasp_lease *l, const struct lock_args *a)
 	return setenv(a->key ? "HASP_KEY" : "HASP_PATH", hasp_lease_key(l), 1);
 }
 
-/* The exit status for a lease not had, as flock(1) gives it for the same
- * failure: the conflict code only for busy or timed out. */
-static int failure_status(const struct lock_args *a, int r)
-{
-	switch (r) {
-	case -HASP_E_BUSY:
-	case -HASP_E_TIMEOUT:
-		return a->conflict_code;
-	case -ENOMEM: case -EMFILE: case -ENFILE: case -HASP_E_INTERNAL:
-		return EXIT_OSERR;
-	case -EROFS: case -ENOSPC:
-		return EXIT_CANTCREAT;
-	case -EBADF:
-		return EXIT_DATAERR;
-	case -ECONNRESET: case -EPIPE: case -ENOTCONN: case -ECONNREFUSED:
-	case -HASP_E_LIMIT: case -HASP_E_PROTOCOL: case -HASP_E_UNTRUSTED:
-		return EXIT_UNAVAILABLE;
-	case -HASP_E_BAD_REQUEST: case -EINVAL:
-		/* What the command line gave was checked: for a file, its type. */
-		return a->key ? EXIT_USAGE : EXIT_NOINPUT;
-	case -HASP_E_PERMISSION_DENIED:
-		return EXIT_NOINPUT;
-	default:
-		/* Opening FILE: ENOENT, EACCES, ENOTDIR, ELOOP, ... */
-		return a->file && a->fd < 0 && r > -HASP_E_BASE ? EXIT_NOINPUT : EXIT_OSERR;
-	}
-}
-
 static bool conflict(int r)
 {
 	return r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT;
+}
+
+/* --ttl: the lock options, and the TTL, as acquire options. */
+static int take_lease_ttl(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
+{
+	struct hasp_acquire_options o = HASP_ACQUIRE_OPTIONS_INIT;
+
+	o.mode = a->opts.mode;
+	o.timeout_ms = a->opts.timeout_ms;
+	o.ttl_ms = a->ttl_ms;
+	o.owner = a->opts.owner;
+	o.message = a->opts.message;
+	o.waiting = a->opts.waiting;
+	o.waiting_after_ms = a->opts.waiting_after_ms;
+	o.userdata = a->opts.userdata;
+	return a->file ? hasp_acquire_file(c, a->file, &o, ret) : hasp_acquire(c, a->key, &o, ret);
 }
 
 static int take_lease(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
 {
 	if (a->fd >= 0)
 		return hasp_lock_fd(c, a->fd, &a->opts, ret);
+	if (a->ttl_ms)
+		return take_lease_ttl(c, a, ret);
 	if (a->file)
 		return hasp_lock_file(c, a->file, &a->opts, ret);
 	return hasp_lock(c, a->key, &a->opts, ret);
@@ -205,13 +103,9 @@ static void say_time_taken(struct timespec start)
  * where naming the holder is worth the most. */
 static int report_failure(hasp_client *c, const struct lock_args *a, int r)
 {
-	if (!conflict(r) || a->verbose || isatty(STDERR_FILENO)) {
-		fprintf(stderr, "%s: ", CLI_NAME);
-		cli_put_escaped(stderr, *hasp_client_errmsg(c) ? hasp_client_errmsg(c)
-							       : hasp_strerror(r));
-		fputc('\n', stderr);
-	}
-	return failure_status(a, r);
+	if (!conflict(r) || a->verbose || isatty(STDERR_FILENO))
+		cli_report(c, r);
+	return cli_lease_status(r, a->key, a->file && a->fd < 0, a->conflict_code);
 }
 
 /* -u: the fd form's unlock, done here: the flock is the caller's. */
@@ -267,7 +161,7 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 {
 	struct lock_args a = { .fd = -1, .opts = HASP_LOCK_OPTIONS_INIT, .conflict_code = 1,
 			       .kill_after_ms = 10000 };
-	struct waiting w = { cli, &a };
+	struct cli_waiting w = { cli, NULL, NULL };
 	struct timespec start;
 	hasp_client *c;
 	hasp_lease *lease;
@@ -281,7 +175,8 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 		fprintf(stderr, "%s: %d: %s\n", CLI_NAME, a.fd, strerror(errno));
 		return EXIT_DATAERR; /* as flock(1) */
 	}
-	default_owner(&a);
+	if (!a.opts.owner)
+		a.opts.owner = cli_user_name();
 	if (!a.opts.message && a.fd >= 0 && !a.fd_command) {
 		/* The fd form: whose descriptor waits (the shell's, as a rule). */
 		snprintf(a.message, sizeof(a.message), "descriptor %d of pid %d", a.fd,
@@ -292,7 +187,9 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 						    : a.command);
 	}
 	if (a.opts.timeout_ms != 0 && (a.verbose || isatty(STDERR_FILENO))) {
-		a.opts.waiting = notify_waiting;
+		w.key = a.key;
+		w.file = a.fd < 0 ? a.file : NULL;
+		a.opts.waiting = cli_notify_waiting;
 		a.opts.waiting_after_ms = 1000;
 		a.opts.userdata = &w;
 	}

@@ -112,6 +112,19 @@ static void format_waiting_for(char *buf, size_t size, json_t *r, size_t j)
 		snprintf(buf, size, "%s", why);
 }
 
+/* For a holder with a TTL, when it ends: "expires in 4m05s"; else "-". */
+static void format_expiry(char *buf, size_t size, json_t *e)
+{
+	char age[32];
+
+	if (!json_is_integer(json_object_get(e, "expires_in_ms"))) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	cli_format_age(age, sizeof(age), int_of(e, "expires_in_ms"));
+	snprintf(buf, size, "expires in %s", age);
+}
+
 /* A key, or a file's path and what became of it: "/tmp/x (deleted)". */
 static void print_name(json_t *r)
 {
@@ -157,8 +170,11 @@ static void print_resource(struct ls *ls, json_t *r)
 	size_t j;
 	json_t *e;
 
-	json_array_foreach(json_object_get(r, "holders"), j, e)
-		print_row(ls, r, "held", e, "held_ms", "-");
+	json_array_foreach(json_object_get(r, "holders"), j, e) {
+		format_expiry(why, sizeof(why), e);
+		print_row(ls, r, json_is_true(json_object_get(e, "detached")) ? "checkout" : "held",
+			  e, "held_ms", why);
+	}
 	json_array_foreach(json_object_get(r, "waiters"), j, e) {
 		format_waiting_for(why, sizeof(why), r, j);
 		print_row(ls, r, "waiting", e, "waiting_ms", why);

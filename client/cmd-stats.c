@@ -7,11 +7,13 @@
 
 static const char usage[] =
 	"Usage: hasp stats [--json] [--socket PATH]\n"
-	"Shows haspd's gauges (sessions, resources, leases, waiters) and counters,\n"
-	"then how the leases granted since haspd started have ended: released, ended\n"
-	"with their session (the client closed or died), revoked, or handed over\n"
-	"(the fd form of hasp lock: the flock is the client's descriptor's), and how\n"
-	"many are held now; granted is always ended plus held.\n"
+	"Shows haspd's gauges (sessions, resources, leases, checkouts, waiters) and\n"
+	"counters, then how the leases granted since haspd started (the checkouts it\n"
+	"restored from its journal at its start among them) have ended: released (or\n"
+	"checked in), ended with their session (the client closed or died), revoked,\n"
+	"expired (their TTL ran out), or handed over (the fd form of hasp lock: the\n"
+	"flock is the client's descriptor's), and how many are held now;\n"
+	"granted is always ended plus held.\n"
 	"  -j, --json  print the daemon's JSON object instead of a table\n";
 
 static void print_group(const char *title, json_t *group)
@@ -29,21 +31,26 @@ static long long stat_of(json_t *group, const char *name)
 	return (long long)json_integer_value(json_object_get(group, name));
 }
 
-/* Grants against ends: every lease granted has ended, or is held now. */
+/* Grants against ends: every lease granted (a checkout restored at the
+ * start counts as granted) has ended, or is held now. */
 static void print_balance(json_t *gauges, json_t *counters)
 {
+	long long restored = stat_of(counters, "restored");
 	long long granted = stat_of(counters, "granted_at_once") +
-			    stat_of(counters, "granted_after_wait");
+			    stat_of(counters, "granted_after_wait") + restored;
 	long long released = stat_of(counters, "releases"), revoked = stat_of(counters, "revokes");
 	long long disconnected = stat_of(counters, "disconnects");
+	long long expired = stat_of(counters, "expired");
 	long long handed = stat_of(counters, "handed_over");
 
 	printf("leases:\n");
 	printf("  %-20s %lld\n", "granted", granted);
-	printf("  %-20s %lld\n", "ended", released + disconnected + revoked + handed);
+	printf("    %-18s %lld\n", "restored", restored);
+	printf("  %-20s %lld\n", "ended", released + disconnected + revoked + expired + handed);
 	printf("    %-18s %lld\n", "released", released);
 	printf("    %-18s %lld\n", "disconnected", disconnected);
 	printf("    %-18s %lld\n", "revoked", revoked);
+	printf("    %-18s %lld\n", "expired", expired);
 	printf("    %-18s %lld\n", "handed over", handed);
 	printf("  %-20s %lld\n", "held", stat_of(gauges, "leases"));
 }

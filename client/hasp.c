@@ -12,6 +12,9 @@ static const struct cli_command commands[] = {
 	{ "stats", "show the daemon's counters", cmd_stats },
 	{ "ping", "check that haspd answers, and how fast", cmd_ping },
 	{ "revoke", "end someone's lease (administrative)", cmd_revoke },
+	{ "checkout", "take a lease that outlives the command; print its token", cmd_checkout },
+	{ "checkin", "end a checkout, by its token, FILE or KEY", cmd_checkin },
+	{ "renew", "push back the end of a checkout with a TTL", cmd_renew },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -21,7 +24,7 @@ static void usage(FILE *f)
 	fputs("Usage: hasp [--socket PATH] COMMAND [ARGS...]\n"
 	      "The client of haspd, the hasp lock service.\n\nCommands:\n", f);
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fputs("\nOptions:\n"
 	      "  -S, --socket PATH  haspd's socket (default: $HASP_SOCKET, else\n"
 	      "                     $XDG_RUNTIME_DIR/hasp/haspd.sock, else /run/hasp/haspd.sock\n"

@@ -1,5 +1,7 @@
 /* libhasp: a blocking client of haspd. One request is in flight at a time;
- * replies are matched to it by id, and unsolicited events are skipped. */
+ * replies are matched to it by id, and unsolicited events are noted (a
+ * revoke, an expiry) and skipped. Checkouts and TTLs are built on this in
+ * acquire.c, checkin.c and renew.c. */
 #include "hasp.h"
 
 #include <errno.h>
@@ -18,32 +20,12 @@
 #include <unistd.h>
 
 #include "buildconf.h"
-#include "frame.h"
-#include "proto-client.h"
+#include "libhasp-internal.h"
 #include "sockpath.h"
 #include "trust.h"
 
-#define HASP_EXPORT __attribute__((visibility("default")))
-
 /* Replies (a list of every lock) can be far longer than requests. */
 #define REPLY_LINE_MAX (256u << 20)     /* said in messages as 256 MiB */
-
-struct hasp_client {
-	int fd;
-	int64_t last_id;
-	struct frame_buf rb;
-	uint64_t *revoked;      /* lease ids the daemon said it revoked */
-	size_t nrevoked, revoked_cap;
-	bool lost;              /* the connection ended: every lease with it */
-	char errmsg[1536];
-};
-
-struct hasp_lease {
-	uint64_t id;
-	uint64_t fence;
-	enum hasp_mode mode;
-	char key[];
-};
 
 HASP_EXPORT const char *hasp_version(void)
 {
@@ -55,10 +37,7 @@ HASP_EXPORT int hasp_default_socket(char *buf, size_t size)
 	return proto_default_socket(buf, size);
 }
 
-static int set_error(hasp_client *c, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_error(hasp_client *c, int err, const char *fmt, ...)
+int libhasp_error(hasp_client *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -91,24 +70,24 @@ static int connect_trusted(hasp_client *c, const char *path)
 	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return set_error(c, -ENAMETOOLONG, "socket path too long: %s", path);
+		return libhasp_error(c, -ENAMETOOLONG, "socket path too long: %s", path);
 	strcpy(sa.sun_path, path);
 	r = trust_socket(path, &t, c->errmsg, sizeof(c->errmsg));
 	if (r == -HASP_E_UNTRUSTED)
 		return r;
 	if (r < 0)
-		return set_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
+		return libhasp_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
 		if (fd >= 0)
 			close(fd);
-		return set_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
+		return libhasp_error(c, r, "cannot connect to haspd at %s: %s", path, strerror(-r));
 	}
 	r = trust_peer(fd, path, &t, c->errmsg, sizeof(c->errmsg));
 	if (r < 0) {
 		close(fd);
-		return r == -HASP_E_UNTRUSTED ? r : set_error(c, r, "cannot check who serves %s: %s",
+		return r == -HASP_E_UNTRUSTED ? r : libhasp_error(c, r, "cannot check who serves %s: %s",
 							      path, strerror(-r));
 	}
 	return fd;
@@ -121,10 +100,10 @@ HASP_EXPORT int hasp_client_connect(hasp_client *c, const char *socket_path)
 
 	c->errmsg[0] = '\0';
 	if (c->fd >= 0)
-		return set_error(c, -EISCONN, "already connected to haspd");
+		return libhasp_error(c, -EISCONN, "already connected to haspd");
 	if (!socket_path) {
 		if (proto_default_socket(path, sizeof(path)) < 0)
-			return set_error(c, -ENAMETOOLONG, "the default socket path is too long");
+			return libhasp_error(c, -ENAMETOOLONG, "the default socket path is too long");
 		socket_path = path;
 	}
 	fd = connect_trusted(c, socket_path);
@@ -157,7 +136,7 @@ HASP_EXPORT hasp_client *hasp_close(hasp_client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	frame_buf_done(&c->rb);
-	free(c->revoked);
+	free(c->lost_leases);
 	free(c);
 	return NULL;
 }
@@ -177,7 +156,7 @@ HASP_EXPORT const char *hasp_client_errmsg(const hasp_client *c)
 static int connection_lost(hasp_client *c)
 {
 	c->lost = true;
-	return set_error(c, -ECONNRESET, "the connection to haspd was lost, and every lease taken "
+	return libhasp_error(c, -ECONNRESET, "the connection to haspd was lost, and every lease taken "
 			 "through it; connect again");
 }
 
@@ -189,7 +168,7 @@ static ssize_t fill(hasp_client *c)
 	if (n == 0 || n == -ECONNRESET)
 		return connection_lost(c);
 	if (n < 0)
-		return set_error(c, (int)n, "cannot read from haspd: %s", strerror((int)-n));
+		return libhasp_error(c, (int)n, "cannot read from haspd: %s", strerror((int)-n));
 	return n;
 }
 
@@ -208,7 +187,7 @@ static void drop(hasp_client *c)
 static int connection_dropped(hasp_client *c, int code, const char *what)
 {
 	drop(c);
-	return set_error(c, code, "%s; the connection to haspd is dropped, and every lease taken "
+	return libhasp_error(c, code, "%s; the connection to haspd is dropped, and every lease taken "
 			 "through it", what);
 }
 
@@ -243,7 +222,7 @@ static int send_all(hasp_client *c, const char *buf, size_t len, int fd)
 				continue;
 			if (errno == EPIPE || errno == ECONNRESET)
 				return connection_ended(c);
-			return set_error(c, -errno, "cannot send to haspd: %s", strerror(errno));
+			return libhasp_error(c, -errno, "cannot send to haspd: %s", strerror(errno));
 		}
 		buf += n;
 		len -= (size_t)n;
@@ -263,7 +242,7 @@ static int64_t mono_ms(void)
 /* Waits until fd is readable when a waiting callback is pending: it is
  * called once, when the wait passes its threshold, and then cleared.
  * Otherwise the blocking read(2) that follows does the waiting. */
-static int wait_readable(hasp_client *c, const struct hasp_lock_options **w, int64_t start)
+static int wait_readable(hasp_client *c, const struct libhasp_acquire **w, int64_t start)
 {
 	struct pollfd p = { .fd = c->fd, .events = POLLIN };
 
@@ -283,25 +262,33 @@ static int wait_readable(hasp_client *c, const struct hasp_lock_options **w, int
 	return 0;
 }
 
-/* Remembers a revoked lease, for hasp_lease_revoked(). Returns 0, or a
- * negative error when it cannot, having dropped the connection: a holder
- * must never go on unaware. */
+/* Remembers a revoked or expired lease, for hasp_lease_revoked(). Returns
+ * 0, or a negative error when it cannot, having dropped the connection: a
+ * holder must never go on unaware. */
 static int note_event(hasp_client *c, const struct proto_reply *rep)
 {
 	json_t *lease = json_object_get(rep->root, "lease");
+	enum libhasp_loss how;
 
-	if (strcmp(rep->event, "revoked") != 0 || !json_is_integer(lease))
+	if (strcmp(rep->event, "revoked") == 0)
+		how = LIBHASP_REVOKED;
+	else if (strcmp(rep->event, "expired") == 0)
+		how = LIBHASP_EXPIRED;
+	else
 		return 0;
-	if (c->nrevoked == c->revoked_cap) {
-		size_t cap = c->revoked_cap ? c->revoked_cap * 2 : 8;
-		uint64_t *v = realloc(c->revoked, cap * sizeof(*v));
+	if (!json_is_integer(lease))
+		return 0;
+	if (c->nlost == c->lost_cap) {
+		size_t cap = c->lost_cap ? c->lost_cap * 2 : 8;
+		struct libhasp_lost *v = realloc(c->lost_leases, cap * sizeof(*v));
 
 		if (!v)
 			return connection_dropped(c, -ENOMEM, "out of memory for a revoke notice");
-		c->revoked = v;
-		c->revoked_cap = cap;
+		c->lost_leases = v;
+		c->lost_cap = cap;
 	}
-	c->revoked[c->nrevoked++] = (uint64_t)json_integer_value(lease);
+	c->lost_leases[c->nlost++] = (struct libhasp_lost){ (uint64_t)json_integer_value(lease),
+							     how };
 	return 0;
 }
 
@@ -323,7 +310,7 @@ static bool is_refusal(const struct proto_reply *rep)
 
 static int session_refused(hasp_client *c, struct proto_reply *rep)
 {
-	int r = set_error(c, -rep->code, "%s", rep->message);
+	int r = libhasp_error(c, -rep->code, "%s", rep->message);
 
 	proto_reply_done(rep);
 	c->lost = true;
@@ -333,7 +320,7 @@ static int session_refused(hasp_client *c, struct proto_reply *rep)
 /* Reads replies until the one for id; events and others are skipped; an
  * error for no request ends the session. */
 static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
-		      const struct hasp_lock_options *w)
+		      const struct libhasp_acquire *w)
 {
 	int64_t start = w && w->waiting ? mono_ms() : 0;
 	const char *line;
@@ -363,37 +350,37 @@ static int read_reply(hasp_client *c, int64_t id, struct proto_reply *rep,
 						  "haspd sent a reply over 256 MiB");
 		r = wait_readable(c, &w, start);
 		if (r < 0)
-			return set_error(c, r, "cannot read from haspd: %s", strerror(-r));
+			return libhasp_error(c, r, "cannot read from haspd: %s", strerror(-r));
 		n = fill(c);
 		if (n < 0)
 			return (int)n;
 	}
 }
 
-/* One request, one reply. On a daemon error returns -HASP_E_* with the
- * message kept; args is consumed. */
-static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
-		   struct proto_reply *rep, const struct hasp_lock_options *w)
+/* One request, one reply (libhasp_call()), with w's waiting callback, if
+ * any, called while it waits. */
+static int call_waiting(hasp_client *c, enum proto_op op, json_t *args, int fd,
+			struct proto_reply *rep, const struct libhasp_acquire *w)
 {
 	int64_t id = ++c->last_id;
 	size_t len = 0;
 	/* These carry arguments: none means they could not be built. */
 	bool needs_args = op == OP_ACQUIRE || op == OP_RELEASE || op == OP_CANCEL ||
-			  op == OP_REVOKE || op == OP_LIST || op == OP_ADOPT;
+			  op == OP_REVOKE || op == OP_LIST || op == OP_ADOPT || op == OP_RENEW;
 	char *line = args || !needs_args ? proto_encode_request(id, op, args, &len) : NULL;
 	int r;
 
 	c->errmsg[0] = '\0';
 	if (c->fd < 0) {
 		free(line);
-		return set_error(c, -ENOTCONN, "not connected to haspd");
+		return libhasp_error(c, -ENOTCONN, "not connected to haspd");
 	}
 	if (c->lost) {
 		free(line);
 		return connection_lost(c);
 	}
 	if (!line)
-		return set_error(c, -ENOMEM, "out of memory");
+		return libhasp_error(c, -ENOMEM, "out of memory");
 	r = send_all(c, line, len, fd);
 	free(line);
 	if (r >= 0)
@@ -406,47 +393,68 @@ static int call_fd(hasp_client *c, enum proto_op op, json_t *args, int fd,
 		return r;
 	}
 	if (!rep->ok) {
-		r = set_error(c, -rep->code, "%s", rep->message);
+		r = libhasp_error(c, -rep->code, "%s", rep->message);
 		proto_reply_done(rep);
 	}
 	return r;
 }
 
-static int call(hasp_client *c, enum proto_op op, json_t *args, struct proto_reply *rep,
-		const struct hasp_lock_options *w)
+int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct proto_reply *rep)
 {
-	return call_fd(c, op, args, -1, rep, w);
+	return call_waiting(c, op, args, fd, rep, NULL);
 }
 
 /* The acquire's arguments; what is "key" or "path", name its value
  * (consumed). All or nothing: an acquire that lost its timeout would wait
- * for ever. */
+ * for ever, one that lost its TTL or detach would never end. */
 static json_t *lock_args(const char *what, json_t *name, bool with_fd,
-			 const struct hasp_lock_options *o)
+			 const struct libhasp_acquire *o)
 {
-	json_t *timeout = NULL;
+	json_t *a = json_pack("{s:o,s:s,s:s*,s:s*,s:o*}", what, name,
+			      "mode", o->mode == HASP_SHARED ? "shared" : "exclusive",
+			      "owner", o->owner, "message", o->message,
+			      "fd", with_fd ? json_true() : NULL);
 
-	if (o->timeout_ms >= 0 && !(timeout = json_integer(o->timeout_ms))) {
-		json_decref(name);
+	if (a && ((o->timeout_ms >= 0 &&
+		   json_object_set_new(a, "timeout_ms", json_integer(o->timeout_ms)) < 0) ||
+		  (o->ttl_ms > 0 && json_object_set_new(a, "ttl_ms", json_integer(o->ttl_ms)) < 0) ||
+		  (o->detach && json_object_set_new(a, "detach", json_true()) < 0))) {
+		json_decref(a);
 		return NULL;
 	}
-	return json_pack("{s:o,s:s,s:o*,s:s*,s:s*,s:o*}", what, name,
-			 "mode", o->mode == HASP_SHARED ? "shared" : "exclusive",
-			 "timeout_ms", timeout, "owner", o->owner, "message", o->message,
-			 "fd", with_fd ? json_true() : NULL);
+	return a;
 }
 
 /* What lock_args() can put in JSON: otherwise json_pack() fails as for
  * want of memory. */
-static bool strings_valid(const struct hasp_lock_options *o)
+static bool strings_valid(const struct libhasp_acquire *o)
 {
 	return (!o->owner || proto_utf8_valid(o->owner)) &&
 	       (!o->message || proto_utf8_valid(o->message));
 }
 
+/* The lease of a granted acquire's reply, into l. A reply that does not
+ * say what was granted is the daemon's error: the connection goes (and with
+ * it a session-bound lease; a checkout stays, for its uid to check in). */
+static int read_grant(hasp_client *c, const struct proto_reply *rep,
+		      const struct libhasp_acquire *o, hasp_lease *l)
+{
+	struct proto_grant g;
+
+	if (proto_decode_grant(rep, &g) < 0 || (o->detach && !g.token))
+		return connection_dropped(c, -HASP_E_PROTOCOL, "haspd's grant could not be read "
+					  "(no lease id, or a bad or missing token)");
+	l->id = g.lease;
+	l->fence = g.fence;
+	l->mode = o->mode;
+	l->ttl_ms = o->ttl_ms > 0 ? (g.expires_ms >= 0 ? g.expires_ms : o->ttl_ms) : 0;
+	snprintf(l->token, sizeof(l->token), "%s", g.token ? g.token : "");
+	return 0;
+}
+
 /* Sends an acquire (with fd, if >= 0) and makes the lease of its grant. */
 static int lock_common(hasp_client *c, const char *name, json_t *args, int fd,
-		       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
+		       const struct libhasp_acquire *opts, hasp_lease **ret_lease)
 {
 	size_t len = strlen(name);
 	/* Before the request: no grant can find the client without memory. */
@@ -456,35 +464,74 @@ static int lock_common(hasp_client *c, const char *name, json_t *args, int fd,
 
 	if (!l) {
 		json_decref(args);
-		return set_error(c, -ENOMEM, "out of memory");
+		return libhasp_error(c, -ENOMEM, "out of memory");
 	}
-	r = call_fd(c, OP_ACQUIRE, args, fd, &rep, opts);
+	r = call_waiting(c, OP_ACQUIRE, args, fd, &rep, opts);
 	if (r < 0) {
 		free(l);
 		return r;
 	}
-	l->id = (uint64_t)json_integer_value(json_object_get(rep.root, "lease"));
-	l->fence = (uint64_t)json_integer_value(json_object_get(rep.root, "fence"));
-	l->mode = opts->mode;
-	memcpy(l->key, name, len + 1);
+	r = read_grant(c, &rep, opts, l);
 	proto_reply_done(&rep);
+	if (r < 0) {
+		free(l);
+		return r;
+	}
+	memcpy(l->key, name, len + 1);
 	*ret_lease = l;
 	return 0;
 }
 
-static const struct hasp_lock_options lock_defaults = HASP_LOCK_OPTIONS_INIT;
+/* hasp_lock_options as an acquire; NULL for the defaults. */
+static struct libhasp_acquire lock_acquire(const struct hasp_lock_options *o)
+{
+	static const struct hasp_lock_options defaults = HASP_LOCK_OPTIONS_INIT;
+
+	if (!o)
+		o = &defaults;
+	return (struct libhasp_acquire){
+		.mode = o->mode, .timeout_ms = o->timeout_ms, .owner = o->owner,
+		.message = o->message, .waiting = o->waiting,
+		.waiting_after_ms = o->waiting_after_ms, .userdata = o->userdata,
+	};
+}
+
+int libhasp_check_key(hasp_client *c, const char *key)
+{
+	if (!key || !*key || strlen(key) > PROTO_KEY_MAX)
+		return libhasp_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
+	if (!proto_utf8_valid(key))
+		return libhasp_error(c, -EINVAL, "a key must be UTF-8");
+	return 0;
+}
+
+int libhasp_check_token(hasp_client *c, const char *token)
+{
+	if (!proto_token_valid(token))
+		return libhasp_error(c, -EINVAL, "a checkout's token is %d lowercase hex digits",
+				     PROTO_TOKEN_HEX);
+	return 0;
+}
+
+int libhasp_acquire_key(hasp_client *c, const char *key, const struct libhasp_acquire *a,
+			hasp_lease **ret_lease)
+{
+	int r = libhasp_check_key(c, key);
+
+	if (r < 0)
+		return r;
+	if (!strings_valid(a))
+		return libhasp_error(c, -EINVAL, "the owner and message must be UTF-8");
+	return lock_common(c, key, lock_args("key", json_string(key), false, a), -1, a,
+			   ret_lease);
+}
 
 HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *opts,
 			  hasp_lease **ret_lease)
 {
-	if (!opts)
-		opts = &lock_defaults;
-	if (!key || !*key || strlen(key) > PROTO_KEY_MAX)
-		return set_error(c, -EINVAL, "a key is 1 to %d bytes", PROTO_KEY_MAX);
-	if (!proto_utf8_valid(key) || !strings_valid(opts))
-		return set_error(c, -EINVAL, "the key, owner and message must be UTF-8");
-	return lock_common(c, key, lock_args("key", json_string(key), false, opts), -1, opts,
-			   ret_lease);
+	struct libhasp_acquire a = lock_acquire(opts);
+
+	return libhasp_acquire_key(c, key, &a, ret_lease);
 }
 
 /* Opens path as rapfiles does: created if missing (0666 minus umask; create
@@ -511,18 +558,18 @@ static const char *absolute_path(hasp_client *c, const char *path, char *abs, in
 	int r;
 
 	if (!path || !*path) {
-		*ret_err = set_error(c, -EINVAL, "no path");
+		*ret_err = libhasp_error(c, -EINVAL, "no path");
 		return NULL;
 	}
 	if (path[0] == '/')
 		return path;
 	if (!getcwd(cwd, sizeof(cwd))) {
-		*ret_err = set_error(c, -errno, "cannot resolve %s: %s", path, strerror(errno));
+		*ret_err = libhasp_error(c, -errno, "cannot resolve %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	r = snprintf(abs, PATH_MAX, "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
 	if (r < 0 || r >= PATH_MAX) {
-		*ret_err = set_error(c, -ENAMETOOLONG, "path too long: %s", path);
+		*ret_err = libhasp_error(c, -ENAMETOOLONG, "path too long: %s", path);
 		return NULL;
 	}
 	return abs;
@@ -536,7 +583,7 @@ static int unlock_keeping_error(hasp_client *c, hasp_lease *l, int r)
 
 	memcpy(msg, c->errmsg, sizeof(msg));
 	hasp_unlock(c, l);
-	return set_error(c, r, "%s", msg);
+	return libhasp_error(c, r, "%s", msg);
 }
 
 /* Whether l, granted on fd's file, holds the file path names now: 1 yes,
@@ -554,7 +601,7 @@ static int settle(hasp_client *c, hasp_lease *l, const char *path, int fd)
 	nfd = open_lock_file(path, 0);
 	if (nfd == -ENOENT)
 		return 1; /* gone since: the lease stands, as flock's would */
-	r = nfd < 0 ? set_error(c, nfd, "cannot open %s again: %s", path, strerror(-nfd))
+	r = nfd < 0 ? libhasp_error(c, nfd, "cannot open %s again: %s", path, strerror(-nfd))
 		    : hasp_lease_adopt(c, l, nfd);
 	if (nfd >= 0)
 		close(nfd);
@@ -565,7 +612,7 @@ static int settle(hasp_client *c, hasp_lease *l, const char *path, int fd)
 
 /* One try of hasp_lock_file(): 1 and the lease, 0 to try again (the file
  * was replaced under the request), or an error. */
-static int lock_file_once(hasp_client *c, const char *path, const struct hasp_lock_options *opts,
+static int lock_file_once(hasp_client *c, const char *path, const struct libhasp_acquire *opts,
 			  hasp_lease **ret_lease)
 {
 	hasp_lease *l;
@@ -573,7 +620,7 @@ static int lock_file_once(hasp_client *c, const char *path, const struct hasp_lo
 	int fd = open_lock_file(path, O_CREAT), r;
 
 	if (fd < 0)
-		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
+		return libhasp_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
 	/* The descriptor is the file's identity; the path, display text, goes
 	 * as shown (U+FFFD for what is not UTF-8): any file name works. */
 	args = lock_args("path", proto_string_shown(path, strlen(path)), true, opts);
@@ -584,21 +631,19 @@ static int lock_file_once(hasp_client *c, const char *path, const struct hasp_lo
 	return r;
 }
 
-HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
-			       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
+int libhasp_acquire_file(hasp_client *c, const char *path, const struct libhasp_acquire *opts,
+			 hasp_lease **ret_lease)
 {
-	struct hasp_lock_options o;
+	struct libhasp_acquire o;
 	int64_t start = mono_ms();
 	char abs[PATH_MAX];
 	int r;
 
-	if (!opts)
-		opts = &lock_defaults;
 	path = absolute_path(c, path, abs, &r);
 	if (!path)
 		return r;
 	if (!strings_valid(opts))
-		return set_error(c, -EINVAL, "the owner and message must be UTF-8");
+		return libhasp_error(c, -EINVAL, "the owner and message must be UTF-8");
 	o = *opts;
 	while ((r = lock_file_once(c, path, &o, ret_lease)) == 0) {
 		if (opts->timeout_ms > 0) {
@@ -608,6 +653,14 @@ HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 		}
 	}
 	return r < 0 ? r : 0;
+}
+
+HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
+			       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
+{
+	struct libhasp_acquire a = lock_acquire(opts);
+
+	return libhasp_acquire_file(c, path, &a, ret_lease);
 }
 
 /* The path fd was opened by, for display: what /proc says of it. */
@@ -627,24 +680,23 @@ static int fd_path(int fd, char *buf, size_t size)
 HASP_EXPORT int hasp_lock_fd(hasp_client *c, int fd, const struct hasp_lock_options *opts,
 			     hasp_lease **ret_lease)
 {
+	struct libhasp_acquire a = lock_acquire(opts);
 	char path[PATH_MAX];
 	struct stat st;
 	json_t *args;
 
-	if (!opts)
-		opts = &lock_defaults;
 	if (fstat(fd, &st) < 0)
-		return set_error(c, -errno, "descriptor %d: %s", fd, strerror(errno));
-	if (!strings_valid(opts))
-		return set_error(c, -EINVAL, "the owner and message must be UTF-8");
+		return libhasp_error(c, -errno, "descriptor %d: %s", fd, strerror(errno));
+	if (!strings_valid(&a))
+		return libhasp_error(c, -EINVAL, "the owner and message must be UTF-8");
 	if (fd_path(fd, path, sizeof(path)) < 0)
 		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), fd);
-	args = lock_args("path", proto_string_shown(path, strlen(path)), true, opts);
+	args = lock_args("path", proto_string_shown(path, strlen(path)), true, &a);
 	if (args && json_object_set_new(args, "lock_fd", json_true()) < 0) {
 		json_decref(args);
 		args = NULL;
 	}
-	return lock_common(c, path, args, fd, opts, ret_lease);
+	return lock_common(c, path, args, fd, &a, ret_lease);
 }
 
 HASP_EXPORT int hasp_lease_adopt(hasp_client *c, const hasp_lease *l, int fd)
@@ -655,10 +707,10 @@ HASP_EXPORT int hasp_lease_adopt(hasp_client *c, const hasp_lease *l, int fd)
 	int r;
 
 	if (fd_path(fd, path, sizeof(path)) < 0)
-		return set_error(c, -EBADF, "descriptor %d names no file", fd);
+		return libhasp_error(c, -EBADF, "descriptor %d names no file", fd);
 	args = json_pack("{s:I,s:o,s:b}", "lease", (json_int_t)l->id, "path",
 			 proto_string_shown(path, strlen(path)), "fd", 1);
-	r = call_fd(c, OP_ADOPT, args, fd, &rep, NULL);
+	r = libhasp_call(c, OP_ADOPT, args, fd, &rep);
 	if (r >= 0)
 		proto_reply_done(&rep);
 	return r;
@@ -670,10 +722,10 @@ HASP_EXPORT int hasp_hello(hasp_client *c, const char *name)
 	int r;
 
 	if (!name || strlen(name) > PROTO_CLIENT_MAX || !proto_utf8_valid(name))
-		return set_error(c, -EINVAL, "a client name is UTF-8, at most %d bytes",
+		return libhasp_error(c, -EINVAL, "a client name is UTF-8, at most %d bytes",
 				 PROTO_CLIENT_MAX);
-	r = call(c, OP_HELLO, json_pack("{s:s,s:i}", "client", name, "version", PROTO_VERSION),
-		 &rep, NULL);
+	r = libhasp_call(c, OP_HELLO, json_pack("{s:s,s:i}", "client", name, "version",
+						PROTO_VERSION), -1, &rep);
 	if (r >= 0)
 		proto_reply_done(&rep);
 	return r;
@@ -682,7 +734,9 @@ HASP_EXPORT int hasp_hello(hasp_client *c, const char *name)
 HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)
 {
 	struct proto_reply rep;
-	int r = call(c, OP_RELEASE, json_pack("{s:I}", "lease", (json_int_t)l->id), &rep, NULL);
+	int r = libhasp_call(c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease", (json_int_t)l->id,
+						      "token", *l->token ? l->token : NULL),
+			     -1, &rep);
 
 	if (r >= 0)
 		proto_reply_done(&rep);
@@ -716,13 +770,23 @@ HASP_EXPORT const char *hasp_lease_key(const hasp_lease *l)
 	return l->key;
 }
 
+HASP_EXPORT const char *hasp_lease_token(const hasp_lease *l)
+{
+	return *l->token ? l->token : NULL;
+}
+
+HASP_EXPORT int64_t hasp_lease_ttl_ms(const hasp_lease *l)
+{
+	return l->ttl_ms;
+}
+
 /* The JSON text of o; -ENOMEM without memory for it. */
 static int dump_json(hasp_client *c, json_t *o, char **ret)
 {
 	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
 	if (!text)
-		return set_error(c, -ENOMEM, "out of memory");
+		return libhasp_error(c, -ENOMEM, "out of memory");
 	*ret = text;
 	return 0;
 }
@@ -731,13 +795,13 @@ HASP_EXPORT int hasp_stats_json(hasp_client *c, char **ret_json)
 {
 	struct proto_reply rep;
 	json_t *stats;
-	int r = call(c, OP_STATS, NULL, &rep, NULL);
+	int r = libhasp_call(c, OP_STATS, NULL, -1, &rep);
 
 	if (r < 0)
 		return r;
 	stats = json_object_get(rep.root, "stats");
 	r = stats ? dump_json(c, stats, ret_json)
-		  : set_error(c, -HASP_E_PROTOCOL, "haspd's reply has no \"stats\"");
+		  : libhasp_error(c, -HASP_E_PROTOCOL, "haspd's reply has no \"stats\"");
 	proto_reply_done(&rep);
 	return r;
 }
@@ -769,11 +833,11 @@ static int list_next(hasp_client *c, json_t *reply, const char *after, char **re
 		return 0;
 	}
 	if (!n || (after && strcmp(n, after) <= 0))
-		return set_error(c, -HASP_E_PROTOCOL, "haspd's list reply has a \"next\" that does "
+		return libhasp_error(c, -HASP_E_PROTOCOL, "haspd's list reply has a \"next\" that does "
 				 "not move on");
 	copy = strdup(n);
 	if (!copy)
-		return set_error(c, -ENOMEM, "out of memory");
+		return libhasp_error(c, -ENOMEM, "out of memory");
 	*ret_next = copy;
 	return 0;
 }
@@ -787,13 +851,13 @@ static int list_page(hasp_client *c, const struct hasp_list_options *o, json_t *
 	int r;
 
 	if ((o->prefix && !proto_utf8_valid(o->prefix)) || (o->after && !proto_utf8_valid(o->after)))
-		return set_error(c, -EINVAL, "a list's prefix and after must be UTF-8");
-	r = call(c, OP_LIST, list_args(o->prefix, o->after, o->limit), &rep, NULL);
+		return libhasp_error(c, -EINVAL, "a list's prefix and after must be UTF-8");
+	r = libhasp_call(c, OP_LIST, list_args(o->prefix, o->after, o->limit), -1, &rep);
 	if (r < 0)
 		return r;
 	resources = json_object_get(rep.root, "resources");
 	if (!json_is_array(resources))
-		r = set_error(c, -HASP_E_PROTOCOL, "haspd's list reply has no \"resources\" array");
+		r = libhasp_error(c, -HASP_E_PROTOCOL, "haspd's list reply has no \"resources\" array");
 	else
 		r = list_next(c, rep.root, o->after, ret_next);
 	if (r >= 0)
@@ -811,7 +875,7 @@ static int list_options(hasp_client *c, const struct hasp_list_options *o,
 	if (!o)
 		return 0;
 	if (o->size < sizeof(o->size))
-		return set_error(c, -EINVAL, "struct hasp_list_options: size not set");
+		return libhasp_error(c, -EINVAL, "struct hasp_list_options: size not set");
 	memcpy(ret, o, o->size < sizeof(*ret) ? o->size : sizeof(*ret));
 	ret->size = sizeof(*ret);
 	return 0;
@@ -845,7 +909,7 @@ HASP_EXPORT int hasp_list_json(hasp_client *c, char **ret_json)
 	struct hasp_list_options o = HASP_LIST_OPTIONS_INIT;
 	json_t *all = json_array(), *page;
 	char *after = NULL;
-	int r = all ? 0 : set_error(c, -ENOMEM, "out of memory");
+	int r = all ? 0 : libhasp_error(c, -ENOMEM, "out of memory");
 
 	while (r >= 0) {
 		char *next = NULL;
@@ -855,7 +919,7 @@ HASP_EXPORT int hasp_list_json(hasp_client *c, char **ret_json)
 		if (r < 0)
 			break;
 		if (json_array_extend(all, page) < 0)
-			r = set_error(c, -ENOMEM, "out of memory");
+			r = libhasp_error(c, -ENOMEM, "out of memory");
 		json_decref(page);
 		free(after);
 		after = next;
@@ -880,7 +944,7 @@ static int drain_events(hasp_client *c)
 	size_t len;
 
 	if (c->fd < 0)
-		return set_error(c, -ENOTCONN, "not connected to haspd");
+		return libhasp_error(c, -ENOTCONN, "not connected to haspd");
 	if (c->lost)
 		return connection_lost(c);
 	for (;;) {
@@ -926,76 +990,96 @@ HASP_EXPORT int hasp_lease_revoked(hasp_client *c, const hasp_lease *l)
 	int r = drain_events(c);
 
 	/* A revoke that came before the end is the more precise answer. */
-	for (size_t i = 0; i < c->nrevoked; i++)
-		if (c->revoked[i] == l->id)
-			return 1;
+	for (size_t i = 0; i < c->nlost; i++)
+		if (c->lost_leases[i].lease == l->id)
+			return (int)c->lost_leases[i].how;
 	return r < 0 ? r : 0;
 }
 
 HASP_EXPORT int hasp_revoke(hasp_client *c, uint64_t lease_id)
 {
 	struct proto_reply rep;
-	int r = call(c, OP_REVOKE, json_pack("{s:I}", "lease", (json_int_t)lease_id), &rep, NULL);
+	int r = libhasp_call(c, OP_REVOKE, json_pack("{s:I}", "lease", (json_int_t)lease_id), -1,
+			     &rep);
 
 	if (r >= 0)
 		proto_reply_done(&rep);
 	return r;
 }
 
-/* A revoke of every lease on a resource (args consumed; fd, if >= 0,
- * travels with it): how many were revoked, or a negative error. */
-static int revoke_all(hasp_client *c, json_t *args, int fd)
+/* How many leases a revoke ended (the reply is done with), or r. */
+static int revoked_count(int r, struct proto_reply *rep)
 {
-	struct proto_reply rep;
-	int r = call_fd(c, OP_REVOKE, args, fd, &rep, NULL);
-
 	if (r < 0)
 		return r;
-	r = (int)json_array_size(json_object_get(rep.root, "revoked"));
-	proto_reply_done(&rep);
+	r = (int)json_array_size(json_object_get(rep->root, "revoked"));
+	proto_reply_done(rep);
 	return r;
 }
 
 HASP_EXPORT int hasp_revoke_key(hasp_client *c, const char *key)
 {
+	struct proto_reply rep;
+
 	if (!key || !proto_utf8_valid(key))
-		return set_error(c, -EINVAL, "a key must be UTF-8");
-	return revoke_all(c, json_pack("{s:s}", "key", key), -1);
+		return libhasp_error(c, -EINVAL, "a key must be UTF-8");
+	return revoked_count(libhasp_call(c, OP_REVOKE, json_pack("{s:s}", "key", key), -1, &rep),
+			     &rep);
 }
 
-/* A descriptor that names path's file, to revoke by: read-only where
- * allowed, else O_PATH (it proves nothing, and needs to: the revoke's
- * authority is the sender's uid). Never created, never blocking. */
-static int open_revoke_file(const char *path)
+/* A descriptor that names path's file, to act on by its inode: for
+ * reading where allowed, else for writing, else O_PATH (which proves no
+ * access, and needs not: the authority of a revoke, release or renew is
+ * the sender's uid or a token). Never created, never blocking. */
+static int open_named_file(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	int flags = O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+	int fd = open(path, O_RDONLY | flags);
 
+	if (fd < 0 && errno == EACCES)
+		fd = open(path, O_WRONLY | flags);
 	if (fd < 0 && errno == EACCES)
 		fd = open(path, O_PATH | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
-HASP_EXPORT int hasp_revoke_file(hasp_client *c, const char *path)
+int libhasp_call_file(hasp_client *c, enum proto_op op, json_t *args, const char *path,
+		      struct proto_reply *rep)
 {
 	char abs[PATH_MAX];
 	int fd, r;
 
 	path = absolute_path(c, path, abs, &r);
-	if (!path)
+	if (!path) {
+		json_decref(args);
 		return r;
-	fd = open_revoke_file(path);
-	if (fd < 0)
-		return set_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
-	r = revoke_all(c, json_pack("{s:o,s:b}", "path", proto_string_shown(path, strlen(path)),
-				    "fd", 1), fd);
+	}
+	fd = open_named_file(path);
+	if (fd < 0) {
+		json_decref(args);
+		return libhasp_error(c, fd, "cannot open %s: %s", path, strerror(-fd));
+	}
+	if (args && (json_object_set_new(args, "path", proto_string_shown(path, strlen(path))) < 0 ||
+		     json_object_set_new(args, "fd", json_true()) < 0)) {
+		json_decref(args);
+		args = NULL;
+	}
+	r = libhasp_call(c, op, args, fd, rep);
 	close(fd);
 	return r;
+}
+
+HASP_EXPORT int hasp_revoke_file(hasp_client *c, const char *path)
+{
+	struct proto_reply rep;
+
+	return revoked_count(libhasp_call_file(c, OP_REVOKE, json_object(), path, &rep), &rep);
 }
 
 HASP_EXPORT int hasp_ping(hasp_client *c)
 {
 	struct proto_reply rep;
-	int r = call(c, OP_PING, NULL, &rep, NULL);
+	int r = libhasp_call(c, OP_PING, NULL, -1, &rep);
 
 	if (r >= 0)
 		proto_reply_done(&rep);
@@ -1004,7 +1088,8 @@ HASP_EXPORT int hasp_ping(hasp_client *c)
 
 HASP_EXPORT const char *hasp_errcode_name(int err)
 {
-	if (-err < HASP_E_BASE || -err > HASP_E_INTERNAL)
+	if (-err < HASP_E_BASE || -err > HASP_E_UNAVAILABLE || -err == HASP_E_PROTOCOL ||
+	    -err == HASP_E_UNTRUSTED)
 		return NULL;
 	return proto_errcode_name(-err);
 }
@@ -1028,9 +1113,10 @@ HASP_EXPORT const char *hasp_strerror(int err)
 		"internal daemon error",
 		"haspd's reply could not be understood",
 		"the socket is not to be trusted",
+		"not available in this haspd (checkouts need a journal)",
 	};
 
-	if (-err >= HASP_E_BASE && -err <= HASP_E_UNTRUSTED)
+	if (-err >= HASP_E_BASE && -err <= HASP_E_UNAVAILABLE)
 		return text[-err - HASP_E_BASE];
 	return strerror(-err);
 }

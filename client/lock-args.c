@@ -47,17 +47,25 @@ static const char usage[] =
 	"                         which inherits FD (with -o, FD is closed for COMMAND)\n"
 	"  -c, --command STRING   run STRING with /bin/sh -c\n"
 	"      --on-lost ACTION   when the lease is lost while COMMAND runs (revoked,\n"
-	"                         or haspd gone): term (the default: SIGTERM, then\n"
-	"                         SIGKILL after --kill-after), kill (SIGKILL) or ignore\n"
-	"                         (a warning; COMMAND runs on)\n"
+	"                         expired, or haspd gone): term (the default: SIGTERM,\n"
+	"                         then SIGKILL after --kill-after), kill (SIGKILL) or\n"
+	"                         ignore (a warning; COMMAND runs on)\n"
 	"      --kill-after SECONDS\n"
 	"                         how long after SIGTERM COMMAND is killed (default 10)\n"
+	"      --ttl SECONDS      the lease expires SECONDS after its grant or last\n"
+	"                         renewal: hasp renews it every third of that while\n"
+	"                         COMMAND runs, so it is lost if hasp hangs, is stopped\n"
+	"                         or is killed (COMMAND keeps the session, not the\n"
+	"                         lease); not with the fd form or -F\n"
 	"      --owner NAME       who holds it, shown by 'hasp ls' (default: user name)\n"
 	"      --message TEXT     why, shown by 'hasp ls' (default: the command line)\n"
 	"      --verbose          say how long getting the lock took, what runs, and\n"
 	"                         why a lease was not granted\n"
 	"  -S, --socket PATH      haspd's socket\n"
-	"  -h, --help             print this help\n"
+	"  -h, --help             print this help\n";
+
+/* The rest of the help: what a usage string may be is limited. */
+static const char usage_status[] =
 	"\n"
 	"Like flock(1), hasp lock is silent when the lease is busy or timed out,\n"
 	"unless --verbose or stderr is a terminal (then it names the holder).\n"
@@ -69,8 +77,8 @@ static const char usage[] =
 	"serve (a limit), or its socket is not to be trusted (see 'hasp --help');\n"
 	"71 for a system error (out of memory or descriptors); 73 when FILE cannot\n"
 	"be created (read-only file system, no space); 75 when the lease was lost\n"
-	"while COMMAND ran and COMMAND was stopped; 126/127 when COMMAND cannot be\n"
-	"run.\n"
+	"(revoked, expired, haspd gone) while COMMAND ran and COMMAND was stopped;\n"
+	"126/127 when COMMAND cannot be run.\n"
 	"COMMAND finds its lease in its environment: HASP_LEASE (the lease id),\n"
 	"HASP_FENCE (its fencing token), and HASP_KEY or HASP_PATH.\n";
 
@@ -90,17 +98,7 @@ static int usage_error(const char *fmt, ...)
 
 static int parse_seconds(const char *s, int64_t *ms)
 {
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= 0) || v > 1e9)
-		return usage_error("invalid number of seconds '%s' (>= 0)", s);
-	*ms = (int64_t)(v * 1000.0 + 0.5);
-	if (*ms == 0 && v > 0)
-		*ms = 1; /* a wait, however short, is not -n */
-	return -1;
+	return cli_seconds(s, ms) ? -1 : usage_error("invalid number of seconds '%s' (>= 0)", s);
 }
 
 static int parse_exit_code(const char *s, int *out)
@@ -143,7 +141,7 @@ static int parse_fd(const char *s)
 	return errno || *end || v > 1000000000 ? -1 : (int)v;
 }
 
-enum { OPT_OWNER = 256, OPT_MESSAGE, OPT_VERBOSE, OPT_ON_LOST, OPT_KILL_AFTER, OPT_FD };
+enum { OPT_OWNER = 256, OPT_MESSAGE, OPT_VERBOSE, OPT_ON_LOST, OPT_KILL_AFTER, OPT_FD, OPT_TTL };
 
 static const struct option longopts[] = {
 	{ "key", required_argument, NULL, 'k' },
@@ -163,6 +161,7 @@ static const struct option longopts[] = {
 	{ "fd", required_argument, NULL, OPT_FD },
 	{ "on-lost", required_argument, NULL, OPT_ON_LOST },
 	{ "kill-after", required_argument, NULL, OPT_KILL_AFTER },
+	{ "ttl", required_argument, NULL, OPT_TTL },
 	{ "owner", required_argument, NULL, OPT_OWNER },
 	{ "message", required_argument, NULL, OPT_MESSAGE },
 	{ "socket", required_argument, NULL, 'S' },
@@ -199,10 +198,14 @@ static int parse_option(struct cli *cli, int c, struct lock_args *a)
 		return a->fd < 0 ? usage_error("invalid descriptor number '%s'", optarg) : -1;
 	case OPT_ON_LOST: return parse_on_lost(optarg, a);
 	case OPT_KILL_AFTER: return parse_seconds(optarg, &a->kill_after_ms);
+	case OPT_TTL:
+		if (!cli_seconds(optarg, &a->ttl_ms) || a->ttl_ms == 0)
+			return usage_error("invalid TTL '%s' (seconds > 0)", optarg);
+		return -1;
 	case OPT_OWNER: a->opts.owner = optarg; return -1;
 	case OPT_MESSAGE: a->opts.message = optarg; return -1;
 	case 'S': cli->socket = optarg; return -1;
-	case 'h': fputs(usage, stdout); return 0;
+	case 'h': fputs(usage, stdout); fputs(usage_status, stdout); return 0;
 	default: fputs("Try 'hasp lock --help'.\n", stderr); return EXIT_USAGE;
 	}
 }
@@ -219,23 +222,6 @@ static int parse_options(struct cli *cli, int argc, char **argv, struct lock_arg
 		if ((r = parse_option(cli, c, a)) >= 0)
 			return r;
 	*next = optind;
-	return -1;
-}
-
-/* What a string a client sends must be: UTF-8, within max bytes, and for a
- * key not empty. -1 to go on, else EXIT_USAGE. */
-static int check_text(const char *what, const char *s, size_t min, size_t max)
-{
-	size_t n;
-
-	if (!s)
-		return -1;
-	n = strlen(s);
-	if (n < min || n > max || !utf8_valid(s, n)) {
-		fprintf(stderr, "%s: the %s must be UTF-8, %zu to %zu bytes\n"
-			"Try 'hasp lock --help'.\n", CLI_NAME, what, min, max);
-		return EXIT_USAGE;
-	}
 	return -1;
 }
 
@@ -262,9 +248,11 @@ static int check_combinations(const struct lock_args *a)
 		return usage_error("the --no-fork and --close options are incompatible");
 	if (a->no_fork && a->on_lost_given)
 		return usage_error("--on-lost needs hasp to watch the command: not with --no-fork");
-	if (check_text("key", a->key, 1, 1024) >= 0 ||
-	    check_text("owner", a->opts.owner, 0, 256) >= 0 ||
-	    check_text("message", a->opts.message, 0, 1024) >= 0)
+	if (a->ttl_ms && a->no_fork)
+		return usage_error("--ttl needs hasp to renew the lease: not with --no-fork");
+	if (a->ttl_ms && a->fd >= 0)
+		return usage_error("--ttl is for a lease haspd holds: not with the fd form");
+	if (!cli_texts_valid("lock", a->key, a->opts.owner, a->opts.message))
 		return EXIT_USAGE;
 	return -1;
 }

@@ -1,7 +1,9 @@
-/* hasp lock's command: run while the lease is held, and stopped when the
- * lease is lost (revoked, or haspd gone), as `consul lock` does. */
+/* hasp lock's command: run while the lease is held (and renewed, with
+ * --ttl), and stopped when the lease is lost (revoked, expired, or haspd
+ * gone), as `consul lock` does. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,8 +47,15 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Says how the lease was lost (r: 1 revoked, else why the connection
- * ended) and what is done about it. */
+/* How often a lease with a TTL is renewed: every third of it, so that one
+ * late renew does not lose it. */
+static int64_t renew_interval(const struct lock_args *a)
+{
+	return a->ttl_ms / 3 > 0 ? a->ttl_ms / 3 : 1;
+}
+
+/* Says how the lease was lost (r: 1 revoked, 2 expired, else why the
+ * connection ended or the renew failed) and what is done about it. */
 static void report_loss(hasp_client *c, const hasp_lease *l, int r, const struct lock_args *a)
 {
 	static const char *const done[] = {
@@ -62,6 +71,9 @@ static void report_loss(hasp_client *c, const hasp_lease *l, int r, const struct
 	if (r == 1)
 		fprintf(stderr, "%s: the lease on '%s' was revoked; %s\n", CLI_NAME,
 			name ? name : "?", done[a->on_lost]);
+	else if (r == 2 || r == -HASP_E_UNKNOWN_LEASE)
+		fprintf(stderr, "%s: the lease on '%s' expired (not renewed within its TTL); %s\n",
+			CLI_NAME, name ? name : "?", done[a->on_lost]);
 	else if (r == -ECONNRESET)
 		fprintf(stderr, "%s: the lease on '%s' was lost: haspd went away (it stopped, "
 			"crashed or restarted); %s\n", CLI_NAME, name ? name : "?",
@@ -78,18 +90,16 @@ struct watch {
 	int pidfd;              /* or -1: look every LOCK_POLL_MS */
 	bool lost;
 	int64_t kill_at_ms;     /* after SIGTERM, when SIGKILL follows; else -1 */
+	int64_t renew_at_ms;    /* with a TTL, when to renew the lease; else -1 */
 	int status;
 };
 
-/* The lease's connection spoke: an event, or its end. */
-static void watch_lease(struct watch *w, hasp_client *c, const hasp_lease *l,
-			const struct lock_args *a)
+/* The lease is lost (r as report_loss() takes it): the command is told. */
+static void lease_lost(struct watch *w, hasp_client *c, const hasp_lease *l, int r,
+		       const struct lock_args *a)
 {
-	int r = hasp_lease_revoked(c, l);
-
-	if (r == 0)
-		return;
 	w->lost = true;
+	w->renew_at_ms = -1;
 	report_loss(c, l, r, a);
 	if (a->on_lost == LOCK_LOST_KILL) {
 		kill(w->pid, SIGKILL);
@@ -97,6 +107,32 @@ static void watch_lease(struct watch *w, hasp_client *c, const hasp_lease *l,
 		kill(w->pid, SIGTERM);
 		w->kill_at_ms = now_ms() + a->kill_after_ms;
 	}
+}
+
+/* The lease's connection spoke: an event, or its end. */
+static void watch_lease(struct watch *w, hasp_client *c, const hasp_lease *l,
+			const struct lock_args *a)
+{
+	int r = hasp_lease_revoked(c, l);
+
+	if (r != 0)
+		lease_lost(w, c, l, r, a);
+}
+
+/* A third of the TTL has passed since the last renew: renew again. Any
+ * failure is a loss, told as precisely as known: an expiry or revoke that
+ * the daemon announced, else why the renew failed. */
+static void renew_lease(struct watch *w, hasp_client *c, const hasp_lease *l,
+			const struct lock_args *a)
+{
+	int r = hasp_renew(c, l, 0, NULL);
+	int why = r < 0 ? hasp_lease_revoked(c, l) : 0;
+
+	if (r < 0) {
+		lease_lost(w, c, l, why > 0 ? why : r, a);
+		return;
+	}
+	w->renew_at_ms = now_ms() + renew_interval(a);
 }
 
 /* Whether the command has ended (its status then in w->status). */
@@ -107,16 +143,25 @@ static bool reaped(struct watch *w)
 	return p == w->pid || (p < 0 && errno != EINTR);
 }
 
-static int poll_timeout(const struct watch *w)
+/* ms until t (-1: never), for poll(2), at most max (-1: no bound). */
+static int64_t ms_until(int64_t t, int64_t max)
 {
 	int64_t left;
 
-	if (w->kill_at_ms < 0)
-		return w->pidfd < 0 ? LOCK_POLL_MS : -1;
-	left = w->kill_at_ms - now_ms();
+	if (t < 0)
+		return max;
+	left = t - now_ms();
 	if (left < 0)
 		left = 0;
-	return w->pidfd < 0 && left > LOCK_POLL_MS ? LOCK_POLL_MS : (int)left;
+	return max >= 0 && left > max ? max : left;
+}
+
+static int poll_timeout(const struct watch *w)
+{
+	int64_t left = ms_until(w->kill_at_ms, w->pidfd < 0 ? LOCK_POLL_MS : -1);
+
+	left = ms_until(w->renew_at_ms, left);
+	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
 /* Waits for the command, and acts on the lease's loss meanwhile. */
@@ -140,6 +185,11 @@ static void watch(struct watch *w, hasp_client *c, const hasp_lease *l, const st
 			kill(w->pid, SIGKILL);
 			w->kill_at_ms = -1;
 		}
+		if (w->renew_at_ms >= 0 && now_ms() >= w->renew_at_ms && !w->lost) {
+			renew_lease(w, c, l, a);
+			if (w->lost)
+				p[1].fd = -1;
+		}
 	}
 	while (waitpid(w->pid, &w->status, 0) < 0 && errno == EINTR)
 		;
@@ -148,7 +198,7 @@ static void watch(struct watch *w, hasp_client *c, const hasp_lease *l, const st
 int lock_run(hasp_client *c, const hasp_lease *l, const struct lock_args *a)
 {
 	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_quit;
-	struct watch w = { .pidfd = -1, .kill_at_ms = -1 };
+	struct watch w = { .pidfd = -1, .kill_at_ms = -1, .renew_at_ms = -1 };
 
 	w.pid = start_command(c, a);
 	if (w.pid < 0) {
@@ -156,6 +206,8 @@ int lock_run(hasp_client *c, const hasp_lease *l, const struct lock_args *a)
 		return EXIT_OSERR;
 	}
 	w.pidfd = (int)syscall(SYS_pidfd_open, w.pid, 0);
+	if (a->ttl_ms > 0 && a->fd < 0)
+		w.renew_at_ms = now_ms() + renew_interval(a);
 	/* Like system(3): the terminal's ^C and ^\ are for COMMAND, whose
 	 * status is the one to report. */
 	sigaction(SIGINT, &ign, &old_int);

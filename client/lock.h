@@ -24,6 +24,7 @@ struct lock_args {
 	const char *shell_command; /* -c STRING, or */
 	char **command;         /* COMMAND [ARGS...] (NULL-terminated, maybe empty) */
 	struct hasp_lock_options opts;
+	int64_t ttl_ms;         /* --ttl: renewed every third of it; 0: none */
 	int conflict_code;      /* -E */
 	bool close_fd;          /* -o */
 	bool no_fork;           /* -F */
@@ -37,7 +38,9 @@ struct lock_args {
 /* Reads hasp lock's arguments (argv[0] is "lock") into a. Returns -1 to go
  * on, else the exit status (0 after --help, EXIT_USAGE). */
 int lock_parse_args(struct cli *cli, int argc, char **argv, struct lock_args *a);
-/* Runs the command while c holds l, and stops it if l is lost (a->on_lost).
+/* Runs the command while c holds l, renewing l every third of its TTL if
+ * it has one, and stops it if l is lost (a->on_lost): revoked, expired, or
+ * its connection gone.
  * Returns hasp lock's exit status: the command's (128+N if killed by
  * signal N), or EXIT_LEASE_LOST when the lease was lost and the command
  * stopped. */

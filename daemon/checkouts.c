@@ -57,6 +57,7 @@ static void record_of(const struct haspd *d, const struct lt_entry *e, const uin
 		c->path = o->path;
 		c->dev = o->dev;
 		c->ino = o->ino;
+		c->btime_ns = oslock_btime(o->fd);
 	} else {
 		c->key = r->key;
 		c->key_len = r->key_len;
@@ -108,7 +109,7 @@ static int fill_journal(struct journal *next, void *arg)
 
 static int rewrite(struct haspd *d)
 {
-	return journal_rewrite(&d->journal, d->journal_path, fill_journal, d);
+	return journal_rewrite(&d->journal, d->journal_path, d->lt.last_id, fill_journal, d);
 }
 
 /* ---- restore at start ---- */
@@ -130,7 +131,7 @@ static struct lt_resource *restore_file(struct restore *rs, struct user *usr,
 					const struct journal_checkout *c)
 {
 	const char *why = NULL;
-	struct lt_resource *r = files_restore(rs->d, usr, c->path, c->dev, c->ino, c->shared, &why);
+	struct lt_resource *r = files_restore(rs->d, usr, c, &why);
 
 	changes_apply(rs->d, NULL); /* a resource let go */
 	if (!r)
@@ -202,8 +203,8 @@ static void forget(const char *path)
 int checkouts_open(struct haspd *d, const char *path, bool forget_unreadable)
 {
 	struct restore rs = { d, 0, 0 };
+	struct journal_found found;
 	char err[600];
-	bool torn = false;
 	int r;
 
 	if (!path) {
@@ -216,7 +217,7 @@ int checkouts_open(struct haspd *d, const char *path, bool forget_unreadable)
 		return -1;
 	}
 	haspd_tick(d);
-	r = journal_read(path, restore_one, &rs, &torn, err, sizeof(err));
+	r = journal_read(path, restore_one, &rs, &found, err, sizeof(err));
 	if (r < 0 && !forget_unreadable) {
 		log_err("cannot read the checkout journal, %s; not starting, since forgetting a "
 			"checkout would let two holders in (haspd --forget-checkouts starts anyway, "
@@ -225,7 +226,9 @@ int checkouts_open(struct haspd *d, const char *path, bool forget_unreadable)
 	}
 	if (r < 0)
 		forget(path);
-	if (torn)
+	else if (found.last_lease > d->lt.last_id)
+		d->lt.last_id = found.last_lease; /* ids never repeat */
+	if (r == 0 && found.torn)
 		log_warn("%s: its last line was cut short (a crash while writing it, before it was "
 			 "acknowledged): skipped", path);
 	r = rewrite(d);

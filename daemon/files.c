@@ -12,6 +12,7 @@
 #include "fdlimit.h"
 #include "fdlocks.h"
 #include "haspd.h"
+#include "journal.h"
 #include "oslock.h"
 #include "proto-daemon.h"
 #include "session.h"
@@ -173,24 +174,34 @@ static struct lt_resource *restore_resource(struct haspd *d, struct user *usr, c
 	return r;
 }
 
-struct lt_resource *files_restore(struct haspd *d, struct user *usr, const char *path,
-				  uint64_t dev, uint64_t ino, bool shared, const char **why)
+/* Whether fd is the file the checkout was taken on. */
+static bool same_file(int fd, const struct journal_checkout *c)
+{
+	uint64_t born = c->btime_ns ? oslock_btime(fd) : 0;
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_dev == c->dev &&
+	       (uint64_t)st.st_ino == c->ino && (!born || born == c->btime_ns);
+}
+
+struct lt_resource *files_restore(struct haspd *d, struct user *usr,
+				  const struct journal_checkout *c, const char **why)
 {
 	char key[OSLOCK_KEY_LEN];
 	struct lt_resource *r = NULL;
-	struct stat st;
-	int fd = reopen(path);
+	bool shared = c->shared;
+	int fd = reopen(c->path);
 
 	if (fd < 0) {
 		*why = strerror(errno);
 		return NULL;
 	}
-	if (fstat(fd, &st) < 0 || oslock_identify(fd, key) < 0)
+	if (oslock_identify(fd, key) < 0)
 		*why = "it is no longer a file that can be locked";
-	else if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
+	else if (!same_file(fd, c))
 		*why = "another file is at its path now (replaced or removed while haspd was down)";
 	else
-		r = restore_resource(d, usr, path, fd, key, why);
+		r = restore_resource(d, usr, c->path, fd, key, why);
 	close(fd);
 	if (r && r->nholders && !(r->held_mode == LT_SHARED && shared)) {
 		*why = "another checkout of it, restored before, conflicts with it";

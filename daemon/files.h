@@ -68,13 +68,14 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 int files_find(struct session *s, const char *path, int fd, struct lt_resource **ret, int *code,
 	       char *msg, size_t msg_size);
 
-/* A file checkout of an earlier run, at start: the file at path, if it is
- * still the one it was (dev, ino), as a resource charged to usr with its
- * flock taken in this mode (the caller then restores the lease, or lets
- * the resource go with locktable_put_unused()). NULL with *why set. */
+/* A file checkout of an earlier run, at start: the file at its path, if it
+ * is still the one it was (device, inode and birth time), as a resource
+ * charged to usr with its flock taken in its mode (the caller then
+ * restores the lease). NULL with *why set. */
 struct user;
-struct lt_resource *files_restore(struct haspd *d, struct user *usr, const char *path,
-				  uint64_t dev, uint64_t ino, bool shared, const char **why);
+struct journal_checkout;
+struct lt_resource *files_restore(struct haspd *d, struct user *usr,
+				  const struct journal_checkout *c, const char **why);
 
 /* The resource of a file's key (oslock.h): its own, or the one it was
  * adopted into (adopt.h); NULL if none. */

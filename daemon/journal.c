@@ -80,6 +80,8 @@ static int set_name(json_t *o, const struct journal_checkout *c)
 	free(hex);
 	if (r == 0)
 		r = json_object_set_new(o, "dev", u64_string(c->dev));
+	if (r == 0 && c->btime_ns)
+		r = json_object_set_new(o, "btime_ns", u64_string(c->btime_ns));
 	return r == 0 ? json_object_set_new(o, "ino", u64_string(c->ino)) : r;
 }
 
@@ -127,11 +129,12 @@ int journal_end(struct journal *j, uint64_t lease)
 	return rec ? journal_append(j, rec) : -ENOMEM;
 }
 
-int journal_rewrite(struct journal *j, const char *path,
+int journal_rewrite(struct journal *j, const char *path, uint64_t last_lease,
 		    int (*fill)(struct journal *next, void *arg), void *arg)
 {
 	struct journal next = { .fd = -1, .batch = true };
 	char tmp[JOURNAL_PATH_MAX + 8];
+	json_t *ids;
 	int r;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp))
@@ -139,7 +142,10 @@ int journal_rewrite(struct journal *j, const char *path,
 	next.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (next.fd < 0)
 		return -errno;
-	r = fill(&next, arg);
+	ids = json_pack("{s:s,s:I}", "op", "ids", "lease", (json_int_t)last_lease);
+	r = ids ? journal_append(&next, ids) : -ENOMEM;
+	if (r == 0)
+		r = fill(&next, arg);
 	if (r == 0 && fsync(next.fd) < 0)
 		r = -errno;
 	if (r == 0 && rename(tmp, path) < 0)
@@ -174,6 +180,7 @@ struct reader {
 	char *err;
 	size_t n;
 	json_t *live;           /* lease id (text) -> its checkout record, in order */
+	struct journal_found *found;
 };
 
 static int bad(struct reader *rd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -274,23 +281,13 @@ static bool decode_checkout(json_t *o, struct journal_checkout *c, char **path)
 		c->key_len = json_string_length(key);
 		return c->key && c->key_len > 0;
 	}
-	if (!get_u64_text(o, "dev", &c->dev) || !get_u64_text(o, "ino", &c->ino))
+	if (!get_u64_text(o, "dev", &c->dev) || !get_u64_text(o, "ino", &c->ino) ||
+	    (json_object_get(o, "btime_ns") && !get_u64_text(o, "btime_ns", &c->btime_ns)))
 		return false;
 	if (!get_path(o, path))
 		return false;
 	c->path = *path;
 	return true;
-}
-
-/* The record of a lease the journal holds, for a renew or an end. */
-static const char *lease_name(json_t *rec, char *buf, size_t n)
-{
-	json_t *lease = json_object_get(rec, "lease");
-
-	if (!json_is_integer(lease) || json_integer_value(lease) < 1)
-		return NULL;
-	snprintf(buf, n, "%" JSON_INTEGER_FORMAT, json_integer_value(lease));
-	return buf;
 }
 
 static int replay_checkout(struct reader *rd, json_t *rec, const char *name)
@@ -326,8 +323,17 @@ static int replay(struct reader *rd, json_t *rec)
 	const char *op = json_string_value(json_object_get(rec, "op"));
 	char name[32];
 
-	if (!json_is_object(rec) || !op || !lease_name(rec, name, sizeof(name)))
+	uint64_t lease;
+
+	if (!json_is_object(rec) || !op || !get_uint(rec, "lease", 0, &lease))
 		return bad(rd, "not a journal record");
+	if (lease > rd->found->last_lease)
+		rd->found->last_lease = lease;
+	if (strcmp(op, "ids") == 0)
+		return 0;
+	if (lease == 0)
+		return bad(rd, "a record of lease 0");
+	snprintf(name, sizeof(name), "%" PRIu64, lease);
 	if (strcmp(op, "checkout") == 0)
 		return replay_checkout(rd, rec, name);
 	if (strcmp(op, "renew") == 0)
@@ -341,7 +347,7 @@ static int replay(struct reader *rd, json_t *rec)
 
 /* Every line of f, replayed; a last line without its newline is a write
  * that a crash cut short: skipped, and said in *torn. */
-static int read_lines(struct reader *rd, FILE *f, bool *torn)
+static int read_lines(struct reader *rd, FILE *f)
 {
 	char *line = NULL;
 	size_t cap = 0;
@@ -354,7 +360,7 @@ static int read_lines(struct reader *rd, FILE *f, bool *torn)
 
 		rd->line++;
 		if (line[len - 1] != '\n') {
-			*torn = true;
+			rd->found->torn = true;
 			break;
 		}
 		rec = json_loadb(line, (size_t)len - 1, JSON_REJECT_DUPLICATES, &jerr);
@@ -368,15 +374,15 @@ static int read_lines(struct reader *rd, FILE *f, bool *torn)
 }
 
 int journal_read(const char *path, void (*each)(const struct journal_checkout *c, void *arg),
-		 void *arg, bool *ret_torn, char *err, size_t n)
+		 void *arg, struct journal_found *ret, char *err, size_t n)
 {
-	struct reader rd = { path, 0, err, n, json_object() };
+	struct reader rd = { path, 0, err, n, json_object(), ret };
 	FILE *f = fopen(path, "re");
 	const char *name;
 	json_t *rec;
 	int r;
 
-	*ret_torn = false;
+	memset(ret, 0, sizeof(*ret));
 	if (!f) {
 		json_decref(rd.live);
 		if (errno == ENOENT)
@@ -384,7 +390,7 @@ int journal_read(const char *path, void (*each)(const struct journal_checkout *c
 		snprintf(err, n, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
-	r = rd.live ? read_lines(&rd, f, ret_torn) : -ENOMEM;
+	r = rd.live ? read_lines(&rd, f) : -ENOMEM;
 	fclose(f);
 	if (r == -ENOMEM)
 		snprintf(err, n, "%s: out of memory", path);

@@ -24,7 +24,8 @@ struct journal_checkout {
 	const char *key;            /* a named lock (UTF-8), or NULL for */
 	size_t key_len;
 	const char *path;           /* a file (any bytes, NUL-terminated), that */
-	uint64_t dev, ino;          /* was this one when it was checked out */
+	uint64_t dev, ino;          /* was this one when it was checked out, */
+	uint64_t btime_ns;          /* born then (0: unknown) */
 	pid_t pid;                  /* who checked it out */
 	uid_t uid;
 	gid_t gid;
@@ -43,20 +44,27 @@ struct journal {
 	bool batch;                 /* a rewrite's: synced once, at its end */
 };
 
+/* What reading a journal found besides its checkouts. */
+struct journal_found {
+	uint64_t last_lease;        /* the highest lease id it ever held (ids
+				     * never repeat across restarts) */
+	bool torn;                  /* a last line cut short was skipped */
+};
+
 /* Reads the journal at path and calls each() for every checkout it holds
  * (checked out, not ended), in the order they were checked out, with
  * renews applied. Returns 0 (a missing file holds none), -ENOMEM, or
- * -EBADMSG / -errno with "PATH:LINE: what" in err. *ret_torn: a last line
- * cut short was skipped. */
+ * -EBADMSG / -errno with "PATH:LINE: what" in err. */
 int journal_read(const char *path, void (*each)(const struct journal_checkout *c, void *arg),
-		 void *arg, bool *ret_torn, char *err, size_t n);
+		 void *arg, struct journal_found *ret, char *err, size_t n);
 
 /* Replaces the journal at path (j: the one open, or fd -1) with a new one
- * holding what fill() adds to next with journal_checkout(): written to a
+ * that starts with last_lease (the highest lease id given so far) and
+ * holds what fill() adds to next with journal_checkout(): written to a
  * temporary file, synced, renamed over path, and the directory synced.
  * Returns 0, with j the new journal, or -errno (from fill too), with j as
  * it was. */
-int journal_rewrite(struct journal *j, const char *path,
+int journal_rewrite(struct journal *j, const char *path, uint64_t last_lease,
 		    int (*fill)(struct journal *next, void *arg), void *arg);
 void journal_close(struct journal *j);
 

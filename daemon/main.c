@@ -219,12 +219,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		    strcmp(next.socket_group, m->d.cfg.socket_group) ||
 		    next.socket_dir_mode != m->d.cfg.socket_dir_mode)
 			log_warn("socket settings change only with a restart");
+		if (strcmp(next.fence_file, m->d.cfg.fence_file) ||
+		    strcmp(next.journal_file, m->d.cfg.journal_file))
+			log_warn("fence_file and journal_file change only with a restart");
 		m->d.cfg.max_line_bytes = next.max_line_bytes;
 		m->d.cfg.max_sessions = next.max_sessions;
 		m->d.cfg.max_session_locks = next.max_session_locks;
 		m->d.cfg.max_user_sessions = next.max_user_sessions;
 		m->d.cfg.max_user_locks = next.max_user_locks;
 		m->d.cfg.max_user_files = next.max_user_files;
+		m->d.cfg.max_user_checkouts = next.max_user_checkouts;
 		m->d.cfg.log_level = next.log_level;
 		log_threshold = (enum log_level)next.log_level;
 		if (r == 1)
@@ -233,9 +237,10 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		else
 			snprintf(said, sizeof(said), "reloaded %s", m->opt.config);
 		log_info("%s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu, "
-			 "max_user_sessions %zu, max_user_locks %zu, max_user_files %zu", said,
-			 next.max_line_bytes, next.max_sessions, next.max_session_locks,
-			 next.max_user_sessions, next.max_user_locks, next.max_user_files);
+			 "max_user_sessions %zu, max_user_locks %zu, max_user_files %zu, "
+			 "max_user_checkouts %zu", said, next.max_line_bytes, next.max_sessions,
+			 next.max_session_locks, next.max_user_sessions, next.max_user_locks,
+			 next.max_user_files, next.max_user_checkouts);
 	}
 	systemd_notify("READY=1");
 }

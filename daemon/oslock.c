@@ -198,6 +198,15 @@ static void unlock_all(struct oslock *o)
 	o->held = 0;
 }
 
+uint64_t oslock_btime(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &stx) < 0 || !(stx.stx_mask & STATX_BTIME))
+		return 0;
+	return (uint64_t)stx.stx_btime.tv_sec * 1000000000u + stx.stx_btime.tv_nsec;
+}
+
 bool oslock_try(struct oslock *o, bool shared)
 {
 	int want = shared ? LOCK_SH : LOCK_EX;

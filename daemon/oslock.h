@@ -68,6 +68,10 @@ void oslock_free(struct oslock *o);
 struct oslock_alias *oslock_alias_new(struct oslock *o, int fd, int access, const char *key);
 /* Whether fd's open file description holds a flock (/proc/self/fdinfo). */
 bool oslock_fd_holds(int fd);
+/* The birth time of fd's file in ns (statx), or 0 where the file system
+ * does not keep it: with st_dev and st_ino, it tells a file from a later
+ * one that reuses its inode number. */
+uint64_t oslock_btime(int fd);
 /* Whether st is o's file or one of its aliases. */
 bool oslock_is(const struct oslock *o, const struct stat *st);
 /* Unlocks and closes an alias, off o's list (out of any table first). */

@@ -18,6 +18,7 @@ struct lt_fixture {
 	uint64_t revoked_ids[MAX_EVENTS];
 	size_t nrevoked;
 	uint64_t lapsed_ids[MAX_EVENTS];  /* leases whose TTL ran out */
+	int64_t lapsed_tags[MAX_EVENTS];
 	size_t nlapsed;
 	size_t nunlocked, nfreed;         /* of resources with an os attachment */
 	size_t nhanded;                   /* grants handed over (granted, not held) */
@@ -50,6 +51,7 @@ static inline void fx_drain(struct lt_fixture *fx)
 		case LT_CHANGE_LAPSED:
 			ck_assert(c.entry->held && lt_entry_life(c.entry));
 			ck_assert_uint_lt(fx->nlapsed, MAX_EVENTS);
+			fx->lapsed_tags[fx->nlapsed] = c.entry->tag;
 			fx->lapsed_ids[fx->nlapsed++] = c.entry->id;
 			break;
 		case LT_CHANGE_UNLOCKED:

@@ -781,6 +781,149 @@ START_TEST(an_os_resource_held_again_is_unlocked_later)
 }
 END_TEST
 
+/* ---- lease lifetimes ---- */
+
+static enum lt_result acquire_life(struct lt_owner *o, const char *key, enum lt_mode mode,
+				   int64_t ttl_ms, bool detach, int64_t tag, struct lt_entry **ret)
+{
+	const struct lt_request req = {
+		.key = key, .key_len = strlen(key), .mode = mode, .timeout_ms = -1, .tag = tag,
+		.ttl_ms = ttl_ms, .detach = detach,
+	};
+	struct lt_entry *dummy;
+	enum lt_result r = locktable_acquire(&fx.lt, o, &req, ret ? ret : &dummy);
+
+	fx_drain(&fx);
+	return r;
+}
+
+/* A TTL starts at the grant, not while waiting; it lapses exactly then,
+ * and the waiter behind goes in; lapsed leases go in expiry order. */
+START_TEST(a_ttl_starts_at_the_grant_and_lapses_then)
+{
+	struct lt_entry *ha, *hb;
+
+	ck_assert_int_eq(acquire_life(&a, "k", X, 0, false, 1, &ha), LT_GRANTED);
+	ck_assert_int_eq(acquire_life(&b, "k", X, 100, false, 2, &hb), LT_QUEUED);
+	ck_assert_int_eq(ACQ(c, "k", X, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), -1); /* a waiting TTL is never due */
+	advance_ms(500);
+	ck_assert_int_eq(fx_release(&fx, &a, ha->id), LT_OK);
+	ck_assert(hb->held);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 100000));
+	ck_assert_uint_eq(lt_entry_life(hb)->granted_wall_us, fx.lt.wall_us);
+	advance_ms(99);
+	fx_expire(&fx);
+	ck_assert_uint_eq(fx.nlapsed, 0);
+	advance_ms(1);
+	fx_expire(&fx);
+	ck_assert_uint_eq(fx.nlapsed, 1);
+	ck_assert_uint_eq(fx.lapsed_ids[0], hb->id); /* still valid: freed at the next drain */
+	ck_assert_int_eq(fx.granted_tags[fx.ngranted - 1], 3);
+	ck_assert_uint_eq(fx.lt.stats.expired, 1);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), -1);
+}
+END_TEST
+
+/* A renew moves the expiry (a new TTL if given, else the same again); a
+ * lease with no lifetime has none to renew. */
+START_TEST(renew_moves_the_expiry)
+{
+	struct lt_entry *ha, *hb;
+
+	ck_assert_int_eq(acquire_life(&a, "r", X, 100, false, 1, &ha), LT_GRANTED);
+	ck_assert_int_eq(acquire_life(&b, "plain", X, 0, false, 2, &hb), LT_GRANTED);
+	advance_ms(80);
+	ck_assert_int_eq(locktable_renew(&fx.lt, ha, 0), LT_OK);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 100000));
+	ck_assert_int_eq(locktable_renew(&fx.lt, ha, 5000), LT_OK);
+	ck_assert_uint_eq(lt_entry_life(ha)->ttl_ms, 5000);
+	advance_ms(4999);
+	fx_expire(&fx);
+	ck_assert_uint_eq(fx.nlapsed, 0);
+	ck_assert_int_eq(locktable_renew(&fx.lt, hb, 100), LT_UNKNOWN_LEASE);
+	ck_assert_int_eq(fx_release(&fx, &a, ha->id), LT_OK);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), -1); /* out of the expiries */
+}
+END_TEST
+
+/* A detached lease leaves its session's counts for its new owner's, and
+ * outlives the session; its token finds it; it ends by locktable_end. */
+START_TEST(a_detached_lease_outlives_its_session)
+{
+	struct lt_group ga = { 0 }, gu = { 0 };
+	struct lt_owner user;
+	const uint8_t token[LT_TOKEN_LEN] = { 1, 2, 3 };
+	uint8_t other[LT_TOKEN_LEN] = { 1, 2, 4 };
+	struct lt_entry *h;
+
+	lt_owner_init(&user, 0, 0, 1000, 0);
+	a.group = &ga;
+	user.group = &gu;
+	ck_assert_int_eq(acquire_life(&a, "co", X, 0, true, 1, &h), LT_GRANTED);
+	ck_assert_int_eq(lt_entry_sender(h).pid, 101);
+	locktable_detach(&fx.lt, h, &user, token);
+	ck_assert_uint_eq(a.nheld, 0);
+	ck_assert_uint_eq(ga.entries, 0);
+	ck_assert_uint_eq(user.nheld, 1);
+	ck_assert_uint_eq(gu.entries, 1);
+	ck_assert_int_eq(lt_entry_sender(h).pid, 101); /* who asked, not its new owner */
+	ck_assert_uint_eq(fx.lt.stats.detached, 1);
+	fx_owner_done(&fx, &a);
+	ck_assert(h->held);
+	ck_assert_ptr_eq(locktable_by_token(&fx.lt, token), h);
+	ck_assert_ptr_null(locktable_by_token(&fx.lt, other));
+	ck_assert_int_eq(ACQ(a, "co", X, 0, 2), LT_BUSY);
+	ck_assert_ptr_eq(locktable_any_detached(&fx.lt), h);
+	locktable_end(&fx.lt, h);
+	fx_drain(&fx);
+	ck_assert_ptr_null(locktable_by_token(&fx.lt, token));
+	ck_assert_ptr_null(locktable_any_detached(&fx.lt));
+	ck_assert_uint_eq(fx.lt.stats.detached, 0);
+	ck_assert_uint_eq(gu.entries, 0);
+	ck_assert_int_eq(ACQ(a, "co", X, 0, 3), LT_GRANTED);
+}
+END_TEST
+
+/* A restored lease keeps its id and fence, holds the lease-id and fence
+ * floors above them, expires on time, and conflicts as any lease. */
+START_TEST(restore_keeps_ids_and_fences)
+{
+	struct lt_owner user;
+	const uint8_t token[LT_TOKEN_LEN] = { 9 };
+	const struct lt_request req = {
+		.key = "rs", .key_len = 2, .mode = S, .ttl_ms = 1000, .detach = true,
+	};
+	struct lt_restore how = { 57, 1234567, 42000000, 300000, token };
+	struct lt_entry *h, *n;
+
+	lt_owner_init(&user, 0, 0, 1000, 0);
+	ck_assert_int_eq(locktable_restore(&fx.lt, &user, &req, &how, &h), LT_GRANTED);
+	fx_drain(&fx);
+	ck_assert_uint_eq(h->id, 57);
+	ck_assert_uint_eq(h->fence, 1234567);
+	ck_assert_uint_eq(lt_entry_life(h)->granted_wall_us, 42000000);
+	ck_assert_ptr_eq(locktable_by_token(&fx.lt, token), h);
+	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 300000));
+	ck_assert_int_eq(ACQ(a, "rs", X, 0, 1), LT_BUSY);
+	ck_assert_int_eq(fx_acquire(&fx, &b, "rs", S, 0, 2, &n), LT_GRANTED);
+	ck_assert_uint_gt(n->id, 57);
+	ck_assert_uint_gt(n->fence, 1234567);
+	how.id = 58;
+	ck_assert_int_eq(ACQ(c, "x", X, -1, 3), LT_GRANTED);
+	{
+		const struct lt_request rx = { .key = "x", .key_len = 1, .mode = X, .detach = true };
+
+		ck_assert_int_eq(locktable_restore(&fx.lt, &user, &rx, &how, &n), LT_BUSY);
+		fx_drain(&fx);
+	}
+	advance_ms(300);
+	fx_expire(&fx);
+	ck_assert_uint_eq(fx.nlapsed, 1);
+	ck_assert_uint_eq(fx.lt.stats.restored, 1);
+}
+END_TEST
+
 static Suite *locktable_suite(void)
 {
 	Suite *s = suite_create("locktable");
@@ -788,6 +931,10 @@ static Suite *locktable_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, exclusive_excludes_everything);
+	tcase_add_test(tc, a_ttl_starts_at_the_grant_and_lapses_then);
+	tcase_add_test(tc, renew_moves_the_expiry);
+	tcase_add_test(tc, a_detached_lease_outlives_its_session);
+	tcase_add_test(tc, restore_keeps_ids_and_fences);
 	tcase_add_test(tc, shared_holders_coexist);
 	tcase_add_test(tc, grants_in_fifo_order);
 	tcase_add_test(tc, writer_not_overtaken_by_later_readers);

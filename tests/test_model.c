@@ -1,6 +1,7 @@
-/* A randomized model test of the lock table: random acquires, releases,
- * cancels, expiries and owner ends over several owners and keys, checked
- * after every step against a plain reference model of the specification. */
+/* A randomized model test of the lock table: random acquires (some with a
+ * time-to-live), releases, renews, cancels, expiries and owner ends over
+ * several owners and keys, checked after every step against a plain
+ * reference model of the specification. */
 #include <check.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@ struct m_entry {
 	enum lt_mode mode;
 	int64_t tag;
 	uint64_t deadline;      /* 0: none */
+	uint64_t ttl_ms;        /* 0: none */
+	uint64_t expiry;        /* while held with a TTL: when it lapses */
 };
 
 struct m_key {
@@ -100,24 +103,29 @@ static void m_remove(struct m_entry *v, int *n, int i)
 static void m_promote(struct m_key *k)
 {
 	while (k->nw && m_compatible(k, k->waiters[0].mode)) {
+		k->waiters[0].expiry = k->waiters[0].ttl_ms ? m.now_us + k->waiters[0].ttl_ms * 1000 : 0;
 		k->holders[k->nh++] = k->waiters[0];
 		k->expected[k->nexpected++] = k->waiters[0].tag;
 		m_remove(k->waiters, &k->nw, 0);
 	}
 }
 
-/* The earliest deadline of any waiter, or 0. */
+static uint64_t earlier(uint64_t best, uint64_t d)
+{
+	return d && (!best || d < best) ? d : best;
+}
+
+/* The earliest deadline of any waiter or expiry of any lease, or 0. */
 static uint64_t m_next_deadline(void)
 {
 	uint64_t best = 0;
 
-	for (int ki = 0; ki < NKEY; ki++)
-		for (int w = 0; w < m.k[ki].nw; w++) {
-			uint64_t d = m.k[ki].waiters[w].deadline;
-
-			if (d && (!best || d < best))
-				best = d;
-		}
+	for (int ki = 0; ki < NKEY; ki++) {
+		for (int w = 0; w < m.k[ki].nw; w++)
+			best = earlier(best, m.k[ki].waiters[w].deadline);
+		for (int h = 0; h < m.k[ki].nh; h++)
+			best = earlier(best, m.k[ki].holders[h].expiry);
+	}
 	return best;
 }
 
@@ -174,6 +182,32 @@ static void reconcile_events(void)
 		MCHECK(found, "expired tag %" PRId64 " not waiting in the model", MARGS, tag);
 	}
 	fx.nexpired = 0;
+	/* Then the leases whose TTL ran out, in expiry order. */
+	prev_deadline = 0;
+	for (size_t i = 0; i < fx.nlapsed; i++) {
+		int64_t tag = fx.lapsed_tags[i];
+		bool found = false;
+
+		for (int ki = 0; ki < NKEY && !found; ki++) {
+			struct m_key *k = &m.k[ki];
+
+			for (int h = 0; h < k->nh; h++) {
+				uint64_t x = k->holders[h].expiry;
+
+				if (k->holders[h].tag != tag)
+					continue;
+				MCHECK(x && x <= m.now_us, "lease of tag %" PRId64 " lapsed early", MARGS, tag);
+				MCHECK(x >= prev_deadline, "tag %" PRId64 " lapsed out of order", MARGS, tag);
+				prev_deadline = x;
+				m_remove(k->holders, &k->nh, h);
+				m_promote(k);
+				found = true;
+				break;
+			}
+		}
+		MCHECK(found, "lapsed tag %" PRId64 " not held in the model", MARGS, tag);
+	}
+	fx.nlapsed = 0;
 	for (size_t i = 0; i < fx.ngranted; i++) {
 		int ki = key_index(fx.granted[i]->res);
 
@@ -300,12 +334,13 @@ static void check_state(void)
 	       locktable_next_deadline(&fx.lt), next);
 }
 
-/* After locktable_expire(): nobody is still waiting past their deadline. */
+/* After locktable_expire(): nobody is still waiting past their deadline,
+ * nor holding past their expiry. */
 static void check_no_overdue_waiter(void)
 {
 	uint64_t next = m_next_deadline();
 
-	MCHECK(!next || next > m.now_us, "a waiter is still queued at %" PRIu64
+	MCHECK(!next || next > m.now_us, "a waiter or lease is still there at %" PRIu64
 	       " past its deadline %" PRIu64, MARGS, m.now_us, next);
 }
 
@@ -314,14 +349,23 @@ static void check_no_overdue_waiter(void)
 static void step_acquire(void)
 {
 	static const int64_t timeouts[] = { -1, 0, 0, 1, 5, 20 };
+	static const int64_t ttls[] = { 0, 0, 0, 1, 4, 30 };
 	int o = rnd_below(NOWN), ki = rnd_below(NKEY);
 	enum lt_mode mode = rnd_below(3) ? LT_SHARED : LT_EXCLUSIVE;
-	int64_t timeout = timeouts[rnd_below(6)], tag = ++next_tag;
+	int64_t timeout = timeouts[rnd_below(6)], ttl = ttls[rnd_below(6)], tag = ++next_tag;
+	const struct lt_request req = {
+		.key = keys[ki], .key_len = strlen(keys[ki]), .mode = mode,
+		.timeout_ms = timeout, .tag = tag, .ttl_ms = ttl,
+	};
 	struct m_key *k = &m.k[ki];
 	struct lt_entry *e = NULL;
-	enum lt_result want, got = fx_acquire(&fx, &owners[o], keys[ki], mode, timeout, tag, &e);
-	struct m_entry me = { o, mode, tag, timeout > 0 ? m.now_us + (uint64_t)timeout * 1000 : 0 };
+	enum lt_result want, got = locktable_acquire(&fx.lt, &owners[o], &req, &e);
+	struct m_entry me = {
+		o, mode, tag, timeout > 0 ? m.now_us + (uint64_t)timeout * 1000 : 0, (uint64_t)ttl,
+		ttl ? m.now_us + (uint64_t)ttl * 1000 : 0,
+	};
 
+	fx_drain(&fx);
 	if (m_find(k->holders, k->nh, o) >= 0 || m_find(k->waiters, k->nw, o) >= 0) {
 		want = LT_ALREADY_HELD;
 	} else if (k->nw == 0 && m_compatible(k, mode)) {
@@ -390,6 +434,30 @@ static void step_release(void)
 	MCHECK(fx_release(&fx, &owners[o], id) == LT_OK, "release refused", MARGS);
 	m_remove(k->holders, &k->nh, i);
 	m_promote(k);
+}
+
+/* A renew of a held lease: a new TTL, the same again, or none to renew. */
+static void step_renew(void)
+{
+	static const int64_t ttls[] = { 0, 0, 2, 50 };
+	int o, ki, i;
+	struct m_entry *me;
+	int64_t ttl = ttls[rnd_below(4)];
+	enum lt_result got;
+
+	if (!pick(true, &o, &ki, &i))
+		return;
+	me = &m.k[ki].holders[i];
+	got = locktable_renew(&fx.lt, real_lease(o, me->tag), ttl);
+	if (!me->ttl_ms) { /* no lt_life: nothing to renew, whatever the TTL */
+		MCHECK(got == LT_UNKNOWN_LEASE, "renew of tag %" PRId64 " without a TTL gave %d",
+		       MARGS, me->tag, got);
+		return;
+	}
+	MCHECK(got == LT_OK, "renew of tag %" PRId64 " gave %d", MARGS, me->tag, got);
+	if (ttl)
+		me->ttl_ms = (uint64_t)ttl;
+	me->expiry = m.now_us + me->ttl_ms * 1000;
 }
 
 static void step_cancel(void)
@@ -468,8 +536,10 @@ static void run_seed(uint64_t seed)
 
 		if (op < 8)
 			step_acquire();
-		else if (op < 13)
+		else if (op < 12)
 			step_release();
+		else if (op < 13)
+			step_renew();
 		else if (op < 15)
 			step_cancel();
 		else if (op < 19)
@@ -482,7 +552,8 @@ static void run_seed(uint64_t seed)
 	for (int o = 0; o < NOWN; o++)
 		fx_owner_done(&fx, &owners[o]);
 	ck_assert_uint_eq(fx.lt.stats.leases + fx.lt.stats.waiters + fx.lt.stats.resources, 0);
-	ck_assert_uint_eq(fx.lt.leases.count + fx.lt.pairs.count + fx.lt.deadlines.len, 0);
+	ck_assert_uint_eq(fx.lt.leases.count + fx.lt.pairs.count + fx.lt.deadlines.len +
+			  fx.lt.expiries.len, 0);
 	locktable_done(&fx.lt);
 }
 

@@ -822,6 +822,102 @@ START_TEST(a_uids_log_lines_are_rate_limited)
 }
 END_TEST
 
+/* ---- 7. checkouts ---- */
+
+static char co_token[40];
+static uint64_t co_lease;
+
+/* As another uid: root's checkout cannot be released, renewed or revoked
+ * by its lease or key (bits 0-3 set when refused), but its token, which
+ * root handed over, releases it (bit 4). */
+static int use_roots_checkout(void *arg)
+{
+	int conn = raw_connect(daemon_.socket), st = 0;
+	char line[256];
+
+	(void)arg;
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"release\",\"lease\":%" PRIu64 "}\n",
+		 co_lease);
+	raw_send(conn, line);
+	st |= code_status(raw_recv_id(conn, 1, 5000)) == 1 ? 1 : 0;
+	raw_send(conn, "{\"id\":2,\"op\":\"release\",\"key\":\"co-root\"}\n");
+	st |= code_status(raw_recv_id(conn, 2, 5000)) == 9 ? 2 : 0; /* not its own: unknown */
+	snprintf(line, sizeof(line), "{\"id\":3,\"op\":\"renew\",\"lease\":%" PRIu64 ","
+		 "\"ttl_ms\":1}\n", co_lease);
+	raw_send(conn, line);
+	st |= code_status(raw_recv_id(conn, 3, 5000)) == 1 ? 4 : 0;
+	snprintf(line, sizeof(line), "{\"id\":4,\"op\":\"revoke\",\"lease\":%" PRIu64 "}\n",
+		 co_lease);
+	raw_send(conn, line);
+	st |= code_status(raw_recv_id(conn, 4, 5000)) == 1 ? 8 : 0;
+	snprintf(line, sizeof(line), "{\"id\":5,\"op\":\"release\",\"token\":\"%s\"}\n",
+		 co_token);
+	raw_send(conn, line);
+	st |= code_status(raw_recv_id(conn, 5, 5000)) == 0 ? 16 : 0;
+	return st;
+}
+
+START_TEST(another_uids_checkout_needs_its_token)
+{
+	int conn;
+	json_t *r;
+
+	if (!start(NULL))
+		return;
+	conn = raw_connect(daemon_.socket);
+	raw_send(conn, "{\"id\":1,\"op\":\"acquire\",\"key\":\"co-root\",\"detach\":true}\n");
+	r = raw_recv_id(conn, 1, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	co_lease = (uint64_t)json_integer_value(json_object_get(r, "lease"));
+	snprintf(co_token, sizeof(co_token), "%s", json_string_value(json_object_get(r, "token")));
+	json_decref(r);
+	close(conn);
+	ck_assert_int_eq(run_as(MALLORY, use_roots_checkout, NULL), 31);
+	stop();
+}
+END_TEST
+
+/* As a limited uid: checkouts until refused; the exit status is how many
+ * were granted, or 100 + the refusal's code_status. */
+static int checkouts_until_refused(void *arg)
+{
+	const char *prefix = arg;
+	int conn = raw_connect(daemon_.socket);
+	char line[128];
+
+	for (int i = 1; i < 50; i++) {
+		int st;
+
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"%s%d\","
+			 "\"detach\":true,\"timeout_ms\":0}\n", i, prefix, i);
+		raw_send(conn, line);
+		st = code_status(raw_recv_id(conn, i, 5000));
+		if (st)
+			return st == 2 ? i - 1 : 100 + st;
+	}
+	return 99;
+}
+
+/* max_user_checkouts holds over sessions, and after them: the checkouts a
+ * uid left still count until one is ended (here by root's revoke). */
+START_TEST(max_user_checkouts_caps_a_uid)
+{
+	char *opts[] = { "--max-user-checkouts", "3", "--log-level", "warning", NULL };
+	hasp_client *root;
+
+	if (!start(opts))
+		return;
+	ck_assert_int_eq(run_as(MALLORY, checkouts_until_refused, "a-"), 3);
+	ck_assert_int_eq(run_as(MALLORY, checkouts_until_refused, "b-"), 0);
+	root = client_connect(daemon_.socket);
+	ck_assert_int_eq(hasp_revoke_key(root, "a-2"), 1);
+	ck_assert_int_eq(run_as(MALLORY, checkouts_until_refused, "c-"), 1);
+	ck_assert_int_eq(stats_gauge(root, "checkouts"), 3);
+	hasp_close(root);
+	stop();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("security");
@@ -844,6 +940,8 @@ int main(void)
 	tcase_add_test(admins, max_user_files_counts_a_uids_open_files);
 	tcase_add_test(admins, a_refused_fd_form_leaves_nothing_behind);
 	tcase_add_test(admins, file_leases_leave_descriptors_for_administrators);
+	tcase_add_test(admins, another_uids_checkout_needs_its_token);
+	tcase_add_test(admins, max_user_checkouts_caps_a_uid);
 	suite_add_tcase(s, admins);
 	tcase_set_timeout(log, 120);
 	tcase_add_test(log, client_text_is_escaped_in_the_log);

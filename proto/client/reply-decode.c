@@ -43,3 +43,29 @@ void proto_reply_done(struct proto_reply *rep)
 	json_decref(rep->root);
 	rep->root = NULL;
 }
+
+int64_t proto_reply_expires_ms(const struct proto_reply *rep)
+{
+	json_t *e = json_object_get(rep->root, "expires_ms");
+
+	return json_is_integer(e) && json_integer_value(e) >= 0 ? json_integer_value(e) : -1;
+}
+
+int proto_decode_grant(const struct proto_reply *rep, struct proto_grant *g)
+{
+	json_t *lease = json_object_get(rep->root, "lease");
+	json_t *fence = json_object_get(rep->root, "fence");
+	json_t *token = json_object_get(rep->root, "token");
+	json_t *expires = json_object_get(rep->root, "expires_ms");
+
+	if (!json_is_integer(lease) || json_integer_value(lease) < 1 ||
+	    (fence && !json_is_integer(fence)) ||
+	    (token && !proto_token_valid(json_string_value(token))) ||
+	    (expires && proto_reply_expires_ms(rep) < 0))
+		return -1;
+	g->lease = (uint64_t)json_integer_value(lease);
+	g->fence = (uint64_t)json_integer_value(fence);
+	g->token = json_string_value(token);
+	g->expires_ms = proto_reply_expires_ms(rep);
+	return 0;
+}

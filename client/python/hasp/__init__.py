@@ -16,13 +16,17 @@ and takes the real flock(2) lock on files::
     async with hasp.aio.lock_file("counter.txt"):   # asyncio, rapfiles' spelling
         ...
 
+    co = hasp.checkout("part-7", ttl=3600, owner="alice")  # outlives this process
+    hasp.checkin(co.token)                                  # from any process
+
 ``read_file``, ``write_file`` and ``atomic_write_file`` are rapfiles' file
 helpers; an atomic replacement of a file this process holds a lease on
 keeps the lock.
 """
 
 from ._paths import default_socket
-from .client import Client, Lease, lock, lock_file
+from .checkouts import Checkout
+from .client import Client, Lease, checkin, checkout, lock, lock_file, renew
 from .errors import (AlreadyHeld, BadRequest, Busy, Cancelled, Conflict, Deadlock, Error,
                      Holder, LeaseLost, LimitReached, PermissionDenied, ProtocolError, Timeout,
                      Unavailable, UnknownLease, Untrusted)
@@ -34,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "default_socket", "Client", "Lease", "lock", "lock_file",
+    "Checkout", "checkout", "checkin", "renew",
     "FileLock", "SoftFileLock", "UnixFileLock", "BaseFileLock", "AcquireReturnProxy",
     "Error", "Conflict", "Busy", "Timeout", "Cancelled", "AlreadyHeld", "UnknownLease",
     "LeaseLost", "Unavailable", "Untrusted", "PermissionDenied", "Deadlock", "LimitReached",

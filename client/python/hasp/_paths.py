@@ -13,7 +13,7 @@ import socket
 import stat
 import struct
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 from .errors import Untrusted
 
@@ -137,6 +137,17 @@ def open_lock_file(path: str, create_mode: int = 0o666, create: bool = True) -> 
     except IsADirectoryError:
         pass
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOCTTY | os.O_CLOEXEC)
+
+
+def open_lock_file_stat(path: str, create_mode: int = 0o666) -> Tuple[int, os.stat_result]:
+    """open_lock_file, and the file's fstat (the descriptor closed if that
+    fails)."""
+    fd = open_lock_file(path, create_mode)
+    try:
+        return fd, os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def replaced_since(path: str, st: os.stat_result) -> bool:

@@ -27,7 +27,7 @@ from . import errors
 __all__ = [
     "VERSION", "MAX_REQUEST_LINE", "MAX_REPLY_LINE", "KEY_MAX", "OWNER_MAX", "MESSAGE_MAX",
     "CLIENT_MAX", "PATH_MAX", "Request", "Reply", "Event", "LineSplitter", "Protocol",
-    "error_for", "adopt_fields", "timeout_ms", "shown_path", "check_text",
+    "error_for", "adopt_fields", "timeout_ms", "ttl_ms", "shown_path", "check_text",
 ]
 
 VERSION = 1
@@ -38,6 +38,7 @@ OWNER_MAX = 256
 MESSAGE_MAX = 1024
 CLIENT_MAX = 256
 PATH_MAX = 4096
+TTL_MAX_MS = 10 ** 12             # the daemon cuts a longer ttl_ms to this
 
 OPS = frozenset(("hello", "acquire", "release", "cancel", "list", "stats", "ping", "revoke",
                  "convert", "renew", "watch", "adopt"))
@@ -162,15 +163,17 @@ class Protocol:
     ``request()`` gives the bytes of a request; ``receive()`` takes what the
     daemon sent (``b""`` for end of file) and gives the complete messages.
     Along the way it notes ``revoked`` (ids of leases the daemon ended:
-    ``revoked`` and ``expired`` events), ``closed`` (the connection ended:
-    every lease with it) and ``refusal`` (the daemon refused the session: an
-    error with a null id, kept as the exception it maps to).
+    ``revoked`` and ``expired`` events) and ``endings`` (lease id: the name
+    of the event that ended it), ``closed`` (the connection ended: every
+    lease with it) and ``refusal`` (the daemon refused the session: an error
+    with a null id, kept as the exception it maps to).
     """
 
     def __init__(self) -> None:
         self._next_id = 1
         self._splitter = LineSplitter()
         self.revoked: Set[int] = set()
+        self.endings: Dict[int, str] = {}
         self.closed = False
         self.refusal: Optional[errors.Error] = None
 
@@ -212,6 +215,7 @@ class Protocol:
         lease = ev.get("lease")
         if ev.name in ("revoked", "expired") and isinstance(lease, int):
             self.revoked.add(lease)
+            self.endings[lease] = ev.name
 
 
 def adopt_fields(lease: int, path: str) -> Dict[str, Any]:
@@ -223,17 +227,19 @@ def adopt_fields(lease: int, path: str) -> Dict[str, Any]:
     return {"lease": lease, "path": shown_path(path), "fd": True}
 
 
-def error_for(reply: Reply, *, key: Optional[str] = None,
-              path: Optional[str] = None) -> errors.Error:
+def error_for(reply: Reply, *, key: Optional[str] = None, path: Optional[str] = None,
+              explain: bool = False) -> errors.Error:
     """The exception for a failed reply. key or path names the resource of
-    an acquire, for Timeout's filelock-style message."""
+    an acquire, for Timeout's filelock-style message; explain adds the
+    daemon's message (who holds it) to a Timeout's."""
     code = reply.code or "internal"
     msg = reply.message
     holders = reply.error.get("holders")
     if code == "timeout":
         if path is not None:
-            return errors.Timeout(path, holders=holders, detail=msg)
-        return errors.Timeout(key=key if key is not None else "?", holders=holders, detail=msg)
+            return errors.Timeout(path, holders=holders, detail=msg, explain=explain)
+        return errors.Timeout(key=key if key is not None else "?", holders=holders, detail=msg,
+                              explain=explain)
     if code == "busy":
         return errors.Busy(msg, holders=holders)
     cls = _CODES.get(code)
@@ -271,6 +277,19 @@ def timeout_ms(timeout: Optional[float]) -> Optional[int]:
     if math.isnan(timeout) or math.isinf(timeout):
         raise ValueError("timeout must be a finite number of seconds, or None")
     return int(math.ceil(timeout * 1000))
+
+
+def ttl_ms(ttl: Optional[float]) -> Optional[int]:
+    """A time-to-live in seconds (None: none) as the protocol's ttl_ms,
+    rounded up, at least 1 ms; longer than the daemon's 10^12 ms is cut to
+    that, as the daemon would. Zero, negative or not finite: ValueError."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError("ttl must be a number of seconds, or None")
+    if math.isnan(ttl) or math.isinf(ttl) or ttl <= 0:
+        raise ValueError("ttl must be a positive, finite number of seconds, or None")
+    return min(TTL_MAX_MS, max(1, int(math.ceil(ttl * 1000))))
 
 
 def check_text(what: str, value: Optional[str], limit: int, *, empty: bool = True) -> None:

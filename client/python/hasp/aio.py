@@ -31,14 +31,16 @@ from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Dict, Optional, Set, Tuple
 from weakref import WeakValueDictionary
 
-from . import _held, _paths, _proto
+from . import _held, _paths, _proto, checkouts
+from .checkouts import Checkout, TokenLike
 from .client import (LeaseState, PathLike, Session, acquire_fields, default_name,
-                     lease_failure, lease_gone)
+                     lease_failure, lease_gone, lease_renewed)
 from .errors import Busy, Error, Timeout, Unavailable, Untrusted
 from .filelock import singleton
 from .files import Contents, _Replacement, read_file_bytes as _read_bytes, write_file as _write
 
-__all__ = ["Client", "Lease", "lock", "lock_file", "lock_file_shared", "AsyncFileLock",
+__all__ = ["Client", "Lease", "lock", "lock_file", "lock_file_shared", "checkout", "checkin",
+           "renew", "AsyncFileLock",
            "AsyncAcquireReturnProxy", "BaseAsyncFileLock", "read_file", "read_file_bytes",
            "write_file", "write_file_bytes", "atomic_write_file", "atomic_write_file_bytes"]
 
@@ -61,10 +63,22 @@ class Lease(LeaseState):
         super().__init__(client, reply, key, path, mode)
         self._done: Optional[asyncio.Future] = None
 
+    async def renew(self, ttl: Optional[float] = None) -> float:
+        """As :meth:`hasp.Lease.renew`: restarts the lease's time-to-live
+        (ttl seconds, or the one it has); the seconds until it expires."""
+        if self.released:
+            raise Error("the lease %d on %r was released" % (self.id, self.name))
+        return await self.client._renew_lease(self, ttl)
+
     def release(self) -> "asyncio.Future[None]":
         """Releases the lease (the request is sent now); await the result for
-        the daemon's answer. A second call returns the first one's result."""
+        the daemon's answer. A second call returns the first one's result;
+        one after a checkin by key or path that ended it, None."""
         if self._done is not None:
+            return self._done
+        if self.released:  # checked in by key or path through its client
+            self._done = asyncio.get_running_loop().create_future()
+            self._done.set_result(None)
             return self._done
         self.released = True
         _held.unregister(self)
@@ -191,30 +205,27 @@ class Client(Session):
     # -- the public calls --------------------------------------------------
 
     async def lock(self, key: str, *, shared: bool = False, timeout: Optional[float] = None,
-                   owner: Optional[str] = None, message: Optional[str] = None) -> Lease:
+                   owner: Optional[str] = None, message: Optional[str] = None,
+                   ttl: Optional[float] = None) -> Lease:
         """A lease on the named lock key; as :meth:`hasp.Client.lock`."""
         _proto.check_text("the key", key, _proto.KEY_MAX, empty=False)
         return await self._acquire(key=key, path=None, fd=None, shared=shared, timeout=timeout,
-                                   owner=owner, message=message)
+                                   owner=owner, message=message, ttl=ttl)
 
     async def lock_file(self, path: PathLike, *, shared: bool = False,
                         timeout: Optional[float] = None, owner: Optional[str] = None,
-                        message: Optional[str] = None, create_mode: int = 0o666) -> Lease:
+                        message: Optional[str] = None, create_mode: int = 0o666,
+                        ttl: Optional[float] = None) -> Lease:
         """A lease on a file, created if missing; as :meth:`hasp.Client.lock_file`
         (the descriptor goes to haspd with SCM_RIGHTS)."""
         spath = _paths.absolute(os.fsdecode(os.fspath(path)))
         deadline = None if timeout is None else time.monotonic() + timeout
         self._usable()
         while True:
-            fd = _paths.open_lock_file(spath, create_mode)
-            try:
-                st = os.fstat(fd)
-            except BaseException:
-                os.close(fd)
-                raise
+            fd, st = _paths.open_lock_file_stat(spath, create_mode)
             lease = await self._acquire(key=None, path=spath, fd=fd, shared=shared,
                                         timeout=_paths.remaining(deadline), owner=owner,
-                                        message=message)
+                                        message=message, ttl=ttl)
             if await self._settle(lease, spath, st, create_mode):
                 return lease
 
@@ -245,6 +256,47 @@ class Client(Session):
                     os.close(fd)
         _held.register(lease, st)
         return True
+
+    async def checkout(self, key: Optional[str] = None, *, path: Optional[PathLike] = None,
+                       shared: bool = False, timeout: Optional[float] = None,
+                       ttl: Optional[float] = None, owner: Optional[str] = None,
+                       message: Optional[str] = None, create_mode: int = 0o666) -> Checkout:
+        """Checks out key or the file at path; as :meth:`hasp.Client.checkout`
+        (a file replaced since its opening is asked for again). Cancelling
+        the wait withdraws the request (and checks in a grant that crossed
+        the cancel)."""
+        key, spath = checkouts.resource(key, path)
+        self._usable()
+        if spath is None:
+            rep, mode = await self._grant(key=key, path=None, fd=None, shared=shared,
+                                          timeout=timeout, owner=owner, message=message,
+                                          ttl=ttl, detach=True)
+            return Checkout(rep, key, None, mode, self.path)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fd, st = _paths.open_lock_file_stat(spath, create_mode)
+            rep, mode = await self._grant(key=None, path=spath, fd=fd, shared=shared,
+                                          timeout=_paths.remaining(deadline), owner=owner,
+                                          message=message, ttl=ttl, detach=True)
+            co = Checkout(rep, None, spath, mode, self.path)
+            if not _paths.replaced_since(spath, st):
+                return co
+            await self.checkin(co)  # a file replaced since its opening: ask again
+
+    async def checkin(self, token: TokenLike = None, *, key: Optional[str] = None,
+                      path: Optional[PathLike] = None) -> int:
+        """Ends a checkout; as :meth:`hasp.Client.checkin`."""
+        fields, spath = checkouts.target_fields(token, key, path)
+        return self._checked_in(await self._call_on("release", fields, spath))
+
+    async def renew(self, token: TokenLike = None, *, key: Optional[str] = None,
+                    path: Optional[PathLike] = None, ttl: Optional[float] = None) -> float:
+        """Restarts a checkout's (or a lease's) time-to-live; as
+        :meth:`hasp.Client.renew`."""
+        fields, spath = checkouts.target_fields(token, key, path)
+        fields["ttl_ms"] = _proto.ttl_ms(ttl)
+        now = time.time()
+        return self._renewed(await self._call_on("renew", fields, spath), token, now)
 
     async def ping(self) -> float:
         """Round trip to the daemon, in seconds."""
@@ -332,11 +384,15 @@ class Client(Session):
         _req, fut = self._request(op, fields, fd)
         return await self._reply(fut, self.request_timeout)
 
-    async def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
-                       shared: bool, timeout: Optional[float], owner: Optional[str],
-                       message: Optional[str]) -> Lease:
+    async def _grant(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
+                     shared: bool, timeout: Optional[float], owner: Optional[str],
+                     message: Optional[str], ttl: Optional[float],
+                     detach: bool) -> Tuple[_proto.Reply, str]:
+        """Acquires (fd, if any, is sent and closed); the grant and its mode,
+        or raises the refusal (naming the holder in a checkout's Timeout)."""
         try:
-            fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message)
+            fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message, ttl,
+                                               detach)
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -349,10 +405,39 @@ class Client(Session):
             await self._withdraw_shielded(req.id, fut)
             raise
         if not rep.ok:
-            raise _proto.error_for(rep, key=key, path=path)
+            raise _proto.error_for(rep, key=key, path=path, explain=detach)
+        refusal = checkouts.untokened(rep, self.path) if detach else None
+        if refusal is not None:
+            await self._call("release", {"lease": rep.get("lease")})
+            raise refusal
+        return rep, mode
+
+    async def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
+                       shared: bool, timeout: Optional[float], owner: Optional[str],
+                       message: Optional[str], ttl: Optional[float] = None) -> Lease:
+        rep, mode = await self._grant(key=key, path=path, fd=fd, shared=shared,
+                                      timeout=timeout, owner=owner, message=message, ttl=ttl,
+                                      detach=False)
         lease = Lease(self, rep, key, path, mode)
         self._leases[lease.id] = lease
         return lease
+
+    async def _call_on(self, op: str, fields: Dict[str, Any],
+                       path: Optional[str]) -> _proto.Reply:
+        """A request about a key, a token, or the file at path (opened, not
+        created; its descriptor travels with the request)."""
+        fd = None if path is None else _paths.open_lock_file(path, create=False)
+        return await self._call(op, fields, fd)
+
+    async def _renew_lease(self, lease: Lease, ttl: Optional[float]) -> float:
+        fields = {"lease": lease.id, "ttl_ms": _proto.ttl_ms(ttl)}
+        if self._lease_lost(lease.id):
+            raise self._lost_before(lease, "before its renewal")
+        try:
+            rep = await self._call("renew", fields)
+        except Unavailable as e:
+            raise lease_gone(lease, e) from e
+        return lease_renewed(rep, lease)
 
     async def _withdraw_shielded(self, rid: int, fut: asyncio.Future) -> None:
         """Withdraws request rid in a task of its own, waiting for it to end
@@ -570,7 +655,8 @@ class _LeaseContext:
 def lock_file(path: PathLike, exclusive: bool = True, *, shared: Optional[bool] = None,
               timeout: Optional[float] = None, owner: Optional[str] = None,
               message: Optional[str] = None, socket: Optional[PathLike] = None,
-              name: Optional[str] = None, create_mode: int = 0o666) -> _LeaseContext:
+              name: Optional[str] = None, create_mode: int = 0o666,
+              ttl: Optional[float] = None) -> _LeaseContext:
     """rapfiles' ``lock_file(path, exclusive=True)``: ``async with`` it to
     hold a lease on the file (created if missing), through a connection of
     its own that ends with the lease. ``shared=True`` is the same as
@@ -579,7 +665,7 @@ def lock_file(path: PathLike, exclusive: bool = True, *, shared: Optional[bool] 
     is_shared = (not exclusive) if shared is None else shared
     return _LeaseContext(socket, name, lambda c: c.lock_file(
         path, shared=is_shared, timeout=timeout, owner=owner, message=message,
-        create_mode=create_mode))
+        create_mode=create_mode, ttl=ttl))
 
 
 def lock_file_shared(path: PathLike, **kwargs: Any) -> _LeaseContext:
@@ -589,11 +675,42 @@ def lock_file_shared(path: PathLike, **kwargs: Any) -> _LeaseContext:
 
 def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
          owner: Optional[str] = None, message: Optional[str] = None,
-         socket: Optional[PathLike] = None, name: Optional[str] = None) -> _LeaseContext:
+         socket: Optional[PathLike] = None, name: Optional[str] = None,
+         ttl: Optional[float] = None) -> _LeaseContext:
     """A lease on a named key, as :func:`hasp.lock`: ``async with
     hasp.aio.lock("db", timeout=5) as lease``."""
     return _LeaseContext(socket, name, lambda c: c.lock(
-        key, shared=shared, timeout=timeout, owner=owner, message=message))
+        key, shared=shared, timeout=timeout, owner=owner, message=message, ttl=ttl))
+
+
+# -- checkouts -----------------------------------------------------------------
+
+
+async def checkout(key: Optional[str] = None, *, path: Optional[PathLike] = None,
+                   shared: bool = False, timeout: Optional[float] = None,
+                   ttl: Optional[float] = None, owner: Optional[str] = None,
+                   message: Optional[str] = None, socket: Optional[PathLike] = None,
+                   name: Optional[str] = None, create_mode: int = 0o666) -> Checkout:
+    """As :func:`hasp.checkout`, through a Client of its own."""
+    async with Client(socket, name) as c:
+        return await c.checkout(key, path=path, shared=shared, timeout=timeout, ttl=ttl,
+                                owner=owner, message=message, create_mode=create_mode)
+
+
+async def checkin(token: TokenLike = None, *, key: Optional[str] = None,
+                  path: Optional[PathLike] = None, socket: Optional[PathLike] = None,
+                  name: Optional[str] = None) -> int:
+    """As :func:`hasp.checkin`, through a Client of its own."""
+    async with Client(checkouts.socket_of(token, socket), name) as c:
+        return await c.checkin(token, key=key, path=path)
+
+
+async def renew(token: TokenLike = None, *, key: Optional[str] = None,
+                path: Optional[PathLike] = None, ttl: Optional[float] = None,
+                socket: Optional[PathLike] = None, name: Optional[str] = None) -> float:
+    """As :func:`hasp.renew`, through a Client of its own."""
+    async with Client(checkouts.socket_of(token, socket), name) as c:
+        return await c.renew(token, key=key, path=path, ttl=ttl)
 
 
 # -- py-filelock's AsyncFileLock -----------------------------------------------

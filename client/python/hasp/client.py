@@ -19,11 +19,13 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import _held, _paths, _proto
+from . import _held, _paths, _proto, checkouts
+from .checkouts import Checkout, TokenLike
 from .errors import Busy, Error, LeaseLost, Unavailable, UnknownLease, Untrusted
 from .files import _adopt_error
 
-__all__ = ["Client", "Lease", "lock", "lock_file", "default_name"]
+__all__ = ["Client", "Lease", "lock", "lock_file", "checkout", "checkin", "renew",
+           "default_name"]
 
 PathLike = Union[str, bytes, "os.PathLike[Any]"]
 
@@ -38,14 +40,18 @@ def default_name() -> str:
 
 def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
                    timeout: Optional[float], owner: Optional[str],
-                   message: Optional[str]) -> Tuple[Dict[str, Any], str, Optional[int]]:
-    """An acquire's fields (checked), its mode and its timeout_ms."""
+                   message: Optional[str], ttl: Optional[float] = None,
+                   detach: bool = False) -> Tuple[Dict[str, Any], str, Optional[int]]:
+    """An acquire's fields (checked), its mode and its timeout_ms. ttl:
+    seconds the lease lives after its grant or last renew (None: no limit);
+    detach: a checkout."""
     _proto.check_text("the owner", owner, _proto.OWNER_MAX)
     _proto.check_text("the message", message, _proto.MESSAGE_MAX)
     mode = "shared" if shared else "exclusive"
     tms = _proto.timeout_ms(timeout)
     fields: Dict[str, Any] = {"mode": mode, "timeout_ms": tms, "owner": owner,
-                              "message": message}
+                              "message": message, "ttl_ms": _proto.ttl_ms(ttl),
+                              "detach": True if detach else None}
     if key is not None:
         fields["key"] = key
     else:
@@ -75,6 +81,14 @@ def lease_failure(rep: _proto.Reply, lease: Any, adopting: bool = False) -> Erro
     return _adopt_error(err, lease.name) if adopting else err
 
 
+def lease_renewed(rep: _proto.Reply, lease: Any) -> float:
+    """After a renew of lease: its seconds to live, or the exception."""
+    if not rep.ok:
+        raise lease_failure(rep, lease)
+    lease._renewed(rep)
+    return checkouts.seconds_left(rep)
+
+
 def lease_gone(lease: Any, e: BaseException) -> LeaseLost:
     """The lease's connection ended while releasing or adopting."""
     lost = LeaseLost("the lease %d on %r was lost: %s" % (lease.id, lease.name, e))
@@ -83,9 +97,11 @@ def lease_gone(lease: Any, e: BaseException) -> LeaseLost:
 
 
 class Session:
-    """What the blocking and the asyncio Client share: the state checks."""
+    """What the blocking and the asyncio Client share: the state checks, and
+    what a checkin's or a renew's reply does to the session's leases."""
 
     _proto: _proto.Protocol
+    _leases: Dict[int, Any]
     _pid: int
     _user_closed: bool
     _sock: Optional[_socket.socket]
@@ -103,7 +119,10 @@ class Session:
                               "through it")
 
     def _loss_reason(self, lease_id: int) -> str:
-        if lease_id in self._proto.revoked:
+        ending = self._proto.endings.get(lease_id)
+        if ending == "expired":
+            return "expired: its time-to-live ran out"
+        if ending is not None or lease_id in self._proto.revoked:
             return "revoked"
         return "the connection to haspd was lost"
 
@@ -111,10 +130,35 @@ class Session:
         return LeaseLost("the lease %d on %r was lost %s (%s)"
                          % (lease.id, lease.name, what, self._loss_reason(lease.id)))
 
+    def _checked_in(self, rep: _proto.Reply) -> int:
+        """After a checkin (a release by token, key or path): the lease id
+        it ended, a lease of this session then released; or the exception."""
+        if not rep.ok:
+            raise _proto.error_for(rep)
+        ended = checkouts.released_lease(rep)
+        lease = self._leases.pop(ended, None) if ended is not None else None
+        if lease is not None:
+            lease.released = True
+            _held.unregister(lease)
+        return ended  # type: ignore[return-value]
+
+    def _renewed(self, rep: _proto.Reply, token: TokenLike, now: float) -> float:
+        """After a renew by token, key or path: its seconds to live (a
+        Checkout given, or a lease of this session renewed, follows); or the
+        exception."""
+        if not rep.ok:
+            raise _proto.error_for(rep)
+        if isinstance(token, Checkout):
+            token._renewed(rep, now)
+        lease = self._leases.get(rep.get("lease"))  # type: ignore[arg-type]
+        if lease is not None:
+            lease._renewed(rep)
+        return checkouts.seconds_left(rep)
+
 
 class LeaseState:
     """What a granted lease is, for both clients' ``Lease``: its id, fence,
-    mode, key or path, and whether it was released or lost."""
+    mode, key or path, time-to-live, and whether it was released or lost."""
 
     def __init__(self, client: Any, reply: _proto.Reply, key: Optional[str],
                  path: Optional[str], mode: str, owns_client: bool = False) -> None:
@@ -125,8 +169,18 @@ class LeaseState:
         self.key = key
         self.path = path
         self.released = False
+        self.ttl: Optional[float] = None
+        self.expires: Optional[float] = None
         self._owns_client = owns_client
         self._held_key = None
+        self._renewed(reply)
+
+    def _renewed(self, reply: _proto.Reply) -> None:
+        """Notes the expires_ms of the grant or of a renew."""
+        ms = checkouts.expires_ms_of(reply)
+        if ms is not None:
+            self.ttl = ms / 1000.0
+            self.expires = time.time() + self.ttl
 
     @property
     def name(self) -> str:
@@ -148,11 +202,23 @@ class Lease(LeaseState):
 
     ``id``, ``fence`` (strictly increasing over the daemon's grants), ``key``
     (None for a file), ``path`` (None for a key), ``mode`` (``"exclusive"``
-    or ``"shared"``), ``client``. ``lost`` is true once the daemon revoked it or
-    the connection ended; ``released`` once it was released.
+    or ``"shared"``), ``client``. ``lost`` is true once the daemon revoked it,
+    it expired or the connection ended; ``released`` once it was released.
+    ``ttl`` (seconds) and ``expires`` (a ``time.time()`` value, by this side's
+    clock) for a lease taken with a ``ttl``, else None.
     """
 
     client: "Client"
+
+    def renew(self, ttl: Optional[float] = None) -> float:
+        """Restarts the lease's time-to-live from now (ttl: a new one, in
+        seconds; None: the one it has). Returns the seconds until it
+        expires. :class:`hasp.LeaseLost` if it had expired or was lost;
+        :class:`hasp.BadRequest` for a lease taken without a ttl (haspd
+        gives none after the grant)."""
+        if self.released:
+            raise Error("the lease %d on %r was released" % (self.id, self.name))
+        return self.client._renew_lease(self, ttl)
 
     def release(self) -> None:
         """Releases the lease; a second call does nothing. Raises
@@ -248,26 +314,31 @@ class Client(Session):
     # -- the public calls --------------------------------------------------
 
     def lock(self, key: str, *, shared: bool = False, timeout: Optional[float] = None,
-             owner: Optional[str] = None, message: Optional[str] = None) -> Lease:
+             owner: Optional[str] = None, message: Optional[str] = None,
+             ttl: Optional[float] = None) -> Lease:
         """A lease on the named lock key (1 to 1024 bytes of UTF-8).
 
         timeout: seconds; None (or negative) waits for ever, 0 tries once.
+        ttl: seconds; the lease expires that long after its grant or last
+        :meth:`Lease.renew` (it is then ``lost``, and the next waiter in).
         Raises :class:`hasp.Busy` (timeout 0) or :class:`hasp.Timeout`, both
         with ``.holders``; :class:`hasp.AlreadyHeld`; :class:`hasp.Unavailable`.
         """
         _proto.check_text("the key", key, _proto.KEY_MAX, empty=False)
         return self._acquire(key=key, path=None, fd=None, shared=shared, timeout=timeout,
-                             owner=owner, message=message)
+                             owner=owner, message=message, ttl=ttl)
 
     def lock_file(self, path: PathLike, *, shared: bool = False,
                   timeout: Optional[float] = None, owner: Optional[str] = None,
-                  message: Optional[str] = None, create_mode: int = 0o666) -> Lease:
+                  message: Optional[str] = None, create_mode: int = 0o666,
+                  ttl: Optional[float] = None) -> Lease:
         """A lease on a file, created if missing (create_mode minus the
         umask), whose flock(2) lock haspd takes, so flock users see it. The
         file is opened here (read access where allowed, else write) and its
         descriptor passed to haspd, which checks nothing more: the file is
         its device and inode, whatever the path. Never truncated. Errors as
-        :meth:`lock`, and OSError when the file cannot be opened."""
+        :meth:`lock` (and ``ttl`` too), and OSError when the file cannot be
+        opened."""
         spath = _paths.absolute(os.fsdecode(os.fspath(path)))
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -277,7 +348,7 @@ class Client(Session):
                 try:
                     lease = self._acquire(key=None, path=spath, fd=fd, shared=shared,
                                           timeout=_paths.remaining(deadline), owner=owner,
-                                          message=message)
+                                          message=message, ttl=ttl)
                     st = os.fstat(fd)
                 finally:
                     os.close(fd)
@@ -312,6 +383,73 @@ class Client(Session):
                     os.close(fd)
         _held.register(lease, st)
         return True
+
+    def checkout(self, key: Optional[str] = None, *, path: Optional[PathLike] = None,
+                 shared: bool = False, timeout: Optional[float] = None,
+                 ttl: Optional[float] = None, owner: Optional[str] = None,
+                 message: Optional[str] = None, create_mode: int = 0o666) -> Checkout:
+        """Checks out key, or the file at path (opened, created if missing,
+        as :meth:`lock_file` does): a lease of no session, which outlives
+        this Client and its process, and haspd's restarts, until checked in
+        (:meth:`checkin`), revoked, or past its ttl (seconds; None: none).
+        Raises :class:`hasp.Busy` / :class:`hasp.Timeout` whose message names
+        the holder (``"... is checked out by alice (uid 1000) since ...:
+        fixing fillets"``) and ``.holders``; :class:`hasp.LimitReached` past
+        the daemon's per-user cap; :class:`hasp.Unavailable` from a daemon
+        that keeps no journal of checkouts, or knows no checkouts (one that
+        grants no token: that lease is released).
+
+        A file replaced (renamed over) between its opening and the grant is
+        not the one the path names: that checkout is checked in again and
+        the file the path names now asked for, within the timeout."""
+        key, spath = checkouts.resource(key, path)
+        if spath is None:
+            rep, mode = self._grant(key=key, path=None, fd=None, shared=shared, timeout=timeout,
+                                    owner=owner, message=message, ttl=ttl, detach=True)
+            return Checkout(rep, key, None, mode, self.path)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fd = _paths.open_lock_file(spath, create_mode)
+            try:
+                rep, mode = self._grant(key=None, path=spath, fd=fd, shared=shared,
+                                        timeout=_paths.remaining(deadline), owner=owner,
+                                        message=message, ttl=ttl, detach=True)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            co = Checkout(rep, None, spath, mode, self.path)
+            if not _paths.replaced_since(spath, st):
+                return co
+            self.checkin(co)
+
+    def checkin(self, token: TokenLike = None, *, key: Optional[str] = None,
+                path: Optional[PathLike] = None) -> int:
+        """Ends a checkout: the one with token (a str, or a
+        :class:`hasp.Checkout`), from anyone; or, by key or path, this
+        session's own lease on it, else this uid's checkout on it (with a
+        token too: the checkout with that token on it). Returns the lease id
+        ended. :class:`hasp.UnknownLease` when there is none;
+        :class:`hasp.PermissionDenied` for a wrong token."""
+        fields, spath = checkouts.target_fields(token, key, path)
+        rep = self._call_on("release", fields, spath)
+        with self._lock:
+            return self._checked_in(rep)
+
+    def renew(self, token: TokenLike = None, *, key: Optional[str] = None,
+              path: Optional[PathLike] = None, ttl: Optional[float] = None) -> float:
+        """Restarts the time-to-live of the checkout with token (a str, or a
+        :class:`hasp.Checkout`, whose ``ttl`` and ``expires`` follow), or
+        of this session's or this uid's lease on key or path, from now: ttl
+        seconds, or (None) the TTL it has. Returns the seconds until it
+        expires. Errors as :meth:`checkin`, and :class:`hasp.BadRequest`
+        for a lease taken without a TTL, or a checkout without one and no
+        ttl (a checkout gets one from a ttl)."""
+        fields, spath = checkouts.target_fields(token, key, path)
+        fields["ttl_ms"] = _proto.ttl_ms(ttl)
+        now = time.time()
+        rep = self._call_on("renew", fields, spath)
+        with self._lock:
+            return self._renewed(rep, token, now)
 
     def ping(self) -> float:
         """Round trip to the daemon, in seconds."""
@@ -365,17 +503,54 @@ class Client(Session):
 
     # -- inside ------------------------------------------------------------
 
-    def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
-                 shared: bool, timeout: Optional[float], owner: Optional[str],
-                 message: Optional[str]) -> Lease:
-        fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message)
+    def _grant(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
+               shared: bool, timeout: Optional[float], owner: Optional[str],
+               message: Optional[str], ttl: Optional[float],
+               detach: bool) -> Tuple[_proto.Reply, str]:
+        """Acquires; the grant and its mode, or raises the refusal (naming
+        the holder in a checkout's Timeout)."""
+        fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message, ttl,
+                                           detach)
         rep = self._call("acquire", fields, fd=fd,
                          wait=None if tms is None else tms / 1000.0, cancellable=True)
         if not rep.ok:
-            raise _proto.error_for(rep, key=key, path=path)
+            raise _proto.error_for(rep, key=key, path=path, explain=detach)
+        refusal = checkouts.untokened(rep, self.path) if detach else None
+        if refusal is not None:
+            self._call("release", {"lease": rep.get("lease")})
+            raise refusal
+        return rep, mode
+
+    def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
+                 shared: bool, timeout: Optional[float], owner: Optional[str],
+                 message: Optional[str], ttl: Optional[float] = None) -> Lease:
+        rep, mode = self._grant(key=key, path=path, fd=fd, shared=shared, timeout=timeout,
+                                owner=owner, message=message, ttl=ttl, detach=False)
         lease = Lease(self, rep, key, path, mode)
         self._leases[lease.id] = lease
         return lease
+
+    def _call_on(self, op: str, fields: Dict[str, Any], path: Optional[str]) -> _proto.Reply:
+        """A request about a key, a token, or the file at path (opened, not
+        created, and its descriptor sent)."""
+        if path is None:
+            return self._call(op, fields)
+        fd = _paths.open_lock_file(path, create=False)
+        try:
+            return self._call(op, fields, fd=fd)
+        finally:
+            os.close(fd)
+
+    def _renew_lease(self, lease: Lease, ttl: Optional[float]) -> float:
+        fields = {"lease": lease.id, "ttl_ms": _proto.ttl_ms(ttl)}
+        with self._lock:
+            if self._lease_lost(lease.id):
+                raise self._lost_before(lease, "before its renewal")
+            try:
+                rep = self._call("renew", fields)
+            except Unavailable as e:
+                raise lease_gone(lease, e) from e
+            return lease_renewed(rep, lease)
 
     def _release(self, lease: Lease) -> None:
         with self._lock:
@@ -517,7 +692,8 @@ class Client(Session):
 
 def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
          owner: Optional[str] = None, message: Optional[str] = None,
-         socket: Optional[PathLike] = None, name: Optional[str] = None) -> Lease:
+         socket: Optional[PathLike] = None, name: Optional[str] = None,
+         ttl: Optional[float] = None) -> Lease:
     """A lease on key through a Client of its own, closed with the lease::
 
         with hasp.lock("db-migrate", timeout=5) as lease:
@@ -525,7 +701,8 @@ def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
     """
     c = Client(socket, name)
     try:
-        lease = c.lock(key, shared=shared, timeout=timeout, owner=owner, message=message)
+        lease = c.lock(key, shared=shared, timeout=timeout, owner=owner, message=message,
+                       ttl=ttl)
     except BaseException:
         c.close()
         raise
@@ -536,15 +713,54 @@ def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
 def lock_file(path: PathLike, *, shared: bool = False, timeout: Optional[float] = None,
               owner: Optional[str] = None, message: Optional[str] = None,
               socket: Optional[PathLike] = None, name: Optional[str] = None,
-              create_mode: int = 0o666) -> Lease:
+              create_mode: int = 0o666, ttl: Optional[float] = None) -> Lease:
     """A lease on a file through a Client of its own, closed with the lease."""
     c = Client(socket, name)
     try:
         lease = c.lock_file(path, shared=shared, timeout=timeout, owner=owner,
-                            message=message, create_mode=create_mode)
+                            message=message, create_mode=create_mode, ttl=ttl)
     except BaseException:
         c.close()
         raise
     lease._owns_client = True
     return lease
+
+
+def checkout(key: Optional[str] = None, *, path: Optional[PathLike] = None,
+             shared: bool = False, timeout: Optional[float] = None, ttl: Optional[float] = None,
+             owner: Optional[str] = None, message: Optional[str] = None,
+             socket: Optional[PathLike] = None, name: Optional[str] = None,
+             create_mode: int = 0o666) -> Checkout:
+    """Checks out key, or the file at path, through a Client of its own
+    (closed before returning: the checkout outlives it); as
+    :meth:`Client.checkout`::
+
+        co = hasp.checkout("part-7.mcam", ttl=86400, owner="alice")
+        ...
+        hasp.checkin(co.token)        # from this process or any other
+    """
+    with Client(socket, name) as c:
+        return c.checkout(key, path=path, shared=shared, timeout=timeout, ttl=ttl, owner=owner,
+                          message=message, create_mode=create_mode)
+
+
+def checkin(token: TokenLike = None, *, key: Optional[str] = None,
+            path: Optional[PathLike] = None, socket: Optional[PathLike] = None,
+            name: Optional[str] = None) -> int:
+    """Ends a checkout by its token, or this uid's checkout on key or path;
+    as :meth:`Client.checkin`. Returns the lease id ended. A Checkout
+    given is looked for at its own socket, unless socket says otherwise."""
+    with Client(checkouts.socket_of(token, socket), name) as c:
+        return c.checkin(token, key=key, path=path)
+
+
+def renew(token: TokenLike = None, *, key: Optional[str] = None,
+          path: Optional[PathLike] = None, ttl: Optional[float] = None,
+          socket: Optional[PathLike] = None, name: Optional[str] = None) -> float:
+    """Restarts a checkout's time-to-live (by token, or this uid's on key
+    or path); as :meth:`Client.renew`. Returns the seconds until it
+    expires. A Checkout given is looked for at its own socket, unless
+    socket says otherwise."""
+    with Client(checkouts.socket_of(token, socket), name) as c:
+        return c.renew(token, key=key, path=path, ttl=ttl)
 

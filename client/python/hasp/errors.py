@@ -26,18 +26,24 @@ class Holder:
 
     Attributes: ``pid``, ``uid``, ``gid``, ``session``, ``mode``, ``client``,
     ``owner``, ``message``, ``lease``, ``fence``, ``held_ms``, ``since`` (the
-    grant's wall-clock time, ISO 8601 UTC, or None) and ``since_ms``. Absent
-    fields are None. ``holder["pid"]`` and ``holder.get("owner")`` work too,
-    on the raw dict (``.raw``).
+    grant's wall-clock time, ISO 8601 UTC, or None), ``since_ms``,
+    ``granted_at`` (the grant's time, RFC 3339 UTC with ms), ``ttl_ms`` and
+    ``expires_in_ms`` (a lease with a time-to-live). Absent fields are None,
+    but ``detached`` (a checkout: a lease of no session, whose pid and uid
+    are the process that checked it out) is always a bool.
+    ``holder["pid"]`` and ``holder.get("owner")`` work too, on the raw dict
+    (``.raw``).
     """
 
     _FIELDS = ("pid", "uid", "gid", "session", "mode", "client", "owner", "message",
-               "lease", "fence", "held_ms", "since", "since_ms")
+               "lease", "fence", "held_ms", "since", "since_ms", "granted_at", "ttl_ms",
+               "expires_in_ms")
 
     def __init__(self, raw: Dict[str, Any]) -> None:
         self.raw = dict(raw)
         for name in self._FIELDS:
             setattr(self, name, self.raw.get(name))
+        self.detached = self.raw.get("detached") is True
 
     def __getitem__(self, name: str) -> Any:
         return self.raw[name]
@@ -56,6 +62,11 @@ class Holder:
         return "Holder(%r)" % (self.raw,)
 
     def __str__(self) -> str:
+        if self.detached:
+            who = "uid %s" % self.uid
+            if self.owner:
+                who = "%s (%s)" % (self.owner, who)
+            return "a checkout by " + who
         who = "pid %s" % self.pid
         if self.owner:
             who += " (owner %s)" % self.owner
@@ -85,12 +96,17 @@ class Error(Exception):
 
 
 class Conflict(Error):
-    """Someone holds the resource: ``.holders`` says who (at most 16)."""
+    """Someone holds the resource: ``.holders`` says who (at most 16),
+    ``.holder`` the first of them (None if the daemon named none)."""
 
     def __init__(self, message: str = "", *, holders: Optional[Sequence[Any]] = None,
                  code: Optional[str] = None, detail: Optional[str] = None) -> None:
         super().__init__(message, code=code, detail=detail)
         self.holders = _holders(holders)
+
+    @property
+    def holder(self) -> Optional[Holder]:
+        return self.holders[0] if self.holders else None
 
 
 class Busy(Conflict):
@@ -106,33 +122,45 @@ class Timeout(Conflict, TimeoutError):
     message for a file (``"The file lock 'x.lock' could not be acquired."``)
     and ``"The lock 'KEY' could not be acquired."`` for a named key.
     ``.lock_file`` is the path (or the key), ``.key`` the key (None for a file).
+    With ``explain`` (as :func:`hasp.checkout` raises it), the daemon's
+    message follows, which names the holder: ``"The lock 'part-7' could not
+    be acquired: timed out after 5000 ms: 'part-7' is checked out by alice
+    (uid 1000) since ...: fixing fillets"``.
     """
 
     code = "timeout"
 
     def __init__(self, lock_file: Optional[str] = None, *,
                  holders: Optional[Sequence[Any]] = None, key: Optional[str] = None,
-                 detail: Optional[str] = None) -> None:
+                 detail: Optional[str] = None, explain: bool = False) -> None:
         self.lock_file = lock_file if lock_file is not None else key
         self.key = key
-        super().__init__(self._text(), holders=holders, detail=detail)
+        self.explain = explain
+        super().__init__(self._filelocks(), holders=holders, detail=detail)
+        self.args = (self._text(),)
 
-    def _text(self) -> str:
+    def _filelocks(self) -> str:
         if self.key is not None and self.lock_file == self.key:
             return "The lock '%s' could not be acquired." % (self.key,)
         return "The file lock '%s' could not be acquired." % (self.lock_file,)
+
+    def _text(self) -> str:
+        text = self._filelocks()
+        if self.explain and self.detail and self.detail != text:
+            text = "%s: %s" % (text[:-1], self.detail)
+        return text
 
     def __str__(self) -> str:
         return self._text()
 
     def __reduce__(self) -> Any:
         return (_rebuild_timeout, (self.lock_file, self.key, [h.raw for h in self.holders],
-                                   self.detail))
+                                   self.detail, self.explain))
 
 
 def _rebuild_timeout(lock_file: Optional[str], key: Optional[str], holders: Any,
-                     detail: Optional[str]) -> Timeout:
-    return Timeout(lock_file, key=key, holders=holders, detail=detail)
+                     detail: Optional[str], explain: bool = False) -> Timeout:
+    return Timeout(lock_file, key=key, holders=holders, detail=detail, explain=explain)
 
 
 class Cancelled(Error):

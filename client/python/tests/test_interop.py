@@ -137,3 +137,39 @@ def test_c_libhasp_and_us_on_one_file(daemon, workdir):
                                       ctypes.byref(lease)) == -1002  # -HASP_E_BUSY
         finally:
             lib.hasp_close(c)
+
+
+@pytest.fixture
+def cli_checkouts(cli):
+    """A CLI that has `hasp checkout` (issue 14's CLI side)."""
+    r = subprocess.run([cli, "checkout", "--help"], capture_output=True, text=True,
+                       timeout=bound(10))
+    if r.returncode != 0:
+        pytest.skip("this hasp CLI has no checkout command")
+    return cli
+
+
+def test_a_checkout_of_ours_is_checked_in_by_the_cli_and_back(daemon, workdir, cli_checkouts):
+    """Checkouts cross clients: a token from hasp.checkout works with `hasp
+    checkin --token`, one printed by `hasp checkout` with hasp.checkin, and
+    each names the other's holder when busy."""
+    cli = cli_checkouts
+    co = hasp.checkout("part-7.mcam", owner="alice", message="fixing fillets")
+    r = subprocess.run([cli, "checkout", "-n", "--verbose", "-k", "part-7.mcam"],
+                       capture_output=True, text=True, timeout=bound(10))
+    assert r.returncode == 1 and "checked out by alice" in r.stderr
+    r = subprocess.run([cli, "checkin", "--token", co.token], capture_output=True, text=True,
+                       timeout=bound(10))
+    assert r.returncode == 0, r.stderr
+    path = os.path.join(workdir, "part.mcam")
+    r = subprocess.run([cli, "checkout", "--ttl", "60", "--owner", "bob", "--message", "v2",
+                        path], capture_output=True, text=True, timeout=bound(10))
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    with pytest.raises(hasp.Busy) as ei:
+        hasp.checkout(path=path, timeout=0)
+    assert "checked out by bob" in str(ei.value) and ei.value.holder.ttl_ms == 60000
+    assert hasp.renew(token, ttl=120) == 120.0
+    assert hasp.checkin(path=path) == ei.value.holder.lease  # our uid's, by the file
+    with pytest.raises(hasp.UnknownLease):
+        hasp.checkin(token)

@@ -95,3 +95,84 @@ def test_text_limits():
     with pytest.raises(ValueError):
         _proto.check_text("the key", "é" * 513, 1024)
     _proto.check_text("the key", "é" * 512, 1024)
+
+
+def test_ttl_ms():
+    assert _proto.ttl_ms(None) is None
+    assert _proto.ttl_ms(0.0001) == 1
+    assert _proto.ttl_ms(1.5) == 1500
+    assert _proto.ttl_ms(86400) == 86400000
+    assert _proto.ttl_ms(1e13) == 10 ** 12  # the daemon's ceiling
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            _proto.ttl_ms(bad)
+    with pytest.raises(TypeError):
+        _proto.ttl_ms("5")
+
+
+def test_expired_and_revoked_events_end_leases():
+    p = _proto.Protocol()
+    p.receive(b'{"event":"expired","lease":4,"key":"k"}\n'
+              b'{"event":"revoked","lease":5,"key":"j","by":{"pid":1,"uid":0,"session":2}}\n')
+    assert p.revoked == {4, 5}
+    assert p.endings == {4: "expired", 5: "revoked"}
+
+
+def test_checkout_fields():
+    from hasp.client import acquire_fields
+    fields, mode, tms = acquire_fields("k", None, False, 0, "alice", None, 3600, True)
+    assert fields == {"key": "k", "mode": "exclusive", "timeout_ms": 0, "owner": "alice",
+                      "message": None, "ttl_ms": 3600000, "detach": True}
+    line = _proto.Protocol().request("acquire", **fields).data
+    assert json.loads(line) == {"id": 1, "op": "acquire", "key": "k", "mode": "exclusive",
+                                "timeout_ms": 0, "owner": "alice", "ttl_ms": 3600000,
+                                "detach": True}
+    plain, _, _ = acquire_fields("k", None, True, None, None, None)
+    assert plain["ttl_ms"] is None and plain["detach"] is None  # left out of the line
+
+
+def test_checkin_and_renew_targets():
+    from hasp import checkouts
+    assert checkouts.target_fields("ab" * 16, None, None) == ({"token": "ab" * 16}, None)
+    assert checkouts.target_fields(None, "k", None) == ({"key": "k"}, None)
+    fields, path = checkouts.target_fields("t", None, "/a/\udcff")
+    assert fields == {"token": "t", "path": "/a/\ufffd", "fd": True} and path == "/a/\udcff"
+    for args in ((None, None, None), (None, "k", "/p"), ("", None, None), (5, None, None)):
+        with pytest.raises(TypeError):
+            checkouts.target_fields(*args)
+
+
+def test_checkout_from_a_grant():
+    rep = _proto.Reply({"id": 3, "ok": True, "lease": 32, "fence": 99, "mode": "shared",
+                        "token": "9f" * 16, "expires_ms": 86400000})
+    co = hasp.Checkout(rep, "part-7", None, "shared", "/s", now=1000.0)
+    assert (co.lease, co.fence, co.token, co.mode, co.name) == (32, 99, "9f" * 16, "shared",
+                                                                "part-7")
+    assert co.ttl == 86400.0 and co.expires == 1000.0 + 86400.0
+    assert "9f9f" not in repr(co)
+    co._renewed(_proto.Reply({"id": 4, "ok": True, "lease": 32, "expires_ms": 5000}), 2000.0)
+    assert co.ttl == 5.0 and co.expires == 2005.0
+    bare = hasp.Checkout(_proto.Reply({"id": 5, "ok": True, "lease": 1, "fence": 2,
+                                       "token": "x"}), "k", None, "exclusive", "/s")
+    assert bare.ttl is None and bare.expires is None and bare.expires_in is None
+
+
+def test_holder_of_a_checkout_and_explained_timeout():
+    h = hasp.Holder({"pid": 7, "uid": 1000, "session": 0, "owner": "alice", "detached": True,
+                     "granted_at": "2026-11-30T10:21:09.123Z", "ttl_ms": 5000,
+                     "expires_in_ms": 4000})
+    assert h.detached and h.granted_at.endswith("Z") and (h.ttl_ms, h.expires_in_ms) == (5000,
+                                                                                         4000)
+    assert str(h) == "a checkout by alice (uid 1000)"
+    assert not hasp.Holder({"pid": 7}).detached and str(hasp.Holder({"pid": 7})) == "pid 7"
+    rep = _proto.Reply({"id": 1, "ok": False, "error": {
+        "code": "timeout", "message": "timed out after 5 ms: 'k' is checked out by alice",
+        "holders": [h.raw]}})
+    plain = _proto.error_for(rep, key="k")
+    assert str(plain) == "The lock 'k' could not be acquired."
+    told = _proto.error_for(rep, key="k", explain=True)
+    assert str(told) == ("The lock 'k' could not be acquired: timed out after 5 ms: 'k' is "
+                         "checked out by alice")
+    assert told.holder == h
+    assert str(hasp.Timeout("f.lock")) == "The file lock 'f.lock' could not be acquired."
+    assert hasp.Timeout("f.lock", explain=True).detail == str(hasp.Timeout("f.lock"))
