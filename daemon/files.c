@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "adopt.h"
@@ -137,14 +139,44 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 	return r;
 }
 
-/* Opens a checkout's file again as the daemon: for reading, else for
- * writing; never blocking on a FIFO. */
+/* Finds a checkout's file again as the daemon, without opening it first:
+ * by O_PATH, which opens no device and waits on no FIFO, following no
+ * symbolic link where the kernel can say so (the path recorded is the
+ * kernel's own name for the file, which has none: a link there now is
+ * someone else's). */
+static int find_path(const char *path)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+
+	return fd >= 0 || errno != ENOSYS ? fd : open(path, O_PATH | O_CLOEXEC);
+}
+
+/* Opens a checkout's file again: found as above, a regular file or a
+ * directory, then opened through /proc/self/fd for reading, else for
+ * writing. -1 with errno set. */
 static int reopen(const char *path)
 {
-	int flags = O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
-	int fd = open(path, O_RDONLY | flags);
+	int flags = O_NONBLOCK | O_CLOEXEC | O_NOCTTY, found = find_path(path), fd;
+	char proc[32];
+	struct stat st;
 
-	return fd >= 0 || errno != EACCES ? fd : open(path, O_WRONLY | flags);
+	if (found < 0)
+		return -1;
+	if (fstat(found, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+		close(found);
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", found);
+	fd = open(proc, O_RDONLY | flags);
+	if (fd < 0 && errno == EACCES)
+		fd = open(proc, O_WRONLY | flags);
+	close(found);
+	return fd;
 }
 
 /* The resource for fd's file (key), new or one restored before, charged to
@@ -193,7 +225,9 @@ struct lt_resource *files_restore(struct haspd *d, struct user *usr,
 	int fd = reopen(c->path);
 
 	if (fd < 0) {
-		*why = strerror(errno);
+		*why = errno == ELOOP || errno == EXDEV ? "its path goes through a symbolic link now" :
+		       errno == EINVAL ? "it is no longer a regular file or a directory" :
+		       strerror(errno);
 		return NULL;
 	}
 	if (oslock_identify(fd, key) < 0)

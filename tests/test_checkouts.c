@@ -465,6 +465,45 @@ START_TEST(a_file_replaced_while_haspd_was_down_is_dropped)
 }
 END_TEST
 
+/* Restore finds a file by O_PATH, following no symbolic link: a directory
+ * on its path replaced by a link to another while haspd was down (to a
+ * FIFO or a device, by someone who owns the directory) is never opened. */
+START_TEST(a_path_through_a_new_symbolic_link_is_not_followed)
+{
+	char dir[200], moved[200], file[260], fifo[260], body[400], out[8192] = "";
+	int c = raw_connect(daemon_.socket), fd, err;
+	json_t *r;
+
+	snprintf(dir, sizeof(dir), "%s/d", daemon_.dir);
+	snprintf(moved, sizeof(moved), "%s/e", daemon_.dir);
+	snprintf(file, sizeof(file), "%s/f", dir);
+	snprintf(fifo, sizeof(fifo), "%s/f", moved);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	fd = open(file, O_RDWR | O_CREAT, 0644);
+	snprintf(body, sizeof(body), "{\"id\":1,\"op\":\"acquire\",\"path\":\"%s\",\"fd\":true,"
+		 "\"detach\":true}\n", file);
+	raw_send_fd(c, body, fd);
+	r = raw_recv_id(c, 1, 5000);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	close(fd);
+	close(c);
+	kill_daemon(&daemon_);
+	ck_assert_int_eq(unlink(file), 0);
+	ck_assert_int_eq(rmdir(dir), 0);
+	ck_assert_int_eq(mkdir(moved, 0755), 0);
+	ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+	ck_assert_int_eq(symlink(moved, dir), 0);
+	restart(&daemon_, NULL, &err); /* an open of the FIFO would hang it */
+	ck_assert(wait_output(err, "is dropped", test_ms(5000), out, sizeof(out)));
+	ck_assert_msg(strstr(out, "symbolic link"), "%s", out);
+	close(err);
+	unlink(fifo);
+	rmdir(moved);
+	unlink(dir);
+}
+END_TEST
+
 /* One that expired while haspd was down is not restored. */
 START_TEST(a_checkout_that_expired_while_down_is_dropped)
 {
@@ -605,6 +644,7 @@ static Suite *checkouts_suite(void)
 	tcase_add_test(tc, checkouts_survive_a_kill_and_a_restart);
 	tcase_add_test(tc, a_file_replaced_while_haspd_was_down_is_dropped);
 	tcase_add_test(tc, a_checkout_that_expired_while_down_is_dropped);
+	tcase_add_test(tc, a_path_through_a_new_symbolic_link_is_not_followed);
 	tcase_add_test(tc, an_unreadable_journal_stops_haspd);
 	tcase_add_test(tc, a_clean_stop_keeps_every_checkout);
 	suite_add_tcase(s, tc);
