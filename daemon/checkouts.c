@@ -113,6 +113,35 @@ static int rewrite(struct haspd *d)
 	return journal_rewrite(&d->journal, d->journal_path, d->lt.last_id, fill_journal, d);
 }
 
+/* A rewrite that failed is tried again a second later, not at every call,
+ * and logged once until it works. */
+#define CHECKOUTS_RETRY_US 1000000u
+
+/* Rewrites the journal from the table (stale or grown), unless a failed
+ * try was too recent: 0, or -errno. */
+static int compact(struct haspd *d)
+{
+	int r;
+
+	if (d->journal_failing && d->lt.now_us < d->journal_retry_us)
+		return -EAGAIN;
+	r = rewrite(d);
+	if (r < 0) {
+		if (!d->journal_failing)
+			log_err("cannot rewrite the checkout journal %s: %s; trying again each second%s",
+				d->journal_path, strerror(-r), d->journal_stale ?
+				", and no checkout is granted meanwhile" : "");
+		d->journal_failing = true;
+		d->journal_retry_us = d->lt.now_us + CHECKOUTS_RETRY_US;
+		return r;
+	}
+	if (d->journal_failing)
+		log_info("the checkout journal %s is rewritten again", d->journal_path);
+	d->journal_failing = false;
+	d->journal_stale = false;
+	return 0;
+}
+
 /* ---- restore at start ---- */
 
 struct restore {
@@ -310,6 +339,8 @@ static const char *journal_grant(struct haspd *d, const struct lt_entry *e, uint
 	struct journal_checkout c;
 	int r;
 
+	if (d->journal_stale && compact(d) < 0)
+		return "it lacks the end of an earlier checkout, and cannot be rewritten now";
 	/* Never blocking the loop for entropy at early boot: it fails instead. */
 	if (getrandom(token, LT_TOKEN_LEN, GRND_NONBLOCK) != LT_TOKEN_LEN)
 		return "no random bytes for its token";
@@ -379,18 +410,14 @@ void checkouts_sync(struct haspd *d)
 bool checkouts_sweep(struct haspd *d)
 {
 	struct lt_owner *failed = &d->checkouts_failed;
-	int r;
 
 	if (!list_empty(&failed->held)) {
 		locktable_end(&d->lt, container_of(failed->held.next, struct lt_entry, onode));
 		return true;
 	}
-	if (d->journal.fd < 0 || d->journal.records < 2 * d->lt.stats.detached + CHECKOUTS_SLACK)
-		return false;
-	r = rewrite(d);
-	if (r < 0)
-		log_err("cannot rewrite the checkout journal %s: %s (it grows meanwhile)",
-			d->journal_path, strerror(-r));
+	if (d->journal.fd >= 0 && (d->journal_stale ||
+				   d->journal.records >= 2 * d->lt.stats.detached + CHECKOUTS_SLACK))
+		compact(d);
 	return false;
 }
 
@@ -402,9 +429,13 @@ void checkouts_ended(struct haspd *d, struct lt_entry *e, const char *how)
 	if (e->owner == &d->checkouts_failed)
 		return;
 	r = d->journal.fd >= 0 ? journal_end(&d->journal, e->id) : 0; /* stopping: it stays */
-	if (r < 0)
-		log_err("cannot journal the end of checkout %" PRIu64 ": %s; a restart before the "
-			"journal works again restores it", e->id, strerror(-r));
+	if (r < 0) {
+		/* Rewritten from the table before anything else is added, so
+		 * that it cannot stand against a later checkout of the same. */
+		log_err("cannot journal the end of checkout %" PRIu64 ": %s; the journal is to be "
+			"rewritten", e->id, strerror(-r));
+		d->journal_stale = true;
+	}
 	haspd_log_for(d, who.uid, LOG_INFO, "checkout %" PRIu64 " on '%s' (pid %d uid %u) %s",
 		      e->id, report_name(e->res), (int)who.pid, (unsigned)who.uid, how);
 	users_defer(&d->users, users_of_checkouts(e->owner));
@@ -484,6 +515,18 @@ static struct lt_entry *on_resource(struct session *s, const struct proto_target
 	return mine;
 }
 
+static bool has_checkout(const struct lt_resource *r)
+{
+	const struct list *pos;
+
+	if (!r)
+		return false;
+	list_foreach(pos, &r->holders)
+		if (detached(container_of(pos, struct lt_entry, qnode)))
+			return true;
+	return false;
+}
+
 static struct lt_entry *by_resource(struct session *s, const struct proto_target *t, int *code,
 				    char *msg, size_t n)
 {
@@ -502,6 +545,11 @@ static struct lt_entry *by_resource(struct session *s, const struct proto_target
 	e = on_resource(s, t, r);
 	if (e)
 		return e;
+	if (t->has_token && has_checkout(r)) {
+		*code = HASP_E_PERMISSION_DENIED;
+		snprintf(msg, n, "wrong token for the checkout on '%.1024s'", t->key ? t->key : t->path);
+		return NULL;
+	}
 	*code = HASP_E_UNKNOWN_LEASE;
 	snprintf(msg, n, "no lease of this session on '%.1024s', nor a checkout %s", t->key ?
 		 t->key : t->path, t->has_token ? "with this token" : "of this uid");

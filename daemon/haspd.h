@@ -53,6 +53,9 @@ struct haspd {
 	char *journal_path;         /* NULL: no journal, no checkouts */
 	struct lt_owner checkouts_failed; /* leases whose checkout could not be
 				     * journaled, to end (checkouts_sweep()) */
+	bool journal_stale;         /* an end it lacks: rewrite it before the next checkout */
+	bool journal_failing;       /* the last rewrite failed (logged once) */
+	uint64_t journal_retry_us;  /* then no rewrite is tried before this */
 };
 
 /* Sets the lock table's clock (monotonic and wall µs), the one clock of the

@@ -160,17 +160,17 @@ int journal_rewrite(struct journal *j, const char *path, uint64_t last_lease,
 		r = -errno;
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
-	if (r == 0)
-		r = durable_sync_dir(path);
 	if (r < 0) {
 		unlink(tmp);
 		journal_close(&next);
 		return r;
 	}
+	/* Renamed: the new file is the journal, whether or not its name is on
+	 * disk yet (the next rewrite tries that again). */
 	journal_close(j);
 	next.unsynced = false;
 	*j = next;
-	return 0;
+	return durable_sync_dir(path);
 }
 
 void journal_close(struct journal *j)
@@ -355,8 +355,19 @@ static int replay(struct reader *rd, json_t *rec)
 	return 0;
 }
 
-/* Every line of f, replayed; a last line without its newline is a write
- * that a crash cut short: skipped, and said in *torn. */
+/* Every line of f, replayed; a last line without its newline, or that is
+ * not JSON, is a write that a crash cut short (never acknowledged: nothing
+ * was synced after it): skipped, and said in found->torn. */
+static bool last_line(FILE *f)
+{
+	int c = getc(f);
+
+	if (c == EOF)
+		return true;
+	ungetc(c, f);
+	return false;
+}
+
 static int read_lines(struct reader *rd, FILE *f)
 {
 	char *line = NULL;
@@ -374,6 +385,10 @@ static int read_lines(struct reader *rd, FILE *f)
 			break;
 		}
 		rec = json_loadb(line, (size_t)len - 1, JSON_REJECT_DUPLICATES, &jerr);
+		if (!rec && last_line(f)) { /* a write whose pages only partly reached the disk */
+			rd->found->torn = true;
+			break;
+		}
 		r = rec ? replay(rd, rec) : bad(rd, "not JSON: %s", jerr.text);
 		json_decref(rec);
 	}

@@ -4,8 +4,8 @@
  * the answer is sent (once for all the records of a callback:
  * checkouts_sync() in haspd_sync()), and rewritten whole (to a temporary
  * file, synced, renamed over it) at start and whenever it holds many more
- * records than checkouts. A crash leaves at most its last line cut short,
- * never acknowledged: reading skips it.
+ * records than checkouts. A crash leaves at most its last line cut short
+ * or garbled, never acknowledged: reading skips it.
  * Any other line that cannot be read makes the whole journal unreadable,
  * since forgetting a checkout would let two holders in. No event loop, no
  * lock table here: the caller says what to write. */
@@ -54,7 +54,7 @@ struct journal_found {
 };
 
 /* Reads the journal at path and calls each() for every checkout it holds
- * (checked out, not ended), in the order they were checked out, with
+ * (checked out, not ended), the holders of each resource in their order, with
  * renews applied. Returns 0 (a missing file holds none), -ENOMEM, or
  * -EBADMSG / -errno with "PATH:LINE: what" in err. */
 int journal_read(const char *path, void (*each)(const struct journal_checkout *c, void *arg),
@@ -68,6 +68,8 @@ int journal_read(const char *path, void (*each)(const struct journal_checkout *c
  * it was. */
 int journal_rewrite(struct journal *j, const char *path, uint64_t last_lease,
 		    int (*fill)(struct journal *next, void *arg), void *arg);
+/* (A rewrite whose rename was done but whose directory could not be synced
+ * returns that -errno with j the new journal.) */
 void journal_close(struct journal *j);
 
 /* Appends a record: 0, or -errno with nothing of it left in the file. */
