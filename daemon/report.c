@@ -124,10 +124,23 @@ static json_t *report_life(const struct haspd *d, const struct lt_entry *e, json
 	return o;
 }
 
+/* How long a holder has held: a checkout's or a TTL lease's from its
+ * recorded grant on the wall clock (a restored one's began in an earlier
+ * run), any other's on the monotonic clock. */
+static json_int_t held_ms(const struct haspd *d, const struct lt_entry *e)
+{
+	const struct lt_life *life = lt_entry_life(e);
+
+	if (!life)
+		return age_ms(d, e->since_us);
+	return life->granted_wall_us < d->lt.wall_us ?
+	       (json_int_t)((d->lt.wall_us - life->granted_wall_us) / 1000) : 0;
+}
+
 static json_t *report_holder(const struct haspd *d, const struct lt_entry *e)
 {
 	json_t *o = json_pack("{s:I,s:I,s:I}", "lease", (json_int_t)e->id,
-			      "fence", (json_int_t)e->fence, "held_ms", age_ms(d, e->since_us));
+			      "fence", (json_int_t)e->fence, "held_ms", held_ms(d, e));
 
 	return report_entry(e, report_life(d, e, report_since(d, e, o)));
 }
