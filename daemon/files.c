@@ -233,7 +233,8 @@ struct lt_resource *files_restore(struct haspd *d, struct user *usr,
 	if (oslock_identify(fd, key) < 0)
 		*why = "it is no longer a file that can be locked";
 	else if (!same_file(fd, c))
-		*why = "another file is at its path now (replaced or removed while haspd was down)";
+		*why = "another file is at its path now (the file was replaced or removed since it was "
+		       "checked out)";
 	else
 		r = restore_resource(d, usr, c->path, fd, key, why);
 	close(fd);
