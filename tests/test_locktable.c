@@ -802,6 +802,7 @@ static enum lt_result acquire_life(struct lt_owner *o, const char *key, enum lt_
 START_TEST(a_ttl_starts_at_the_grant_and_lapses_then)
 {
 	struct lt_entry *ha, *hb;
+	uint64_t id;
 
 	ck_assert_int_eq(acquire_life(&a, "k", X, 0, false, 1, &ha), LT_GRANTED);
 	ck_assert_int_eq(acquire_life(&b, "k", X, 100, false, 2, &hb), LT_QUEUED);
@@ -812,13 +813,14 @@ START_TEST(a_ttl_starts_at_the_grant_and_lapses_then)
 	ck_assert(hb->held);
 	ck_assert_int_eq(locktable_next_deadline(&fx.lt), (int64_t)(fx.lt.now_us + 100000));
 	ck_assert_uint_eq(lt_entry_life(hb)->granted_wall_us, fx.lt.wall_us);
+	id = hb->id; /* hb is freed once its lapse is drained */
 	advance_ms(99);
 	fx_expire(&fx);
 	ck_assert_uint_eq(fx.nlapsed, 0);
 	advance_ms(1);
 	fx_expire(&fx);
 	ck_assert_uint_eq(fx.nlapsed, 1);
-	ck_assert_uint_eq(fx.lapsed_ids[0], hb->id); /* still valid: freed at the next drain */
+	ck_assert_uint_eq(fx.lapsed_ids[0], id);
 	ck_assert_int_eq(fx.granted_tags[fx.ngranted - 1], 3);
 	ck_assert_uint_eq(fx.lt.stats.expired, 1);
 	ck_assert_int_eq(locktable_next_deadline(&fx.lt), -1);
