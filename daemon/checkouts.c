@@ -388,8 +388,10 @@ void checkouts_granted(struct haspd *d, struct lt_entry *e)
 	}
 	locktable_detach(&d->lt, e, &usr->checkouts, token);
 	reply_grant(s, e);
+	/* Who asked (a request granted after a wait is not the line at hand). */
 	session_log(s, LOG_INFO, "lease %" PRIu64 " on '%s' checked out by pid %d uid %u",
-		    e->id, report_name(e->res), (int)s->sender.pid, (unsigned)lt_entry_sender(e).uid);
+		    e->id, report_name(e->res), (int)lt_entry_sender(e).pid,
+		    (unsigned)lt_entry_sender(e).uid);
 }
 
 void checkouts_sync(struct haspd *d)
