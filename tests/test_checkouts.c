@@ -501,7 +501,10 @@ START_TEST(a_path_through_a_new_symbolic_link_is_not_followed)
 	ck_assert_int_eq(symlink(moved, dir), 0);
 	restart(&daemon_, NULL, &err); /* an open of the FIFO would hang it */
 	ck_assert(wait_output(err, "is dropped", test_ms(5000), out, sizeof(out)));
-	ck_assert_msg(strstr(out, "symbolic link"), "%s", out);
+	/* Where openat2(2) is missing (valgrind knows no syscall 437), the
+	 * path is found by O_PATH, which opens no FIFO either. */
+	ck_assert_msg(strstr(out, "symbolic link") || strstr(out, "no longer a regular file"),
+		      "%s", out);
 	close(err);
 	unlink(fifo);
 	rmdir(moved);
