@@ -81,7 +81,7 @@ static void changes_revoked(struct haspd *d, struct changes_revoker *rv, struct 
 	session_log(by, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u",
 		    e->id, name, (int)lt_entry_sender(e).pid, (int)by->sender.pid,
 		    (unsigned)by->sender.uid);
-	if (lt_entry_life(e) && lt_entry_life(e)->detached)
+	if (lt_entry_detached(e))
 		checkouts_ended(d, e, "revoked");
 	else
 		changes_tell(session_of(e->owner), "revoked", e,

@@ -25,19 +25,10 @@
  * the checkouts. */
 #define CHECKOUTS_SLACK 256
 
-static bool detached(const struct lt_entry *e)
-{
-	const struct lt_life *life = lt_entry_life(e);
-
-	return life && life->detached;
-}
-
 /* When a lease with a TTL expires, on the wall clock (µs). */
 static uint64_t expires_wall_us(const struct haspd *d, const struct lt_life *life)
 {
-	uint64_t left = life->expiry.key > d->lt.now_us ? life->expiry.key - d->lt.now_us : 0;
-
-	return d->lt.wall_us + left;
+	return d->lt.wall_us + lt_life_left_us(&d->lt, life);
 }
 
 /* A held lease as the journal keeps it, with this token. */
@@ -93,7 +84,7 @@ static void fill_resource(struct lt_resource *r, void *arg)
 		const struct lt_entry *e = container_of(pos, struct lt_entry, qnode);
 		struct journal_checkout c;
 
-		if (f->err || !detached(e))
+		if (f->err || !lt_entry_detached(e))
 			continue;
 		record_of(f->d, e, lt_entry_life(e)->token, &c);
 		f->err = journal_checkout(f->next, &c);
@@ -462,7 +453,7 @@ static bool may_name(const struct session *s, const struct proto_target *t,
 	const struct lt_life *life = lt_entry_life(e);
 
 	*code = HASP_E_PERMISSION_DENIED;
-	if (!detached(e)) {
+	if (!lt_entry_detached(e)) {
 		if (!t->has_token)
 			return true;
 		snprintf(msg, n, "lease %" PRIu64 " is not checked out: it has no token", e->id);
@@ -487,7 +478,7 @@ static struct lt_entry *by_lease(struct session *s, const struct proto_target *t
 {
 	struct lt_entry *e = locktable_lease(&s->d->lt, t->lease);
 
-	if (e && (e->owner == &s->owner || detached(e)))
+	if (e && (e->owner == &s->owner || lt_entry_detached(e)))
 		return may_name(s, t, e, code, msg, n) ? e : NULL;
 	*code = HASP_E_UNKNOWN_LEASE;
 	snprintf(msg, n, "no lease %" PRIu64 " in this session, nor checked out", t->lease);
@@ -511,7 +502,7 @@ static struct lt_entry *on_resource(struct session *s, const struct proto_target
 
 		if (e->owner == &s->owner && !t->has_token)
 			return e;
-		if (!mine && detached(e) && may_name(s, t, e, &code, msg, sizeof(msg)))
+		if (!mine && lt_entry_detached(e) && may_name(s, t, e, &code, msg, sizeof(msg)))
 			mine = e;
 	}
 	return mine;
@@ -524,7 +515,7 @@ static bool has_checkout(const struct lt_resource *r)
 	if (!r)
 		return false;
 	list_foreach(pos, &r->holders)
-		if (detached(container_of(pos, struct lt_entry, qnode)))
+		if (lt_entry_detached(container_of(pos, struct lt_entry, qnode)))
 			return true;
 	return false;
 }
@@ -600,7 +591,7 @@ void checkouts_release(struct session *s, const struct proto_request *req)
 	if (!e)
 		return;
 	id = e->id;
-	if (!detached(e)) {
+	if (!lt_entry_detached(e)) {
 		locktable_end(&d->lt, e);
 		reply_ok(s, req->id, json_pack("{s:I}", "lease", (json_int_t)id));
 		return;
@@ -639,7 +630,7 @@ void checkouts_renew(struct session *s, const struct proto_request *req)
 	if (ttl == 0)
 		ttl = (int64_t)life->ttl_ms;
 	/* The journal first: the table's renew cannot fail. */
-	if (detached(e) && (r = journal_renew(&d->journal, e->id, (uint64_t)ttl,
+	if (lt_entry_detached(e) && (r = journal_renew(&d->journal, e->id, (uint64_t)ttl,
 					      d->lt.wall_us + (uint64_t)ttl * 1000)) < 0) {
 		journal_failed(s, req->id, r, e, "renewed");
 		return;

@@ -402,6 +402,16 @@ struct lt_life *lt_entry_life(const struct lt_entry *e)
 	return e->has_life ? (struct lt_life *)(e + 1) : NULL;
 }
 
+bool lt_entry_detached(const struct lt_entry *e)
+{
+	return e->has_life && lt_entry_life(e)->detached;
+}
+
+uint64_t lt_life_left_us(const struct locktable *lt, const struct lt_life *life)
+{
+	return life->expiry.key > lt->now_us ? life->expiry.key - lt->now_us : 0;
+}
+
 static struct lt_entry *life_entry(struct lt_life *life)
 {
 	return (struct lt_entry *)life - 1;

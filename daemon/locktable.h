@@ -146,6 +146,8 @@ struct lt_life {
 
 /* The entry's lt_life, or NULL. */
 struct lt_life *lt_entry_life(const struct lt_entry *e);
+/* Whether e is a detached lease (a checkout). */
+bool lt_entry_detached(const struct lt_entry *e);
 
 /* The process that asked for the entry: the request's sender, or its owner. */
 struct lt_cred lt_entry_sender(const struct lt_entry *e);
@@ -299,6 +301,9 @@ void locktable_detach(struct locktable *lt, struct lt_entry *lease, struct lt_ow
 		      const uint8_t token[LT_TOKEN_LEN]);
 /* The detached lease with this token, or NULL. */
 struct lt_entry *locktable_by_token(const struct locktable *lt, const uint8_t token[LT_TOKEN_LEN]);
+/* How long until a lease with a TTL expires (µs, at the table's clock;
+ * 0 when due). */
+uint64_t lt_life_left_us(const struct locktable *lt, const struct lt_life *life);
 /* A detached lease, any, or NULL when none is left. */
 struct lt_entry *locktable_any_detached(const struct locktable *lt);
 /* Its time-to-live starts again, as ttl_ms (> 0) or (0) as it was: LT_OK,

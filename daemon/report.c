@@ -109,7 +109,6 @@ static json_t *report_since(const struct haspd *d, const struct lt_entry *e, jso
 static json_t *report_life(const struct haspd *d, const struct lt_entry *e, json_t *o)
 {
 	const struct lt_life *life = lt_entry_life(e);
-	uint64_t left;
 
 	if (!o || !life)
 		return o;
@@ -117,9 +116,9 @@ static json_t *report_life(const struct haspd *d, const struct lt_entry *e, json
 		return report_decref(o);
 	if (!life->ttl_ms)
 		return o;
-	left = life->expiry.key > d->lt.now_us ? life->expiry.key - d->lt.now_us : 0;
 	if (json_object_set_new(o, "ttl_ms", json_integer((json_int_t)life->ttl_ms)) < 0 ||
-	    json_object_set_new(o, "expires_in_ms", json_integer((json_int_t)(left / 1000))) < 0)
+	    json_object_set_new(o, "expires_in_ms",
+				json_integer((json_int_t)(lt_life_left_us(&d->lt, life) / 1000))) < 0)
 		return report_decref(o);
 	return o;
 }
@@ -241,7 +240,7 @@ void report_conflict(const struct haspd *d, const struct lt_resource *r, char *b
 		return;
 	}
 	e = container_of(r->holders.next, struct lt_entry, qnode);
-	if (lt_entry_life(e) && lt_entry_life(e)->detached) {
+	if (lt_entry_detached(e)) {
 		report_checked_out(r, e, buf, n);
 		return;
 	}
