@@ -98,10 +98,26 @@ bool files_may_open(struct session *s, char *msg, size_t n)
 	return users_may_open_file(&d->users, s->user, &d->cfg, msg, n);
 }
 
+/* A new resource for key with o (a file's new oslock) attached, charged
+ * to usr; NULL, with o freed, for want of memory. */
+static struct lt_resource *attach_new(struct haspd *d, struct user *usr, struct oslock *o,
+				      const char *key)
+{
+	struct lt_resource *r = locktable_attach(&d->lt, key, OSLOCK_KEY_LEN, o);
+
+	if (!r) {
+		oslock_free(o);
+		return NULL;
+	}
+	o->payer = usr;
+	o->res = r;
+	users_charge_file(&d->users, usr);
+	return r;
+}
+
 struct lt_resource *files_resource(struct session *s, const char *path, int fd, int *code,
 				   char *msg, size_t msg_size)
 {
-	struct locktable *lt = &s->d->lt;
 	char key[OSLOCK_KEY_LEN];
 	struct lt_resource *r = NULL;
 	struct oslock *o;
@@ -125,14 +141,9 @@ struct lt_resource *files_resource(struct session *s, const char *path, int fd, 
 			*code = HASP_E_LIMIT;
 		} else if (!(o = oslock_new(fd, access, path))) {
 			open_error(errno, path, code, msg, msg_size);
-		} else if (!(r = locktable_attach(lt, key, sizeof(key), o))) {
-			oslock_free(o);
+		} else if (!(r = attach_new(s->d, s->user, o, key))) {
 			*code = HASP_E_INTERNAL;
 			snprintf(msg, msg_size, "out of memory");
-		} else {
-			o->payer = s->user;
-			o->res = r;
-			users_charge_file(&s->d->users, s->user);
 		}
 	}
 	close(fd);
@@ -194,15 +205,9 @@ static struct lt_resource *restore_resource(struct haspd *d, struct user *usr, c
 		*why = strerror(access < 0 ? -access : errno);
 		return NULL;
 	}
-	r = locktable_attach(&d->lt, key, OSLOCK_KEY_LEN, o);
-	if (!r) {
-		oslock_free(o);
+	r = attach_new(d, usr, o, key);
+	if (!r)
 		*why = "out of memory";
-		return NULL;
-	}
-	o->payer = usr;
-	o->res = r;
-	users_charge_file(&d->users, usr);
 	return r;
 }
 
