@@ -25,15 +25,11 @@ static void setup(void)
 	snprintf(file, sizeof(file), "%s/drawing.dwg", daemon_.dir);
 }
 
-/* The harness removes the socket and the fence file; the journal of
- * checkouts is this suite's. */
+/* The harness removes the socket, the fence file and the journal, and the
+ * directory once the suite's file is gone too. */
 static void teardown(void)
 {
-	char path[256];
-
 	daemon_stop(&daemon_);
-	snprintf(path, sizeof(path), "%s/haspd.checkouts", daemon_.dir);
-	unlink(path);
 	unlink(file);
 	rmdir(daemon_.dir);
 }
