@@ -31,6 +31,7 @@ struct hasp_client {
 	struct libhasp_lost *lost_leases; /* leases the daemon said it revoked or expired */
 	size_t nlost, lost_cap;
 	bool lost;              /* the connection ended: every lease with it */
+	char *socket_path;      /* the socket connected to */
 	char errmsg[1536];
 };
 
@@ -56,6 +57,9 @@ struct libhasp_acquire {
 	void *userdata;
 };
 
+/* Takes fd, connected to the daemon at path, as c's connection. Returns 0
+ * or -ENOMEM (fd closed). */
+int libhasp_connected(hasp_client *c, int fd, const char *path);
 /* Sets c's message; returns err. */
 int libhasp_error(hasp_client *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
