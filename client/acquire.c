@@ -6,10 +6,8 @@
 
 #include "libhasp-internal.h"
 
-/* The caller's options as an acquire: the members that fit in its size
- * (an older caller's smaller struct), the defaults for the rest. */
-static int acquire_options(hasp_client *c, const struct hasp_acquire_options *o, bool detach,
-			   struct libhasp_acquire *ret)
+int libhasp_acquire_options(hasp_client *c, const struct hasp_acquire_options *o, bool detach,
+			    struct libhasp_acquire *ret)
 {
 	struct hasp_acquire_options v = HASP_ACQUIRE_OPTIONS_INIT;
 
@@ -34,12 +32,12 @@ static int acquire(hasp_client *c, const char *key, const char *path,
 		   const struct hasp_acquire_options *opts, bool detach, hasp_lease **ret_lease)
 {
 	struct libhasp_acquire a;
-	int r = acquire_options(c, opts, detach, &a);
+	int r = libhasp_acquire_options(c, opts, detach, &a);
 
 	if (r < 0)
 		return r;
-	return key ? libhasp_acquire_key(c, key, &a, ret_lease)
-		   : libhasp_acquire_file(c, path, &a, ret_lease);
+	return key ? libhasp_acquire(c, LIBHASP_KEY, key, -1, &a, ret_lease)
+		   : libhasp_acquire(c, LIBHASP_FILE, path, -1, &a, ret_lease);
 }
 
 HASP_EXPORT int hasp_acquire(hasp_client *c, const char *key,

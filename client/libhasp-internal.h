@@ -24,14 +24,59 @@ struct libhasp_lost {
 	enum libhasp_loss how;
 };
 
+#define LIBHASP_NEVER INT64_MAX
+/* How long after an acquire's timeout the client stops waiting for
+ * haspd's own answer (which may be late on a busy machine, or never come
+ * from a stopped daemon). */
+#define LIBHASP_GRACE_MS 250
+
+struct libhasp_call;
+/* A call's end: its reply (rep, ok or not; err 0), or err < 0 and rep
+ * NULL when none is waited for any more: the connection ended, or
+ * -ETIMEDOUT at its deadline. The call is then unlinked and freed, unless
+ * the function kept it (libhasp_call_abandon()). */
+typedef void libhasp_done_fn(hasp_client *c, struct libhasp_call *k, int err,
+			     struct proto_reply *rep);
+
+/* One request on the wire whose reply is awaited, in the order sent. */
+struct libhasp_call {
+	struct libhasp_call *prev, *next;
+	int64_t id;
+	int64_t deadline_ms;    /* monotonic; LIBHASP_NEVER: none */
+	libhasp_done_fn *done;
+	void *ctx;
+	bool keep;              /* set by done: stays for a later reply */
+};
+
+/* A request line not yet (wholly) written. */
+struct libhasp_out {
+	struct libhasp_out *next;
+	size_t len, off;
+	int fd;                 /* sent with the line's first byte, then closed; or -1 */
+	char line[];
+};
+
 struct hasp_client {
 	int fd;
 	int64_t last_id;
 	struct frame_buf rb;
+	struct libhasp_out *out, **out_tail;    /* to write, in order */
+	struct libhasp_call *calls, *calls_tail; /* awaiting replies, in order sent */
+	struct hasp_request *requests;          /* async acquires not finished */
 	struct libhasp_lost *lost_leases; /* leases the daemon said it revoked or expired */
 	size_t nlost, lost_cap;
 	bool lost;              /* the connection ended: every lease with it */
+	int lost_err;           /* what every call says since: -ECONNRESET, or the refusal */
+	char lost_msg[1024];    /* and the message it says it with */
+	bool told_lost;         /* the event handler knows */
 	char *socket_path;      /* the socket connected to */
+	char *name;             /* for hello; NULL: the program's */
+	char *server;           /* the hello's answer */
+	hasp_event_handler on_event;
+	void *event_userdata;
+	int64_t call_timeout_ms; /* 0: none */
+	bool interruptible;
+	json_t *conflict;       /* the last busy/timeout's holders, or NULL */
 	char errmsg[1536];
 };
 
@@ -57,20 +102,57 @@ struct libhasp_acquire {
 	void *userdata;
 };
 
-/* Takes fd, connected to the daemon at path, as c's connection. Returns 0
- * or -ENOMEM (fd closed). */
+/* Takes fd, connected to the daemon at path, as c's connection, and
+ * sends the hello. Returns 0 or -ENOMEM (fd closed). */
 int libhasp_connected(hasp_client *c, int fd, const char *path);
 /* Sets c's message; returns err. */
 int libhasp_error(hasp_client *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* A failed reply's error as c's: its message, its holders (a conflict);
+ * returns -code. */
+int libhasp_reply_error(hasp_client *c, const struct proto_reply *rep);
 /* 0, or -EINVAL with c's message: key is not 1 to 1024 bytes of UTF-8,
  * token not 32 lowercase hex digits. */
 int libhasp_check_key(hasp_client *c, const char *key);
 int libhasp_check_token(hasp_client *c, const char *token);
+int64_t libhasp_now_ms(void);
+
+/* ---- the core (core.c) ---- */
+
+/* Sends a request (args consumed; done NULL: its answer goes to nobody; NULL for an op with arguments means out
+ * of memory) with fd (if >= 0; duplicated here) and awaits its reply with
+ * done until deadline_ms. Returns 0 and the call in *ret (if not NULL), or
+ * a negative error with c's message set, done never called. */
+int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline_ms,
+		 libhasp_done_fn *done, void *ctx, struct libhasp_call **ret);
+/* From k's done: k stays, its reply (to come) unwanted; a grant in it is
+ * released at once, so that nobody holds a lease that nobody asked for. */
+void libhasp_call_abandon(struct libhasp_call *k);
+/* The same for a call still in flight (cancel, EINTR): k is not done. */
+void libhasp_call_forget(hasp_client *c, struct libhasp_call *k);
+/* Sends a release of the lease a grant (rep) gave, answered to nobody. */
+void libhasp_release_granted(hasp_client *c, const struct proto_reply *rep);
+/* The connection is given up (a reply that cannot be read, a notice that
+ * cannot be kept): the daemon ends the session and every lease of it. */
+int libhasp_drop(hasp_client *c, int code, const char *what);
+/* For a call the lost connection ends: its error and message (the
+ * daemon's refusal the first time, -ECONNRESET after). */
+int libhasp_lost_error(hasp_client *c);
+/* Reads and dispatches what has arrived, without blocking (process() but
+ * no deadlines). */
+int libhasp_drain(hasp_client *c);
+/* The earliest deadline or waiting notice, LIBHASP_NEVER if none. */
+int64_t libhasp_next_wakeup(const hasp_client *c);
+
+/* ---- blocking calls (call.c) ---- */
+
+/* Runs c until *finished, the deadlines of calls ending their waits:
+ * 0, -EINTR (interruptible and a signal came), or a system error. */
+int libhasp_wait(hasp_client *c, const bool *finished);
 /* One request, one reply in *rep (proto_reply_done() it): >= 0, or a
- * negative error with c's message set (-HASP_E_* for the daemon's). args
- * is consumed; NULL for an op with arguments means out of memory. fd, if
- * >= 0, travels with the request. */
+ * negative error with c's message set (-HASP_E_* for the daemon's;
+ * -ETIMEDOUT past the call timeout). args is consumed; NULL for an op with
+ * arguments means out of memory. fd, if >= 0, travels with the request. */
 int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct proto_reply *rep);
 /* libhasp_call() on the file at path: opened here (never created; for
  * reading, else writing, else O_PATH; a relative path from the working
@@ -78,9 +160,35 @@ int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct 
  * sent with the request. -errno when it cannot be opened. */
 int libhasp_call_file(hasp_client *c, enum proto_op op, json_t *args, const char *path,
 		      struct proto_reply *rep);
-/* Takes a lease on key, or on the file at path (hasp_lock_file()'s
- * way), as a asks. */
-int libhasp_acquire_key(hasp_client *c, const char *key, const struct libhasp_acquire *a,
-			hasp_lease **ret_lease);
-int libhasp_acquire_file(hasp_client *c, const char *path, const struct libhasp_acquire *a,
-			 hasp_lease **ret_lease);
+/* The path fd was opened by, as /proc says, into buf; -1 if none. */
+int libhasp_fd_path(int fd, char *buf, size_t size);
+/* path as the protocol wants it, absolute: path itself, or abs (PATH_MAX
+ * bytes) filled from the working directory. NULL with the error set. */
+const char *libhasp_absolute_path(hasp_client *c, const char *path, char *abs, int *ret_err);
+
+/* ---- acquires (request.c) ---- */
+
+/* What kind of resource an acquire names. */
+enum libhasp_target {
+	LIBHASP_KEY,
+	LIBHASP_FILE,           /* a path, opened (created) here */
+	LIBHASP_FD,             /* the caller's descriptor (flock(1)'s fd form) */
+};
+
+/* The caller's options as an acquire: the members that fit in its size
+ * (an older caller's smaller struct), the defaults for the rest. */
+int libhasp_acquire_options(hasp_client *c, const struct hasp_acquire_options *o, bool detach,
+			    struct libhasp_acquire *ret);
+/* Starts an acquire as hasp_lock_async() does. */
+int libhasp_start(hasp_client *c, enum libhasp_target t, const char *name, int fd,
+		  const struct libhasp_acquire *a, hasp_lock_callback cb, void *userdata,
+		  hasp_request **ret_req);
+/* An acquire, blocking: started, then waited for. */
+int libhasp_acquire(hasp_client *c, enum libhasp_target t, const char *name, int fd,
+		    const struct libhasp_acquire *a, hasp_lease **ret_lease);
+/* The async acquires' waiting notices: the earliest, and those due. */
+int64_t libhasp_requests_next_notice(const hasp_client *c);
+void libhasp_requests_notify(hasp_client *c, int64_t now);
+/* Frees every unfinished request, calling nobody (hasp_close()). */
+void libhasp_requests_free(hasp_client *c);
+void libhasp_conflict_clear(hasp_client *c);
