@@ -709,8 +709,12 @@ START_TEST(revoked_before_the_daemon_died_reads_as_revoked)
 	hasp_client *a = client_connect(daemon_.socket), *admin = client_connect(daemon_.socket);
 	hasp_lease *l = client_lock(a, "revoked-key", HASP_EXCLUSIVE);
 
-	/* The event is on a's socket before the revoke's reply is on admin's. */
+	/* The event is on a's socket before the daemon dies. (Not
+	 * necessarily before the revoke's reply is on admin's: the daemon
+	 * flushes sessions in the order they got output, and admin's hello,
+	 * sent at connect, may have put it first.) */
 	ck_assert_int_eq(hasp_revoke(admin, hasp_lease_id(l)), 0);
+	ck_assert(wait_readable(hasp_client_fd(a), 5000));
 	kill(daemon_.pid, SIGKILL);
 	wait_child(daemon_.pid, 5000);
 	ck_assert_int_eq(hasp_lease_revoked(a, l), 1);
