@@ -13,9 +13,16 @@
 
 int libhasp_wait(hasp_client *c, const bool *finished)
 {
-	while (!*finished) {
-		struct pollfd p = { .fd = c->fd, .events = (short)hasp_client_get_events(c) };
-		int r = poll(&p, 1, hasp_client_get_timeout(c));
+	for (;;) {
+		struct pollfd p = { .fd = c->fd };
+		int r = libhasp_flush(c);
+
+		if (*finished)
+			return 0;
+		if (r < 0)
+			return r;
+		p.events = (short)hasp_client_get_events(c);
+		r = poll(&p, 1, hasp_client_get_timeout(c));
 
 		if (r < 0 && errno == EINTR && c->interruptible)
 			return libhasp_error(c, -EINTR, "interrupted by a signal");
@@ -25,7 +32,6 @@ int libhasp_wait(hasp_client *c, const bool *finished)
 		if (r < 0 && !*finished)
 			return r;
 	}
-	return 0;
 }
 
 /* Where a blocking call's reply goes. */

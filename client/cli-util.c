@@ -11,10 +11,19 @@
 
 hasp_client *cli_connect(const struct cli *cli)
 {
-	char path[256];
+	char path[256], name[64];
 	hasp_client *c = NULL;
 	int r = hasp_client_new(&c);
 
+	/* Who this is, for 'hasp ls': said at connect, never waited for. */
+	snprintf(name, sizeof(name), "%s (pid %d)", cli->name ? cli->name : "hasp", (int)getpid());
+	if (r >= 0)
+		hasp_client_set_name(c, name);
+	/* A daemon that leaves a request unanswered this long is hung (or
+	 * stopped): a command says so rather than wait for ever. A lock's
+	 * wait is bounded by its own --timeout instead. */
+	if (r >= 0)
+		hasp_client_set_call_timeout(c, CLI_CALL_TIMEOUT_MS);
 	if (r >= 0 && (r = hasp_client_connect(c, cli->socket)) >= 0)
 		return c;
 	if (r == -HASP_E_UNTRUSTED) {
@@ -37,8 +46,8 @@ hasp_client *cli_connect(const struct cli *cli)
 
 int cli_status(int err)
 {
-	return err == -ECONNRESET || err == -HASP_E_LIMIT || err == -HASP_E_UNTRUSTED ?
-	       EXIT_UNAVAILABLE : 1;
+	return err == -ECONNRESET || err == -HASP_E_LIMIT || err == -HASP_E_UNTRUSTED ||
+	       err == -ETIMEDOUT ? EXIT_UNAVAILABLE : 1;
 }
 
 int cli_error(hasp_client *c, const char *what, int err)
@@ -63,7 +72,7 @@ int cli_lease_status(int err, bool on_key, bool opened_file, int conflict_code)
 		return EXIT_CANTCREAT;
 	case -EBADF:
 		return EXIT_DATAERR;
-	case -ECONNRESET: case -EPIPE: case -ENOTCONN: case -ECONNREFUSED:
+	case -ECONNRESET: case -EPIPE: case -ENOTCONN: case -ECONNREFUSED: case -ETIMEDOUT:
 	case -HASP_E_LIMIT: case -HASP_E_PROTOCOL: case -HASP_E_UNTRUSTED:
 	case -HASP_E_UNAVAILABLE:
 		return EXIT_UNAVAILABLE;

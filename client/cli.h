@@ -24,8 +24,13 @@
  * (a symbolic link: hasp.c). */
 #define CLI_NAME program_invocation_short_name
 
+/* How long a command waits for an answer to a request that does not wait
+ * for a lock (hasp(1): a daemon that stops answering). */
+#define CLI_CALL_TIMEOUT_MS 30000
+
 struct cli {
 	const char *socket;     /* --socket, or NULL for the default */
+	const char *name;       /* what haspd lists the client as, with its pid; NULL: hasp */
 };
 
 struct cli_command {

@@ -148,15 +148,6 @@ static int use_lease(hasp_client *c, const hasp_lease *l, const struct lock_args
 	return lock_run(c, l, a);
 }
 
-/* Tells haspd who this is, for 'hasp ls': worth a round trip, not a failure. */
-static void introduce(hasp_client *c)
-{
-	char name[64];
-
-	snprintf(name, sizeof(name), "hasp lock (pid %d)", (int)getpid());
-	hasp_hello(c, name);
-}
-
 int cmd_lock(struct cli *cli, int argc, char **argv)
 {
 	struct lock_args a = { .fd = -1, .opts = HASP_LOCK_OPTIONS_INIT, .conflict_code = 1,
@@ -193,10 +184,10 @@ int cmd_lock(struct cli *cli, int argc, char **argv)
 		a.opts.waiting_after_ms = 1000;
 		a.opts.userdata = &w;
 	}
+	cli->name = "hasp lock";
 	c = cli_connect(cli);
 	if (!c)
 		return EXIT_UNAVAILABLE;
-	introduce(c);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	r = take_lease(c, &a, &lease);
 	if (r < 0) {

@@ -205,8 +205,7 @@ static void out_advance(hasp_client *c, size_t n)
 
 static int connection_end(hasp_client *c, int err, const char *msg);
 
-/* Writes what the socket takes now. 0, or the end of the connection. */
-static int flush(hasp_client *c)
+int libhasp_flush(hasp_client *c)
 {
 	while (c->out && !c->lost) {
 		ssize_t n = out_send(c);
@@ -260,9 +259,9 @@ int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t
 	c->out_tail = &o->next;
 	if (ret)
 		*ret = k;
-	/* A failure to write is the connection's end, which every call
-	 * (this one too) is told: the request was made. */
-	flush(c);
+	/* Written by the next libhasp_flush(): hasp_client_process(), or a
+	 * blocking call's wait, so that requests started together go out
+	 * together. */
 	return 0;
 }
 
@@ -483,11 +482,11 @@ HASP_EXPORT int hasp_client_process(hasp_client *c)
 
 	if (c->fd < 0)
 		return libhasp_error(c, -ENOTCONN, "not connected to haspd");
-	r = flush(c);
+	r = libhasp_flush(c);
 	if (r >= 0)
 		r = read_once(c);
 	if (r >= 0)
-		r = flush(c); /* what the callbacks asked for */
+		r = libhasp_flush(c); /* what the callbacks asked for */
 	if (c->lost)
 		return connection_end(c, c->lost_err, NULL);
 	now = libhasp_now_ms();

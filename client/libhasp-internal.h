@@ -121,10 +121,14 @@ int64_t libhasp_now_ms(void);
 
 /* Sends a request (args consumed; done NULL: its answer goes to nobody; NULL for an op with arguments means out
  * of memory) with fd (if >= 0; duplicated here) and awaits its reply with
- * done until deadline_ms. Returns 0 and the call in *ret (if not NULL), or
+ * done until deadline_ms. It is queued, and written by libhasp_flush(). Returns 0 and the call in *ret (if not NULL), or
  * a negative error with c's message set, done never called. */
 int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline_ms,
 		 libhasp_done_fn *done, void *ctx, struct libhasp_call **ret);
+/* Writes what the socket takes now, without blocking. A failure to write
+ * is the connection's end, which every call in flight is told. Returns 0
+ * or that end. */
+int libhasp_flush(hasp_client *c);
 /* From k's done: k stays, its reply (to come) unwanted; a grant in it is
  * released at once, so that nobody holds a lease that nobody asked for. */
 void libhasp_call_abandon(struct libhasp_call *k);

@@ -211,6 +211,42 @@ HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)
 	return r;
 }
 
+/* Where an unlock's answer goes. */
+struct unlock_cb {
+	hasp_done_callback cb;
+	void *userdata;
+};
+
+static void unlock_done(hasp_client *c, struct libhasp_call *k, int err, struct proto_reply *rep)
+{
+	struct unlock_cb *u = k->ctx;
+	int r = err < 0 ? libhasp_lost_error(c) : rep->ok ? 0 : libhasp_reply_error(c, rep);
+
+	u->cb(c, r, u->userdata);
+	free(u);
+}
+
+HASP_EXPORT int hasp_unlock_async(hasp_client *c, hasp_lease *l, hasp_done_callback cb,
+				  void *userdata)
+{
+	struct unlock_cb *u = cb ? malloc(sizeof(*u)) : NULL;
+	int r;
+
+	if (cb && !u) {
+		hasp_lease_free(l);
+		return libhasp_error(c, -ENOMEM, "out of memory");
+	}
+	if (u)
+		*u = (struct unlock_cb){ cb, userdata };
+	r = libhasp_send(c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease", (json_int_t)l->id, "token",
+						  *l->token ? l->token : NULL),
+			 -1, LIBHASP_NEVER, u ? unlock_done : NULL, u, NULL);
+	if (r < 0)
+		free(u);
+	hasp_lease_free(l);
+	return r;
+}
+
 HASP_EXPORT hasp_lease *hasp_lease_free(hasp_lease *l)
 {
 	free(l);

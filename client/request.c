@@ -258,7 +258,7 @@ static int64_t acquire_deadline(const hasp_request *q)
 
 static int send_acquire(hasp_request *q)
 {
-	return libhasp_send(q->c, OP_ACQUIRE, json_deep_copy(q->args),
+	return libhasp_send(q->c, OP_ACQUIRE, json_incref(q->args),
 			    q->target == LIBHASP_KEY ? -1 : q->fd, acquire_deadline(q),
 			    acquire_done, q, &q->call);
 }
