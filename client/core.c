@@ -205,22 +205,36 @@ static void out_advance(hasp_client *c, size_t n)
 
 static int connection_end(hasp_client *c, int err, const char *msg);
 
-int libhasp_flush(hasp_client *c)
+/* Writes what the socket takes now: 0, or the error that stopped it. */
+static int write_out(hasp_client *c)
 {
 	while (c->out && !c->lost) {
 		ssize_t n = out_send(c);
 
 		if (n == -EAGAIN)
 			return 0;
-		if (n < 0) {
-			/* Whatever the daemon said before it went (a refusal)
-			 * says more than the end. */
-			libhasp_drain(c);
-			return c->lost ? c->lost_err : connection_end(c, -ECONNRESET, NULL);
-		}
+		if (n < 0)
+			return (int)n;
 		out_advance(c, (size_t)n);
 	}
+	return 0;
+}
+
+int libhasp_flush(hasp_client *c)
+{
+	/* Whatever the daemon said before it went (a refusal) says more
+	 * than the end. */
+	if (write_out(c) < 0 && !c->lost) {
+		libhasp_drain(c);
+		if (!c->lost)
+			connection_end(c, -ECONNRESET, NULL);
+	}
 	return c->lost ? c->lost_err : 0;
+}
+
+void libhasp_write(hasp_client *c)
+{
+	write_out(c);
 }
 
 int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline_ms,

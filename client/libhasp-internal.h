@@ -129,6 +129,9 @@ int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t
  * is the connection's end, which every call in flight is told. Returns 0
  * or that end. */
 int libhasp_flush(hasp_client *c);
+/* The same, but an error is left for the next libhasp_flush() to find:
+ * no callback runs. */
+void libhasp_write(hasp_client *c);
 /* From k's done: k stays, its reply (to come) unwanted; a grant in it is
  * released at once, so that nobody holds a lease that nobody asked for. */
 void libhasp_call_abandon(struct libhasp_call *k);

@@ -399,6 +399,10 @@ HASP_EXPORT int hasp_request_cancel(hasp_request *q)
 	}
 	request_unlink(q);
 	request_free(q);
+	/* Out now if the socket takes it: a waiter left in the daemon's
+	 * queue could be granted, and hold the lock, until the client next
+	 * runs. */
+	libhasp_write(c);
 	return 0;
 }
 
