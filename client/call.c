@@ -56,7 +56,8 @@ static void keep_reply(hasp_client *c, struct libhasp_call *k, int err, struct p
 
 int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct proto_reply *rep)
 {
-	int64_t deadline = c->call_timeout_ms > 0 ? libhasp_now_ms() + c->call_timeout_ms
+	int64_t deadline = c->call_timeout_ms > 0 ? libhasp_after(libhasp_now_ms(),
+								  c->call_timeout_ms)
 						  : LIBHASP_NEVER;
 	struct pending p = { .finished = false };
 	struct libhasp_call *k;

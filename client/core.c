@@ -27,6 +27,11 @@ int64_t libhasp_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t libhasp_after(int64_t now, int64_t ms)
+{
+	return ms >= 0 && ms < 1000000000000 ? now + ms : LIBHASP_NEVER;
+}
+
 /* ---- calls ---- */
 
 static void call_link(hasp_client *c, struct libhasp_call *k)

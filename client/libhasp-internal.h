@@ -116,6 +116,10 @@ int libhasp_reply_error(hasp_client *c, const struct proto_reply *rep);
 int libhasp_check_key(hasp_client *c, const char *key);
 int libhasp_check_token(hasp_client *c, const char *token);
 int64_t libhasp_now_ms(void);
+/* The monotonic time ms after now; LIBHASP_NEVER for a wait of more than
+ * about 30 years (or a negative one), which cannot be told from for
+ * ever. */
+int64_t libhasp_after(int64_t now, int64_t ms);
 
 /* ---- the core (core.c) ---- */
 

@@ -370,8 +370,11 @@ int libhasp_start(hasp_client *c, enum libhasp_target t, const char *name, int f
 		return r;
 	q->cb = cb;
 	q->userdata = userdata;
-	q->timeout_end_ms = a->timeout_ms >= 0 ? now + a->timeout_ms : LIBHASP_NEVER;
-	q->notice_ms = a->waiting ? now + a->waiting_after_ms : LIBHASP_NEVER;
+	q->timeout_end_ms = libhasp_after(now, a->timeout_ms);
+	if (a->waiting)
+		q->notice_ms = libhasp_after(now, a->waiting_after_ms > 0 ? a->waiting_after_ms : 0);
+	else
+		q->notice_ms = LIBHASP_NEVER;
 	r = send_acquire(q);
 	if (r < 0) {
 		request_free(q);
