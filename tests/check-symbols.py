@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """libhasp's exports against its version script, both ways.
 
-Usage: check-symbols.py NM LIBHASP_SO LIBHASP_SYM HASP_H [DAEMON_ARCHIVE...]
+Usage: check-symbols.py [--man MAN_DIR] NM LIBHASP_SO LIBHASP_SYM HASP_H [DAEMON_ARCHIVE...]
 
 Fails, naming each difference, unless:
 - every symbol libhasp.sym lists is exported, in the node that lists it;
@@ -12,6 +12,13 @@ Fails, naming each difference, unless:
 - no global symbol defined in a daemon archive (proto_daemon, haspd_core,
   locktable) is in libhasp.so at all, exported or not: the library links no
   daemon object. (Skipped if libhasp.so is stripped.)
+
+With --man, every function has a man page ("man hasp_lock" works after
+install): every symbol libhasp.sym lists is in the function_pages of
+MAN_DIR/meson.build, as a page of its own (MAN_DIR/NAME.3.scd) or as
+another name of one, and named in that page's NAME section; every name in
+those sections is a listed symbol; and libhasp.3.scd's SYNOPSIS declares
+every listed symbol.
 """
 import re
 import subprocess
@@ -74,6 +81,56 @@ def declared(header):
     return set(re.findall(r"\b(hasp_\w+)\s*\(", text))
 
 
+def man_pages(man_dir):
+    """{page: [other names]} of function_pages in MAN_DIR/meson.build."""
+    text = open(f"{man_dir}/meson.build").read()
+    block = re.search(r"function_pages\s*=\s*\{(.*?)\n\}", text, flags=re.S)
+    if not block:
+        sys.exit(f"{man_dir}/meson.build: no function_pages")
+    body = re.sub(r"#[^\n]*", " ", block.group(1))
+    return {page: re.findall(r"'(\w+)'", names)
+            for page, names in re.findall(r"'(\w+)'\s*:\s*\[(.*?)\]", body, flags=re.S)}
+
+
+def section(path, name):
+    """The text of a scdoc page's section (between '# NAME' and the next)."""
+    m = re.search(rf"^# {name}\n(.*?)(?=^# |\Z)", open(path).read(), flags=re.S | re.M)
+    return m.group(1) if m else ""
+
+
+def check_man(man_dir, listed):
+    errors = []
+    pages = man_pages(man_dir)
+    where = {}
+    for page, others in pages.items():
+        for name in [page] + others:
+            if name in where:
+                errors.append(f"{name}: a man page of {where[name]} and of {page} (man/meson.build)")
+            where[name] = page
+    for page, others in sorted(pages.items()):
+        path = f"{man_dir}/{page}.3.scd"
+        try:
+            named = set(re.findall(r"\b(hasp_\w+)\b", section(path, "NAME").split(" - ")[0]))
+        except OSError:
+            errors.append(f"{page}: in man/meson.build, but there is no man/{page}.3.scd")
+            continue
+        for name in sorted(set([page] + others) - named):
+            errors.append(f"{name}: its man page {page}(3) does not name it in NAME")
+        for name in sorted(named - set([page] + others)):
+            errors.append(f"{name}: named in {page}(3), not one of its names in man/meson.build")
+        for name in sorted(named - set(listed)):
+            errors.append(f"{name}: has a man page ({page}(3)), not listed in libhasp.sym")
+    for name, node in sorted(listed.items()):
+        if name not in where:
+            errors.append(f"{name}: in {node}, no man page (add it to function_pages in "
+                          f"man/meson.build, and to a page's NAME)")
+    synopsis = set(re.findall(r"\b(hasp_\w+)\s*\(", section(f"{man_dir}/libhasp.3.scd",
+                                                               "SYNOPSIS")))
+    for name in sorted(set(listed) - synopsis):
+        errors.append(f"{name}: not in libhasp(3)'s SYNOPSIS")
+    return errors, len(pages)
+
+
 def daemon_symbols(tool, archives):
     names = set()
     for archive in archives:
@@ -85,9 +142,13 @@ def daemon_symbols(tool, archives):
 
 
 def main():
-    if len(sys.argv) < 5:
+    argv = sys.argv[1:]
+    man_dir = None
+    if argv[:1] == ["--man"] and len(argv) > 1:
+        man_dir, argv = argv[1], argv[2:]
+    if len(argv) < 4:
         sys.exit(__doc__)
-    tool, lib, sym, header, archives = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+    tool, lib, sym, header, archives = argv[0], argv[1], argv[2], argv[3], argv[4:]
     errors = []
 
     listed, listed_nodes = version_script(sym)
@@ -116,6 +177,11 @@ def main():
             errors.append(f"{name}: daemon code in libhasp.so")
     else:
         print(f"{lib} is stripped: daemon objects not looked for")
+
+    if man_dir:
+        man_errors, npages = check_man(man_dir, listed)
+        errors += man_errors
+        print(f"{npages} function pages in {man_dir}: {len(man_errors)} without a page or misnamed")
 
     for e in errors:
         print(e)

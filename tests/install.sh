@@ -33,11 +33,41 @@ if [ "$have_man" = 1 ]; then
 			exit 1
 		fi
 	done
-else
-	echo "skipped: man pages (scdoc was not found at configure time)"
 fi
 
 lib=$(find "$dest" -name libhasp.so.0.1.0)
+if [ "$have_man" = 1 ]; then
+	# "man NAME" for every function libhasp exports: its page, or a page
+	# that sources (.so) another installed one; each renders cleanly.
+	man3=$(dirname "$(find "$dest" -path '*/man3/libhasp.3' | head -n 1)")
+	pages=0
+	for fn in $(readelf -W --dyn-syms "$lib" |
+		awk '$5 == "GLOBAL" && $7 != "UND" { sub(/@.*/, "", $8); print $8 }' | grep '^hasp_' | sort -u); do
+		page="$man3/$fn.3"
+		if [ ! -f "$page" ]; then
+			echo "no man page installed for $fn (man3/$fn.3)"
+			exit 1
+		fi
+		target=$(sed -n '1s|^\.so man3/\(.*\)$|\1|p' "$page")
+		if [ -n "$target" ] && [ ! -f "$man3/$target" ]; then
+			echo "man page of $fn sources man3/$target, which is not installed"
+			exit 1
+		fi
+		if command -v groff >/dev/null &&
+			[ -n "$(cd "$man3/.." && groff -man -ww -z "man3/$fn.3" 2>&1)" ]; then
+			echo "man page does not render cleanly: man3/$fn.3"
+			exit 1
+		fi
+		pages=$((pages + 1))
+	done
+	if [ "$pages" -eq 0 ]; then
+		echo "no hasp_ function found in $lib"
+		exit 1
+	fi
+	echo "installed: a man page for each of the $pages functions libhasp exports"
+else
+	echo "skipped: man pages (scdoc was not found at configure time)"
+fi
 readelf -d "$lib" | grep -q 'SONAME.*libhasp.so.0' || { echo "no soname libhasp.so.0"; exit 1; }
 # Only hasp_* functions, and the HASP_n version nodes themselves.
 if readelf -W --dyn-syms "$lib" | awk '$5 == "GLOBAL" && $7 != "UND" { print $8 }' |
