@@ -375,12 +375,13 @@ int libhasp_start(hasp_client *c, enum libhasp_target t, const char *name, int f
 		q->notice_ms = libhasp_after(now, a->waiting_after_ms > 0 ? a->waiting_after_ms : 0);
 	else
 		q->notice_ms = LIBHASP_NEVER;
+	request_link(c, q);
 	r = send_acquire(q);
 	if (r < 0) {
+		request_unlink(q);
 		request_free(q);
 		return r;
 	}
-	request_link(c, q);
 	if (ret_req)
 		*ret_req = q;
 	return 0;

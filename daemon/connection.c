@@ -101,10 +101,13 @@ bool connection_fds_refused(const struct connection *c)
 	return c->fds_refused_end > c->line_start && c->fds_refused_end <= c->line_end;
 }
 
+/* The last to get output is the last written: what a request made the
+ * daemon tell other sessions (a revoke's notice, a hand-off's grant) is on
+ * their sockets before its own reply is on the requester's. */
 static void connection_queue_flush(struct connection *c)
 {
-	if (list_empty(&c->flush_link))
-		list_add_tail(c->flushing, &c->flush_link);
+	list_del(&c->flush_link);
+	list_add_tail(c->flushing, &c->flush_link);
 }
 
 void connection_break(struct connection *c)
