@@ -58,7 +58,7 @@ static int64_t now_ms(void)
 
 /* The haspd to start, into buf: $HASP_HASPD (a build tree's, for tests),
  * else the installed one, else the first on $PATH. -ENOENT if none. */
-static int autostart_find(char *buf, size_t size)
+static int autostart_search(char *buf, size_t size)
 {
 	const char *env = getenv("HASP_HASPD"), *path = getenv("PATH");
 
@@ -74,6 +74,18 @@ static int autostart_find(char *buf, size_t size)
 			return 0;
 	}
 	return -ENOENT;
+}
+
+/* autostart_search()'s, as an absolute path (haspd starts in "/"), into
+ * buf (PATH_MAX bytes). */
+static int autostart_find(char *buf)
+{
+	char found[PATH_MAX];
+	int r = autostart_search(found, sizeof(found));
+
+	if (r < 0)
+		return r;
+	return realpath(found, buf) ? 0 : -errno;
 }
 
 /* Whether an environment entry is meant for the caller alone: a service
@@ -265,7 +277,7 @@ int autostart_haspd(hasp_client *c, const char *path)
 {
 	struct spawn s = { .devnull = -1, .ready = -1 };
 	char haspd[PATH_MAX], idle[16];
-	int p[2] = { -1, -1 }, r = autostart_find(haspd, sizeof(haspd));
+	int p[2] = { -1, -1 }, r = autostart_find(haspd);
 
 	if (r < 0)
 		return libhasp_error(c, r, "cannot connect to haspd at %s: no daemon there, and no "
