@@ -11,7 +11,7 @@
 
 hasp_client *cli_connect(const struct cli *cli)
 {
-	char path[256], name[64];
+	char name[64];
 	hasp_client *c = NULL;
 	int r = hasp_client_new(&c);
 
@@ -26,21 +26,15 @@ hasp_client *cli_connect(const struct cli *cli)
 		hasp_client_set_call_timeout(c, CLI_CALL_TIMEOUT_MS);
 	if (r >= 0 && (r = hasp_client_connect(c, cli->socket)) >= 0)
 		return c;
-	if (r == -HASP_E_UNTRUSTED) {
-		/* Why, naming the directory's owner and mode. */
-		fprintf(stderr, "%s: ", CLI_NAME);
+	/* libhasp's reason names the socket it tried last (the default's
+	 * choice), or, for -HASP_E_UNTRUSTED, the directory's owner and mode. */
+	fprintf(stderr, "%s: ", CLI_NAME);
+	if (c && *hasp_client_errmsg(c))
 		cli_put_escaped(stderr, hasp_client_errmsg(c));
-		fputc('\n', stderr);
-		hasp_close(c);
-		return NULL;
-	}
+	else
+		fprintf(stderr, "cannot connect to haspd: %s", strerror(-r));
+	fprintf(stderr, "%s\n", r == -ENOENT || r == -ECONNREFUSED ? " (is haspd running?)" : "");
 	hasp_close(c);
-	if (!cli->socket && hasp_default_socket(path, sizeof(path)) < 0)
-		snprintf(path, sizeof(path), "(default path too long)");
-	fprintf(stderr, "%s: cannot connect to haspd at ", CLI_NAME);
-	cli_put_escaped(stderr, cli->socket ? cli->socket : path);
-	fprintf(stderr, ": %s%s\n", strerror(-r),
-		r == -ENOENT || r == -ECONNREFUSED ? " (is haspd running?)" : "");
 	return NULL;
 }
 

@@ -5,7 +5,8 @@
 
 static const char usage[] =
 	"Usage: hasp ping [--socket PATH]\n"
-	"Checks that haspd answers and prints the round trip time.\n"
+	"Checks that haspd answers and prints which socket answered, and the round\n"
+	"trip time.\n"
 	"Exits 0 when it answers, 69 when it cannot be reached.\n";
 
 static double now_us(void)
@@ -34,7 +35,9 @@ int cmd_ping(struct cli *cli, int argc, char **argv)
 		hasp_close(c);
 		return EXIT_UNAVAILABLE; /* any failure: the daemon does not answer */
 	}
-	printf("haspd answered in %.0f µs\n", now_us() - t0);
+	fputs("haspd at ", stdout);
+	cli_put_escaped(stdout, hasp_client_socket(c));
+	printf(" answered in %.0f µs\n", now_us() - t0);
 	hasp_close(c);
 	return 0;
 }

@@ -89,8 +89,3 @@ HASP_EXPORT const char *hasp_client_server(const hasp_client *c)
 {
 	return c->server;
 }
-
-HASP_EXPORT const char *hasp_client_socket(const hasp_client *c)
-{
-	return c->fd >= 0 ? c->socket_path : NULL;
-}

@@ -26,9 +26,11 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fputs("\nOptions:\n"
-	      "  -S, --socket PATH  haspd's socket (default: $HASP_SOCKET, else\n"
-	      "                     $XDG_RUNTIME_DIR/hasp/haspd.sock, else /run/hasp/haspd.sock\n"
-	      "                     for root, else /tmp/hasp-$UID/haspd.sock); trusted only\n"
+	      "  -S, --socket PATH  haspd's socket (default: $HASP_SOCKET, else the system\n"
+	      "                     daemon's /run/hasp/haspd.sock if it answers, else your\n"
+	      "                     own: $XDG_RUNTIME_DIR/hasp/haspd.sock, else\n"
+	      "                     /tmp/hasp-$UID/haspd.sock, started on demand unless\n"
+	      "                     HASP_NO_AUTOSTART=1; see hasp(1)); trusted only\n"
 	      "                     in a directory that is root's, yours or haspd's, that\n"
 	      "                     nobody else can write (/tmp/hasp-$UID: yours, 0700)\n"
 	      "  -V, --version      print the version and exit\n"

@@ -46,6 +46,18 @@ static int parse_size(const char *v, size_t min, size_t max, size_t *out)
 	return 0;
 }
 
+/* A year at most: a daemon that may exit after idling is one that can be
+ * started again, and no timer needs to be longer. */
+static int parse_seconds(const char *v, unsigned *out)
+{
+	size_t s;
+
+	if (parse_size(v, 0, 365u * 24 * 3600, &s) < 0)
+		return -1;
+	*out = (unsigned)s;
+	return 0;
+}
+
 static int copy_string(char *dst, size_t size, const char *v)
 {
 	if (strlen(v) >= size)
@@ -113,6 +125,7 @@ static const struct setting settings[] = {
 	{ "socket_dir_mode", "an octal mode from 0700 to 0755, writable by the owner alone", 0, 0 },
 	{ "journal_file", "an absolute path", 0, sizeof(((struct config *)0)->journal_file) - 1 },
 	{ "max_user_checkouts", "a number from 1 to 10000000", 1, 0 },
+	{ "idle_exit", "a number of seconds from 0 (never) to 31536000", 1, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -133,7 +146,8 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 10: return parse_size(v, 1, 10000000, &c->max_user_files);
 	case 11: return set_dir_mode(c, v);
 	case 12: return v[0] == '/' ? copy_string(c->journal_file, sizeof(c->journal_file), v) : -1;
-	default: return parse_size(v, 1, 10000000, &c->max_user_checkouts);
+	case 13: return parse_size(v, 1, 10000000, &c->max_user_checkouts);
+	default: return parse_seconds(v, &c->idle_exit);
 	}
 }
 

@@ -9,7 +9,7 @@
 
 /* sysconfdir/hasp/haspd.conf: /etc/hasp/haspd.conf for a /usr install. */
 #define CONFIG_DEFAULT_PATH HASP_CONFIG_PATH
-#define CONFIG_MAX_OVERRIDES 16
+#define CONFIG_MAX_OVERRIDES 24
 
 struct config {
 	char socket[108];          /* "" = the default search */
@@ -26,6 +26,7 @@ struct config {
 	char journal_file[256];    /* "" = $STATE_DIRECTORY/checkouts, else beside the socket */
 	size_t max_user_checkouts; /* detached leases of one uid */
 	int log_level;             /* enum log_level */
+	unsigned idle_exit;        /* exit after this many s idle; 0 = never */
 };
 
 /* A setting given on the command line: it wins over the file, on every load. */

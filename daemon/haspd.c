@@ -18,6 +18,7 @@
 #include "fdlimit.h"
 #include "fences.h"
 #include "files.h"
+#include "idle.h"
 #include "log.h"
 #include "proto-daemon.h"
 #include "server.h"
@@ -88,6 +89,7 @@ void haspd_sync(struct haspd *d)
 		server_resume(d->server); /* a descriptor is free again */
 	fences_plan(d);
 	haspd_arm_timer(d);
+	idle_plan(d);
 }
 
 /* The bracket of every callback (loop.h). */
@@ -218,6 +220,7 @@ void haspd_done(struct haspd *d)
 	users_done(&d->users);
 	d->server = server_free(d->server);
 	d->timer = loop_event_free(d->timer);
+	d->idle_timer = loop_event_free(d->idle_timer);
 	locktable_done(&d->lt);
 	adopt_done(&d->aliases);
 	d->fence_timer = loop_event_free(d->fence_timer);

@@ -56,6 +56,8 @@ struct haspd {
 	bool journal_stale;         /* an end it lacks: rewrite it before the next checkout */
 	bool journal_failing;       /* the last rewrite failed (logged once) */
 	uint64_t journal_retry_us;  /* then no rewrite is tried before this */
+	struct loop_event *idle_timer; /* idle_exit's (idle.h), made when first armed */
+	bool idle_armed;            /* counting down: the daemon is idle */
 };
 
 /* Sets the lock table's clock (monotonic and wall µs), the one clock of the

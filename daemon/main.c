@@ -18,6 +18,7 @@
 #include "checkouts.h"
 #include "fences.h"
 #include "haspd.h"
+#include "idle.h"
 #include "log.h"
 #include "proto-daemon.h"
 #include "sockpath.h"
@@ -66,6 +67,11 @@ static const char usage[] =
 	"                               is moved to PATH.unreadable and its\n"
 	"                               checkouts are forgotten (see haspd(8))\n"
 	"      --max-user-checkouts N   most checkouts of one uid (default 1024)\n"
+	"      --idle-exit SECS         exit (status 0) after SECS with no session, no\n"
+	"                               lease, no waiter and no checkout (default 0:\n"
+	"                               never); libhasp starts haspd with it on demand\n"
+	"      --ready-fd FD            write a newline to descriptor FD and close it\n"
+	"                               once listening (how libhasp waits for it)\n"
 	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
 	"  -f, --foreground             stay in the foreground (the default and only mode)\n"
 	"  -V, --version                print the version and exit\n"
@@ -80,6 +86,7 @@ struct options {
 	const char *config;
 	bool config_given;
 	bool forget_checkouts;
+	int ready_fd;           /* --ready-fd, or -1 */
 	struct config_override overrides[CONFIG_MAX_OVERRIDES];
 	size_t noverrides;
 };
@@ -90,11 +97,24 @@ static void add_override(struct options *opt, const char *key, const char *value
 		opt->overrides[opt->noverrides++] = (struct config_override){ key, value };
 }
 
+static int parse_fd(const char *v, int *out)
+{
+	char *end;
+	long fd;
+
+	errno = 0;
+	fd = strtol(v, &end, 10);
+	if (errno || end == v || *end || fd < 0 || fd > INT_MAX)
+		return -1;
+	*out = (int)fd;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
 	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES, OPT_DIR_MODE,
-	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS };
+	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS, OPT_IDLE_EXIT, OPT_READY_FD };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -111,6 +131,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "journal", required_argument, NULL, OPT_JOURNAL },
 		{ "forget-checkouts", no_argument, NULL, OPT_FORGET },
 		{ "max-user-checkouts", required_argument, NULL, OPT_USER_CHECKOUTS },
+		{ "idle-exit", required_argument, NULL, OPT_IDLE_EXIT },
+		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
@@ -120,6 +142,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	int c;
 
 	opt->config = CONFIG_DEFAULT_PATH;
+	opt->ready_fd = -1;
 	while ((c = getopt_long(argc, argv, "c:S:l:fVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': opt->config = optarg; opt->config_given = true; break;
@@ -137,6 +160,13 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_JOURNAL: add_override(opt, "journal_file", optarg); break;
 		case OPT_FORGET: opt->forget_checkouts = true; break;
 		case OPT_USER_CHECKOUTS: add_override(opt, "max_user_checkouts", optarg); break;
+		case OPT_IDLE_EXIT: add_override(opt, "idle_exit", optarg); break;
+		case OPT_READY_FD:
+			if (parse_fd(optarg, &opt->ready_fd) < 0) {
+				fprintf(stderr, "haspd: --ready-fd: '%s' is not a descriptor\n", optarg);
+				return 2;
+			}
+			break;
 		case 'l': add_override(opt, "log_level", optarg); break;
 		case 'f': break;
 		case 'V':
@@ -230,6 +260,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		m->d.cfg.max_user_files = next.max_user_files;
 		m->d.cfg.max_user_checkouts = next.max_user_checkouts;
 		m->d.cfg.log_level = next.log_level;
+		if (next.idle_exit != m->d.cfg.idle_exit)
+			idle_reset(&m->d); /* counted again with the new time */
+		m->d.cfg.idle_exit = next.idle_exit;
 		log_threshold = (enum log_level)next.log_level;
 		if (r == 1)
 			snprintf(said, sizeof(said), "no configuration file at %s; reloaded defaults "
@@ -238,9 +271,10 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 			snprintf(said, sizeof(said), "reloaded %s", m->opt.config);
 		log_info("%s: max_line_bytes %zu, max_sessions %zu, max_session_locks %zu, "
 			 "max_user_sessions %zu, max_user_locks %zu, max_user_files %zu, "
-			 "max_user_checkouts %zu", said, next.max_line_bytes, next.max_sessions,
-			 next.max_session_locks, next.max_user_sessions, next.max_user_locks,
-			 next.max_user_files, next.max_user_checkouts);
+			 "max_user_checkouts %zu, idle_exit %u", said, next.max_line_bytes,
+			 next.max_sessions, next.max_session_locks, next.max_user_sessions,
+			 next.max_user_locks, next.max_user_files, next.max_user_checkouts,
+			 next.idle_exit);
 	}
 	systemd_notify("READY=1");
 }
@@ -290,6 +324,18 @@ static int start_status(struct main_ctx *m)
 		return -1;
 	on_status(-1, 0, m);
 	return 0;
+}
+
+/* --ready-fd: whoever started haspd (libhasp, on demand) learns that it
+ * listens, without polling the socket; an end of file instead means that
+ * haspd exited first. */
+static void tell_ready(int fd)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, "\n", 1) != 1)
+		log_warn("cannot write to the --ready-fd descriptor %d: %s", fd, strerror(errno));
+	close(fd);
 }
 
 /* The socket's path from cfg (or the default search) into path: one that
@@ -414,6 +460,8 @@ int main(int argc, char **argv)
 		log_info("haspd %s listening on %s", HASP_VERSION_STRING,
 			 path[0] ? path : "(socket activation)");
 		systemd_notify("READY=1");
+		tell_ready(m.opt.ready_fd);
+		idle_plan(&m.d); /* idle from the start, until a client comes */
 		r = event_base_dispatch(m.d.base) < 0;
 		log_info("stopped");
 	}

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,6 +336,13 @@ static void server_pause(struct server *srv, int err)
 	log_warn("accept: %s; not accepting for %d ms", strerror(err), EMFILE_BACKOFF_MS);
 	srv->paused = true;
 	loop_event_del(srv->ev);
+}
+
+bool server_pending(const struct server *srv)
+{
+	struct pollfd p = { .fd = srv ? srv->fd : -1, .events = POLLIN };
+
+	return srv && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
 void server_resume(struct server *srv)

@@ -35,5 +35,8 @@ struct server *server_new(struct loop *loop, const struct config *cfg, const cha
  * closed, but its file is not removed, at the end. */
 struct server *server_adopt(struct loop *loop, int fd, server_accepted_fn accepted, void *arg);
 struct server *server_free(struct server *srv);
+/* Whether a client waits in the listen queue, not accepted yet (false
+ * for NULL). */
+bool server_pending(const struct server *srv);
 /* Accept again if accepting was paused for lack of descriptors. */
 void server_resume(struct server *srv);

@@ -129,13 +129,17 @@ static void fake_loop(int lfd, int stop, int report)
 	for (;;) {
 		struct pollfd p[2] = { { lfd, POLLIN, 0 }, { stop, POLLIN, 0 } };
 
-		if (poll(p, 2, test_ms(60000)) <= 0 || p[1].revents)
+		if (poll(p, 2, test_ms(60000)) <= 0)
 			break;
+		/* A connection before the stop: a client that connected and
+		 * left while this process was not yet scheduled is still seen. */
 		if (p[0].revents) {
 			int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (fd >= 0)
 				fake_serve(fd, &seen);
+		} else if (p[1].revents) {
+			break;
 		}
 	}
 	if (write(report, &seen, sizeof(seen)) != sizeof(seen))
