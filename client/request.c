@@ -390,9 +390,13 @@ HASP_EXPORT int hasp_request_cancel(hasp_request *q)
 	if (q->finishing)
 		return 0; /* from its own callback: it ends as it returns */
 	if (q->call && q->call->done == acquire_done) {
-		libhasp_send(c, OP_CANCEL, json_pack("{s:I}", "request", (json_int_t)q->call->id), -1,
-			     LIBHASP_NEVER, NULL, NULL, NULL);
+		int64_t id = q->call->id;
+
+		/* Forgotten before the cancel is sent: a send that finds the
+		 * connection gone ends every call, and must not finish q. */
 		libhasp_call_forget(c, q->call); /* a grant that crossed the cancel is released */
+		libhasp_send(c, OP_CANCEL, json_pack("{s:I}", "request", (json_int_t)id), -1,
+			     LIBHASP_NEVER, NULL, NULL, NULL);
 	} else if (q->call) {
 		libhasp_call_forget(c, q->call); /* an adopt: the lease is granted already */
 		release_lease(q);
