@@ -28,6 +28,10 @@ struct hasp_request {
 	int64_t timeout_end_ms;                 /* LIBHASP_NEVER: forever */
 	int64_t notice_ms;                      /* the waiting notice; LIBHASP_NEVER: none */
 	bool finishing;                         /* its callback runs */
+	/* Being sent by libhasp_start(): an end now (the send found the
+	 * connection gone) is returned by it, not called back. */
+	bool starting, ended;
+	int end_err;
 };
 
 /* Opens path as rapfiles does: created if missing (0666 minus umask; create
@@ -114,6 +118,12 @@ static void finish(hasp_request *q, int r)
 {
 	hasp_lease *l = r == 0 ? q->lease : NULL;
 
+	if (q->starting) {
+		q->ended = true;
+		q->end_err = r;
+		q->call = NULL;
+		return;
+	}
 	request_unlink(q);
 	if (l)
 		q->lease = NULL;
@@ -372,12 +382,19 @@ int libhasp_start(hasp_client *c, enum libhasp_target t, const char *name, int f
 	q->userdata = userdata;
 	q->timeout_end_ms = a->timeout_ms >= 0 ? now + a->timeout_ms : LIBHASP_NEVER;
 	q->notice_ms = a->waiting ? now + a->waiting_after_ms : LIBHASP_NEVER;
+	/* Linked first: a send that finds the connection gone ends every
+	 * call, q's too, and q's end is then this function's error. */
+	request_link(c, q);
+	q->starting = true;
 	r = send_acquire(q);
+	q->starting = false;
+	if (r >= 0 && q->ended)
+		r = q->end_err < 0 ? q->end_err : libhasp_lost_error(c);
 	if (r < 0) {
+		request_unlink(q);
 		request_free(q);
 		return r;
 	}
-	request_link(c, q);
 	if (ret_req)
 		*ret_req = q;
 	return 0;
