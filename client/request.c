@@ -74,14 +74,16 @@ static json_t *lock_args(const char *what, json_t *name, bool with_fd,
 /* ---- the request's life ---- */
 
 /* Releases q's granted lease (with its token, a checkout's), answered to
- * nobody. */
+ * nobody. Without memory for it, the lease would stay: the session goes,
+ * as libhasp_release_granted() does it. */
 static void release_lease(hasp_request *q)
 {
 	const char *token = *q->lease->token ? q->lease->token : NULL;
 
-	libhasp_send(q->c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease", (json_int_t)q->lease->id,
-						 "token", token),
-		     -1, LIBHASP_NEVER, NULL, NULL, NULL);
+	if (libhasp_send(q->c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease",
+						     (json_int_t)q->lease->id, "token", token),
+			 -1, LIBHASP_NEVER, NULL, NULL, NULL) == -ENOMEM)
+		libhasp_drop(q->c, -ENOMEM, "out of memory to release a lease");
 }
 
 static void request_link(hasp_client *c, hasp_request *q)
