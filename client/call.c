@@ -70,7 +70,7 @@ int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct 
 		return r;
 	r = libhasp_wait(c, &p.finished);
 	if (!p.finished) {
-		libhasp_call_forget(c, k); /* its reply, if it comes, goes to nobody */
+		libhasp_call_forget(c, k, false, -1, false); /* its reply goes to nobody */
 		return r;
 	}
 	if (p.err == -ETIMEDOUT)

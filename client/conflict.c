@@ -18,7 +18,6 @@ int libhasp_reply_error(hasp_client *c, const struct proto_reply *rep)
 	json_t *holders = json_object_get(error, "holders");
 	int r = libhasp_error(c, -rep->code, "%s", rep->message);
 
-	libhasp_conflict_clear(c);
 	if ((r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT) && json_is_array(holders))
 		c->conflict = json_incref(holders);
 	return r;

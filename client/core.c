@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -57,55 +58,111 @@ static void call_unlink(hasp_client *c, struct libhasp_call *k)
 		c->calls_tail = k->prev;
 }
 
-/* Ends k with its reply or err; it goes unless its done kept it. It is
- * off the list while done runs, which may end the connection (and every
- * call on the list). */
+static void call_free(struct libhasp_call *k)
+{
+	if (k->unlock_fd >= 0)
+		close(k->unlock_fd);
+	free(k);
+}
+
+/* Ends k with its reply or err. It is off the list while done runs,
+ * which may end the connection (and every call on the list). */
 static void call_end(hasp_client *c, struct libhasp_call *k, int err, struct proto_reply *rep)
 {
 	call_unlink(c, k);
-	k->keep = false;
 	if (k->done)
 		k->done(c, k, err, rep);
-	if (k->keep && !c->lost)
-		call_link(c, k);
-	else
-		free(k);
+	call_free(k);
 }
 
+/* A release of what rep granted, answered to nobody; a checkout's (with
+ * its token) matters at hasp_close(). */
 void libhasp_release_granted(hasp_client *c, const struct proto_reply *rep)
 {
 	json_t *lease = json_object_get(rep->root, "lease");
 	const char *token = json_string_value(json_object_get(rep->root, "token"));
+	struct libhasp_call *k;
 
 	if (!json_is_integer(lease))
 		return;
 	/* Without memory for it, the lease would stay: drop the session. */
 	if (libhasp_send(c, OP_RELEASE, json_pack("{s:O,s:s*}", "lease", lease, "token", token),
-			 -1, LIBHASP_NEVER, NULL, NULL, NULL) == -ENOMEM)
+			 -1, LIBHASP_NEVER, NULL, NULL, &k) == -ENOMEM)
 		libhasp_drop(c, -ENOMEM, "out of memory to release an unwanted lease");
+	else if (!c->lost)
+		k->matters = token != NULL;
 }
 
+/* An unwanted acquire's answer: a grant is given back. A grant on the
+ * caller's own descriptor (flock(1)'s fd form) is the caller's flock,
+ * which the daemon does not keep: it is unlocked here. */
 static void release_if_granted(hasp_client *c, struct libhasp_call *k, int err,
 			       struct proto_reply *rep)
 {
-	(void)k;
-	if (err >= 0 && rep->ok)
+	if (err < 0 || !rep->ok)
+		return;
+	if (k->unlock_fd >= 0)
+		flock(k->unlock_fd, LOCK_UN);
+	else
 		libhasp_release_granted(c, rep);
 }
 
-void libhasp_call_abandon(struct libhasp_call *k)
+/* k's answer is unwanted from now on; an acquire's grant (grant true) is
+ * given back. */
+static void unwanted(struct libhasp_call *k, bool grant, int fd, bool checkout)
 {
-	k->keep = true;
-	k->done = release_if_granted;
+	k->done = grant ? release_if_granted : NULL;
 	k->ctx = NULL;
 	k->deadline_ms = LIBHASP_NEVER;
+	k->matters = checkout;
+	if (grant && fd >= 0)
+		k->unlock_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
-void libhasp_call_forget(hasp_client *c, struct libhasp_call *k)
+int libhasp_expect_grant(hasp_client *c, int64_t id, int fd, bool checkout)
+{
+	struct libhasp_call *k = malloc(sizeof(*k));
+
+	if (!k)
+		return libhasp_drop(c, -ENOMEM, "out of memory to release a late grant");
+	*k = (struct libhasp_call){ .id = id, .unlock_fd = -1 };
+	unwanted(k, true, fd, checkout);
+	call_link(c, k);
+	return 0;
+}
+
+void libhasp_call_forget(hasp_client *c, struct libhasp_call *k, bool grant, int fd,
+			 bool checkout)
 {
 	(void)c;
-	libhasp_call_abandon(k);
-	k->keep = false;
+	unwanted(k, grant, fd, checkout);
+}
+
+bool libhasp_awaits_checkouts(const hasp_client *c)
+{
+	for (const struct libhasp_call *k = c->calls; k; k = k->next)
+		if (k->matters)
+			return true;
+	return false;
+}
+
+void libhasp_calls_cancel(hasp_client *c)
+{
+	for (struct libhasp_call *k = c->calls; k; k = k->next)
+		if (k->done && k->done != release_if_granted) {
+			k->done(c, k, -ECANCELED, NULL);
+			k->done = NULL;
+		}
+}
+
+void libhasp_calls_free(hasp_client *c)
+{
+	while (c->calls) {
+		struct libhasp_call *k = c->calls;
+
+		call_unlink(c, k);
+		call_free(k);
+	}
 }
 
 /* ---- writing ---- */
@@ -260,7 +317,8 @@ int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t
 	}
 	if (c->lost) {
 		json_decref(args);
-		return libhasp_lost_error(c);
+		/* The refusal is for a caller's request to report, not this. */
+		return done ? libhasp_lost_error(c) : c->lost_err;
 	}
 	line = args || !needs_args ? proto_encode_request(c->last_id + 1, op, args, &len) : NULL;
 	k = line ? malloc(sizeof(*k)) : NULL;
@@ -272,7 +330,7 @@ int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t
 				     "out of memory");
 	}
 	*k = (struct libhasp_call){ .id = ++c->last_id, .deadline_ms = deadline_ms, .done = done,
-				    .ctx = ctx };
+				    .ctx = ctx, .unlock_fd = -1 };
 	call_link(c, k);
 	*c->out_tail = o;
 	c->out_tail = &o->next;
@@ -313,7 +371,7 @@ static int connection_end(hasp_client *c, int err, const char *msg)
 		call_unlink(c, k);
 		if (k->done)
 			k->done(c, k, c->lost_err, NULL);
-		free(k);
+		call_free(k);
 	}
 	if (!c->told_lost) {
 		c->told_lost = true;
@@ -474,7 +532,7 @@ static void expire_calls(hasp_client *c, int64_t now)
 
 HASP_EXPORT int hasp_client_get_fd(const hasp_client *c)
 {
-	return c->fd;
+	return c->lost ? -1 : c->fd; /* an ended one would poll as ready for ever */
 }
 
 HASP_EXPORT int hasp_client_get_events(const hasp_client *c)

@@ -32,9 +32,9 @@ struct libhasp_lost {
 
 struct libhasp_call;
 /* A call's end: its reply (rep, ok or not; err 0), or err < 0 and rep
- * NULL when none is waited for any more: the connection ended, or
- * -ETIMEDOUT at its deadline. The call is then unlinked and freed, unless
- * the function kept it (libhasp_call_abandon()). */
+ * NULL when none is waited for any more: the connection ended, -ETIMEDOUT
+ * at its deadline, or -ECANCELED at hasp_close() (free ctx, tell no
+ * one). The call is unlinked before, and freed after. */
 typedef void libhasp_done_fn(hasp_client *c, struct libhasp_call *k, int err,
 			     struct proto_reply *rep);
 
@@ -45,7 +45,8 @@ struct libhasp_call {
 	int64_t deadline_ms;    /* monotonic; LIBHASP_NEVER: none */
 	libhasp_done_fn *done;
 	void *ctx;
-	bool keep;              /* set by done: stays for a later reply */
+	int unlock_fd;          /* unwanted fd-form grant: flock(LOCK_UN) it; or -1 */
+	bool matters;           /* a checkout's fate: awaited at hasp_close() */
 };
 
 /* A request line not yet (wholly) written. */
@@ -136,11 +137,20 @@ int libhasp_flush(hasp_client *c);
 /* The same, but an error is left for the next libhasp_flush() to find:
  * no callback runs. */
 void libhasp_write(hasp_client *c);
-/* From k's done: k stays, its reply (to come) unwanted; a grant in it is
- * released at once, so that nobody holds a lease that nobody asked for. */
-void libhasp_call_abandon(struct libhasp_call *k);
-/* The same for a call still in flight (cancel, EINTR): k is not done. */
-void libhasp_call_forget(hasp_client *c, struct libhasp_call *k);
+/* The answer to the acquire id, already ended (its deadline passed), is
+ * awaited after all: a grant in it is given back (on fd, if >= 0: the fd
+ * form's flock). 0, or -ENOMEM having dropped the connection. */
+int libhasp_expect_grant(hasp_client *c, int64_t id, int fd, bool checkout);
+/* k's answer (k still in flight) goes to nobody; with grant, what it
+ * grants is given back, as libhasp_expect_grant() does. */
+void libhasp_call_forget(hasp_client *c, struct libhasp_call *k, bool grant, int fd,
+			 bool checkout);
+/* hasp_close(): whether a checkout's release or an unwanted checkout's
+ * grant is still awaited; every call's ctx let go (-ECANCELED); all
+ * freed. */
+bool libhasp_awaits_checkouts(const hasp_client *c);
+void libhasp_calls_cancel(hasp_client *c);
+void libhasp_calls_free(hasp_client *c);
 /* Sends a release of the lease a grant (rep) gave, answered to nobody. */
 void libhasp_release_granted(hasp_client *c, const struct proto_reply *rep);
 /* The connection is given up (a reply that cannot be read, a notice that

@@ -38,6 +38,7 @@ int libhasp_error(hasp_client *c, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
 	va_end(ap);
+	libhasp_conflict_clear(c); /* holders are a conflict's, set after this */
 	return err;
 }
 
@@ -57,20 +58,44 @@ HASP_EXPORT int hasp_client_new(hasp_client **ret_client)
 	return 0;
 }
 
+/* How long hasp_close() gives haspd to take the end of checkouts. */
+#define CLOSE_WAIT_MS 1000
+
+/* Before the connection goes: requests are withdrawn (grants that cross
+ * the cancel given back), no callback runs again, and what ends a
+ * checkout (its release, an unwanted checkout's grant to give back) is
+ * given a while to go through: a session-bound lease ends with the
+ * session, a checkout does not. */
+static void settle_checkouts(hasp_client *c)
+{
+	int64_t end = libhasp_now_ms() + CLOSE_WAIT_MS;
+
+	while (c->requests)
+		hasp_request_cancel(c->requests);
+	libhasp_calls_cancel(c);
+	c->on_event = NULL;
+	libhasp_flush(c);
+	while (!c->lost && libhasp_awaits_checkouts(c)) {
+		struct pollfd p = { .fd = c->fd, .events = (short)hasp_client_get_events(c) };
+		int64_t left = end - libhasp_now_ms();
+
+		if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
+			break;
+		hasp_client_process(c);
+	}
+}
+
 HASP_EXPORT hasp_client *hasp_close(hasp_client *c)
 {
 	if (!c)
 		return NULL;
-	if (c->fd >= 0)
+	if (c->fd >= 0) {
+		settle_checkouts(c);
 		close(c->fd);
+	}
 	libhasp_requests_free(c);
 	libhasp_conflict_clear(c);
-	while (c->calls) {
-		struct libhasp_call *k = c->calls;
-
-		c->calls = k->next;
-		free(k);
-	}
+	libhasp_calls_free(c);
 	while (c->out) {
 		struct libhasp_out *o = c->out;
 
@@ -220,9 +245,12 @@ struct unlock_cb {
 static void unlock_done(hasp_client *c, struct libhasp_call *k, int err, struct proto_reply *rep)
 {
 	struct unlock_cb *u = k->ctx;
-	int r = err < 0 ? libhasp_lost_error(c) : rep->ok ? 0 : libhasp_reply_error(c, rep);
+	int r;
 
-	u->cb(c, r, u->userdata);
+	if (err != -ECANCELED) {
+		r = err < 0 ? libhasp_lost_error(c) : rep->ok ? 0 : libhasp_reply_error(c, rep);
+		u->cb(c, r, u->userdata);
+	}
 	free(u);
 }
 
@@ -230,6 +258,7 @@ HASP_EXPORT int hasp_unlock_async(hasp_client *c, hasp_lease *l, hasp_done_callb
 				  void *userdata)
 {
 	struct unlock_cb *u = cb ? malloc(sizeof(*u)) : NULL;
+	struct libhasp_call *k;
 	int r;
 
 	if (cb && !u) {
@@ -240,9 +269,11 @@ HASP_EXPORT int hasp_unlock_async(hasp_client *c, hasp_lease *l, hasp_done_callb
 		*u = (struct unlock_cb){ cb, userdata };
 	r = libhasp_send(c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease", (json_int_t)l->id, "token",
 						  *l->token ? l->token : NULL),
-			 -1, LIBHASP_NEVER, u ? unlock_done : NULL, u, NULL);
+			 -1, LIBHASP_NEVER, u ? unlock_done : NULL, u, &k);
 	if (r < 0)
 		free(u);
+	else
+		k->matters = *l->token; /* a checkout's end: awaited at hasp_close() */
 	hasp_lease_free(l);
 	return r;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,10 @@ struct hasp_request {
 	int64_t timeout_end_ms;                 /* LIBHASP_NEVER: forever */
 	int64_t notice_ms;                      /* the waiting notice; LIBHASP_NEVER: none */
 	bool finishing;                         /* its callback runs */
+	/* Being sent by libhasp_start(): an end now (the send found the
+	 * connection gone) is returned by it, not called back. */
+	bool busy;                              /* its call's end is being handled */
+	bool cancelled;                         /* while busy: end it telling no one */
 };
 
 /* Opens path as rapfiles does: created if missing (0666 minus umask; create
@@ -70,14 +75,23 @@ static json_t *lock_args(const char *what, json_t *name, bool with_fd,
 /* ---- the request's life ---- */
 
 /* Releases q's granted lease (with its token, a checkout's), answered to
- * nobody. */
+ * nobody. Without memory for it, the lease would stay: the session goes,
+ * as libhasp_release_granted() does it. */
 static void release_lease(hasp_request *q)
 {
 	const char *token = *q->lease->token ? q->lease->token : NULL;
+	struct libhasp_call *k;
 
-	libhasp_send(q->c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease", (json_int_t)q->lease->id,
-						 "token", token),
-		     -1, LIBHASP_NEVER, NULL, NULL, NULL);
+	if (q->target == LIBHASP_FD) {
+		flock(q->fd, LOCK_UN); /* the caller's own flock: haspd keeps no lease */
+		return;
+	}
+	if (libhasp_send(q->c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease",
+						     (json_int_t)q->lease->id, "token", token),
+			 -1, LIBHASP_NEVER, NULL, NULL, &k) == -ENOMEM)
+		libhasp_drop(q->c, -ENOMEM, "out of memory to release a lease");
+	else if (!q->c->lost)
+		k->matters = token != NULL;
 }
 
 static void request_link(hasp_client *c, hasp_request *q)
@@ -115,11 +129,25 @@ static void finish(hasp_request *q, int r)
 	hasp_lease *l = r == 0 ? q->lease : NULL;
 
 	request_unlink(q);
+	q->call = NULL;
+	if (q->cancelled) {
+		if (l)
+			release_lease(q);
+		request_free(q);
+		return;
+	}
 	if (l)
 		q->lease = NULL;
 	q->finishing = true;
 	q->call = NULL;
 	q->cb(q->c, q, r, l, q->userdata);
+	request_free(q);
+}
+
+/* hasp_close(): q goes, its callback not called. */
+static void ended_unseen(hasp_request *q)
+{
+	request_unlink(q);
 	request_free(q);
 }
 
@@ -152,13 +180,21 @@ static void start_again(hasp_request *q)
 		      : send_acquire(q);
 	if (r < 0)
 		finish(q, r);
+	else
+		q->busy = false; /* waiting again */
 }
 
 static void request_adopted(hasp_client *c, struct libhasp_call *k, int err, struct proto_reply *rep)
 {
 	hasp_request *q = k->ctx;
-	int r = err < 0 ? libhasp_lost_error(c) : rep->ok ? 0 : libhasp_reply_error(c, rep);
+	int r;
 
+	if (err == -ECANCELED) {
+		ended_unseen(q);
+		return;
+	}
+	q->busy = true; /* what follows can end the connection, and run callbacks */
+	r = err < 0 ? libhasp_lost_error(c) : rep->ok ? 0 : libhasp_reply_error(c, rep);
 	if (r == 0) {
 		finish(q, 0);
 		return;
@@ -201,6 +237,7 @@ static void settle(hasp_request *q)
 							proto_string_shown(path, strlen(path)), "fd", 1),
 				 nfd, LIBHASP_NEVER, request_adopted, q, &q->call);
 		close(nfd);
+		q->busy = r < 0; /* waiting again, unless it failed */
 	}
 	if (r < 0) {
 		release_lease(q);
@@ -234,11 +271,20 @@ static void acquire_done(hasp_client *c, struct libhasp_call *k, int err,
 	hasp_request *q = k->ctx;
 	int r;
 
+	if (err == -ECANCELED) {
+		ended_unseen(q);
+		return;
+	}
 	q->call = NULL;
+	q->busy = true; /* what follows can end the connection, and run callbacks */
 	if (err == -ETIMEDOUT) {
-		libhasp_call_abandon(k); /* a grant that comes after all is released */
-		finish(q, libhasp_error(c, -HASP_E_TIMEOUT, "haspd did not answer within the "
-					"timeout"));
+		/* Linked before any callback runs: a grant that comes after
+		 * all, read in whatever call the callback makes, is given
+		 * back. */
+		if (libhasp_expect_grant(c, k->id, q->target == LIBHASP_FD ? q->fd : -1,
+					 q->a.detach) == 0)
+			libhasp_error(c, -HASP_E_TIMEOUT, "haspd did not answer within the timeout");
+		finish(q, -HASP_E_TIMEOUT);
 		return;
 	}
 	r = err < 0 ? libhasp_lost_error(c) : rep->ok ? read_grant(q, rep)
@@ -376,7 +422,7 @@ int libhasp_start(hasp_client *c, enum libhasp_target t, const char *name, int f
 	else
 		q->notice_ms = LIBHASP_NEVER;
 	request_link(c, q);
-	r = send_acquire(q);
+	r = send_acquire(q); /* queued: nothing can end q meanwhile */
 	if (r < 0) {
 		request_unlink(q);
 		request_free(q);
@@ -393,12 +439,21 @@ HASP_EXPORT int hasp_request_cancel(hasp_request *q)
 
 	if (q->finishing)
 		return 0; /* from its own callback: it ends as it returns */
+	if (q->busy) {
+		q->cancelled = true; /* its end is on the way: nobody is told */
+		return 0;
+	}
 	if (q->call && q->call->done == acquire_done) {
-		libhasp_send(c, OP_CANCEL, json_pack("{s:I}", "request", (json_int_t)q->call->id), -1,
+		int64_t id = q->call->id;
+
+		/* A grant that crossed the cancel is given back. */
+		libhasp_call_forget(c, q->call, true, q->target == LIBHASP_FD ? q->fd : -1,
+				    q->a.detach);
+		libhasp_send(c, OP_CANCEL, json_pack("{s:I}", "request", (json_int_t)id), -1,
 			     LIBHASP_NEVER, NULL, NULL, NULL);
-		libhasp_call_forget(c, q->call); /* a grant that crossed the cancel is released */
 	} else if (q->call) {
-		libhasp_call_forget(c, q->call); /* an adopt: the lease is granted already */
+		/* An adopt: the lease is granted already. */
+		libhasp_call_forget(c, q->call, false, -1, false);
 		release_lease(q);
 	}
 	request_unlink(q);

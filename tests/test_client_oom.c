@@ -11,9 +11,12 @@
  * lease behind in the daemon: another client gets the resource at once, or
  * as soon as the daemon has seen the failing client drop its connection.
  * A revoked lease is known to be revoked, or the connection known lost:
- * never taken for held. Nothing leaks (the ASan build). */
+ * never taken for held. Nothing leaks (the ASan build). The same for the
+ * non-blocking core: hasp_lock_async, process and a cancel that crosses
+ * its grant. */
 #include <check.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +181,115 @@ START_TEST(every_allocation_fails_once)
 }
 END_TEST
 
+/* ---- the non-blocking core: hasp_lock_async, process, cancel ---- */
+
+struct async_outcome {
+	int calls;
+	int r;
+	hasp_lease *lease;
+};
+
+/* Runs armed: no ck_assert. */
+static void async_record(hasp_client *c, hasp_request *req, int r, hasp_lease *lease, void *u)
+{
+	struct async_outcome *o = u;
+
+	(void)c, (void)req;
+	o->calls++;
+	o->r = r;
+	o->lease = lease;
+}
+
+/* Armed: runs c's loop until o has its callback or c's connection is
+ * gone, within a bound. */
+static void async_pump(hasp_client *c, const struct async_outcome *o)
+{
+	int64_t end = now_ms() + test_ms(5000);
+
+	while (!o->calls && hasp_client_get_events(c) && now_ms() < end) {
+		struct pollfd p = { .fd = hasp_client_get_fd(c),
+				    .events = (short)hasp_client_get_events(c) };
+
+		poll(&p, 1, 100);
+		hasp_client_process(c);
+	}
+}
+
+/* One run of the async script with allocation n failing (0: none):
+ * a request granted at once, one that waits and is cancelled as its grant
+ * crosses the cancel. Each callback runs at most once (never for a
+ * request refused at the start or cancelled), and no lease is left
+ * behind while c is still open. */
+static unsigned long run_async_failing(unsigned long n)
+{
+	struct async_outcome now = { 0 }, waits = { 0 };
+	hasp_lease *held = client_lock(observer, "async-held", HASP_EXCLUSIVE);
+	hasp_request *req = NULL;
+	hasp_client *c = NULL;
+	int r_now = -1, r_waits = -1;
+	bool cancelled = false;
+
+	fail_at = n;
+	oom_fail(n, false);
+	oom_allocations = 0;
+	arm();
+	if (hasp_connect(daemon_.socket, &c) < 0) {
+		disarm(0);
+		oom_fail(0, false);
+		ck_assert_int_eq(hasp_unlock(observer, held), 0);
+		return oom_allocations;
+	}
+	r_now = hasp_lock_async(c, "async-now", NULL, async_record, &now, NULL);
+	r_waits = hasp_lock_async(c, "async-held", NULL, async_record, &waits, &req);
+	if (r_now == 0)
+		async_pump(c, &now);
+	disarm(0);
+	ck_assert_int_le(now.calls, 1);
+	if (r_now < 0)
+		ck_assert_int_eq(now.calls, 0);
+	if (now.calls && now.r < 0)
+		no_lease_left("async-now", false); /* while c is open */
+	/* c has read all there was (the hello's answer too; its allocations
+	 * are not counted now), so that readable next means the grant. */
+	if (hasp_client_get_events(c))
+		hasp_ping(c);
+	ck_assert_int_eq(hasp_unlock(observer, held), 0);
+	/* The grant is on its way to c (or c's connection is gone). */
+	if (r_waits == 0 && !waits.calls && hasp_client_get_events(c))
+		ck_assert(wait_readable(hasp_client_fd(c), 5000));
+	arm();
+	if (r_waits == 0 && !waits.calls) {
+		hasp_request_cancel(req);
+		cancelled = true;
+	}
+	hasp_client_process(c); /* reads the crossed grant, releases it */
+	disarm(0);
+	ck_assert_int_eq(waits.calls, cancelled || r_waits < 0 ? 0 : 1);
+	if (cancelled || waits.r < 0)
+		no_lease_left("async-held", false); /* c is still open */
+	arm();
+	if (now.lease)
+		hasp_unlock(c, now.lease);
+	if (waits.lease)
+		hasp_unlock(c, waits.lease);
+	hasp_close(c);
+	disarm(0);
+	oom_fail(0, false);
+	wait_gauge(observer, "sessions", 1, 5000);
+	ck_assert_int_eq(stats_gauge(observer, "leases"), 0);
+	return oom_allocations;
+}
+
+START_TEST(every_async_allocation_fails_once)
+{
+	unsigned long total = run_async_failing(0);
+
+	ck_assert_uint_gt(total, 5);
+	for (unsigned long n = total; n >= 1; n--)
+		run_async_failing(n);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client-oom");
@@ -186,6 +298,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, every_allocation_fails_once);
+	tcase_add_test(tc, every_async_allocation_fails_once);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
