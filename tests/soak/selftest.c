@@ -89,6 +89,8 @@ static const struct selftest_case cases[] = {
 	  "@9005 P FINAL fds=5 heap=100000 sessions=1 leases=0 waiters=0 resources=0\n" },
 	{ "a timeout before its time", CK_TIMEOUT_EARLY,
 	  "@10 w0.1 WANT 1 k0 X 50\n@40 w0.1 TIMEOUT 1 49990\n", NULL },
+	{ "a try-once request timed out before libhasp gives up", CK_OUTCOME,
+	  "@10 w0.1 WANT 1 k0 X 0\n@40 w0.1 TIMEOUT 1 30\n", NULL },
 	{ "busy although it asked to wait", CK_OUTCOME,
 	  "@10 w0.1 WANT 1 k0 X 50\n@40 w0.1 BUSY 1 30\n", NULL },
 	{ "a connection lost while the daemon lived", CK_LOST,
