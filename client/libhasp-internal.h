@@ -28,7 +28,7 @@ struct libhasp_lost {
 /* How long after an acquire's timeout the client stops waiting for
  * haspd's own answer (which may be late on a busy machine, or never come
  * from a stopped daemon). */
-#define LIBHASP_GRACE_MS 250
+#define LIBHASP_GRACE_MS 500
 
 struct libhasp_call;
 /* A call's end: its reply (rep, ok or not; err 0), or err < 0 and rep

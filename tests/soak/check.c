@@ -303,8 +303,8 @@ static void check_worker(struct checker *c, int64_t ts, const char *who, const c
 			return;
 		/* A try-once request ends TIMEOUT only by libhasp's own
 		 * deadline, when the daemon has not answered within its grace
-		 * (LIBHASP_GRACE_MS, 250 ms: a slow or loaded daemon). */
-		if (busy ? w->tmo != 0 : w->tmo < 0 || (w->tmo == 0 && wait < 250000))
+		 * (LIBHASP_GRACE_MS, 500 ms: a slow or loaded daemon). */
+		if (busy ? w->tmo != 0 : w->tmo < 0 || (w->tmo == 0 && wait < 500000))
 			check_violation(r, CK_OUTCOME, "%s request %ld with timeout %d ended %s", who, seq,
 					w->tmo, kind);
 		if (busy)
