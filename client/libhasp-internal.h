@@ -27,7 +27,7 @@ struct libhasp_lost {
 #define LIBHASP_NEVER INT64_MAX
 /* How long after an acquire's timeout the client stops waiting for
  * haspd's own answer (which may be late on a busy machine, or never come
- * from a stopped daemon). */
+ * from a stopped daemon); $HASP_GRACE_MS, for slower places (valgrind). */
 #define LIBHASP_GRACE_MS 500
 
 struct libhasp_call;
@@ -76,6 +76,7 @@ struct hasp_client {
 	hasp_event_handler on_event;
 	void *event_userdata;
 	int64_t call_timeout_ms; /* 0: none */
+	int64_t grace_ms;       /* LIBHASP_GRACE_MS, or $HASP_GRACE_MS */
 	bool interruptible;
 	json_t *conflict;       /* the last busy/timeout's holders, or NULL */
 	char errmsg[1536];

@@ -42,6 +42,21 @@ int libhasp_error(hasp_client *c, int err, const char *fmt, ...)
 	return err;
 }
 
+/* $HASP_GRACE_MS when it is a count of ms up to an hour, else the
+ * default. */
+static int64_t grace_ms(void)
+{
+	const char *env = getenv("HASP_GRACE_MS");
+	char *end;
+	long v;
+
+	if (!env || !*env)
+		return LIBHASP_GRACE_MS;
+	errno = 0;
+	v = strtol(env, &end, 10);
+	return *end || errno || v < 0 || v > 3600000 ? LIBHASP_GRACE_MS : v;
+}
+
 HASP_EXPORT int hasp_client_new(hasp_client **ret_client)
 {
 	hasp_client *c = calloc(1, sizeof(*c));
@@ -53,6 +68,7 @@ HASP_EXPORT int hasp_client_new(hasp_client **ret_client)
 		return -ENOMEM;
 	}
 	c->fd = -1;
+	c->grace_ms = grace_ms();
 	c->out_tail = &c->out;
 	*ret_client = c;
 	return 0;

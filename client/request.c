@@ -299,7 +299,7 @@ static void acquire_done(hasp_client *c, struct libhasp_call *k, int err,
 static int64_t acquire_deadline(const hasp_request *q)
 {
 	return q->timeout_end_ms == LIBHASP_NEVER ? LIBHASP_NEVER
-						  : q->timeout_end_ms + LIBHASP_GRACE_MS;
+						  : q->timeout_end_ms + q->c->grace_ms;
 }
 
 static int send_acquire(hasp_request *q)
