@@ -11,11 +11,13 @@
  * never early, late only by a generous margin. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -634,6 +636,200 @@ START_TEST(hello_names_the_client_and_the_server)
 }
 END_TEST
 
+/* ---- regressions from the review of the non-blocking core ---- */
+
+/* Another session's try (timeout 0) at key: 0 if it was free (and is
+ * given back), or the error, e.g. -HASP_E_BUSY while c holds it. */
+static int another_tries(const char *key)
+{
+	hasp_client *o = client_connect(daemon_.socket);
+	struct hasp_lock_options opts = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *l = NULL;
+	int r;
+
+	opts.timeout_ms = 0;
+	r = hasp_lock(o, key, &opts, &l);
+	if (r == 0)
+		ck_assert_int_eq(hasp_unlock(o, l), 0);
+	hasp_close(o);
+	return r;
+}
+
+/* A renew interrupted by a signal while haspd is stopped: its reply comes
+ * late and names the lease, which stays held (it was released). */
+START_TEST(an_interrupted_renew_keeps_the_lease)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	struct hasp_acquire_options a = HASP_ACQUIRE_OPTIONS_INIT;
+	hasp_lease *l;
+
+	a.ttl_ms = 600000;
+	ck_assert_int_eq(hasp_acquire(c, "renewed", &a, &l), 0);
+	hasp_client_set_interruptible(c, true);
+	ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+	alarm_in(100, 0);
+	ck_assert_int_eq(hasp_renew(c, l, 0, NULL), -EINTR);
+	signal(SIGALRM, SIG_DFL);
+	ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+	ck_assert_int_eq(hasp_ping(c), 0); /* reads the renew's late reply */
+	ck_assert_int_eq(hasp_ping(c), 0); /* and haspd anything it caused */
+	ck_assert_int_eq(another_tries("renewed"), -HASP_E_BUSY);
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	hasp_close(c);
+}
+END_TEST
+
+/* A request's timeout callback that lets haspd run again and makes a
+ * blocking call, which reads the late grant: it is given back. */
+static void ping_at_timeout(hasp_client *c, hasp_request *req, int r, hasp_lease *lease, void *u)
+{
+	record(c, req, r, lease, u);
+	ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+	ck_assert_int_eq(hasp_ping(c), 0);
+}
+
+START_TEST(a_late_grant_read_in_the_timeout_callback_is_given_back)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	struct hasp_acquire_options a = HASP_ACQUIRE_OPTIONS_INIT;
+	struct outcome out = { 0 };
+
+	ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+	a.timeout_ms = 100;
+	ck_assert_int_eq(hasp_lock_async(c, "late-cb", &a, ping_at_timeout, &out, NULL), 0);
+	ck_assert(run_until(c, &out.calls, 1, 100 + 250 + LATE_MS));
+	ck_assert_int_eq(out.r, -HASP_E_TIMEOUT);
+	ck_assert_int_eq(hasp_ping(c), 0); /* haspd has the release, if sent */
+	ck_assert_int_eq(another_tries("late-cb"), 0);
+	hasp_close(c);
+}
+END_TEST
+
+/* hasp_close() right after hasp_unlock_async() of a checkout, which
+ * outlives the session: the release reaches haspd. */
+START_TEST(close_after_unlock_async_ends_the_checkout)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	hasp_lease *l;
+
+	ck_assert_int_eq(hasp_checkout(c, "co-close", NULL, &l), 0);
+	ck_assert_int_eq(hasp_unlock_async(c, l, NULL, NULL), 0);
+	hasp_close(c);
+	ck_assert_int_eq(another_tries("co-close"), 0);
+}
+END_TEST
+
+/* The same with a callback: it never runs, and its context is not leaked
+ * (LeakSanitizer, in the ASan build). */
+static void unlock_seen(hasp_client *c, int r, void *u)
+{
+	(void)c, (void)r;
+	++*(int *)u;
+}
+
+START_TEST(close_lets_go_of_an_unfinished_unlock)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	hasp_lease *l = lock_key(c, "plain", 0), *co;
+	int calls = 0;
+
+	ck_assert_int_eq(hasp_checkout(c, "co-cb", NULL, &co), 0);
+	ck_assert_int_eq(hasp_unlock_async(c, co, unlock_seen, &calls), 0);
+	ck_assert_int_eq(hasp_unlock_async(c, l, unlock_seen, &calls), 0);
+	hasp_close(c);
+	ck_assert_int_eq(calls, 0);
+	ck_assert_int_eq(another_tries("co-cb"), 0);
+}
+END_TEST
+
+/* Once the connection has ended, there is no descriptor to watch (the
+ * dead one polls ready for ever). */
+START_TEST(an_ended_connection_has_no_fd)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	struct events ev = { 0 };
+
+	hasp_client_set_event_handler(c, on_event, &ev);
+	ck_assert_int_ge(hasp_client_get_fd(c), 0);
+	kill(daemon_.pid, SIGKILL);
+	wait_child(daemon_.pid, 5000);
+	ck_assert(run_until(c, &ev.disconnected, 1, 5000));
+	ck_assert_int_eq(hasp_client_get_fd(c), -1);
+	ck_assert_int_eq(hasp_client_get_events(c), 0);
+	hasp_close(c);
+	daemon_.pid = daemon_spawn(daemon_.socket, -1); /* for teardown */
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
+}
+END_TEST
+
+/* flock(1)'s fd form timed out against a stopped haspd: the grant that
+ * comes late put the flock on the caller's own descriptor, and is taken
+ * off it (haspd keeps no lease to release). */
+START_TEST(a_late_fd_grant_is_unlocked)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	char path[sizeof(daemon_.dir) + 16];
+	hasp_lease *l = NULL;
+	int fd, other;
+
+	snprintf(path, sizeof(path), "%s/fd-late", daemon_.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	other = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert(fd >= 0 && other >= 0);
+	ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+	o.timeout_ms = 100;
+	ck_assert_int_eq(hasp_lock_fd(c, fd, &o, &l), -HASP_E_TIMEOUT);
+	ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+	ck_assert_int_eq(hasp_ping(c), 0); /* reads the late grant */
+	ck_assert_int_eq(flock(other, LOCK_EX | LOCK_NB), 0);
+	close(other);
+	close(fd);
+	unlink(path);
+	hasp_close(c);
+}
+END_TEST
+
+/* A timeout found by the client (haspd stopped) names no holders, even
+ * when an earlier conflict on c did. */
+static void holders_at_timeout(hasp_client *c, hasp_request *req, int r, hasp_lease *lease,
+			       void *u)
+{
+	struct busy_seen *seen = u;
+
+	(void)req, (void)lease;
+	ck_assert_int_eq(r, -HASP_E_TIMEOUT);
+	ck_assert_str_eq(hasp_client_errmsg(c), "haspd did not answer within the timeout");
+	seen->calls++;
+	seen->holders = hasp_client_conflict_count(c);
+}
+
+START_TEST(a_client_side_timeout_names_no_holders)
+{
+	hasp_client *c = client_connect(daemon_.socket), *h = client_connect(daemon_.socket);
+	struct hasp_acquire_options a = HASP_ACQUIRE_OPTIONS_INIT;
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	struct busy_seen seen = { 0 };
+	hasp_lease *held = lock_key(h, "held-9", 0), *other = lock_key(h, "held-9b", 0), *l = NULL;
+
+	/* Its timeout is haspd's only if haspd runs that long: it is
+	 * stopped well before. */
+	a.timeout_ms = test_ms(2000);
+	ck_assert_int_eq(hasp_lock_async(c, "held-9", &a, holders_at_timeout, &seen, NULL), 0);
+	o.timeout_ms = 0;
+	ck_assert_int_eq(hasp_lock(c, "held-9b", &o, &l), -HASP_E_BUSY);
+	ck_assert_uint_eq(hasp_client_conflict_count(c), 1);
+	ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+	ck_assert(run_until(c, &seen.calls, 1, test_ms(2000) + 250 + LATE_MS));
+	ck_assert_uint_eq(seen.holders, 0);
+	ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+	ck_assert_int_eq(hasp_unlock(h, held), 0);
+	ck_assert_int_eq(hasp_unlock(h, other), 0);
+	hasp_close(h);
+	hasp_close(c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("async");
@@ -654,6 +850,13 @@ int main(void)
 	tcase_add_test(tc, a_signal_does_not_interrupt_by_default);
 	tcase_add_test(tc, a_conflict_names_its_holders);
 	tcase_add_test(tc, hello_names_the_client_and_the_server);
+	tcase_add_test(tc, an_interrupted_renew_keeps_the_lease);
+	tcase_add_test(tc, a_late_grant_read_in_the_timeout_callback_is_given_back);
+	tcase_add_test(tc, close_after_unlock_async_ends_the_checkout);
+	tcase_add_test(tc, close_lets_go_of_an_unfinished_unlock);
+	tcase_add_test(tc, an_ended_connection_has_no_fd);
+	tcase_add_test(tc, a_late_fd_grant_is_unlocked);
+	tcase_add_test(tc, a_client_side_timeout_names_no_holders);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
