@@ -34,6 +34,21 @@ int libhasp_wait(hasp_client *c, const bool *finished)
 	}
 }
 
+int libhasp_written(hasp_client *c)
+{
+	struct proto_reply rep;
+	int r = libhasp_flush(c);
+
+	if (r < 0 || !c->out)
+		return r;
+	/* The socket is full (haspd is slow to read): a ping's answer says
+	 * that everything before it arrived, within the call timeout. */
+	r = libhasp_call(c, OP_PING, NULL, -1, &rep);
+	if (r >= 0)
+		proto_reply_done(&rep);
+	return r;
+}
+
 /* Where a blocking call's reply goes. */
 struct pending {
 	bool finished;
@@ -48,10 +63,14 @@ static void keep_reply(hasp_client *c, struct libhasp_call *k, int err, struct p
 	(void)c;
 	p->finished = true;
 	p->err = err;
-	if (err >= 0) {
-		p->rep = *rep;
-		json_incref(p->rep.root); /* the core lets go of its own */
+	if (err < 0)
+		return;
+	if (!proto_reply_root(rep)) { /* kept as jansson's: it may be copied */
+		p->err = -ENOMEM;
+		return;
 	}
+	p->rep = *rep;
+	json_incref(p->rep.root); /* the core lets go of its own */
 }
 
 int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct proto_reply *rep)
@@ -76,6 +95,8 @@ int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct 
 	if (p.err == -ETIMEDOUT)
 		return libhasp_error(c, -ETIMEDOUT, "haspd did not answer within %lld ms",
 				     (long long)c->call_timeout_ms);
+	if (p.err == -ENOMEM)
+		return libhasp_error(c, -ENOMEM, "out of memory for haspd's reply");
 	if (p.err < 0)
 		return libhasp_lost_error(c); /* the connection's end */
 	if (!p.rep.ok) {

@@ -79,18 +79,21 @@ static void call_end(hasp_client *c, struct libhasp_call *k, int err, struct pro
  * its token) matters at hasp_close(). */
 void libhasp_release_granted(hasp_client *c, const struct proto_reply *rep)
 {
-	json_t *lease = json_object_get(rep->root, "lease");
-	const char *token = json_string_value(json_object_get(rep->root, "token"));
+	struct proto_grant g;
+	struct proto_members m;
 	struct libhasp_call *k;
+	int r;
 
-	if (!json_is_integer(lease))
+	if (proto_decode_grant(rep, &g) < 0)
 		return;
+	libhasp_members_release(&m, g.lease, g.token);
+	r = libhasp_send_members(c, OP_RELEASE, &m, -1, LIBHASP_NEVER, NULL, NULL, &k);
+	proto_members_free(&m);
 	/* Without memory for it, the lease would stay: drop the session. */
-	if (libhasp_send(c, OP_RELEASE, json_pack("{s:O,s:s*}", "lease", lease, "token", token),
-			 -1, LIBHASP_NEVER, NULL, NULL, &k) == -ENOMEM)
+	if (r == -ENOMEM)
 		libhasp_drop(c, -ENOMEM, "out of memory to release an unwanted lease");
-	else if (!c->lost)
-		k->matters = token != NULL;
+	else if (r == 0)
+		k->matters = g.token != NULL;
 }
 
 /* An unwanted acquire's answer: a grant is given back. A grant on the
@@ -167,17 +170,18 @@ void libhasp_calls_free(hasp_client *c)
 
 /* ---- writing ---- */
 
-static struct libhasp_out *out_new(const char *line, size_t len, int fd)
+/* An entry for a line of at most size bytes (len still 0), with a
+ * duplicate of fd (if >= 0) to send with it. */
+static struct libhasp_out *out_alloc(size_t size, int fd)
 {
-	struct libhasp_out *o = malloc(sizeof(*o) + len);
+	struct libhasp_out *o = malloc(sizeof(*o) + size);
 
 	if (!o)
 		return NULL;
 	o->next = NULL;
-	o->len = len;
+	o->len = 0;
 	o->off = 0;
 	o->fd = -1;
-	memcpy(o->line, line, len);
 	if (fd >= 0) {
 		o->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		if (o->fd < 0) {
@@ -299,33 +303,26 @@ void libhasp_write(hasp_client *c)
 	write_out(c);
 }
 
-int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline_ms,
+/* Whether a request can be sent now: 0, or why not (c's message set for
+ * a caller's request, done not NULL). */
+static int can_send(hasp_client *c, bool for_caller)
+{
+	if (c->fd < 0)
+		return libhasp_error(c, -ENOTCONN, "not connected to haspd");
+	if (c->lost) /* the refusal is for a caller's request to report, not this */
+		return for_caller ? libhasp_lost_error(c) : c->lost_err;
+	return 0;
+}
+
+/* Queues o, the line of request number ++c->last_id, and its call. */
+static int queue(hasp_client *c, struct libhasp_out *o, int fd, int64_t deadline_ms,
 		 libhasp_done_fn *done, void *ctx, struct libhasp_call **ret)
 {
-	/* These carry arguments: none means they could not be built. */
-	bool needs_args = op == OP_ACQUIRE || op == OP_RELEASE || op == OP_CANCEL ||
-			  op == OP_REVOKE || op == OP_LIST || op == OP_ADOPT || op == OP_RENEW ||
-			  op == OP_HELLO;
-	struct libhasp_call *k;
-	struct libhasp_out *o;
-	char *line;
-	size_t len = 0;
+	struct libhasp_call *k = o ? malloc(sizeof(*k)) : NULL;
 
-	if (c->fd < 0) {
-		json_decref(args);
-		return libhasp_error(c, -ENOTCONN, "not connected to haspd");
-	}
-	if (c->lost) {
-		json_decref(args);
-		/* The refusal is for a caller's request to report, not this. */
-		return done ? libhasp_lost_error(c) : c->lost_err;
-	}
-	line = args || !needs_args ? proto_encode_request(c->last_id + 1, op, args, &len) : NULL;
-	k = line ? malloc(sizeof(*k)) : NULL;
-	o = k ? out_new(line, len, fd) : NULL;
-	free(line);
-	if (!o) {
-		free(k);
+	if (!k) {
+		if (o)
+			out_free(o);
 		return libhasp_error(c, fd >= 0 && errno == EMFILE ? -EMFILE : -ENOMEM,
 				     "out of memory");
 	}
@@ -340,6 +337,56 @@ int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t
 	 * blocking call's wait, so that requests started together go out
 	 * together. */
 	return 0;
+}
+
+int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline_ms,
+		 libhasp_done_fn *done, void *ctx, struct libhasp_call **ret)
+{
+	/* These carry arguments: none means they could not be built. */
+	bool needs_args = op == OP_ACQUIRE || op == OP_RELEASE || op == OP_CANCEL ||
+			  op == OP_REVOKE || op == OP_LIST || op == OP_ADOPT || op == OP_RENEW ||
+			  op == OP_HELLO;
+	int r = can_send(c, done != NULL);
+	struct libhasp_out *o = NULL;
+	char *line;
+	size_t len = 0;
+
+	if (r < 0) {
+		json_decref(args);
+		return r;
+	}
+	line = args || !needs_args ? proto_encode_request(c->last_id + 1, op, args, &len) : NULL;
+	if (line)
+		o = out_alloc(len, fd);
+	if (o) {
+		memcpy(o->line, line, len);
+		o->len = len;
+	}
+	free(line);
+	return queue(c, o, fd, deadline_ms, done, ctx, ret);
+}
+
+int libhasp_send_members(hasp_client *c, enum proto_op op, const struct proto_members *m,
+			 int fd, int64_t deadline_ms, libhasp_done_fn *done, void *ctx,
+			 struct libhasp_call **ret)
+{
+	int r = can_send(c, done != NULL);
+	struct libhasp_out *o;
+
+	if (r < 0)
+		return r;
+	o = m->nomem ? NULL : out_alloc(proto_line_size(op, m), fd);
+	if (o)
+		o->len = proto_line_write(o->line, c->last_id + 1, op, m);
+	return queue(c, o, fd, deadline_ms, done, ctx, ret);
+}
+
+void libhasp_members_release(struct proto_members *m, uint64_t lease, const char *token)
+{
+	proto_members_init(m);
+	proto_members_int(m, "lease", (int64_t)lease);
+	if (token && *token)
+		proto_members_str(m, "token", token);
 }
 
 /* ---- reading ---- */
@@ -404,8 +451,8 @@ int libhasp_drop(hasp_client *c, int code, const char *what)
  * remember it, the connection goes. */
 static int note_event(hasp_client *c, const struct proto_reply *rep)
 {
-	json_t *lease = json_object_get(rep->root, "lease");
 	enum libhasp_loss how;
+	int64_t lease;
 
 	if (strcmp(rep->event, "revoked") == 0)
 		how = LIBHASP_REVOKED;
@@ -413,7 +460,7 @@ static int note_event(hasp_client *c, const struct proto_reply *rep)
 		how = LIBHASP_EXPIRED;
 	else
 		return 0;
-	if (!json_is_integer(lease))
+	if (!proto_reply_int(rep, "lease", &lease))
 		return 0;
 	if (c->nlost == c->lost_cap) {
 		size_t cap = c->lost_cap ? c->lost_cap * 2 : 8;
@@ -424,10 +471,8 @@ static int note_event(hasp_client *c, const struct proto_reply *rep)
 		c->lost_leases = v;
 		c->lost_cap = cap;
 	}
-	c->lost_leases[c->nlost++] = (struct libhasp_lost){ (uint64_t)json_integer_value(lease),
-							     how };
-	tell(c, how == LIBHASP_REVOKED ? HASP_EVENT_REVOKED : HASP_EVENT_EXPIRED,
-	     (uint64_t)json_integer_value(lease));
+	c->lost_leases[c->nlost++] = (struct libhasp_lost){ (uint64_t)lease, how };
+	tell(c, how == LIBHASP_REVOKED ? HASP_EVENT_REVOKED : HASP_EVENT_EXPIRED, (uint64_t)lease);
 	return 0;
 }
 
@@ -587,7 +632,7 @@ static void hello_done(hasp_client *c, struct libhasp_call *k, int err, struct p
 	(void)k;
 	if (err < 0 || !rep->ok)
 		return;
-	server = json_string_value(json_object_get(rep->root, "server"));
+	server = proto_reply_str(rep, "server");
 	if (server && !c->server)
 		c->server = strdup(server);
 }

@@ -86,6 +86,7 @@ struct hasp_lease {
 	uint64_t id;
 	uint64_t fence;
 	enum hasp_mode mode;
+	bool on_key;                            /* a named key's, not a file's */
 	int64_t ttl_ms;                         /* 0: none */
 	char token[PROTO_TOKEN_HEX + 1];        /* a checkout's, else "" */
 	char key[];
@@ -131,6 +132,14 @@ int64_t libhasp_after(int64_t now, int64_t ms);
  * a negative error with c's message set, done never called. */
 int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline_ms,
 		 libhasp_done_fn *done, void *ctx, struct libhasp_call **ret);
+/* The same, the request's members written as text (m not consumed; its
+ * nomem is out of memory). */
+int libhasp_send_members(hasp_client *c, enum proto_op op, const struct proto_members *m,
+			 int fd, int64_t deadline_ms, libhasp_done_fn *done, void *ctx,
+			 struct libhasp_call **ret);
+/* A release's members (proto_members_free() them): the lease, and the
+ * token if not NULL or "". */
+void libhasp_members_release(struct proto_members *m, uint64_t lease, const char *token);
 /* Writes what the socket takes now, without blocking. A failure to write
  * is the connection's end, which every call in flight is told. Returns 0
  * or that end. */
@@ -171,6 +180,9 @@ int64_t libhasp_next_wakeup(const hasp_client *c);
 /* Runs c until *finished, the deadlines of calls ending their waits:
  * 0, -EINTR (interruptible and a signal came), or a system error. */
 int libhasp_wait(hasp_client *c, const bool *finished);
+/* Returns once what is queued is in the socket (at once, unless the
+ * socket is full): 0, or a negative error with c's message set. */
+int libhasp_written(hasp_client *c);
 /* One request, one reply in *rep (proto_reply_done() it): >= 0, or a
  * negative error with c's message set (-HASP_E_* for the daemon's;
  * -ETIMEDOUT past the call timeout). args is consumed; NULL for an op with

@@ -239,7 +239,11 @@ HASP_EXPORT int hasp_hello(hasp_client *c, const char *name)
 	return r;
 }
 
-HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)
+/* A release whose answer is awaited: a checkout's, which outlives the
+ * process, so that the caller must know that it ended; a file's, whose
+ * flock(2) programs outside hasp see, so that it is unlocked when the call
+ * returns, as flock(2)'s LOCK_UN is. */
+static int unlock_awaited(hasp_client *c, hasp_lease *l)
 {
 	struct proto_reply rep;
 	int r = libhasp_call(c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease", (json_int_t)l->id,
@@ -248,6 +252,38 @@ HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)
 
 	if (r >= 0)
 		proto_reply_done(&rep);
+	return r;
+}
+
+/* A session-bound key's release is written and not waited for: its
+ * answer can only be ok, or that the lease had ended already (revoked,
+ * expired: told by an event), and haspd ends it before it reads anything
+ * else from this connection. The answer is read, and dropped, with the
+ * next. An end the client has read already is the caller's error. */
+static int unlock_session(hasp_client *c, hasp_lease *l)
+{
+	struct proto_members m;
+	int r;
+
+	c->errmsg[0] = '\0';
+	for (size_t i = 0; i < c->nlost; i++)
+		if (c->lost_leases[i].lease == l->id)
+			return libhasp_error(c, -HASP_E_UNKNOWN_LEASE, "lease %llu was %s by haspd",
+					     (unsigned long long)l->id,
+					     c->lost_leases[i].how == LIBHASP_REVOKED ? "revoked"
+											: "expired");
+	libhasp_members_release(&m, l->id, NULL);
+	r = libhasp_send_members(c, OP_RELEASE, &m, -1, LIBHASP_NEVER, NULL, NULL, NULL);
+	proto_members_free(&m);
+	if (r == 0 && c->lost)
+		r = libhasp_lost_error(c);
+	return r < 0 ? r : libhasp_written(c);
+}
+
+HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)
+{
+	int r = *l->token || !l->on_key ? unlock_awaited(c, l) : unlock_session(c, l);
+
 	hasp_lease_free(l);
 	return r;
 }
@@ -274,6 +310,7 @@ HASP_EXPORT int hasp_unlock_async(hasp_client *c, hasp_lease *l, hasp_done_callb
 				  void *userdata)
 {
 	struct unlock_cb *u = cb ? malloc(sizeof(*u)) : NULL;
+	struct proto_members m;
 	struct libhasp_call *k;
 	int r;
 
@@ -283,9 +320,10 @@ HASP_EXPORT int hasp_unlock_async(hasp_client *c, hasp_lease *l, hasp_done_callb
 	}
 	if (u)
 		*u = (struct unlock_cb){ cb, userdata };
-	r = libhasp_send(c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease", (json_int_t)l->id, "token",
-						  *l->token ? l->token : NULL),
-			 -1, LIBHASP_NEVER, u ? unlock_done : NULL, u, &k);
+	libhasp_members_release(&m, l->id, l->token);
+	r = libhasp_send_members(c, OP_RELEASE, &m, -1, LIBHASP_NEVER, u ? unlock_done : NULL, u,
+				 &k);
+	proto_members_free(&m);
 	if (r < 0)
 		free(u);
 	else

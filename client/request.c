@@ -22,7 +22,8 @@ struct hasp_request {
 	void *userdata;
 	struct libhasp_acquire a;               /* owner and message: NULL (sent once) */
 	enum libhasp_target target;
-	json_t *args;                           /* the acquire's, kept to send it again */
+	struct proto_members args;              /* the acquire's but its timeout */
+	int64_t timeout_ms;                     /* the one to send: what is left of it */
 	int fd;                                 /* the file's, while the request lasts */
 	hasp_lease *lease;                      /* allocated up front, filled at the grant */
 	struct libhasp_call *call;              /* on the wire now */
@@ -51,25 +52,30 @@ static int open_lock_file(const char *path, int create)
 	return fd < 0 ? -errno : fd;
 }
 
-/* The acquire's arguments; what is "key" or "path", name its value
- * (consumed). All or nothing: an acquire that lost its timeout would wait
- * for ever, one that lost its TTL or detach would never end. */
-static json_t *lock_args(const char *what, json_t *name, bool with_fd,
-			 const struct libhasp_acquire *o)
+/* The acquire's members but its timeout: what is "key" or "path", name
+ * its value (a path as shown: U+FFFD for what is not UTF-8; the
+ * descriptor is its identity). */
+static void lock_args(struct proto_members *m, const char *what, const char *name,
+		      enum libhasp_target t, const struct libhasp_acquire *o)
 {
-	json_t *a = json_pack("{s:o,s:s,s:s*,s:s*,s:o*}", what, name,
-			      "mode", o->mode == HASP_SHARED ? "shared" : "exclusive",
-			      "owner", o->owner, "message", o->message,
-			      "fd", with_fd ? json_true() : NULL);
-
-	if (a && ((o->timeout_ms >= 0 &&
-		   json_object_set_new(a, "timeout_ms", json_integer(o->timeout_ms)) < 0) ||
-		  (o->ttl_ms > 0 && json_object_set_new(a, "ttl_ms", json_integer(o->ttl_ms)) < 0) ||
-		  (o->detach && json_object_set_new(a, "detach", json_true()) < 0))) {
-		json_decref(a);
-		return NULL;
-	}
-	return a;
+	proto_members_init(m);
+	if (t == LIBHASP_KEY)
+		proto_members_str(m, what, name);
+	else
+		proto_members_shown(m, what, name, strlen(name));
+	proto_members_str(m, "mode", o->mode == HASP_SHARED ? "shared" : "exclusive");
+	if (o->owner)
+		proto_members_str(m, "owner", o->owner);
+	if (o->message)
+		proto_members_str(m, "message", o->message);
+	if (t != LIBHASP_KEY)
+		proto_members_true(m, "fd");
+	if (t == LIBHASP_FD)
+		proto_members_true(m, "lock_fd");
+	if (o->ttl_ms > 0)
+		proto_members_int(m, "ttl_ms", o->ttl_ms);
+	if (o->detach)
+		proto_members_true(m, "detach");
 }
 
 /* ---- the request's life ---- */
@@ -80,17 +86,20 @@ static json_t *lock_args(const char *what, json_t *name, bool with_fd,
 static void release_lease(hasp_request *q)
 {
 	const char *token = *q->lease->token ? q->lease->token : NULL;
+	struct proto_members m;
 	struct libhasp_call *k;
+	int r;
 
 	if (q->target == LIBHASP_FD) {
 		flock(q->fd, LOCK_UN); /* the caller's own flock: haspd keeps no lease */
 		return;
 	}
-	if (libhasp_send(q->c, OP_RELEASE, json_pack("{s:I,s:s*}", "lease",
-						     (json_int_t)q->lease->id, "token", token),
-			 -1, LIBHASP_NEVER, NULL, NULL, &k) == -ENOMEM)
+	libhasp_members_release(&m, q->lease->id, token);
+	r = libhasp_send_members(q->c, OP_RELEASE, &m, -1, LIBHASP_NEVER, NULL, NULL, &k);
+	proto_members_free(&m);
+	if (r == -ENOMEM)
 		libhasp_drop(q->c, -ENOMEM, "out of memory to release a lease");
-	else if (!q->c->lost)
+	else if (r == 0)
 		k->matters = token != NULL;
 }
 
@@ -117,7 +126,7 @@ static void request_free(hasp_request *q)
 {
 	if (q->fd >= 0 && q->target != LIBHASP_FD)
 		close(q->fd);
-	json_decref(q->args);
+	proto_members_free(&q->args);
 	free(q->lease);
 	free(q);
 }
@@ -167,11 +176,7 @@ static void start_again(hasp_request *q)
 	release_lease(q);
 	if (q->timeout_end_ms != LIBHASP_NEVER) {
 		left = q->timeout_end_ms - libhasp_now_ms();
-		if (json_object_set_new(q->args, "timeout_ms", json_integer(left > 0 ? left : 0)) < 0) {
-			libhasp_drop(c, -ENOMEM, "out of memory to acquire again");
-			finish(q, -ENOMEM);
-			return;
-		}
+		q->timeout_ms = left > 0 ? left : 0;
 	}
 	close(q->fd);
 	q->fd = open_lock_file(q->lease->key, O_CREAT);
@@ -260,6 +265,7 @@ static int read_grant(hasp_request *q, const struct proto_reply *rep)
 	l->id = g.lease;
 	l->fence = g.fence;
 	l->mode = q->a.mode;
+	l->on_key = q->target == LIBHASP_KEY;
 	l->ttl_ms = q->a.ttl_ms > 0 ? (g.expires_ms >= 0 ? g.expires_ms : q->a.ttl_ms) : 0;
 	snprintf(l->token, sizeof(l->token), "%s", g.token ? g.token : "");
 	return 0;
@@ -304,15 +310,22 @@ static int64_t acquire_deadline(const hasp_request *q)
 
 static int send_acquire(hasp_request *q)
 {
-	return libhasp_send(q->c, OP_ACQUIRE, json_incref(q->args),
-			    q->target == LIBHASP_KEY ? -1 : q->fd, acquire_deadline(q),
-			    acquire_done, q, &q->call);
+	struct proto_members m;
+	int r;
+
+	proto_members_init(&m);
+	proto_members_add(&m, q->args.text, q->args.len);
+	if (q->timeout_ms >= 0)
+		proto_members_int(&m, "timeout_ms", q->timeout_ms);
+	r = libhasp_send_members(q->c, OP_ACQUIRE, &m, q->target == LIBHASP_KEY ? -1 : q->fd,
+				 acquire_deadline(q), acquire_done, q, &q->call);
+	proto_members_free(&m);
+	return r;
 }
 
 /* ---- starting ---- */
 
-/* What lock_args() can put in JSON: otherwise json_pack() fails as for
- * want of memory. */
+/* What the owner and message must be to go in JSON. */
 static bool strings_valid(const struct libhasp_acquire *o)
 {
 	return (!o->owner || proto_utf8_valid(o->owner)) &&
@@ -352,21 +365,6 @@ static int target_open(hasp_client *c, hasp_request *q, const char *name, int fd
 	return -EINVAL;
 }
 
-/* The request's arguments, as the wire has them: a file's path as shown
- * (U+FFFD for what is not UTF-8; the descriptor is its identity). */
-static json_t *request_args(const hasp_request *q, const char *name)
-{
-	json_t *a = q->target == LIBHASP_KEY
-			    ? lock_args("key", json_string(name), false, &q->a)
-			    : lock_args("path", proto_string_shown(name, strlen(name)), true, &q->a);
-
-	if (a && q->target == LIBHASP_FD && json_object_set_new(a, "lock_fd", json_true()) < 0) {
-		json_decref(a);
-		return NULL;
-	}
-	return a;
-}
-
 /* A request set up to be sent, or NULL with c's error in *ret_err. */
 static hasp_request *request_new(hasp_client *c, enum libhasp_target t, const char *name,
 				 int fd, const struct libhasp_acquire *a, int *ret_err)
@@ -380,7 +378,9 @@ static hasp_request *request_new(hasp_client *c, enum libhasp_target t, const ch
 		*ret_err = libhasp_error(c, -ENOMEM, "out of memory");
 		return NULL;
 	}
-	*q = (struct hasp_request){ .c = c, .a = *a, .target = t, .fd = -1 };
+	*q = (struct hasp_request){ .c = c, .a = *a, .target = t, .fd = -1,
+				    .timeout_ms = a->timeout_ms };
+	proto_members_init(&q->args);
 	r = strings_valid(a) ? target_open(c, q, name, fd, path, &name)
 			     : libhasp_error(c, -EINVAL, "the owner and message must be UTF-8");
 	if (r >= 0) {
@@ -388,8 +388,10 @@ static hasp_request *request_new(hasp_client *c, enum libhasp_target t, const ch
 		/* Before the request: no grant can find the client without
 		 * memory for its lease. */
 		q->lease = malloc(sizeof(*q->lease) + len + 1);
-		q->args = q->lease ? request_args(q, name) : NULL;
-		r = q->args ? 0 : libhasp_error(c, -ENOMEM, "out of memory");
+		if (q->lease)
+			lock_args(&q->args, q->target == LIBHASP_KEY ? "key" : "path", name,
+				  q->target, a);
+		r = q->lease && !q->args.nomem ? 0 : libhasp_error(c, -ENOMEM, "out of memory");
 	}
 	if (r < 0) {
 		request_free(q);
@@ -444,13 +446,15 @@ HASP_EXPORT int hasp_request_cancel(hasp_request *q)
 		return 0;
 	}
 	if (q->call && q->call->done == acquire_done) {
-		int64_t id = q->call->id;
+		struct proto_members m;
 
+		proto_members_init(&m);
+		proto_members_int(&m, "request", q->call->id);
 		/* A grant that crossed the cancel is given back. */
 		libhasp_call_forget(c, q->call, true, q->target == LIBHASP_FD ? q->fd : -1,
 				    q->a.detach);
-		libhasp_send(c, OP_CANCEL, json_pack("{s:I}", "request", (json_int_t)id), -1,
-			     LIBHASP_NEVER, NULL, NULL, NULL);
+		libhasp_send_members(c, OP_CANCEL, &m, -1, LIBHASP_NEVER, NULL, NULL, NULL);
+		proto_members_free(&m);
 	} else if (q->call) {
 		/* An adopt: the lease is granted already. */
 		libhasp_call_forget(c, q->call, false, -1, false);

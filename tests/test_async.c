@@ -859,6 +859,70 @@ START_TEST(a_client_side_timeout_names_no_holders)
 }
 END_TEST
 
+/* ---- a release is written, not waited for (issue 16) ---- */
+
+/* hasp_unlock() writes the release and returns: it does not wait for a
+ * stopped haspd, which ends the lease when it runs again; the release's
+ * answer is read, and dropped, on the way to the next call's. */
+START_TEST(unlock_does_not_wait_for_the_daemon)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	hasp_lease *l = lock_key(c, "unwaited", 0);
+	int64_t start;
+
+	ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+	start = now_ms();
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	ck_assert_int_lt(now_ms() - start, test_ms(100));
+	ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+	another_gets("unwaited");
+	ck_assert_int_eq(hasp_unlock(c, lock_key(c, "unwaited", test_ms(5000))), 0);
+	ck_assert_int_eq(hasp_ping(c), 0);
+	hasp_close(c);
+}
+END_TEST
+
+/* haspd ends a lease before it reads the next request of its session: a
+ * try (timeout 0) at the key just unlocked never finds it busy. */
+START_TEST(a_try_after_unlock_is_never_busy)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+
+	for (int i = 0; i < 2000; i++)
+		ck_assert_int_eq(hasp_unlock(c, lock_key(c, "again", 0)), 0);
+	hasp_close(c);
+}
+END_TEST
+
+/* With the socket full (haspd stopped under a pile of requests), an
+ * unlock waits until its release is written, within the call timeout. */
+START_TEST(an_unlock_into_a_full_socket_keeps_the_call_timeout)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	hasp_lease *l = lock_key(c, "full", 0);
+	struct outcome piled = { 0 };
+	char key[1001];
+	int64_t start;
+	int n = 0;
+
+	ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+	while (!(hasp_client_get_events(c) & POLLOUT) && n < 100000) {
+		snprintf(key, sizeof(key), "%0990d", n++);
+		ck_assert_int_eq(hasp_lock_async(c, key, NULL, record, &piled, NULL), 0);
+		ck_assert_int_eq(hasp_client_process(c), 0);
+	}
+	ck_assert(hasp_client_get_events(c) & POLLOUT);
+	hasp_client_set_call_timeout(c, 200);
+	start = now_ms();
+	ck_assert_int_eq(hasp_unlock(c, l), -ETIMEDOUT);
+	ck_assert_int_ge(now_ms() - start, 190);
+	ck_assert_int_lt(now_ms() - start, test_ms(2000));
+	ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+	hasp_close(c);
+	another_gets("full"); /* the session's end released it */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("async");
@@ -886,6 +950,9 @@ int main(void)
 	tcase_add_test(tc, an_ended_connection_has_no_fd);
 	tcase_add_test(tc, a_late_fd_grant_is_unlocked);
 	tcase_add_test(tc, a_client_side_timeout_names_no_holders);
+	tcase_add_test(tc, unlock_does_not_wait_for_the_daemon);
+	tcase_add_test(tc, a_try_after_unlock_is_never_busy);
+	tcase_add_test(tc, an_unlock_into_a_full_socket_keeps_the_call_timeout);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

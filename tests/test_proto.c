@@ -526,6 +526,107 @@ START_TEST(ok_reply_with_body_and_request_encoding)
 }
 END_TEST
 
+/* libhasp's text encoder against jansson: every byte that needs an escape,
+ * multi-byte UTF-8, a name that is not UTF-8 (shown), and integers at the
+ * ends of their range; the daemon decodes the line it writes. */
+START_TEST(members_encoder_agrees_with_jansson)
+{
+	char every[128], line[2048];
+	const char *utf8 = "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92 \x7f";
+	const char *bad = "a\xff\xc3" "b";
+	const int64_t ints[] = { 0, -1, 1, 9007199254740991, INT64_MAX, INT64_MIN };
+	struct proto_members m;
+	struct proto_request r;
+	json_t *o;
+	size_t len;
+
+	for (int i = 1; i < 128; i++)
+		every[i - 1] = (char)i;
+	every[127] = '\0';
+	proto_members_init(&m);
+	proto_members_str(&m, "key", every);
+	proto_members_str(&m, "owner", utf8);
+	proto_members_shown(&m, "path", bad, strlen(bad));
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "i%zu", i);
+		proto_members_int(&m, name, ints[i]);
+	}
+	proto_members_true(&m, "t");
+	ck_assert(!m.nomem);
+	ck_assert_uint_gt(m.len, sizeof(m.small)); /* it grew */
+	ck_assert_uint_le(proto_line_size(OP_ACQUIRE, &m), sizeof(line));
+	len = proto_line_write(line, INT64_MAX, OP_ACQUIRE, &m);
+	ck_assert_uint_le(len, proto_line_size(OP_ACQUIRE, &m));
+	ck_assert_int_eq(line[len - 1], '\n');
+	ck_assert_ptr_null(memchr(line, '\n', len - 1));
+	o = json_loadb(line, len, 0, NULL);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "id")), INT64_MAX);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "op")), "acquire");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "key")), every);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "owner")), utf8);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "path")), "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "i%zu", i);
+		ck_assert_int_eq(json_integer_value(json_object_get(o, name)), ints[i]);
+	}
+	ck_assert(json_is_true(json_object_get(o, "t")));
+	ck_assert_int_eq(json_object_size(o), 6 + sizeof(ints) / sizeof(ints[0]));
+	json_decref(o);
+	proto_members_free(&m);
+
+	/* A release, as the daemon reads it (by its fast reader). */
+	proto_members_init(&m);
+	proto_members_int(&m, "lease", 31);
+	len = proto_line_write(line, 7, OP_RELEASE, &m);
+	ck_assert_mem_eq(line, "{\"id\":7,\"op\":\"release\",\"lease\":31}\n", len);
+	line[len - 1] = '\0';
+	decode_ok(line, &r);
+	ck_assert_int_eq(r.release.lease, 31);
+	done();
+	proto_members_free(&m);
+}
+END_TEST
+
+/* The flat reader takes libhasp's everyday replies; what it leaves (an
+ * error, a nested body) is jansson's, and the two agree on what they
+ * share. */
+START_TEST(replies_read_flat_or_not)
+{
+	struct proto_reply rep;
+	const char *grant = "{\"id\":2,\"ok\":true,\"lease\":31,\"fence\":1795000000000123,"
+			    "\"mode\":\"exclusive\",\"token\":\"00112233445566778899aabbccddeeff\"}";
+	const char *nested = "{\"id\":3,\"ok\":true,\"stats\":{\"leases\":1}}";
+	const char *escaped = "{\"event\":\"revoked\",\"lease\":9,\"key\":\"a\\\"b\"}";
+	struct proto_grant g;
+	int64_t v;
+
+	ck_assert_int_eq(proto_decode_reply(grant, strlen(grant), &rep), 0);
+	ck_assert(rep.is_flat && rep.ok && rep.id == 2);
+	ck_assert_int_eq(proto_decode_grant(&rep, &g), 0);
+	ck_assert(g.lease == 31 && g.fence == 1795000000000123 && g.expires_ms == -1);
+	ck_assert_str_eq(g.token, "00112233445566778899aabbccddeeff");
+	ck_assert_ptr_null(proto_reply_str(&rep, "lease")); /* not a string */
+	ck_assert_ptr_nonnull(proto_reply_root(&rep));
+	ck_assert(!rep.is_flat);
+	ck_assert_int_eq(proto_decode_grant(&rep, &g), 0);
+	ck_assert(g.lease == 31 && g.fence == 1795000000000123);
+	proto_reply_done(&rep);
+	ck_assert_int_eq(proto_decode_reply(nested, strlen(nested), &rep), 0);
+	ck_assert(!rep.is_flat && rep.ok && rep.root);
+	proto_reply_done(&rep);
+	ck_assert_int_eq(proto_decode_reply(escaped, strlen(escaped), &rep), 0);
+	ck_assert(!rep.is_flat && rep.is_event);
+	ck_assert(proto_reply_int(&rep, "lease", &v) && v == 9);
+	ck_assert_str_eq(proto_reply_str(&rep, "key"), "a\"b");
+	proto_reply_done(&rep);
+}
+END_TEST
+
 START_TEST(decode_replies)
 {
 	struct proto_reply rep;
@@ -628,6 +729,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(rep, error_replies);
 	tcase_add_test(rep, ok_reply_with_body_and_request_encoding);
 	tcase_add_test(rep, decode_replies);
+	tcase_add_test(rep, members_encoder_agrees_with_jansson);
+	tcase_add_test(rep, replies_read_flat_or_not);
 	tcase_add_test(rep, code_tables_round_trip);
 	suite_add_tcase(s, frame);
 	suite_add_tcase(s, req);

@@ -171,17 +171,26 @@ static void check_differential(const char *line, size_t len)
 	free(padded);
 }
 
+/* libhasp's reply reader, flat or not, agrees with jansson on the line. */
 static void check_reply_decoder(const char *line, size_t len)
 {
 	struct proto_reply rep;
+	json_t *whole;
 
 	if (proto_decode_reply(line, len, &rep) < 0) {
 		CHECK(rep.root == NULL);
 		return;
 	}
-	CHECK(rep.root != NULL);
+	CHECK(rep.is_flat || rep.root != NULL);
 	CHECK(rep.is_event == (rep.event != NULL));
 	CHECK(rep.is_event || rep.ok || rep.message != NULL);
+	whole = json_loadb(line, len, 0, NULL);
+	CHECK(whole != NULL);
+	if (proto_reply_root(&rep)) { /* NULL: out of memory */
+		CHECK(json_equal(rep.root, whole));
+		CHECK(rep.is_event == (json_object_get(whole, "event") != NULL));
+	}
+	json_decref(whole);
 	proto_reply_done(&rep);
 }
 

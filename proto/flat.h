@@ -1,8 +1,9 @@
-/* A fast reader for the requests that matter most: short flat objects whose
- * values are plain ASCII strings (no escapes), integers, true, false or
- * null. Anything else is "not flat", and request-decode.c reads it with jansson,
- * which also reports every error: this reader never decides that a line is
- * invalid, only that it is simple. */
+/* A fast reader for the lines that matter most, both ways (the daemon's
+ * requests, libhasp's replies): short flat objects whose values are plain
+ * ASCII strings (no escapes), integers, true, false or null. Anything else
+ * is "not flat", and the caller reads it with jansson, which also reports
+ * every error: this reader never decides that a line is invalid, only that
+ * it is simple. */
 #pragma once
 
 #include <stddef.h>
