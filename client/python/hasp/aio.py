@@ -72,7 +72,9 @@ class Lease(LeaseState):
 
     def release(self) -> "asyncio.Future[None]":
         """Releases the lease (the request is sent now); await the result for
-        the daemon's answer. A second call returns the first one's result;
+        the daemon's answer, which for a named key's lease is not waited for
+        (it is done once the release is written: haspd serves it before
+        anything this client sends later). A second call returns the first one's result;
         one after a checkin by key or path that ended it, None."""
         if self._done is not None:
             return self._done
@@ -477,6 +479,12 @@ class Client(Session):
             done.set_exception(self._lost_before(lease, "before its release"))
             return done
         _req, fut = self._request("release", {"lease": lease.id})
+        if lease.key is not None:
+            # Written, not waited for, as the blocking client does (see
+            # hasp.Client._release_unawaited): the answer is dropped.
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            done.set_result(None)
+            return done
 
         def finish(f: asyncio.Future) -> None:
             if done.done():

@@ -223,7 +223,16 @@ class Lease(LeaseState):
     def release(self) -> None:
         """Releases the lease; a second call does nothing. Raises
         :class:`hasp.LeaseLost` if the lease had been lost meanwhile (it was
-        not held until now)."""
+        not held until now), as far as the client knows.
+
+        A named key's release is written and not waited for: haspd serves
+        it before anything this client sends later, so that a lock and a
+        release cost one round trip. Another client's try (``timeout=0``)
+        sent at the same moment may still find the key held; to be sure it
+        was served (before telling another process to try, say), call
+        :meth:`Client.ping` after it. A file's release is awaited, so that
+        its flock(2) is dropped, for programs outside hasp too, when this
+        returns."""
         if self.released:
             return
         try:
@@ -558,11 +567,24 @@ class Client(Session):
             if self._lease_lost(lease.id):
                 raise self._lost_before(lease, "before its release")
             try:
+                if lease.key is not None:
+                    self._release_unawaited(lease)
+                    return
                 rep = self._call("release", {"lease": lease.id})
             except Unavailable as e:
                 raise lease_gone(lease, e) from e
             if not rep.ok:
                 raise lease_failure(rep, lease)
+
+    def _release_unawaited(self, lease: Lease) -> None:
+        """A named key's release is written and not waited for, as libhasp's
+        hasp_unlock() does: haspd ends the lease before it reads anything
+        else from this connection, and its answer (ok, or that the lease had
+        ended: its event says so) is read, and dropped, with the next. A
+        file's release is awaited: its flock(2), which programs outside hasp
+        see, is dropped only when haspd has served it."""
+        self._usable()
+        self._send(self._proto.request("release", lease=lease.id).data)
 
     def _adopt(self, lease: Lease, fd: int, path: str) -> None:
         with self._lock:

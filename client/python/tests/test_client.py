@@ -1,6 +1,7 @@
 """hasp.Client, Lease and the one-off hasp.lock / hasp.lock_file against a
 real haspd."""
 
+import fcntl
 import os
 import signal
 import socket
@@ -100,6 +101,7 @@ def test_shared_and_exclusive(daemon):
         with pytest.raises(hasp.Busy):
             x.lock("rw", timeout=0)
         lb.release()
+        b.ping()  # the release was written, not awaited: served once b's ping is
         lx = x.lock("rw", timeout=0)
         with pytest.raises(hasp.Busy):
             a.lock("rw", shared=True, timeout=0)
@@ -302,3 +304,40 @@ def test_a_failed_settle_leaves_no_lease_behind(daemon, workdir):
         assert not t.is_alive()
         assert isinstance(outcome.get("error"), hasp.BadRequest), outcome
         assert not admin._call("list").get("resources"), "a lease or waiter was left"
+
+
+def test_a_key_release_is_not_waited_for(daemon):
+    """A named key's release is written and returns, even with haspd
+    stopped; haspd serves it when it runs again, before anything the client
+    sends later (the release's answer is dropped on the way)."""
+    c = hasp.Client()
+    try:
+        lease = c.lock("unwaited")
+        daemon.proc.send_signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            lease.release()
+            assert time.monotonic() - start < bound(0.1)
+        finally:
+            daemon.proc.send_signal(signal.SIGCONT)
+        with hasp.lock("unwaited", timeout=bound(5)):
+            pass
+        for _ in range(500):  # haspd ends each before it reads the next try
+            c.lock("unwaited", timeout=0).release()
+        assert c.ping() >= 0
+    finally:
+        c.close()
+
+
+def test_a_file_release_is_awaited(daemon, workdir):
+    """A file's release returns once haspd dropped its flock(2): a flock
+    taken right after by a process outside hasp gets it."""
+    path = os.path.join(workdir, "f.lock")
+    for _ in range(50):
+        with hasp.lock_file(path):
+            pass
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
