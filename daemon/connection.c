@@ -164,7 +164,7 @@ static void connection_throttle(struct connection *c, bool on)
 	c->throttled = on;
 	if (on)
 		loop_event_del(c->rev);
-	else if (loop_event_add(c->rev, NULL) < 0)
+	else if (!c->paused && loop_event_add(c->rev, NULL) < 0)
 		connection_break(c); /* never to read again: end it */
 }
 
@@ -228,7 +228,7 @@ static void connection_process(struct connection *c)
 		connection_break(c); /* out of memory to see its lines whole */
 		return;
 	}
-	while (!c->closing && !c->overflow) {
+	while (!c->closing && !c->overflow && !c->paused) {
 		enum frame_status st = frame_next(buf + off, len - off, *c->max_line, &line_len);
 
 		if (st == FRAME_PARTIAL)
@@ -244,6 +244,8 @@ static void connection_process(struct connection *c)
 		c->line_mixed = c->part_mixed;
 		c->part_mixed = false;
 		c->ops->line(c->ctx, buf + off, line_len);
+		if (c->paused)
+			break; /* the line stays, with what came with it */
 		connection_close_fds_before(c, c->line_end);    /* unclaimed */
 		off += line_len + 1;
 	}
@@ -253,6 +255,24 @@ static void connection_process(struct connection *c)
 		connection_close_fds(c);
 	if (evbuffer_get_length(c->out) > CONNECTION_OUT_SOFT)
 		connection_throttle(c, true);
+}
+
+void connection_pause(struct connection *c)
+{
+	c->paused = true;
+	loop_event_del(c->rev);
+}
+
+void connection_resume(struct connection *c)
+{
+	if (!c->paused || c->dead)
+		return;
+	c->paused = false;
+	if (!c->throttled && !c->closing && loop_event_add(c->rev, NULL) < 0) {
+		connection_break(c); /* never to read again: end it */
+		return;
+	}
+	connection_process(c);
 }
 
 /* Keeps the descriptors that came with the data, closing what does not

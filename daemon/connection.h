@@ -76,6 +76,7 @@ struct connection {
 	bool closing;               /* write what is queued, then close */
 	bool throttled;             /* not reading: too much output queued */
 	bool overflow;              /* output past the hard limit: to be ended */
+	bool paused;                /* the line handed up is to be handed up again */
 	bool dead;
 };
 
@@ -105,5 +106,9 @@ bool connection_fds_refused(const struct connection *c);
 bool connection_peer_gone(const struct connection *c);
 /* Ends it now (ops->lost is called), e.g. as the daemon stops. */
 void connection_lose(struct connection *c, enum connection_end why, const char *detail);
+/* From ops->line: the line is not taken now. Nothing more is read or
+ * handed up until connection_resume(), which hands it up again first. */
+void connection_pause(struct connection *c);
+void connection_resume(struct connection *c);
 /* Writes the output of every connection queued on flushing. */
 void connection_flush_all(struct list *flushing);

@@ -22,6 +22,7 @@
 #include "report.h"
 #include "revoke.h"
 #include "session.h"
+#include "tries.h"
 
 /* Copies the client's name (valid UTF-8) as the session's label, cut to
  * fit at a character's start, so that list can always show it. */
@@ -156,6 +157,9 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 
 	if (over_lock_limits(s, req) || (req->acquire.detach && !checkouts_admit(s, req)))
 		return;
+	if (req->acquire.timeout_ms == 0 && !req->acquire.path &&
+	    locktable_would_wait(lt, lr.key, lr.key_len, lr.mode) && tries_defer(s))
+		return; /* handed up again after one turn of the loop */
 	if (req->acquire.path && !acquire_file(s, req, &lr, filekey))
 		return;
 	/* The fd form's descriptor stays only with a request that waits. */
@@ -309,6 +313,7 @@ void dispatch_line(struct session *s, const char *line, size_t len)
 			    "processes: each must send its own lines whole", NULL);
 	else
 		dispatch_request(s, &req);
+	s->try_final = false;
 	changes_apply(s->d, NULL);
 	proto_doc_done(&doc);
 }

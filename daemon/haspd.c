@@ -23,6 +23,7 @@
 #include "proto-daemon.h"
 #include "server.h"
 #include "session.h"
+#include "tries.h"
 #include "users.h"
 
 /* Descriptors opened after haspd_init() for the daemon itself: the
@@ -204,6 +205,8 @@ int haspd_init(struct haspd *d)
 	if (!d->timer || loop_event_add(d->timer, &hour) < 0)
 		return -1;
 	loop_event_del(d->timer);
+	if (tries_init(d) < 0)
+		return -1;
 	haspd_tick(d);
 	d->started_us = d->lt.now_us;
 	users_set_fd_budget(&d->users, fdlimit_now(), fdlimit_open() + HASPD_FDS_LATER);
@@ -221,6 +224,7 @@ void haspd_done(struct haspd *d)
 	d->server = server_free(d->server);
 	d->timer = loop_event_free(d->timer);
 	d->idle_timer = loop_event_free(d->idle_timer);
+	tries_done(d);
 	locktable_done(&d->lt);
 	adopt_done(&d->aliases);
 	d->fence_timer = loop_event_free(d->fence_timer);

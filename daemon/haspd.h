@@ -57,6 +57,8 @@ struct haspd {
 	bool journal_failing;       /* the last rewrite failed (logged once) */
 	uint64_t journal_retry_us;  /* then no rewrite is tried before this */
 	struct loop_event *idle_timer; /* idle_exit's (idle.h), made when first armed */
+	struct list tries;          /* session.try_link: tries put off a turn (tries.h) */
+	struct loop_event *tries_timer; /* the next turn, for them */
 	bool idle_armed;            /* counting down: the daemon is idle */
 };
 

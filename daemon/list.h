@@ -40,3 +40,16 @@ static inline void list_del(struct list *n)
 	n->next->prev = n->prev;
 	n->next = n->prev = n;
 }
+
+/* Moves every node of from (left empty) to the empty list to, in order. */
+static inline void list_take_all(struct list *to, struct list *from)
+{
+	list_init(to);
+	if (list_empty(from))
+		return;
+	to->next = from->next;
+	to->prev = from->prev;
+	to->next->prev = to;
+	to->prev->next = to;
+	list_init(from);
+}

@@ -362,6 +362,14 @@ static bool compatible(const struct lt_resource *r, enum lt_mode mode)
 	return r->nholders == 0 || (r->held_mode == LT_SHARED && mode == LT_SHARED);
 }
 
+bool locktable_would_wait(const struct locktable *lt, const char *key, size_t key_len,
+			  enum lt_mode mode)
+{
+	const struct lt_resource *r = locktable_find(lt, key, key_len);
+
+	return r && (r->nwaiters > 0 || !compatible(r, mode));
+}
+
 /* Whether e, a request on r, can be granted now: compatible with the
  * holders, a fence to give, and admitted by the os attachment if any
  * (asked last: it may take a flock). */

@@ -351,6 +351,11 @@ bool locktable_next_change(struct locktable *lt, struct lt_change *ret);
 int64_t locktable_next_deadline(const struct locktable *lt);
 
 struct lt_resource *locktable_find(const struct locktable *lt, const char *key, size_t key_len);
+/* Whether a request in mode on key would have to wait now: the key has
+ * holders it conflicts with, or waiters (whom it may not pass). Changes
+ * nothing. */
+bool locktable_would_wait(const struct locktable *lt, const char *key, size_t key_len,
+			  enum lt_mode mode);
 struct lt_entry *locktable_lease(const struct locktable *lt, uint64_t lease_id);
 void locktable_foreach(const struct locktable *lt,
 		       void (*fn)(struct lt_resource *r, void *arg), void *arg);

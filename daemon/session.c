@@ -12,6 +12,7 @@
 #include "fdlimit.h"
 #include "fdlocks.h"
 #include "haspd.h"
+#include "tries.h"
 #include "users.h"
 
 static void session_line(void *ctx, const char *line, size_t len)
@@ -53,6 +54,7 @@ static void session_conn_lost(void *ctx, enum connection_end why, const char *de
 			    CONNECTION_OUT_HARD);
 	log_debug("session %" PRIu64 " (pid %d) ended: %s", s->id, (int)s->owner.pid, detail);
 	session_end_leases(s);
+	tries_forget(s);
 	s->lost = true;
 	list_del(&s->link);
 	list_add_tail(&d->graveyard, &s->link);
@@ -114,6 +116,7 @@ struct session *session_new(struct haspd *d, int fd)
 		return NULL;
 	}
 	list_init(&s->fdlocks);
+	list_init(&s->try_link);
 	s->id = ++d->sessions_total;
 	lt_owner_init(&s->owner, s->id, cred.pid, cred.uid, cred.gid);
 	s->owner.group = &s->user->group;
@@ -170,6 +173,16 @@ bool session_line_mixed(const struct session *s)
 void session_lost(struct session *s, const char *why)
 {
 	connection_lose(&s->conn, CONNECTION_CLOSED, why);
+}
+
+void session_pause(struct session *s)
+{
+	connection_pause(&s->conn);
+}
+
+void session_resume(struct session *s)
+{
+	connection_resume(&s->conn);
 }
 
 void session_log(struct session *s, enum log_level level, const char *fmt, ...)

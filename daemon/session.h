@@ -27,6 +27,8 @@ struct session {
 	struct lt_cred sender;      /* the sender of the line being dispatched, whose
 				     * authority every request has (SCM_CREDENTIALS) */
 	struct list fdlocks;        /* fdlock.link: descriptors of fd-form requests (fdlocks.h) */
+	struct list try_link;       /* in d->tries while a try is put off (tries.h) */
+	bool try_final;             /* the try handed up again: answer it now */
 	unsigned protocol_errors;
 	bool ended;                 /* its leases and waits are gone */
 	bool lost;                  /* in the graveyard */
@@ -56,6 +58,9 @@ bool session_peer_gone(const struct session *s);
 bool session_line_mixed(const struct session *s);
 /* Ends the session now: its leases are released, its waits removed. */
 void session_lost(struct session *s, const char *why);
+/* Its connection's pause and resume (connection.h), for tries.h. */
+void session_pause(struct session *s);
+void session_resume(struct session *s);
 void session_free(struct session *s);
 /* Logs a line about s, within its uid's share of the log (ratelimit.h). */
 void session_log(struct session *s, enum log_level level, const char *fmt, ...)

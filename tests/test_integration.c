@@ -770,6 +770,45 @@ START_TEST(ten_thousand_idle_connections)
 }
 END_TEST
 
+/* A try (timeout 0) is served after a release that was written before it
+ * was sent, even from another connection the daemon reads later: here the
+ * try's connection is ahead in the daemon's queue of ready sockets (its
+ * ping came first), and haspd is stopped while all the lines arrive. */
+START_TEST(a_try_is_served_after_a_release_written_before_it)
+{
+	int holder = raw_connect(daemon_.socket), trier = raw_connect(daemon_.socket);
+
+	for (int round = 0; round < 20; round++) {
+		char line[128];
+		json_t *r;
+
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"handed\"}\n",
+			 2 * round + 1);
+		raw_send(holder, line);
+		r = raw_recv_id(holder, 2 * round + 1, test_ms(5000));
+		ck_assert_ptr_null(reply_error(r));
+		ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+		raw_send(trier, "{\"id\":1,\"op\":\"ping\"}\n");
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"release\",\"lease\":%lld}\n",
+			 2 * round + 2, (long long)json_integer_value(json_object_get(r, "lease")));
+		json_decref(r);
+		raw_send(holder, line);
+		raw_send(trier, "{\"id\":2,\"op\":\"acquire\",\"key\":\"handed\",\"timeout_ms\":0}\n"
+			 "{\"id\":3,\"op\":\"release\",\"key\":\"handed\"}\n");
+		ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+		r = raw_recv_id(trier, 2, test_ms(5000));
+		ck_assert_msg(!reply_error(r), "round %d: the try was answered %s", round,
+			      reply_error(r));
+		json_decref(r);
+		r = raw_recv_id(trier, 3, test_ms(5000));
+		ck_assert_ptr_null(reply_error(r));
+		json_decref(r);
+	}
+	close(holder);
+	close(trier);
+}
+END_TEST
+
 static Suite *integration_suite(void)
 {
 	Suite *s = suite_create("integration");
@@ -799,6 +838,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, daemon_restart_loses_leases_and_fences_go_on);
 	tcase_add_test(tc, revoked_before_the_daemon_died_reads_as_revoked);
 	tcase_add_test(tc, ten_thousand_idle_connections);
+	tcase_add_test(tc, a_try_is_served_after_a_release_written_before_it);
 	suite_add_tcase(s, tc);
 	return s;
 }

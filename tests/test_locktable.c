@@ -52,6 +52,29 @@ START_TEST(shared_holders_coexist)
 }
 END_TEST
 
+/* The question the daemon asks before it puts a try off (tries.h): yes
+ * exactly when a try would be busy. Asking changes nothing. */
+START_TEST(would_wait_is_a_trys_busy)
+{
+	struct lt_entry *held;
+
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, X));
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, S));
+	ck_assert_ptr_null(locktable_find(&fx.lt, "k", 1)); /* nothing made */
+	ck_assert_int_eq(fx_acquire(&fx, &a, "k", S, -1, 1, &held), LT_GRANTED);
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, S));
+	ck_assert(locktable_would_wait(&fx.lt, "k", 1, X));
+	ck_assert_int_eq(ACQ(d, "k", X, 0, 9), LT_BUSY);
+	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
+	ck_assert(locktable_would_wait(&fx.lt, "k", 1, S)); /* a writer waits ahead */
+	ck_assert_int_eq(ACQ(d, "k", S, 0, 9), LT_BUSY);
+	ck_assert_int_eq(fx_release(&fx, &a, held->id), LT_OK);
+	ck_assert(locktable_would_wait(&fx.lt, "k", 1, S));
+	ck_assert_int_eq(fx_release(&fx, &b, fx.granted[0]->id), LT_OK);
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, X));
+}
+END_TEST
+
 START_TEST(grants_in_fifo_order)
 {
 	struct lt_entry *held;
@@ -933,6 +956,7 @@ static Suite *locktable_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, exclusive_excludes_everything);
+	tcase_add_test(tc, would_wait_is_a_trys_busy);
 	tcase_add_test(tc, a_ttl_starts_at_the_grant_and_lapses_then);
 	tcase_add_test(tc, renew_moves_the_expiry);
 	tcase_add_test(tc, a_detached_lease_outlives_its_session);

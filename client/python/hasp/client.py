@@ -227,11 +227,11 @@ class Lease(LeaseState):
 
         A named key's release is written and not waited for: haspd serves
         it before anything this client sends later, so that a lock and a
-        release cost one round trip. Another client's try (``timeout=0``)
-        sent at the same moment may still find the key held; to be sure it
-        was served (before telling another process to try, say), call
-        :meth:`Client.ping` after it. A file's release is awaited, so that
-        its flock(2) is dropped, for programs outside hasp too, when this
+        release cost one round trip; another client's try (``timeout=0``)
+        sent after this returned is served after it too (haspd reads what
+        was sent before it answers a try busy). A file's release is
+        awaited, so that its flock(2) is dropped, for programs outside hasp
+        too, when this
         returns."""
         if self.released:
             return

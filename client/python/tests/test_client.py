@@ -100,8 +100,7 @@ def test_shared_and_exclusive(daemon):
         la.release()
         with pytest.raises(hasp.Busy):
             x.lock("rw", timeout=0)
-        lb.release()
-        b.ping()  # the release was written, not awaited: served once b's ping is
+        lb.release()  # written, not awaited: haspd serves it before x's try
         lx = x.lock("rw", timeout=0)
         with pytest.raises(hasp.Busy):
             a.lock("rw", shared=True, timeout=0)
