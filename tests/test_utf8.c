@@ -106,6 +106,10 @@ static Suite *utf8_suite(void)
 	Suite *s = suite_create("utf8");
 	TCase *tc = tcase_create("utf8");
 
+	/* Exhaustive over short strings: seconds under ASan, more on a busy
+	 * machine than Check's default 4 s allow. */
+	tcase_set_timeout(tc, 60);
+
 	tcase_add_test(tc, replacement_per_maximal_subpart);
 	tcase_add_test(tc, compare_and_prefix_as_shown);
 	tcase_add_test(tc, json_strings_as_shown);
