@@ -87,6 +87,7 @@ struct hasp_lease {
 	uint64_t fence;
 	enum hasp_mode mode;
 	bool on_key;                            /* a named key's, not a file's */
+	const hasp_client *client;              /* the one that took it */
 	int64_t ttl_ms;                         /* 0: none */
 	char token[PROTO_TOKEN_HEX + 1];        /* a checkout's, else "" */
 	char key[];

@@ -259,30 +259,41 @@ static int unlock_awaited(hasp_client *c, hasp_lease *l)
  * answer can only be ok, or that the lease had ended already (revoked,
  * expired: told by an event), and haspd ends it before it reads anything
  * else from this connection. The answer is read, and dropped, with the
- * next. An end the client has read already is the caller's error. */
+ * next. An end that haspd had told already (read first, as
+ * hasp_lease_revoked() reads it) is the caller's error, and so is the
+ * connection's end. */
 static int unlock_session(hasp_client *c, hasp_lease *l)
 {
 	struct proto_members m;
 	int r;
 
 	c->errmsg[0] = '\0';
+	if (c->fd >= 0)
+		libhasp_drain(c);
 	for (size_t i = 0; i < c->nlost; i++)
 		if (c->lost_leases[i].lease == l->id)
 			return libhasp_error(c, -HASP_E_UNKNOWN_LEASE, "lease %llu was %s by haspd",
 					     (unsigned long long)l->id,
 					     c->lost_leases[i].how == LIBHASP_REVOKED ? "revoked"
 											: "expired");
+	if (c->lost)
+		return libhasp_lost_error(c);
 	libhasp_members_release(&m, l->id, NULL);
 	r = libhasp_send_members(c, OP_RELEASE, &m, -1, LIBHASP_NEVER, NULL, NULL, NULL);
 	proto_members_free(&m);
-	if (r == 0 && c->lost)
-		r = libhasp_lost_error(c);
+	/* Without memory for it, the lease would stay with its handle gone,
+	 * never to be released: the session goes, and the lease with it. */
+	if (r == -ENOMEM)
+		return libhasp_drop(c, -ENOMEM, "out of memory to release a lease");
 	return r < 0 ? r : libhasp_written(c);
 }
 
 HASP_EXPORT int hasp_unlock(hasp_client *c, hasp_lease *l)
 {
-	int r = *l->token || !l->on_key ? unlock_awaited(c, l) : unlock_session(c, l);
+	/* Through another client, haspd's answer (unknown_lease) is the
+	 * caller's: it is awaited. */
+	int r = *l->token || !l->on_key || l->client != c ? unlock_awaited(c, l)
+							   : unlock_session(c, l);
 
 	hasp_lease_free(l);
 	return r;

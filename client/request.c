@@ -266,6 +266,7 @@ static int read_grant(hasp_request *q, const struct proto_reply *rep)
 	l->fence = g.fence;
 	l->mode = q->a.mode;
 	l->on_key = q->target == LIBHASP_KEY;
+	l->client = q->c;
 	l->ttl_ms = q->a.ttl_ms > 0 ? (g.expires_ms >= 0 ? g.expires_ms : q->a.ttl_ms) : 0;
 	snprintf(l->token, sizeof(l->token), "%s", g.token ? g.token : "");
 	return 0;

@@ -923,6 +923,58 @@ START_TEST(an_unlock_into_a_full_socket_keeps_the_call_timeout)
 }
 END_TEST
 
+/* A revoke that haspd sent before the unlock (its event is in c's socket,
+ * unread) is the unlock's answer, as hasp_lease_revoked() would have told
+ * at that moment: the section the lease guarded was not protected to its
+ * end, and the caller must hear of it. */
+START_TEST(an_unlock_after_a_revoke_already_sent_says_so)
+{
+	hasp_client *c = client_connect(daemon_.socket), *admin = client_connect(daemon_.socket);
+	hasp_lease *l = lock_key(c, "revoked-then-unlocked", 0);
+
+	ck_assert_int_eq(hasp_revoke(admin, hasp_lease_id(l)), 0);
+	ck_assert(wait_readable(hasp_client_get_fd(c), 5000)); /* the event is there */
+	ck_assert_int_eq(hasp_unlock(c, l), -HASP_E_UNKNOWN_LEASE);
+	ck_assert_int_eq(hasp_ping(c), 0);
+	hasp_close(admin);
+	hasp_close(c);
+}
+END_TEST
+
+/* An unlock on a connection known to have ended says so, with a reason,
+ * as every other call does. */
+START_TEST(an_unlock_on_an_ended_connection_says_why)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	hasp_lease *l = lock_key(c, "ended-then-unlocked", 0);
+
+	kill(daemon_.pid, SIGKILL);
+	wait_child(daemon_.pid, 5000);
+	ck_assert_int_eq(hasp_ping(c), -ECONNRESET);
+	ck_assert_int_eq(hasp_unlock(c, l), -ECONNRESET);
+	ck_assert_msg(strstr(hasp_client_errmsg(c), "connection") != NULL,
+		      "no reason given: \"%s\"", hasp_client_errmsg(c));
+	hasp_close(c);
+	daemon_.pid = daemon_spawn(daemon_.socket, -1); /* for teardown */
+	ck_assert(wait_socket(daemon_.socket, DAEMON_START_MS));
+}
+END_TEST
+
+/* An unlock through another client than the one that took the lease is
+ * refused, as haspd refuses it (a session releases only its own leases),
+ * not reported done while the lease stays held by its own session. */
+START_TEST(an_unlock_through_another_client_is_refused)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	hasp_lease *l = lock_key(a, "not-yours", 0);
+
+	ck_assert_int_eq(hasp_unlock(b, l), -HASP_E_UNKNOWN_LEASE);
+	hasp_close(b);
+	hasp_close(a);
+	another_gets("not-yours");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("async");
@@ -953,6 +1005,9 @@ int main(void)
 	tcase_add_test(tc, unlock_does_not_wait_for_the_daemon);
 	tcase_add_test(tc, a_try_after_unlock_is_never_busy);
 	tcase_add_test(tc, an_unlock_into_a_full_socket_keeps_the_call_timeout);
+	tcase_add_test(tc, an_unlock_after_a_revoke_already_sent_says_so);
+	tcase_add_test(tc, an_unlock_on_an_ended_connection_says_why);
+	tcase_add_test(tc, an_unlock_through_another_client_is_refused);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

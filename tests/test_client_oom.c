@@ -123,6 +123,20 @@ static void listing(hasp_client *c, int (*call)(hasp_client *, char **))
 	free(text);
 }
 
+/* An unlock that fails leaves no lease behind either: the handle is freed
+ * whatever the result, so nothing could release the lease later. It ends
+ * (with the connection, if it must) while c is still open. */
+static void unlock_leaves_nothing(hasp_client *c, const char *name)
+{
+	hasp_lease *l = lock_or_nothing(c, name, false);
+
+	if (!l)
+		return;
+	arm();
+	disarm(hasp_unlock(c, l));
+	no_lease_left(name, false);
+}
+
 /* The observer revokes l; c must then know, or know itself lost. */
 static void revoked_is_known(hasp_client *c, hasp_lease *l)
 {
@@ -155,6 +169,7 @@ static unsigned long run_failing(unsigned long n)
 		listing(c, hasp_stats_json);
 		if (key)
 			revoked_is_known(c, key);
+		unlock_leaves_nothing(c, "client-oom-unlocked");
 		arm();
 		if (locked)
 			hasp_unlock(c, locked);

@@ -770,6 +770,49 @@ START_TEST(ten_thousand_idle_connections)
 }
 END_TEST
 
+/* fd acquires key as request id; the lease granted. */
+static json_int_t raw_lease(int fd, const char *key, int id)
+{
+	char line[128];
+	json_int_t lease;
+	json_t *r;
+
+	snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"%s\"}\n", id, key);
+	raw_send(fd, line);
+	r = raw_recv_id(fd, id, test_ms(5000));
+	ck_assert_ptr_null(reply_error(r));
+	lease = json_integer_value(json_object_get(r, "lease"));
+	json_decref(r);
+	return lease;
+}
+
+/* With haspd stopped, before what the trier's try must come after: the
+ * trier goes ahead in haspd's queue of ready sockets (its ping first). */
+static void trier_ahead(int trier)
+{
+	raw_send(trier, "{\"id\":1,\"op\":\"ping\"}\n");
+}
+
+/* The trier's try of key, sent now; haspd is resumed, and the try must
+ * find key free (the trier releases it again). */
+static void trier_gets(int trier, const char *key, int round)
+{
+	char line[256];
+	json_t *r;
+
+	snprintf(line, sizeof(line), "{\"id\":2,\"op\":\"acquire\",\"key\":\"%s\",\"timeout_ms\":0}\n"
+		 "{\"id\":3,\"op\":\"release\",\"key\":\"%s\"}\n", key, key);
+	raw_send(trier, line);
+	ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+	r = raw_recv_id(trier, 2, test_ms(5000));
+	ck_assert_msg(!reply_error(r), "round %d: the try was answered %s", round,
+		      reply_error(r));
+	json_decref(r);
+	r = raw_recv_id(trier, 3, test_ms(5000));
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+}
+
 /* A try (timeout 0) is served after a release that was written before it
  * was sent, even from another connection the daemon reads later: here the
  * try's connection is ahead in the daemon's queue of ready sockets (its
@@ -779,31 +822,49 @@ START_TEST(a_try_is_served_after_a_release_written_before_it)
 	int holder = raw_connect(daemon_.socket), trier = raw_connect(daemon_.socket);
 
 	for (int round = 0; round < 20; round++) {
+		json_int_t lease = raw_lease(holder, "handed", 2 * round + 1);
 		char line[128];
+
+		ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+		trier_ahead(trier);
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"release\",\"lease\":%lld}\n",
+			 2 * round + 2, (long long)lease);
+		raw_send(holder, line);
+		trier_gets(trier, "handed", round);
+	}
+	close(holder);
+	close(trier);
+}
+END_TEST
+
+/* The same when the releasing connection has a try of its own put off
+ * ahead of its release (an async client that tries one key while it
+ * releases another): the release was in the daemon's socket before the
+ * other client's try was sent, so that try must not find the key busy. */
+START_TEST(a_try_is_served_after_a_release_behind_the_releasers_own_try)
+{
+	int other = raw_connect(daemon_.socket), holder = raw_connect(daemon_.socket);
+	int trier = raw_connect(daemon_.socket);
+
+	raw_lease(other, "held-elsewhere", 1);
+	for (int round = 0; round < 10; round++) {
+		json_int_t lease = raw_lease(holder, "handed2", 3 * round + 1);
+		char line[256];
 		json_t *r;
 
-		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"handed\"}\n",
-			 2 * round + 1);
-		raw_send(holder, line);
-		r = raw_recv_id(holder, 2 * round + 1, test_ms(5000));
-		ck_assert_ptr_null(reply_error(r));
 		ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
-		raw_send(trier, "{\"id\":1,\"op\":\"ping\"}\n");
-		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"release\",\"lease\":%lld}\n",
-			 2 * round + 2, (long long)json_integer_value(json_object_get(r, "lease")));
-		json_decref(r);
+		trier_ahead(trier);
+		/* A try of the holder's own, then its release, not waited for. */
+		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"held-elsewhere\","
+			 "\"timeout_ms\":0}\n{\"id\":%d,\"op\":\"release\",\"lease\":%lld}\n",
+			 3 * round + 2, 3 * round + 3, (long long)lease);
 		raw_send(holder, line);
-		raw_send(trier, "{\"id\":2,\"op\":\"acquire\",\"key\":\"handed\",\"timeout_ms\":0}\n"
-			 "{\"id\":3,\"op\":\"release\",\"key\":\"handed\"}\n");
-		ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
-		r = raw_recv_id(trier, 2, test_ms(5000));
-		ck_assert_msg(!reply_error(r), "round %d: the try was answered %s", round,
-			      reply_error(r));
-		json_decref(r);
-		r = raw_recv_id(trier, 3, test_ms(5000));
+		trier_gets(trier, "handed2", round); /* sent after the release was written */
+		r = raw_recv_id(holder, 3 * round + 3, test_ms(5000));
 		ck_assert_ptr_null(reply_error(r));
 		json_decref(r);
 	}
+	close(other);
 	close(holder);
 	close(trier);
 }
@@ -839,6 +900,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, revoked_before_the_daemon_died_reads_as_revoked);
 	tcase_add_test(tc, ten_thousand_idle_connections);
 	tcase_add_test(tc, a_try_is_served_after_a_release_written_before_it);
+	tcase_add_test(tc, a_try_is_served_after_a_release_behind_the_releasers_own_try);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -188,7 +188,7 @@ static void check_reply_decoder(const char *line, size_t len)
 	CHECK(whole != NULL);
 	if (proto_reply_root(&rep)) { /* NULL: out of memory */
 		CHECK(json_equal(rep.root, whole));
-		CHECK(rep.is_event == (json_object_get(whole, "event") != NULL));
+		CHECK(rep.is_event == json_is_string(json_object_get(whole, "event")));
 	}
 	json_decref(whole);
 	proto_reply_done(&rep);

@@ -475,13 +475,20 @@ class Client(Session):
         assert self._loop is not None
         done: asyncio.Future = self._loop.create_future()
         self._leases.pop(lease.id, None)
+        if lease.key is not None:
+            # What haspd sent already (a revoke, the end) is read first, as
+            # the blocking client's _lease_lost() reads it: the release of a
+            # lease known lost raises, whether or not the loop ran since.
+            self._on_readable()
         if self._lease_lost(lease.id):
             done.set_exception(self._lost_before(lease, "before its release"))
             return done
         _req, fut = self._request("release", {"lease": lease.id})
-        if lease.key is not None:
+        if lease.key is not None and not self._writing:
             # Written, not waited for, as the blocking client does (see
-            # hasp.Client._release_unawaited): the answer is dropped.
+            # hasp.Client._release_unawaited): the answer is dropped. While
+            # the socket takes no more (haspd is slow to read), it is awaited
+            # as a file's is: its answer says that it arrived.
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             done.set_result(None)
             return done

@@ -3,6 +3,7 @@ lock_file and examples, AsyncFileLock."""
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -424,3 +425,41 @@ def test_atomic_counter_several_processes_loses_nothing(daemon, workdir):
                 p.wait()
     # 4 processes x 10 rounds x 3 coroutines
     assert hasp.read_file(os.path.join(workdir, "counter.txt")) == "120"
+
+
+async def test_release_of_a_key_lease_revoked_meanwhile_raises(daemon):
+    """A revoke that haspd sent before the release (its event unread: the
+    loop did not run meanwhile) makes the release raise LeaseLost, as
+    the README promises: the section was not protected to its end."""
+    async with aio.Client() as c:
+        lease = await c.lock("revoked-aio")
+        with hasp.Client() as admin:  # blocking: the loop does not run meanwhile
+            assert admin._call("revoke", {"lease": lease.id}).ok
+        r, _, _ = select.select([c._sock], [], [], bound(5))
+        assert r, "the revoked event did not come"
+        with pytest.raises(hasp.LeaseLost):
+            await lease.release()
+
+
+async def test_a_key_release_into_a_full_socket_is_done_once_written(daemon):
+    """With haspd stopped under a pile of requests (the socket full), a
+    named key's release is not done before it is written: a try that
+    another client sends once it is done must find the key free."""
+    async with aio.Client() as c:
+        lease = await c.lock("full-aio")
+        piled = []
+        daemon.proc.send_signal(signal.SIGSTOP)
+        try:
+            while not c._writing and len(piled) < 1000:  # until the socket takes no more
+                piled.append(c._request("ping", {"pad": "x" * 60000})[1])
+            assert c._writing
+            rel = lease.release()
+            await asyncio.sleep(0.1)
+            assert not rel.done(), "the release was done before it was written"
+        finally:
+            daemon.proc.send_signal(signal.SIGCONT)
+        await asyncio.wait_for(rel, bound(10))
+        with hasp.Client() as other:
+            other.lock("full-aio", timeout=0).release()
+        for f in piled:
+            assert (await asyncio.wait_for(f, bound(10))).ok
