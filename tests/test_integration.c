@@ -837,39 +837,6 @@ START_TEST(a_try_is_served_after_a_release_written_before_it)
 }
 END_TEST
 
-/* The same when the releasing connection has a try of its own put off
- * ahead of its release (an async client that tries one key while it
- * releases another): the release was in the daemon's socket before the
- * other client's try was sent, so that try must not find the key busy. */
-START_TEST(a_try_is_served_after_a_release_behind_the_releasers_own_try)
-{
-	int other = raw_connect(daemon_.socket), holder = raw_connect(daemon_.socket);
-	int trier = raw_connect(daemon_.socket);
-
-	raw_lease(other, "held-elsewhere", 1);
-	for (int round = 0; round < 10; round++) {
-		json_int_t lease = raw_lease(holder, "handed2", 3 * round + 1);
-		char line[256];
-		json_t *r;
-
-		ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
-		trier_ahead(trier);
-		/* A try of the holder's own, then its release, not waited for. */
-		snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"held-elsewhere\","
-			 "\"timeout_ms\":0}\n{\"id\":%d,\"op\":\"release\",\"lease\":%lld}\n",
-			 3 * round + 2, 3 * round + 3, (long long)lease);
-		raw_send(holder, line);
-		trier_gets(trier, "handed2", round); /* sent after the release was written */
-		r = raw_recv_id(holder, 3 * round + 3, test_ms(5000));
-		ck_assert_ptr_null(reply_error(r));
-		json_decref(r);
-	}
-	close(other);
-	close(holder);
-	close(trier);
-}
-END_TEST
-
 static Suite *integration_suite(void)
 {
 	Suite *s = suite_create("integration");
@@ -900,7 +867,6 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, revoked_before_the_daemon_died_reads_as_revoked);
 	tcase_add_test(tc, ten_thousand_idle_connections);
 	tcase_add_test(tc, a_try_is_served_after_a_release_written_before_it);
-	tcase_add_test(tc, a_try_is_served_after_a_release_behind_the_releasers_own_try);
 	suite_add_tcase(s, tc);
 	return s;
 }
