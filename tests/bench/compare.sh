@@ -384,7 +384,7 @@ versions() {
 print("python %s, py-filelock %s" % (sys.version.split()[0], filelock.__version__))'
 }
 
-echo "compare.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -sr)," \
+echo "compare.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) CPUs, $(uname -sr)," \
 	"$([ "$pin" = 1 ] && echo "pinned to CPU 0 (taskset -c 0)" || echo "not pinned")"
 echo "load average at start: $(uptime | sed 's/.*load average: *//')"
 start_haspd
