@@ -271,7 +271,9 @@ run_peer() {
 # hasp-bench's JSON: the bare round trip and hasp's P1 and P2 lines, by
 # the start of their names.
 run_hasp_bench() {
-	if ! measure "$bench" --socket "$T/haspd.sock" --only baselines,uncontended,handoff --json; then
+	# its scratch directory in ours, gone with it even if hasp-bench is killed
+	if ! TMPDIR=$T measure "$bench" --socket "$T/haspd.sock" --only baselines,uncontended,handoff \
+		--json; then
 		echo "compare.sh: round $round: hasp-bench failed" >&2
 		log_tail "$T/err"
 		exit 1

@@ -26,7 +26,8 @@ static const char usage[] =
 	"                 all); a group that reports a ratio to a baseline measures\n"
 	"                 that baseline too, and scale measures uncontended\n"
 	"  --socket PATH  measure a running haspd instead of starting one\n"
-	"  --haspd PATH   the haspd to start (default: $HASPD, else build/daemon/haspd)\n";
+	"  --haspd PATH   the haspd to start (default: $HASPD, else build/daemon/haspd)\n"
+	"Scratch files go in a new directory in $TMPDIR (default /tmp).\n";
 
 /* The groups of measurements, in the order they run. */
 enum group {
@@ -150,13 +151,15 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
 	struct bench_opts o = { 0 };
-	char dir[] = "/tmp/hasp-bench-XXXXXX", socket[256], cmd[300];
+	const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char dir[256], socket[300], cmd[300];
 	pid_t daemon = 0;
 	double rt = 0, flk = 0;
 	int groups, r = parse(argc, argv, &o, &groups);
 
 	if (r >= 0)
 		return r;
+	snprintf(dir, sizeof(dir), "%s/hasp-bench-XXXXXX", tmp);
 	if (!mkdtemp(dir)) {
 		perror("hasp-bench: mkdtemp");
 		return 1;
