@@ -14,21 +14,67 @@
 #include "bench.h"
 
 static const char usage[] =
-	"Usage: hasp-bench [--quick] [--json] [--socket PATH] [--haspd PATH]\n"
+	"Usage: hasp-bench [--quick] [--json] [--only GROUPS] [--socket PATH] [--haspd PATH]\n"
 	"Measures hasp (latency median and p99, operations per second) and reports\n"
 	"every figure as a ratio to a baseline measured in the same run: a bare Unix\n"
 	"socket round trip, flock(2), the kernel's flock hand-off, and a bare\n"
 	"libevent server answering the same lines.\n"
 	"  --quick        a few seconds, smaller sizes (the figures are not meaningful)\n"
 	"  --json         machine-readable output\n"
+	"  --only GROUPS  only these groups, a comma list of baselines, uncontended,\n"
+	"                 handoff, throughput, scale, sessions, fairness (default:\n"
+	"                 all); a group that reports a ratio to a baseline measures\n"
+	"                 that baseline too, and scale measures uncontended\n"
 	"  --socket PATH  measure a running haspd instead of starting one\n"
-	"  --haspd PATH   the haspd to start (default: $HASPD, else build/daemon/haspd)\n";
+	"  --haspd PATH   the haspd to start (default: $HASPD, else build/daemon/haspd)\n"
+	"Scratch files go in a new directory in $TMPDIR (default /tmp).\n";
 
-static int parse(int argc, char **argv, struct bench_opts *o)
+/* The groups of measurements, in the order they run. */
+enum group {
+	G_BASELINES = 1 << 0,
+	G_UNCONTENDED = 1 << 1,
+	G_HANDOFF = 1 << 2,
+	G_THROUGHPUT = 1 << 3,
+	G_SCALE = 1 << 4,
+	G_SESSIONS = 1 << 5,
+	G_FAIRNESS = 1 << 6,
+	G_ALL = (1 << 7) - 1,
+};
+
+static const char *const group_names[] = {
+	"baselines", "uncontended", "handoff", "throughput", "scale", "sessions", "fairness",
+};
+
+/* A comma list of group names: their bits, or -1 after naming an unknown one. */
+static int parse_groups(const char *list)
+{
+	char *copy = strdup(list), *save = NULL;
+	int groups = 0;
+
+	if (!copy)
+		return -1;
+	for (char *g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+		size_t i = 0;
+
+		while (i < sizeof(group_names) / sizeof(group_names[0]) && strcmp(g, group_names[i]) != 0)
+			i++;
+		if (i == sizeof(group_names) / sizeof(group_names[0])) {
+			fprintf(stderr, "hasp-bench: no group '%s'\n", g);
+			free(copy);
+			return -1;
+		}
+		groups |= 1 << i;
+	}
+	free(copy);
+	return groups ? groups : -1;
+}
+
+static int parse(int argc, char **argv, struct bench_opts *o, int *groups)
 {
 	static const struct option longopts[] = {
 		{ "quick", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "only", required_argument, NULL, 'o' },
 		{ "socket", required_argument, NULL, 'S' },
 		{ "haspd", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
@@ -37,10 +83,18 @@ static int parse(int argc, char **argv, struct bench_opts *o)
 	int c;
 
 	o->haspd = getenv("HASPD") ? getenv("HASPD") : "build/daemon/haspd";
-	while ((c = getopt_long(argc, argv, "qjS:H:h", longopts, NULL)) != -1) {
+	*groups = G_ALL;
+	while ((c = getopt_long(argc, argv, "qjo:S:H:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q': o->quick = true; break;
 		case 'j': o->json = true; break;
+		case 'o':
+			*groups = parse_groups(optarg);
+			if (*groups < 0) {
+				fputs(usage, stderr);
+				return 64;
+			}
+			break;
 		case 'S': o->socket = optarg; break;
 		case 'H': o->haspd = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
@@ -97,13 +151,15 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
 	struct bench_opts o = { 0 };
-	char dir[] = "/tmp/hasp-bench-XXXXXX", socket[256], cmd[300];
+	const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char dir[256], socket[300], cmd[300];
 	pid_t daemon = 0;
-	double rt, flk;
-	int r = parse(argc, argv, &o);
+	double rt = 0, flk = 0;
+	int groups, r = parse(argc, argv, &o, &groups);
 
 	if (r >= 0)
 		return r;
+	snprintf(dir, sizeof(dir), "%s/hasp-bench-XXXXXX", tmp);
 	if (!mkdtemp(dir)) {
 		perror("hasp-bench: mkdtemp");
 		return 1;
@@ -113,15 +169,26 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!o.socket)
 		daemon = start_daemon(&o, socket, sizeof(socket));
-	rt = base_roundtrip(&o);
-	flk = base_flock(&o);
-	base_flock_handoff(&o);
-	bench_uncontended(&o, rt, flk);
-	bench_handoff(&o, rt);
-	bench_throughput(&o);
-	bench_scale(&o);
-	bench_sessions(&o);
-	bench_fairness(&o);
+	if (groups & G_SCALE) /* its ratios are to P1 */
+		groups |= G_UNCONTENDED;
+	if (groups & (G_BASELINES | G_UNCONTENDED | G_HANDOFF))
+		rt = base_roundtrip(&o);
+	if (groups & (G_BASELINES | G_UNCONTENDED))
+		flk = base_flock(&o);
+	if (groups & G_BASELINES)
+		base_flock_handoff(&o);
+	if (groups & G_UNCONTENDED)
+		bench_uncontended(&o, rt, flk);
+	if (groups & G_HANDOFF)
+		bench_handoff(&o, rt);
+	if (groups & G_THROUGHPUT)
+		bench_throughput(&o);
+	if (groups & G_SCALE)
+		bench_scale(&o);
+	if (groups & G_SESSIONS)
+		bench_sessions(&o);
+	if (groups & G_FAIRNESS)
+		bench_fairness(&o);
 	results_print(o.json);
 	if (daemon) {
 		kill(daemon, SIGTERM);
