@@ -47,6 +47,41 @@ char *proto_dump_line(json_t *o, size_t *len)
 	return buf;
 }
 
+/* "00" to "99": two digits a division. */
+static const char decimal_pairs[] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+char *proto_put_u64(char *dst, uint64_t v)
+{
+	char digits[20], *p = digits + sizeof(digits);
+	size_t n;
+
+	while (v >= 100) {
+		p -= 2;
+		memcpy(p, decimal_pairs + 2 * (v % 100), 2);
+		v /= 100;
+	}
+	if (v >= 10) {
+		p -= 2;
+		memcpy(p, decimal_pairs + 2 * v, 2);
+	} else {
+		*--p = (char)('0' + v);
+	}
+	n = (size_t)(digits + sizeof(digits) - p);
+	memcpy(dst, p, n);
+	return dst + n;
+}
+
+char *proto_put_i64(char *dst, int64_t v)
+{
+	if (v >= 0)
+		return proto_put_u64(dst, (uint64_t)v);
+	*dst = '-';
+	return proto_put_u64(dst + 1, 0 - (uint64_t)v);
+}
+
 void proto_hex_encode(char *dst, const unsigned char *src, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";

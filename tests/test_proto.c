@@ -1,6 +1,7 @@
 /* The protocol module: framing, request decoding, reply encoding. */
 #include <check.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +479,48 @@ START_TEST(small_replies)
 }
 END_TEST
 
+/* The hot replies are written by hand: byte for byte what the format
+ * strings they replaced wrote, for every length of number and both signs. */
+START_TEST(small_replies_as_printf_wrote_them)
+{
+	int64_t ids[64] = { INT64_MIN, INT64_MIN + 1, INT64_MAX, -1, 0 };
+	uint64_t nums[64] = { UINT64_MAX, (1ULL << 53) - 1, 1795000000000123ULL, 0 };
+	size_t nids = 5, nnums = 4;
+	char buf[PROTO_SMALL_REPLY], want[PROTO_SMALL_REPLY];
+	uint64_t p = 1;
+
+	for (int digits = 1; digits <= 19; digits++, p *= 10) {
+		ids[nids++] = (int64_t)p;
+		ids[nids++] = -(int64_t)p;
+		if (digits < 19)
+			ids[nids++] = (int64_t)(p * 10 - 1);   /* all nines */
+		nums[nnums++] = p;
+		nums[nnums++] = p * 10 - 1;
+		nums[nnums++] = p + 37;
+	}
+	ck_assert_uint_le(nids, 64);
+	ck_assert_uint_le(nnums, 64);
+	for (size_t i = 0; i < nids; i++) {
+		size_t len = proto_fmt_ok(buf, ids[i]);
+		int n = snprintf(want, sizeof(want), "{\"id\":%" PRId64 ",\"ok\":true}\n", ids[i]);
+
+		ck_assert_uint_eq(len, (size_t)n);
+		ck_assert(memcmp(buf, want, len) == 0);
+		for (size_t j = 0; j < nnums; j++) {
+			uint64_t lease = nums[j], fence = nums[(j * 7 + i) % nnums];
+			bool shared = (i + j) % 2;
+
+			len = proto_fmt_grant(buf, ids[i], lease, fence, shared);
+			n = snprintf(want, sizeof(want), "{\"id\":%" PRId64 ",\"ok\":true,\"lease\":%"
+				     PRIu64 ",\"fence\":%" PRIu64 ",\"mode\":\"%s\"}\n", ids[i],
+				     lease, fence, shared ? "shared" : "exclusive");
+			ck_assert_uint_eq(len, (size_t)n);
+			ck_assert_msg(memcmp(buf, want, len) == 0, "%.*s", (int)len, buf);
+		}
+	}
+}
+END_TEST
+
 START_TEST(error_replies)
 {
 	size_t len;
@@ -725,6 +768,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(req, corpus_is_rejected);
 	tcase_add_test(req, fast_reader_agrees_with_jansson);
 	tcase_add_test(req, fast_reader_takes_only_simple_lines);
+	tcase_add_test(rep, small_replies_as_printf_wrote_them);
 	tcase_add_test(rep, small_replies);
 	tcase_add_test(rep, error_replies);
 	tcase_add_test(rep, ok_reply_with_body_and_request_encoding);
