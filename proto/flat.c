@@ -28,6 +28,22 @@ static inline const char *eat(const char *p, const char *end, char ch)
 	return p < end && *p == ch ? p + 1 : NULL;
 }
 
+#define X4(v) v, v, v, v
+#define X16(v) X4(v), X4(v), X4(v), X4(v)
+
+/* What a byte is within a flat string: 0 printable ASCII, copied; 1 its
+ * closing quote; 2 what makes the line not flat (a control character, the
+ * escape '\\', DEL, or a byte that is not ASCII). */
+static const unsigned char string_byte[] = {
+	X16(2), X16(2),                                 /* 0x00 */
+	0, 0, 1, 0, X4(0), X4(0), X4(0),                /* 0x20: '"' */
+	X16(0), X16(0),                                 /* 0x30 */
+	X4(0), X4(0), X4(0), 2, 0, 0, 0,                /* 0x50: '\\' */
+	X16(0), X4(0), X4(0), X4(0), 0, 0, 0, 2,        /* 0x60: DEL */
+	X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), /* 0x80 */
+};
+_Static_assert(sizeof(string_byte) == 256, "a class for every byte");
+
 /* A string of printable ASCII without escapes, after white space, copied
  * NUL-terminated to *ret (in cp). (The copies never run out of room: each
  * takes no more bytes than the string and its quotes take in the line, and
@@ -35,25 +51,24 @@ static inline const char *eat(const char *p, const char *end, char ch)
 static inline const char *read_string(const char *p, const char *end, struct copies *cp,
 				      const char **ret, size_t *len)
 {
-	char *copy = cp->out, *q = copy, *q_end = cp->end;
+	char *copy = cp->out;
+	size_t n, i;
 
 	p = eat(p, end, '"');
 	if (!p)
 		return NULL;
-	for (; p < end && *p != '"'; p++) {
-		unsigned char ch = (unsigned char)*p;
-
-		if (ch < 0x20 || ch > 0x7e || ch == '\\' || q == q_end)
-			return NULL;
-		*q++ = (char)ch;
-	}
-	if (p == end || q == q_end)
+	n = (size_t)(end - p);
+	if (n > (size_t)(cp->end - copy))
+		n = (size_t)(cp->end - copy);
+	for (i = 0; i < n && string_byte[(unsigned char)p[i]] == 0; i++)
+		copy[i] = p[i];
+	if (i == n || p[i] != '"')
 		return NULL;
-	*q = '\0';
-	*len = (size_t)(q - copy);
+	copy[i] = '\0';
+	*len = i;
 	*ret = copy;
-	cp->out = q + 1;
-	return p + 1;
+	cp->out = copy + i + 1;
+	return p + i + 1;
 }
 
 /* -?(0|[1-9][0-9]*) within int64, not followed by a fraction or exponent. */
@@ -123,15 +138,22 @@ const struct flat_member *flat_get(const struct flat *f, const char *name)
 	return NULL;
 }
 
+/* A member; seen has a bit for the first byte of each name read before, so
+ * that a name is compared with the others only when one may be the same. */
 static inline const char *read_member(const char *p, const char *end, struct copies *cp,
-				      struct flat *f)
+				      struct flat *f, uint64_t *seen)
 {
 	struct flat_member *m = &f->m[f->n];
+	uint64_t bit;
 	size_t len;
 
 	if (f->n == FLAT_MEMBERS_MAX || !(p = read_string(p, end, cp, &m->name, &len)) ||
-	    !(p = eat(p, end, ':')) || !(p = read_value(p, end, cp, m)) || flat_get(f, m->name))
+	    !(p = eat(p, end, ':')) || !(p = read_value(p, end, cp, m)))
 		return NULL;
+	bit = (uint64_t)1 << ((unsigned char)m->name[0] & 63);
+	if ((*seen & bit) && flat_get(f, m->name))
+		return NULL;
+	*seen |= bit;
 	f->n++;
 	return p;
 }
@@ -140,6 +162,7 @@ int flat_parse(const char *line, size_t len, struct flat *f)
 {
 	const char *p = line, *end = line + len, *q;
 	struct copies cp = { f->buf, f->buf + sizeof(f->buf) };
+	uint64_t seen = 0;
 
 	f->n = 0;
 	if (len > FLAT_LINE_MAX || !(p = eat(p, end, '{')))
@@ -148,7 +171,7 @@ int flat_parse(const char *line, size_t len, struct flat *f)
 		p = q;
 	} else {
 		for (;;) {
-			if (!(p = read_member(p, end, &cp, f)))
+			if (!(p = read_member(p, end, &cp, f, &seen)))
 				return -1;
 			if (!(q = eat(p, end, ',')))
 				break;
