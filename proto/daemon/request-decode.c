@@ -93,7 +93,7 @@ struct value {
 	int64_t i;              /* V_INT */
 };
 
-static struct value flat_value(const struct flat_member *m)
+static inline struct value flat_value(const struct flat_member *m)
 {
 	static const enum value_type types[] = {
 		[FLAT_STRING] = V_STRING, [FLAT_INT] = V_INT, [FLAT_TRUE] = V_TRUE,
@@ -120,14 +120,14 @@ static struct value json_value(json_t *v)
 	}
 }
 
-static struct value member(const struct members *m, enum name n)
+static inline struct value member(const struct members *m, enum name n)
 {
 	if (m->flat)
 		return flat_value(m->at[n] < 0 ? NULL : &m->flat->m[m->at[n]]);
 	return json_value(json_object_get(m->json, names[n]));
 }
 
-static bool absent(struct value v)
+static inline bool absent(struct value v)
 {
 	return v.type == V_ABSENT || v.type == V_NULL;
 }
