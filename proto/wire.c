@@ -53,24 +53,35 @@ static const char decimal_pairs[] =
 	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
 	"8081828384858687888990919293949596979899";
 
+/* How many decimal digits v has: log10 from its bit length, corrected by
+ * one comparison. */
+static size_t decimal_digits(uint64_t v)
+{
+	static const uint64_t powers[20] = {
+		1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+		1000000000, 10000000000u, 100000000000u, 1000000000000u, 10000000000000u,
+		100000000000000u, 1000000000000000u, 10000000000000000u,
+		100000000000000000u, 1000000000000000000u, 10000000000000000000u,
+	};
+	size_t t = (size_t)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
+
+	return t + ((v | 1) >= powers[t]);
+}
+
 char *proto_put_u64(char *dst, uint64_t v)
 {
-	char digits[20], *p = digits + sizeof(digits);
-	size_t n;
+	size_t n = decimal_digits(v);
+	char *p = dst + n;
 
 	while (v >= 100) {
 		p -= 2;
 		memcpy(p, decimal_pairs + 2 * (v % 100), 2);
 		v /= 100;
 	}
-	if (v >= 10) {
-		p -= 2;
-		memcpy(p, decimal_pairs + 2 * v, 2);
-	} else {
-		*--p = (char)('0' + v);
-	}
-	n = (size_t)(digits + sizeof(digits) - p);
-	memcpy(dst, p, n);
+	if (v >= 10)
+		memcpy(p - 2, decimal_pairs + 2 * v, 2);
+	else
+		p[-1] = (char)('0' + v);
 	return dst + n;
 }
 
