@@ -24,6 +24,8 @@ static inline const char *skip_space(const char *p, const char *end)
 /* Past ch, after white space; NULL when something else comes. */
 static inline const char *eat(const char *p, const char *end, char ch)
 {
+	if (p < end && *p == ch) /* compact JSON: no white space to skip */
+		return p + 1;
 	p = skip_space(p, end);
 	return p < end && *p == ch ? p + 1 : NULL;
 }
@@ -81,10 +83,11 @@ static inline const char *read_int(const char *p, const char *end, int64_t *out)
 	if (neg)
 		p++;
 	digits = p;
-	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+	for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
 		unsigned d = (unsigned)(*p - '0');
 
-		if (v > limit / 10 || (v == limit / 10 && d > limit % 10))
+		/* 18 digits never overflow: the checks start at the 19th. */
+		if (p - digits >= 18 && (v > limit / 10 || (v == limit / 10 && d > limit % 10)))
 			return NULL;
 		v = v * 10 + d;
 	}
