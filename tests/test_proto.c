@@ -388,6 +388,11 @@ static void same_either_way(const char *line)
 		ck_assert(a.acquire.shared == b.acquire.shared && a.acquire.fd == b.acquire.fd);
 		ck_assert_int_eq(a.acquire.timeout_ms, b.acquire.timeout_ms);
 		ck_assert(!a.acquire.owner == !b.acquire.owner && !a.acquire.path == !b.acquire.path);
+		ck_assert(a.acquire.lock_fd == b.acquire.lock_fd && a.acquire.detach == b.acquire.detach);
+		ck_assert_int_eq(a.acquire.ttl_ms, b.acquire.ttl_ms);
+	} else if (a.op == OP_RENEW) {
+		ck_assert_uint_eq(a.renew.target.lease, b.renew.target.lease);
+		ck_assert_int_eq(a.renew.ttl_ms, b.renew.ttl_ms);
 	} else if (a.op == OP_RELEASE) {
 		ck_assert_uint_eq(a.release.lease, b.release.lease);
 	} else if (a.op == OP_CANCEL) {
@@ -414,6 +419,16 @@ START_TEST(fast_reader_agrees_with_jansson)
 		"{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":false,\"owner\":null}",
 		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":-1}",
 		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"mode\":1}",
+		"{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":true,\"lock_fd\":true}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"ttl_ms\":5,\"detach\":true}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"detach\":1}",
+		"{\"id\":1,\"op\":\"renew\",\"lease\":3,\"ttl_ms\":0}",
+		"{\"id\":1,\"op\":\"renew\",\"lease\":3,\"ttl_ms\":60000}",
+		"{\"id\":1,\"op\":\"ping\",\"i\":1,\"l\":2,\"idx\":3,\"\":4}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":123456789012345678}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":9223372036854775807}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":9223372036854775808}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":99999999999999999999}",
 		"{\"id\":null,\"op\":\"ping\"}",
 		"{\"id\":true,\"op\":\"ping\"}",
 		"{\"id\":1,\"op\":null}",

@@ -69,18 +69,50 @@ struct members {
 };
 _Static_assert(FLAT_MEMBERS_MAX <= 127, "a member's index fits in at[]");
 
+#define TWO(a, b) ((unsigned char)(a) << 8 | (unsigned char)(b))
+
+/* The member called s, or -1: told by its first two bytes (no two names
+ * share them), then confirmed whole. */
+static int name_index(const char *s)
+{
+	int n;
+
+	if (!s[0])
+		return -1;
+	switch (TWO(s[0], s[1])) {
+	case TWO('i', 'd'): n = N_ID; break;
+	case TWO('o', 'p'): n = N_OP; break;
+	case TWO('k', 'e'): n = N_KEY; break;
+	case TWO('t', 'i'): n = N_TIMEOUT_MS; break;
+	case TWO('l', 'e'): n = N_LEASE; break;
+	case TWO('m', 'o'): n = N_MODE; break;
+	case TWO('p', 'a'): n = N_PATH; break;
+	case TWO('f', 'd'): n = N_FD; break;
+	case TWO('l', 'o'): n = N_LOCK_FD; break;
+	case TWO('o', 'w'): n = N_OWNER; break;
+	case TWO('m', 'e'): n = N_MESSAGE; break;
+	case TWO('t', 't'): n = N_TTL_MS; break;
+	case TWO('d', 'e'): n = N_DETACH; break;
+	case TWO('t', 'o'): n = N_TOKEN; break;
+	case TWO('c', 'l'): n = N_CLIENT; break;
+	case TWO('v', 'e'): n = N_VERSION; break;
+	case TWO('r', 'e'): n = N_REQUEST; break;
+	case TWO('p', 'r'): n = N_PREFIX; break;
+	case TWO('a', 'f'): n = N_AFTER; break;
+	case TWO('l', 'i'): n = N_LIMIT; break;
+	default: return -1;
+	}
+	return strcmp(s, names[n]) == 0 ? n : -1;
+}
+
 static void members_index(struct members *m)
 {
 	memset(m->at, -1, sizeof(m->at));
 	for (size_t i = 0; i < m->flat->n; i++) {
-		const char *name = m->flat->m[i].name;
+		int n = name_index(m->flat->m[i].name);
 
-		for (int n = 0; n < N__COUNT; n++) {
-			if (names[n][0] == name[0] && strcmp(names[n], name) == 0) {
-				m->at[n] = (signed char)i;
-				break;
-			}
-		}
+		if (n >= 0)
+			m->at[n] = (signed char)i;
 	}
 }
 
@@ -133,7 +165,7 @@ static inline bool absent(struct value v)
 }
 
 /* An optional string member: absent or null leaves *out NULL. */
-static int get_opt_string(const struct members *m, enum name n, size_t max,
+static inline int get_opt_string(const struct members *m, enum name n, size_t max,
 			  const char **out, size_t *out_len, struct proto_error *err)
 {
 	struct value v = member(m, n);
@@ -154,7 +186,7 @@ static int get_opt_string(const struct members *m, enum name n, size_t max,
 }
 
 /* An optional integer member >= min: absent or null leaves *out at dflt. */
-static int get_opt_int(const struct members *m, enum name n, int64_t min, int64_t dflt,
+static inline int get_opt_int(const struct members *m, enum name n, int64_t min, int64_t dflt,
 		       int64_t *out, struct proto_error *err)
 {
 	struct value v = member(m, n);
@@ -169,7 +201,7 @@ static int get_opt_int(const struct members *m, enum name n, int64_t min, int64_
 	return 0;
 }
 
-static int get_int(const struct members *m, enum name n, int64_t min, int64_t *out,
+static inline int get_int(const struct members *m, enum name n, int64_t min, int64_t *out,
 		   struct proto_error *err)
 {
 	if (absent(member(m, n)))
@@ -186,7 +218,7 @@ static int decode_hello(const struct members *m, struct proto_request *req,
 }
 
 /* An optional boolean member: absent or null is false. */
-static int get_opt_bool(const struct members *m, enum name n, bool *out,
+static inline int get_opt_bool(const struct members *m, enum name n, bool *out,
 			struct proto_error *err)
 {
 	struct value v = member(m, n);
@@ -213,7 +245,7 @@ static int decode_mode(const struct members *m, bool *shared, struct proto_error
 
 /* An absolute "path" (or none), and "fd" (a descriptor came with the
  * line), which goes with it. */
-static int decode_path_fd(const struct members *m, const char **path, bool *has_fd,
+static inline int decode_path_fd(const struct members *m, const char **path, bool *has_fd,
 			  struct proto_error *err)
 {
 	struct value fd = member(m, N_FD);
