@@ -215,19 +215,19 @@ void connection_flush_all(struct list *flushing)
 	}
 }
 
-/* Hands up every whole line in the input buffer. */
-static void connection_process(struct connection *c)
-{
-	size_t len = evbuffer_get_length(c->in), off = 0, line_len;
-	const char *buf;
+/* Where every connection reads (the daemon reads one at a time): whole
+ * lines are handed up from here, and only what is left is kept, in c->in
+ * (an unfinished line, or the lines from one put off by connection_pause()
+ * on). Reading into c->in itself cost an allocation of 64 KiB and its free
+ * at every read. */
+static char read_buf[CONNECTION_READ_CHUNK];
 
-	if (len == 0)
-		return;
-	buf = (const char *)evbuffer_pullup(c->in, -1);
-	if (!buf) {
-		connection_break(c); /* out of memory to see its lines whole */
-		return;
-	}
+/* Hands up every whole line of buf, whose first byte is at input offset
+ * c->in_offset. Returns the bytes used: those lines, or all when closing. */
+static size_t connection_lines(struct connection *c, const char *buf, size_t len)
+{
+	size_t off = 0, line_len;
+
 	while (!c->closing && !c->overflow && !c->paused) {
 		enum frame_status st = frame_next(buf + off, len - off, *c->max_line, &line_len);
 
@@ -249,8 +249,32 @@ static void connection_process(struct connection *c)
 		connection_close_fds_before(c, c->line_end);    /* unclaimed */
 		off += line_len + 1;
 	}
-	evbuffer_drain(c->in, c->closing ? len : off);
-	c->in_offset += c->closing ? len : off;
+	return c->closing ? len : off;
+}
+
+/* Hands up the whole lines of what c->in kept and the n bytes just read
+ * after it, and keeps what is left. */
+static void connection_process(struct connection *c, size_t n)
+{
+	size_t kept = evbuffer_get_length(c->in), len = kept + n, used;
+	const char *buf = read_buf;
+
+	if (len == 0)
+		return;
+	if (kept > 0) {
+		/* What was kept comes first: the bytes read join it there. */
+		if (evbuffer_add(c->in, read_buf, n) < 0 ||
+		    !(buf = (const char *)evbuffer_pullup(c->in, -1))) {
+			connection_break(c); /* out of memory to see its lines whole */
+			return;
+		}
+	}
+	used = connection_lines(c, buf, len);
+	c->in_offset += used;
+	if (kept > 0)
+		evbuffer_drain(c->in, used);
+	else if (used < len && evbuffer_add(c->in, buf + used, len - used) < 0)
+		connection_break(c); /* out of memory to keep the rest */
 	if (c->closing)
 		connection_close_fds(c);
 	if (evbuffer_get_length(c->out) > CONNECTION_OUT_SOFT)
@@ -272,14 +296,14 @@ void connection_resume(struct connection *c)
 		connection_break(c); /* never to read again: end it */
 		return;
 	}
-	connection_process(c);
+	connection_process(c, 0); /* what c->in kept: the line put off, and on */
 }
 
-/* Keeps the descriptors that came with the data, closing what does not
- * fit in the connection or what ops->hold_fd refuses. */
-static void connection_keep_fds(struct connection *c, const struct cmsghdr *cm)
+/* Keeps the descriptors that came with the data (which ends at input
+ * offset end), closing what does not fit in the connection or what
+ * ops->hold_fd refuses. */
+static void connection_keep_fds(struct connection *c, const struct cmsghdr *cm, uint64_t end)
 {
-	uint64_t end = c->in_offset + evbuffer_get_length(c->in);
 	size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
 	for (size_t i = 0; i < n; i++) {
@@ -313,9 +337,11 @@ static void connection_note_sender(struct connection *c, const struct lt_cred *c
 	c->sender = *cred;
 }
 
-/* What came with the data: descriptors (SCM_RIGHTS) and the sender
- * (SCM_CREDENTIALS; without it, nobody's rights). */
-static void connection_take_control(struct connection *c, struct msghdr *mh, bool had_partial)
+/* What came with the data that ends at input offset end: descriptors
+ * (SCM_RIGHTS) and the sender (SCM_CREDENTIALS; without it, nobody's
+ * rights). */
+static void connection_take_control(struct connection *c, struct msghdr *mh, uint64_t end,
+				    bool had_partial)
 {
 	struct lt_cred sender = { .pid = 0, .uid = CONNECTION_NOBODY, .gid = CONNECTION_NOBODY };
 	struct cmsghdr *cm;
@@ -324,7 +350,7 @@ static void connection_take_control(struct connection *c, struct msghdr *mh, boo
 		if (cm->cmsg_level != SOL_SOCKET)
 			continue;
 		if (cm->cmsg_type == SCM_RIGHTS) {
-			connection_keep_fds(c, cm);
+			connection_keep_fds(c, cm, end);
 		} else if (cm->cmsg_type == SCM_CREDENTIALS &&
 			   cm->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
 			struct ucred u;
@@ -336,25 +362,20 @@ static void connection_take_control(struct connection *c, struct msghdr *mh, boo
 	connection_note_sender(c, &sender, had_partial);
 }
 
-/* Reads straight into the input buffer's free space with one recvmsg(2),
- * taking what comes along. Returns bytes read, 0 at EOF, -errno. */
-static ssize_t connection_read_some(struct connection *c, bool *ret_newline)
+/* Reads into read_buf with one recvmsg(2), taking what comes along.
+ * Returns bytes read, 0 at EOF, -errno. */
+static ssize_t connection_read_some(struct connection *c)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(struct ucred)) +
 			 CMSG_SPACE(CONNECTION_FDS_MAX * sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
-	bool had_partial = evbuffer_get_length(c->in) > 0;
-	struct evbuffer_iovec v;
-	struct iovec iov;
+	size_t kept = evbuffer_get_length(c->in);
+	struct iovec iov = { read_buf, sizeof(read_buf) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
-	if (evbuffer_reserve_space(c->in, CONNECTION_READ_CHUNK, &v, 1) < 1)
-		return -ENOMEM;
-	iov.iov_base = v.iov_base;
-	iov.iov_len = v.iov_len < CONNECTION_READ_CHUNK ? v.iov_len : CONNECTION_READ_CHUNK;
 	do {
 		mh.msg_control = ctl.buf;
 		mh.msg_controllen = sizeof(ctl.buf);
@@ -362,19 +383,15 @@ static ssize_t connection_read_some(struct connection *c, bool *ret_newline)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	*ret_newline = memchr(v.iov_base, '\n', (size_t)n) != NULL;
-	v.iov_len = (size_t)n;
-	evbuffer_commit_space(c->in, &v, 1);
 	if (n > 0 || mh.msg_controllen > 0)
-		connection_take_control(c, &mh, had_partial);
+		connection_take_control(c, &mh, c->in_offset + kept + (size_t)n, kept > 0);
 	return n;
 }
 
 static void connection_read_cb(void *arg)
 {
 	struct connection *c = arg;
-	bool newline = false;
-	ssize_t n = connection_read_some(c, &newline);
+	ssize_t n = connection_read_some(c);
 
 	if (n == -EAGAIN || n == -EWOULDBLOCK)
 		return;
@@ -382,12 +399,16 @@ static void connection_read_cb(void *arg)
 		connection_lose(c, CONNECTION_FAILED, strerror((int)-n));
 		return;
 	}
-	/* More of a line that goes on: nothing to look at again until it ends
-	 * or grows too long (a long line sent in small pieces costs a scan of
-	 * each piece, not of the whole line each time). */
-	if (n > 0 && !newline && evbuffer_get_length(c->in) < *c->max_line)
+	/* More of a line that goes on: kept, and nothing to look at again
+	 * until it ends or grows too long (a long line sent in small pieces
+	 * costs a scan of each piece, not of the whole line each time). */
+	if (n > 0 && !memchr(read_buf, '\n', (size_t)n) &&
+	    evbuffer_get_length(c->in) + (size_t)n < *c->max_line) {
+		if (evbuffer_add(c->in, read_buf, (size_t)n) < 0)
+			connection_break(c); /* out of memory to keep it */
 		return;
-	connection_process(c);
+	}
+	connection_process(c, (size_t)n);
 	if (n == 0) /* the peer is gone or half-closed: answer what it sent, then end */
 		connection_close_after_flush(c);
 }

@@ -101,6 +101,7 @@ void locktable_done(struct locktable *lt)
 	htable_done(&lt->tokens);
 	heap_done(&lt->deadlines);
 	heap_done(&lt->expiries);
+	spares_done(&lt->spares);
 }
 
 void locktable_set_now(struct locktable *lt, uint64_t mono_us, uint64_t wall_us)
@@ -208,6 +209,19 @@ static size_t unlock_link_offset(size_t key_len)
 	return (off + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
 }
 
+static size_t resource_size(const void *os, size_t key_len)
+{
+	/* An os resource has its link in the unlock queue after the key. */
+	return os ? unlock_link_offset(key_len) + sizeof(struct lt_resource *) :
+		    sizeof(struct lt_resource) + key_len + 1;
+}
+
+static void resource_free(struct locktable *lt, struct lt_resource *r)
+{
+	if (r)
+		spares_free(&lt->spares, r, resource_size(r->os, r->key_len));
+}
+
 static struct lt_resource **unlock_link(struct lt_resource *r)
 {
 	return (struct lt_resource **)((char *)r + unlock_link_offset(r->key_len));
@@ -220,9 +234,7 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 
 	if (r)
 		return r;
-	/* An os resource has its link in the unlock queue after the key. */
-	r = malloc(os ? unlock_link_offset(key_len) + sizeof(struct lt_resource *) :
-		   sizeof(*r) + key_len + 1);
+	r = spares_alloc(&lt->spares, resource_size(os, key_len));
 	if (!r)
 		return NULL;
 	list_init(&r->holders);
@@ -276,10 +288,12 @@ static void report_freed(struct locktable *lt, struct lt_resource *r)
 	lt->dead_tail = (struct lt_resource **)&r->node.next;
 }
 
+static void entry_free_memory(struct locktable *lt, struct lt_entry *e);
+
 static void free_drained(struct locktable *lt)
 {
-	free(lt->drained_entry);
-	free(lt->drained_res);
+	entry_free_memory(lt, lt->drained_entry);
+	resource_free(lt, lt->drained_res);
 	lt->drained_entry = NULL;
 	lt->drained_res = NULL;
 }
@@ -405,6 +419,20 @@ static bool store_string(char **p, const char *s)
 	return true;
 }
 
+/* An entry's size: what entry_new() allocated for it. */
+static size_t entry_size(const struct lt_entry *e)
+{
+	return sizeof(*e) + (e->has_life ? sizeof(struct lt_life) : 0) +
+	       (e->has_sender ? sizeof(struct lt_cred) : 0) +
+	       opt_len(lt_entry_owner_name(e)) + opt_len(lt_entry_message(e));
+}
+
+static void entry_free_memory(struct locktable *lt, struct lt_entry *e)
+{
+	if (e)
+		spares_free(&lt->spares, e, entry_size(e));
+}
+
 struct lt_life *lt_entry_life(const struct lt_entry *e)
 {
 	return e->has_life ? (struct lt_life *)(e + 1) : NULL;
@@ -520,9 +548,10 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	bool has_sender = sender_differs(o, req->sender) || req->detach;
 	struct lt_cred sender = req->sender ? *req->sender :
 				(struct lt_cred){ o->pid, o->uid, o->gid };
-	struct lt_entry *e = malloc(sizeof(*e) + (has_life ? sizeof(struct lt_life) : 0) +
-				    (has_sender ? sizeof(struct lt_cred) : 0) +
-				    opt_len(req->owner_name) + opt_len(req->message));
+	size_t size = sizeof(struct lt_entry) + (has_life ? sizeof(struct lt_life) : 0) +
+		      (has_sender ? sizeof(struct lt_cred) : 0) +
+		      opt_len(req->owner_name) + opt_len(req->message);
+	struct lt_entry *e = spares_alloc(&lt->spares, size);
 	char *p;
 
 	if (!e)
@@ -531,7 +560,7 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	e->has_life = has_life;
 	if (has_life) {
 		if (life_init(lt, (struct lt_life *)p, req) < 0) {
-			free(e);
+			spares_free(&lt->spares, e, size);
 			return NULL;
 		}
 		p += sizeof(struct lt_life);
@@ -637,7 +666,7 @@ static void entry_free(struct locktable *lt, struct lt_entry *e)
 {
 	life_drop(lt, e);
 	htable_remove(&lt->pairs, &e->by_pair);
-	free(e);
+	entry_free_memory(lt, e);
 }
 
 /* A grant the os attachment keeps for the requester: a fence, a GRANTED
@@ -691,7 +720,7 @@ static void entry_end(struct locktable *lt, struct lt_entry *e, enum lt_change_k
 	if (kind)
 		report_gone(lt, e, kind);
 	else
-		free(e);
+		entry_free_memory(lt, e);
 	promote(lt, r);
 	resource_put_if_unused(lt, r);
 }

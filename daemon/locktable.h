@@ -26,6 +26,7 @@
 #include "heap.h"
 #include "htable.h"
 #include "list.h"
+#include "spares.h"
 
 #define LT_KEY_MAX 1024
 #define LT_OWNER_MAX 256
@@ -233,6 +234,7 @@ struct locktable {
 	struct lt_resource *dead, **dead_tail;
 	struct lt_entry *drained_entry;       /* the last record's, if it is to be freed */
 	struct lt_resource *drained_res;
+	struct spares spares;   /* freed entries and resources, for the next */
 };
 
 struct lt_request {

@@ -43,7 +43,7 @@ const char *proto_op_name(enum proto_op op)
 int proto_op_parse(const char *name)
 {
 	for (int i = 0; i < OP__COUNT; i++)
-		if (strcmp(op_names[i], name) == 0)
+		if (op_names[i][0] == name[0] && strcmp(op_names[i], name) == 0)
 			return i;
 	return -1;
 }

@@ -3,148 +3,185 @@
 #include <stdbool.h>
 #include <string.h>
 
-struct cursor {
-	const char *p, *end;
-	char *out, *out_end;
+/* The reader walks a line with a cursor p up to end, and copies strings
+ * into out (up to out_end). Each step takes p and returns where it stopped,
+ * or NULL when the line is not flat; the pointers live in locals, not in
+ * memory the copies could alias, so that the loops keep them in registers
+ * (a quarter of the daemon's work under a pipelined load was this file). */
+struct copies {
+	char *out, *end;
 };
 
-static void skip_space(struct cursor *c)
+/* Past JSON's white space; most lines have none, so the first test says no. */
+static inline const char *skip_space(const char *p, const char *end)
 {
-	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n'))
-		c->p++;
+	while (p < end && (unsigned char)*p <= ' ' &&
+	       (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	return p;
 }
 
-static bool eat(struct cursor *c, char ch)
+/* Past ch, after white space; NULL when something else comes. */
+static inline const char *eat(const char *p, const char *end, char ch)
 {
-	skip_space(c);
-	if (c->p < c->end && *c->p == ch) {
-		c->p++;
-		return true;
-	}
-	return false;
+	if (p < end && *p == ch) /* compact JSON: no white space to skip */
+		return p + 1;
+	p = skip_space(p, end);
+	return p < end && *p == ch ? p + 1 : NULL;
 }
 
-/* A string of printable ASCII without escapes, copied NUL-terminated. */
-static const char *read_string(struct cursor *c, size_t *len)
-{
-	const char *start;
-	char *copy = c->out;
+#define X4(v) v, v, v, v
+#define X16(v) X4(v), X4(v), X4(v), X4(v)
 
-	if (!eat(c, '"'))
+/* What a byte is within a flat string: 0 printable ASCII, copied; 1 its
+ * closing quote; 2 what makes the line not flat (a control character, the
+ * escape '\\', DEL, or a byte that is not ASCII). */
+static const unsigned char string_byte[] = {
+	X16(2), X16(2),                                 /* 0x00 */
+	0, 0, 1, 0, X4(0), X4(0), X4(0),                /* 0x20: '"' */
+	X16(0), X16(0),                                 /* 0x30 */
+	X4(0), X4(0), X4(0), 2, 0, 0, 0,                /* 0x50: '\\' */
+	X16(0), X4(0), X4(0), X4(0), 0, 0, 0, 2,        /* 0x60: DEL */
+	X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), /* 0x80 */
+};
+_Static_assert(sizeof(string_byte) == 256, "a class for every byte");
+
+/* A string of printable ASCII without escapes, after white space, copied
+ * NUL-terminated to *ret (in cp). (The copies never run out of room: each
+ * takes no more bytes than the string and its quotes take in the line, and
+ * buf is as long as the longest line; the check stays all the same.) */
+static inline const char *read_string(const char *p, const char *end, struct copies *cp,
+				      const char **ret, size_t *len)
+{
+	char *copy = cp->out;
+	size_t n, i;
+
+	p = eat(p, end, '"');
+	if (!p)
 		return NULL;
-	start = c->p;
-	while (c->p < c->end && *c->p != '"') {
-		if (*c->p < 0x20 || *c->p > 0x7e || *c->p == '\\')
-			return NULL;
-		c->p++;
-	}
-	if (c->p == c->end)
+	n = (size_t)(end - p);
+	if (n > (size_t)(cp->end - copy))
+		n = (size_t)(cp->end - copy);
+	for (i = 0; i < n && string_byte[(unsigned char)p[i]] == 0; i++)
+		copy[i] = p[i];
+	if (i == n || p[i] != '"')
 		return NULL;
-	*len = (size_t)(c->p - start);
-	if ((size_t)(c->out_end - c->out) < *len + 1)
-		return NULL;
-	memcpy(copy, start, *len);
-	copy[*len] = '\0';
-	c->out += *len + 1;
-	c->p++;
-	return copy;
+	copy[i] = '\0';
+	*len = i;
+	*ret = copy;
+	cp->out = copy + i + 1;
+	return p + i + 1;
 }
 
 /* -?(0|[1-9][0-9]*) within int64, not followed by a fraction or exponent. */
-static bool read_int(struct cursor *c, int64_t *out)
+static inline const char *read_int(const char *p, const char *end, int64_t *out)
 {
-	bool neg = c->p < c->end && *c->p == '-';
-	uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	bool neg = p < end && *p == '-';
+	uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, v = 0;
 	const char *digits;
 
 	if (neg)
-		c->p++;
-	digits = c->p;
-	while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-		unsigned d = (unsigned)(*c->p - '0');
+		p++;
+	digits = p;
+	for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
+		unsigned d = (unsigned)(*p - '0');
 
-		if (v > (limit - d) / 10)
-			return false;
+		/* 18 digits never overflow: the checks start at the 19th. */
+		if (p - digits >= 18 && (v > limit / 10 || (v == limit / 10 && d > limit % 10)))
+			return NULL;
 		v = v * 10 + d;
-		c->p++;
 	}
-	if (c->p == digits || (*digits == '0' && c->p - digits > 1))
-		return false;
-	if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E'))
-		return false;
+	if (p == digits || (*digits == '0' && p - digits > 1))
+		return NULL;
+	if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
+		return NULL;
 	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
-	return true;
+	return p;
 }
 
-static bool read_word(struct cursor *c, const char *word)
+static inline const char *read_word(const char *p, const char *end, const char *word)
 {
 	size_t n = strlen(word);
 
-	if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
-		return false;
-	c->p += n;
-	return true;
+	if ((size_t)(end - p) < n || memcmp(p, word, n) != 0)
+		return NULL;
+	return p + n;
 }
 
-static bool read_value(struct cursor *c, struct flat_member *m)
+static inline const char *read_value(const char *p, const char *end, struct copies *cp,
+				     struct flat_member *m)
 {
-	skip_space(c);
-	if (c->p == c->end)
-		return false;
-	switch (*c->p) {
+	p = skip_space(p, end);
+	if (p == end)
+		return NULL;
+	switch (*p) {
 	case '"':
 		m->type = FLAT_STRING;
-		return (m->str = read_string(c, &m->len)) != NULL;
+		return read_string(p, end, cp, &m->str, &m->len);
 	case 't':
 		m->type = FLAT_TRUE;
-		return read_word(c, "true");
+		return read_word(p, end, "true");
 	case 'f':
 		m->type = FLAT_FALSE;
-		return read_word(c, "false");
+		return read_word(p, end, "false");
 	case 'n':
 		m->type = FLAT_NULL;
-		return read_word(c, "null");
+		return read_word(p, end, "null");
 	default:
 		m->type = FLAT_INT;
-		return read_int(c, &m->i);
+		return read_int(p, end, &m->i);
 	}
 }
 
 const struct flat_member *flat_get(const struct flat *f, const char *name)
 {
 	for (size_t i = 0; i < f->n; i++)
-		if (strcmp(f->m[i].name, name) == 0)
+		if (f->m[i].name[0] == name[0] && strcmp(f->m[i].name, name) == 0)
 			return &f->m[i];
 	return NULL;
 }
 
-static bool read_member(struct cursor *c, struct flat *f)
+/* A member; seen has a bit for the first byte of each name read before, so
+ * that a name is compared with the others only when one may be the same. */
+static inline const char *read_member(const char *p, const char *end, struct copies *cp,
+				      struct flat *f, uint64_t *seen)
 {
 	struct flat_member *m = &f->m[f->n];
+	uint64_t bit;
 	size_t len;
 
-	if (f->n == FLAT_MEMBERS_MAX || !(m->name = read_string(c, &len)) || !eat(c, ':') ||
-	    !read_value(c, m) || flat_get(f, m->name))
-		return false;
+	if (f->n == FLAT_MEMBERS_MAX || !(p = read_string(p, end, cp, &m->name, &len)) ||
+	    !(p = eat(p, end, ':')) || !(p = read_value(p, end, cp, m)))
+		return NULL;
+	bit = (uint64_t)1 << ((unsigned char)m->name[0] & 63);
+	if ((*seen & bit) && flat_get(f, m->name))
+		return NULL;
+	*seen |= bit;
 	f->n++;
-	return true;
+	return p;
 }
 
 int flat_parse(const char *line, size_t len, struct flat *f)
 {
-	struct cursor c = { line, line + len, f->buf, f->buf + sizeof(f->buf) };
+	const char *p = line, *end = line + len, *q;
+	struct copies cp = { f->buf, f->buf + sizeof(f->buf) };
+	uint64_t seen = 0;
 
 	f->n = 0;
-	if (len > FLAT_LINE_MAX || !eat(&c, '{'))
+	if (len > FLAT_LINE_MAX || !(p = eat(p, end, '{')))
 		return -1;
-	if (!eat(&c, '}')) {
-		do {
-			if (!read_member(&c, f))
+	if ((q = eat(p, end, '}'))) {
+		p = q;
+	} else {
+		for (;;) {
+			if (!(p = read_member(p, end, &cp, f, &seen)))
 				return -1;
-		} while (eat(&c, ','));
-		if (!eat(&c, '}'))
+			if (!(q = eat(p, end, ',')))
+				break;
+			p = q;
+		}
+		if (!(p = eat(p, end, '}')))
 			return -1;
 	}
-	skip_space(&c);
-	return c.p == c.end ? 0 : -1;
+	return skip_space(p, end) == end ? 0 : -1;
 }

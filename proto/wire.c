@@ -47,6 +47,52 @@ char *proto_dump_line(json_t *o, size_t *len)
 	return buf;
 }
 
+/* "00" to "99": two digits a division. */
+static const char decimal_pairs[] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+/* How many decimal digits v has: log10 from its bit length, corrected by
+ * one comparison. */
+static size_t decimal_digits(uint64_t v)
+{
+	static const uint64_t powers[20] = {
+		1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+		1000000000, 10000000000u, 100000000000u, 1000000000000u, 10000000000000u,
+		100000000000000u, 1000000000000000u, 10000000000000000u,
+		100000000000000000u, 1000000000000000000u, 10000000000000000000u,
+	};
+	size_t t = (size_t)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
+
+	return t + ((v | 1) >= powers[t]);
+}
+
+char *proto_put_u64(char *dst, uint64_t v)
+{
+	size_t n = decimal_digits(v);
+	char *p = dst + n;
+
+	while (v >= 100) {
+		p -= 2;
+		memcpy(p, decimal_pairs + 2 * (v % 100), 2);
+		v /= 100;
+	}
+	if (v >= 10)
+		memcpy(p - 2, decimal_pairs + 2 * v, 2);
+	else
+		p[-1] = (char)('0' + v);
+	return dst + n;
+}
+
+char *proto_put_i64(char *dst, int64_t v)
+{
+	if (v >= 0)
+		return proto_put_u64(dst, (uint64_t)v);
+	*dst = '-';
+	return proto_put_u64(dst + 1, 0 - (uint64_t)v);
+}
+
 void proto_hex_encode(char *dst, const unsigned char *src, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -34,6 +35,11 @@ json_t *proto_string_shown(const char *s, size_t n);
  * newline included, not NUL-terminated. Drops the reference to o. NULL
  * when o is NULL or out of memory. */
 char *proto_dump_line(json_t *o, size_t *len);
+
+/* v in decimal at dst (20 bytes of room for u64, 21 for i64, no NUL),
+ * as printf's %llu and %lld write it; returns the end. */
+char *proto_put_u64(char *dst, uint64_t v);
+char *proto_put_i64(char *dst, int64_t v);
 
 /* n bytes as 2n lowercase hex digits and a NUL (dst holds 2n + 1). */
 void proto_hex_encode(char *dst, const unsigned char *src, size_t n);

@@ -949,6 +949,38 @@ START_TEST(restore_keeps_ids_and_fences)
 }
 END_TEST
 
+/* Freed entries and resources are kept by malloc's chunk size and given
+ * again for any size of the same chunk; at most SPARES_PER_CLASS of a
+ * class, none past SPARES_SIZE_MAX. (Leaks show under ASan.) */
+START_TEST(spares_are_reused_by_class)
+{
+	struct spares sp = { { NULL }, { 0 } };
+	void *kept[SPARES_PER_CLASS + 1];
+	void *blk = spares_alloc(&sp, 120), *again, *other;
+	void *big = spares_alloc(&sp, SPARES_SIZE_MAX + 1);
+
+	ck_assert_ptr_nonnull(blk);
+	memset(blk, 0x5a, 120);
+	spares_free(&sp, blk, 120);
+	again = spares_alloc(&sp, 113);      /* the same 128-byte chunk */
+	ck_assert_ptr_eq(again, blk);
+	memset(again, 0xa5, 120);            /* the whole capacity is its own */
+	spares_free(&sp, again, 113);
+	other = spares_alloc(&sp, 121);      /* the next class up */
+	ck_assert_ptr_ne(other, blk);
+	spares_free(&sp, other, 121);
+	spares_free(&sp, big, SPARES_SIZE_MAX + 1);    /* freed, not kept */
+	for (size_t i = 0; i < SPARES_PER_CLASS + 1; i++)
+		kept[i] = spares_alloc(&sp, 64);
+	for (size_t i = 0; i < SPARES_PER_CLASS + 1; i++)
+		spares_free(&sp, kept[i], 64);
+	ck_assert_uint_eq(sp.count[3], SPARES_PER_CLASS);
+	spares_free(&sp, NULL, 64);
+	spares_done(&sp);
+	ck_assert_ptr_null(sp.head[3]);
+}
+END_TEST
+
 static Suite *locktable_suite(void)
 {
 	Suite *s = suite_create("locktable");
@@ -995,6 +1027,7 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, a_lease_whose_last_holder_leaves_a_waiter_is_unlocked);
 	tcase_add_test(tc, a_try_once_request_waits_a_second_for_a_fence);
 	tcase_add_test(tc, an_os_resource_held_again_is_unlocked_later);
+	tcase_add_test(tc, spares_are_reused_by_class);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,6 +1,7 @@
 /* The protocol module: framing, request decoding, reply encoding. */
 #include <check.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,6 +388,11 @@ static void same_either_way(const char *line)
 		ck_assert(a.acquire.shared == b.acquire.shared && a.acquire.fd == b.acquire.fd);
 		ck_assert_int_eq(a.acquire.timeout_ms, b.acquire.timeout_ms);
 		ck_assert(!a.acquire.owner == !b.acquire.owner && !a.acquire.path == !b.acquire.path);
+		ck_assert(a.acquire.lock_fd == b.acquire.lock_fd && a.acquire.detach == b.acquire.detach);
+		ck_assert_int_eq(a.acquire.ttl_ms, b.acquire.ttl_ms);
+	} else if (a.op == OP_RENEW) {
+		ck_assert_uint_eq(a.renew.target.lease, b.renew.target.lease);
+		ck_assert_int_eq(a.renew.ttl_ms, b.renew.ttl_ms);
 	} else if (a.op == OP_RELEASE) {
 		ck_assert_uint_eq(a.release.lease, b.release.lease);
 	} else if (a.op == OP_CANCEL) {
@@ -413,6 +419,16 @@ START_TEST(fast_reader_agrees_with_jansson)
 		"{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":false,\"owner\":null}",
 		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":-1}",
 		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"mode\":1}",
+		"{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":true,\"lock_fd\":true}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"ttl_ms\":5,\"detach\":true}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"detach\":1}",
+		"{\"id\":1,\"op\":\"renew\",\"lease\":3,\"ttl_ms\":0}",
+		"{\"id\":1,\"op\":\"renew\",\"lease\":3,\"ttl_ms\":60000}",
+		"{\"id\":1,\"op\":\"ping\",\"i\":1,\"l\":2,\"idx\":3,\"\":4}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":123456789012345678}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":9223372036854775807}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":9223372036854775808}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"timeout_ms\":99999999999999999999}",
 		"{\"id\":null,\"op\":\"ping\"}",
 		"{\"id\":true,\"op\":\"ping\"}",
 		"{\"id\":1,\"op\":null}",
@@ -475,6 +491,48 @@ START_TEST(small_replies)
 	o = parse_line(buf, len);
 	ck_assert_int_eq(json_integer_value(json_object_get(o, "id")), INT64_MIN);
 	json_decref(o);
+}
+END_TEST
+
+/* The hot replies are written by hand: byte for byte what the format
+ * strings they replaced wrote, for every length of number and both signs. */
+START_TEST(small_replies_as_printf_wrote_them)
+{
+	int64_t ids[64] = { INT64_MIN, INT64_MIN + 1, INT64_MAX, -1, 0 };
+	uint64_t nums[64] = { UINT64_MAX, (1ULL << 53) - 1, 1795000000000123ULL, 0 };
+	size_t nids = 5, nnums = 4;
+	char buf[PROTO_SMALL_REPLY], want[PROTO_SMALL_REPLY];
+	uint64_t p = 1;
+
+	for (int digits = 1; digits <= 19; digits++, p *= 10) {
+		ids[nids++] = (int64_t)p;
+		ids[nids++] = -(int64_t)p;
+		if (digits < 19)
+			ids[nids++] = (int64_t)(p * 10 - 1);   /* all nines */
+		nums[nnums++] = p;
+		nums[nnums++] = p * 10 - 1;
+		nums[nnums++] = p + 37;
+	}
+	ck_assert_uint_le(nids, 64);
+	ck_assert_uint_le(nnums, 64);
+	for (size_t i = 0; i < nids; i++) {
+		size_t len = proto_fmt_ok(buf, ids[i]);
+		int n = snprintf(want, sizeof(want), "{\"id\":%" PRId64 ",\"ok\":true}\n", ids[i]);
+
+		ck_assert_uint_eq(len, (size_t)n);
+		ck_assert(memcmp(buf, want, len) == 0);
+		for (size_t j = 0; j < nnums; j++) {
+			uint64_t lease = nums[j], fence = nums[(j * 7 + i) % nnums];
+			bool shared = (i + j) % 2;
+
+			len = proto_fmt_grant(buf, ids[i], lease, fence, shared);
+			n = snprintf(want, sizeof(want), "{\"id\":%" PRId64 ",\"ok\":true,\"lease\":%"
+				     PRIu64 ",\"fence\":%" PRIu64 ",\"mode\":\"%s\"}\n", ids[i],
+				     lease, fence, shared ? "shared" : "exclusive");
+			ck_assert_uint_eq(len, (size_t)n);
+			ck_assert_msg(memcmp(buf, want, len) == 0, "%.*s", (int)len, buf);
+		}
+	}
 }
 END_TEST
 
@@ -725,6 +783,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(req, corpus_is_rejected);
 	tcase_add_test(req, fast_reader_agrees_with_jansson);
 	tcase_add_test(req, fast_reader_takes_only_simple_lines);
+	tcase_add_test(rep, small_replies_as_printf_wrote_them);
 	tcase_add_test(rep, small_replies);
 	tcase_add_test(rep, error_replies);
 	tcase_add_test(rep, ok_reply_with_body_and_request_encoding);

@@ -41,12 +41,80 @@ void proto_track_memory(void)
 	json_set_alloc_funcs(proto_json_malloc, free);
 }
 
+/* The members any request may have, in the order a line names them most
+ * often (acquire and release first). */
+enum name {
+	N_ID, N_OP, N_KEY, N_TIMEOUT_MS, N_LEASE, N_MODE, N_PATH, N_FD, N_LOCK_FD, N_OWNER,
+	N_MESSAGE, N_TTL_MS, N_DETACH, N_TOKEN, N_CLIENT, N_VERSION, N_REQUEST, N_PREFIX,
+	N_AFTER, N_LIMIT, N__COUNT
+};
+
+static const char *const names[N__COUNT] = {
+	[N_ID] = "id", [N_OP] = "op", [N_KEY] = "key", [N_TIMEOUT_MS] = "timeout_ms",
+	[N_LEASE] = "lease", [N_MODE] = "mode", [N_PATH] = "path", [N_FD] = "fd",
+	[N_LOCK_FD] = "lock_fd", [N_OWNER] = "owner", [N_MESSAGE] = "message",
+	[N_TTL_MS] = "ttl_ms", [N_DETACH] = "detach", [N_TOKEN] = "token",
+	[N_CLIENT] = "client", [N_VERSION] = "version", [N_REQUEST] = "request",
+	[N_PREFIX] = "prefix", [N_AFTER] = "after", [N_LIMIT] = "limit",
+};
+
 /* A request's members, read either by the fast flat reader or by jansson:
- * the decoders below see only struct value. */
+ * the decoders below see only struct value. A flat line's members are
+ * looked up once, by name, into at[] (the index in flat->m, or -1): the
+ * decoders ask for a dozen names a request. */
 struct members {
 	json_t *json;
 	const struct flat *flat;
+	signed char at[N__COUNT];
 };
+_Static_assert(FLAT_MEMBERS_MAX <= 127, "a member's index fits in at[]");
+
+#define TWO(a, b) ((unsigned char)(a) << 8 | (unsigned char)(b))
+
+/* The member called s, or -1: told by its first two bytes (no two names
+ * share them), then confirmed whole. */
+static int name_index(const char *s)
+{
+	int n;
+
+	if (!s[0])
+		return -1;
+	switch (TWO(s[0], s[1])) {
+	case TWO('i', 'd'): n = N_ID; break;
+	case TWO('o', 'p'): n = N_OP; break;
+	case TWO('k', 'e'): n = N_KEY; break;
+	case TWO('t', 'i'): n = N_TIMEOUT_MS; break;
+	case TWO('l', 'e'): n = N_LEASE; break;
+	case TWO('m', 'o'): n = N_MODE; break;
+	case TWO('p', 'a'): n = N_PATH; break;
+	case TWO('f', 'd'): n = N_FD; break;
+	case TWO('l', 'o'): n = N_LOCK_FD; break;
+	case TWO('o', 'w'): n = N_OWNER; break;
+	case TWO('m', 'e'): n = N_MESSAGE; break;
+	case TWO('t', 't'): n = N_TTL_MS; break;
+	case TWO('d', 'e'): n = N_DETACH; break;
+	case TWO('t', 'o'): n = N_TOKEN; break;
+	case TWO('c', 'l'): n = N_CLIENT; break;
+	case TWO('v', 'e'): n = N_VERSION; break;
+	case TWO('r', 'e'): n = N_REQUEST; break;
+	case TWO('p', 'r'): n = N_PREFIX; break;
+	case TWO('a', 'f'): n = N_AFTER; break;
+	case TWO('l', 'i'): n = N_LIMIT; break;
+	default: return -1;
+	}
+	return strcmp(s, names[n]) == 0 ? n : -1;
+}
+
+static void members_index(struct members *m)
+{
+	memset(m->at, -1, sizeof(m->at));
+	for (size_t i = 0; i < m->flat->n; i++) {
+		int n = name_index(m->flat->m[i].name);
+
+		if (n >= 0)
+			m->at[n] = (signed char)i;
+	}
+}
 
 enum value_type { V_ABSENT, V_NULL, V_STRING, V_INT, V_TRUE, V_FALSE, V_OTHER };
 
@@ -57,7 +125,7 @@ struct value {
 	int64_t i;              /* V_INT */
 };
 
-static struct value flat_value(const struct flat_member *m)
+static inline struct value flat_value(const struct flat_member *m)
 {
 	static const enum value_type types[] = {
 		[FLAT_STRING] = V_STRING, [FLAT_INT] = V_INT, [FLAT_TRUE] = V_TRUE,
@@ -84,21 +152,23 @@ static struct value json_value(json_t *v)
 	}
 }
 
-static struct value member(const struct members *m, const char *name)
+static inline struct value member(const struct members *m, enum name n)
 {
-	return m->flat ? flat_value(flat_get(m->flat, name)) : json_value(json_object_get(m->json, name));
+	if (m->flat)
+		return flat_value(m->at[n] < 0 ? NULL : &m->flat->m[m->at[n]]);
+	return json_value(json_object_get(m->json, names[n]));
 }
 
-static bool absent(struct value v)
+static inline bool absent(struct value v)
 {
 	return v.type == V_ABSENT || v.type == V_NULL;
 }
 
 /* An optional string member: absent or null leaves *out NULL. */
-static int get_opt_string(const struct members *m, const char *name, size_t max,
+static inline int get_opt_string(const struct members *m, enum name n, size_t max,
 			  const char **out, size_t *out_len, struct proto_error *err)
 {
-	struct value v = member(m, name);
+	struct value v = member(m, n);
 
 	*out = NULL;
 	if (out_len)
@@ -106,9 +176,9 @@ static int get_opt_string(const struct members *m, const char *name, size_t max,
 	if (absent(v))
 		return 0;
 	if (v.type != V_STRING)
-		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be a string", name);
+		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be a string", names[n]);
 	if (v.len > max)
-		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" is longer than %zu bytes", name, max);
+		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" is longer than %zu bytes", names[n], max);
 	*out = v.s;
 	if (out_len)
 		*out_len = v.len;
@@ -116,52 +186,52 @@ static int get_opt_string(const struct members *m, const char *name, size_t max,
 }
 
 /* An optional integer member >= min: absent or null leaves *out at dflt. */
-static int get_opt_int(const struct members *m, const char *name, int64_t min, int64_t dflt,
+static inline int get_opt_int(const struct members *m, enum name n, int64_t min, int64_t dflt,
 		       int64_t *out, struct proto_error *err)
 {
-	struct value v = member(m, name);
+	struct value v = member(m, n);
 
 	*out = dflt;
 	if (absent(v))
 		return 0;
 	if (v.type != V_INT || v.i < min)
 		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be an integer >= %" PRId64,
-			    name, min);
+			    names[n], min);
 	*out = v.i;
 	return 0;
 }
 
-static int get_int(const struct members *m, const char *name, int64_t min, int64_t *out,
+static inline int get_int(const struct members *m, enum name n, int64_t min, int64_t *out,
 		   struct proto_error *err)
 {
-	if (absent(member(m, name)))
-		return fail(err, HASP_E_BAD_REQUEST, "missing \"%s\"", name);
-	return get_opt_int(m, name, min, 0, out, err);
+	if (absent(member(m, n)))
+		return fail(err, HASP_E_BAD_REQUEST, "missing \"%s\"", names[n]);
+	return get_opt_int(m, n, min, 0, out, err);
 }
 
 static int decode_hello(const struct members *m, struct proto_request *req,
 			struct proto_error *err)
 {
-	if (get_opt_string(m, "client", PROTO_CLIENT_MAX, &req->hello.client, NULL, err) < 0)
+	if (get_opt_string(m, N_CLIENT, PROTO_CLIENT_MAX, &req->hello.client, NULL, err) < 0)
 		return -1;
-	return get_opt_int(m, "version", 1, 0, &req->hello.version, err);
+	return get_opt_int(m, N_VERSION, 1, 0, &req->hello.version, err);
 }
 
 /* An optional boolean member: absent or null is false. */
-static int get_opt_bool(const struct members *m, const char *name, bool *out,
+static inline int get_opt_bool(const struct members *m, enum name n, bool *out,
 			struct proto_error *err)
 {
-	struct value v = member(m, name);
+	struct value v = member(m, n);
 
 	*out = v.type == V_TRUE;
 	if (!absent(v) && v.type != V_TRUE && v.type != V_FALSE)
-		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be true or false", name);
+		return fail(err, HASP_E_BAD_REQUEST, "\"%s\" must be true or false", names[n]);
 	return 0;
 }
 
 static int decode_mode(const struct members *m, bool *shared, struct proto_error *err)
 {
-	struct value v = member(m, "mode");
+	struct value v = member(m, N_MODE);
 
 	*shared = false;
 	if (absent(v))
@@ -175,12 +245,12 @@ static int decode_mode(const struct members *m, bool *shared, struct proto_error
 
 /* An absolute "path" (or none), and "fd" (a descriptor came with the
  * line), which goes with it. */
-static int decode_path_fd(const struct members *m, const char **path, bool *has_fd,
+static inline int decode_path_fd(const struct members *m, const char **path, bool *has_fd,
 			  struct proto_error *err)
 {
-	struct value fd = member(m, "fd");
+	struct value fd = member(m, N_FD);
 
-	if (get_opt_string(m, "path", PROTO_PATH_MAX, path, NULL, err) < 0)
+	if (get_opt_string(m, N_PATH, PROTO_PATH_MAX, path, NULL, err) < 0)
 		return -1;
 	if (*path && (*path)[0] != '/')
 		return fail(err, HASP_E_BAD_REQUEST, "\"path\" must be absolute");
@@ -196,9 +266,9 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 			  struct proto_error *err)
 {
 	__typeof__(req->acquire) *a = &req->acquire;
-	struct value lock_fd = member(m, "lock_fd");
+	struct value lock_fd = member(m, N_LOCK_FD);
 
-	if (get_opt_string(m, "key", PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
+	if (get_opt_string(m, N_KEY, PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
 	    decode_path_fd(m, &a->path, &a->fd, err) < 0)
 		return -1;
 	if (!a->key == !a->path)
@@ -211,11 +281,11 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 	if (a->lock_fd && !a->fd)
 		return fail(err, HASP_E_BAD_REQUEST, "\"lock_fd\" goes with \"fd\": true");
 	if (decode_mode(m, &a->shared, err) < 0 ||
-	    get_opt_int(m, "timeout_ms", 0, -1, &a->timeout_ms, err) < 0 ||
-	    get_opt_string(m, "owner", PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||
-	    get_opt_string(m, "message", PROTO_MESSAGE_MAX, &a->message, NULL, err) < 0 ||
-	    get_opt_int(m, "ttl_ms", 1, 0, &a->ttl_ms, err) < 0 ||
-	    get_opt_bool(m, "detach", &a->detach, err) < 0)
+	    get_opt_int(m, N_TIMEOUT_MS, 0, -1, &a->timeout_ms, err) < 0 ||
+	    get_opt_string(m, N_OWNER, PROTO_OWNER_MAX, &a->owner, NULL, err) < 0 ||
+	    get_opt_string(m, N_MESSAGE, PROTO_MESSAGE_MAX, &a->message, NULL, err) < 0 ||
+	    get_opt_int(m, N_TTL_MS, 1, 0, &a->ttl_ms, err) < 0 ||
+	    get_opt_bool(m, N_DETACH, &a->detach, err) < 0)
 		return -1;
 	if (a->lock_fd && (a->detach || a->ttl_ms))
 		return fail(err, HASP_E_BAD_REQUEST, "the fd form (\"lock_fd\") leaves the lock with "
@@ -229,7 +299,7 @@ static int decode_token(const struct members *m, struct proto_target *t, struct 
 	const char *token;
 	size_t len;
 
-	if (get_opt_string(m, "token", 2 * PROTO_TOKEN_LEN, &token, &len, err) < 0)
+	if (get_opt_string(m, N_TOKEN, 2 * PROTO_TOKEN_LEN, &token, &len, err) < 0)
 		return -1;
 	t->has_token = token != NULL;
 	if (token && proto_hex_decode(t->token, token, len, PROTO_TOKEN_LEN) < 0)
@@ -245,9 +315,9 @@ static int decode_target(const struct members *m, const char *op, struct proto_t
 {
 	int64_t lease;
 
-	if (get_opt_string(m, "key", PROTO_KEY_MAX, &t->key, &t->key_len, err) < 0 ||
+	if (get_opt_string(m, N_KEY, PROTO_KEY_MAX, &t->key, &t->key_len, err) < 0 ||
 	    decode_path_fd(m, &t->path, &t->fd, err) < 0 ||
-	    get_opt_int(m, "lease", 1, 0, &lease, err) < 0 || decode_token(m, t, err) < 0)
+	    get_opt_int(m, N_LEASE, 1, 0, &lease, err) < 0 || decode_token(m, t, err) < 0)
 		return -1;
 	t->lease = (uint64_t)lease;
 	if ((t->key != NULL) + (t->path != NULL) + (t->lease != 0) > 1 ||
@@ -264,9 +334,9 @@ static int decode_revoke(const struct members *m, struct proto_request *req,
 {
 	int64_t lease;
 
-	if (get_opt_string(m, "key", PROTO_KEY_MAX, &req->revoke.key, &req->revoke.key_len, err) < 0 ||
+	if (get_opt_string(m, N_KEY, PROTO_KEY_MAX, &req->revoke.key, &req->revoke.key_len, err) < 0 ||
 	    decode_path_fd(m, &req->revoke.path, &req->revoke.fd, err) < 0 ||
-	    get_opt_int(m, "lease", 1, 0, &lease, err) < 0)
+	    get_opt_int(m, N_LEASE, 1, 0, &lease, err) < 0)
 		return -1;
 	req->revoke.lease = (uint64_t)lease;
 	if ((req->revoke.key != NULL) + (req->revoke.path != NULL) + (req->revoke.lease != 0) != 1)
@@ -281,7 +351,7 @@ static int decode_adopt(const struct members *m, struct proto_request *req,
 {
 	int64_t lease;
 
-	if (get_int(m, "lease", 1, &lease, err) < 0 ||
+	if (get_int(m, N_LEASE, 1, &lease, err) < 0 ||
 	    decode_path_fd(m, &req->adopt.path, &req->adopt.fd, err) < 0)
 		return -1;
 	req->adopt.lease = (uint64_t)lease;
@@ -297,9 +367,9 @@ static int decode_list(const struct members *m, struct proto_request *req,
 {
 	struct proto_list_args *l = &req->list;
 
-	if (get_opt_string(m, "prefix", PROTO_LIST_NAME_MAX, &l->prefix, &l->prefix_len, err) < 0 ||
-	    get_opt_string(m, "after", PROTO_LIST_NAME_MAX, &l->after, &l->after_len, err) < 0 ||
-	    get_opt_int(m, "limit", 1, PROTO_LIST_DEFAULT, &l->limit, err) < 0)
+	if (get_opt_string(m, N_PREFIX, PROTO_LIST_NAME_MAX, &l->prefix, &l->prefix_len, err) < 0 ||
+	    get_opt_string(m, N_AFTER, PROTO_LIST_NAME_MAX, &l->after, &l->after_len, err) < 0 ||
+	    get_opt_int(m, N_LIMIT, 1, PROTO_LIST_DEFAULT, &l->limit, err) < 0)
 		return -1;
 	if (l->limit > PROTO_LIST_MAX)
 		return fail(err, HASP_E_BAD_REQUEST, "\"limit\" must be an integer from 1 to %d",
@@ -320,9 +390,9 @@ static int decode_args(const struct members *m, struct proto_request *req,
 	case OP_RENEW:
 		if (decode_target(m, "renew", &req->renew.target, err) < 0)
 			return -1;
-		return get_opt_int(m, "ttl_ms", 1, 0, &req->renew.ttl_ms, err);
+		return get_opt_int(m, N_TTL_MS, 1, 0, &req->renew.ttl_ms, err);
 	case OP_CANCEL:
-		return get_int(m, "request", INT64_MIN, &req->cancel.request, err);
+		return get_int(m, N_REQUEST, INT64_MIN, &req->cancel.request, err);
 	case OP_REVOKE:
 		return decode_revoke(m, req, err);
 	case OP_ADOPT:
@@ -338,7 +408,7 @@ static int decode_args(const struct members *m, struct proto_request *req,
 static int decode_members(const struct members *m, struct proto_request *req,
 			  struct proto_error *err)
 {
-	struct value id = member(m, "id"), op = member(m, "op");
+	struct value id = member(m, N_ID), op = member(m, N_OP);
 	int opn;
 
 	if (id.type == V_INT) {
@@ -363,13 +433,14 @@ static int decode_members(const struct members *m, struct proto_request *req,
 int proto_decode_request(const char *line, size_t len, struct proto_request *req,
 			 struct proto_doc *doc, struct proto_error *err)
 {
-	struct members m = { NULL, NULL };
+	struct members m = { NULL, NULL, { 0 } };
 	json_error_t jerr;
 
 	memset(req, 0, sizeof(*req));
 	doc->root = NULL;
 	if (flat_parse(line, len, &doc->flat) == 0) {
 		m.flat = &doc->flat;
+		members_index(&m);
 		return decode_members(&m, req, err);
 	}
 	json_oom = false;
