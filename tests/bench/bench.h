@@ -83,6 +83,7 @@ pid_t base_echo_start(const struct bench_opts *o, char *path, size_t size);
 void bench_uncontended(const struct bench_opts *o, double rt, double flk);
 void bench_handoff(const struct bench_opts *o, double rt);
 void bench_throughput(const struct bench_opts *o);
+void bench_pipelined(const struct bench_opts *o);
 void bench_scale(const struct bench_opts *o);
 void bench_sessions(const struct bench_opts *o);
 void bench_fairness(const struct bench_opts *o);

@@ -310,15 +310,29 @@ static double libhasp_pipelined(const struct bench_opts *o, int batch, double se
 
 /* ---- P4: throughput ---- */
 
+/* The bare libevent echo server, listening and in its loop. */
+static pid_t echo_start(const struct bench_opts *o, char *path, size_t size)
+{
+	pid_t pid = base_echo_start(o, path, size);
+
+	usleep(100000); /* the echo server's listen() is done; its loop starts */
+	return pid;
+}
+
+static void echo_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
 void bench_throughput(const struct bench_opts *o)
 {
 	static const int clients[] = { 1, 8, 64, 512 };
 	double seconds = o->quick ? 0.2 : 2.0;
 	char echo[256], name[64];
-	pid_t echo_pid = base_echo_start(o, echo, sizeof(echo));
+	pid_t echo_pid = echo_start(o, echo, sizeof(echo));
 	struct result *r;
 
-	usleep(100000); /* the echo server's listen() is done; its loop starts */
 	for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
 		double base, hasp;
 
@@ -336,6 +350,16 @@ void bench_throughput(const struct bench_opts *o)
 		snprintf(r->baseline, sizeof(r->baseline), "(d) %d clients", clients[i]);
 		snprintf(r->note, sizeof(r->note), "acquire+release pairs/s, distinct keys");
 	}
+	echo_stop(echo_pid);
+}
+
+void bench_pipelined(const struct bench_opts *o)
+{
+	double seconds = o->quick ? 0.2 : 2.0;
+	char echo[256];
+	pid_t echo_pid = echo_start(o, echo, sizeof(echo));
+	struct result *r;
+
 	{
 		double base = load_pipelined(echo, 64, seconds), hasp = load_pipelined(o->socket, 64, seconds);
 		double lib = libhasp_pipelined(o, 64, seconds);
@@ -353,8 +377,7 @@ void bench_throughput(const struct bench_opts *o)
 		snprintf(r->baseline, sizeof(r->baseline), "P4 pipelined x64");
 		snprintf(r->note, sizeof(r->note), "hasp_lock_async + hasp_unlock_async pairs/s");
 	}
-	kill(echo_pid, SIGTERM);
-	waitpid(echo_pid, NULL, 0);
+	echo_stop(echo_pid);
 }
 
 /* ---- P5: scale ---- */

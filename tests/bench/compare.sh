@@ -4,13 +4,16 @@
 # Starts a haspd, and each peer that is installed (PostgreSQL, Redis, etcd,
 # python3-filelock), on a temporary Unix socket or loopback port with its
 # data in a temporary directory; runs ROUNDS interleaved rounds of
-#   hasp-bench --only baselines,uncontended,handoff (P1, P2, the bare round trip)
+#   hasp-bench --only baselines,uncontended,handoff,pipelined (P1, P2, the bare
+#     round trip; pipelined batches of 64 against a bare libevent echo server)
 #   PostgreSQL pg_advisory_lock + pg_advisory_unlock, and its hand-off (libpq)
 #   Redis SET key val NX PX 30000 + DEL (hiredis)
 #   etcd /v3/lock/lock + /v3/lock/unlock through the JSON gateway, and its hand-off
 #   py-filelock and hasp.FileLock (client/python), acquire+release and hand-off
 # and prints one table of medians, with ratios to hasp's P1 through libhasp
-# and to one bare Unix-socket round trip, each taken within its round.
+# and to one bare Unix-socket round trip, each taken within its round, then
+# the ratios the issues set targets for (pipelined throughput against the
+# echo server, peers' pairs and hand-offs against hasp's).
 # A peer that is missing is skipped with a line saying so. Not in meson test.
 # Needs a build (meson setup build && ninja -C build); the peers' C clients
 # are built there when libpq-dev and libhiredis-dev are installed.
@@ -58,8 +61,9 @@ chmod 711 "$T" # an unprivileged postgres must reach its directory
 pids=()     # the servers
 client=    # the measuring client running now
 skipped=()
-results=$T/results
+results=$T/results rates=$T/rates # latencies in µs; pairs/s
 : >"$results"
+: >"$rates"
 
 # ---- processes: each server's pid is kept and stopped at the end ----
 
@@ -269,16 +273,16 @@ run_peer() {
 }
 
 # hasp-bench's JSON: the bare round trip and hasp's P1 and P2 lines, by
-# the start of their names.
+# the start of their names, to the results; the pipelined rates to the rates.
 run_hasp_bench() {
 	# its scratch directory in ours, gone with it even if hasp-bench is killed
-	if ! TMPDIR=$T measure "$bench" --socket "$T/haspd.sock" --only baselines,uncontended,handoff \
-		--json; then
+	if ! TMPDIR=$T measure "$bench" --socket "$T/haspd.sock" \
+		--only baselines,uncontended,handoff,pipelined --json; then
 		echo "compare.sh: round $round: hasp-bench failed" >&2
 		log_tail "$T/err"
 		exit 1
 	fi
-	awk -v round="$round" '
+	awk -v round="$round" -v rates="$rates" '
 	function num(rec, field) {
 		if (!match(rec, "\"" field "\":[-0-9.e+]+"))
 			return ""
@@ -290,6 +294,10 @@ run_hasp_bench() {
 			if (!match(recs[i], /"name":"[^"]*"/))
 				continue
 			name = substr(recs[i], RSTART + 8, RLENGTH - 9)
+			if (name ~ /pipelined|in flight/) {
+				printf "%s\t%s\t%s\n", round, name, num(recs[i], "ops_per_s") >>rates
+				continue
+			}
 			if (name !~ /^(\(a\)|P1 named|P1 raw|P2 hand-off exclusive->exclusive)/)
 				continue
 			median = num(recs[i], "median_us")
@@ -377,6 +385,47 @@ table() {
 	}' "$results"
 }
 
+# The median over the rounds of one label's figure divided by another's,
+# each ratio taken within its round, with the lowest and highest: the
+# figures are the third column of file $1; the labels are those that
+# begin with $2 and $3; $4 says what the ratio means.
+ratio() {
+	awk -F '\t' -v num="$2" -v den="$3" -v what="$4" '
+	index($2, num) == 1 { a[$1] = $3 }
+	index($2, den) == 1 { b[$1] = $3 }
+	END {
+		n = 0
+		for (r in a)
+			if ((r in b) && b[r] > 0)
+				v[++n] = a[r] / b[r]
+		if (n == 0)
+			exit
+		for (i = 2; i <= n; i++)
+			for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
+				x = v[j]; v[j] = v[j - 1]; v[j - 1] = x
+			}
+		m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		printf "  %-62s %7.2fx  (%.2f-%.2f, %d rounds)\n", what, m, v[1], v[n], n
+	}' "$1"
+}
+
+# The ratios the issues set targets for, each a median of per-round ratios.
+ratios() {
+	local p1="hasp P1 named" rt="(a)"
+	echo "ratios (median of the rounds' ratios, lowest-highest):"
+	ratio "$results" "$p1" "$rt" "hasp P1 through libhasp / one bare round trip (a)"
+	ratio "$results" "PostgreSQL advisory lock+unlock" "$p1" "PostgreSQL advisory lock+unlock / hasp P1"
+	ratio "$results" "Redis SET NX PX + DEL" "$p1" "Redis SET NX PX + DEL / hasp P1"
+	ratio "$results" "PostgreSQL advisory hand-off" "hasp P2 hand-off exclusive->exclusive" \
+		"PostgreSQL hand-off / hasp P2 hand-off"
+	ratio "$results" "py-filelock hand-off (50 ms poll)" "hasp.FileLock hand-off" \
+		"py-filelock hand-off / hasp.FileLock hand-off"
+	ratio "$rates" "P4 pipelined batches of 64" "(d) echo server, pipelined x64" \
+		"hasp pipelined x64 pairs/s / echo server's"
+	ratio "$rates" "P4 libhasp async, 64 in flight" "(d) echo server, pipelined x64" \
+		"libhasp async, 64 in flight, pairs/s / echo server's"
+}
+
 versions() {
 	echo "hasp: $("$B/daemon/haspd" --version 2>/dev/null | sed -n 1p)"
 	[ -z "$pg_conninfo" ] || "$pg_bin/postgres" --version
@@ -402,6 +451,8 @@ done
 echo "load average at end: $(uptime | sed 's/.*load average: *//')"
 echo
 table
+echo
+ratios
 for s in "${skipped[@]}"; do
 	echo "skipped: $s"
 done

@@ -22,7 +22,7 @@ static const char usage[] =
 	"  --quick        a few seconds, smaller sizes (the figures are not meaningful)\n"
 	"  --json         machine-readable output\n"
 	"  --only GROUPS  only these groups, a comma list of baselines, uncontended,\n"
-	"                 handoff, throughput, scale, sessions, fairness (default:\n"
+	"                 handoff, throughput, pipelined, scale, sessions, fairness (default:\n"
 	"                 all); a group that reports a ratio to a baseline measures\n"
 	"                 that baseline too, and scale measures uncontended\n"
 	"  --socket PATH  measure a running haspd instead of starting one\n"
@@ -35,14 +35,16 @@ enum group {
 	G_UNCONTENDED = 1 << 1,
 	G_HANDOFF = 1 << 2,
 	G_THROUGHPUT = 1 << 3,
-	G_SCALE = 1 << 4,
-	G_SESSIONS = 1 << 5,
-	G_FAIRNESS = 1 << 6,
-	G_ALL = (1 << 7) - 1,
+	G_PIPELINED = 1 << 4,
+	G_SCALE = 1 << 5,
+	G_SESSIONS = 1 << 6,
+	G_FAIRNESS = 1 << 7,
+	G_ALL = (1 << 8) - 1,
 };
 
 static const char *const group_names[] = {
-	"baselines", "uncontended", "handoff", "throughput", "scale", "sessions", "fairness",
+	"baselines", "uncontended", "handoff", "throughput", "pipelined", "scale", "sessions",
+	"fairness",
 };
 
 /* A comma list of group names: their bits, or -1 after naming an unknown one. */
@@ -183,6 +185,8 @@ int main(int argc, char **argv)
 		bench_handoff(&o, rt);
 	if (groups & G_THROUGHPUT)
 		bench_throughput(&o);
+	if (groups & G_PIPELINED)
+		bench_pipelined(&o);
 	if (groups & G_SCALE)
 		bench_scale(&o);
 	if (groups & G_SESSIONS)
