@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadlock.h"
+
 const char *lt_mode_name(enum lt_mode m)
 {
 	return m == LT_SHARED ? "shared" : "exclusive";
@@ -44,6 +46,7 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	if (cb)
 		lt->cb = *cb;
 	lt->fence_ceiling = UINT64_MAX;
+	lt->dl_steps_max = LT_DEADLOCK_STEPS;
 	list_init(&lt->gone);
 	lt->granted_tail = &lt->granted;
 	lt->unlock_tail = &lt->unlock;
@@ -789,6 +792,11 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 		lt->stats.granted_at_once++;
 		*ret = e;
 		return LT_GRANTED;
+	}
+	if (deadlock_find(lt, e)) {
+		entry_free(lt, e);
+		resource_put_if_unused(lt, r);
+		return LT_DEADLOCK;
 	}
 	if (enqueue(lt, e, req->timeout_ms == 0 ? LT_FENCE_WAIT_MS : req->timeout_ms) == LT_NOMEM) {
 		entry_free(lt, e);

@@ -35,6 +35,13 @@
 #define LT_LABEL_MAX 64
 /* Longer timeouts (over 31 years) are cut to this, so deadlines cannot overflow. */
 #define LT_TIMEOUT_MAX_MS 1000000000000LL
+/* How many steps (an edge of the wait-for graph followed, or a waiter
+ * passed on the way to the one a request waits for) a deadlock search may
+ * take before it gives up and lets the request wait (counted in
+ * stats.deadlock_searches_cut): a bound on the daemon's time per request. */
+#define LT_DEADLOCK_STEPS 10000
+/* The waits of a deadlock reported in full; a longer cycle is cut. */
+#define LT_CYCLE_MAX 16
 /* How long a request that tries once (timeout 0) waits for a fence to give
  * before it expires (and is answered busy): a store takes one disk sync. */
 #define LT_FENCE_WAIT_MS 1000
@@ -51,6 +58,7 @@ enum lt_result {
 	LT_ALREADY_HELD,
 	LT_UNKNOWN_LEASE,
 	LT_UNKNOWN_REQUEST,
+	LT_DEADLOCK,            /* its wait would close a cycle: locktable.cycle says which */
 	LT_NOMEM,
 };
 
@@ -79,6 +87,13 @@ struct lt_owner {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
+	/* A deadlock search's marks (deadlock.c): found in search number
+	 * dl_search, reached through its entry dl_via, which the parent
+	 * owner's request dl_from waits for (NULL: the new request's), and
+	 * queued after dl_next. */
+	uint64_t dl_search;
+	const struct lt_entry *dl_via, *dl_from;
+	struct lt_owner *dl_next;
 };
 
 struct lt_resource {
@@ -207,7 +222,29 @@ struct lt_stats {
 	uint64_t acquires, granted_at_once, granted_after_wait, busy, timeouts,
 		 cancels, releases, already_held, owners_ended, revokes,
 		 disconnects, abandoned, handed_over, expired, restored;
+	/* searches of the wait-for graph (one per request about to wait),
+	 * requests failed with a deadlock, searches cut at their bound */
+	uint64_t deadlock_searches, deadlocks, deadlock_searches_cut;
 	size_t resources, leases, waiters, detached;
+};
+
+/* One wait of a deadlock: owner's request waiter (NULL: the request
+ * refused) asked for mode on res, and waits for blocker, a lease or a
+ * request queued ahead, of the next wait's owner (the last's blocker is
+ * the first's owner's). */
+struct lt_wait {
+	const struct lt_owner *owner;
+	const struct lt_entry *waiter;
+	const struct lt_resource *res;
+	enum lt_mode mode;
+	const struct lt_entry *blocker;
+};
+
+/* The cycle a request would have closed, its own wait first. */
+struct lt_cycle {
+	struct lt_wait waits[LT_CYCLE_MAX];
+	size_t len;             /* waits shown, at most LT_CYCLE_MAX */
+	size_t total;           /* waits in the cycle: one per session in it */
 };
 
 struct locktable {
@@ -235,6 +272,11 @@ struct locktable {
 	struct lt_entry *drained_entry;       /* the last record's, if it is to be freed */
 	struct lt_resource *drained_res;
 	struct spares spares;   /* freed entries and resources, for the next */
+	/* After LT_DEADLOCK, the cycle: valid until the next call that
+	 * changes the table. */
+	struct lt_cycle cycle;
+	uint64_t dl_searches;   /* the number of the last deadlock search */
+	size_t dl_steps_max;    /* a search's bound: LT_DEADLOCK_STEPS */
 };
 
 struct lt_request {
@@ -283,8 +325,10 @@ struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size
 				     void *os);
 /* LT_GRANTED (*ret is the lease; no record), LT_HANDED_OVER (granted and
  * handed over, LT_ADMIT_HANDED_OVER: reported by a GRANTED record, which
- * answers it), LT_QUEUED (*ret is the waiter), LT_BUSY (timeout 0 and not grantable), LT_ALREADY_HELD (the owner
- * holds or waits for this resource), LT_NOMEM. */
+ * answers it), LT_QUEUED (*ret is the waiter), LT_BUSY (timeout 0 and not
+ * grantable), LT_ALREADY_HELD (the owner holds or waits for this
+ * resource), LT_DEADLOCK (its wait would close a cycle of the wait-for
+ * graph, in lt->cycle; nothing was queued), LT_NOMEM. */
 enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 				 const struct lt_request *req, struct lt_entry **ret);
 /* Lets r go if nothing holds or waits on it: a resource found or attached

@@ -1,7 +1,9 @@
 /* A randomized model test of the lock table: random acquires (some with a
  * time-to-live), releases, renews, cancels, expiries and owner ends over
  * several owners and keys, checked after every step against a plain
- * reference model of the specification. */
+ * reference model of the specification, which has its own deadlock
+ * detector: a depth-first search of the whole wait-for graph, built from
+ * the specification's words, not from the table's shortcuts. */
 #include <check.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -127,6 +129,98 @@ static uint64_t m_next_deadline(void)
 			best = earlier(best, m.k[ki].holders[h].expiry);
 	}
 	return best;
+}
+
+/* ---- the reference deadlock detector ---- */
+
+static bool m_conflict(enum lt_mode a, enum lt_mode b)
+{
+	return a == LT_EXCLUSIVE || b == LT_EXCLUSIVE;
+}
+
+/* Whether a request in mode behind the first `ahead` waiters of k waits for
+ * owner b: b holds k in a conflicting mode, or b's conflicting request is
+ * among those ahead. */
+static bool m_request_waits_for(const struct m_key *k, enum lt_mode mode, int ahead, int b)
+{
+	for (int h = 0; h < k->nh; h++)
+		if (k->holders[h].owner == b && m_conflict(mode, k->holders[h].mode))
+			return true;
+	for (int w = 0; w < ahead; w++)
+		if (k->waiters[w].owner == b && m_conflict(mode, k->waiters[w].mode))
+			return true;
+	return false;
+}
+
+/* The edge a -> b of the wait-for graph: a request of a waits for b. */
+static bool m_waits_for(int a, int b)
+{
+	for (int ki = 0; ki < NKEY; ki++) {
+		const struct m_key *k = &m.k[ki];
+		int w = m_find(k->waiters, k->nw, a);
+
+		if (w >= 0 && m_request_waits_for(k, k->waiters[w].mode, w, b))
+			return true;
+	}
+	return false;
+}
+
+/* reach[a][b]: a path of waits leads from owner a to owner b (the
+ * transitive closure of the graph, Warshall's). */
+static void m_reach(bool reach[NOWN][NOWN])
+{
+	for (int a = 0; a < NOWN; a++)
+		for (int b = 0; b < NOWN; b++)
+			reach[a][b] = a != b && m_waits_for(a, b);
+	for (int via = 0; via < NOWN; via++)
+		for (int a = 0; a < NOWN; a++)
+			for (int b = 0; b < NOWN; b++)
+				reach[a][b] = reach[a][b] || (reach[a][via] && reach[via][b]);
+}
+
+/* Whether owner o's new request in mode, queued at the tail of k, closes a
+ * cycle. */
+static bool m_would_deadlock(int o, const struct m_key *k, enum lt_mode mode)
+{
+	bool reach[NOWN][NOWN];
+
+	m_reach(reach);
+	for (int b = 0; b < NOWN; b++)
+		if (b != o && m_request_waits_for(k, mode, k->nw, b) && reach[b][o])
+			return true;
+	return false;
+}
+
+/* No cycle is ever left standing: each was refused as it formed. */
+static void check_no_cycle(void)
+{
+	bool reach[NOWN][NOWN];
+
+	m_reach(reach);
+	for (int a = 0; a < NOWN; a++)
+		MCHECK(!reach[a][a], "owner %d is in a cycle of waits", MARGS, a);
+}
+
+/* The cycle the table reported for owner o's refused request: each wait's
+ * blocker is the next wait's owner, the last's is o, and each is an edge
+ * of the model's graph. */
+static void check_cycle(int o, int ki)
+{
+	const struct lt_cycle *c = &fx.lt.cycle;
+
+	MCHECK(c->total >= 2 && c->total <= NOWN && c->len == c->total,
+	       "a cycle of %zu waits (%zu shown)", MARGS, c->total, c->len);
+	MCHECK(c->waits[0].owner == &owners[o] && !c->waits[0].waiter &&
+	       strcmp(c->waits[0].res->key, keys[ki]) == 0, "the cycle starts elsewhere", MARGS);
+	for (size_t i = 0; i < c->len; i++) {
+		const struct lt_owner *next = c->waits[(i + 1) % c->len].owner;
+		int a = (int)(c->waits[i].owner - owners), b = (int)(next - owners);
+
+		MCHECK(c->waits[i].blocker->owner == next, "wait %zu's blocker is not the next's",
+		       MARGS, i);
+		MCHECK(i == 0 || m_waits_for(a, b), "owner %d does not wait for owner %d", MARGS,
+		       a, b);
+	}
 }
 
 /* ---- checking the table against the model ---- */
@@ -325,6 +419,7 @@ static void check_state(void)
 		waiters += (size_t)k->nw;
 	}
 	check_owners();
+	check_no_cycle();
 	MCHECK(fx.lt.stats.leases == leases && fx.lt.stats.waiters == waiters &&
 	       fx.lt.stats.resources == resources,
 	       "gauges %zu/%zu/%zu, model says %zu/%zu/%zu", MARGS, fx.lt.stats.leases,
@@ -373,6 +468,8 @@ static void step_acquire(void)
 		k->holders[k->nh++] = me;
 	} else if (timeout == 0) {
 		want = LT_BUSY;
+	} else if (m_would_deadlock(o, k, mode)) {
+		want = LT_DEADLOCK;
 	} else {
 		want = LT_QUEUED;
 		k->waiters[k->nw++] = me;
@@ -381,6 +478,8 @@ static void step_acquire(void)
 	       want);
 	if (got == LT_GRANTED)
 		check_fence(e);
+	if (got == LT_DEADLOCK && want == LT_DEADLOCK)
+		check_cycle(o, ki);
 	if (got == LT_GRANTED || got == LT_QUEUED)
 		MCHECK(e && e->tag == tag, "acquire of tag %" PRId64 ": wrong entry", MARGS, tag);
 }

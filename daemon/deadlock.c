@@ -1,0 +1,149 @@
+#include "deadlock.h"
+
+#include "list.h"
+
+/* One search: breadth-first over owners, queued through lt_owner.dl_next. */
+struct search {
+	struct locktable *lt;
+	struct lt_owner *start;
+	struct lt_owner *head, *tail;
+	size_t steps;
+	bool cut;
+	const struct lt_entry *from, *closing; /* the wait that came back to start */
+};
+
+/* Whether the search may take one more step. */
+static bool step(struct search *s)
+{
+	if (++s->steps > s->lt->dl_steps_max)
+		s->cut = true;
+	return !s->cut;
+}
+
+/* from (NULL: the new request) waits for blocker: true when that closes
+ * the cycle, else its owner is queued if it is new to this search. */
+static bool reach(struct search *s, const struct lt_entry *from, const struct lt_entry *blocker)
+{
+	struct lt_owner *o = blocker->owner;
+
+	if (o == s->start) {
+		s->from = from;
+		s->closing = blocker;
+		return true;
+	}
+	if (o->dl_search == s->lt->dl_searches)
+		return false;
+	o->dl_search = s->lt->dl_searches;
+	o->dl_from = from;
+	o->dl_via = blocker;
+	o->dl_next = NULL;
+	if (s->tail)
+		s->tail->dl_next = o;
+	else
+		s->head = o;
+	s->tail = o;
+	return false;
+}
+
+/* The edges of a request (from; NULL: the new one) in mode on r, queued
+ * just behind the node ahead (&r->waiters: at the head): true when one
+ * closes the cycle. */
+static bool edges(struct search *s, const struct lt_entry *from, const struct lt_resource *r,
+		  enum lt_mode mode, const struct list *ahead)
+{
+	bool holders = mode == LT_EXCLUSIVE || r->held_mode == LT_EXCLUSIVE;
+	const struct list *p;
+
+	for (p = ahead; p != &r->waiters; p = p->prev) {
+		const struct lt_entry *w = container_of(p, struct lt_entry, qnode);
+
+		if (!step(s))
+			return false;
+		if (mode == LT_EXCLUSIVE || w->mode == LT_EXCLUSIVE) {
+			if (reach(s, from, w))
+				return true;
+			/* an exclusive one ahead waits for every holder itself */
+			holders = holders && w->mode != LT_EXCLUSIVE;
+			break;
+		}
+	}
+	if (!holders || r->nholders == 0)
+		return false;
+	list_foreach(p, &r->holders) {
+		if (!step(s))
+			return false;
+		if (reach(s, from, container_of(p, struct lt_entry, qnode)))
+			return true;
+	}
+	return false;
+}
+
+/* The edges of every request o waits with. */
+static bool owner_edges(struct search *s, const struct lt_owner *o)
+{
+	const struct list *p;
+
+	list_foreach(p, &o->waiting) {
+		const struct lt_entry *w = container_of(p, struct lt_entry, onode);
+
+		if (edges(s, w, w->res, w->mode, w->qnode.prev))
+			return true;
+		if (s->cut)
+			return false;
+	}
+	return false;
+}
+
+/* The i-th wait: waiter, or (NULL) the new request e, waits for blocker. */
+static void cycle_set(struct lt_cycle *c, size_t i, const struct lt_entry *e,
+		      const struct lt_entry *waiter, const struct lt_entry *blocker)
+{
+	const struct lt_entry *w = waiter ? waiter : e;
+
+	if (i < LT_CYCLE_MAX)
+		c->waits[i] = (struct lt_wait){ w->owner, waiter, w->res, w->mode, blocker };
+}
+
+/* lt->cycle from the search's marks, from e's wait round to its owner. */
+static void cycle_record(const struct search *s, const struct lt_entry *e)
+{
+	struct lt_cycle *c = &s->lt->cycle;
+	const struct lt_entry *w;
+	size_t n = 1, i;
+
+	for (w = s->from; w; w = w->owner->dl_from)
+		n++;
+	c->total = n;
+	c->len = n < LT_CYCLE_MAX ? n : LT_CYCLE_MAX;
+	i = n - 1;
+	cycle_set(c, i, e, s->from, s->closing);
+	for (w = s->from; w; w = w->owner->dl_from)
+		cycle_set(c, --i, e, w->owner->dl_from, w->owner->dl_via);
+}
+
+bool deadlock_find(struct locktable *lt, const struct lt_entry *e)
+{
+	struct search s = { .lt = lt, .start = e->owner };
+	const struct lt_resource *r = e->res;
+	bool found;
+
+	lt->stats.deadlock_searches++;
+	lt->dl_searches++;
+	e->owner->dl_search = lt->dl_searches;
+	found = edges(&s, NULL, r, e->mode, r->waiters.prev);
+	while (!found && !s.cut && s.head) {
+		const struct lt_owner *o = s.head;
+
+		s.head = o->dl_next;
+		if (!s.head)
+			s.tail = NULL;
+		found = owner_edges(&s, o);
+	}
+	if (s.cut)
+		lt->stats.deadlock_searches_cut++;
+	if (!found)
+		return false;
+	lt->stats.deadlocks++;
+	cycle_record(&s, e);
+	return true;
+}

@@ -1,0 +1,29 @@
+/* Deadlock detection: a search of the wait-for graph when a request is
+ * about to wait. Part of the pure core (no I/O, no clock), used by
+ * locktable.c.
+ *
+ * The graph's nodes are owners (sessions). A waiting request waits for
+ * the holders of its resource that it conflicts with and for the requests
+ * queued ahead of it that it conflicts with, and its owner for theirs. A
+ * new wait can close a cycle only through its own edges (waits end, and a
+ * grant turns a request into a lease of the same owner, so no other step
+ * adds an edge between owners): a breadth-first search from the new
+ * request's edges that comes back to its owner finds every cycle the moment
+ * it would form, and the shortest one. Detached owners wait for nothing,
+ * so they are never in a cycle.
+ *
+ * It follows fewer edges with the same reach: an exclusive request waits
+ * for the request just ahead of it (which waits for those ahead of it in
+ * turn) and, unless that one is exclusive too, for the holders; a shared
+ * one for the nearest exclusive request ahead, else for exclusive holders. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "locktable.h"
+
+/* Whether e, a request about to be queued at the tail of its resource's
+ * queue, would close a cycle: then lt->cycle is that cycle. Counts the
+ * search in lt->stats, and its cut when it takes more than
+ * lt->dl_steps_max steps (then no cycle is reported). Needs no memory. */
+bool deadlock_find(struct locktable *lt, const struct lt_entry *e);

@@ -1,0 +1,236 @@
+/* Deadlock detection in the lock table (daemon/deadlock.c), driven
+ * directly: fake owners, a fake clock. */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lt_fixture.h"
+#include "suite.h"
+
+#define NOWNERS 24
+
+static struct lt_fixture fx;
+static struct lt_owner o[NOWNERS];
+
+#define X LT_EXCLUSIVE
+#define S LT_SHARED
+
+static void setup(void)
+{
+	fx_init(&fx);
+	for (int i = 0; i < NOWNERS; i++)
+		lt_owner_init(&o[i], (uint64_t)i, 100 + i, 1000, 1000);
+}
+
+static void teardown(void)
+{
+	locktable_done(&fx.lt);
+}
+
+/* Owner i's lease on key, granted at once. */
+static struct lt_entry *hold(int i, const char *key, enum lt_mode mode)
+{
+	struct lt_entry *e = NULL;
+
+	ck_assert_int_eq(fx_acquire(&fx, &o[i], key, mode, -1, 0, &e), LT_GRANTED);
+	return e;
+}
+
+/* Owner i's request on key, which must wait. */
+static struct lt_entry *wait_for(int i, const char *key, enum lt_mode mode, int64_t tag)
+{
+	struct lt_entry *e = NULL;
+
+	ck_assert_int_eq(fx_acquire(&fx, &o[i], key, mode, -1, tag, &e), LT_QUEUED);
+	return e;
+}
+
+static enum lt_result ask(int i, const char *key, enum lt_mode mode)
+{
+	return fx_acquire(&fx, &o[i], key, mode, -1, 99, NULL);
+}
+
+/* The n-th wait of the cycle: owner i waits for mode on key, for blocker. */
+static void check_wait(size_t n, int i, const char *key, enum lt_mode mode,
+		       const struct lt_entry *blocker)
+{
+	const struct lt_wait *w = &fx.lt.cycle.waits[n];
+
+	ck_assert_ptr_eq(w->owner, &o[i]);
+	ck_assert_str_eq(w->res->key, key);
+	ck_assert_int_eq(w->mode, mode);
+	ck_assert_ptr_eq(w->blocker, blocker);
+}
+
+START_TEST(classic_two_sessions)
+{
+	struct lt_entry *ax = hold(0, "x", X), *by = hold(1, "y", X), *ay = wait_for(0, "y", X, 1);
+
+	ck_assert_int_eq(ask(1, "x", X), LT_DEADLOCK);
+	ck_assert_uint_eq(fx.lt.cycle.total, 2);
+	ck_assert_uint_eq(fx.lt.cycle.len, 2);
+	check_wait(0, 1, "x", X, ax);
+	ck_assert_ptr_null(fx.lt.cycle.waits[0].waiter); /* the refused request */
+	check_wait(1, 0, "y", X, by);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[1].waiter, ay);
+	ck_assert_uint_eq(fx.lt.stats.deadlocks, 1);
+	/* Nothing of the refused request stays; the other wait goes on. */
+	ck_assert_uint_eq(o[1].nwaiting, 0);
+	ck_assert_uint_eq(fx.lt.stats.waiters, 1);
+	ck_assert_int_eq(fx_release(&fx, &o[1], by->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_ptr_eq(fx.granted[0], ay);
+}
+END_TEST
+
+START_TEST(three_sessions)
+{
+	struct lt_entry *ax = hold(0, "x", X), *by = hold(1, "y", X), *cz = hold(2, "z", X);
+	struct lt_entry *ay = wait_for(0, "y", X, 1), *bz = wait_for(1, "z", X, 2);
+
+	ck_assert_int_eq(ask(2, "x", S), LT_DEADLOCK);
+	ck_assert_uint_eq(fx.lt.cycle.total, 3);
+	check_wait(0, 2, "x", S, ax);
+	check_wait(1, 0, "y", X, by);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[1].waiter, ay);
+	check_wait(2, 1, "z", X, cz);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[2].waiter, bz);
+}
+END_TEST
+
+START_TEST(a_chain_is_no_cycle)
+{
+	hold(0, "x", X);
+	wait_for(1, "x", X, 1);
+	hold(2, "y", X);
+	wait_for(0, "y", X, 2); /* 0 waits for 2, who waits for nobody */
+	ck_assert_int_eq(ask(2, "z", X), LT_GRANTED);
+	ck_assert_int_eq(ask(3, "y", S), LT_QUEUED);
+	ck_assert_uint_eq(fx.lt.stats.deadlocks, 0);
+	ck_assert_uint_eq(fx.lt.stats.deadlock_searches, 3);
+}
+END_TEST
+
+/* Shared requests do not wait for each other: readers that share a key
+ * while each waits for the other's second key are no deadlock... */
+START_TEST(shared_holders_are_no_cycle)
+{
+	hold(0, "x", S);
+	hold(1, "x", S);
+	hold(2, "y", X);
+	wait_for(0, "y", S, 1);
+	ck_assert_int_eq(ask(1, "y", S), LT_QUEUED);
+	ck_assert_uint_eq(fx.lt.stats.deadlocks, 0);
+}
+END_TEST
+
+/* ...nor does a reader wait for a reader queued ahead of it: both go in
+ * together when the writer ahead of them is done. */
+START_TEST(a_reader_does_not_wait_for_a_reader_ahead)
+{
+	hold(0, "r", X);
+	wait_for(1, "r", X, 1);
+	wait_for(2, "r", S, 2);
+	hold(3, "k", X);
+	wait_for(3, "r", S, 3); /* behind 2: waits for 1's writer, not for 2 */
+	ck_assert_int_eq(ask(2, "k", X), LT_QUEUED);
+	ck_assert_uint_eq(fx.lt.stats.deadlocks, 0);
+}
+END_TEST
+
+/* A request waits for the conflicting request queued ahead of it, not only
+ * for the holders: that closes a cycle too. */
+START_TEST(a_request_queued_ahead_closes_a_cycle)
+{
+	struct lt_entry *bx, *cz;
+
+	hold(0, "x", S);
+	hold(1, "y", X);
+	bx = wait_for(1, "x", X, 1); /* waits for 0 */
+	cz = hold(2, "z", X);
+	wait_for(2, "x", S, 2);      /* waits for 1's writer ahead, not for 0 */
+	ck_assert_int_eq(ask(1, "z", X), LT_DEADLOCK);
+	ck_assert_uint_eq(fx.lt.cycle.total, 2);
+	check_wait(0, 1, "z", X, cz);
+	check_wait(1, 2, "x", S, bx);
+	ck_assert(!fx.lt.cycle.waits[1].blocker->held);
+}
+END_TEST
+
+/* A writer behind a reader waits for that reader and for the holders
+ * (the reader ahead may be compatible with them): the cycle through the
+ * holders is found, and it is the shortest. */
+START_TEST(a_writer_behind_a_reader_waits_for_the_holders)
+{
+	struct lt_entry *ax = hold(0, "x", S), *dk = hold(3, "k", X), *dx;
+
+	wait_for(1, "x", X, 1);
+	wait_for(2, "x", S, 2);
+	dx = wait_for(3, "x", X, 3);
+	ck_assert_int_eq(ask(0, "k", X), LT_DEADLOCK);
+	ck_assert_uint_eq(fx.lt.cycle.total, 2);
+	check_wait(0, 0, "k", X, dk);
+	check_wait(1, 3, "x", X, ax);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[1].waiter, dx);
+}
+END_TEST
+
+/* A ring of n sessions, each holding its key and waiting for the next's. */
+static void ring(int n)
+{
+	char key[16];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		hold(i, key, X);
+	}
+	for (int i = 0; i + 1 < n; i++) {
+		snprintf(key, sizeof(key), "k%d", i + 1);
+		wait_for(i, key, X, i + 1);
+	}
+}
+
+START_TEST(a_long_cycle_is_cut_in_the_report)
+{
+	ring(20);
+	ck_assert_int_eq(ask(19, "k0", X), LT_DEADLOCK);
+	ck_assert_uint_eq(fx.lt.cycle.total, 20);
+	ck_assert_uint_eq(fx.lt.cycle.len, LT_CYCLE_MAX);
+	for (size_t i = 0; i < LT_CYCLE_MAX; i++)
+		ck_assert_ptr_eq(fx.lt.cycle.waits[i].owner, &o[(i + 19) % 20]);
+}
+END_TEST
+
+START_TEST(a_search_past_its_bound_lets_the_request_wait)
+{
+	ring(20);
+	fx.lt.dl_steps_max = 10;
+	ck_assert_int_eq(ask(19, "k0", X), LT_QUEUED);
+	ck_assert_uint_eq(fx.lt.stats.deadlock_searches_cut, 1);
+	ck_assert_uint_eq(fx.lt.stats.deadlocks, 0);
+}
+END_TEST
+
+static Suite *deadlock_suite(void)
+{
+	Suite *s = suite_create("deadlock");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, classic_two_sessions);
+	tcase_add_test(tc, three_sessions);
+	tcase_add_test(tc, a_chain_is_no_cycle);
+	tcase_add_test(tc, shared_holders_are_no_cycle);
+	tcase_add_test(tc, a_reader_does_not_wait_for_a_reader_ahead);
+	tcase_add_test(tc, a_request_queued_ahead_closes_a_cycle);
+	tcase_add_test(tc, a_writer_behind_a_reader_waits_for_the_holders);
+	tcase_add_test(tc, a_long_cycle_is_cut_in_the_report);
+	tcase_add_test(tc, a_search_past_its_bound_lets_the_request_wait);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(deadlock_suite());
+}
