@@ -185,6 +185,9 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		reply_error(s, true, req->id, HASP_E_ALREADY_HELD,
 			    "this session already holds or waits for this lock", NULL);
 		break;
+	case LT_DEADLOCK:
+		reply_deadlock(s, req->id, &lr);
+		break;
 	default:
 		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
 		break;

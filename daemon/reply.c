@@ -56,6 +56,20 @@ void reply_conflict(struct session *s, int64_t id, int code, const char *what,
 	reply_error(s, true, id, code, msg, r ? report_holders(s->d, r, ERROR_HOLDERS_MAX) : NULL);
 }
 
+/* A request refused because its wait would close the cycle in the table's
+ * lt.cycle: the message names each wait, "cycle" describes them. */
+void reply_deadlock(struct session *s, int64_t id, const struct lt_request *lr)
+{
+	const struct lt_cycle *c = &s->d->lt.cycle;
+	char msg[4096];
+	size_t len = 0, w;
+
+	w = (size_t)snprintf(msg, sizeof(msg), "deadlock: ");
+	report_deadlock(c, lr, msg + w, sizeof(msg) - w);
+	reply_line(s, proto_reply_error_with(true, id, HASP_E_DEADLOCK, msg, "cycle",
+					     report_cycle(s->d, c, lr), &len), &len);
+}
+
 /* o with name set to v, or NULL (o dropped) for want of memory. */
 static json_t *reply_with(json_t *o, const char *name, json_t *v)
 {

@@ -26,5 +26,8 @@ void reply_error(struct session *s, bool has_id, int64_t id, int code, const cha
  * that only a process outside hasp locks may have no resource (r NULL). */
 void reply_conflict(struct session *s, int64_t id, int code, const char *what,
 		    const struct lt_resource *r, const char *name);
+struct lt_request;
+/* deadlock: lr's wait would have closed the cycle the table reports. */
+void reply_deadlock(struct session *s, int64_t id, const struct lt_request *lr);
 /* The grant of a lease, to the request that asked for it. */
 void reply_grant(struct session *s, const struct lt_entry *e);

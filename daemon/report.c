@@ -193,6 +193,86 @@ const char *report_name(const struct lt_resource *r)
 	return r->os ? ((const struct oslock *)r->os)->path : r->key;
 }
 
+/* ---- deadlocks ---- */
+
+/* The refused request of a deadlock, which has no entry: its session, its
+ * sender and what it asked. */
+static json_t *report_refused(const struct lt_wait *w, const struct lt_request *lr)
+{
+	const struct lt_owner *owner = w->owner;
+	const struct lt_cred *who = lr->sender;
+	json_t *o = json_pack("{s:I,s:i,s:I,s:I,s:s,s:I}",
+			      "session", (json_int_t)owner->session,
+			      "pid", (int)(who ? who->pid : owner->pid),
+			      "uid", (json_int_t)(who ? who->uid : owner->uid),
+			      "gid", (json_int_t)(who ? who->gid : owner->gid),
+			      "mode", lt_mode_name(w->mode), "request", (json_int_t)lr->tag);
+
+	if (o && report_set_text(o, "client", owner->label[0] ? owner->label : NULL) == 0 &&
+	    report_set_text(o, "owner", lr->owner_name) == 0 &&
+	    report_set_text(o, "message", lr->message) == 0)
+		return o;
+	return report_decref(o);
+}
+
+/* One wait of a cycle: the waiter as list shows it, with the resource it
+ * waits on ("key" or "path") and the lease or request it waits for
+ * ("waits_for"); o is consumed, and NULL returned, for want of memory. */
+static json_t *report_wait(const struct haspd *d, const struct lt_wait *w,
+			   const struct lt_request *lr)
+{
+	json_t *o = w->waiter ? report_waiter(d, w->waiter) : report_refused(w, lr);
+	const struct lt_entry *b = w->blocker;
+
+	if (!o || report_set_text(o, w->res->os ? "path" : "key", report_name(w->res)) < 0 ||
+	    json_object_set_new(o, "waits_for", b->held ? report_holder(d, b) :
+				report_waiter(d, b)) < 0)
+		return report_decref(o);
+	return o;
+}
+
+json_t *report_cycle(const struct haspd *d, const struct lt_cycle *c,
+		     const struct lt_request *lr)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < c->len; i++)
+		if (json_array_append_new(a, report_wait(d, &c->waits[i], lr)) < 0)
+			a = report_decref(a);
+	return a;
+}
+
+/* "session 4 (pid 413)" of an entry's owner (the pid of its sender), or
+ * of the refused request's. */
+static int report_session(char *buf, size_t n, const struct lt_owner *o, pid_t pid)
+{
+	return snprintf(buf, n, "session %" PRIu64 " (pid %d)", o->session, (int)pid);
+}
+
+void report_deadlock(const struct lt_cycle *c, const struct lt_request *lr, char *buf, size_t n)
+{
+	size_t w = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < c->len && w < n; i++) {
+		const struct lt_wait *x = &c->waits[i];
+		const struct lt_entry *b = x->blocker;
+		pid_t pid = x->waiter ? lt_entry_sender(x->waiter).pid :
+			    lr->sender ? lr->sender->pid : x->owner->pid;
+		char who[64], whom[64];
+
+		report_session(who, sizeof(who), x->owner, pid);
+		report_session(whom, sizeof(whom), b->owner, lt_entry_sender(b).pid);
+		w += (size_t)snprintf(buf + w, n - w, "%s%s waits for %s on '%.64s', %s %s%s%s",
+				      i ? "; " : "", who, lt_mode_name(x->mode), report_name(x->res),
+				      b->held ? "held by" : "queued behind", whom,
+				      b->held ? "" : "'s request for ",
+				      b->held ? "" : lt_mode_name(b->mode));
+	}
+	if (c->total > c->len && w < n)
+		snprintf(buf + w, n - w, "; and %zu more sessions", c->total - c->len);
+}
+
 json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max)
 {
 	return report_queue(d, &r->holders, max, report_holder);
@@ -616,7 +696,8 @@ json_t *report_stats(const struct haspd *d)
 			      "waiters", (json_int_t)st->waiters,
 			      "uptime_ms", (json_int_t)((d->lt.now_us - d->started_us) / 1000),
 			      "heap_bytes", heap_in_use());
-	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+			      "s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
 			      "acquires", (json_int_t)st->acquires,
 			      "granted_at_once", (json_int_t)st->granted_at_once,
@@ -632,6 +713,9 @@ json_t *report_stats(const struct haspd *d)
 			      "revokes", (json_int_t)st->revokes,
 			      "expired", (json_int_t)st->expired,
 			      "restored", (json_int_t)st->restored,
+			      "deadlocks", (json_int_t)st->deadlocks,
+			      "deadlock_searches", (json_int_t)st->deadlock_searches,
+			      "deadlock_searches_cut", (json_int_t)st->deadlock_searches_cut,
 			      "protocol_errors", (json_int_t)d->protocol_errors);
 
 	return json_pack("{s:{s:o,s:o}}", "stats", "gauges", o, "counters", c);

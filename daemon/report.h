@@ -16,6 +16,14 @@ const char *report_name(const struct lt_resource *r);
 json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max);
 /* "held by pid 412 (owner bob), exclusive, for 3.2 s" (and "and N more"). */
 void report_conflict(const struct haspd *d, const struct lt_resource *r, char *buf, size_t n);
+/* A deadlock's "cycle": each wait of c (the first, lr's, refused), its
+ * waiter as list shows one, the resource, and what it waits for. */
+json_t *report_cycle(const struct haspd *d, const struct lt_cycle *c,
+		     const struct lt_request *lr);
+/* "session 3 (pid 412) waits for exclusive on 'b', held by session 4 (pid
+ * 413); session 4 (pid 413) waits for ..., held by session 3 (pid 412)",
+ * as PostgreSQL says it. */
+void report_deadlock(const struct lt_cycle *c, const struct lt_request *lr, char *buf, size_t n);
 /* {"resources":[...],"next":...}: a page of the list (see report.c for its
  * order, cost and size), and {"stats":{...}}, for proto_reply_ok(). */
 json_t *report_list(const struct haspd *d, const struct proto_list_args *args);

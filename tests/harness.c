@@ -390,7 +390,8 @@ hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode)
 	return l;
 }
 
-json_int_t stats_gauge(hasp_client *c, const char *name)
+/* The stats member name of group ("gauges" or "counters"). */
+static json_int_t stats_value(hasp_client *c, const char *group, const char *name)
 {
 	char *text = NULL;
 	json_t *st;
@@ -398,10 +399,20 @@ json_int_t stats_gauge(hasp_client *c, const char *name)
 
 	ck_assert_int_eq(hasp_stats_json(c, &text), 0);
 	st = json_loads(text, 0, NULL);
-	v = json_integer_value(json_object_get(json_object_get(st, "gauges"), name));
+	v = json_integer_value(json_object_get(json_object_get(st, group), name));
 	json_decref(st);
 	free(text);
 	return v;
+}
+
+json_int_t stats_gauge(hasp_client *c, const char *name)
+{
+	return stats_value(c, "gauges", name);
+}
+
+json_int_t stats_counter(hasp_client *c, const char *name)
+{
+	return stats_value(c, "counters", name);
 }
 
 void wait_gauge(hasp_client *c, const char *name, json_int_t want, int timeout_ms)

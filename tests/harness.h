@@ -91,6 +91,8 @@ hasp_client *client_connect(const char *socket);
 hasp_lease *client_lock(hasp_client *c, const char *key, enum hasp_mode mode);
 /* The value of a gauge in the daemon's stats. */
 json_int_t stats_gauge(hasp_client *c, const char *name);
+/* The value of a counter in the daemon's stats. */
+json_int_t stats_counter(hasp_client *c, const char *name);
 /* Asks c's stats until the gauge reads want, failing after timeout_ms. For
  * what has no event, e.g. that haspd has seen other connections end. */
 void wait_gauge(hasp_client *c, const char *name, json_int_t want, int timeout_ms);

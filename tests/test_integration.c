@@ -837,6 +837,123 @@ START_TEST(a_try_is_served_after_a_release_written_before_it)
 }
 END_TEST
 
+/* ---- deadlocks ---- */
+
+/* Sends an acquire of key on fd that will wait, and returns once haspd has
+ * queued it: a ping sent after it is answered. */
+static void raw_wait_for(int fd, const char *key, int id)
+{
+	char line[192];
+	json_t *pong;
+
+	snprintf(line, sizeof(line),
+		 "{\"id\":%d,\"op\":\"acquire\",\"key\":\"%s\"}\n{\"id\":%d,\"op\":\"ping\"}\n",
+		 id, key, id + 1000);
+	raw_send(fd, line);
+	pong = raw_recv_id(fd, id + 1000, 5000);
+	ck_assert_ptr_nonnull(pong);
+	ck_assert_ptr_null(json_object_get(pong, "error"));
+	json_decref(pong);
+}
+
+/* The reply to an acquire of key on fd that closes a cycle: deadlock. */
+static json_t *raw_deadlock(int fd, const char *key, int id)
+{
+	char line[128];
+	json_t *r;
+
+	snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"acquire\",\"key\":\"%s\"}\n", id, key);
+	raw_send(fd, line);
+	r = raw_recv_id(fd, id, 5000);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(reply_error(r), "deadlock");
+	return r;
+}
+
+/* The cycle's wait i: the waiting session waits for key, for a lease of
+ * the next wait's session. */
+static json_int_t check_cycle_wait(json_t *cycle, size_t i, const char *key)
+{
+	json_t *w = json_array_get(cycle, i), *next = json_array_get(cycle, (i + 1) % json_array_size(cycle));
+	json_t *by = json_object_get(w, "waits_for");
+
+	ck_assert_str_eq(json_string_value(json_object_get(w, "key")), key);
+	ck_assert_str_eq(json_string_value(json_object_get(w, "mode")), "exclusive");
+	ck_assert_int_eq(json_integer_value(json_object_get(w, "pid")), getpid());
+	ck_assert_int_eq(json_integer_value(json_object_get(by, "session")),
+			 json_integer_value(json_object_get(next, "session")));
+	ck_assert(json_integer_value(json_object_get(by, "lease")) > 0);
+	return json_integer_value(json_object_get(w, "session"));
+}
+
+/* A holds x and waits for y; B holds y and asks for x: B is refused at
+ * once, naming both; A's wait goes on, and A gets y when B lets it go. */
+START_TEST(classic_deadlock_refuses_the_second_and_names_both)
+{
+	int a = raw_connect(daemon_.socket), b = raw_connect(daemon_.socket);
+	json_int_t by, sa, sb;
+	json_t *r, *cycle, *granted;
+	char line[128], want[64];
+
+	raw_lease(a, "x", 1);
+	by = raw_lease(b, "y", 1);
+	raw_wait_for(a, "y", 2);
+	r = raw_deadlock(b, "x", 2);
+	cycle = json_object_get(json_object_get(r, "error"), "cycle");
+	ck_assert_uint_eq(json_array_size(cycle), 2);
+	sb = check_cycle_wait(cycle, 0, "x");
+	sa = check_cycle_wait(cycle, 1, "y");
+	ck_assert_int_ne(sa, sb);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(cycle, 0), "request")), 2);
+	snprintf(want, sizeof(want), "session %lld (pid %d) waits for exclusive on 'x', held by session %lld",
+		 (long long)sb, (int)getpid(), (long long)sa);
+	ck_assert_msg(strstr(reply_message(r), want), "message: %s", reply_message(r));
+	snprintf(want, sizeof(want), "session %lld (pid %d) waits for exclusive on 'y', held by session %lld",
+		 (long long)sa, (int)getpid(), (long long)sb);
+	ck_assert_msg(strstr(reply_message(r), want), "message: %s", reply_message(r));
+	json_decref(r);
+	/* B gives up: A is granted. */
+	snprintf(line, sizeof(line), "{\"id\":3,\"op\":\"release\",\"lease\":%lld}\n", (long long)by);
+	raw_send(b, line);
+	granted = raw_recv_id(a, 2, 5000);
+	ck_assert_ptr_nonnull(granted);
+	ck_assert_ptr_null(reply_error(granted));
+	json_decref(granted);
+	close(a);
+	close(b);
+}
+END_TEST
+
+/* A holds x, B y, C z; A waits for y and B for z: C's request for x is
+ * refused with the three of them, and the deadlock is counted. */
+START_TEST(three_session_cycle)
+{
+	int fd[3];
+	static const char *const keys[3] = { "x", "y", "z" };
+	hasp_client *admin = client_connect(daemon_.socket);
+	json_t *r, *cycle;
+
+	for (int i = 0; i < 3; i++) {
+		fd[i] = raw_connect(daemon_.socket);
+		raw_lease(fd[i], keys[i], 1);
+	}
+	raw_wait_for(fd[0], "y", 2);
+	raw_wait_for(fd[1], "z", 2);
+	r = raw_deadlock(fd[2], "x", 2);
+	cycle = json_object_get(json_object_get(r, "error"), "cycle");
+	ck_assert_uint_eq(json_array_size(cycle), 3);
+	check_cycle_wait(cycle, 0, "x");
+	check_cycle_wait(cycle, 1, "y");
+	check_cycle_wait(cycle, 2, "z");
+	json_decref(r);
+	ck_assert_int_eq(stats_counter(admin, "deadlocks"), 1);
+	ck_assert_int_eq(stats_gauge(admin, "waiters"), 2);
+	hasp_close(admin);
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
+}
+END_TEST
+
 static Suite *integration_suite(void)
 {
 	Suite *s = suite_create("integration");
@@ -867,6 +984,8 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, revoked_before_the_daemon_died_reads_as_revoked);
 	tcase_add_test(tc, ten_thousand_idle_connections);
 	tcase_add_test(tc, a_try_is_served_after_a_release_written_before_it);
+	tcase_add_test(tc, classic_deadlock_refuses_the_second_and_names_both);
+	tcase_add_test(tc, three_session_cycle);
 	suite_add_tcase(s, tc);
 	return s;
 }

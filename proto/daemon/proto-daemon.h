@@ -128,6 +128,10 @@ char *proto_reply_ok(int64_t id, json_t *body, size_t *len);
  * holders (may be NULL) is consumed. */
 char *proto_reply_error(bool has_id, int64_t id, int code, const char *message,
 			json_t *holders, size_t *len);
+/* The same with value (may be NULL; consumed) under field instead of
+ * "holders", e.g. a deadlock's "cycle". */
+char *proto_reply_error_with(bool has_id, int64_t id, int code, const char *message,
+			     const char *field, json_t *value, size_t *len);
 
 /* {"event":NAME, ...members of body}: body is consumed. */
 char *proto_event(const char *name, json_t *body, size_t *len);

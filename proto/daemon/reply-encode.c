@@ -89,13 +89,19 @@ static json_t *message_string(const char *message)
 char *proto_reply_error(bool has_id, int64_t id, int code, const char *message,
 			json_t *holders, size_t *len)
 {
+	return proto_reply_error_with(has_id, id, code, message, "holders", holders, len);
+}
+
+char *proto_reply_error_with(bool has_id, int64_t id, int code, const char *message,
+			     const char *field, json_t *value, size_t *len)
+{
 	json_t *e = json_pack("{s:s,s:o}", "code", proto_errcode_name(code), "message",
 			      message_string(message));
 	json_t *o;
 
-	if (e && holders)
-		json_object_set(e, "holders", holders);
-	json_decref(holders);
+	if (e && value)
+		json_object_set(e, field, value);
+	json_decref(value);
 	o = json_pack("{s:o,s:b,s:o}", "id", has_id ? json_integer(id) : json_null(),
 		      "ok", 0, "error", e);
 	return proto_dump_line(o, len);
