@@ -59,6 +59,7 @@ int cli_lease_status(int err, bool on_key, bool opened_file, int conflict_code)
 	switch (err) {
 	case -HASP_E_BUSY:
 	case -HASP_E_TIMEOUT:
+	case -HASP_E_DEADLOCK:
 		return conflict_code;
 	case -ENOMEM: case -EMFILE: case -ENFILE: case -HASP_E_INTERNAL:
 		return EXIT_OSERR;

@@ -1,6 +1,6 @@
-/* A failed reply as the client's last error: its message, and for a
- * conflict (busy, timeout) the holders it names, read on demand through
- * struct hasp_holder. */
+/* A failed reply as the client's last error: its message, for a conflict
+ * (busy, timeout) the holders it names, read on demand through struct
+ * hasp_holder, and for a deadlock its cycle, through struct hasp_wait. */
 #include <errno.h>
 #include <string.h>
 
@@ -10,6 +10,8 @@ void libhasp_conflict_clear(hasp_client *c)
 {
 	json_decref(c->conflict);
 	c->conflict = NULL;
+	json_decref(c->cycle);
+	c->cycle = NULL;
 }
 
 int libhasp_reply_error(hasp_client *c, const struct proto_reply *rep)
@@ -18,8 +20,12 @@ int libhasp_reply_error(hasp_client *c, const struct proto_reply *rep)
 	json_t *holders = json_object_get(error, "holders");
 	int r = libhasp_error(c, -rep->code, "%s", rep->message);
 
+	json_t *cycle = json_object_get(error, "cycle");
+
 	if ((r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT) && json_is_array(holders))
 		c->conflict = json_incref(holders);
+	if (r == -HASP_E_DEADLOCK && json_is_array(cycle))
+		c->cycle = json_incref(cycle);
 	return r;
 }
 
@@ -40,10 +46,16 @@ static const char *string(json_t *o, const char *name)
 	return json_string_value(json_object_get(o, name));
 }
 
+static enum hasp_mode mode_of(json_t *o)
+{
+	const char *mode = string(o, "mode");
+
+	return mode && strcmp(mode, "shared") == 0 ? HASP_SHARED : HASP_EXCLUSIVE;
+}
+
 HASP_EXPORT int hasp_client_conflict(const hasp_client *c, size_t i, struct hasp_holder *ret)
 {
 	json_t *h = json_array_get(c->conflict, i);
-	const char *mode = string(h, "mode");
 	struct hasp_holder v;
 
 	if (ret->size < offsetof(struct hasp_holder, mode))
@@ -54,7 +66,7 @@ HASP_EXPORT int hasp_client_conflict(const hasp_client *c, size_t i, struct hasp
 		.size = ret->size,
 		.lease = (uint64_t)integer(h, "lease", 0),
 		.fence = (uint64_t)integer(h, "fence", 0),
-		.mode = mode && strcmp(mode, "shared") == 0 ? HASP_SHARED : HASP_EXCLUSIVE,
+		.mode = mode_of(h),
 		.pid = integer(h, "pid", 0),
 		.uid = integer(h, "uid", -1),
 		.gid = integer(h, "gid", -1),
@@ -64,6 +76,39 @@ HASP_EXPORT int hasp_client_conflict(const hasp_client *c, size_t i, struct hasp
 		.message = string(h, "message"),
 		.client = string(h, "client"),
 		.granted_at = string(h, "granted_at"),
+	};
+	memcpy(ret, &v, ret->size < sizeof(v) ? ret->size : sizeof(v));
+	return 0;
+}
+
+HASP_EXPORT size_t hasp_client_cycle_count(const hasp_client *c)
+{
+	return json_array_size(c->cycle);
+}
+
+HASP_EXPORT int hasp_client_cycle(const hasp_client *c, size_t i, struct hasp_wait *ret)
+{
+	json_t *w = json_array_get(c->cycle, i), *by = json_object_get(w, "waits_for");
+	struct hasp_wait v;
+
+	if (ret->size < offsetof(struct hasp_wait, mode))
+		return -EINVAL;
+	if (!json_is_object(w))
+		return -ENOENT;
+	v = (struct hasp_wait){
+		.size = ret->size,
+		.session = (uint64_t)integer(w, "session", 0),
+		.pid = integer(w, "pid", 0),
+		.uid = integer(w, "uid", -1),
+		.mode = mode_of(w),
+		.key = string(w, "key"),
+		.path = string(w, "path"),
+		.owner = string(w, "owner"),
+		.client = string(w, "client"),
+		.for_session = (uint64_t)integer(by, "session", 0),
+		.for_pid = integer(by, "pid", 0),
+		.for_lease = (uint64_t)integer(by, "lease", 0),
+		.for_mode = mode_of(by),
 	};
 	memcpy(ret, &v, ret->size < sizeof(v) ? ret->size : sizeof(v));
 	return 0;

@@ -79,6 +79,7 @@ struct hasp_client {
 	int64_t grace_ms;       /* LIBHASP_GRACE_MS, or $HASP_GRACE_MS */
 	bool interruptible;
 	json_t *conflict;       /* the last busy/timeout's holders, or NULL */
+	json_t *cycle;          /* the last deadlock's cycle, or NULL */
 	char errmsg[1536];
 };
 

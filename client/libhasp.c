@@ -610,7 +610,7 @@ HASP_EXPORT const char *hasp_strerror(int err)
 		"already held or awaited by this session",
 		"no such lease",
 		"no such waiting request",
-		"deadlock",
+		"waiting would close a deadlock",
 		"permission denied",
 		"a daemon limit was reached",
 		"request too large",

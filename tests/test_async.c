@@ -626,6 +626,53 @@ START_TEST(a_conflict_names_its_holders)
 }
 END_TEST
 
+/* A deadlock's cycle through libhasp: the refused lock names each wait,
+ * the other wait goes on and is granted once the refused side lets go. */
+START_TEST(a_deadlock_names_its_cycle)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	hasp_lease *ax = client_lock(a, "dl-x", HASP_EXCLUSIVE), *by = client_lock(b, "dl-y", HASP_EXCLUSIVE);
+	hasp_lease *l = NULL;
+	struct hasp_wait w0 = HASP_WAIT_INIT, w1 = HASP_WAIT_INIT, small = HASP_WAIT_INIT;
+	struct hasp_lock_options o = HASP_LOCK_OPTIONS_INIT;
+	struct outcome ay = { 0 };
+
+	ck_assert_int_eq(hasp_lock_async(a, "dl-y", NULL, record, &ay, NULL), 0);
+	ck_assert_int_eq(hasp_ping(a), 0); /* the wait is queued */
+	o.owner = "bob";
+	ck_assert_int_eq(hasp_lock(b, "dl-x", &o, &l), -HASP_E_DEADLOCK);
+	ck_assert_ptr_null(l);
+	ck_assert_msg(strstr(hasp_client_errmsg(b), "waits for exclusive on 'dl-y', held by"),
+		      "%s", hasp_client_errmsg(b));
+	ck_assert_uint_eq(hasp_client_cycle_count(b), 2);
+	ck_assert_int_eq(hasp_client_cycle(b, 0, &w0), 0);
+	ck_assert_int_eq(hasp_client_cycle(b, 1, &w1), 0);
+	ck_assert_int_eq(hasp_client_cycle(b, 2, &w1), -ENOENT);
+	small.size = sizeof(size_t);
+	ck_assert_int_eq(hasp_client_cycle(b, 0, &small), -EINVAL);
+	ck_assert_str_eq(w0.key, "dl-x");
+	ck_assert_ptr_null(w0.path);
+	ck_assert_str_eq(w0.owner, "bob");
+	ck_assert_int_eq(w0.pid, getpid());
+	ck_assert_uint_eq(w0.for_lease, hasp_lease_id(ax));
+	ck_assert_uint_eq(w0.for_session, w1.session);
+	ck_assert_str_eq(w1.key, "dl-y");
+	ck_assert_uint_eq(w1.for_lease, hasp_lease_id(by));
+	ck_assert_uint_eq(w1.for_session, w0.session);
+	ck_assert_uint_eq(hasp_client_conflict_count(b), 0);
+	/* b gives up y: a's wait, which went on, is granted. */
+	ck_assert_int_eq(hasp_unlock(b, by), 0);
+	ck_assert(run_until(a, &ay.calls, 1, 5000));
+	ck_assert_int_eq(ay.r, 0);
+	ck_assert_int_eq(hasp_ping(b), 0);
+	ck_assert_uint_eq(hasp_client_cycle_count(b), 0);
+	ck_assert_int_eq(hasp_unlock(a, ay.lease), 0);
+	ck_assert_int_eq(hasp_unlock(a, ax), 0);
+	hasp_close(a);
+	hasp_close(b);
+}
+END_TEST
+
 /* The hello: the name set before connecting is the holder's "client" in
  * the list; the server's name is known after a round trip. */
 START_TEST(hello_names_the_client_and_the_server)
@@ -994,6 +1041,7 @@ int main(void)
 	tcase_add_test(tc, a_signal_interrupts_an_interruptible_wait);
 	tcase_add_test(tc, a_signal_does_not_interrupt_by_default);
 	tcase_add_test(tc, a_conflict_names_its_holders);
+	tcase_add_test(tc, a_deadlock_names_its_cycle);
 	tcase_add_test(tc, hello_names_the_client_and_the_server);
 	tcase_add_test(tc, an_interrupted_renew_keeps_the_lease);
 	tcase_add_test(tc, a_late_grant_read_in_the_timeout_callback_is_given_back);

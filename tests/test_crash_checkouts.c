@@ -18,7 +18,7 @@
  *    last acknowledged grant or renew allows; later a release by its
  *    token succeeds;
  *  - a checkout whose release was acknowledged is never listed again;
- *  - an acquire refused (busy, timeout, already_held) or session-bound is
+ *  - an acquire refused (busy, timeout, already_held, deadlock) or session-bound is
  *    never listed after a restart;
  *  - an acquire or release in flight at the kill may go either way; an
  *    acquire that comes back must be whole (its resource and mode, a fence
@@ -439,7 +439,8 @@ static void on_acquire(struct run *r, size_t i, json_t *j)
 	int64_t lease = int_of(j, "lease"), fence = int_of(j, "fence");
 
 	if (err) {
-		if (strcmp(err, "busy") && strcmp(err, "timeout") && strcmp(err, "already_held"))
+		if (strcmp(err, "busy") && strcmp(err, "timeout") && strcmp(err, "already_held") &&
+		    strcmp(err, "deadlock"))
 			FAIL(r, "%s: answered %s: %s", describe(r, i), err, reply_message(j));
 		r->f.refused++;
 		live_end(r, i, REFUSED);

@@ -29,7 +29,7 @@ from .checkouts import Checkout
 from .client import Client, Lease, checkin, checkout, lock, lock_file, renew
 from .errors import (AlreadyHeld, BadRequest, Busy, Cancelled, Conflict, Deadlock, Error,
                      Holder, LeaseLost, LimitReached, PermissionDenied, ProtocolError, Timeout,
-                     Unavailable, UnknownLease, Untrusted)
+                     Unavailable, UnknownLease, Untrusted, Wait)
 from .files import (atomic_write_file, atomic_write_file_bytes, read_file, read_file_bytes,
                     write_file, write_file_bytes)
 from .filelock import AcquireReturnProxy, BaseFileLock, FileLock, SoftFileLock, UnixFileLock
@@ -42,7 +42,7 @@ __all__ = [
     "FileLock", "SoftFileLock", "UnixFileLock", "BaseFileLock", "AcquireReturnProxy",
     "Error", "Conflict", "Busy", "Timeout", "Cancelled", "AlreadyHeld", "UnknownLease",
     "LeaseLost", "Unavailable", "Untrusted", "PermissionDenied", "Deadlock", "LimitReached",
-    "BadRequest", "ProtocolError", "Holder", "read_file", "read_file_bytes", "write_file",
+    "BadRequest", "ProtocolError", "Holder", "Wait", "read_file", "read_file_bytes", "write_file",
     "write_file_bytes", "atomic_write_file", "atomic_write_file_bytes", "aio",
 ]
 

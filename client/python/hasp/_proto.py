@@ -246,9 +246,7 @@ def error_for(reply: Reply, *, key: Optional[str] = None, path: Optional[str] = 
     if cls is None:
         return errors.ProtocolError(msg, code=code)
     if code == "deadlock":
-        e = errors.Deadlock(msg)
-        e.cycle = reply.error.get("cycle")  # type: ignore[attr-defined]
-        return e
+        return errors.Deadlock(msg, cycle=reply.error.get("cycle"))
     return cls(msg, code=code)
 
 

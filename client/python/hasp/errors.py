@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 __all__ = [
     "Error", "Conflict", "Busy", "Timeout", "Cancelled", "AlreadyHeld", "UnknownLease",
     "LeaseLost", "Unavailable", "Untrusted", "PermissionDenied", "Deadlock", "LimitReached",
-    "BadRequest", "ProtocolError", "Holder",
+    "BadRequest", "ProtocolError", "Holder", "Wait",
 ]
 
 
@@ -75,6 +75,30 @@ class Holder:
 
 def _holders(raw: Optional[Sequence[Any]]) -> List[Holder]:
     return [Holder(h) for h in raw or () if isinstance(h, dict)]
+
+
+class Wait(Holder):
+    """One wait of a deadlock's cycle: a session's request, as the daemon
+    reported it (a waiter, with the fields of :class:`Holder`), ``key`` or
+    ``path`` (the other is None), ``request`` (its id in that session), and
+    ``waits_for``, a :class:`Holder`: the lease (``lease`` set) or the request
+    queued ahead (``request`` set, no ``lease``) of the next wait's session.
+    """
+
+    def __init__(self, raw: Dict[str, Any]) -> None:
+        super().__init__(raw)
+        self.key = self.raw.get("key")
+        self.path = self.raw.get("path")
+        self.request = self.raw.get("request")
+        by = self.raw.get("waits_for")
+        self.waits_for = Holder(by if isinstance(by, dict) else {})
+
+    def __repr__(self) -> str:
+        return "Wait(%r)" % (self.raw,)
+
+    def __str__(self) -> str:
+        return "session %s (pid %s) waits for %s on %r" % (
+            self.session, self.pid, self.mode, self.key if self.key is not None else self.path)
 
 
 class Error(Exception):
@@ -217,9 +241,18 @@ class PermissionDenied(Error, PermissionError):
 
 
 class Deadlock(Error):
-    """Waiting would close a cycle of waiters."""
+    """Waiting would close a cycle of sessions waiting for each other: the
+    request was refused at once (nothing of it is queued), and the others'
+    waits go on. ``.cycle`` is a list of :class:`Wait`, the refused request's
+    first (at most 16); ``str()`` names each, as PostgreSQL's message does.
+    """
 
     code = "deadlock"
+
+    def __init__(self, message: str = "", *, cycle: Optional[Sequence[Any]] = None,
+                 code: Optional[str] = None, detail: Optional[str] = None) -> None:
+        super().__init__(message, code=code, detail=detail)
+        self.cycle = [Wait(w) for w in cycle or () if isinstance(w, dict)]
 
 
 class LimitReached(Error):

@@ -45,11 +45,11 @@ def _nothing_on(c, name):
 
 async def test_lease_attributes_and_one_client_many_requests(daemon):
     async with aio.Client(name="aio") as c, aio.Client() as d:
-        a = await c.lock("a", owner="alice")
+        a = await d.lock("a", owner="alice")
         b = await d.lock("b")
         assert a.key == "a" and a.mode == "exclusive" and a.fence < 2 ** 53 and not a.lost
         # two waits in flight on one client, granted in the other order
-        wa = asyncio.ensure_future(d.lock("a", timeout=bound(10)))
+        wa = asyncio.ensure_future(c.lock("a", timeout=bound(10)))
         wb = asyncio.ensure_future(c.lock("b", timeout=bound(10)))
         with hasp.Client() as admin:
             await _until(lambda: _waiting(admin, "a") and _waiting(admin, "b"), "two waiters")

@@ -340,3 +340,26 @@ def test_a_file_release_is_awaited(daemon, workdir):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
+
+
+def test_deadlock_names_the_cycle_and_the_other_wait_goes_on(daemon):
+    with hasp.Client() as a, hasp.Client() as b:
+        a.lock("dx")
+        by = b.lock("dy")
+        got = []
+        t = threading.Thread(target=lambda: got.append(a.lock("dy", timeout=bound(10))))
+        t.start()
+        deadline = time.monotonic() + bound(5)
+        while not _waiters(b, "dy") and time.monotonic() < deadline:
+            threading.Event().wait(0.005)
+        with pytest.raises(hasp.Deadlock) as e:
+            b.lock("dx", owner="bob")
+        cycle = e.value.cycle
+        assert [w.key for w in cycle] == ["dx", "dy"]
+        assert cycle[0].owner == "bob" and cycle[0].pid == os.getpid()
+        assert cycle[0].waits_for.session == cycle[1].session
+        assert cycle[1].waits_for.lease == by.id
+        assert "held by session %d" % cycle[1].session in str(e.value)
+        by.release()  # b gives up: a's wait, which went on, is granted
+        t.join(bound(10))
+        assert got and got[0].key == "dy"
