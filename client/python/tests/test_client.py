@@ -111,15 +111,21 @@ def test_waiter_granted_on_release(daemon):
     with hasp.Client() as a, hasp.Client() as b:
         la = a.lock("q")
         got = []
-        t = threading.Thread(target=lambda: got.append(b.lock("q", timeout=bound(10))))
-        t.start()
-        # b waits in the daemon's queue: the daemon lists it as a waiter
-        deadline = time.monotonic() + bound(5)
-        while not _waiters(a, "q") and time.monotonic() < deadline:
-            threading.Event().wait(0.005)
+        t = _lock_in_thread(b, "q", got, seen_by=a)
         la.release()
         t.join(bound(10))
         assert got and got[0].fence > la.fence
+
+
+def _lock_in_thread(c, key, got, seen_by):
+    """Starts a thread whose c.lock(key) waits, appending its lease to got;
+    returns it once the daemon lists the wait (asked through seen_by)."""
+    t = threading.Thread(target=lambda: got.append(c.lock(key, timeout=bound(10))))
+    t.start()
+    deadline = time.monotonic() + bound(5)
+    while not _waiters(seen_by, key) and time.monotonic() < deadline:
+        threading.Event().wait(0.005)
+    return t
 
 
 def _waiters(c, key):
@@ -347,11 +353,7 @@ def test_deadlock_names_the_cycle_and_the_other_wait_goes_on(daemon):
         a.lock("dx")
         by = b.lock("dy")
         got = []
-        t = threading.Thread(target=lambda: got.append(a.lock("dy", timeout=bound(10))))
-        t.start()
-        deadline = time.monotonic() + bound(5)
-        while not _waiters(b, "dy") and time.monotonic() < deadline:
-            threading.Event().wait(0.005)
+        t = _lock_in_thread(a, "dy", got, seen_by=b)
         with pytest.raises(hasp.Deadlock) as e:
             b.lock("dx", owner="bob")
         cycle = e.value.cycle
