@@ -52,8 +52,9 @@ def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
     tms = _proto.timeout_ms(timeout)
     fields: Dict[str, Any] = {"mode": mode, "timeout_ms": tms, "owner": owner,
                               "message": message, "ttl_ms": _proto.ttl_ms(ttl),
-                              "detach": True if detach else None,
-                              "limit": _proto.semaphore_limit(limit)}
+                              "detach": True if detach else None}
+    if limit is not None:
+        fields["limit"] = _proto.semaphore_limit(limit)
     if key is not None:
         fields["key"] = key
     else:
