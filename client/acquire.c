@@ -19,7 +19,8 @@ int libhasp_acquire_options(hasp_client *c, const struct hasp_acquire_options *o
 	if (v.ttl_ms < 0)
 		return libhasp_error(c, -EINVAL, "a TTL is 0 (none) or more ms");
 	*ret = (struct libhasp_acquire){
-		.mode = v.mode, .timeout_ms = v.timeout_ms, .ttl_ms = v.ttl_ms, .detach = detach,
+		.mode = v.mode, .timeout_ms = v.timeout_ms, .ttl_ms = v.ttl_ms, .limit = v.limit,
+		.detach = detach,
 		.owner = v.owner, .message = v.message, .waiting = v.waiting,
 		.waiting_after_ms = v.waiting_after_ms, .userdata = v.userdata,
 	};

@@ -60,14 +60,16 @@ static bool conflict(int r)
 	return r == -HASP_E_BUSY || r == -HASP_E_TIMEOUT;
 }
 
-/* --ttl: the lock options, and the TTL, as acquire options. */
-static int take_lease_ttl(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
+/* --ttl or --limit: the lock options, and the TTL and limit, as acquire
+ * options. */
+static int take_lease_acquire(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
 {
 	struct hasp_acquire_options o = HASP_ACQUIRE_OPTIONS_INIT;
 
 	o.mode = a->opts.mode;
 	o.timeout_ms = a->opts.timeout_ms;
 	o.ttl_ms = a->ttl_ms;
+	o.limit = a->limit;
 	o.owner = a->opts.owner;
 	o.message = a->opts.message;
 	o.waiting = a->opts.waiting;
@@ -80,8 +82,8 @@ static int take_lease(hasp_client *c, const struct lock_args *a, hasp_lease **re
 {
 	if (a->fd >= 0)
 		return hasp_lock_fd(c, a->fd, &a->opts, ret);
-	if (a->ttl_ms)
-		return take_lease_ttl(c, a, ret);
+	if (a->ttl_ms || a->limit)
+		return take_lease_acquire(c, a, ret);
 	if (a->file)
 		return hasp_lock_file(c, a->file, &a->opts, ret);
 	return hasp_lock(c, a->key, &a->opts, ret);

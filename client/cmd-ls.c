@@ -20,13 +20,14 @@ static const char usage[] =
 	"  -j, --json           print a JSON array instead of a table (ASCII only)\n"
 	"Columns: USER is the user of the process that asked (as the kernel says);\n"
 	"OWNER is what the client said. SINCE is when it was granted, or queued, in\n"
-	"local time; AGE how long ago. A file whose path no longer names it shows\n"
-	"'(deleted)' or '(moved)' after the path. WAITING FOR says why a waiter\n"
-	"waits: the lease it conflicts with ('lease 31', '+N' more), the waiter ahead\n"
-	"of it ('queue: pid 412'), a flock(2) lock held outside hasp ('outside flock'),\n"
-	"or haspd's fence store ('fence'). Client text is escaped: control\n"
-	"characters show as \\n, \\r, \\t, \\e or \\xNN, bytes that are not UTF-8 as\n"
-	"\\xNN, and a backslash as \\\\.\n";
+	"local time; AGE how long ago. MODE is exclusive or shared, or 'limit N' on\n"
+	"a semaphore of N places (each an exclusive lease). A file whose path no\n"
+	"longer names it shows '(deleted)' or '(moved)' after the path. WAITING FOR\n"
+	"says why a waiter waits: the lease it conflicts with ('lease 31', '+N'\n"
+	"more), the waiter ahead of it ('queue: pid 412'), a flock(2) lock held\n"
+	"outside hasp ('outside flock'), or haspd's fence store ('fence'). Client\n"
+	"text is escaped: control characters show as \\n, \\r, \\t, \\e or \\xNN,\n"
+	"bytes that are not UTF-8 as \\xNN, and a backslash as \\\\.\n";
 
 /* What an argument asks for: the names that start with name, or name
  * itself. */
@@ -145,8 +146,10 @@ static void print_name(json_t *r)
 static void print_row(struct ls *ls, json_t *r, const char *state, json_t *e, const char *age_field,
 		      const char *why)
 {
-	char age[32], lease[24] = "-", pid[24], since[32];
+	char age[32], lease[24] = "-", pid[24], since[32], limit[24];
 
+	if (json_object_get(r, "limit"))
+		snprintf(limit, sizeof(limit), "limit %lld", int_of(r, "limit"));
 	cli_format_age(age, sizeof(age), int_of(e, age_field));
 	format_since(since, sizeof(since), e);
 	if (json_object_get(e, "lease"))
@@ -154,7 +157,7 @@ static void print_row(struct ls *ls, json_t *r, const char *state, json_t *e, co
 	snprintf(pid, sizeof(pid), "%lld", int_of(e, "pid"));
 	print_name(r);
 	printf("%-8s ", state);
-	print_escaped_col(cli_str(e, "mode", "?"), 10);
+	print_escaped_col(json_object_get(r, "limit") ? limit : cli_str(e, "mode", "?"), 10);
 	printf("%-7s %-8s ", lease, pid);
 	print_escaped_col(user_name(&ls->user, int_of(e, "uid")), 8);
 	print_escaped_col(cli_str(e, "owner", "-"), 12);

@@ -99,6 +99,7 @@ struct libhasp_acquire {
 	enum hasp_mode mode;
 	int64_t timeout_ms;
 	int64_t ttl_ms;         /* 0: none */
+	uint32_t limit;         /* a semaphore's; 0: none */
 	bool detach;            /* a checkout */
 	const char *owner;
 	const char *message;

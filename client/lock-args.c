@@ -57,6 +57,9 @@ static const char usage[] =
 	"                         COMMAND runs, so it is lost if hasp hangs, is stopped\n"
 	"                         or is killed (COMMAND keeps the session, not the\n"
 	"                         lease); not with the fd form or -F\n"
+	"      --limit N          with -k: KEY is a semaphore of up to N exclusive\n"
+	"                         holders at once, granted in order (1 to 10000); every\n"
+	"                         lock on KEY meanwhile must give the same N\n"
 	"      --owner NAME       who holds it, shown by 'hasp ls' (default: user name)\n"
 	"      --message TEXT     why, shown by 'hasp ls' (default: the command line)\n"
 	"      --verbose          say how long getting the lock took, what runs, and\n"
@@ -102,16 +105,18 @@ static int parse_seconds(const char *s, int64_t *ms)
 	return cli_seconds(s, ms) ? -1 : usage_error("invalid number of seconds '%s' (>= 0)", s);
 }
 
-static int parse_exit_code(const char *s, int *out)
+/* An integer from min to max, what the option takes; -1 to go on, else
+ * the exit status. */
+static int parse_in_range(const char *s, const char *what, long min, long max, long *out)
 {
 	char *end;
 	long v;
 
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 0 || v > 255)
-		return usage_error("invalid exit code '%s' (0 to 255)", s);
-	*out = (int)v;
+	if (errno || end == s || *end || v < min || v > max)
+		return usage_error("invalid %s '%s' (%ld to %ld)", what, s, min, max);
+	*out = v;
 	return -1;
 }
 
@@ -142,7 +147,10 @@ static int parse_fd(const char *s)
 	return errno || *end || v > 1000000000 ? -1 : (int)v;
 }
 
-enum { OPT_OWNER = 256, OPT_MESSAGE, OPT_VERBOSE, OPT_ON_LOST, OPT_KILL_AFTER, OPT_FD, OPT_TTL };
+enum {
+	OPT_OWNER = 256, OPT_MESSAGE, OPT_VERBOSE, OPT_ON_LOST, OPT_KILL_AFTER, OPT_FD, OPT_TTL,
+	OPT_LIMIT
+};
 
 static const struct option longopts[] = {
 	{ "key", required_argument, NULL, 'k' },
@@ -163,6 +171,7 @@ static const struct option longopts[] = {
 	{ "on-lost", required_argument, NULL, OPT_ON_LOST },
 	{ "kill-after", required_argument, NULL, OPT_KILL_AFTER },
 	{ "ttl", required_argument, NULL, OPT_TTL },
+	{ "limit", required_argument, NULL, OPT_LIMIT },
 	{ "owner", required_argument, NULL, OPT_OWNER },
 	{ "message", required_argument, NULL, OPT_MESSAGE },
 	{ "socket", required_argument, NULL, 'S' },
@@ -173,6 +182,9 @@ static const struct option longopts[] = {
 /* One option; -1 to go on, else the exit status. */
 static int parse_option(struct cli *cli, int c, struct lock_args *a)
 {
+	long v;
+	int r;
+
 	switch (c) {
 	case 'k':
 		if (a->key)
@@ -184,7 +196,10 @@ static int parse_option(struct cli *cli, int c, struct lock_args *a)
 	case 'u': a->unlock = true; return -1;
 	case 'n': a->opts.timeout_ms = 0; return -1;
 	case 'w': return parse_seconds(optarg, &a->opts.timeout_ms);
-	case 'E': return parse_exit_code(optarg, &a->conflict_code);
+	case 'E':
+		if ((r = parse_in_range(optarg, "exit code", 0, 255, &v)) < 0)
+			a->conflict_code = (int)v;
+		return r;
 	case 'o': a->close_fd = true; return -1;
 	case 'F': a->no_fork = true; return -1;
 	case 'c':
@@ -203,6 +218,10 @@ static int parse_option(struct cli *cli, int c, struct lock_args *a)
 		if (!cli_seconds(optarg, &a->ttl_ms) || a->ttl_ms == 0)
 			return usage_error("invalid TTL '%s' (seconds > 0)", optarg);
 		return -1;
+	case OPT_LIMIT:
+		if ((r = parse_in_range(optarg, "limit", 1, 10000, &v)) < 0)
+			a->limit = (uint32_t)v;
+		return r;
 	case OPT_OWNER: a->opts.owner = optarg; return -1;
 	case OPT_MESSAGE: a->opts.message = optarg; return -1;
 	case 'S': cli->socket = optarg; return -1;
@@ -253,6 +272,10 @@ static int check_combinations(const struct lock_args *a)
 		return usage_error("--ttl needs hasp to renew the lease: not with --no-fork");
 	if (a->ttl_ms && a->fd >= 0)
 		return usage_error("--ttl is for a lease haspd holds: not with the fd form");
+	if (a->limit && !a->key)
+		return usage_error("--limit makes KEY a semaphore: only with -k KEY");
+	if (a->limit && a->opts.mode == HASP_SHARED)
+		return usage_error("a semaphore's holders are exclusive: --limit is not for -s");
 	if (!cli_texts_valid("lock", a->key, a->opts.owner, a->opts.message))
 		return EXIT_USAGE;
 	return -1;

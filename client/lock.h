@@ -25,6 +25,7 @@ struct lock_args {
 	char **command;         /* COMMAND [ARGS...] (NULL-terminated, maybe empty) */
 	struct hasp_lock_options opts;
 	int64_t ttl_ms;         /* --ttl: renewed every third of it; 0: none */
+	uint32_t limit;         /* --limit: a semaphore's; 0: none */
 	int conflict_code;      /* -E */
 	bool close_fd;          /* -o */
 	bool no_fork;           /* -F */

@@ -74,6 +74,8 @@ static void lock_args(struct proto_members *m, const char *what, const char *nam
 		proto_members_true(m, "lock_fd");
 	if (o->ttl_ms > 0)
 		proto_members_int(m, "ttl_ms", o->ttl_ms);
+	if (o->limit)
+		proto_members_int(m, "limit", o->limit);
 	if (o->detach)
 		proto_members_true(m, "detach");
 }

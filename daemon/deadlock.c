@@ -54,6 +54,8 @@ static bool edges(struct search *s, const struct lt_entry *from, const struct lt
 	bool holders = mode == LT_EXCLUSIVE || r->held_mode == LT_EXCLUSIVE;
 	const struct list *p;
 
+	if (r->limit > 1)
+		return false; /* a semaphore's waiter waits for any one place */
 	for (p = ahead; p != &r->waiters; p = p->prev) {
 		const struct lt_entry *w = container_of(p, struct lt_entry, qnode);
 

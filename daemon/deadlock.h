@@ -15,7 +15,12 @@
  * It follows fewer edges with the same reach: an exclusive request waits
  * for the request just ahead of it (which waits for those ahead of it in
  * turn) and, unless that one is exclusive too, for the holders; a shared
- * one for the nearest exclusive request ahead, else for exclusive holders. */
+ * one for the nearest exclusive request ahead, else for exclusive holders.
+ *
+ * A request on a semaphore with a limit above 1 waits for no one session:
+ * any holder's leaving may let it in (or the one ahead of it, and then it
+ * too, if another leaves), so it has no edges, and a deadlock through it
+ * is not found (its timeout ends it). With limit 1 it is a mutex. */
 #pragma once
 
 #include <stdbool.h>

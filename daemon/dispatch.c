@@ -135,6 +135,22 @@ static bool over_lock_limits(struct session *s, const struct proto_request *req)
 	return true;
 }
 
+_Static_assert(PROTO_SEMAPHORE_MAX <= LT_LIMIT_MAX, "the table takes every limit the wire does");
+
+/* A request whose limit is not its key's: bad_request, naming the key's. */
+static void reply_bad_limit(struct session *s, int64_t id, const struct lt_resource *r)
+{
+	char msg[LT_KEY_MAX + 160];
+
+	if (r->limit)
+		snprintf(msg, sizeof(msg), "key '%s' is a semaphore with limit %u: every request on "
+			 "it must give \"limit\": %u", r->key, (unsigned)r->limit, (unsigned)r->limit);
+	else
+		snprintf(msg, sizeof(msg), "key '%s' is not a semaphore: a request on it may not give "
+			 "\"limit\" while it is held or waited for", r->key);
+	reply_error(s, true, id, HASP_E_BAD_REQUEST, msg, NULL);
+}
+
 static void do_acquire(struct session *s, const struct proto_request *req)
 {
 	struct locktable *lt = &s->d->lt;
@@ -149,6 +165,7 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		.sender = &s->sender,
 		.ttl_ms = req->acquire.ttl_ms,
 		.detach = req->acquire.detach,
+		.limit = (uint32_t)req->acquire.limit,
 	};
 	char filekey[OSLOCK_KEY_LEN];
 	const struct lt_resource *fdres;
@@ -158,7 +175,7 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 	if (over_lock_limits(s, req) || (req->acquire.detach && !checkouts_admit(s, req)))
 		return;
 	if (req->acquire.timeout_ms == 0 && !req->acquire.path &&
-	    locktable_would_wait(lt, lr.key, lr.key_len, lr.mode) && tries_defer(s))
+	    locktable_would_wait(lt, lr.key, lr.key_len, lr.mode, lr.limit) && tries_defer(s))
 		return; /* handed up again after one turn of the loop */
 	if (req->acquire.path && !acquire_file(s, req, &lr, filekey))
 		return;
@@ -187,6 +204,9 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		break;
 	case LT_DEADLOCK:
 		reply_deadlock(s, req->id, &lr);
+		break;
+	case LT_BAD_LIMIT:
+		reply_bad_limit(s, req->id, locktable_find(lt, lr.key, lr.key_len));
 		break;
 	default:
 		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);

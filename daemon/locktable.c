@@ -245,6 +245,7 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 	r->nholders = r->nwaiters = 0;
 	r->held_mode = LT_EXCLUSIVE;
 	r->change = 0;
+	r->limit = 0;
 	r->os = os;
 	r->key_len = key_len;
 	memcpy(r->key, key, key_len);
@@ -374,17 +375,30 @@ static void resource_put_if_unused(struct locktable *lt, struct lt_resource *r)
 	report_freed(lt, r);
 }
 
+_Static_assert(LT_LIMIT_MAX <= UINT16_MAX, "a limit fits in lt_resource.limit");
+
+/* The one rule: a semaphore admits up to its limit (its requests are all
+ * exclusive), any other resource one exclusive holder or shared ones. */
 static bool compatible(const struct lt_resource *r, enum lt_mode mode)
 {
+	if (r->limit)
+		return r->nholders < r->limit;
 	return r->nholders == 0 || (r->held_mode == LT_SHARED && mode == LT_SHARED);
 }
 
+bool lt_resource_compatible(const struct lt_resource *r, enum lt_mode mode)
+{
+	return compatible(r, mode);
+}
+
 bool locktable_would_wait(const struct locktable *lt, const char *key, size_t key_len,
-			  enum lt_mode mode)
+			  enum lt_mode mode, uint32_t limit)
 {
 	const struct lt_resource *r = locktable_find(lt, key, key_len);
 
-	return r && (r->nwaiters > 0 || !compatible(r, mode));
+	if (!r || (r->limit != limit && (r->nholders || r->nwaiters)))
+		return false;
+	return r->nwaiters > 0 || !compatible(r, mode);
 }
 
 /* Whether e, a request on r, can be granted now: compatible with the
@@ -755,10 +769,17 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 	enum lt_admit now = LT_ADMIT_NO;
 
 	assert(drained(lt));
+	assert(req->limit <= LT_LIMIT_MAX && (!req->limit || req->mode == LT_EXCLUSIVE));
 	lt->stats.acquires++;
 	r = resource_get(lt, req->key, req->key_len, NULL);
 	if (!r)
 		return LT_NOMEM;
+	/* The limit (0: none) is the first request's, the resource's while
+	 * it has holders or waiters. */
+	if (r->nholders == 0 && r->nwaiters == 0)
+		r->limit = (uint16_t)req->limit;
+	else if (r->limit != req->limit)
+		return LT_BAD_LIMIT; /* in use, so it stays */
 	if (owner_has(lt, o, r)) {
 		lt->stats.already_held++;
 		return LT_ALREADY_HELD;

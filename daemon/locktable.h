@@ -45,6 +45,8 @@
 /* How long a request that tries once (timeout 0) waits for a fence to give
  * before it expires (and is answered busy): a store takes one disk sync. */
 #define LT_FENCE_WAIT_MS 1000
+/* A semaphore admits at most this many holders. */
+#define LT_LIMIT_MAX 10000
 
 enum lt_mode { LT_EXCLUSIVE, LT_SHARED };
 
@@ -59,6 +61,8 @@ enum lt_result {
 	LT_UNKNOWN_LEASE,
 	LT_UNKNOWN_REQUEST,
 	LT_DEADLOCK,            /* its wait would close a cycle: locktable.cycle says which */
+	LT_BAD_LIMIT,           /* the request's limit is not the key's (either may be
+				 * none): nothing was made; the key's is r->limit */
 	LT_NOMEM,
 };
 
@@ -107,6 +111,9 @@ struct lt_resource {
 	uint32_t key_len;
 	uint8_t held_mode;      /* enum lt_mode, meaningful while nholders > 0 */
 	uint8_t change;         /* LT_CHANGE_UNLOCKED or _FREED while reported, else 0 */
+	uint16_t limit;         /* a semaphore's (1 .. LT_LIMIT_MAX), the first request's,
+				 * kept while it has holders or waiters; 0: none. In the
+				 * padding: the struct stays 64 bytes */
 	char key[];             /* NUL-terminated */
 };
 
@@ -296,6 +303,9 @@ struct lt_request {
 				 * table (its own flock, re-taken or converted, as
 				 * flock(2) does): granted at once if admitted,
 				 * ahead of any waiters */
+	uint32_t limit;         /* 0: an ordinary key; else 1 .. LT_LIMIT_MAX, a
+				 * semaphore of that many exclusive holders (a named
+				 * key's, in exclusive mode: the caller checks) */
 };
 
 int locktable_init(struct locktable *lt, const struct lt_callbacks *cb);
@@ -328,7 +338,8 @@ struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size
  * answers it), LT_QUEUED (*ret is the waiter), LT_BUSY (timeout 0 and not
  * grantable), LT_ALREADY_HELD (the owner holds or waits for this
  * resource), LT_DEADLOCK (its wait would close a cycle of the wait-for
- * graph, in lt->cycle; nothing was queued), LT_NOMEM. */
+ * graph, in lt->cycle; nothing was queued), LT_BAD_LIMIT (req->limit is
+ * not the key's: locktable_find() tells the key's), LT_NOMEM. */
 enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 				 const struct lt_request *req, struct lt_entry **ret);
 /* Lets r go if nothing holds or waits on it: a resource found or attached
@@ -397,11 +408,15 @@ bool locktable_next_change(struct locktable *lt, struct lt_change *ret);
 int64_t locktable_next_deadline(const struct locktable *lt);
 
 struct lt_resource *locktable_find(const struct locktable *lt, const char *key, size_t key_len);
-/* Whether a request in mode on key would have to wait now: the key has
- * holders it conflicts with, or waiters (whom it may not pass). Changes
- * nothing. */
+/* Whether a request in mode (with limit, 0: none) on key would have to
+ * wait now: the key has holders it conflicts with, or waiters (whom it may
+ * not pass). Not when its limit is not the key's: it is refused at once.
+ * Changes nothing. */
 bool locktable_would_wait(const struct locktable *lt, const char *key, size_t key_len,
-			  enum lt_mode mode);
+			  enum lt_mode mode, uint32_t limit);
+/* Whether a request in mode may join r's holders now, queue order aside:
+ * the one rule (a semaphore admits up to its limit). */
+bool lt_resource_compatible(const struct lt_resource *r, enum lt_mode mode);
 struct lt_entry *locktable_lease(const struct locktable *lt, uint64_t lease_id);
 void locktable_foreach(const struct locktable *lt,
 		       void (*fn)(struct lt_resource *r, void *arg), void *arg);

@@ -154,7 +154,7 @@ static const char *report_waiting_for(const struct haspd *d, const struct lt_ent
 
 	if (e->qnode.prev != &r->waiters)
 		return "queue";
-	if (r->nholders && !(r->held_mode == LT_SHARED && e->mode == LT_SHARED))
+	if (!lt_resource_compatible(r, e->mode))
 		return "holders";
 	if (d->lt.fences_starved)
 		return "fence";
@@ -587,8 +587,11 @@ static json_t *report_resource(const struct haspd *d, const struct named *x, siz
 			      proto_string_shown(x->name, x->len), "path_state", state,
 			      "mode", r->nholders ? json_string(lt_mode_name(r->held_mode)) : json_null(),
 			      "holders", holders, "waiters", waiters);
-	size_t bytes = o ? proto_dump_size(o) : 0;
+	size_t bytes;
 
+	if (o && r->limit && json_object_set_new(o, "limit", json_integer(r->limit)) < 0)
+		o = report_decref(o);
+	bytes = o ? proto_dump_size(o) : 0;
 	if (o && report_fill(d, r, holders, waiters, o, &bytes) == 0) {
 		json_decref(holders);
 		json_decref(waiters);

@@ -21,6 +21,8 @@
  * as long as the path). */
 #define PROTO_LIST_DEFAULT 1000
 #define PROTO_LIST_MAX 10000
+/* A semaphore's largest limit (acquire's "limit"). */
+#define PROTO_SEMAPHORE_MAX 10000
 #define PROTO_LIST_NAME_MAX (3 * PROTO_PATH_MAX)
 
 /* How both sides write an object: compact, members in order. */

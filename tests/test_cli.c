@@ -284,6 +284,40 @@ START_TEST(the_command_learns_its_lease)
 }
 END_TEST
 
+/* A place on a semaphore: hasp lock -k KEY --limit N, beside a holder that
+ * took one through libhasp; busy when the places are taken; a wrong limit
+ * is refused naming the key's; ls shows the limit. */
+START_TEST(lock_a_place_on_a_semaphore)
+{
+	struct hasp_acquire_options o = HASP_ACQUIRE_OPTIONS_INIT;
+	hasp_client *c = client_connect(daemon_.socket), *c2 = client_connect(daemon_.socket);
+	hasp_lease *l = NULL, *l2 = NULL;
+	char out[4096];
+
+	o.limit = 2;
+	ck_assert_int_eq(hasp_acquire(c, "pool", &o, &l), 0);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "pool", "--limit", "2", "-n", "-c",
+			     "\"$HASP_CLI\" ls pool"), 0);
+	ck_assert_msg(strstr(out, "limit 2"), "ls shows no limit: '%s'", out);
+	ck_assert_int_eq(hasp_acquire(c2, "pool", &o, &l2), 0);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "pool", "--limit", "2", "-n", "-c", "true"), 1);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "pool", "--limit", "3", "-n", "-c", "true"), 64);
+	ck_assert_msg(strstr(out, "semaphore with limit 2"), "'%s' names no limit", out);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "pool", "-n", "-c", "true"), 64);
+	ck_assert_int_eq(hasp_unlock(c2, l2), 0);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "pool", "--limit", "2", "-c", "true"), 0);
+	/* Usage: a limit in range, on a key, exclusive. */
+	ck_assert_int_eq(RUN(out, "lock", "-k", "pool", "--limit", "0", "-c", "true"), 64);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "pool", "--limit", "10001", "-c", "true"), 64);
+	ck_assert_int_eq(RUN(out, "lock", "-s", "-k", "pool", "--limit", "2", "-c", "true"), 64);
+	ck_assert_int_eq(RUN(out, "lock", "--limit", "2", "/tmp", "-c", "true"), 64);
+	ck_assert_msg(strstr(out, "-k KEY"), "'%s'", out);
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	hasp_close(c);
+	hasp_close(c2);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
@@ -303,6 +337,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, close_flag_ties_the_lease_to_hasp);
 	tcase_add_test(tc, a_lease_lost_with_haspd_stops_the_command);
 	tcase_add_test(tc, usage_and_unreachable);
+	tcase_add_test(tc, lock_a_place_on_a_semaphore);
 	suite_add_tcase(s, tc);
 	return s;
 }

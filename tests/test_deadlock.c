@@ -175,6 +175,40 @@ START_TEST(a_writer_behind_a_reader_waits_for_the_holders)
 }
 END_TEST
 
+/* An acquire of a semaphore's place. */
+static enum lt_result ask_place(int i, const char *key, uint32_t limit, int64_t tag)
+{
+	const struct lt_request req = {
+		.key = key, .key_len = strlen(key), .mode = X, .timeout_ms = -1, .tag = tag,
+		.limit = limit,
+	};
+	struct lt_entry *e;
+	enum lt_result r = locktable_acquire(&fx.lt, &o[i], &req, &e);
+
+	fx_drain(&fx);
+	return r;
+}
+
+/* With two places, a waiter waits for whichever holder leaves first: 3
+ * holding k and waiting for a place is no cycle with 1, who holds a place
+ * and waits for k, since 2 may leave its place. With one place it is. */
+START_TEST(a_semaphore_waiter_waits_for_no_one_session)
+{
+	ck_assert_int_eq(ask_place(1, "pool", 2, 1), LT_GRANTED);
+	ck_assert_int_eq(ask_place(2, "pool", 2, 2), LT_GRANTED);
+	hold(3, "k", X);
+	wait_for(1, "k", X, 3);
+	ck_assert_int_eq(ask_place(3, "pool", 2, 4), LT_QUEUED);
+	ck_assert_uint_eq(fx.lt.stats.deadlocks, 0);
+
+	ck_assert_int_eq(ask_place(4, "one", 1, 5), LT_GRANTED);
+	hold(5, "j", X);
+	wait_for(4, "j", X, 6);
+	ck_assert_int_eq(ask_place(5, "one", 1, 7), LT_DEADLOCK);
+	ck_assert_uint_eq(fx.lt.cycle.total, 2);
+}
+END_TEST
+
 /* A ring of n sessions, each holding its key and waiting for the next's. */
 static void ring(int n)
 {
@@ -224,6 +258,7 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, a_reader_does_not_wait_for_a_reader_ahead);
 	tcase_add_test(tc, a_request_queued_ahead_closes_a_cycle);
 	tcase_add_test(tc, a_writer_behind_a_reader_waits_for_the_holders);
+	tcase_add_test(tc, a_semaphore_waiter_waits_for_no_one_session);
 	tcase_add_test(tc, a_long_cycle_is_cut_in_the_report);
 	tcase_add_test(tc, a_search_past_its_bound_lets_the_request_wait);
 	suite_add_tcase(s, tc);

@@ -954,6 +954,126 @@ START_TEST(three_session_cycle)
 }
 END_TEST
 
+/* ---- semaphores ---- */
+
+/* The one reply to request id on fd, which must be a grant: its lease. */
+static json_int_t sem_granted(int fd, int64_t id)
+{
+	json_t *r = raw_recv(fd, test_ms(5000));
+	json_int_t lease;
+
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), id);
+	ck_assert_msg(!reply_error(r), "not granted: %s", reply_message(r));
+	lease = json_integer_value(json_object_get(r, "lease"));
+	json_decref(r);
+	return lease;
+}
+
+/* Sends an acquire of "sem" with limit 2 and a ping after it: the ping's
+ * answer says the acquire was served. Its lease if it was granted at
+ * once (its reply comes before the ping's), else 0: it waits. */
+static json_int_t sem_ask(int fd, int64_t id)
+{
+	char line[160];
+	json_int_t lease = 0;
+	json_t *r;
+
+	snprintf(line, sizeof(line), "{\"id\":%lld,\"op\":\"acquire\",\"key\":\"sem\",\"limit\":2}\n"
+		 "{\"id\":%lld,\"op\":\"ping\"}\n", (long long)id, (long long)id + 100);
+	raw_send(fd, line);
+	if (!wait_readable(fd, test_ms(5000)))
+		ck_abort_msg("no answer to request %lld", (long long)id);
+	r = raw_recv(fd, test_ms(5000));
+	ck_assert_ptr_nonnull(r);
+	if (json_integer_value(json_object_get(r, "id")) == id) {
+		ck_assert_msg(!reply_error(r), "not granted: %s", reply_message(r));
+		lease = json_integer_value(json_object_get(r, "lease"));
+		json_decref(r);
+		r = raw_recv(fd, test_ms(5000));
+	}
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), id + 100);
+	json_decref(r);
+	return lease;
+}
+
+/* The "sem" resource of a list, checked: its limit, holders and waiters
+ * (the sessions' request ids, in queue order). */
+static void sem_listed(int fd, int nholders, const int64_t *waiters, int nwaiters)
+{
+	json_t *r, *res, *w;
+
+	raw_send(fd, "{\"id\":900,\"op\":\"list\",\"prefix\":\"sem\"}\n");
+	r = raw_recv_id(fd, 900, test_ms(5000));
+	res = json_array_get(json_object_get(r, "resources"), 0);
+	ck_assert_ptr_nonnull(res);
+	ck_assert_int_eq(json_integer_value(json_object_get(res, "limit")), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(res, "mode")), "exclusive");
+	ck_assert_int_eq(json_array_size(json_object_get(res, "holders")), nholders);
+	w = json_object_get(res, "waiters");
+	ck_assert_int_eq(json_array_size(w), nwaiters);
+	for (int i = 0; i < nwaiters; i++) {
+		json_t *x = json_array_get(w, i);
+
+		ck_assert_int_eq(json_integer_value(json_object_get(x, "request")), waiters[i]);
+		ck_assert_str_eq(json_string_value(json_object_get(x, "waiting_for")),
+				 i ? "queue" : "holders");
+	}
+	json_decref(r);
+}
+
+/* With limit 2, four sessions ask in order: two are granted, the third and
+ * the fourth wait and are granted in order as holders leave. A request
+ * with another limit, or none, is refused naming the key's; list shows
+ * the limit; once the key is unused, its limit goes with it. */
+START_TEST(semaphore_grants_two_then_in_order)
+{
+	int fd[4], other = raw_connect(daemon_.socket);
+	json_int_t lease[4];
+	json_t *r;
+
+	for (int i = 0; i < 4; i++) {
+		fd[i] = raw_connect(daemon_.socket);
+		lease[i] = sem_ask(fd[i], i + 1);
+	}
+	ck_assert(lease[0] && lease[1] && lease[0] != lease[1]);
+	ck_assert(!lease[2] && !lease[3]);
+	ck_assert(!wait_readable(fd[2], test_ms(50)) && !wait_readable(fd[3], 0));
+	sem_listed(other, 2, (const int64_t[]){ 3, 4 }, 2);
+	raw_send(other, "{\"id\":1,\"op\":\"acquire\",\"key\":\"sem\",\"limit\":3,\"timeout_ms\":0}\n"
+		       "{\"id\":2,\"op\":\"acquire\",\"key\":\"sem\"}\n"
+		       "{\"id\":3,\"op\":\"acquire\",\"key\":\"sem\",\"limit\":2,\"mode\":\"shared\"}\n");
+	for (int id = 1; id <= 3; id++) {
+		r = raw_recv_id(other, id, test_ms(5000));
+		ck_assert_str_eq(reply_error(r), "bad_request");
+		ck_assert_msg(strstr(reply_message(r), id < 3 ? "semaphore with limit 2" : "exclusive"),
+			      "%s", reply_message(r));
+		json_decref(r);
+	}
+	/* The first holder's session ends: the third is granted, not the
+	 * fourth. */
+	close(fd[0]);
+	lease[2] = sem_granted(fd[2], 3);
+	ck_assert(!wait_readable(fd[3], test_ms(50)));
+	sem_listed(other, 2, (const int64_t[]){ 4 }, 1);
+	/* The second releases its lease: the fourth goes. */
+	raw_send(fd[1], "{\"id\":6,\"op\":\"release\",\"key\":\"sem\"}\n");
+	r = raw_recv_id(fd[1], 6, test_ms(5000));
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "lease")), lease[1]);
+	json_decref(r);
+	lease[3] = sem_granted(fd[3], 4);
+	ck_assert(lease[2] != lease[3]);
+	for (int i = 1; i < 4; i++)
+		close(fd[i]);
+	/* Gone with its holders: the key takes the next request's limit. */
+	raw_send(other, "{\"id\":7,\"op\":\"acquire\",\"key\":\"sem\",\"limit\":5,\"timeout_ms\":5000}\n");
+	r = raw_recv_id(other, 7, test_ms(5000));
+	ck_assert_msg(!reply_error(r), "%s", reply_message(r));
+	json_decref(r);
+	close(other);
+}
+END_TEST
+
 static Suite *integration_suite(void)
 {
 	Suite *s = suite_create("integration");
@@ -986,6 +1106,8 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, a_try_is_served_after_a_release_written_before_it);
 	tcase_add_test(tc, classic_deadlock_refuses_the_second_and_names_both);
 	tcase_add_test(tc, three_session_cycle);
+
+	tcase_add_test(tc, semaphore_grants_two_then_in_order);
 	suite_add_tcase(s, tc);
 	return s;
 }

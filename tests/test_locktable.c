@@ -58,20 +58,20 @@ START_TEST(would_wait_is_a_trys_busy)
 {
 	struct lt_entry *held;
 
-	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, X));
-	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, S));
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, X, 0));
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, S, 0));
 	ck_assert_ptr_null(locktable_find(&fx.lt, "k", 1)); /* nothing made */
 	ck_assert_int_eq(fx_acquire(&fx, &a, "k", S, -1, 1, &held), LT_GRANTED);
-	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, S));
-	ck_assert(locktable_would_wait(&fx.lt, "k", 1, X));
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, S, 0));
+	ck_assert(locktable_would_wait(&fx.lt, "k", 1, X, 0));
 	ck_assert_int_eq(ACQ(d, "k", X, 0, 9), LT_BUSY);
 	ck_assert_int_eq(ACQ(b, "k", X, -1, 2), LT_QUEUED);
-	ck_assert(locktable_would_wait(&fx.lt, "k", 1, S)); /* a writer waits ahead */
+	ck_assert(locktable_would_wait(&fx.lt, "k", 1, S, 0)); /* a writer waits ahead */
 	ck_assert_int_eq(ACQ(d, "k", S, 0, 9), LT_BUSY);
 	ck_assert_int_eq(fx_release(&fx, &a, held->id), LT_OK);
-	ck_assert(locktable_would_wait(&fx.lt, "k", 1, S));
+	ck_assert(locktable_would_wait(&fx.lt, "k", 1, S, 0));
 	ck_assert_int_eq(fx_release(&fx, &b, fx.granted[0]->id), LT_OK);
-	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, X));
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, X, 0));
 }
 END_TEST
 
@@ -981,6 +981,173 @@ START_TEST(spares_are_reused_by_class)
 }
 END_TEST
 
+/* ---- semaphores: a named key with a limit ---- */
+
+static enum lt_result acquire_sem(struct lt_owner *o, const char *key, uint32_t limit,
+				  int64_t timeout_ms, int64_t tag, struct lt_entry **ret)
+{
+	const struct lt_request req = {
+		.key = key, .key_len = strlen(key), .mode = X, .timeout_ms = timeout_ms,
+		.tag = tag, .limit = limit,
+	};
+	struct lt_entry *dummy;
+	enum lt_result r = locktable_acquire(&fx.lt, o, &req, ret ? ret : &dummy);
+
+	fx_drain(&fx);
+	return r;
+}
+
+#define SEM(o, key, limit, timeout, tag) acquire_sem(&(o), key, limit, timeout, tag, NULL)
+
+START_TEST(a_semaphore_admits_limit_holders)
+{
+	struct lt_resource *r;
+
+	ck_assert_int_eq(SEM(a, "k", 3, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(SEM(b, "k", 3, -1, 2), LT_GRANTED);
+	ck_assert_int_eq(SEM(c, "k", 3, 0, 3), LT_GRANTED);
+	ck_assert_int_eq(SEM(d, "k", 3, 0, 4), LT_BUSY);
+	r = locktable_find(&fx.lt, "k", 1);
+	ck_assert_uint_eq(r->nholders, 3);
+	ck_assert_uint_eq(r->limit, 3);
+	ck_assert_int_eq(r->held_mode, X);
+	ck_assert_int_eq(SEM(a, "k", 3, -1, 5), LT_ALREADY_HELD);
+}
+END_TEST
+
+/* FIFO: a request that finds a free slot waits all the same behind one
+ * queued ahead of it; a release grants the head, not a newcomer. */
+START_TEST(a_semaphore_grants_in_fifo_order)
+{
+	struct lt_owner e;
+	struct lt_entry *l1, *l2;
+
+	lt_owner_init(&e, 5, 105, 1000, 1000);
+	ck_assert_int_eq(acquire_sem(&a, "k", 2, -1, 1, &l1), LT_GRANTED);
+	ck_assert_int_eq(acquire_sem(&b, "k", 2, -1, 2, &l2), LT_GRANTED);
+	ck_assert_int_eq(SEM(c, "k", 2, -1, 3), LT_QUEUED);
+	ck_assert_int_eq(SEM(d, "k", 2, -1, 4), LT_QUEUED);
+	ck_assert(locktable_would_wait(&fx.lt, "k", 1, X, 2));
+	ck_assert_int_eq(fx_release(&fx, &a, l1->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 3);
+	/* A slot is free only while d waits: e may not pass it. */
+	ck_assert_int_eq(fx_release(&fx, &b, l2->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 2);
+	ck_assert_int_eq(fx.granted_tags[1], 4);
+	ck_assert_int_eq(SEM(e, "k", 2, 0, 5), LT_BUSY);
+	fx_owner_done(&fx, &c);
+	ck_assert(!locktable_would_wait(&fx.lt, "k", 1, X, 2));
+	ck_assert_int_eq(SEM(e, "k", 2, 0, 6), LT_GRANTED);
+}
+END_TEST
+
+/* When holders leave together (an owner's end), the queue's head is
+ * granted while slots are free: as many as left, in order. */
+START_TEST(a_semaphore_promotes_as_many_as_left)
+{
+	struct lt_owner e, f;
+	struct lt_resource *r;
+
+	lt_owner_init(&e, 5, 105, 1000, 1000);
+	lt_owner_init(&f, 6, 106, 1000, 1000);
+	ck_assert_int_eq(SEM(a, "k", 3, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(SEM(a, "other", 3, -1, 2), LT_GRANTED);
+	ck_assert_int_eq(SEM(b, "k", 3, -1, 3), LT_GRANTED);
+	ck_assert_int_eq(SEM(c, "k", 3, -1, 4), LT_GRANTED);
+	ck_assert_int_eq(SEM(d, "k", 3, -1, 5), LT_QUEUED);
+	ck_assert_int_eq(SEM(e, "k", 3, -1, 6), LT_QUEUED);
+	ck_assert_int_eq(SEM(f, "k", 3, -1, 7), LT_QUEUED);
+	r = locktable_find(&fx.lt, "k", 1);
+	locktable_revoke(&fx.lt, container_of(b.held.next, struct lt_entry, onode));
+	fx_drain(&fx);
+	ck_assert_uint_eq(fx.ngranted, 1);
+	ck_assert_int_eq(fx.granted_tags[0], 5);
+	fx_owner_done(&fx, &c);
+	fx_owner_done(&fx, &a);
+	ck_assert_uint_eq(fx.ngranted, 3);
+	ck_assert_int_eq(fx.granted_tags[1], 6);
+	ck_assert_int_eq(fx.granted_tags[2], 7);
+	ck_assert_uint_eq(r->nholders, 3);
+	ck_assert_uint_eq(r->nwaiters, 0);
+	fx_owner_done(&fx, &e);
+	fx_owner_done(&fx, &f);
+}
+END_TEST
+
+/* A request must give the key's limit while the key is in use: another
+ * limit, none on a semaphore, or one on an ordinary key is refused, and
+ * nothing is made. */
+START_TEST(a_wrong_limit_is_refused)
+{
+	struct lt_resource *r;
+	size_t pairs;
+
+	ck_assert_int_eq(SEM(a, "sem", 2, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(ACQ(a, "plain", S, -1, 2), LT_GRANTED);
+	ck_assert_int_eq(ACQ(b, "plain", S, -1, 3), LT_GRANTED);
+	pairs = fx.lt.pairs.count;
+	ck_assert_int_eq(SEM(b, "sem", 3, -1, 4), LT_BAD_LIMIT);
+	ck_assert_int_eq(SEM(b, "sem", 1, 0, 5), LT_BAD_LIMIT);
+	ck_assert_int_eq(ACQ(b, "sem", X, -1, 6), LT_BAD_LIMIT);
+	ck_assert_int_eq(SEM(c, "plain", 2, -1, 7), LT_BAD_LIMIT);
+	/* Checked before already_held: the request is wrong whoever sends it. */
+	ck_assert_int_eq(SEM(a, "sem", 4, -1, 8), LT_BAD_LIMIT);
+	ck_assert_uint_eq(fx.lt.pairs.count, pairs);
+	ck_assert_uint_eq(fx.lt.stats.waiters, 0);
+	r = locktable_find(&fx.lt, "sem", 3);
+	ck_assert_uint_eq(r->limit, 2);
+	ck_assert_uint_eq(r->nholders, 1);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "plain", 5)->limit, 0);
+	/* A try with a wrong limit is refused at once, not put off. */
+	ck_assert(!locktable_would_wait(&fx.lt, "sem", 3, X, 3));
+	ck_assert(!locktable_would_wait(&fx.lt, "plain", 5, X, 2));
+	ck_assert(locktable_would_wait(&fx.lt, "plain", 5, X, 0));
+}
+END_TEST
+
+/* The limit is the resource's while it has holders or waiters, waiters
+ * alone included; it goes with the resource. */
+START_TEST(a_limit_goes_with_its_resource)
+{
+	struct lt_entry *l;
+
+	ck_assert_int_eq(acquire_sem(&a, "k", 1, -1, 1, &l), LT_GRANTED);
+	ck_assert_int_eq(SEM(b, "k", 1, -1, 2), LT_QUEUED);
+	ck_assert_int_eq(fx_release(&fx, &a, l->id), LT_OK);
+	ck_assert_uint_eq(fx.ngranted, 1); /* b holds it now */
+	ck_assert_int_eq(SEM(c, "k", 5, -1, 3), LT_BAD_LIMIT);
+	fx_owner_done(&fx, &b);
+	ck_assert_ptr_null(locktable_find(&fx.lt, "k", 1));
+	/* Gone: the next request's limit is the key's, or none. */
+	ck_assert_int_eq(SEM(c, "k", 5, -1, 4), LT_GRANTED);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->limit, 5);
+	fx_owner_done(&fx, &c);
+	ck_assert_int_eq(ACQ(d, "k", S, -1, 5), LT_GRANTED);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->limit, 0);
+	/* A busy first request leaves no limit behind. */
+	fx_owner_done(&fx, &d);
+	ck_assert_int_eq(ACQ(a, "k", X, -1, 6), LT_GRANTED);
+	ck_assert_int_eq(SEM(b, "k", 2, 0, 7), LT_BAD_LIMIT);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->limit, 0);
+}
+END_TEST
+
+/* A limit of 1 is a mutex with a name that says so; and the resource stays
+ * the size it was (the limit is in its padding). */
+START_TEST(a_limit_of_one_is_a_mutex)
+{
+	ck_assert_uint_eq(sizeof(struct lt_resource), 64);
+	ck_assert_int_eq(SEM(a, "k", 1, -1, 1), LT_GRANTED);
+	ck_assert_int_eq(SEM(b, "k", 1, 0, 2), LT_BUSY);
+	ck_assert_int_eq(SEM(b, "k", 1, 5, 3), LT_QUEUED);
+	advance_ms(5);
+	fx_expire(&fx);
+	ck_assert_uint_eq(fx.nexpired, 1);
+	ck_assert_uint_eq(locktable_find(&fx.lt, "k", 1)->nholders, 1);
+}
+END_TEST
+
 static Suite *locktable_suite(void)
 {
 	Suite *s = suite_create("locktable");
@@ -1028,6 +1195,12 @@ static Suite *locktable_suite(void)
 	tcase_add_test(tc, a_try_once_request_waits_a_second_for_a_fence);
 	tcase_add_test(tc, an_os_resource_held_again_is_unlocked_later);
 	tcase_add_test(tc, spares_are_reused_by_class);
+	tcase_add_test(tc, a_semaphore_admits_limit_holders);
+	tcase_add_test(tc, a_semaphore_grants_in_fifo_order);
+	tcase_add_test(tc, a_semaphore_promotes_as_many_as_left);
+	tcase_add_test(tc, a_wrong_limit_is_refused);
+	tcase_add_test(tc, a_limit_goes_with_its_resource);
+	tcase_add_test(tc, a_limit_of_one_is_a_mutex);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,9 +1,10 @@
 /* A randomized model test of the lock table: random acquires (some with a
- * time-to-live), releases, renews, cancels, expiries and owner ends over
- * several owners and keys, checked after every step against a plain
- * reference model of the specification, which has its own deadlock
- * detector: a depth-first search of the whole wait-for graph, built from
- * the specification's words, not from the table's shortcuts. */
+ * time-to-live, some on semaphores, some with a wrong limit), releases,
+ * renews, cancels, expiries and owner ends over several owners and keys,
+ * checked after every step against a plain reference model of the
+ * specification, which has its own deadlock detector: a search of the
+ * whole wait-for graph, built from the specification's words, not from
+ * the table's shortcuts. */
 #include <check.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,10 +15,12 @@
 #include "suite.h"
 
 #define NOWN 6
-#define NKEY 3
+#define NKEY 4
 #define STEPS 20000
+/* The key whose requests are mostly a semaphore's (any key may become one). */
+#define SEM_KEY 3
 
-static const char *const keys[NKEY] = { "alpha", "beta", "gamma" };
+static const char *const keys[NKEY] = { "alpha", "beta", "gamma", "delta" };
 
 struct m_entry {
 	int owner;
@@ -35,6 +38,7 @@ struct m_key {
 	int nw;
 	int64_t expected[4 * NOWN];  /* grants the model predicts this step, in order */
 	int nexpected;
+	uint32_t limit;              /* a semaphore's, while in use; 0: none */
 };
 
 struct model {
@@ -76,6 +80,8 @@ static int rnd_below(int n)
 
 static bool m_compatible(const struct m_key *k, enum lt_mode mode)
 {
+	if (k->limit)
+		return k->nh < (int)k->limit;
 	return k->nh == 0 || (k->holders[0].mode == LT_SHARED && mode == LT_SHARED);
 }
 
@@ -143,6 +149,8 @@ static bool m_conflict(enum lt_mode a, enum lt_mode b)
  * among those ahead. */
 static bool m_request_waits_for(const struct m_key *k, enum lt_mode mode, int ahead, int b)
 {
+	if (k->limit > 1)
+		return false; /* any of the holders may let it in: it waits for no one */
 	for (int h = 0; h < k->nh; h++)
 		if (k->holders[h].owner == b && m_conflict(mode, k->holders[h].mode))
 			return true;
@@ -348,6 +356,8 @@ static void check_resource(int ki, const struct lt_resource *r)
 	       (unsigned)r->nholders, k->nh);
 	MCHECK((int)r->nwaiters == k->nw, "key %s: %u waiters, model says %d", MARGS, keys[ki],
 	       (unsigned)r->nwaiters, k->nw);
+	MCHECK(r->limit == k->limit, "key %s: limit %u, model says %u", MARGS, keys[ki],
+	       (unsigned)r->limit, (unsigned)k->limit);
 	list_foreach(pos, &r->holders) {
 		const struct lt_entry *e = list_entry(pos, struct lt_entry, qnode);
 
@@ -356,8 +366,8 @@ static void check_resource(int ki, const struct lt_resource *r)
 		MCHECK(e->mode == r->held_mode, "key %s: held_mode disagrees with a holder", MARGS,
 		       keys[ki]);
 	}
-	MCHECK(!any_exclusive || r->nholders == 1, "key %s: an exclusive lease is not alone", MARGS,
-	       keys[ki]);
+	MCHECK(!any_exclusive || r->nholders == 1 || (k->limit && r->nholders <= k->limit),
+	       "key %s: an exclusive lease is not alone", MARGS, keys[ki]);
 	list_foreach(pos, &r->waiters) {
 		const struct lt_entry *e = list_entry(pos, struct lt_entry, qnode);
 
@@ -368,8 +378,13 @@ static void check_resource(int ki, const struct lt_resource *r)
 	if (!r->nwaiters)
 		return;
 	head = list_entry(r->waiters.next, struct lt_entry, qnode);
-	MCHECK(r->nholders && (head->mode == LT_EXCLUSIVE || r->held_mode == LT_EXCLUSIVE),
-	       "key %s: tag %" PRId64 " waits but could be granted", MARGS, keys[ki], head->tag);
+	if (k->limit)
+		MCHECK(r->nholders == k->limit, "key %s: tag %" PRId64 " waits for a free slot",
+		       MARGS, keys[ki], head->tag);
+	else
+		MCHECK(r->nholders && (head->mode == LT_EXCLUSIVE || r->held_mode == LT_EXCLUSIVE),
+		       "key %s: tag %" PRId64 " waits but could be granted", MARGS, keys[ki],
+		       head->tag);
 }
 
 static void owner_reset(int o)
@@ -441,16 +456,32 @@ static void check_no_overdue_waiter(void)
 
 /* ---- steps ---- */
 
+/* The limit a request gives (0: none): on SEM_KEY mostly one, the key's
+ * own while it is in use and now and then another; elsewhere rarely (a
+ * wrong one while the key is in use, else the key becomes a semaphore). */
+static uint32_t pick_limit(int ki)
+{
+	const struct m_key *k = &m.k[ki];
+	bool sem = ki == SEM_KEY ? rnd_below(8) != 0 : rnd_below(12) == 0;
+
+	if (!sem)
+		return 0;
+	if (k->limit && rnd_below(6))
+		return k->limit;
+	return (uint32_t)(1 + rnd_below(3));
+}
+
 static void step_acquire(void)
 {
 	static const int64_t timeouts[] = { -1, 0, 0, 1, 5, 20 };
 	static const int64_t ttls[] = { 0, 0, 0, 1, 4, 30 };
 	int o = rnd_below(NOWN), ki = rnd_below(NKEY);
-	enum lt_mode mode = rnd_below(3) ? LT_SHARED : LT_EXCLUSIVE;
+	uint32_t limit = pick_limit(ki);
+	enum lt_mode mode = !limit && rnd_below(3) ? LT_SHARED : LT_EXCLUSIVE;
 	int64_t timeout = timeouts[rnd_below(6)], ttl = ttls[rnd_below(6)], tag = ++next_tag;
 	const struct lt_request req = {
 		.key = keys[ki], .key_len = strlen(keys[ki]), .mode = mode,
-		.timeout_ms = timeout, .tag = tag, .ttl_ms = ttl,
+		.timeout_ms = timeout, .tag = tag, .ttl_ms = ttl, .limit = limit,
 	};
 	struct m_key *k = &m.k[ki];
 	struct lt_entry *e = NULL;
@@ -461,7 +492,11 @@ static void step_acquire(void)
 	};
 
 	fx_drain(&fx);
-	if (m_find(k->holders, k->nh, o) >= 0 || m_find(k->waiters, k->nw, o) >= 0) {
+	if (k->nh == 0 && k->nw == 0)
+		k->limit = limit;
+	if (k->limit != limit) {
+		want = LT_BAD_LIMIT;
+	} else if (m_find(k->holders, k->nh, o) >= 0 || m_find(k->waiters, k->nw, o) >= 0) {
 		want = LT_ALREADY_HELD;
 	} else if (k->nw == 0 && m_compatible(k, mode)) {
 		want = LT_GRANTED;

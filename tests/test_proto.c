@@ -358,6 +358,29 @@ START_TEST(file_acquires)
 }
 END_TEST
 
+/* A semaphore's limit: 1 to 10000, on a key, exclusive, not checked out. */
+START_TEST(semaphore_acquires)
+{
+	struct proto_request r;
+
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\"}", &r);
+	ck_assert_int_eq(r.acquire.limit, 0);
+	done();
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":10000,\"mode\":\"exclusive\"}", &r);
+	ck_assert_int_eq(r.acquire.limit, 10000);
+	done();
+	decode_ok("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":null}", &r);
+	ck_assert_int_eq(r.acquire.limit, 0);
+	done();
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":0}", HASP_E_BAD_REQUEST, "\"limit\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":10001}", HASP_E_BAD_REQUEST, "1 to 10000");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":\"2\"}", HASP_E_BAD_REQUEST, "\"limit\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":2,\"mode\":\"shared\"}", HASP_E_BAD_REQUEST, "exclusive");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":true,\"limit\":2}", HASP_E_BAD_REQUEST, "a file is not a semaphore");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":2,\"detach\":true}", HASP_E_BAD_REQUEST, "checked out");
+}
+END_TEST
+
 /* Decodes line, and the same object with a member that only jansson reads
  * (an escaped string): both readers must see the same request. */
 static void same_either_way(const char *line)
@@ -390,6 +413,7 @@ static void same_either_way(const char *line)
 		ck_assert(!a.acquire.owner == !b.acquire.owner && !a.acquire.path == !b.acquire.path);
 		ck_assert(a.acquire.lock_fd == b.acquire.lock_fd && a.acquire.detach == b.acquire.detach);
 		ck_assert_int_eq(a.acquire.ttl_ms, b.acquire.ttl_ms);
+		ck_assert_int_eq(a.acquire.limit, b.acquire.limit);
 	} else if (a.op == OP_RENEW) {
 		ck_assert_uint_eq(a.renew.target.lease, b.renew.target.lease);
 		ck_assert_int_eq(a.renew.ttl_ms, b.renew.ttl_ms);
@@ -422,6 +446,8 @@ START_TEST(fast_reader_agrees_with_jansson)
 		"{\"id\":1,\"op\":\"acquire\",\"path\":\"/x\",\"fd\":true,\"lock_fd\":true}",
 		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"ttl_ms\":5,\"detach\":true}",
 		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"detach\":1}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":4}",
+		"{\"id\":1,\"op\":\"acquire\",\"key\":\"k\",\"limit\":4,\"mode\":\"shared\"}",
 		"{\"id\":1,\"op\":\"renew\",\"lease\":3,\"ttl_ms\":0}",
 		"{\"id\":1,\"op\":\"renew\",\"lease\":3,\"ttl_ms\":60000}",
 		"{\"id\":1,\"op\":\"ping\",\"i\":1,\"l\":2,\"idx\":3,\"\":4}",
@@ -780,6 +806,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(req, length_limits);
 	tcase_add_test(req, bytes_that_are_not_text);
 	tcase_add_test(req, file_acquires);
+	tcase_add_test(req, semaphore_acquires);
 	tcase_add_test(req, corpus_is_rejected);
 	tcase_add_test(req, fast_reader_agrees_with_jansson);
 	tcase_add_test(req, fast_reader_takes_only_simple_lines);

@@ -57,6 +57,8 @@ struct proto_request {
 			const char *message;    /* may be NULL */
 			int64_t ttl_ms;         /* 0 when absent */
 			bool detach;
+			int64_t limit;          /* 0 when absent; else 1 .. PROTO_SEMAPHORE_MAX,
+						 * with a key, in exclusive mode */
 		} acquire;
 		struct proto_target release;
 		struct {

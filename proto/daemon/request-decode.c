@@ -262,6 +262,32 @@ static inline int decode_path_fd(const struct members *m, const char **path, boo
 	return 0;
 }
 
+/* A semaphore's "limit": 1 .. PROTO_SEMAPHORE_MAX holders of a named key,
+ * each exclusive; not checked out (the journal keeps no limit). */
+static int decode_semaphore(const struct members *m, struct proto_request *req,
+			    struct proto_error *err)
+{
+	__typeof__(req->acquire) *a = &req->acquire;
+
+	if (get_opt_int(m, N_LIMIT, 1, 0, &a->limit, err) < 0)
+		return -1;
+	if (!a->limit)
+		return 0;
+	if (a->limit > PROTO_SEMAPHORE_MAX)
+		return fail(err, HASP_E_BAD_REQUEST, "\"limit\" must be an integer from 1 to %d",
+			    PROTO_SEMAPHORE_MAX);
+	if (a->path)
+		return fail(err, HASP_E_BAD_REQUEST, "\"limit\" goes with \"key\": a file is not a "
+			    "semaphore");
+	if (a->shared)
+		return fail(err, HASP_E_BAD_REQUEST, "a semaphore's holders are exclusive: \"limit\" "
+			    "goes with \"mode\": \"exclusive\" (or none)");
+	if (a->detach)
+		return fail(err, HASP_E_BAD_REQUEST, "a semaphore's lease cannot be checked out "
+			    "(\"detach\" with \"limit\")");
+	return 0;
+}
+
 static int decode_acquire(const struct members *m, struct proto_request *req,
 			  struct proto_error *err)
 {
@@ -290,7 +316,7 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 	if (a->lock_fd && (a->detach || a->ttl_ms))
 		return fail(err, HASP_E_BAD_REQUEST, "the fd form (\"lock_fd\") leaves the lock with "
 			    "the client's descriptor: it cannot detach or have a \"ttl_ms\"");
-	return 0;
+	return decode_semaphore(m, req, err);
 }
 
 /* A checkout's token: 32 lowercase hex digits. */

@@ -136,6 +136,7 @@ void bench_uncontended(const struct bench_opts *o, double rt, double flk)
 struct waiter {
 	const struct bench_opts *o;
 	const char *mode;
+	const char *limit;          /* the acquire's "limit" member, or "" */
 	int go, queued, done;       /* pipes: parent -> waiter, waiter -> parent */
 	volatile uint64_t *granted; /* per waiter */
 	int n;
@@ -157,8 +158,8 @@ static void waiter_main(void *arg)
 
 		if (read(w->go, &b, 1) != 1)
 			exit(1);
-		len = snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"p2\",\"mode\":\"%s\"}\n"
-			       "{\"id\":2,\"op\":\"ping\"}\n", w->mode);
+		len = snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"acquire\",\"key\":\"p2\",\"mode\":\"%s\"%s}\n"
+			       "{\"id\":2,\"op\":\"ping\"}\n", w->mode, w->limit);
 		conn_send(&c, line, (size_t)len);
 		l = conn_line(&c);
 		if (!l || !strstr(l, "\"id\":2"))
@@ -181,23 +182,55 @@ static void waiter_main(void *arg)
 	close(c.fd);
 }
 
-/* The holder (this process, libhasp) releases; nwaiters wait in mode. */
-static void handoff(const struct bench_opts *o, const char *name, enum hasp_mode holder_mode,
-		    const char *waiter_mode, int nwaiters, double rt)
+/* A hand-off: the holder (this process, libhasp) releases; nwaiters wait
+ * in waiter_mode. With a limit, the key is a semaphore whose other places
+ * another client of this process holds throughout, so that the holder's
+ * release is what frees a place. */
+struct handoff_case {
+	const char *name;
+	enum hasp_mode holder_mode;
+	const char *waiter_mode;
+	int nwaiters;
+	uint32_t limit;             /* 0: an ordinary key */
+};
+
+/* The other places of a semaphore, taken by a client of their own; NULL
+ * for an ordinary key. */
+static hasp_client *handoff_fill(const struct bench_opts *o, const struct handoff_case *k)
+{
+	struct hasp_acquire_options opts = HASP_ACQUIRE_OPTIONS_INIT;
+	hasp_client *c = k->limit ? client(o) : NULL;
+	hasp_lease *l;
+
+	opts.limit = k->limit;
+	for (uint32_t i = 1; c && i < k->limit; i++)
+		if (hasp_acquire(c, "p2", &opts, &l) < 0)
+			exit(1);
+	return c;
+}
+
+/* Measures k; returns its median (µs), reported against base. */
+static double handoff(const struct bench_opts *o, const struct handoff_case *k, const char *base,
+		      double base_us)
 {
 	int n = iterations(o, 2000), go[2], queued[2], done[2];
 	volatile uint64_t *granted = shared_page();
 	struct samples s = { 0 };
-	struct hasp_lock_options opts = HASP_LOCK_OPTIONS_INIT;
-	hasp_client *c = client(o);
+	struct hasp_acquire_options opts = HASP_ACQUIRE_OPTIONS_INIT;
+	hasp_client *c = client(o), *others = handoff_fill(o, k);
+	char limit[32] = "";
 	pid_t pids[16];
+	double median;
 	char b;
 
 	if (pipe(go) < 0 || pipe(queued) < 0 || pipe(done) < 0)
 		exit(1);
-	opts.mode = holder_mode;
-	for (int w = 0; w < nwaiters; w++) {
-		struct waiter wa = { o, waiter_mode, go[0], queued[1], done[1], &granted[w], n };
+	opts.mode = k->holder_mode;
+	opts.limit = k->limit;
+	if (k->limit)
+		snprintf(limit, sizeof(limit), ",\"limit\":%u", (unsigned)k->limit);
+	for (int w = 0; w < k->nwaiters; w++) {
+		struct waiter wa = { o, k->waiter_mode, limit, go[0], queued[1], done[1], &granted[w], n };
 
 		run_in_child(waiter_main, &wa, &pids[w]);
 	}
@@ -205,35 +238,48 @@ static void handoff(const struct bench_opts *o, const char *name, enum hasp_mode
 		hasp_lease *l;
 		uint64_t t0, last = 0;
 
-		if (hasp_lock(c, "p2", &opts, &l) < 0)
+		if (hasp_acquire(c, "p2", &opts, &l) < 0)
 			exit(1);
-		for (int w = 0; w < nwaiters; w++)
+		for (int w = 0; w < k->nwaiters; w++)
 			if (write(go[1], "g", 1) != 1)
 				exit(1);
-		for (int w = 0; w < nwaiters; w++)
+		for (int w = 0; w < k->nwaiters; w++)
 			if (read(queued[0], &b, 1) != 1)
 				exit(1);
 		t0 = now_ns();
 		if (hasp_unlock(c, l) < 0)
 			exit(1);
-		for (int w = 0; w < nwaiters; w++)
+		for (int w = 0; w < k->nwaiters; w++)
 			if (read(done[0], &b, 1) != 1)
 				exit(1);
-		for (int w = 0; w < nwaiters; w++)
+		for (int w = 0; w < k->nwaiters; w++)
 			if (granted[w] > last)
 				last = granted[w];
 		samples_add(&s, (double)(last - t0) / 1000.0);
 	}
-	wait_all(pids, (size_t)nwaiters);
+	wait_all(pids, (size_t)k->nwaiters);
 	hasp_close(c);
-	latency_result(name, &s, "(a)", rt);
+	if (others)
+		hasp_close(others);
+	median = samples_pct(&s, 50);
+	latency_result(k->name, &s, base, base_us);
+	return median;
 }
 
 void bench_handoff(const struct bench_opts *o, double rt)
 {
-	handoff(o, "P2 hand-off exclusive->exclusive", HASP_EXCLUSIVE, "exclusive", 1, rt);
-	handoff(o, "P2 hand-off shared->exclusive", HASP_SHARED, "exclusive", 1, rt);
-	handoff(o, "P2 hand-off exclusive->4 readers", HASP_EXCLUSIVE, "shared", 4, rt);
+	static const struct handoff_case cases[] = {
+		{ "P2 hand-off exclusive->exclusive", HASP_EXCLUSIVE, "exclusive", 1, 0 },
+		{ "P2 hand-off shared->exclusive", HASP_SHARED, "exclusive", 1, 0 },
+		{ "P2 hand-off exclusive->4 readers", HASP_EXCLUSIVE, "shared", 4, 0 },
+		/* limit 2, both places held, one waiter: one holder releases */
+		{ "P2 hand-off semaphore (limit 2)", HASP_EXCLUSIVE, "exclusive", 1, 2 },
+	};
+	double exclusive = handoff(o, &cases[0], "(a)", rt);
+
+	handoff(o, &cases[1], "(a)", rt);
+	handoff(o, &cases[2], "(a)", rt);
+	handoff(o, &cases[3], "P2 excl->excl", exclusive);
 }
 
 /* ---- P4 through libhasp's non-blocking core ---- */

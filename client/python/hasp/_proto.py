@@ -27,7 +27,8 @@ from . import errors
 __all__ = [
     "VERSION", "MAX_REQUEST_LINE", "MAX_REPLY_LINE", "KEY_MAX", "OWNER_MAX", "MESSAGE_MAX",
     "CLIENT_MAX", "PATH_MAX", "Request", "Reply", "Event", "LineSplitter", "Protocol",
-    "error_for", "adopt_fields", "timeout_ms", "ttl_ms", "shown_path", "check_text",
+    "error_for", "adopt_fields", "timeout_ms", "ttl_ms", "semaphore_limit", "shown_path",
+    "check_text",
 ]
 
 VERSION = 1
@@ -39,6 +40,7 @@ MESSAGE_MAX = 1024
 CLIENT_MAX = 256
 PATH_MAX = 4096
 TTL_MAX_MS = 10 ** 12             # the daemon cuts a longer ttl_ms to this
+SEMAPHORE_MAX = 10000             # a semaphore's largest limit
 
 OPS = frozenset(("hello", "acquire", "release", "cancel", "list", "stats", "ping", "revoke",
                  "convert", "renew", "watch", "adopt"))
@@ -288,6 +290,18 @@ def ttl_ms(ttl: Optional[float]) -> Optional[int]:
     if math.isnan(ttl) or math.isinf(ttl) or ttl <= 0:
         raise ValueError("ttl must be a positive, finite number of seconds, or None")
     return min(TTL_MAX_MS, max(1, int(math.ceil(ttl * 1000))))
+
+
+def semaphore_limit(limit: Optional[int]) -> Optional[int]:
+    """A semaphore's limit (None: an ordinary key) as the protocol's:
+    an int from 1 to SEMAPHORE_MAX, else TypeError or ValueError."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError("limit must be an int, or None")
+    if not 1 <= limit <= SEMAPHORE_MAX:
+        raise ValueError("limit must be from 1 to %d, or None" % SEMAPHORE_MAX)
+    return limit
 
 
 def check_text(what: str, value: Optional[str], limit: int, *, empty: bool = True) -> None:

@@ -208,11 +208,12 @@ class Client(Session):
 
     async def lock(self, key: str, *, shared: bool = False, timeout: Optional[float] = None,
                    owner: Optional[str] = None, message: Optional[str] = None,
-                   ttl: Optional[float] = None) -> Lease:
-        """A lease on the named lock key; as :meth:`hasp.Client.lock`."""
+                   ttl: Optional[float] = None, limit: Optional[int] = None) -> Lease:
+        """A lease on the named lock key; as :meth:`hasp.Client.lock` (limit:
+        one of that many places on a semaphore)."""
         _proto.check_text("the key", key, _proto.KEY_MAX, empty=False)
         return await self._acquire(key=key, path=None, fd=None, shared=shared, timeout=timeout,
-                                   owner=owner, message=message, ttl=ttl)
+                                   owner=owner, message=message, ttl=ttl, limit=limit)
 
     async def lock_file(self, path: PathLike, *, shared: bool = False,
                         timeout: Optional[float] = None, owner: Optional[str] = None,
@@ -389,12 +390,12 @@ class Client(Session):
     async def _grant(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
                      shared: bool, timeout: Optional[float], owner: Optional[str],
                      message: Optional[str], ttl: Optional[float],
-                     detach: bool) -> Tuple[_proto.Reply, str]:
+                     detach: bool, limit: Optional[int] = None) -> Tuple[_proto.Reply, str]:
         """Acquires (fd, if any, is sent and closed); the grant and its mode,
         or raises the refusal (naming the holder in a checkout's Timeout)."""
         try:
             fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message, ttl,
-                                               detach)
+                                               detach, limit)
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -416,10 +417,11 @@ class Client(Session):
 
     async def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
                        shared: bool, timeout: Optional[float], owner: Optional[str],
-                       message: Optional[str], ttl: Optional[float] = None) -> Lease:
+                       message: Optional[str], ttl: Optional[float] = None,
+                       limit: Optional[int] = None) -> Lease:
         rep, mode = await self._grant(key=key, path=path, fd=fd, shared=shared,
                                       timeout=timeout, owner=owner, message=message, ttl=ttl,
-                                      detach=False)
+                                      detach=False, limit=limit)
         lease = Lease(self, rep, key, path, mode)
         self._leases[lease.id] = lease
         return lease
@@ -691,11 +693,13 @@ def lock_file_shared(path: PathLike, **kwargs: Any) -> _LeaseContext:
 def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
          owner: Optional[str] = None, message: Optional[str] = None,
          socket: Optional[PathLike] = None, name: Optional[str] = None,
-         ttl: Optional[float] = None) -> _LeaseContext:
+         ttl: Optional[float] = None, limit: Optional[int] = None) -> _LeaseContext:
     """A lease on a named key, as :func:`hasp.lock`: ``async with
-    hasp.aio.lock("db", timeout=5) as lease``."""
+    hasp.aio.lock("db", timeout=5) as lease`` (``limit=4``: one of four
+    places on a semaphore)."""
     return _LeaseContext(socket, name, lambda c: c.lock(
-        key, shared=shared, timeout=timeout, owner=owner, message=message, ttl=ttl))
+        key, shared=shared, timeout=timeout, owner=owner, message=message, ttl=ttl,
+        limit=limit))
 
 
 # -- checkouts -----------------------------------------------------------------

@@ -41,10 +41,11 @@ def default_name() -> str:
 def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
                    timeout: Optional[float], owner: Optional[str],
                    message: Optional[str], ttl: Optional[float] = None,
-                   detach: bool = False) -> Tuple[Dict[str, Any], str, Optional[int]]:
+                   detach: bool = False,
+                   limit: Optional[int] = None) -> Tuple[Dict[str, Any], str, Optional[int]]:
     """An acquire's fields (checked), its mode and its timeout_ms. ttl:
     seconds the lease lives after its grant or last renew (None: no limit);
-    detach: a checkout."""
+    detach: a checkout; limit: a semaphore's (None: an ordinary key)."""
     _proto.check_text("the owner", owner, _proto.OWNER_MAX)
     _proto.check_text("the message", message, _proto.MESSAGE_MAX)
     mode = "shared" if shared else "exclusive"
@@ -52,6 +53,8 @@ def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
     fields: Dict[str, Any] = {"mode": mode, "timeout_ms": tms, "owner": owner,
                               "message": message, "ttl_ms": _proto.ttl_ms(ttl),
                               "detach": True if detach else None}
+    if limit is not None:
+        fields["limit"] = _proto.semaphore_limit(limit)
     if key is not None:
         fields["key"] = key
     else:
@@ -324,18 +327,22 @@ class Client(Session):
 
     def lock(self, key: str, *, shared: bool = False, timeout: Optional[float] = None,
              owner: Optional[str] = None, message: Optional[str] = None,
-             ttl: Optional[float] = None) -> Lease:
+             ttl: Optional[float] = None, limit: Optional[int] = None) -> Lease:
         """A lease on the named lock key (1 to 1024 bytes of UTF-8).
 
         timeout: seconds; None (or negative) waits for ever, 0 tries once.
         ttl: seconds; the lease expires that long after its grant or last
         :meth:`Lease.renew` (it is then ``lost``, and the next waiter in).
+        limit: 1 to 10000, the key is a semaphore of up to that many
+        (exclusive) holders at once, granted in FIFO order; every lock on it
+        while it is held or waited for must give the same limit, else
+        :class:`hasp.BadRequest` naming the key's (also for shared=True).
         Raises :class:`hasp.Busy` (timeout 0) or :class:`hasp.Timeout`, both
         with ``.holders``; :class:`hasp.AlreadyHeld`; :class:`hasp.Unavailable`.
         """
         _proto.check_text("the key", key, _proto.KEY_MAX, empty=False)
         return self._acquire(key=key, path=None, fd=None, shared=shared, timeout=timeout,
-                             owner=owner, message=message, ttl=ttl)
+                             owner=owner, message=message, ttl=ttl, limit=limit)
 
     def lock_file(self, path: PathLike, *, shared: bool = False,
                   timeout: Optional[float] = None, owner: Optional[str] = None,
@@ -515,11 +522,11 @@ class Client(Session):
     def _grant(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
                shared: bool, timeout: Optional[float], owner: Optional[str],
                message: Optional[str], ttl: Optional[float],
-               detach: bool) -> Tuple[_proto.Reply, str]:
+               detach: bool, limit: Optional[int] = None) -> Tuple[_proto.Reply, str]:
         """Acquires; the grant and its mode, or raises the refusal (naming
         the holder in a checkout's Timeout)."""
         fields, mode, tms = acquire_fields(key, path, shared, timeout, owner, message, ttl,
-                                           detach)
+                                           detach, limit)
         rep = self._call("acquire", fields, fd=fd,
                          wait=None if tms is None else tms / 1000.0, cancellable=True)
         if not rep.ok:
@@ -532,9 +539,11 @@ class Client(Session):
 
     def _acquire(self, *, key: Optional[str], path: Optional[str], fd: Optional[int],
                  shared: bool, timeout: Optional[float], owner: Optional[str],
-                 message: Optional[str], ttl: Optional[float] = None) -> Lease:
+                 message: Optional[str], ttl: Optional[float] = None,
+                 limit: Optional[int] = None) -> Lease:
         rep, mode = self._grant(key=key, path=path, fd=fd, shared=shared, timeout=timeout,
-                                owner=owner, message=message, ttl=ttl, detach=False)
+                                owner=owner, message=message, ttl=ttl, detach=False,
+                                limit=limit)
         lease = Lease(self, rep, key, path, mode)
         self._leases[lease.id] = lease
         return lease
@@ -715,16 +724,18 @@ class Client(Session):
 def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
          owner: Optional[str] = None, message: Optional[str] = None,
          socket: Optional[PathLike] = None, name: Optional[str] = None,
-         ttl: Optional[float] = None) -> Lease:
+         ttl: Optional[float] = None, limit: Optional[int] = None) -> Lease:
     """A lease on key through a Client of its own, closed with the lease::
 
         with hasp.lock("db-migrate", timeout=5) as lease:
+            ...
+        with hasp.lock("builds", limit=4):    # one of 4 places on a semaphore
             ...
     """
     c = Client(socket, name)
     try:
         lease = c.lock(key, shared=shared, timeout=timeout, owner=owner, message=message,
-                       ttl=ttl)
+                       ttl=ttl, limit=limit)
     except BaseException:
         c.close()
         raise

@@ -463,3 +463,23 @@ async def test_a_key_release_into_a_full_socket_is_done_once_written(daemon):
             other.lock("full-aio", timeout=0).release()
         for f in piled:
             assert (await asyncio.wait_for(f, bound(10))).ok
+
+
+async def test_semaphore_grants_the_queue_in_order(daemon):
+    async with aio.Client() as a, aio.Client() as b, aio.Client() as c:
+        la = await a.lock("apool", limit=2)
+        lb = await b.lock("apool", limit=2)
+        wait = asyncio.ensure_future(c.lock("apool", limit=2, timeout=bound(10)))
+        with hasp.Client() as admin:
+            await _until(lambda: _waiting(admin, "apool"), "a waiter")
+            assert _resource(admin, "apool").get("limit") == 2
+        assert not wait.done()
+        await lb.release()
+        lc = await asyncio.wait_for(wait, bound(5))
+        assert lc.fence > lb.fence
+        with pytest.raises(hasp.BadRequest):
+            await b.lock("apool", limit=4)
+        await la.release()
+        await lc.release()
+    async with aio.lock("apool", limit=1, timeout=0) as held:
+        assert held.mode == "exclusive"

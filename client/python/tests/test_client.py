@@ -365,3 +365,38 @@ def test_deadlock_names_the_cycle_and_the_other_wait_goes_on(daemon):
         by.release()  # b gives up: a's wait, which went on, is granted
         t.join(bound(10))
         assert got and got[0].key == "dy"
+
+
+def test_semaphore_places_in_order(daemon):
+    with hasp.Client() as a, hasp.Client() as b, hasp.Client() as c:
+        la = a.lock("pool", limit=2)
+        lb = b.lock("pool", limit=2)
+        assert la.mode == lb.mode == "exclusive" and la.id != lb.id
+        with pytest.raises(hasp.Busy):
+            c.lock("pool", limit=2, timeout=0)
+        with pytest.raises(hasp.BadRequest) as ei:
+            c.lock("pool", limit=3)
+        assert "semaphore with limit 2" in str(ei.value)
+        with pytest.raises(hasp.BadRequest):
+            c.lock("pool")
+        with pytest.raises(hasp.BadRequest):
+            c.lock("pool", limit=2, shared=True)
+        [res] = [r for r in c._call("list", {"prefix": "pool"}).get("resources")]
+        assert res.get("limit") == 2 and len(res.get("holders")) == 2
+        la.release()
+        with hasp.lock("pool", limit=2, timeout=0) as lc:  # a place came free
+            assert lc.fence > lb.fence
+        lb.release()
+    with hasp.lock("pool", limit=5, timeout=0):  # the limit went with its holders
+        pass
+
+
+def test_semaphore_limit_is_checked_here(daemon):
+    with hasp.Client() as c:
+        for bad in (0, 10001, -1):
+            with pytest.raises(ValueError):
+                c.lock("pool", limit=bad)
+        for bad in (True, 2.0, "2"):
+            with pytest.raises(TypeError):
+                c.lock("pool", limit=bad)
+        assert not c._call("list", {"prefix": "pool"}).get("resources")  # nothing sent
