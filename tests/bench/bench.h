@@ -39,6 +39,10 @@ struct result {
 };
 
 struct result *result_add(const char *name);
+/* A latency figure from s (freed): its median, p99 and rate, and with base
+ * its ratio to base_us. */
+struct result *result_latency(const char *name, struct samples *s, const char *base,
+			      double base_us);
 void results_print(bool json);
 
 /* ---- time and plumbing (util.c) ---- */
@@ -87,3 +91,5 @@ void bench_pipelined(const struct bench_opts *o);
 void bench_scale(const struct bench_opts *o);
 void bench_sessions(const struct bench_opts *o);
 void bench_fairness(const struct bench_opts *o);
+/* deadlock.c */
+void bench_deadlock(const struct bench_opts *o, double rt);

@@ -28,20 +28,6 @@ static hasp_client *client(const struct bench_opts *o)
 	return c;
 }
 
-static void latency_result(const char *name, struct samples *s, const char *base, double base_us)
-{
-	struct result *r = result_add(name);
-
-	r->median_us = samples_pct(s, 50);
-	r->p99_us = samples_pct(s, 99);
-	r->ops = 1e6 / r->median_us;
-	if (base) {
-		snprintf(r->baseline, sizeof(r->baseline), "%s", base);
-		r->ratio = r->median_us / base_us;
-	}
-	samples_free(s);
-}
-
 /* P1: acquire + release through libhasp, sequential. Returns the median. */
 static double p1_named(const struct bench_opts *o, const char *name, const char *base,
 		       double base_us)
@@ -62,7 +48,7 @@ static double p1_named(const struct bench_opts *o, const char *name, const char 
 	}
 	hasp_close(c);
 	median = samples_pct(&s, 50);
-	latency_result(name, &s, base, base_us);
+	result_latency(name, &s, base, base_us);
 	return median;
 }
 
@@ -98,7 +84,7 @@ static void p1_raw(const struct bench_opts *o, double rt)
 			samples_add(&s, elapsed_us(t));
 	}
 	close(c.fd);
-	latency_result("P1 raw protocol, answer awaited", &s, "2 x (a)", 2 * rt);
+	result_latency("P1 raw protocol, answer awaited", &s, "2 x (a)", 2 * rt);
 }
 
 static double p1_median;
@@ -124,7 +110,7 @@ void bench_uncontended(const struct bench_opts *o, double rt, double flk)
 			samples_add(&s, elapsed_us(t));
 	}
 	hasp_close(c);
-	latency_result("P1 file acquire+release", &s, "2 x (a)", 2 * rt); /* awaited */
+	result_latency("P1 file acquire+release", &s, "2 x (a)", 2 * rt); /* awaited */
 	r = result_add("P1 file, against flock(2)");
 	r->ratio = (p1_median > 0 ? p1_median : 1) / flk;
 	snprintf(r->baseline, sizeof(r->baseline), "(b)");
@@ -262,7 +248,7 @@ static double handoff(const struct bench_opts *o, const struct handoff_case *k, 
 	if (others)
 		hasp_close(others);
 	median = samples_pct(&s, 50);
-	latency_result(k->name, &s, base, base_us);
+	result_latency(k->name, &s, base, base_us);
 	return median;
 }
 

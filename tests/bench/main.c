@@ -22,9 +22,10 @@ static const char usage[] =
 	"  --quick        a few seconds, smaller sizes (the figures are not meaningful)\n"
 	"  --json         machine-readable output\n"
 	"  --only GROUPS  only these groups, a comma list of baselines, uncontended,\n"
-	"                 handoff, throughput, pipelined, scale, sessions, fairness (default:\n"
-	"                 all); a group that reports a ratio to a baseline measures\n"
-	"                 that baseline too, and scale measures uncontended\n"
+	"                 handoff, throughput, pipelined, scale, sessions, fairness,\n"
+	"                 deadlock (default: all); a group that reports a ratio to a\n"
+	"                 baseline measures that baseline too, and scale measures\n"
+	"                 uncontended\n"
 	"  --socket PATH  measure a running haspd instead of starting one\n"
 	"  --haspd PATH   the haspd to start (default: $HASPD, else build/daemon/haspd)\n"
 	"Scratch files go in a new directory in $TMPDIR (default /tmp).\n";
@@ -39,12 +40,13 @@ enum group {
 	G_SCALE = 1 << 5,
 	G_SESSIONS = 1 << 6,
 	G_FAIRNESS = 1 << 7,
-	G_ALL = (1 << 8) - 1,
+	G_DEADLOCK = 1 << 8,
+	G_ALL = (1 << 9) - 1,
 };
 
 static const char *const group_names[] = {
 	"baselines", "uncontended", "handoff", "throughput", "pipelined", "scale", "sessions",
-	"fairness",
+	"fairness", "deadlock",
 };
 
 /* A comma list of group names: their bits, or -1 after naming an unknown one. */
@@ -173,7 +175,7 @@ int main(int argc, char **argv)
 		daemon = start_daemon(&o, socket, sizeof(socket));
 	if (groups & G_SCALE) /* its ratios are to P1 */
 		groups |= G_UNCONTENDED;
-	if (groups & (G_BASELINES | G_UNCONTENDED | G_HANDOFF))
+	if (groups & (G_BASELINES | G_UNCONTENDED | G_HANDOFF | G_DEADLOCK))
 		rt = base_roundtrip(&o);
 	if (groups & (G_BASELINES | G_UNCONTENDED))
 		flk = base_flock(&o);
@@ -193,6 +195,8 @@ int main(int argc, char **argv)
 		bench_sessions(&o);
 	if (groups & G_FAIRNESS)
 		bench_fairness(&o);
+	if (groups & G_DEADLOCK)
+		bench_deadlock(&o, rt);
 	results_print(o.json);
 	if (daemon) {
 		kill(daemon, SIGTERM);

@@ -123,3 +123,19 @@ void results_print(bool json)
 		printf("  %s%s%s\n", r->baseline, r->baseline[0] && r->note[0] ? "; " : "", r->note);
 	}
 }
+
+struct result *result_latency(const char *name, struct samples *s, const char *base,
+			      double base_us)
+{
+	struct result *r = result_add(name);
+
+	r->median_us = samples_pct(s, 50);
+	r->p99_us = samples_pct(s, 99);
+	r->ops = 1e6 / r->median_us;
+	if (base) {
+		snprintf(r->baseline, sizeof(r->baseline), "%s", base);
+		r->ratio = r->median_us / base_us;
+	}
+	samples_free(s);
+	return r;
+}
