@@ -23,7 +23,7 @@ static void print_group(const char *title, json_t *group)
 
 	printf("%s:\n", title);
 	json_object_foreach(group, name, v)
-		printf("  %-20s %lld\n", name, (long long)json_integer_value(v));
+		printf("  %-24s %lld\n", name, (long long)json_integer_value(v));
 }
 
 static long long stat_of(json_t *group, const char *name)
@@ -44,15 +44,15 @@ static void print_balance(json_t *gauges, json_t *counters)
 	long long handed = stat_of(counters, "handed_over");
 
 	printf("leases:\n");
-	printf("  %-20s %lld\n", "granted", granted);
-	printf("    %-18s %lld\n", "restored", restored);
-	printf("  %-20s %lld\n", "ended", released + disconnected + revoked + expired + handed);
-	printf("    %-18s %lld\n", "released", released);
-	printf("    %-18s %lld\n", "disconnected", disconnected);
-	printf("    %-18s %lld\n", "revoked", revoked);
-	printf("    %-18s %lld\n", "expired", expired);
-	printf("    %-18s %lld\n", "handed over", handed);
-	printf("  %-20s %lld\n", "held", stat_of(gauges, "leases"));
+	printf("  %-24s %lld\n", "granted", granted);
+	printf("    %-22s %lld\n", "restored", restored);
+	printf("  %-24s %lld\n", "ended", released + disconnected + revoked + expired + handed);
+	printf("    %-22s %lld\n", "released", released);
+	printf("    %-22s %lld\n", "disconnected", disconnected);
+	printf("    %-22s %lld\n", "revoked", revoked);
+	printf("    %-22s %lld\n", "expired", expired);
+	printf("    %-22s %lld\n", "handed over", handed);
+	printf("  %-24s %lld\n", "held", stat_of(gauges, "leases"));
 }
 
 int cmd_stats(struct cli *cli, int argc, char **argv)

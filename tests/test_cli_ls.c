@@ -510,12 +510,13 @@ START_TEST(stats_ends_balance_grants)
 			 counter(st, "counters", "revokes") + counter(st, "gauges", "leases"));
 	json_decref(st);
 	ck_assert_int_eq(HASP(out, "stats"), 0);
-	ck_assert_msg(strstr(out, "  granted              5\n") &&
-		      strstr(out, "  ended                4\n") &&
-		      strstr(out, "    released           1\n") &&
-		      strstr(out, "    disconnected       2\n") &&
-		      strstr(out, "    revoked            1\n") &&
-		      strstr(out, "  held                 1\n"), "%s", out);
+	ck_assert_msg(strstr(out, "  granted                  5\n") &&
+		      strstr(out, "  ended                    4\n") &&
+		      strstr(out, "    released               1\n") &&
+		      strstr(out, "    disconnected           2\n") &&
+		      strstr(out, "    revoked                1\n") &&
+		      strstr(out, "  held                     1\n") &&
+		      strstr(out, "  deadlock_searches_cut    0\n"), "%s", out);
 	hasp_close(c);
 }
 END_TEST
