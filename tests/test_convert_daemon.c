@@ -3,6 +3,7 @@
  * readers in, timeouts, errors, list and stats, and a file's flock
  * converted with a process outside hasp holding it. */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -391,6 +392,44 @@ START_TEST(a_file_upgrade_waits_for_an_outside_flock)
 }
 END_TEST
 
+/* libhasp's hasp_convert(): busy and timeout leave the lease shared and
+ * name the holders; an upgrade alone is granted with a new fence; a
+ * downgrade keeps it; a second upgrader gets the deadlock's cycle. */
+START_TEST(libhasp_converts)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	hasp_lease *la = client_lock(a, "k", HASP_SHARED), *lb = client_lock(b, "k", HASP_SHARED);
+	int raw = raw_connect(daemon_.socket);
+	json_int_t lr;
+	uint64_t fence;
+
+	ck_assert_int_eq(hasp_convert(a, la, HASP_EXCLUSIVE, 0), -HASP_E_BUSY);
+	ck_assert_uint_ge(hasp_client_conflict_count(a), 1);
+	ck_assert_int_eq(hasp_convert(a, la, HASP_EXCLUSIVE, 50), -HASP_E_TIMEOUT);
+	ck_assert_int_eq(hasp_lease_mode(la), HASP_SHARED);
+	ck_assert_int_eq(hasp_convert(a, la, 7, 0), -EINVAL);
+	ck_assert_int_eq(hasp_unlock(b, lb), 0);
+	fence = hasp_lease_fence(la);
+	ck_assert_int_eq(hasp_convert(a, la, HASP_EXCLUSIVE, HASP_WAIT_FOREVER), 0);
+	ck_assert_int_eq(hasp_lease_mode(la), HASP_EXCLUSIVE);
+	ck_assert_uint_gt(hasp_lease_fence(la), fence);
+	fence = hasp_lease_fence(la);
+	ck_assert_int_eq(hasp_convert(a, la, HASP_SHARED, 0), 0);
+	ck_assert_int_eq(hasp_lease_mode(la), HASP_SHARED);
+	ck_assert_uint_eq(hasp_lease_fence(la), fence);
+
+	lr = take(raw, 1, "k", "shared");
+	convert_pending(raw, 2, lr, -1);
+	ck_assert_int_eq(hasp_convert(a, la, HASP_EXCLUSIVE, HASP_WAIT_FOREVER), -HASP_E_DEADLOCK);
+	ck_assert_uint_eq(hasp_client_cycle_count(a), 2);
+	ck_assert_int_eq(hasp_unlock(a, la), 0);
+	json_decref(reply(raw, 2));
+	close(raw);
+	hasp_close(a);
+	hasp_close(b);
+}
+END_TEST
+
 static Suite *convert_daemon_suite(void)
 {
 	Suite *s = suite_create("convert-daemon");
@@ -404,6 +443,7 @@ static Suite *convert_daemon_suite(void)
 	tcase_add_test(tc, a_timed_out_upgrade_stays_shared);
 	tcase_add_test(tc, errors_and_counters);
 	tcase_add_test(tc, a_file_upgrade_waits_for_an_outside_flock);
+	tcase_add_test(tc, libhasp_converts);
 	suite_add_tcase(s, tc);
 	return s;
 }
