@@ -732,10 +732,10 @@ static void hand_over(struct locktable *lt, struct lt_entry *e)
 	report_gone(lt, e, LT_CHANGE_GRANTED);
 }
 
-/* Grants from the head of the queue: one exclusive request, or the run of
- * shared requests, as long as each is compatible with the holders. */
 static bool upgrade_promote(struct locktable *lt, struct lt_resource *r);
 
+/* Grants from the head of the queue: one exclusive request, or the run of
+ * shared requests, as long as each is compatible with the holders. */
 static void promote(struct locktable *lt, struct lt_resource *r)
 {
 	if (!upgrade_promote(lt, r))

@@ -392,6 +392,35 @@ START_TEST(a_file_upgrade_waits_for_an_outside_flock)
 }
 END_TEST
 
+/* A lease revoked while its upgrade waits: the holder hears of the revoke,
+ * and its convert is answered unknown_lease; the other reader upgrades. */
+START_TEST(an_upgrade_ends_with_its_revoked_lease)
+{
+	int a = raw_connect(daemon_.socket), b = raw_connect(daemon_.socket);
+	int admin = raw_connect(daemon_.socket);
+	json_int_t la = take(a, 1, "k", "shared"), lb = take(b, 1, "k", "shared");
+	json_t *r;
+
+	convert_pending(a, 2, la, -1);
+	sendf(admin, "{\"id\":1,\"op\":\"revoke\",\"lease\":%lld}\n", (long long)la);
+	r = reply(admin, 1);
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	r = raw_recv(a, test_ms(5000)); /* the event first: written before the reply */
+	ck_assert_str_eq(json_string_value(json_object_get(r, "event")), "revoked");
+	json_decref(r);
+	r = reply(a, 2);
+	ck_assert_str_eq(reply_error(r), "unknown_lease");
+	json_decref(r);
+	r = convert(b, 2, lb, "exclusive");
+	check_granted(r, lb, "exclusive");
+	json_decref(r);
+	close(a);
+	close(b);
+	close(admin);
+}
+END_TEST
+
 /* libhasp's hasp_convert(): busy and timeout leave the lease shared and
  * name the holders; an upgrade alone is granted with a new fence; a
  * downgrade keeps it; a second upgrader gets the deadlock's cycle. */
@@ -444,6 +473,7 @@ static Suite *convert_daemon_suite(void)
 	tcase_add_test(tc, errors_and_counters);
 	tcase_add_test(tc, a_file_upgrade_waits_for_an_outside_flock);
 	tcase_add_test(tc, libhasp_converts);
+	tcase_add_test(tc, an_upgrade_ends_with_its_revoked_lease);
 	suite_add_tcase(s, tc);
 	return s;
 }
