@@ -5,6 +5,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -459,6 +460,61 @@ START_TEST(libhasp_converts)
 }
 END_TEST
 
+static void count_done(hasp_client *c, int r, void *userdata)
+{
+	int *done = userdata;
+
+	(void)c;
+	done[0]++;
+	done[1] = r;
+}
+
+/* Runs c's loop until done[0] is set or ms pass. */
+static bool run_until_done(hasp_client *c, const int *done, int ms)
+{
+	int64_t end = now_ms() + test_ms(ms);
+
+	while (!done[0] && now_ms() < end) {
+		struct pollfd p = { .fd = hasp_client_get_fd(c),
+				    .events = (short)hasp_client_get_events(c) };
+
+		poll(&p, 1, 10);
+		hasp_client_process(c);
+	}
+	return done[0];
+}
+
+/* hasp_convert_async(): the upgrade waits while the loop runs, and its
+ * callback comes, the lease exclusive, once the other reader is gone. */
+START_TEST(libhasp_converts_without_waiting)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	hasp_lease *la = client_lock(a, "k", HASP_SHARED), *lb = client_lock(b, "k", HASP_SHARED);
+	int done[2] = { 0, 1 };
+	uint64_t fence = hasp_lease_fence(la);
+
+	ck_assert_int_eq(hasp_convert_async(a, la, HASP_EXCLUSIVE, HASP_WAIT_FOREVER, NULL, NULL),
+			 -EINVAL);
+	ck_assert_int_eq(hasp_convert_async(a, la, HASP_EXCLUSIVE, HASP_WAIT_FOREVER, count_done,
+					    done), 0);
+	ck_assert(!run_until_done(a, done, 100));
+	ck_assert_int_eq(hasp_lease_mode(la), HASP_SHARED);
+	ck_assert_int_eq(hasp_unlock(b, lb), 0);
+	ck_assert(run_until_done(a, done, 5000));
+	ck_assert_int_eq(done[1], 0);
+	ck_assert_int_eq(hasp_lease_mode(la), HASP_EXCLUSIVE);
+	ck_assert_uint_gt(hasp_lease_fence(la), fence);
+	done[0] = 0;
+	ck_assert_int_eq(hasp_convert_async(a, la, HASP_SHARED, 0, count_done, done), 0);
+	ck_assert(run_until_done(a, done, 5000));
+	ck_assert_int_eq(done[1], 0);
+	ck_assert_int_eq(hasp_lease_mode(la), HASP_SHARED);
+	ck_assert_int_eq(hasp_unlock(a, la), 0);
+	hasp_close(a);
+	hasp_close(b);
+}
+END_TEST
+
 static Suite *convert_daemon_suite(void)
 {
 	Suite *s = suite_create("convert-daemon");
@@ -474,6 +530,7 @@ static Suite *convert_daemon_suite(void)
 	tcase_add_test(tc, a_file_upgrade_waits_for_an_outside_flock);
 	tcase_add_test(tc, libhasp_converts);
 	tcase_add_test(tc, an_upgrade_ends_with_its_revoked_lease);
+	tcase_add_test(tc, libhasp_converts_without_waiting);
 	suite_add_tcase(s, tc);
 	return s;
 }
