@@ -286,7 +286,7 @@ START_TEST(errors_and_counters)
 {
 	hasp_client *cl = client_connect(daemon_.socket);
 	int a = raw_connect(daemon_.socket), b = raw_connect(daemon_.socket);
-	json_int_t la = take(a, 1, "k", "shared"), lb = take(b, 1, "k", "shared");
+	json_int_t la = take(a, 1, "k", "shared"), lb = take(b, 1, "k", "shared"), ls;
 	json_t *r;
 
 	r = convert(b, 2, la, "exclusive");
@@ -301,7 +301,7 @@ START_TEST(errors_and_counters)
 	json_decref(r);
 	sendf(a, "{\"id\":5,\"op\":\"acquire\",\"key\":\"sem\",\"limit\":2}\n");
 	r = reply(a, 5);
-	json_int_t ls = member_int(r, "lease");
+	ls = member_int(r, "lease");
 	json_decref(r);
 	r = convert(a, 6, ls, "shared");
 	ck_assert_str_eq(reply_error(r), "bad_request");
