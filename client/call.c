@@ -73,11 +73,34 @@ static void keep_reply(hasp_client *c, struct libhasp_call *k, int err, struct p
 	json_incref(p->rep.root); /* the core lets go of its own */
 }
 
+/* The call waited for no more (interrupted): a request that waits in the
+ * daemon is cancelled there, its answer going to nobody. */
+static void call_left(hasp_client *c, struct libhasp_call *k, bool cancel)
+{
+	struct proto_members m;
+	int64_t id = k->id;
+
+	libhasp_call_forget(c, k, false, -1, false);
+	if (!cancel)
+		return;
+	proto_members_init(&m);
+	proto_members_int(&m, "request", id);
+	libhasp_send_members(c, OP_CANCEL, &m, -1, LIBHASP_NEVER, NULL, NULL, NULL);
+	proto_members_free(&m);
+}
+
 int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct proto_reply *rep)
 {
 	int64_t deadline = c->call_timeout_ms > 0 ? libhasp_after(libhasp_now_ms(),
 								  c->call_timeout_ms)
 						  : LIBHASP_NEVER;
+
+	return libhasp_call_until(c, op, args, fd, deadline, false, rep);
+}
+
+int libhasp_call_until(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline,
+		       bool waits, struct proto_reply *rep)
+{
 	struct pending p = { .finished = false };
 	struct libhasp_call *k;
 	int r;
@@ -89,9 +112,11 @@ int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct 
 		return r;
 	r = libhasp_wait(c, &p.finished);
 	if (!p.finished) {
-		libhasp_call_forget(c, k, false, -1, false); /* its reply goes to nobody */
+		call_left(c, k, waits); /* its reply goes to nobody */
 		return r;
 	}
+	if (p.err == -ETIMEDOUT && waits)
+		return libhasp_error(c, -ETIMEDOUT, "haspd did not answer within the timeout");
 	if (p.err == -ETIMEDOUT)
 		return libhasp_error(c, -ETIMEDOUT, "haspd did not answer within %lld ms",
 				     (long long)c->call_timeout_ms);

@@ -345,6 +345,7 @@ int libhasp_send(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t
 	/* These carry arguments: none means they could not be built. */
 	bool needs_args = op == OP_ACQUIRE || op == OP_RELEASE || op == OP_CANCEL ||
 			  op == OP_REVOKE || op == OP_LIST || op == OP_ADOPT || op == OP_RENEW ||
+			  op == OP_CONVERT ||
 			  op == OP_HELLO;
 	int r = can_send(c, done != NULL);
 	struct libhasp_out *o = NULL;

@@ -191,6 +191,11 @@ int libhasp_written(hasp_client *c);
  * -ETIMEDOUT past the call timeout). args is consumed; NULL for an op with
  * arguments means out of memory. fd, if >= 0, travels with the request. */
 int libhasp_call(hasp_client *c, enum proto_op op, json_t *args, int fd, struct proto_reply *rep);
+/* The same with this deadline (monotonic ms, LIBHASP_NEVER: none); a
+ * request that waits in the daemon (waits) is cancelled there when the
+ * call is interrupted. */
+int libhasp_call_until(hasp_client *c, enum proto_op op, json_t *args, int fd, int64_t deadline,
+		       bool waits, struct proto_reply *rep);
 /* libhasp_call() on the file at path: opened here (never created; for
  * reading, else writing, else O_PATH; a relative path from the working
  * directory), named in args as "path" with "fd": true, its descriptor

@@ -108,6 +108,27 @@ static void changes_granted(struct haspd *d, struct lt_entry *e)
 		reply_grant(session_of(e->owner), e);
 }
 
+/* A convert whose upgrade waited: granted (a new fence), timed out or
+ * tried once (the lease stays shared), or its lease ended meanwhile. */
+static void changes_upgrade(const struct lt_upgrade *up, enum lt_change_kind kind)
+{
+	struct session *s = session_of(up->owner);
+	char buf[PROTO_SMALL_REPLY];
+
+	if (kind == LT_CHANGE_UPGRADED) {
+		session_write(s, buf, proto_fmt_grant(buf, up->tag, up->lease_id, up->fence, false));
+	} else if (kind == LT_CHANGE_UPGRADE_ENDED) {
+		snprintf(buf, sizeof(buf), "lease %" PRIu64 " ended while its upgrade waited",
+			 up->lease_id);
+		reply_error(s, true, up->tag, HASP_E_UNKNOWN_LEASE, buf, NULL);
+	} else if (up->timeout_ms == 0) {
+		reply_conflict(s, up->tag, HASP_E_BUSY, "busy", up->res, NULL);
+	} else {
+		snprintf(buf, sizeof(buf), "timed out after %" PRId64 " ms", up->timeout_ms);
+		reply_conflict(s, up->tag, HASP_E_TIMEOUT, buf, up->res, NULL);
+	}
+}
+
 /* The records of one call, then of what the checkouts swept. */
 static void changes_drain(struct haspd *d, struct changes_revoker *revoker)
 {
@@ -133,6 +154,11 @@ static void changes_drain(struct haspd *d, struct changes_revoker *revoker)
 		case LT_CHANGE_FREED:
 			if (c.res->os)
 				files_freed(d, c.res);
+			break;
+		case LT_CHANGE_UPGRADED:
+		case LT_CHANGE_UPGRADE_EXPIRED:
+		case LT_CHANGE_UPGRADE_ENDED:
+			changes_upgrade(c.upgrade, c.kind);
 			break;
 		}
 	}

@@ -45,6 +45,13 @@ static bool reach(struct search *s, const struct lt_entry *from, const struct lt
 	return false;
 }
 
+/* A request on r waits for r's pending upgrade, which goes ahead of it. */
+static bool upgrader_edge(struct search *s, const struct lt_entry *from,
+			  const struct lt_resource *r)
+{
+	return step(s) && reach(s, from, lt_resource_upgrade(r)->lease);
+}
+
 /* The edges of a request (from; NULL: the new one) in mode on r, queued
  * just behind the node ahead (&r->waiters: at the head): true when one
  * closes the cycle. */
@@ -52,6 +59,7 @@ static bool edges(struct search *s, const struct lt_entry *from, const struct lt
 		  enum lt_mode mode, const struct list *ahead)
 {
 	bool holders = mode == LT_EXCLUSIVE || r->held_mode == LT_EXCLUSIVE;
+	bool exclusive_ahead = false;
 	const struct list *p;
 
 	if (r->limit > 1)
@@ -65,10 +73,13 @@ static bool edges(struct search *s, const struct lt_entry *from, const struct lt
 			if (reach(s, from, w))
 				return true;
 			/* an exclusive one ahead waits for every holder itself */
-			holders = holders && w->mode != LT_EXCLUSIVE;
+			exclusive_ahead = w->mode == LT_EXCLUSIVE;
+			holders = holders && !exclusive_ahead;
 			break;
 		}
 	}
+	if (!holders && !exclusive_ahead && r->upgrading)
+		return upgrader_edge(s, from, r);
 	if (!holders || r->nholders == 0)
 		return false;
 	list_foreach(p, &r->holders) {
@@ -80,10 +91,51 @@ static bool edges(struct search *s, const struct lt_entry *from, const struct lt
 	return false;
 }
 
+/* The edges of the upgrade of lease (from: the lease, NULL: the new one):
+ * every other holder of its resource. */
+static bool upgrade_edges(struct search *s, const struct lt_entry *from,
+			  const struct lt_entry *lease)
+{
+	const struct list *p;
+
+	list_foreach(p, &lease->res->holders) {
+		const struct lt_entry *h = container_of(p, struct lt_entry, qnode);
+
+		if (h == lease)
+			continue;
+		if (!step(s))
+			return false;
+		if (reach(s, from, h))
+			return true;
+	}
+	return false;
+}
+
+/* The edges of every upgrade o waits with. */
+static bool owner_upgrade_edges(struct search *s, const struct lt_owner *o)
+{
+	const struct list *p;
+
+	list_foreach(p, &o->upgrading) {
+		const struct lt_upgrade *up = container_of(p, struct lt_upgrade, onode);
+
+		if (upgrade_edges(s, up->lease, up->lease))
+			return true;
+		if (s->cut)
+			return false;
+	}
+	return false;
+}
+
 /* The edges of every request o waits with. */
 static bool owner_edges(struct search *s, const struct lt_owner *o)
 {
 	const struct list *p;
+
+	if (owner_upgrade_edges(s, o))
+		return true;
+	if (s->cut)
+		return false;
 
 	list_foreach(p, &o->waiting) {
 		const struct lt_entry *w = container_of(p, struct lt_entry, onode);
@@ -96,14 +148,16 @@ static bool owner_edges(struct search *s, const struct lt_owner *o)
 	return false;
 }
 
-/* The i-th wait: waiter, or (NULL) the new request e, waits for blocker. */
+/* The i-th wait: waiter, or (NULL) the new request e, waits for blocker.
+ * A held waiter is a lease whose upgrade waits: for exclusive. */
 static void cycle_set(struct lt_cycle *c, size_t i, const struct lt_entry *e,
 		      const struct lt_entry *waiter, const struct lt_entry *blocker)
 {
 	const struct lt_entry *w = waiter ? waiter : e;
+	enum lt_mode mode = w->held ? LT_EXCLUSIVE : (enum lt_mode)w->mode;
 
 	if (i < LT_CYCLE_MAX)
-		c->waits[i] = (struct lt_wait){ w->owner, waiter, w->res, w->mode, blocker };
+		c->waits[i] = (struct lt_wait){ w->owner, waiter, w->res, mode, blocker };
 }
 
 /* lt->cycle from the search's marks, from e's wait round to its owner. */
@@ -123,7 +177,8 @@ static void cycle_record(const struct search *s, const struct lt_entry *e)
 		cycle_set(c, --i, e, w->owner->dl_from, w->owner->dl_via);
 }
 
-bool deadlock_find(struct locktable *lt, const struct lt_entry *e)
+/* The search from e's new wait: a request's, or (upgrade) a lease's. */
+static bool search_from(struct locktable *lt, const struct lt_entry *e, bool upgrade)
 {
 	struct search s = { .lt = lt, .start = e->owner };
 	const struct lt_resource *r = e->res;
@@ -132,7 +187,8 @@ bool deadlock_find(struct locktable *lt, const struct lt_entry *e)
 	lt->stats.deadlock_searches++;
 	lt->dl_searches++;
 	e->owner->dl_search = lt->dl_searches;
-	found = edges(&s, NULL, r, e->mode, r->waiters.prev);
+	found = upgrade ? upgrade_edges(&s, NULL, e) :
+		edges(&s, NULL, r, e->mode, r->waiters.prev);
 	while (!found && !s.cut && s.head) {
 		const struct lt_owner *o = s.head;
 
@@ -147,5 +203,33 @@ bool deadlock_find(struct locktable *lt, const struct lt_entry *e)
 		return false;
 	lt->stats.deadlocks++;
 	cycle_record(&s, e);
+	return true;
+}
+
+bool deadlock_find(struct locktable *lt, const struct lt_entry *e)
+{
+	return search_from(lt, e, false);
+}
+
+/* The cycle of two upgraders of one resource: e's upgrade waits for the
+ * pending one's lease, whose upgrade waits for e. */
+static void two_upgraders(struct locktable *lt, const struct lt_entry *e)
+{
+	const struct lt_entry *other = lt_resource_upgrade(e->res)->lease;
+	struct lt_cycle *c = &lt->cycle;
+
+	c->total = c->len = 2;
+	cycle_set(c, 0, e, NULL, other);
+	cycle_set(c, 1, e, other, e);
+	lt->stats.deadlocks++;
+}
+
+bool deadlock_find_upgrade(struct locktable *lt, const struct lt_entry *e)
+{
+	if (search_from(lt, e, true))
+		return true;
+	if (!e->res->upgrading)
+		return false;
+	two_upgraders(lt, e); /* the search was cut before it found it */
 	return true;
 }

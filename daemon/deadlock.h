@@ -20,7 +20,15 @@
  * A request on a semaphore with a limit above 1 waits for no one session:
  * any holder's leaving may let it in (or the one ahead of it, and then it
  * too, if another leaves), so it has no edges, and a deadlock through it
- * is not found (its timeout ends it). With limit 1 it is a mutex. */
+ * is not found (its timeout ends it). With limit 1 it is a mutex.
+ *
+ * An upgrade (locktable_convert()) waits for every other holder of its
+ * resource, and every request queued on that resource waits for the
+ * upgrader too, since the upgrade goes ahead of it (a shared request that
+ * waits for no holder waits for the upgrader; an exclusive one waits for
+ * every holder, the upgrader among them). So a second upgrader of a
+ * resource closes a cycle of two with the first: both hold it shared, and
+ * each waits for the other. */
 #pragma once
 
 #include <stdbool.h>
@@ -32,3 +40,7 @@
  * search in lt->stats, and its cut when it takes more than
  * lt->dl_steps_max steps (then no cycle is reported). Needs no memory. */
 bool deadlock_find(struct locktable *lt, const struct lt_entry *e);
+/* The same for an upgrade of lease e (shared, held) about to wait. A second
+ * upgrader of a resource is always refused: if its search is cut, the
+ * cycle reported is the two upgraders'. */
+bool deadlock_find_upgrade(struct locktable *lt, const struct lt_entry *e);

@@ -260,6 +260,83 @@ static void do_cancel(struct session *s, const struct proto_request *req)
 	reply_error(s, true, req->id, HASP_E_UNKNOWN_REQUEST, msg, NULL);
 }
 
+/* ---- convert (issue 17) ---- */
+
+/* A convert's deadlock: the refused wait is the lease's upgrade. */
+static void reply_convert_deadlock(struct session *s, int64_t id, const struct lt_entry *e)
+{
+	const struct lt_request lr = {
+		.key = e->res->key, .key_len = e->res->key_len, .mode = LT_EXCLUSIVE, .tag = id,
+		.owner_name = lt_entry_owner_name(e), .message = lt_entry_message(e),
+		.sender = &s->sender,
+	};
+
+	reply_deadlock(s, id, &lr);
+}
+
+/* Not a lease of this session: a checkout's (bad_request: it has no
+ * session to wait in), or none it holds (unknown_lease). */
+static void reply_convert_unknown(struct session *s, int64_t id, uint64_t lease)
+{
+	const struct lt_entry *e = locktable_lease(&s->d->lt, lease);
+	char msg[96];
+
+	if (e && lt_entry_detached(e)) {
+		reply_error(s, true, id, HASP_E_BAD_REQUEST, "a checkout (a detached lease) cannot be "
+			    "converted: release it and check it out again", NULL);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no lease %" PRIu64 " in this session", lease);
+	reply_error(s, true, id, HASP_E_UNKNOWN_LEASE, msg, NULL);
+}
+
+static void reply_converted(struct session *s, int64_t id, const struct lt_entry *e)
+{
+	char buf[PROTO_SMALL_REPLY];
+
+	session_write(s, buf, proto_fmt_grant(buf, id, e->id, e->fence, e->mode == LT_SHARED));
+}
+
+static void do_convert(struct session *s, const struct proto_request *req)
+{
+	struct locktable *lt = &s->d->lt;
+	const struct lt_entry *lease = locktable_lease(lt, req->convert.lease);
+	struct lt_entry *e = NULL;
+	enum lt_result result;
+
+	result = locktable_convert(lt, &s->owner, req->convert.lease,
+				   req->convert.shared ? LT_SHARED : LT_EXCLUSIVE,
+				   req->convert.timeout_ms, req->id, &e);
+	switch (result) {
+	case LT_OK:
+	case LT_GRANTED:
+		reply_converted(s, req->id, e);
+		break;
+	case LT_QUEUED: /* answered by its record */
+		break;
+	case LT_BUSY:
+		reply_conflict(s, req->id, HASP_E_BUSY, "busy", lease->res, NULL);
+		break;
+	case LT_DEADLOCK:
+		reply_convert_deadlock(s, req->id, lease);
+		break;
+	case LT_UNKNOWN_LEASE:
+		reply_convert_unknown(s, req->id, req->convert.lease);
+		break;
+	case LT_BAD_LIMIT:
+		reply_error(s, true, req->id, HASP_E_BAD_REQUEST, "a semaphore's lease has no "
+			    "shared mode: it cannot be converted", NULL);
+		break;
+	case LT_ALREADY_HELD:
+		reply_error(s, true, req->id, HASP_E_ALREADY_HELD, "an upgrade of this lease waits "
+			    "already", NULL);
+		break;
+	default:
+		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
+		break;
+	}
+}
+
 static void dispatch_request(struct session *s, const struct proto_request *req)
 {
 	switch (req->op) {
@@ -289,6 +366,9 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		break;
 	case OP_RENEW:
 		checkouts_renew(s, req);
+		break;
+	case OP_CONVERT:
+		do_convert(s, req);
 		break;
 	case OP_PING:
 	case OP__COUNT:

@@ -406,6 +406,21 @@ enum lt_admit files_admit(struct lt_resource *r, const struct lt_entry *e, void 
 	return LT_ADMIT_NO;
 }
 
+bool files_convert(struct lt_resource *r, const struct lt_entry *e, enum lt_mode mode, void *arg)
+{
+	struct haspd *d = arg;
+	struct oslock *o = r->os;
+
+	if (oslock_convert(o, mode == LT_SHARED)) {
+		retry_remove(&d->retrying, o);
+		o->backoff_us = 0;
+		return true;
+	}
+	o->res = r;
+	retry_schedule(d, o);
+	return false;
+}
+
 void files_unlocked(struct lt_resource *r)
 {
 	oslock_unlock(r->os);

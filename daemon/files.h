@@ -91,6 +91,10 @@ bool files_may_open(struct session *s, char *msg, size_t n);
  * client's (the fd form, fdlocks.h), it is handed over. If neither, a
  * retry is scheduled. */
 enum lt_admit files_admit(struct lt_resource *r, const struct lt_entry *e, void *arg);
+/* The lock table's question for a convert: may lease e on r's file change
+ * to mode now? Its flock converted (oslock_convert()); if not, a process
+ * outside hasp holds the flock, and a retry is scheduled. */
+bool files_convert(struct lt_resource *r, const struct lt_entry *e, enum lt_mode mode, void *arg);
 /* Change records: r's file has no holders (its flock goes), or r is gone
  * (its file is closed, and its uid's charge refunded). */
 void files_unlocked(struct lt_resource *r);

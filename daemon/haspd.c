@@ -173,6 +173,7 @@ int haspd_init(struct haspd *d)
 {
 	const struct lt_callbacks cb = {
 		.admit = files_admit,
+		.convert = files_convert,
 		.arg = d,
 	};
 	const struct timeval hour = { 3600, 0 };

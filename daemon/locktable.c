@@ -53,6 +53,8 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	lt->dead_tail = &lt->dead;
 	heap_init(&lt->deadlines);
 	heap_init(&lt->expiries);
+	heap_init(&lt->upgrade_deadlines);
+	lt->upgrades_tail = &lt->upgrades;
 	if (htable_init(&lt->resources, 64, resource_hash) < 0 ||
 	    htable_init(&lt->leases, 64, lease_hash) < 0 ||
 	    htable_init(&lt->pairs, 64, pair_node_hash) < 0 ||
@@ -71,6 +73,7 @@ static void free_resource_entries(struct hnode *n)
 	struct lt_resource *r = container_of(n, struct lt_resource, node);
 	struct list *pos, *tmp;
 
+	free((void *)lt_resource_upgrade(r));
 	list_foreach_safe(pos, tmp, &r->holders)
 		free(container_of(pos, struct lt_entry, qnode));
 	list_foreach_safe(pos, tmp, &r->waiters)
@@ -104,6 +107,7 @@ void locktable_done(struct locktable *lt)
 	htable_done(&lt->tokens);
 	heap_done(&lt->deadlines);
 	heap_done(&lt->expiries);
+	heap_done(&lt->upgrade_deadlines);
 	spares_done(&lt->spares);
 }
 
@@ -146,6 +150,7 @@ void lt_owner_init(struct lt_owner *o, uint64_t session, pid_t pid, uid_t uid, g
 	memset(o, 0, sizeof(*o));
 	list_init(&o->held);
 	list_init(&o->waiting);
+	list_init(&o->upgrading);
 	o->session = session;
 	o->pid = pid;
 	o->uid = uid;
@@ -246,6 +251,7 @@ static struct lt_resource *resource_get(struct locktable *lt, const char *key, s
 	r->held_mode = LT_EXCLUSIVE;
 	r->change = 0;
 	r->limit = 0;
+	r->upgrading = false;
 	r->os = os;
 	r->key_len = key_len;
 	memcpy(r->key, key, key_len);
@@ -294,12 +300,20 @@ static void report_freed(struct locktable *lt, struct lt_resource *r)
 
 static void entry_free_memory(struct locktable *lt, struct lt_entry *e);
 
+static void upgrade_free(struct locktable *lt, struct lt_upgrade *up)
+{
+	if (up)
+		spares_free(&lt->spares, up, sizeof(*up));
+}
+
 static void free_drained(struct locktable *lt)
 {
 	entry_free_memory(lt, lt->drained_entry);
 	resource_free(lt, lt->drained_res);
+	upgrade_free(lt, lt->drained_upgrade);
 	lt->drained_entry = NULL;
 	lt->drained_res = NULL;
+	lt->drained_upgrade = NULL;
 }
 
 static bool next_entry_change(struct locktable *lt, struct lt_change *ret)
@@ -317,7 +331,7 @@ static bool next_entry_change(struct locktable *lt, struct lt_change *ret)
 	} else {
 		return false;
 	}
-	*ret = (struct lt_change){ (enum lt_change_kind)e->change, e, e->res };
+	*ret = (struct lt_change){ (enum lt_change_kind)e->change, e, e->res, NULL };
 	e->change = 0;
 	return true;
 }
@@ -339,7 +353,7 @@ static bool next_resource_change(struct locktable *lt, struct lt_change *ret)
 			continue;
 		}
 		r->change = 0;
-		*ret = (struct lt_change){ LT_CHANGE_UNLOCKED, NULL, r };
+		*ret = (struct lt_change){ LT_CHANGE_UNLOCKED, NULL, r, NULL };
 		return true;
 	}
 	if (!(r = lt->dead))
@@ -348,20 +362,38 @@ static bool next_resource_change(struct locktable *lt, struct lt_change *ret)
 	if (!lt->dead)
 		lt->dead_tail = &lt->dead;
 	lt->drained_res = r;
-	*ret = (struct lt_change){ LT_CHANGE_FREED, NULL, r };
+	*ret = (struct lt_change){ LT_CHANGE_FREED, NULL, r, NULL };
+	return true;
+}
+
+/* An upgrade ended (granted, expired, or its lease gone): its record, and
+ * its memory freed at the next. */
+static bool next_upgrade_change(struct locktable *lt, struct lt_change *ret)
+{
+	struct lt_upgrade *up = lt->upgrades;
+
+	if (!up)
+		return false;
+	lt->upgrades = up->next;
+	if (!lt->upgrades)
+		lt->upgrades_tail = &lt->upgrades;
+	lt->drained_upgrade = up;
+	*ret = (struct lt_change){ (enum lt_change_kind)up->change, NULL, up->res, up };
 	return true;
 }
 
 bool locktable_next_change(struct locktable *lt, struct lt_change *ret)
 {
 	free_drained(lt);
-	return next_entry_change(lt, ret) || next_resource_change(lt, ret);
+	return next_entry_change(lt, ret) || next_upgrade_change(lt, ret) ||
+	       next_resource_change(lt, ret);
 }
 
 /* Whether every change of the last call was drained, as each call needs. */
 static bool drained(const struct locktable *lt)
 {
-	return list_empty(&lt->gone) && !lt->granted && !lt->unlock && !lt->dead;
+	return list_empty(&lt->gone) && !lt->granted && !lt->unlock && !lt->dead &&
+	       !lt->upgrades;
 }
 
 /* An unused resource leaves the table at once; its memory goes once its
@@ -376,11 +408,14 @@ static void resource_put_if_unused(struct locktable *lt, struct lt_resource *r)
 }
 
 _Static_assert(LT_LIMIT_MAX <= UINT16_MAX, "a limit fits in lt_resource.limit");
+_Static_assert(LT_KEY_MAX <= UINT16_MAX, "a key's length fits in lt_resource.key_len");
 
 /* The one rule: a semaphore admits up to its limit (its requests are all
  * exclusive), any other resource one exclusive holder or shared ones. */
 static bool compatible(const struct lt_resource *r, enum lt_mode mode)
 {
+	if (r->upgrading)
+		return false; /* it goes ahead of every request */
 	if (r->limit)
 		return r->nholders < r->limit;
 	return r->nholders == 0 || (r->held_mode == LT_SHARED && mode == LT_SHARED);
@@ -697,10 +732,14 @@ static void hand_over(struct locktable *lt, struct lt_entry *e)
 	report_gone(lt, e, LT_CHANGE_GRANTED);
 }
 
+static bool upgrade_promote(struct locktable *lt, struct lt_resource *r);
+
 /* Grants from the head of the queue: one exclusive request, or the run of
  * shared requests, as long as each is compatible with the holders. */
 static void promote(struct locktable *lt, struct lt_resource *r)
 {
+	if (!upgrade_promote(lt, r))
+		return; /* a pending upgrade goes first */
 	while (r->nwaiters) {
 		struct lt_entry *e = container_of(r->waiters.next, struct lt_entry, qnode);
 		enum lt_admit a = grantable(lt, r, e);
@@ -718,6 +757,9 @@ static void promote(struct locktable *lt, struct lt_resource *r)
 	}
 }
 
+static void upgrade_end(struct locktable *lt, struct lt_upgrade *up, enum lt_change_kind kind);
+static struct lt_upgrade *upgrade_of(const struct lt_entry *e);
+
 /* Removes a waiter or a lease, lets the queue move, and lets go of what is
  * unused. With a kind, the entry is reported as ended so, and freed once
  * the record is drained; else at once. */
@@ -725,6 +767,8 @@ static void entry_end(struct locktable *lt, struct lt_entry *e, enum lt_change_k
 {
 	struct lt_resource *r = e->res;
 
+	if (e->held && upgrade_of(e))
+		upgrade_end(lt, upgrade_of(e), LT_CHANGE_UPGRADE_ENDED);
 	if (e->held) {
 		unhold(lt, e);
 		if (r->nholders == 0 && r->os)
@@ -857,7 +901,7 @@ void locktable_kick_all(struct locktable *lt)
 			struct lt_resource *r = container_of(n, struct lt_resource, node);
 
 			next = n->next; /* r may go: all handed over */
-			if (r->nwaiters) {
+			if (r->nwaiters || r->upgrading) {
 				promote(lt, r);
 				resource_put_if_unused(lt, r);
 			}
@@ -1023,6 +1067,8 @@ size_t locktable_revoke_all(struct locktable *lt, struct lt_resource *r,
 	return n;
 }
 
+static enum lt_result upgrade_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag);
+
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag)
 {
 	struct list *pos;
@@ -1037,8 +1083,10 @@ enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_
 			return LT_OK;
 		}
 	}
-	return LT_UNKNOWN_REQUEST;
+	return upgrade_cancel(lt, o, tag);
 }
+
+static void upgrades_abandon(struct locktable *lt, struct lt_owner *o);
 
 void locktable_owner_done(struct locktable *lt, struct lt_owner *o)
 {
@@ -1049,6 +1097,7 @@ void locktable_owner_done(struct locktable *lt, struct lt_owner *o)
 		lt->stats.abandoned++;
 		entry_end(lt, container_of(o->waiting.next, struct lt_entry, onode), 0);
 	}
+	upgrades_abandon(lt, o);
 	while (!list_empty(&o->held)) {
 		lt->stats.disconnects++;
 		entry_end(lt, container_of(o->held.next, struct lt_entry, onode), 0);
@@ -1056,11 +1105,14 @@ void locktable_owner_done(struct locktable *lt, struct lt_owner *o)
 	lt->stats.owners_ended++;
 }
 
+static void upgrades_expire(struct locktable *lt);
+
 void locktable_expire(struct locktable *lt)
 {
 	struct heapnode *top;
 
 	assert(drained(lt));
+	upgrades_expire(lt);
 	while ((top = heap_top(&lt->deadlines)) && top->key <= lt->now_us) {
 		struct lt_entry *e = container_of(top, struct lt_entry, deadline);
 
@@ -1079,9 +1131,262 @@ void locktable_expire(struct locktable *lt)
 int64_t locktable_next_deadline(const struct locktable *lt)
 {
 	const struct heapnode *wait = heap_top(&lt->deadlines), *life = heap_top(&lt->expiries);
+	const struct heapnode *up = heap_top(&lt->upgrade_deadlines);
 	uint64_t next = wait ? wait->key : UINT64_MAX;
 
 	if (life && life->key < next)
 		next = life->key;
+	if (up && up->key < next)
+		next = up->key;
 	return next == UINT64_MAX ? -1 : (int64_t)next;
+}
+
+/* ---- conversion (issue 17) ---- */
+
+/* The lease's mode changes (the os lock converted): a downgrade keeps its
+ * fence; an upgrade is a grant, with a new fence and a new grant time. */
+static void lease_set_mode(struct locktable *lt, struct lt_entry *e, enum lt_mode mode)
+{
+	e->mode = mode;
+	e->res->held_mode = mode;
+	if (mode == LT_EXCLUSIVE) {
+		e->fence = next_fence(lt);
+		e->since_us = lt->now_us;
+	}
+}
+
+/* Whether the os attachment, if any, converts its lock for e to mode. */
+static bool os_converts(struct locktable *lt, struct lt_entry *e, enum lt_mode mode)
+{
+	struct lt_resource *r = e->res;
+
+	return !r->os || !lt->cb.convert || lt->cb.convert(r, e, mode, lt->cb.arg);
+}
+
+/* Whether lease e can become exclusive now: the only holder, a fence to
+ * give, and the os lock converted (asked last: it may convert it). */
+static bool upgrade_grantable(struct locktable *lt, struct lt_entry *e)
+{
+	if (e->res->nholders != 1)
+		return false;
+	if (upcoming_fence(lt) >= lt->fence_ceiling) {
+		lt->fences_starved = true;
+		return false;
+	}
+	return os_converts(lt, e, LT_EXCLUSIVE);
+}
+
+/* Reports an upgrade as ended so (kind 0: silently, its owner ending),
+ * out of its resource, its owner and the deadlines; the queue moves. */
+static void upgrade_end(struct locktable *lt, struct lt_upgrade *up, enum lt_change_kind kind)
+{
+	struct lt_resource *r = up->res;
+
+	assert(upgrade_of(up->lease) == up);
+	r->upgrading = false;
+	list_del(&up->onode);
+	if (up->timed)
+		heap_remove(&lt->upgrade_deadlines, &up->deadline);
+	lt->stats.upgrading--;
+	up->lease = NULL;
+	if (!kind) {
+		upgrade_free(lt, up);
+		return;
+	}
+	up->change = (uint8_t)kind;
+	up->next = NULL;
+	*lt->upgrades_tail = up;
+	lt->upgrades_tail = &up->next;
+}
+
+/* Grants r's pending upgrade if it can go now; whether none is left
+ * pending (then the waiters may move). */
+static bool upgrade_promote(struct locktable *lt, struct lt_resource *r)
+{
+	struct lt_upgrade *up = (struct lt_upgrade *)lt_resource_upgrade(r);
+	struct lt_entry *e;
+
+	if (!up)
+		return true;
+	e = up->lease;
+	if (!upgrade_grantable(lt, e))
+		return false;
+	lease_set_mode(lt, e, LT_EXCLUSIVE);
+	up->fence = e->fence;
+	lt->stats.upgrades_after_wait++;
+	upgrade_end(lt, up, LT_CHANGE_UPGRADED);
+	return false; /* exclusive now: no waiter can go */
+}
+
+/* The upgrade of e waits, from now on, ahead of r's waiters. */
+static enum lt_result upgrade_wait(struct locktable *lt, struct lt_entry *e, int64_t timeout_ms,
+				   int64_t tag)
+{
+	struct lt_upgrade *up = spares_alloc(&lt->spares, sizeof(*up));
+
+	if (!up)
+		return LT_NOMEM;
+	memset(up, 0, sizeof(*up));
+	up->lease = e;
+	up->owner = e->owner;
+	up->res = e->res;
+	up->lease_id = e->id;
+	up->since_us = lt->now_us;
+	up->timeout_ms = timeout_ms;
+	up->tag = tag;
+	if (timeout_ms == 0)
+		timeout_ms = LT_FENCE_WAIT_MS; /* it waits only for a fence */
+	if (timeout_ms > 0) {
+		if (timeout_ms > LT_TIMEOUT_MAX_MS)
+			timeout_ms = LT_TIMEOUT_MAX_MS;
+		up->deadline.key = lt->now_us + (uint64_t)timeout_ms * 1000u;
+		if (heap_push(&lt->upgrade_deadlines, &up->deadline) < 0) {
+			upgrade_free(lt, up);
+			return LT_NOMEM;
+		}
+		up->timed = true;
+	}
+	list_add_tail(&e->owner->upgrading, &up->onode);
+	/* The first holder: where lt_resource_upgrade() looks. */
+	list_del(&e->qnode);
+	list_add_tail(e->res->holders.next, &e->qnode);
+	e->res->upgrading = true;
+	lt->stats.upgrading++;
+	return LT_QUEUED;
+}
+
+/* An upgrade of shared lease e: at once, or it waits. */
+static enum lt_result upgrade(struct locktable *lt, struct lt_entry *e, int64_t timeout_ms,
+			      int64_t tag)
+{
+	struct lt_resource *r = e->res;
+	bool alone = r->nholders == 1;
+
+	if (upgrade_grantable(lt, e)) {
+		lease_set_mode(lt, e, LT_EXCLUSIVE);
+		lt->stats.upgrades_at_once++;
+		return LT_GRANTED;
+	}
+	/* Even one that tries once waits for a fence to give, as an acquire. */
+	if (timeout_ms == 0 && !(alone && lt->fences_starved)) {
+		lt->stats.busy++;
+		return LT_BUSY;
+	}
+	if (deadlock_find_upgrade(lt, e))
+		return LT_DEADLOCK;
+	return upgrade_wait(lt, e, timeout_ms, tag);
+}
+
+/* A downgrade: at once, the same fence; the queue moves. */
+static enum lt_result downgrade(struct locktable *lt, struct lt_entry *e)
+{
+	if (!os_converts(lt, e, LT_SHARED))
+		return LT_BUSY; /* an os attachment that broke its promise */
+	lease_set_mode(lt, e, LT_SHARED);
+	lt->stats.downgrades++;
+	promote(lt, e->res);
+	return LT_GRANTED;
+}
+
+enum lt_result locktable_convert(struct locktable *lt, struct lt_owner *o, uint64_t lease_id,
+				 enum lt_mode mode, int64_t timeout_ms, int64_t tag,
+				 struct lt_entry **ret)
+{
+	struct lt_entry *e = locktable_lease(lt, lease_id);
+	enum lt_result result;
+
+	assert(drained(lt));
+	if (!e || e->owner != o)
+		return LT_UNKNOWN_LEASE;
+	if (e->res->limit)
+		return LT_BAD_LIMIT;
+	if (upgrade_of(e))
+		return LT_ALREADY_HELD;
+	if (e->mode == mode) {
+		*ret = e;
+		return LT_OK;
+	}
+	lt->stats.converts++;
+	result = mode == LT_SHARED ? downgrade(lt, e) : upgrade(lt, e, timeout_ms, tag);
+	if (result == LT_GRANTED)
+		*ret = e;
+	return result;
+}
+
+const struct lt_upgrade *lt_resource_upgrade(const struct lt_resource *r)
+{
+	const struct lt_entry *first;
+	const struct list *pos;
+
+	if (!r->upgrading)
+		return NULL;
+	first = container_of(r->holders.next, struct lt_entry, qnode);
+	list_foreach(pos, &first->owner->upgrading) {
+		const struct lt_upgrade *up = container_of(pos, struct lt_upgrade, onode);
+
+		if (up->lease == first)
+			return up;
+	}
+	assert(!"a pending upgrade is its first holder's");
+	return NULL;
+}
+
+/* Lease e's pending upgrade, or NULL. */
+static struct lt_upgrade *upgrade_of(const struct lt_entry *e)
+{
+	const struct lt_upgrade *up = e->held ? lt_resource_upgrade(e->res) : NULL;
+
+	return up && up->lease == e ? (struct lt_upgrade *)up : NULL;
+}
+
+const struct lt_upgrade *locktable_upgrade_of(const struct lt_entry *e)
+{
+	return upgrade_of(e);
+}
+
+static enum lt_result upgrade_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag)
+{
+	struct list *pos;
+
+	list_foreach(pos, &o->upgrading) {
+		struct lt_upgrade *up = container_of(pos, struct lt_upgrade, onode);
+		struct lt_resource *r = up->res;
+
+		if (up->tag == tag) {
+			lt->stats.cancels++;
+			upgrade_end(lt, up, 0);
+			promote(lt, r);
+			return LT_OK;
+		}
+	}
+	return LT_UNKNOWN_REQUEST;
+}
+
+/* The owner ends: its upgrades go unreported (nobody is left to answer). */
+static void upgrades_abandon(struct locktable *lt, struct lt_owner *o)
+{
+	while (!list_empty(&o->upgrading)) {
+		struct lt_upgrade *up = container_of(o->upgrading.next, struct lt_upgrade, onode);
+		struct lt_resource *r = up->res;
+
+		lt->stats.abandoned++;
+		upgrade_end(lt, up, 0);
+		promote(lt, r);
+	}
+}
+
+/* Upgrades whose deadline is due end, their leases still shared, before
+ * the waiters' (whom their end may let in). */
+static void upgrades_expire(struct locktable *lt)
+{
+	struct heapnode *top;
+
+	while ((top = heap_top(&lt->upgrade_deadlines)) && top->key <= lt->now_us) {
+		struct lt_upgrade *up = container_of(top, struct lt_upgrade, deadline);
+		struct lt_resource *r = up->res;
+
+		lt->stats.timeouts++;
+		upgrade_end(lt, up, LT_CHANGE_UPGRADE_EXPIRED);
+		promote(lt, r);
+	}
 }

@@ -84,6 +84,7 @@ struct lt_group {
 struct lt_owner {
 	struct list held;       /* lt_entry.onode, granted */
 	struct list waiting;    /* lt_entry.onode, queued */
+	struct list upgrading;  /* lt_upgrade.onode, pending upgrades of its leases */
 	size_t nheld, nwaiting;
 	struct lt_group *group; /* or NULL */
 	uint64_t session;       /* the caller's session id, for display */
@@ -108,13 +109,34 @@ struct lt_resource {
 				 * then a link to the next resource to unlock
 				 * follows the key (locktable.c) */
 	uint32_t nholders, nwaiters;
-	uint32_t key_len;
+	uint16_t key_len;       /* at most LT_KEY_MAX */
 	uint8_t held_mode;      /* enum lt_mode, meaningful while nholders > 0 */
 	uint8_t change;         /* LT_CHANGE_UNLOCKED or _FREED while reported, else 0 */
 	uint16_t limit;         /* a semaphore's (1 .. LT_LIMIT_MAX), the first request's,
-				 * kept while it has holders or waiters; 0: none. In the
-				 * padding: the struct stays 64 bytes */
+				 * kept while it has holders or waiters; 0: none */
+	bool upgrading;         /* the first holder's upgrade is pending (lt_resource_upgrade()):
+				 * it goes ahead of every waiter. In the padding: the
+				 * struct stays 64 bytes */
 	char key[];             /* NUL-terminated */
+};
+
+/* A shared lease waiting to become exclusive (locktable_convert()): the
+ * lease stays a holder meanwhile, and the upgrade goes ahead of every
+ * waiter of its resource, which is granted nothing until it is done. */
+struct lt_upgrade {
+	struct heapnode deadline;  /* in locktable.upgrade_deadlines, while timed */
+	struct list onode;         /* in lt_owner.upgrading */
+	struct lt_entry *lease;    /* NULL once it ended (its record) */
+	struct lt_owner *owner;
+	struct lt_resource *res;
+	struct lt_upgrade *next;   /* in locktable.upgrades, while reported */
+	uint64_t lease_id;         /* the lease's, for its record */
+	uint64_t fence;            /* the new fence, once granted */
+	uint64_t since_us;         /* when it began to wait */
+	int64_t timeout_ms;        /* as requested: -1 forever, 0 try once (a fence wait) */
+	int64_t tag;               /* the caller's: the convert's request id */
+	uint8_t change;            /* its enum lt_change_kind while reported, else 0 */
+	bool timed;
 };
 
 /* A lease, or a request waiting to become one. Kept small (120 bytes): a
@@ -180,7 +202,7 @@ const char *lt_entry_owner_name(const struct lt_entry *e);
 const char *lt_entry_message(const struct lt_entry *e);
 
 /* What changed, in the order it happened: entries' changes first, then
- * resources'. */
+ * upgrades', then resources'. */
 enum lt_change_kind {
 	LT_CHANGE_GRANTED = 1,  /* a waiting request became a lease */
 	LT_CHANGE_EXPIRED,      /* a waiting request timed out and is gone */
@@ -188,6 +210,10 @@ enum lt_change_kind {
 	LT_CHANGE_LAPSED,       /* a lease's time-to-live ran out, and it is gone */
 	LT_CHANGE_UNLOCKED,     /* an os resource has no holders any more */
 	LT_CHANGE_FREED,        /* a resource is gone (its os, if any, is the caller's to free) */
+	/* A pending upgrade (lt_change.upgrade) ended: */
+	LT_CHANGE_UPGRADED,     /* granted: its lease is exclusive, with a new fence */
+	LT_CHANGE_UPGRADE_EXPIRED, /* timed out (or tried once): its lease stays shared */
+	LT_CHANGE_UPGRADE_ENDED,   /* its lease ended first (released, revoked, lapsed) */
 };
 
 /* A change record. The entry or resource it names stays valid (and still
@@ -197,6 +223,8 @@ struct lt_change {
 	enum lt_change_kind kind;
 	struct lt_entry *entry;         /* granted, expired, revoked */
 	struct lt_resource *res;        /* the entry's, or the one unlocked or freed */
+	const struct lt_upgrade *upgrade; /* an upgrade's record: its lease_id, fence, tag,
+					   * owner, res (entry is NULL) */
 };
 
 /* The os attachment's answer to a request the table would grant. */
@@ -215,6 +243,11 @@ struct lt_callbacks {
 	/* For resources with an os attachment only: may e (a request on r,
 	 * compatible with its holders) be granted now? */
 	enum lt_admit (*admit)(struct lt_resource *r, const struct lt_entry *e, void *arg);
+	/* For resources with an os attachment only: may lease e, held on r,
+	 * change to mode now (the os lock converted, never let go of)? A
+	 * downgrade must always be allowed. NULL: yes. */
+	bool (*convert)(struct lt_resource *r, const struct lt_entry *e, enum lt_mode mode,
+			void *arg);
 	void *arg;
 };
 
@@ -232,7 +265,12 @@ struct lt_stats {
 	/* searches of the wait-for graph (one per request about to wait),
 	 * requests failed with a deadlock, searches cut at their bound */
 	uint64_t deadlock_searches, deadlocks, deadlock_searches_cut;
+	/* converts of a lease to the other mode (a downgrade, or an upgrade
+	 * asked for: its busy, timeout, cancel or deadlock counts there too),
+	 * downgrades, upgrades granted at once or after a wait */
+	uint64_t converts, downgrades, upgrades_at_once, upgrades_after_wait;
 	size_t resources, leases, waiters, detached;
+	size_t upgrading;       /* pending upgrades now */
 };
 
 /* One wait of a deadlock: owner's request waiter (NULL: the request
@@ -260,6 +298,7 @@ struct locktable {
 	struct htable pairs;
 	struct heap deadlines;
 	struct heap expiries;   /* lt_life.expiry */
+	struct heap upgrade_deadlines; /* lt_upgrade.deadline */
 	struct htable tokens;   /* lt_life.by_token */
 	struct lt_callbacks cb;
 	uint64_t now_us;        /* monotonic, for timeouts and ages */
@@ -276,6 +315,8 @@ struct locktable {
 	struct lt_entry *granted, **granted_tail;
 	struct lt_resource *unlock, **unlock_tail;
 	struct lt_resource *dead, **dead_tail;
+	struct lt_upgrade *upgrades, **upgrades_tail; /* upgrades ended, by next */
+	struct lt_upgrade *drained_upgrade;
 	struct lt_entry *drained_entry;       /* the last record's, if it is to be freed */
 	struct lt_resource *drained_res;
 	struct spares spares;   /* freed entries and resources, for the next */
@@ -347,7 +388,23 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 void locktable_put_unused(struct locktable *lt, struct lt_resource *r);
 /* LT_OK or LT_UNKNOWN_LEASE (no such lease, or not this owner's). */
 enum lt_result locktable_release(struct locktable *lt, struct lt_owner *o, uint64_t lease_id);
-/* Removes the owner's waiting request with this tag: LT_OK or LT_UNKNOWN_REQUEST. */
+/* Converts o's lease to mode (issue 17). LT_OK: it has that mode already
+ * (nothing changes, no new fence). A downgrade: LT_GRANTED at once, the
+ * same fence, and the queue moves. An upgrade: LT_GRANTED when the lease
+ * is the only holder (a new fence), else it waits (LT_QUEUED: the lease
+ * stays a shared holder, and nothing else on the resource is granted
+ * before the upgrade ends, reported by an LT_CHANGE_UPGRADED, _EXPIRED or
+ * _ENDED record), LT_BUSY (timeout_ms 0), LT_DEADLOCK (lt->cycle, as for
+ * an acquire). LT_UNKNOWN_LEASE: not o's; LT_BAD_LIMIT: a semaphore's;
+ * LT_ALREADY_HELD: its upgrade waits already; LT_NOMEM. *ret: the lease
+ * (LT_GRANTED, LT_OK). */
+enum lt_result locktable_convert(struct locktable *lt, struct lt_owner *o, uint64_t lease_id,
+				 enum lt_mode mode, int64_t timeout_ms, int64_t tag,
+				 struct lt_entry **ret);
+/* The pending upgrade of lease e, or NULL. */
+const struct lt_upgrade *locktable_upgrade_of(const struct lt_entry *e);
+/* Removes the owner's waiting request, or pending upgrade, with this tag:
+ * LT_OK or LT_UNKNOWN_REQUEST. */
 enum lt_result locktable_cancel(struct locktable *lt, struct lt_owner *o, int64_t tag);
 /* Ends a lease whoever holds it: a release whose right the caller checked
  * (a checkout's, by its token or uid). */
@@ -414,6 +471,8 @@ struct lt_resource *locktable_find(const struct locktable *lt, const char *key, 
  * Changes nothing. */
 bool locktable_would_wait(const struct locktable *lt, const char *key, size_t key_len,
 			  enum lt_mode mode, uint32_t limit);
+/* r's pending upgrade (its first holder's, found in its owner's list), or NULL. */
+const struct lt_upgrade *lt_resource_upgrade(const struct lt_resource *r);
 /* Whether a request in mode may join r's holders now, queue order aside:
  * the one rule (a semaphore admits up to its limit). */
 bool lt_resource_compatible(const struct lt_resource *r, enum lt_mode mode);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 static void key_of(const struct stat *st, char *key)
@@ -233,4 +234,109 @@ void oslock_unlock(struct oslock *o)
 {
 	if (o->held)
 		unlock_all(o);
+}
+
+/* ---- conversion (issue 17) ----
+ *
+ * What Linux does (fs/locks.c, flock_lock_inode(), read in 6.x): under one
+ * hold of the inode's flc_lock spinlock it deletes the lock of the same
+ * open file description, if it has another type, then looks for a
+ * conflict; with one and LOCK_NB it returns EWOULDBLOCK, the old lock
+ * already deleted, else it inserts the new lock. So a conversion that
+ * succeeds never leaves the file unlocked (delete and insert are under one
+ * spinlock hold: no other locker runs between them), and one that fails
+ * has let go of the old lock: flock(2)'s "not atomic".
+ *
+ * A downgrade (EX -> SH) cannot fail: while the daemon held LOCK_EX no
+ * other description held any flock on the file, and a newcomer waits or
+ * failed. So it is one flock(LOCK_SH | LOCK_NB) per description.
+ *
+ * An upgrade (SH -> EX) fails when another description holds a flock: a
+ * process outside hasp (hasp's own holders share the daemon's one
+ * description). A second description of the daemon's cannot guard the
+ * attempt: its SH conflicts with the EX wanted, so the attempt would
+ * always fail. So the daemon attempts it only when /proc/locks shows no
+ * flock on the file but its own; else the upgrade keeps waiting, its SH
+ * held, as a request waits for an outside holder ("outside_flock"), and
+ * is retried with the same back-off. One race is left, which no use of
+ * flock(2) closes: an outsider's LOCK_SH that lands between that check
+ * and the conversion makes it fail. The daemon then takes LOCK_SH again at
+ * once, which that outsider's own SH guarantees (no LOCK_EX can be granted
+ * while it holds it, unless it lets go, and another process takes LOCK_EX,
+ * in the few microseconds between two system calls of the daemon). */
+
+/* How many flocks (granted, not waiting) /proc/locks shows on inode ino,
+ * of any device (a file system may show another device number than
+ * stat(2): counting more is the safe side); -1 if it cannot be read. */
+static int flocks_on(uint64_t ino)
+{
+	char line[256], kind[16];
+	unsigned long long n;
+	unsigned maj, min;
+	FILE *f = fopen("/proc/locks", "re");
+	int count = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%*d: %15s %*s %*s %*d %x:%x:%llu", kind, &maj, &min, &n) == 4 &&
+		    strcmp(kind, "FLOCK") == 0 && n == ino)
+			count++;
+	fclose(f);
+	return count;
+}
+
+/* Whether a description other than the daemon's holds a flock on fd's file. */
+static bool others_hold(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) < 0 || flocks_on((uint64_t)st.st_ino) != 1;
+}
+
+/* The flock of fd to how; on a failed upgrade, back to LOCK_SH at once. */
+static bool convert_one(int fd, int how)
+{
+	if (flock(fd, how | LOCK_NB) == 0)
+		return true;
+	flock(fd, LOCK_SH | LOCK_NB);
+	return false;
+}
+
+/* Each alias to how; on a failure, every alias back to LOCK_SH. */
+static bool aliases_convert(struct oslock *o, int how)
+{
+	struct list *pos;
+
+	list_foreach(pos, &o->aliases) {
+		int fd = container_of(pos, struct oslock_alias, link)->fd;
+
+		if (how == LOCK_EX && others_hold(fd))
+			break;
+		if (!convert_one(fd, how))
+			break;
+	}
+	if (pos == &o->aliases)
+		return true;
+	list_foreach(pos, &o->aliases)
+		flock(container_of(pos, struct oslock_alias, link)->fd, LOCK_SH | LOCK_NB);
+	return false;
+}
+
+bool oslock_convert(struct oslock *o, bool shared)
+{
+	int how = shared ? LOCK_SH : LOCK_EX;
+
+	if (o->held == how)
+		return true;
+	if (!shared && others_hold(o->fd))
+		return false;
+	if (!convert_one(o->fd, how))
+		return false;
+	if (!aliases_convert(o, how)) {
+		flock(o->fd, LOCK_SH | LOCK_NB); /* cannot fail: the daemon holds LOCK_EX */
+		return false;
+	}
+	o->held = how;
+	return true;
 }

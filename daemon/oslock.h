@@ -86,3 +86,8 @@ bool oslock_try(struct oslock *o, bool shared);
  * first (it would stand in the way of an exclusive one). */
 bool oslock_place(struct oslock *o, int fd, bool shared, bool unheld);
 void oslock_unlock(struct oslock *o);
+/* Converts the flock the daemon holds on the file and its aliases to this
+ * mode, never letting go of it (see oslock.c): a downgrade always
+ * succeeds; an upgrade only when no other description (a process outside
+ * hasp) holds a flock on any of them, else false and the lock is as it was. */
+bool oslock_convert(struct oslock *o, bool shared);

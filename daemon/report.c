@@ -136,12 +136,29 @@ static json_int_t held_ms(const struct haspd *d, const struct lt_entry *e)
 	       (json_int_t)((d->lt.wall_us - life->granted_wall_us) / 1000) : 0;
 }
 
+/* A holder whose upgrade waits: "upgrading": true and "upgrade": the
+ * convert's request, how long it has waited, its timeout (o consumed). */
+static json_t *report_upgrading(const struct haspd *d, const struct lt_entry *e, json_t *o)
+{
+	const struct lt_upgrade *up = locktable_upgrade_of(e);
+
+	if (!up || !o)
+		return o;
+	if (json_object_set_new(o, "upgrading", json_true()) < 0 ||
+	    json_object_set_new(o, "upgrade", json_pack("{s:I,s:I,s:o}", "request", (json_int_t)up->tag,
+							 "waiting_ms", age_ms(d, up->since_us),
+							 "timeout_ms", up->timeout_ms < 0 ? json_null() :
+							 json_integer(up->timeout_ms))) < 0)
+		return report_decref(o);
+	return o;
+}
+
 static json_t *report_holder(const struct haspd *d, const struct lt_entry *e)
 {
 	json_t *o = json_pack("{s:I,s:I,s:I}", "lease", (json_int_t)e->id,
 			      "fence", (json_int_t)e->fence, "held_ms", held_ms(d, e));
 
-	return report_entry(e, report_life(d, e, report_since(d, e, o)));
+	return report_upgrading(d, e, report_entry(e, report_life(d, e, report_since(d, e, o))));
 }
 
 /* Why a waiter is not granted yet: "queue" behind the waiter ahead of it,
@@ -221,7 +238,9 @@ static json_t *report_refused(const struct lt_wait *w, const struct lt_request *
 static json_t *report_wait(const struct haspd *d, const struct lt_wait *w,
 			   const struct lt_request *lr)
 {
-	json_t *o = w->waiter ? report_waiter(d, w->waiter) : report_refused(w, lr);
+	/* A held waiter is a lease whose upgrade waits: shown as list does. */
+	json_t *o = !w->waiter ? report_refused(w, lr) :
+		    w->waiter->held ? report_holder(d, w->waiter) : report_waiter(d, w->waiter);
 	const struct lt_entry *b = w->blocker;
 
 	if (!o || report_set_text(o, w->res->os ? "path" : "key", report_name(w->res)) < 0 ||
@@ -691,8 +710,9 @@ static json_int_t heap_in_use(void)
 json_t *report_stats(const struct haspd *d)
 {
 	const struct lt_stats *st = &d->lt.stats;
-	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->nsessions,
+			      "upgrading", (json_int_t)st->upgrading,
 			      "resources", (json_int_t)st->resources,
 			      "leases", (json_int_t)st->leases,
 			      "checkouts", (json_int_t)st->detached,
@@ -700,7 +720,7 @@ json_t *report_stats(const struct haspd *d)
 			      "uptime_ms", (json_int_t)((d->lt.now_us - d->started_us) / 1000),
 			      "heap_bytes", heap_in_use());
 	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-			      "s:I,s:I,s:I}",
+			      "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
 			      "acquires", (json_int_t)st->acquires,
 			      "granted_at_once", (json_int_t)st->granted_at_once,
@@ -719,6 +739,10 @@ json_t *report_stats(const struct haspd *d)
 			      "deadlocks", (json_int_t)st->deadlocks,
 			      "deadlock_searches", (json_int_t)st->deadlock_searches,
 			      "deadlock_searches_cut", (json_int_t)st->deadlock_searches_cut,
+			      "converts", (json_int_t)st->converts,
+			      "downgrades", (json_int_t)st->downgrades,
+			      "upgrades_at_once", (json_int_t)st->upgrades_at_once,
+			      "upgrades_after_wait", (json_int_t)st->upgrades_after_wait,
 			      "protocol_errors", (json_int_t)d->protocol_errors);
 
 	return json_pack("{s:{s:o,s:o}}", "stats", "gauges", o, "counters", c);

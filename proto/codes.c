@@ -13,6 +13,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_REVOKE] = "revoke",
 	[OP_ADOPT] = "adopt",
 	[OP_RENEW] = "renew",
+	[OP_CONVERT] = "convert",
 };
 
 static const char *const err_names[] = {

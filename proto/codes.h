@@ -19,6 +19,7 @@ enum proto_op {
 	OP_REVOKE,
 	OP_ADOPT,
 	OP_RENEW,
+	OP_CONVERT,
 	OP__COUNT,
 };
 

@@ -22,7 +22,39 @@ struct lt_fixture {
 	size_t nlapsed;
 	size_t nunlocked, nfreed;         /* of resources with an os attachment */
 	size_t nhanded;                   /* grants handed over (granted, not held) */
+	/* Upgrades ended, by the convert's tag: granted (with the new fence),
+	 * expired (the lease stays shared), ended with their lease. */
+	int64_t upgraded_tags[MAX_EVENTS];
+	uint64_t upgraded_fences[MAX_EVENTS];
+	size_t nupgraded;
+	int64_t upgrade_expired_tags[MAX_EVENTS];
+	size_t nupgrade_expired;
+	int64_t upgrade_ended_tags[MAX_EVENTS];
+	size_t nupgrade_ended;
 };
+
+/* An upgrade's record. */
+static inline void fx_upgrade_record(struct lt_fixture *fx, const struct lt_change *c)
+{
+	const struct lt_upgrade *up = c->upgrade;
+
+	ck_assert(up && !c->entry && c->res == up->res && !up->lease);
+	switch (c->kind) {
+	case LT_CHANGE_UPGRADED:
+		ck_assert_uint_lt(fx->nupgraded, MAX_EVENTS);
+		fx->upgraded_fences[fx->nupgraded] = up->fence;
+		fx->upgraded_tags[fx->nupgraded++] = up->tag;
+		break;
+	case LT_CHANGE_UPGRADE_EXPIRED:
+		ck_assert_uint_lt(fx->nupgrade_expired, MAX_EVENTS);
+		fx->upgrade_expired_tags[fx->nupgrade_expired++] = up->tag;
+		break;
+	default:
+		ck_assert_uint_lt(fx->nupgrade_ended, MAX_EVENTS);
+		fx->upgrade_ended_tags[fx->nupgrade_ended++] = up->tag;
+		break;
+	}
+}
 
 /* Takes the change records of the last call, as the daemon does after each. */
 static inline void fx_drain(struct lt_fixture *fx)
@@ -61,6 +93,11 @@ static inline void fx_drain(struct lt_fixture *fx)
 		case LT_CHANGE_FREED:
 			fx->nfreed += c.res->os != NULL;
 			break;
+		case LT_CHANGE_UPGRADED:
+		case LT_CHANGE_UPGRADE_EXPIRED:
+		case LT_CHANGE_UPGRADE_ENDED:
+			fx_upgrade_record(fx, &c);
+			break;
 		}
 	}
 }
@@ -85,6 +122,26 @@ static inline enum lt_result fx_acquire(struct lt_fixture *fx, struct lt_owner *
 
 	fx_drain(fx);
 	return r;
+}
+
+/* o's lease on key, which must be granted at once. */
+static inline struct lt_entry *fx_hold(struct lt_fixture *fx, struct lt_owner *o, const char *key,
+				       enum lt_mode mode)
+{
+	struct lt_entry *e = NULL;
+
+	ck_assert_int_eq(fx_acquire(fx, o, key, mode, -1, 0, &e), LT_GRANTED);
+	return e;
+}
+
+/* o's request on key (tag), which must wait. */
+static inline struct lt_entry *fx_wait(struct lt_fixture *fx, struct lt_owner *o, const char *key,
+				       enum lt_mode mode, int64_t tag)
+{
+	struct lt_entry *e = NULL;
+
+	ck_assert_int_eq(fx_acquire(fx, o, key, mode, -1, tag, &e), LT_QUEUED);
+	return e;
 }
 
 /* The lock table's calls, each followed by fx_drain(). */
@@ -120,6 +177,16 @@ static inline void fx_expire(struct lt_fixture *fx)
 {
 	locktable_expire(&fx->lt);
 	fx_drain(fx);
+}
+
+static inline enum lt_result fx_convert(struct lt_fixture *fx, struct lt_owner *o, uint64_t id,
+					enum lt_mode mode, int64_t timeout_ms, int64_t tag)
+{
+	struct lt_entry *dummy;
+	enum lt_result r = locktable_convert(&fx->lt, o, id, mode, timeout_ms, tag, &dummy);
+
+	fx_drain(fx);
+	return r;
 }
 
 static inline void fx_kick(struct lt_fixture *fx, struct lt_resource *r)

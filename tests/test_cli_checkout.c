@@ -155,11 +155,11 @@ START_TEST(a_checkout_survives_a_restart_of_haspd)
 	ck_assert_int_eq(RUN(out, "checkout", "-n", "-k", "part-7.mcam", "--owner", "bob"), 0);
 	/* Granted (the restored checkout among them) is ended plus held. */
 	ck_assert_int_eq(RUN(out, "stats"), 0);
-	ck_assert_msg(strstr(out, "  granted              2\n") &&
-		      strstr(out, "    restored           1\n") &&
-		      strstr(out, "  ended                1\n") &&
-		      strstr(out, "    released           1\n") &&
-		      strstr(out, "  held                 1\n"), "%s", out);
+	ck_assert_msg(strstr(out, "  granted                  2\n") &&
+		      strstr(out, "    restored               1\n") &&
+		      strstr(out, "  ended                    1\n") &&
+		      strstr(out, "    released               1\n") &&
+		      strstr(out, "  held                     1\n"), "%s", out);
 }
 END_TEST
 
@@ -288,9 +288,9 @@ START_TEST(a_checkout_expires_with_its_ttl)
 	read_token(out, token);
 	ck_assert_int_eq(RUN(out, "checkin", "--token", token), 0);
 	ck_assert_int_eq(RUN(out, "stats"), 0);
-	ck_assert_msg(strstr(out, "  granted              2\n") &&
-		      strstr(out, "  ended                2\n") &&
-		      strstr(out, "    expired            1\n"), "%s", out);
+	ck_assert_msg(strstr(out, "  granted                  2\n") &&
+		      strstr(out, "  ended                    2\n") &&
+		      strstr(out, "    expired                1\n"), "%s", out);
 }
 END_TEST
 

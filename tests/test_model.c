@@ -1,6 +1,7 @@
 /* A randomized model test of the lock table: random acquires (some with a
  * time-to-live, some on semaphores, some with a wrong limit), releases,
- * renews, cancels, expiries and owner ends over several owners and keys,
+ * renews, cancels, conversions (up and down, with timeouts), expiries and
+ * owner ends over several owners and keys,
  * checked after every step against a plain reference model of the
  * specification, which has its own deadlock detector: a search of the
  * whole wait-for graph, built from the specification's words, not from
@@ -31,7 +32,16 @@ struct m_entry {
 	uint64_t expiry;        /* while held with a TTL: when it lapses */
 };
 
+/* A pending upgrade of a shared lease (convert to exclusive). */
+struct m_upgrade {
+	bool on;
+	int owner;
+	int64_t tag;
+	uint64_t deadline;      /* 0: none */
+};
+
 struct m_key {
+	struct m_upgrade up;
 	struct m_entry holders[NOWN];
 	int nh;
 	struct m_entry waiters[NOWN];
@@ -44,6 +54,10 @@ struct m_key {
 struct model {
 	struct m_key k[NKEY];
 	uint64_t now_us;
+	/* Upgrades the model predicts this step, in order: granted, and ended
+	 * with their lease (by tag). */
+	int64_t upgraded[4 * NKEY], up_ended[4 * NKEY];
+	int nupgraded, nup_ended;
 };
 
 static struct lt_fixture fx;
@@ -80,6 +94,8 @@ static int rnd_below(int n)
 
 static bool m_compatible(const struct m_key *k, enum lt_mode mode)
 {
+	if (k->up.on)
+		return false; /* a pending upgrade goes ahead of every request */
 	if (k->limit)
 		return k->nh < (int)k->limit;
 	return k->nh == 0 || (k->holders[0].mode == LT_SHARED && mode == LT_SHARED);
@@ -107,9 +123,24 @@ static void m_remove(struct m_entry *v, int *n, int i)
 	(*n)--;
 }
 
-/* After any departure: grant from the head, one exclusive or the run of shared. */
+/* A pending upgrade goes first, once its lease is the only holder. */
+static void m_promote_upgrade(struct m_key *k)
+{
+	if (k->nh != 1)
+		return;
+	k->holders[0].mode = LT_EXCLUSIVE;
+	m.upgraded[m.nupgraded++] = k->up.tag;
+	k->up.on = false;
+}
+
+/* After any departure: the pending upgrade, if any, else grant from the
+ * head, one exclusive or the run of shared. */
 static void m_promote(struct m_key *k)
 {
+	if (k->up.on) {
+		m_promote_upgrade(k);
+		return;
+	}
 	while (k->nw && m_compatible(k, k->waiters[0].mode)) {
 		k->waiters[0].expiry = k->waiters[0].ttl_ms ? m.now_us + k->waiters[0].ttl_ms * 1000 : 0;
 		k->holders[k->nh++] = k->waiters[0];
@@ -133,6 +164,8 @@ static uint64_t m_next_deadline(void)
 			best = earlier(best, m.k[ki].waiters[w].deadline);
 		for (int h = 0; h < m.k[ki].nh; h++)
 			best = earlier(best, m.k[ki].holders[h].expiry);
+		if (m.k[ki].up.on)
+			best = earlier(best, m.k[ki].up.deadline);
 	}
 	return best;
 }
@@ -146,11 +179,14 @@ static bool m_conflict(enum lt_mode a, enum lt_mode b)
 
 /* Whether a request in mode behind the first `ahead` waiters of k waits for
  * owner b: b holds k in a conflicting mode, or b's conflicting request is
- * among those ahead. */
+ * among those ahead, or b's upgrade of k is pending (it goes ahead of every
+ * request). */
 static bool m_request_waits_for(const struct m_key *k, enum lt_mode mode, int ahead, int b)
 {
 	if (k->limit > 1)
 		return false; /* any of the holders may let it in: it waits for no one */
+	if (k->up.on && k->up.owner == b)
+		return true;
 	for (int h = 0; h < k->nh; h++)
 		if (k->holders[h].owner == b && m_conflict(mode, k->holders[h].mode))
 			return true;
@@ -160,7 +196,14 @@ static bool m_request_waits_for(const struct m_key *k, enum lt_mode mode, int ah
 	return false;
 }
 
-/* The edge a -> b of the wait-for graph: a request of a waits for b. */
+/* Whether a's pending upgrade of k waits for b: b is another holder of k. */
+static bool m_upgrade_waits_for(const struct m_key *k, int a, int b)
+{
+	return k->up.on && k->up.owner == a && a != b && m_find(k->holders, k->nh, b) >= 0;
+}
+
+/* The edge a -> b of the wait-for graph: a request or an upgrade of a
+ * waits for b. */
 static bool m_waits_for(int a, int b)
 {
 	for (int ki = 0; ki < NKEY; ki++) {
@@ -168,6 +211,8 @@ static bool m_waits_for(int a, int b)
 		int w = m_find(k->waiters, k->nw, a);
 
 		if (w >= 0 && m_request_waits_for(k, k->waiters[w].mode, w, b))
+			return true;
+		if (m_upgrade_waits_for(k, a, b))
 			return true;
 	}
 	return false;
@@ -195,6 +240,19 @@ static bool m_would_deadlock(int o, const struct m_key *k, enum lt_mode mode)
 	m_reach(reach);
 	for (int b = 0; b < NOWN; b++)
 		if (b != o && m_request_waits_for(k, mode, k->nw, b) && reach[b][o])
+			return true;
+	return false;
+}
+
+/* Whether owner o's upgrade of k, about to wait, closes a cycle: another
+ * holder of k reaches o. */
+static bool m_upgrade_would_deadlock(int o, const struct m_key *k)
+{
+	bool reach[NOWN][NOWN];
+
+	m_reach(reach);
+	for (int h = 0; h < k->nh; h++)
+		if (k->holders[h].owner != o && reach[k->holders[h].owner][o])
 			return true;
 	return false;
 }
@@ -253,12 +311,69 @@ static void check_fence(const struct lt_entry *e)
  * table reported. Expiries must be due (not one µs early), come in deadline
  * order (the order decides who is granted in between), and none may be
  * missed (checked by check_no_overdue_waiter()). */
+/* The table's expired upgrades, replayed first (it expires them before the
+ * waiters): due, in deadline order, each leaving its lease shared. */
+static void reconcile_upgrade_expiries(void)
+{
+	uint64_t prev_deadline = 0;
+
+	for (size_t i = 0; i < fx.nupgrade_expired; i++) {
+		int64_t tag = fx.upgrade_expired_tags[i];
+		struct m_key *k = NULL;
+
+		for (int ki = 0; ki < NKEY && !k; ki++)
+			if (m.k[ki].up.on && m.k[ki].up.tag == tag)
+				k = &m.k[ki];
+		MCHECK(k != NULL, "expired upgrade %" PRId64 " not pending in the model", MARGS, tag);
+		MCHECK(k->up.deadline && k->up.deadline <= m.now_us, "upgrade %" PRId64
+		       " expired early", MARGS, tag);
+		MCHECK(k->up.deadline >= prev_deadline, "upgrade %" PRId64 " expired out of order",
+		       MARGS, tag);
+		prev_deadline = k->up.deadline;
+		k->up.on = false;
+		m_promote(k);
+	}
+	fx.nupgrade_expired = 0;
+}
+
+/* A lease of owner o on k ends: its pending upgrade, if any, with it. */
+static void m_lease_ends(struct m_key *k, int o)
+{
+	if (!k->up.on || k->up.owner != o)
+		return;
+	m.up_ended[m.nup_ended++] = k->up.tag;
+	k->up.on = false;
+}
+
+/* The upgrades the table granted, and ended with their lease, are the
+ * model's, in order; each granted one has a new fence. */
+static void reconcile_upgrades(uint64_t fence_before)
+{
+	MCHECK((int)fx.nupgraded == m.nupgraded && (int)fx.nupgrade_ended == m.nup_ended,
+	       "%zu upgrades granted, %zu ended; model says %d, %d", MARGS, fx.nupgraded,
+	       fx.nupgrade_ended, m.nupgraded, m.nup_ended);
+	for (int i = 0; i < m.nupgraded; i++) {
+		MCHECK(fx.upgraded_tags[i] == m.upgraded[i], "upgrade %d granted is %" PRId64
+		       ", model says %" PRId64, MARGS, i, fx.upgraded_tags[i], m.upgraded[i]);
+		MCHECK(fx.upgraded_fences[i] > fence_before, "upgrade %" PRId64 " has an old fence",
+		       MARGS, m.upgraded[i]);
+		if (fx.upgraded_fences[i] > last_fence)
+			last_fence = fx.upgraded_fences[i];
+	}
+	for (int i = 0; i < m.nup_ended; i++)
+		MCHECK(fx.upgrade_ended_tags[i] == m.up_ended[i], "upgrade %d ended is %" PRId64
+		       ", model says %" PRId64, MARGS, i, fx.upgrade_ended_tags[i], m.up_ended[i]);
+	fx.nupgraded = fx.nupgrade_ended = 0;
+	m.nupgraded = m.nup_ended = 0;
+}
+
 static void reconcile_events(void)
 {
 	int64_t actual[NKEY][4 * NOWN];
 	int nactual[NKEY] = { 0 };
-	uint64_t prev_deadline = 0;
+	uint64_t prev_deadline = 0, fence_before = last_fence;
 
+	reconcile_upgrade_expiries();
 	for (size_t i = 0; i < fx.nexpired; i++) {
 		int64_t tag = fx.expired_tags[i];
 		bool found = false;
@@ -301,6 +416,7 @@ static void reconcile_events(void)
 				MCHECK(x && x <= m.now_us, "lease of tag %" PRId64 " lapsed early", MARGS, tag);
 				MCHECK(x >= prev_deadline, "tag %" PRId64 " lapsed out of order", MARGS, tag);
 				prev_deadline = x;
+				m_lease_ends(k, k->holders[h].owner);
 				m_remove(k->holders, &k->nh, h);
 				m_promote(k);
 				found = true;
@@ -329,6 +445,7 @@ static void reconcile_events(void)
 			       keys[ki], i, actual[ki][i], k->expected[i]);
 		k->nexpected = 0;
 	}
+	reconcile_upgrades(fence_before);
 }
 
 static void check_entry(const struct lt_entry *e, const struct m_entry *me, bool held)
@@ -375,6 +492,15 @@ static void check_resource(int ki, const struct lt_resource *r)
 		       MARGS, keys[ki], i);
 		check_entry(e, &k->waiters[i++], false);
 	}
+	MCHECK(r->upgrading == k->up.on, "key %s: upgrading is %d", MARGS, keys[ki], r->upgrading);
+	if (k->up.on) {
+		const struct lt_upgrade *up = lt_resource_upgrade(r);
+
+		MCHECK(up->tag == k->up.tag && up->owner == &owners[k->up.owner],
+		       "key %s: the wrong upgrade pends", MARGS, keys[ki]);
+		MCHECK(k->nh > 1, "key %s: an upgrade pends alone", MARGS, keys[ki]);
+		return; /* every waiter waits behind it */
+	}
 	if (!r->nwaiters)
 		return;
 	head = list_entry(r->waiters.next, struct lt_entry, qnode);
@@ -416,7 +542,7 @@ static void check_owners(void)
 
 static void check_state(void)
 {
-	size_t leases = 0, waiters = 0, resources = 0;
+	size_t leases = 0, waiters = 0, resources = 0, upgrading = 0;
 	uint64_t next = m_next_deadline();
 
 	for (int ki = 0; ki < NKEY; ki++) {
@@ -432,6 +558,7 @@ static void check_state(void)
 		resources++;
 		leases += (size_t)k->nh;
 		waiters += (size_t)k->nw;
+		upgrading += k->up.on;
 	}
 	check_owners();
 	check_no_cycle();
@@ -439,6 +566,8 @@ static void check_state(void)
 	       fx.lt.stats.resources == resources,
 	       "gauges %zu/%zu/%zu, model says %zu/%zu/%zu", MARGS, fx.lt.stats.leases,
 	       fx.lt.stats.waiters, fx.lt.stats.resources, leases, waiters, resources);
+	MCHECK(fx.lt.stats.upgrading == upgrading, "%zu upgrades pending, model says %zu", MARGS,
+	       fx.lt.stats.upgrading, upgrading);
 	MCHECK(locktable_next_deadline(&fx.lt) == (next ? (int64_t)next : -1),
 	       "next deadline %" PRId64 ", model says %" PRIu64, MARGS,
 	       locktable_next_deadline(&fx.lt), next);
@@ -566,6 +695,7 @@ static void step_release(void)
 		MCHECK(fx_release(&fx, &owners[(o + 1) % NOWN], id) == LT_UNKNOWN_LEASE,
 		       "owner %d released owner %d's lease", MARGS, (o + 1) % NOWN, o);
 	MCHECK(fx_release(&fx, &owners[o], id) == LT_OK, "release refused", MARGS);
+	m_lease_ends(k, o);
 	m_remove(k->holders, &k->nh, i);
 	m_promote(k);
 }
@@ -594,12 +724,32 @@ static void step_renew(void)
 	me->expiry = m.now_us + me->ttl_ms * 1000;
 }
 
+/* A cancel of a pending upgrade by its tag (the first key's that has one):
+ * the lease stays shared, and the queue moves. */
+static bool cancel_upgrade(void)
+{
+	for (int ki = 0; ki < NKEY; ki++) {
+		struct m_key *k = &m.k[ki];
+
+		if (!k->up.on)
+			continue;
+		MCHECK(fx_cancel(&fx, &owners[k->up.owner], k->up.tag) == LT_OK,
+		       "cancel of upgrade %" PRId64 " refused", MARGS, k->up.tag);
+		k->up.on = false;
+		m_promote(k);
+		return true;
+	}
+	return false;
+}
+
 static void step_cancel(void)
 {
 	int o, ki, i;
 	struct m_key *k;
 	int64_t tag;
 
+	if (rnd_below(3) == 0 && cancel_upgrade())
+		return;
 	if (!pick(false, &o, &ki, &i))
 		return;
 	k = &m.k[ki];
@@ -613,6 +763,75 @@ static void step_cancel(void)
 	m_promote(k);
 }
 
+/* What the model says a convert of owner o's lease me (on k) to mode
+ * gives, and does it. */
+static enum lt_result m_convert(struct m_key *k, struct m_entry *me, enum lt_mode mode,
+				int64_t timeout, int64_t tag)
+{
+	int o = me->owner;
+
+	if (k->limit)
+		return LT_BAD_LIMIT;
+	if (k->up.on && k->up.owner == o)
+		return LT_ALREADY_HELD;
+	if (me->mode == mode)
+		return LT_OK;
+	if (mode == LT_SHARED) {
+		me->mode = LT_SHARED;
+		m_promote(k);
+		return LT_GRANTED;
+	}
+	if (k->nh == 1) {
+		me->mode = LT_EXCLUSIVE;
+		return LT_GRANTED;
+	}
+	if (timeout == 0)
+		return LT_BUSY;
+	if (m_upgrade_would_deadlock(o, k))
+		return LT_DEADLOCK;
+	k->up = (struct m_upgrade){ true, o, tag, timeout > 0 ? m.now_us + (uint64_t)timeout * 1000 : 0 };
+	return LT_QUEUED;
+}
+
+/* A convert of a held lease: mostly to the other mode, with a timeout. */
+static void step_convert(void)
+{
+	static const int64_t timeouts[] = { -1, 0, 0, 1, 5, 20 };
+	int o, ki, i;
+	struct m_entry *me;
+	struct lt_entry *lease, *e = NULL;
+	enum lt_mode mode;
+	int64_t timeout = timeouts[rnd_below(6)], tag = ++next_tag;
+	uint64_t fence;
+	enum lt_result got, want;
+
+	if (!pick(true, &o, &ki, &i))
+		return;
+	me = &m.k[ki].holders[i];
+	lease = real_lease(o, me->tag);
+	fence = lease->fence;
+	mode = rnd_below(4) ? (me->mode == LT_SHARED ? LT_EXCLUSIVE : LT_SHARED) :
+	       (enum lt_mode)me->mode;
+	/* Sometimes another owner tries first: refused, nothing moves. */
+	if (rnd_below(8) == 0)
+		MCHECK(fx_convert(&fx, &owners[(o + 1) % NOWN], lease->id, mode, timeout, tag) ==
+		       LT_UNKNOWN_LEASE, "owner %d converted owner %d's lease", MARGS,
+		       (o + 1) % NOWN, o);
+	got = locktable_convert(&fx.lt, &owners[o], lease->id, mode, timeout, tag, &e);
+	fx_drain(&fx);
+	want = m_convert(&m.k[ki], me, mode, timeout, tag);
+	MCHECK(got == want, "convert %" PRId64 " to %s gave %d, model says %d", MARGS, tag,
+	       lt_mode_name(mode), got, want);
+	if (got == LT_GRANTED && mode == LT_EXCLUSIVE)
+		check_fence(lease); /* an upgrade is a grant */
+	else
+		MCHECK(lease->fence == fence, "convert %" PRId64 " changed the fence", MARGS, tag);
+	if (got == LT_DEADLOCK && want == LT_DEADLOCK)
+		check_cycle(o, ki);
+	if (got == LT_GRANTED || got == LT_OK)
+		MCHECK(e == lease && e->mode == mode, "convert %" PRId64 ": wrong lease", MARGS, tag);
+}
+
 static void step_owner_end(void)
 {
 	int o = rnd_below(NOWN), i;
@@ -623,6 +842,8 @@ static void step_owner_end(void)
 
 		if ((i = m_find(k->waiters, k->nw, o)) >= 0)
 			m_remove(k->waiters, &k->nw, i);
+		if (k->up.on && k->up.owner == o)
+			k->up.on = false; /* unreported: nobody is left to answer */
 		if ((i = m_find(k->holders, k->nh, o)) >= 0)
 			m_remove(k->holders, &k->nh, i);
 		m_promote(k);
@@ -666,7 +887,7 @@ static void run_seed(uint64_t seed)
 	for (int o = 0; o < NOWN; o++)
 		owner_reset(o);
 	for (step_of_run = 0; step_of_run < STEPS; step_of_run++) {
-		int op = rnd_below(20);
+		int op = rnd_below(23);
 
 		if (op < 8)
 			step_acquire();
@@ -678,6 +899,8 @@ static void run_seed(uint64_t seed)
 			step_cancel();
 		else if (op < 19)
 			step_time();
+		else if (op < 22)
+			step_convert();
 		else
 			step_owner_end();
 		reconcile_events();

@@ -244,6 +244,28 @@ static void client_check_answered(const struct client *c, const char *who)
 
 /* ---- the script ---- */
 
+/* Conversions: a downgrades k1 (answered at once); a and b share k3, and
+ * b's upgrade of it waits until a is gone. */
+static void script_convert(struct client *a, struct client *b)
+{
+	char line[128];
+
+	if (a->lease[2]) {
+		snprintf(line, sizeof(line), "{\"id\":8,\"op\":\"convert\",\"lease\":%" PRIu64
+			 ",\"mode\":\"shared\"}\n", a->lease[2]);
+		client_send(a, 8, line, false);
+	}
+	client_send(b, 10, "{\"id\":10,\"op\":\"acquire\",\"key\":\"k3\",\"mode\":\"shared\"}\n",
+		    false);
+	client_send(a, 9, "{\"id\":9,\"op\":\"acquire\",\"key\":\"k3\",\"mode\":\"shared\"}\n",
+		    false);
+	if (b->lease[10]) {
+		snprintf(line, sizeof(line), "{\"id\":11,\"op\":\"convert\",\"lease\":%" PRIu64
+			 ",\"mode\":\"exclusive\"}\n", b->lease[10]);
+		client_send(b, 11, line, false);
+	}
+}
+
 /* Two sessions: a holds a key, a file and a second key; b is refused a
  * try, waits for the key, asks for the list and the stats, waits for the
  * second key and cancels, revokes it; a sends an unknown op, a malformed
@@ -301,6 +323,7 @@ static void script(struct client *a, struct client *b)
 			      a->lease[14], fail_at, e ? e->res->key : "(none)");
 	}
 	client_send_long_pings(a);
+	script_convert(a, b);
 	if (a->lease[2])
 		client_send_lease(a, 7, "release", a->lease[2]);
 	client_send(b, 7, "{\"id\":7,\"op\":\"ping\"}\n", false);
@@ -366,9 +389,9 @@ static unsigned long run_failing(unsigned long n, bool on)
 	script(&a, &b);
 	if (n == 0) { /* the script does what it says */
 		ck_assert(a.lease[2] && a.lease[3] && a.lease[4] && b.lease[2]);
-		ck_assert_uint_eq(a.answered, 0x7cfe);
-		ck_assert(a.lease[14]);
-		ck_assert_uint_eq(b.answered, 0x3fe);
+		ck_assert_uint_eq(a.answered, 0x7ffe);
+		ck_assert(a.lease[14] && a.lease[8] && a.lease[9] && b.lease[10]);
+		ck_assert_uint_eq(b.answered, 0x7fe); /* b's upgrade (11) waits for a */
 	}
 	end_clients(&a, &b);
 	made = oom_allocations;

@@ -92,6 +92,40 @@ START_TEST(a_failed_conversion_lets_go_of_every_file)
 }
 END_TEST
 
+/* oslock_convert() never lets go: an upgrade an outsider's shared flock
+ * on an alias stands in the way of leaves every file locked shared (the
+ * daemon's own flock stays when the outsider's goes); once it is gone the
+ * upgrade takes exclusive on all; a downgrade makes all shared again. */
+START_TEST(a_conversion_never_lets_go)
+{
+	int m = make("m"), x = make("x"), out = outsider(x), pm = outsider(m), px = outsider(x);
+	char key[OSLOCK_KEY_LEN] = { 0 };
+	struct oslock *o = oslock_new(m, O_RDONLY, NULL);
+
+	ck_assert_ptr_nonnull(o);
+	ck_assert(oslock_try(o, true));
+	ck_assert_ptr_nonnull(oslock_alias_new(o, x, O_RDONLY, key));
+	ck_assert_int_eq(flock(out, LOCK_SH | LOCK_NB), 0);
+	ck_assert(!oslock_convert(o, false));
+	ck_assert_int_eq(flock(out, LOCK_UN), 0);
+	ck_assert_int_ne(flock(pm, LOCK_EX | LOCK_NB), 0); /* still shared, both */
+	ck_assert_int_ne(flock(px, LOCK_EX | LOCK_NB), 0);
+	ck_assert(oslock_convert(o, false));
+	ck_assert_int_ne(flock(pm, LOCK_SH | LOCK_NB), 0); /* exclusive, both */
+	ck_assert_int_ne(flock(px, LOCK_SH | LOCK_NB), 0);
+	ck_assert(oslock_convert(o, true));
+	ck_assert_int_eq(flock(pm, LOCK_SH | LOCK_NB), 0); /* shared again */
+	ck_assert_int_eq(flock(px, LOCK_SH | LOCK_NB), 0);
+	ck_assert_int_ne(flock(out, LOCK_EX | LOCK_NB), 0);
+	oslock_free(o);
+	close(out);
+	close(pm);
+	close(px);
+	close(m);
+	close(x);
+}
+END_TEST
+
 static Suite *oslock_suite(void)
 {
 	Suite *s = suite_create("oslock");
@@ -99,6 +133,7 @@ static Suite *oslock_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, a_failed_conversion_lets_go_of_every_file);
+	tcase_add_test(tc, a_conversion_never_lets_go);
 	suite_add_tcase(s, tc);
 	return s;
 }

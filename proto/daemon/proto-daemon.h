@@ -81,6 +81,11 @@ struct proto_request {
 			const char *path;       /* the file to join it (absolute) */
 			bool fd;                /* its descriptor came with it */
 		} adopt;
+		struct {
+			uint64_t lease;         /* a lease of the session's */
+			bool shared;            /* the mode to convert it to */
+			int64_t timeout_ms;     /* an upgrade's wait: -1 when absent or null */
+		} convert;
 	};
 };
 

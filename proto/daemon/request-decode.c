@@ -387,6 +387,22 @@ static int decode_adopt(const struct members *m, struct proto_request *req,
 	return 0;
 }
 
+/* A held lease to another mode: lease, mode (required), timeout_ms. */
+static int decode_convert(const struct members *m, struct proto_request *req,
+			  struct proto_error *err)
+{
+	int64_t lease;
+
+	if (get_int(m, N_LEASE, 1, &lease, err) < 0)
+		return -1;
+	req->convert.lease = (uint64_t)lease;
+	if (absent(member(m, N_MODE)))
+		return fail(err, HASP_E_BAD_REQUEST, "a convert needs \"mode\": \"exclusive\" or "
+			    "\"shared\"");
+	return decode_mode(m, &req->convert.shared, err) < 0 ? -1 :
+	       get_opt_int(m, N_TIMEOUT_MS, 0, -1, &req->convert.timeout_ms, err);
+}
+
 /* Paging: prefix, after, limit (see PROTOCOL.md, list). */
 static int decode_list(const struct members *m, struct proto_request *req,
 		       struct proto_error *err)
@@ -425,6 +441,8 @@ static int decode_args(const struct members *m, struct proto_request *req,
 		return decode_adopt(m, req, err);
 	case OP_LIST:
 		return decode_list(m, req, err);
+	case OP_CONVERT:
+		return decode_convert(m, req, err);
 	default:
 		return 0;
 	}

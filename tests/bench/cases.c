@@ -89,6 +89,42 @@ static void p1_raw(const struct bench_opts *o, double rt)
 
 static double p1_median;
 
+/* An upgrade of a shared lease with no other holder (one round trip,
+ * granted at once, a new fence), as a ratio to P1; each is undone by an
+ * untimed downgrade. */
+static void p1_upgrade(const struct bench_opts *o)
+{
+	struct hasp_lock_options opts = HASP_LOCK_OPTIONS_INIT;
+	hasp_client *c = client(o);
+	struct samples s = { 0 };
+	int n = iterations(o, 20000);
+	struct result *r;
+	double median;
+	hasp_lease *l;
+
+	opts.mode = HASP_SHARED;
+	if (hasp_lock(c, "p1upgrade", &opts, &l) < 0)
+		exit(1);
+	for (int i = 0; i < n + n / 10; i++) {
+		uint64_t t = now_ns();
+
+		if (hasp_convert(c, l, HASP_EXCLUSIVE, 0) < 0)
+			exit(1);
+		if (i >= n / 10)
+			samples_add(&s, elapsed_us(t));
+		if (hasp_convert(c, l, HASP_SHARED, 0) < 0)
+			exit(1);
+	}
+	hasp_unlock(c, l);
+	hasp_close(c);
+	median = samples_pct(&s, 50);
+	result_latency("P1 upgrade, no other holder", &s, NULL, 0);
+	r = result_add("P1 upgrade, against P1");
+	r->ratio = median / (p1_median > 0 ? p1_median : 1);
+	snprintf(r->baseline, sizeof(r->baseline), "P1");
+	snprintf(r->note, sizeof(r->note), "upgrade median / named P1 median");
+}
+
 void bench_uncontended(const struct bench_opts *o, double rt, double flk)
 {
 	hasp_client *c = client(o);
@@ -99,6 +135,7 @@ void bench_uncontended(const struct bench_opts *o, double rt, double flk)
 
 	p1_median = p1_named(o, "P1 named acquire+release", "(a)", rt);
 	p1_raw(o, rt);
+	p1_upgrade(o);
 	snprintf(path, sizeof(path), "%s/p1.lock", o->dir);
 	for (int i = 0; i < n + n / 10; i++) {
 		uint64_t t = now_ns();

@@ -33,8 +33,8 @@ from weakref import WeakValueDictionary
 
 from . import _held, _paths, _proto, checkouts
 from .checkouts import Checkout, TokenLike
-from .client import (LeaseState, PathLike, Session, acquire_fields, default_name,
-                     lease_failure, lease_gone, lease_renewed)
+from .client import (LeaseState, PathLike, Session, acquire_fields, convert_fields,
+                     default_name, lease_converted, lease_failure, lease_gone, lease_renewed)
 from .errors import Busy, Error, Timeout, Unavailable, Untrusted
 from .filelock import singleton
 from .files import Contents, _Replacement, read_file_bytes as _read_bytes, write_file as _write
@@ -62,6 +62,19 @@ class Lease(LeaseState):
                  path: Optional[str], mode: str) -> None:
         super().__init__(client, reply, key, path, mode)
         self._done: Optional[asyncio.Future] = None
+
+    async def upgrade(self, timeout: Optional[float] = None) -> None:
+        """As :meth:`hasp.Lease.upgrade`: makes this shared lease
+        exclusive, once the other holders have left (up to timeout seconds;
+        None: for ever), with a new fence. Cancelling the task withdraws the
+        upgrade; the lease stays shared (or, if the grant crossed the
+        withdrawal, exclusive)."""
+        await self.client._convert(self, "exclusive", timeout)
+
+    async def downgrade(self) -> None:
+        """As :meth:`hasp.Lease.downgrade`: makes this exclusive lease
+        shared, at once, with the same fence."""
+        await self.client._convert(self, "shared", None)
 
     async def renew(self, ttl: Optional[float] = None) -> float:
         """As :meth:`hasp.Lease.renew`: restarts the lease's time-to-live
@@ -443,11 +456,28 @@ class Client(Session):
             raise lease_gone(lease, e) from e
         return lease_renewed(rep, lease)
 
-    async def _withdraw_shielded(self, rid: int, fut: asyncio.Future) -> None:
+    async def _convert(self, lease: Lease, mode: str, timeout: Optional[float]) -> None:
+        fields, tms = convert_fields(lease, mode, timeout)
+        if self._lease_lost(lease.id):
+            raise self._lost_before(lease, "before its conversion")
+        req, fut = self._request("convert", fields)
+        limit = None if tms is None else tms / 1000.0 + self.reply_margin
+        try:
+            rep = await self._reply(fut, limit)
+        except asyncio.CancelledError:
+            await self._withdraw_shielded(req.id, fut, keep=True)
+            if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result().ok:
+                lease._converted(fut.result())
+            raise
+        except Unavailable as e:
+            raise lease_gone(lease, e) from e
+        lease_converted(rep, lease)
+
+    async def _withdraw_shielded(self, rid: int, fut: asyncio.Future, keep: bool = False) -> None:
         """Withdraws request rid in a task of its own, waiting for it to end
         unless cancelled again (the withdrawal then goes on by itself)."""
         assert self._loop is not None
-        task = self._loop.create_task(self._withdraw(rid, fut))
+        task = self._loop.create_task(self._withdraw(rid, fut, keep))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         try:
@@ -455,9 +485,10 @@ class Client(Session):
         except asyncio.CancelledError:
             pass
 
-    async def _withdraw(self, rid: int, fut: asyncio.Future) -> None:
+    async def _withdraw(self, rid: int, fut: asyncio.Future, keep: bool = False) -> None:
         """Cancels waiting acquire rid; if it was granted meanwhile (the grant
-        crossed the cancel), releases the grant. If the outcome cannot be
+        crossed the cancel), releases the grant, unless keep (a convert's,
+        whose lease stays). If the outcome cannot be
         known, drops the connection, which ends everything of the session."""
         if self.closed:
             return
@@ -465,7 +496,7 @@ class Client(Session):
             _creq, cfut = self._request("cancel", {"request": rid})
             rep = await asyncio.wait_for(asyncio.shield(fut), self.request_timeout)
             await asyncio.wait_for(asyncio.shield(cfut), self.request_timeout)
-            if rep.ok and isinstance(rep.get("lease"), int):
+            if rep.ok and isinstance(rep.get("lease"), int) and not keep:
                 _rreq, rfut = self._request("release", {"lease": rep.get("lease")})
                 await asyncio.wait_for(asyncio.shield(rfut), self.request_timeout)
         except Unavailable:

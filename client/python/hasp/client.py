@@ -92,6 +92,24 @@ def lease_renewed(rep: _proto.Reply, lease: Any) -> float:
     return checkouts.seconds_left(rep)
 
 
+def convert_fields(lease: Any, mode: str,
+                   timeout: Optional[float]) -> Tuple[Dict[str, Any], Optional[int]]:
+    """A convert's fields and its timeout_ms (None: for ever)."""
+    if lease.released:
+        raise Error("the lease %d on %r was released" % (lease.id, lease.name))
+    tms = _proto.timeout_ms(timeout)
+    return {"lease": lease.id, "mode": mode, "timeout_ms": tms}, tms
+
+
+def lease_converted(rep: _proto.Reply, lease: Any) -> None:
+    """After a convert of lease: its new mode and fence, or the exception
+    (the lease is as it was: Busy, Timeout, Deadlock; LeaseLost when it
+    had ended)."""
+    if not rep.ok:
+        raise lease_failure(rep, lease)
+    lease._converted(rep)
+
+
 def lease_gone(lease: Any, e: BaseException) -> LeaseLost:
     """The lease's connection ended while releasing or adopting."""
     lost = LeaseLost("the lease %d on %r was lost: %s" % (lease.id, lease.name, e))
@@ -178,6 +196,11 @@ class LeaseState:
         self._held_key = None
         self._renewed(reply)
 
+    def _converted(self, reply: _proto.Reply) -> None:
+        """Notes the mode and fence of a convert's reply."""
+        self.mode = reply.get("mode") or self.mode
+        self.fence = reply.get("fence") or self.fence
+
     def _renewed(self, reply: _proto.Reply) -> None:
         """Notes the expires_ms of the grant or of a renew."""
         ms = checkouts.expires_ms_of(reply)
@@ -222,6 +245,24 @@ class Lease(LeaseState):
         if self.released:
             raise Error("the lease %d on %r was released" % (self.id, self.name))
         return self.client._renew_lease(self, ttl)
+
+    def upgrade(self, timeout: Optional[float] = None) -> None:
+        """Makes this shared lease exclusive without letting go of it: at
+        once if it is the only holder, else once the other holders have left
+        (it goes ahead of every queued request; the lease stays shared while
+        it waits), waiting up to timeout seconds (None: for ever; 0: try
+        once). An upgrade is a grant: ``fence`` is a new one afterwards.
+        :class:`hasp.Busy` or :class:`hasp.Timeout` leave it shared;
+        :class:`hasp.Deadlock` when another holder upgrades too (or the wait
+        would close another cycle), the lease still shared;
+        :class:`hasp.LeaseLost` if it had ended; :class:`hasp.BadRequest`
+        for a semaphore's lease."""
+        self.client._convert(self, "exclusive", timeout)
+
+    def downgrade(self) -> None:
+        """Makes this exclusive lease shared, at once, without letting go
+        of it (the same fence); the readers queued behind it go in."""
+        self.client._convert(self, "shared", None)
 
     def release(self) -> None:
         """Releases the lease; a second call does nothing. Raises
@@ -570,6 +611,18 @@ class Client(Session):
                 raise lease_gone(lease, e) from e
             return lease_renewed(rep, lease)
 
+    def _convert(self, lease: Lease, mode: str, timeout: Optional[float]) -> None:
+        fields, tms = convert_fields(lease, mode, timeout)
+        with self._lock:
+            if self._lease_lost(lease.id):
+                raise self._lost_before(lease, "before its conversion")
+            try:
+                rep = self._call("convert", fields, wait=None if tms is None else tms / 1000.0,
+                                 cancellable=True, keep_grant=lease)
+            except Unavailable as e:
+                raise lease_gone(lease, e) from e
+            lease_converted(rep, lease)
+
     def _release(self, lease: Lease) -> None:
         with self._lock:
             self._leases.pop(lease.id, None)
@@ -663,10 +716,11 @@ class Client(Session):
 
     def _call(self, op: str, fields: Optional[Dict[str, Any]] = None, *,
               fd: Optional[int] = None, wait: Optional[float] = 0,
-              cancellable: bool = False) -> _proto.Reply:
+              cancellable: bool = False, keep_grant: Optional[Lease] = None) -> _proto.Reply:
         """Sends one request and returns its reply. wait: how long the
         daemon itself may take (None: for ever); past it and the margin, the
-        connection is dropped and Unavailable raised."""
+        connection is dropped and Unavailable raised. keep_grant: the lease
+        a cancelled convert was for, which a crossing grant converted."""
         with self._lock:
             self._usable()
             req = self._proto.request(op, **(fields or {}))
@@ -677,7 +731,7 @@ class Client(Session):
                 return self._await(req.id, limit)
             except BaseException as e:
                 if cancellable and not isinstance(e, Error):
-                    self._cancel(req.id)  # KeyboardInterrupt, ...: leave nothing behind
+                    self._cancel(req.id, keep_grant)  # KeyboardInterrupt, ...: leave nothing behind
                 raise
 
     def _await(self, rid: int, limit: Optional[float]) -> _proto.Reply:
@@ -697,9 +751,10 @@ class Client(Session):
                 raise Unavailable("haspd at %s did not answer within %.1f s; the connection "
                                   "(and every lease of it) was dropped" % (self.path, limit))
 
-    def _cancel(self, rid: int) -> None:
+    def _cancel(self, rid: int, keep_grant: Optional[Lease] = None) -> None:
         """Cancels waiting request rid; if it was granted meanwhile, releases
-        the grant; if anything fails, drops the connection."""
+        the grant (a convert's grant is kept: keep_grant, its lease, has its
+        new mode); if anything fails, drops the connection."""
         try:
             req = self._proto.request("cancel", request=rid)
             self._send(req.data)
@@ -709,6 +764,9 @@ class Client(Session):
                 for msg in self._poll(end - time.monotonic()):
                     if isinstance(msg, _proto.Reply) and msg.id == rid and msg.ok:
                         granted = msg.get("lease")
+                        if keep_grant is not None:
+                            keep_grant._converted(msg)
+                            granted = None
                     if isinstance(msg, _proto.Reply) and msg.id == req.id:
                         done = msg
             if done is None:
