@@ -72,10 +72,16 @@ static bool edges(struct search *s, const struct lt_entry *from, const struct lt
 		if (mode == LT_EXCLUSIVE || w->mode == LT_EXCLUSIVE) {
 			if (reach(s, from, w))
 				return true;
-			/* an exclusive one ahead waits for every holder itself */
-			exclusive_ahead = w->mode == LT_EXCLUSIVE;
-			holders = holders && !exclusive_ahead;
-			break;
+			/* An exclusive one just ahead waits for every holder
+			 * itself, and any exclusive one ahead for those ahead
+			 * of it; a shared one waits for neither the shared
+			 * requests ahead of it nor shared holders, so an
+			 * exclusive request goes on past it. */
+			if (w->mode == LT_EXCLUSIVE) {
+				exclusive_ahead = true;
+				holders = holders && p != ahead;
+				break;
+			}
 		}
 	}
 	if (!holders && !exclusive_ahead && r->upgrading)
@@ -140,6 +146,8 @@ static bool owner_edges(struct search *s, const struct lt_owner *o)
 	list_foreach(p, &o->waiting) {
 		const struct lt_entry *w = container_of(p, struct lt_entry, onode);
 
+		if (!step(s)) /* a wait with no edges counts too */
+			return false;
 		if (edges(s, w, w->res, w->mode, w->qnode.prev))
 			return true;
 		if (s->cut)

@@ -13,9 +13,11 @@
  * so they are never in a cycle.
  *
  * It follows fewer edges with the same reach: an exclusive request waits
- * for the request just ahead of it (which waits for those ahead of it in
- * turn) and, unless that one is exclusive too, for the holders; a shared
- * one for the nearest exclusive request ahead, else for exclusive holders.
+ * for the requests ahead of it back to the nearest exclusive one (which
+ * waits for those ahead of it in turn; shared ones ahead do not wait for
+ * each other) and, unless that one is just ahead, for the holders; a
+ * shared one for the nearest exclusive request ahead, and for exclusive
+ * holders.
  *
  * A request on a semaphore with a limit above 1 waits for no one session:
  * any holder's leaving may let it in (or the one ahead of it, and then it

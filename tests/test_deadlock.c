@@ -245,6 +245,42 @@ START_TEST(a_search_past_its_bound_lets_the_request_wait)
 }
 END_TEST
 
+/* A writer cannot pass the readers queued ahead of it, any of them: here
+ * 1's writer waits for 0's reader behind 2's, and 0 waits for 1 on k. */
+START_TEST(a_writer_waits_for_every_reader_ahead)
+{
+	struct lt_entry *bk = hold(1, "k", X), *ar;
+
+	hold(3, "r", X);
+	ar = wait_for(0, "r", S, 1);
+	wait_for(0, "k", X, 2);
+	wait_for(2, "r", S, 3);
+	ck_assert_int_eq(ask(1, "r", X), LT_DEADLOCK);
+	ck_assert_uint_eq(fx.lt.cycle.total, 2);
+	check_wait(0, 1, "r", X, ar);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[1].blocker, bk);
+}
+END_TEST
+
+/* Every wait of an owner the search passes is a step, even one with no
+ * edges (a place on a semaphore): the bound holds. */
+START_TEST(every_wait_passed_is_a_step)
+{
+	char key[16];
+
+	hold(0, "k", X);
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "s%d", i);
+		ck_assert_int_eq(ask_place(1, key, 2, 100 + i), LT_GRANTED);
+		ck_assert_int_eq(ask_place(2, key, 2, 200 + i), LT_GRANTED);
+		ck_assert_int_eq(ask_place(0, key, 2, 300 + i), LT_QUEUED);
+	}
+	fx.lt.dl_steps_max = 20;
+	ck_assert_int_eq(ask(3, "k", X), LT_QUEUED);
+	ck_assert_uint_eq(fx.lt.stats.deadlock_searches_cut, 1);
+}
+END_TEST
+
 static Suite *deadlock_suite(void)
 {
 	Suite *s = suite_create("deadlock");
@@ -259,6 +295,8 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, a_request_queued_ahead_closes_a_cycle);
 	tcase_add_test(tc, a_writer_behind_a_reader_waits_for_the_holders);
 	tcase_add_test(tc, a_semaphore_waiter_waits_for_no_one_session);
+	tcase_add_test(tc, a_writer_waits_for_every_reader_ahead);
+	tcase_add_test(tc, every_wait_passed_is_a_step);
 	tcase_add_test(tc, a_long_cycle_is_cut_in_the_report);
 	tcase_add_test(tc, a_search_past_its_bound_lets_the_request_wait);
 	suite_add_tcase(s, tc);
