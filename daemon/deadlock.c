@@ -64,9 +64,15 @@ static bool edges(struct search *s, const struct lt_entry *from, const struct lt
 		if (mode == LT_EXCLUSIVE || w->mode == LT_EXCLUSIVE) {
 			if (reach(s, from, w))
 				return true;
-			/* an exclusive one ahead waits for every holder itself */
-			holders = holders && w->mode != LT_EXCLUSIVE;
-			break;
+			/* An exclusive one just ahead waits for every holder
+			 * itself, and any exclusive one ahead for those ahead
+			 * of it; a shared one (a multi-key request's part that
+			 * waits for another key, or one behind an exclusive
+			 * holder) for neither the shared requests ahead of it
+			 * nor shared holders. */
+			holders = holders && (w->mode != LT_EXCLUSIVE || p != ahead);
+			if (w->mode == LT_EXCLUSIVE)
+				break;
 		}
 	}
 	if (!holders || r->nholders == 0)
@@ -96,11 +102,23 @@ static bool owner_edges(struct search *s, const struct lt_owner *o)
 	return false;
 }
 
+/* The new request e's part that waits for blocker (one on its resource). */
+static const struct lt_entry *deadlock_part(const struct lt_entry *e,
+					    const struct lt_entry *blocker)
+{
+	if (!e->multi)
+		return e;
+	for (size_t i = 0; i < e->multi->n; i++)
+		if (e->multi->parts[i]->res == blocker->res)
+			return e->multi->parts[i];
+	return e;
+}
+
 /* The i-th wait: waiter, or (NULL) the new request e, waits for blocker. */
 static void cycle_set(struct lt_cycle *c, size_t i, const struct lt_entry *e,
 		      const struct lt_entry *waiter, const struct lt_entry *blocker)
 {
-	const struct lt_entry *w = waiter ? waiter : e;
+	const struct lt_entry *w = waiter ? waiter : deadlock_part(e, blocker);
 
 	if (i < LT_CYCLE_MAX)
 		c->waits[i] = (struct lt_wait){ w->owner, waiter, w->res, w->mode, blocker };
@@ -123,16 +141,29 @@ static void cycle_record(const struct search *s, const struct lt_entry *e)
 		cycle_set(c, --i, e, w->owner->dl_from, w->owner->dl_via);
 }
 
+/* The new request's own edges: a multi-key request's from every part. */
+static bool deadlock_start_edges(struct search *s, const struct lt_entry *e)
+{
+	if (!e->multi)
+		return edges(s, NULL, e->res, e->mode, e->res->waiters.prev);
+	for (size_t i = 0; i < e->multi->n && !s->cut; i++) {
+		const struct lt_entry *p = e->multi->parts[i];
+
+		if (edges(s, NULL, p->res, p->mode, p->res->waiters.prev))
+			return true;
+	}
+	return false;
+}
+
 bool deadlock_find(struct locktable *lt, const struct lt_entry *e)
 {
 	struct search s = { .lt = lt, .start = e->owner };
-	const struct lt_resource *r = e->res;
 	bool found;
 
 	lt->stats.deadlock_searches++;
 	lt->dl_searches++;
 	e->owner->dl_search = lt->dl_searches;
-	found = edges(&s, NULL, r, e->mode, r->waiters.prev);
+	found = deadlock_start_edges(&s, e);
 	while (!found && !s.cut && s.head) {
 		const struct lt_owner *o = s.head;
 

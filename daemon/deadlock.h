@@ -13,9 +13,15 @@
  * so they are never in a cycle.
  *
  * It follows fewer edges with the same reach: an exclusive request waits
- * for the request just ahead of it (which waits for those ahead of it in
- * turn) and, unless that one is exclusive too, for the holders; a shared
- * one for the nearest exclusive request ahead, else for exclusive holders.
+ * for the requests ahead of it back to the nearest exclusive one (which
+ * waits for those ahead of it in turn) and, unless there is one, for the
+ * holders; a shared one for the nearest exclusive request ahead, else for
+ * exclusive holders. (Shared requests can wait in a row ahead of an
+ * exclusive one behind an exclusive holder, or as parts of multi-key
+ * requests that wait for other keys: the exclusive one waits for each.)
+ *
+ * A multi-key request waits with each of its parts, as any request does on
+ * its key; a new one starts the search from the edges of all its parts.
  *
  * A request on a semaphore with a limit above 1 waits for no one session:
  * any holder's leaving may let it in (or the one ahead of it, and then it
@@ -28,7 +34,9 @@
 #include "locktable.h"
 
 /* Whether e, a request about to be queued at the tail of its resource's
- * queue, would close a cycle: then lt->cycle is that cycle. Counts the
+ * queue (a multi-key request's parts[0]: each part at the tail of its
+ * resource's), would close a cycle: then lt->cycle is that cycle, its
+ * first wait the new request's part that closes it. Counts the
  * search in lt->stats, and its cut when it takes more than
  * lt->dl_steps_max steps (then no cycle is reported). Needs no memory. */
 bool deadlock_find(struct locktable *lt, const struct lt_entry *e);
