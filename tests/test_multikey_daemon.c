@@ -2,6 +2,7 @@
  * lease over several keys, granted all-or-nothing, FIFO on each key (no
  * starvation either way), shown under each key by list, released as one. */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -217,6 +218,33 @@ START_TEST(timeout_deadlock_session_end_and_bad_requests)
 }
 END_TEST
 
+/* libhasp's hasp_lock_keys(): one lease, released as one. */
+START_TEST(libhasp_locks_several_keys)
+{
+	hasp_client *a = client_connect(daemon_.socket), *b = client_connect(daemon_.socket);
+	const struct hasp_key keys[] = { { "lk-a", HASP_EXCLUSIVE }, { "lk-b", HASP_SHARED } };
+	struct hasp_lock_options now = HASP_LOCK_OPTIONS_INIT;
+	hasp_lease *l, *shared, *other;
+
+	now.timeout_ms = 0;
+	ck_assert_int_eq(hasp_lock_keys(a, keys, 1, NULL, &l), -EINVAL);
+	ck_assert_int_eq(hasp_lock_keys(a, keys, 2, NULL, &l), 0);
+	ck_assert_str_eq(hasp_lease_key(l), "lk-a\nlk-b");
+	ck_assert(hasp_lease_fence(l) > 0);
+	ck_assert_int_eq(hasp_lock(b, "lk-a", &now, &other), -HASP_E_BUSY);
+	ck_assert_int_eq(hasp_lock(b, "lk-b", &(struct hasp_lock_options){ HASP_SHARED, 0, NULL,
+			 NULL, NULL, 0, NULL }, &shared), 0);
+	ck_assert_int_eq(hasp_lock_keys(b, keys, 2, &now, &other), -HASP_E_ALREADY_HELD);
+	ck_assert_int_eq(hasp_unlock(b, shared), 0);
+	ck_assert_int_eq(hasp_lock_keys(b, keys, 2, &now, &other), -HASP_E_BUSY);
+	ck_assert_int_eq(hasp_unlock(a, l), 0);
+	ck_assert_int_eq(hasp_lock_keys(b, keys, 2, &now, &other), 0);
+	ck_assert_int_eq(hasp_unlock(b, other), 0);
+	hasp_close(a);
+	hasp_close(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("multikey-daemon");
@@ -227,6 +255,7 @@ int main(void)
 	tcase_add_test(tc, all_or_nothing_listed_under_each_key_released_as_one);
 	tcase_add_test(tc, no_starvation_either_way);
 	tcase_add_test(tc, timeout_deadlock_session_end_and_bad_requests);
+	tcase_add_test(tc, libhasp_locks_several_keys);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
