@@ -4,9 +4,11 @@
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "harness.h"
 
 static struct daemon_proc daemon_;
@@ -14,6 +16,7 @@ static struct daemon_proc daemon_;
 static void setup(void)
 {
 	daemon_start(&daemon_);
+	setenv("HASP_SOCKET", daemon_.socket, 1);
 }
 
 static void teardown(void)
@@ -245,6 +248,30 @@ START_TEST(libhasp_locks_several_keys)
 }
 END_TEST
 
+/* hasp lock -k A -k B: one lease over both, its keys in HASP_KEY, one a
+ * line; busy leaves nothing held. */
+START_TEST(cli_locks_several_keys)
+{
+	struct hasp_lock_options now = HASP_LOCK_OPTIONS_INIT;
+	hasp_client *c = client_connect(daemon_.socket);
+	hasp_lease *l;
+	char out[8192];
+
+	ck_assert_int_eq(RUN(out, "lock", "-k", "cli-a", "-k", "cli-b", "-s", "-c",
+			     "printf '%s|' \"$HASP_KEY\"; \"$HASP_CLI\" ls --json"), 0);
+	ck_assert_msg(strstr(out, "cli-a\ncli-b|"), "%s", out);
+	ck_assert_msg(strstr(out, "\"keys\":2"), "%s", out);
+	l = client_lock(c, "cli-b", HASP_EXCLUSIVE);
+	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "cli-a", "-k", "cli-b", "-c", "true"), 1);
+	hasp_unlock(c, l);
+	now.timeout_ms = 0;
+	ck_assert_int_eq(hasp_lock(c, "cli-a", &now, &l), 0); /* nothing was kept */
+	hasp_unlock(c, l);
+	ck_assert_int_eq(RUN(out, "lock", "-k", "cli-a", "-k", "cli-b", "--ttl", "5", "-c", "true"), 64);
+	hasp_close(c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("multikey-daemon");
@@ -256,6 +283,7 @@ int main(void)
 	tcase_add_test(tc, no_starvation_either_way);
 	tcase_add_test(tc, timeout_deadlock_session_end_and_bad_requests);
 	tcase_add_test(tc, libhasp_locks_several_keys);
+	tcase_add_test(tc, cli_locks_several_keys);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
