@@ -86,6 +86,30 @@ def multikey_items(keys: Iterable[KeySpec], shared: bool) -> Tuple[List[Dict[str
     return items, names
 
 
+def multikey_fields(keys: Iterable[KeySpec], shared: bool, timeout: Optional[float],
+                    owner: Optional[str], message: Optional[str]
+                    ) -> Tuple[Dict[str, Any], List[str], str, Optional[int]]:
+    """A multi-key acquire's fields (checked), its keys' names, the
+    lease's mode (the first key's) and its timeout_ms."""
+    items, names = multikey_items(keys, shared)
+    fields, _, tms = acquire_fields("", None, shared, timeout, owner, message)
+    del fields["key"]
+    fields["keys"] = items
+    return fields, names, items[0]["mode"], tms
+
+
+def multikey_granted(session: Any, rep: _proto.Reply, names: List[str], mode: str,
+                     lease_class: Any) -> Any:
+    """A multi-key acquire's lease (of lease_class, noted in the
+    session's), or raises its refusal."""
+    if not rep.ok:
+        raise _proto.error_for(rep, key=names[0])
+    lease = lease_class(session, rep, "\n".join(names), None, mode)
+    lease.keys = names
+    session._leases[lease.id] = lease
+    return lease
+
+
 def _let_go(lease: Any) -> None:
     """Releases a lease the caller will never see, on the way out of an
     error: a release that fails too (the lease lost already) is not the
@@ -380,18 +404,10 @@ class Client(Session):
         :meth:`lock` (:class:`hasp.AlreadyHeld` when this client holds or
         waits for any of the keys), and ValueError for keys that are not 2
         to 64 distinct ones."""
-        items, names = multikey_items(keys, shared)
-        fields, _, tms = acquire_fields("", None, shared, timeout, owner, message)
-        del fields["key"]
-        fields["keys"] = items
+        fields, names, mode, tms = multikey_fields(keys, shared, timeout, owner, message)
         rep = self._call("acquire", fields, wait=None if tms is None else tms / 1000.0,
                          cancellable=True)
-        if not rep.ok:
-            raise _proto.error_for(rep, key=names[0])
-        lease = Lease(self, rep, "\n".join(names), None, items[0]["mode"])
-        lease.keys = names
-        self._leases[lease.id] = lease
-        return lease
+        return multikey_granted(self, rep, names, mode, Lease)
 
     def lock_file(self, path: PathLike, *, shared: bool = False,
                   timeout: Optional[float] = None, owner: Optional[str] = None,

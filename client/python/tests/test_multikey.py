@@ -62,3 +62,20 @@ def test_one_off_lock_many_closes_its_client(daemon):
     with hasp.lock_many(["p", "q"], shared=True) as lease:
         assert lease.mode == "shared"
     assert lease.released and lease.client.closed
+
+
+def test_aio_lock_many(daemon):
+    import asyncio
+
+    async def main():
+        async with hasp.aio.Client() as c:
+            lease = await c.lock_many(["aio-a", ("aio-b", "shared")], timeout=1)
+            assert lease.keys == ["aio-a", "aio-b"] and lease.key == "aio-a\naio-b"
+            with hasp.Client() as d:
+                with pytest.raises(hasp.Busy):
+                    d.lock("aio-a", timeout=0)
+            await lease.release()
+            with hasp.Client() as d:
+                d.lock("aio-a", timeout=0).release()
+
+    asyncio.run(main())
