@@ -66,15 +66,26 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	return 0;
 }
 
+static void multi_put(struct lt_multi *m);
+
+/* An entry freed with the table (and its multi-key request with its last
+ * part). */
+static void entry_done(struct lt_entry *e)
+{
+	if (e->multi)
+		multi_put(e->multi);
+	free(e);
+}
+
 static void free_resource_entries(struct hnode *n)
 {
 	struct lt_resource *r = container_of(n, struct lt_resource, node);
 	struct list *pos, *tmp;
 
 	list_foreach_safe(pos, tmp, &r->holders)
-		free(container_of(pos, struct lt_entry, qnode));
+		entry_done(container_of(pos, struct lt_entry, qnode));
 	list_foreach_safe(pos, tmp, &r->waiters)
-		free(container_of(pos, struct lt_entry, qnode));
+		entry_done(container_of(pos, struct lt_entry, qnode));
 }
 
 void locktable_done(struct locktable *lt)
@@ -443,8 +454,6 @@ static size_t entry_size(const struct lt_entry *e)
 	       (e->has_sender ? sizeof(struct lt_cred) : 0) +
 	       opt_len(lt_entry_owner_name(e)) + opt_len(lt_entry_message(e));
 }
-
-static void multi_put(struct lt_multi *m);
 
 static void entry_free_memory(struct locktable *lt, struct lt_entry *e)
 {

@@ -252,13 +252,15 @@ END_TEST
 START_TEST(a_revoke_ends_every_part)
 {
 	struct lt_entry *e;
+	uint64_t id;
 
 	ck_assert_int_eq(multi(0, "a", X, "b", X, NULL, -1, 1, &e), LT_GRANTED);
+	id = e->id;
 	wait_for(1, "a", X, 2);
 	wait_for(2, "b", X, 3);
-	fx_revoke(&fx, e->multi->parts[1]);
+	fx_revoke(&fx, e->multi->parts[1]); /* e is gone after */
 	ck_assert_uint_eq(fx.nrevoked, 1);
-	ck_assert_uint_eq(fx.revoked_ids[0], e->id);
+	ck_assert_uint_eq(fx.revoked_ids[0], id);
 	ck_assert_str_eq(grants(), "2,3,");
 	ck_assert_uint_eq(o[0].nheld, 0);
 }
