@@ -221,6 +221,37 @@ START_TEST(timeout_deadlock_session_end_and_bad_requests)
 }
 END_TEST
 
+/* A release by key of one of its keys, and a revoke by key of another
+ * lease's, end the whole multi-key lease. */
+START_TEST(release_and_revoke_by_key_end_it_whole)
+{
+	int a = raw_connect(daemon_.socket), b = raw_connect(daemon_.socket);
+	json_t *r;
+	json_int_t lease;
+
+	raw_send(a, "{\"id\":4,\"op\":\"acquire\",\"keys\":[\"rk-a\",\"rk-b\"]}\n");
+	lease = lease_of(raw_recv_id(a, 4, 5000));
+	r = ask(a, 5, "{\"id\":5,\"op\":\"release\",\"key\":\"rk-b\"}\n");
+	ck_assert_int_eq(lease_of(r), lease);
+	ck_assert_ptr_null(try_key(b, "rk-a", "exclusive"));
+	ck_assert_ptr_null(try_key(b, "rk-b", "exclusive"));
+	raw_send(a, "{\"id\":6,\"op\":\"acquire\",\"keys\":[\"rk-a\",\"rk-b\"]}\n");
+	lease = lease_of(raw_recv_id(a, 6, 5000));
+	r = ask(b, 7, "{\"id\":7,\"op\":\"revoke\",\"key\":\"rk-a\"}\n");
+	ck_assert_ptr_null(reply_error(r));
+	json_decref(r);
+	r = raw_recv(a, 5000); /* the revoked event, one for the lease */
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(json_string_value(json_object_get(r, "event")), "revoked");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "lease")), lease);
+	json_decref(r);
+	still_waiting(a); /* no second event */
+	ck_assert_ptr_null(try_key(b, "rk-b", "exclusive"));
+	close(a);
+	close(b);
+}
+END_TEST
+
 /* libhasp's hasp_lock_keys(): one lease, released as one. */
 START_TEST(libhasp_locks_several_keys)
 {
@@ -282,6 +313,7 @@ int main(void)
 	tcase_add_test(tc, all_or_nothing_listed_under_each_key_released_as_one);
 	tcase_add_test(tc, no_starvation_either_way);
 	tcase_add_test(tc, timeout_deadlock_session_end_and_bad_requests);
+	tcase_add_test(tc, release_and_revoke_by_key_end_it_whole);
 	tcase_add_test(tc, libhasp_locks_several_keys);
 	tcase_add_test(tc, cli_locks_several_keys);
 	suite_add_tcase(s, tc);
