@@ -285,6 +285,10 @@ static void script(struct client *a, struct client *b)
 			      "lease %" PRIu64 " revoked without telling its holder (allocation %lu "
 			      "failed)", a->lease[4], fail_at);
 	}
+	/* Multi-key: one granted over two keys, one that waits for it. */
+	client_send(a, 15, "{\"id\":15,\"op\":\"acquire\",\"keys\":[\"k3\",{\"key\":\"k4\","
+			   "\"mode\":\"shared\"}]}\n", false);
+	client_send(b, 11, "{\"id\":11,\"op\":\"acquire\",\"keys\":[\"k5\",\"k4\"]}\n", false);
 	client_send(a, 5, "{\"id\":5,\"op\":\"nope\"}\n", false);
 	client_send(a, 0, "{\"id\":6,\"op\":\"acquire\",\"key\":\"k1\"\n", false); /* malformed */
 	client_send(a, 6, "{\"id\":6,\"op\":\"acquire\",\"key\":\"\"}\n", false);
@@ -366,9 +370,10 @@ static unsigned long run_failing(unsigned long n, bool on)
 	script(&a, &b);
 	if (n == 0) { /* the script does what it says */
 		ck_assert(a.lease[2] && a.lease[3] && a.lease[4] && b.lease[2]);
-		ck_assert_uint_eq(a.answered, 0x7cfe);
+		ck_assert_uint_eq(a.answered, 0xfcfe); /* 15: the multi-key grant */
 		ck_assert(a.lease[14]);
-		ck_assert_uint_eq(b.answered, 0x3fe);
+		ck_assert_uint_eq(b.answered, 0x3fe); /* 11 waits for a's */
+		ck_assert(a.lease[15]);
 	}
 	end_clients(&a, &b);
 	made = oom_allocations;
