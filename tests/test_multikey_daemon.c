@@ -287,12 +287,20 @@ START_TEST(cli_locks_several_keys)
 	hasp_client *c = client_connect(daemon_.socket);
 	hasp_lease *l;
 	char out[8192];
+	int w;
 
 	ck_assert_int_eq(RUN(out, "lock", "-k", "cli-a", "-k", "cli-b", "-s", "-c",
 			     "printf '%s|' \"$HASP_KEY\"; \"$HASP_CLI\" ls --json"), 0);
 	ck_assert_msg(strstr(out, "cli-a\ncli-b|"), "%s", out);
 	ck_assert_msg(strstr(out, "\"keys\":2"), "%s", out);
 	l = client_lock(c, "cli-b", HASP_EXCLUSIVE);
+	/* hasp ls says why a waiting multi-key request waits on a free key. */
+	w = raw_connect(daemon_.socket);
+	raw_send(w, "{\"id\":1,\"op\":\"acquire\",\"keys\":[\"cli-a\",\"cli-b\"]}\n");
+	still_waiting(w);
+	ck_assert_int_eq(RUN(out, "ls", "cli-a"), 0);
+	ck_assert_msg(strstr(out, "its other keys"), "%s", out);
+	close(w);
 	ck_assert_int_eq(RUN(out, "lock", "-n", "-k", "cli-a", "-k", "cli-b", "-c", "true"), 1);
 	hasp_unlock(c, l);
 	now.timeout_ms = 0;
