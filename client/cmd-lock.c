@@ -78,8 +78,20 @@ static int take_lease_acquire(hasp_client *c, const struct lock_args *a, hasp_le
 	return a->file ? hasp_acquire_file(c, a->file, &o, ret) : hasp_acquire(c, a->key, &o, ret);
 }
 
+/* Several -k KEY: one lease over all of them, in the one mode. */
+static int take_lease_keys(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
+{
+	struct hasp_key keys[LOCK_KEYS_MAX];
+
+	for (size_t i = 0; i < a->nkeys; i++)
+		keys[i] = (struct hasp_key){ a->keys[i], a->opts.mode };
+	return hasp_lock_keys(c, keys, a->nkeys, &a->opts, ret);
+}
+
 static int take_lease(hasp_client *c, const struct lock_args *a, hasp_lease **ret)
 {
+	if (a->nkeys > 1)
+		return take_lease_keys(c, a, ret);
 	if (a->fd >= 0)
 		return hasp_lock_fd(c, a->fd, &a->opts, ret);
 	if (a->ttl_ms || a->limit)

@@ -25,7 +25,8 @@ static const char usage[] =
 	"longer names it shows '(deleted)' or '(moved)' after the path. WAITING FOR\n"
 	"says why a waiter waits: the lease it conflicts with ('lease 31', '+N'\n"
 	"more), the waiter ahead of it ('queue: pid 412'), a flock(2) lock held\n"
-	"outside hasp ('outside flock'), or haspd's fence store ('fence'). Client\n"
+	"outside hasp ('outside flock'), haspd's fence store ('fence'), or, for a\n"
+	"lease over several keys, its other keys ('its other keys'). Client\n"
 	"text is escaped: control characters show as \\n, \\r, \\t, \\e or \\xNN,\n"
 	"bytes that are not UTF-8 as \\xNN, and a backslash as \\\\.\n";
 
@@ -109,6 +110,8 @@ static void format_waiting_for(char *buf, size_t size, json_t *r, size_t j)
 		snprintf(buf, size, "lease %lld", int_of(json_array_get(holders, 0), "lease"));
 	else if (strcmp(why, "outside_flock") == 0)
 		snprintf(buf, size, "outside flock");
+	else if (strcmp(why, "keys") == 0)
+		snprintf(buf, size, "its other keys");
 	else
 		snprintf(buf, size, "%s", why);
 }

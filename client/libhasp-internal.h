@@ -103,11 +103,14 @@ struct libhasp_acquire {
 	bool detach;            /* a checkout */
 	const char *owner;
 	const char *message;
+	const char *keys_json;  /* LIBHASP_KEYS: the "keys" member, as JSON text */
 	void (*waiting)(void *userdata);
 	int64_t waiting_after_ms;
 	void *userdata;
 };
 
+/* hasp_lock_options (NULL: the defaults) as an acquire. */
+struct libhasp_acquire libhasp_lock_acquire(const struct hasp_lock_options *o);
 /* Takes fd, connected to the daemon at path, as c's connection, and
  * sends the hello. Returns 0 or -ENOMEM (fd closed). */
 int libhasp_connected(hasp_client *c, int fd, const char *path);
@@ -215,6 +218,9 @@ enum libhasp_target {
 	LIBHASP_KEY,
 	LIBHASP_FILE,           /* a path, opened (created) here */
 	LIBHASP_FD,             /* the caller's descriptor (flock(1)'s fd form) */
+	LIBHASP_KEYS,           /* several named keys (a multi-key acquire): the name
+				 * is their names joined by newlines, what the lease
+				 * shows; libhasp_acquire.keys_json is the request's */
 };
 
 /* The caller's options as an acquire: the members that fit in its size

@@ -140,7 +140,7 @@ HASP_EXPORT const char *hasp_client_errmsg(const hasp_client *c)
 }
 
 /* hasp_lock_options as an acquire; NULL for the defaults. */
-static struct libhasp_acquire lock_acquire(const struct hasp_lock_options *o)
+struct libhasp_acquire libhasp_lock_acquire(const struct hasp_lock_options *o)
 {
 	static const struct hasp_lock_options defaults = HASP_LOCK_OPTIONS_INIT;
 
@@ -173,7 +173,7 @@ int libhasp_check_token(hasp_client *c, const char *token)
 HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_lock_options *opts,
 			  hasp_lease **ret_lease)
 {
-	struct libhasp_acquire a = lock_acquire(opts);
+	struct libhasp_acquire a = libhasp_lock_acquire(opts);
 
 	return libhasp_acquire(c, LIBHASP_KEY, key ? key : "", -1, &a, ret_lease);
 }
@@ -181,7 +181,7 @@ HASP_EXPORT int hasp_lock(hasp_client *c, const char *key, const struct hasp_loc
 HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 			       const struct hasp_lock_options *opts, hasp_lease **ret_lease)
 {
-	struct libhasp_acquire a = lock_acquire(opts);
+	struct libhasp_acquire a = libhasp_lock_acquire(opts);
 
 	return libhasp_acquire(c, LIBHASP_FILE, path, -1, &a, ret_lease);
 }
@@ -189,7 +189,7 @@ HASP_EXPORT int hasp_lock_file(hasp_client *c, const char *path,
 HASP_EXPORT int hasp_lock_fd(hasp_client *c, int fd, const struct hasp_lock_options *opts,
 			     hasp_lease **ret_lease)
 {
-	struct libhasp_acquire a = lock_acquire(opts);
+	struct libhasp_acquire a = libhasp_lock_acquire(opts);
 
 	return libhasp_acquire(c, LIBHASP_FD, NULL, fd, &a, ret_lease);
 }

@@ -13,7 +13,7 @@
 static const char usage[] =
 	"Usage: hasp lock [OPTIONS] FILE|DIRECTORY [OPTIONS] [--] COMMAND [ARGS...]\n"
 	"       hasp lock [OPTIONS] FILE|DIRECTORY [OPTIONS] -c 'SHELL COMMAND'\n"
-	"       hasp lock [OPTIONS] -k KEY [--] COMMAND [ARGS...]\n"
+	"       hasp lock [OPTIONS] -k KEY [-k KEY...] [--] COMMAND [ARGS...]\n"
 	"       hasp lock [OPTIONS] FD   (the fd form: ( hasp lock -n 9 || exit 1; ... ) 9>FILE)\n"
 	"       hasp lock [OPTIONS] --fd FD [--] COMMAND [ARGS...]   (or -c STRING)\n"
 	"       hasp lock -u FD\n"
@@ -28,7 +28,10 @@ static const char usage[] =
 	"FD' (or 'flock -u FD'): hasp queues the request fairly, then haspd places the\n"
 	"flock on the caller's description and holds nothing itself.\n"
 	"\n"
-	"  -k, --key KEY          a named lock instead of a file (1 to 1024 bytes)\n"
+	"  -k, --key KEY          a named lock instead of a file (1 to 1024 bytes); up to\n"
+	"                         64 -k KEY: one lease over all the keys, in one mode,\n"
+	"                         granted on all at once (never some), FIFO on each;\n"
+	"                         COMMAND's HASP_KEY is then the keys, one a line\n"
 	"  -x, -e, --exclusive    an exclusive lease (the default)\n"
 	"  -s, --shared           a shared lease: shared holders coexist\n"
 	"  -n, --nonblock, --nb, --nonblocking\n"
@@ -179,6 +182,19 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* Another -k KEY: -1 to go on, else the exit status. */
+static int add_key(struct lock_args *a, const char *key)
+{
+	if (a->nkeys == LOCK_KEYS_MAX)
+		return usage_error("lock takes at most %d -k KEY", LOCK_KEYS_MAX);
+	for (size_t i = 0; i < a->nkeys; i++)
+		if (strcmp(a->keys[i], key) == 0)
+			return usage_error("-k %s is given twice", key);
+	a->keys[a->nkeys++] = key;
+	a->key = a->keys[0];
+	return -1;
+}
+
 /* One option; -1 to go on, else the exit status. */
 static int parse_option(struct cli *cli, int c, struct lock_args *a)
 {
@@ -187,10 +203,7 @@ static int parse_option(struct cli *cli, int c, struct lock_args *a)
 
 	switch (c) {
 	case 'k':
-		if (a->key)
-			return usage_error("lock takes one -k KEY");
-		a->key = optarg;
-		return -1;
+		return add_key(a, optarg);
 	case 'x': case 'e': a->opts.mode = HASP_EXCLUSIVE; return -1;
 	case 's': a->opts.mode = HASP_SHARED; return -1;
 	case 'u': a->unlock = true; return -1;
@@ -276,6 +289,8 @@ static int check_combinations(const struct lock_args *a)
 		return usage_error("--limit makes KEY a semaphore: only with -k KEY");
 	if (a->limit && a->opts.mode == HASP_SHARED)
 		return usage_error("a semaphore's holders are exclusive: --limit is not for -s");
+	if (a->nkeys > 1 && (a->limit || a->ttl_ms))
+		return usage_error("a lease over several keys (-k KEY -k KEY) has no --limit or --ttl");
 	if (!cli_texts_valid("lock", a->key, a->opts.owner, a->opts.message))
 		return EXIT_USAGE;
 	return -1;

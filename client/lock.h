@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cli.h"
@@ -15,8 +16,13 @@ enum lock_on_lost {
 	LOCK_LOST_IGNORE,       /* a warning only */
 };
 
+/* The most -k KEY a lock takes (one lease over all of them). */
+#define LOCK_KEYS_MAX 64
+
 struct lock_args {
-	const char *key;        /* -k KEY, or */
+	const char *key;        /* -k KEY (the first of keys), or */
+	const char *keys[LOCK_KEYS_MAX]; /* every -k KEY: 2 or more, one lease over them */
+	size_t nkeys;
 	const char *file;       /* FILE, or */
 	int fd;                 /* the fd form (flock's `flock 9`), else -1 */
 	bool fd_command;        /* --fd FD COMMAND: the fd form, with a command */

@@ -59,7 +59,9 @@ static void lock_args(struct proto_members *m, const char *what, const char *nam
 		      enum libhasp_target t, const struct libhasp_acquire *o)
 {
 	proto_members_init(m);
-	if (t == LIBHASP_KEY)
+	if (t == LIBHASP_KEYS)
+		proto_members_add(m, o->keys_json, strlen(o->keys_json));
+	else if (t == LIBHASP_KEY)
 		proto_members_str(m, what, name);
 	else
 		proto_members_shown(m, what, name, strlen(name));
@@ -68,7 +70,7 @@ static void lock_args(struct proto_members *m, const char *what, const char *nam
 		proto_members_str(m, "owner", o->owner);
 	if (o->message)
 		proto_members_str(m, "message", o->message);
-	if (t != LIBHASP_KEY)
+	if (t == LIBHASP_FILE || t == LIBHASP_FD)
 		proto_members_true(m, "fd");
 	if (t == LIBHASP_FD)
 		proto_members_true(m, "lock_fd");
@@ -267,7 +269,7 @@ static int read_grant(hasp_request *q, const struct proto_reply *rep)
 	l->id = g.lease;
 	l->fence = g.fence;
 	l->mode = q->a.mode;
-	l->on_key = q->target == LIBHASP_KEY;
+	l->on_key = q->target == LIBHASP_KEY || q->target == LIBHASP_KEYS;
 	l->client = q->c;
 	l->ttl_ms = q->a.ttl_ms > 0 ? (g.expires_ms >= 0 ? g.expires_ms : q->a.ttl_ms) : 0;
 	snprintf(l->token, sizeof(l->token), "%s", g.token ? g.token : "");
@@ -348,6 +350,9 @@ static int target_open(hasp_client *c, hasp_request *q, const char *name, int fd
 	case LIBHASP_KEY:
 		*ret_name = name;
 		return libhasp_check_key(c, name);
+	case LIBHASP_KEYS: /* each checked by hasp_lock_keys() */
+		*ret_name = name;
+		return 0;
 	case LIBHASP_FILE:
 		*ret_name = libhasp_absolute_path(c, name, path, &r);
 		if (!*ret_name)
@@ -402,7 +407,7 @@ static hasp_request *request_new(hasp_client *c, enum libhasp_target t, const ch
 		return NULL;
 	}
 	memcpy(q->lease->key, name, len + 1);
-	q->a.owner = q->a.message = NULL;
+	q->a.owner = q->a.message = q->a.keys_json = NULL;
 	return q;
 }
 

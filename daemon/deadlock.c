@@ -74,9 +74,11 @@ static bool edges(struct search *s, const struct lt_entry *from, const struct lt
 				return true;
 			/* An exclusive one just ahead waits for every holder
 			 * itself, and any exclusive one ahead for those ahead
-			 * of it; a shared one waits for neither the shared
-			 * requests ahead of it nor shared holders, so an
-			 * exclusive request goes on past it. */
+			 * of it; a shared one (a multi-key request's part that
+			 * waits for another key, or one behind an exclusive
+			 * holder) waits for neither the shared requests ahead
+			 * of it nor shared holders, so an exclusive request
+			 * goes on past it. */
 			if (w->mode == LT_EXCLUSIVE) {
 				exclusive_ahead = true;
 				holders = holders && p != ahead;
@@ -156,12 +158,24 @@ static bool owner_edges(struct search *s, const struct lt_owner *o)
 	return false;
 }
 
+/* The new request e's part that waits for blocker (one on its resource). */
+static const struct lt_entry *deadlock_part(const struct lt_entry *e,
+					    const struct lt_entry *blocker)
+{
+	if (!e->multi)
+		return e;
+	for (size_t i = 0; i < e->multi->n; i++)
+		if (e->multi->parts[i]->res == blocker->res)
+			return e->multi->parts[i];
+	return e;
+}
+
 /* The i-th wait: waiter, or (NULL) the new request e, waits for blocker.
  * A held waiter is a lease whose upgrade waits: for exclusive. */
 static void cycle_set(struct lt_cycle *c, size_t i, const struct lt_entry *e,
 		      const struct lt_entry *waiter, const struct lt_entry *blocker)
 {
-	const struct lt_entry *w = waiter ? waiter : e;
+	const struct lt_entry *w = waiter ? waiter : deadlock_part(e, blocker);
 	enum lt_mode mode = w->held ? LT_EXCLUSIVE : (enum lt_mode)w->mode;
 
 	if (i < LT_CYCLE_MAX)
@@ -185,18 +199,35 @@ static void cycle_record(const struct search *s, const struct lt_entry *e)
 		cycle_set(c, --i, e, w->owner->dl_from, w->owner->dl_via);
 }
 
-/* The search from e's new wait: a request's, or (upgrade) a lease's. */
-static bool search_from(struct locktable *lt, const struct lt_entry *e, bool upgrade)
+/* The new request's own edges: a multi-key request's from every part. */
+static bool deadlock_start_edges(struct search *s, const struct lt_entry *e)
+{
+	if (!e->multi)
+		return edges(s, NULL, e->res, e->mode, e->res->waiters.prev);
+	for (size_t i = 0; i < e->multi->n && !s->cut; i++) {
+		const struct lt_entry *p = e->multi->parts[i];
+
+		if (edges(s, NULL, p->res, p->mode, p->res->waiters.prev))
+			return true;
+	}
+	return false;
+}
+
+/* The search from e's new wait: a request's, or (upgrade) a lease's; or,
+ * with via, from e's queued request's new wait for the lease via. */
+static bool search_from(struct locktable *lt, const struct lt_entry *e, bool upgrade,
+			const struct lt_entry *via)
 {
 	struct search s = { .lt = lt, .start = e->owner };
-	const struct lt_resource *r = e->res;
 	bool found;
 
 	lt->stats.deadlock_searches++;
 	lt->dl_searches++;
 	e->owner->dl_search = lt->dl_searches;
-	found = upgrade ? upgrade_edges(&s, NULL, e) :
-		edges(&s, NULL, r, e->mode, r->waiters.prev);
+	if (via)
+		found = reach(&s, NULL, via);
+	else
+		found = upgrade ? upgrade_edges(&s, NULL, e) : deadlock_start_edges(&s, e);
 	while (!found && !s.cut && s.head) {
 		const struct lt_owner *o = s.head;
 
@@ -216,7 +247,7 @@ static bool search_from(struct locktable *lt, const struct lt_entry *e, bool upg
 
 bool deadlock_find(struct locktable *lt, const struct lt_entry *e)
 {
-	return search_from(lt, e, false);
+	return search_from(lt, e, false, NULL);
 }
 
 /* The cycle of two upgraders of one resource: e's upgrade waits for the
@@ -234,10 +265,27 @@ static void two_upgraders(struct locktable *lt, const struct lt_entry *e)
 
 bool deadlock_find_upgrade(struct locktable *lt, const struct lt_entry *e)
 {
-	if (search_from(lt, e, true))
+	if (search_from(lt, e, true, NULL))
 		return true;
 	if (!e->res->upgrading)
 		return false;
 	two_upgraders(lt, e); /* the search was cut before it found it */
 	return true;
+}
+
+bool deadlock_find_passed(struct locktable *lt, const struct lt_entry *e)
+{
+	const struct list *p;
+
+	list_foreach(p, &e->res->waiters) {
+		const struct lt_entry *w = container_of(p, struct lt_entry, qnode);
+
+		if (w->mode == LT_EXCLUSIVE)
+			break; /* it waits for e already, and those behind it for it */
+		if (w->owner != e->owner && search_from(lt, w, false, e)) {
+			lt->cycle.waits[0].waiter = w; /* queued: not the refused request */
+			return true;
+		}
+	}
+	return false;
 }

@@ -17,7 +17,12 @@
  * waits for those ahead of it in turn; shared ones ahead do not wait for
  * each other) and, unless that one is just ahead, for the holders; a
  * shared one for the nearest exclusive request ahead, and for exclusive
- * holders.
+ * holders. (Shared requests can wait in a row ahead of an exclusive one
+ * behind an exclusive holder, or as parts of multi-key requests that wait
+ * for other keys: the exclusive one waits for each.)
+ *
+ * A multi-key request waits with each of its parts, as any request does on
+ * its key; a new one starts the search from the edges of all its parts.
  *
  * A request on a semaphore with a limit above 1 waits for no one session:
  * any holder's leaving may let it in (or the one ahead of it, and then it
@@ -38,7 +43,9 @@
 #include "locktable.h"
 
 /* Whether e, a request about to be queued at the tail of its resource's
- * queue, would close a cycle: then lt->cycle is that cycle. Counts the
+ * queue (a multi-key request's parts[0]: each part at the tail of its
+ * resource's), would close a cycle: then lt->cycle is that cycle, its
+ * first wait the new request's part that closes it. Counts the
  * search in lt->stats, and its cut when it takes more than
  * lt->dl_steps_max steps (then no cycle is reported). Needs no memory. */
 bool deadlock_find(struct locktable *lt, const struct lt_entry *e);
@@ -46,3 +53,11 @@ bool deadlock_find(struct locktable *lt, const struct lt_entry *e);
  * upgrader of a resource is always refused: if its search is cut, the
  * cycle reported is the two upgraders'. */
 bool deadlock_find_upgrade(struct locktable *lt, const struct lt_entry *e);
+/* Whether the upgrade of lease e, granted at once or pending, would close
+ * a cycle through the requests it goes ahead of: a shared request queued
+ * on its resource before any exclusive one (a multi-key request's part
+ * that waits for its other keys) waits for e from then on, and e's
+ * session waits, directly or through others, for that request's. Then
+ * lt->cycle is that cycle, from that request's wait (its waiter set: the
+ * upgrade is the refused one). */
+bool deadlock_find_passed(struct locktable *lt, const struct lt_entry *e);

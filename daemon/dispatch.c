@@ -117,16 +117,18 @@ static bool acquire_file(struct session *s, const struct proto_request *req,
 }
 
 /* A session, and a uid over all its sessions, may hold or wait for so many
- * locks; true when an error was sent. */
+ * locks (each key of a multi-key acquire is one); true when an error was
+ * sent. */
 static bool over_lock_limits(struct session *s, const struct proto_request *req)
 {
 	const struct config *cfg = &s->d->cfg;
+	size_t more = req->acquire.keys ? req->acquire.nkeys : 1;
 	char msg[160];
 
-	if (s->owner.nheld + s->owner.nwaiting >= cfg->max_session_locks)
+	if (s->owner.nheld + s->owner.nwaiting + more > cfg->max_session_locks)
 		snprintf(msg, sizeof(msg), "this session holds or waits for %zu locks, the limit "
 			 "(max_session_locks)", cfg->max_session_locks);
-	else if (s->user->limited && s->user->group.entries >= cfg->max_user_locks)
+	else if (s->user->limited && s->user->group.entries + more > cfg->max_user_locks)
 		snprintf(msg, sizeof(msg), "uid %u holds or waits for %zu locks over its sessions, "
 			 "the limit (max_user_locks)", (unsigned)s->user->uid, cfg->max_user_locks);
 	else
@@ -149,6 +151,79 @@ static void reply_bad_limit(struct session *s, int64_t id, const struct lt_resou
 		snprintf(msg, sizeof(msg), "key '%s' is not a semaphore: a request on it may not give "
 			 "\"limit\" while it is held or waited for", r->key);
 	reply_error(s, true, id, HASP_E_BAD_REQUEST, msg, NULL);
+}
+
+/* The parts of a multi-key acquire, as the table takes them. */
+static void acquire_keys_parts(const struct proto_request *req, struct lt_part *parts)
+{
+	struct proto_key k;
+
+	for (size_t i = 0; i < req->acquire.nkeys; i++) {
+		proto_acquire_key(req, i, &k);
+		parts[i] = (struct lt_part){ k.key, k.key_len, k.shared ? LT_SHARED : LT_EXCLUSIVE };
+	}
+}
+
+/* The first of the parts' resources that a request in its mode would wait
+ * for (a semaphore: one with a limit), or NULL. */
+static struct lt_resource *acquire_keys_blocked(const struct locktable *lt,
+						const struct lt_part *parts, size_t n,
+						bool semaphore)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct lt_resource *r = locktable_find(lt, parts[i].key, parts[i].key_len);
+
+		if (r && (semaphore ? r->limit != 0 :
+			  locktable_would_wait(lt, parts[i].key, parts[i].key_len, parts[i].mode, 0)))
+			return r;
+	}
+	return NULL;
+}
+
+/* A multi-key acquire ("keys"): one lease over all its keys. */
+static void do_acquire_keys(struct session *s, const struct proto_request *req)
+{
+	struct locktable *lt = &s->d->lt;
+	struct lt_part parts[LT_MULTI_MAX];
+	struct lt_request lr = {
+		.timeout_ms = req->acquire.timeout_ms,
+		.tag = req->id,
+		.owner_name = req->acquire.owner,
+		.message = req->acquire.message,
+		.sender = &s->sender,
+	};
+	size_t n = req->acquire.nkeys;
+	struct lt_entry *e;
+
+	_Static_assert(PROTO_KEYS_MAX <= LT_MULTI_MAX, "the table takes every multi-key acquire");
+	acquire_keys_parts(req, parts);
+	if (req->acquire.timeout_ms == 0 && acquire_keys_blocked(lt, parts, n, false) &&
+	    tries_defer(s))
+		return; /* handed up again after one turn of the loop */
+	switch (locktable_acquire_multi(lt, &s->owner, &lr, parts, n, &e)) {
+	case LT_GRANTED:
+		reply_grant(s, e);
+		break;
+	case LT_QUEUED:
+		break;
+	case LT_BUSY:
+		reply_conflict(s, req->id, HASP_E_BUSY, "busy",
+			       acquire_keys_blocked(lt, parts, n, false), parts[0].key);
+		break;
+	case LT_ALREADY_HELD:
+		reply_error(s, true, req->id, HASP_E_ALREADY_HELD,
+			    "this session already holds or waits for one of these locks", NULL);
+		break;
+	case LT_DEADLOCK:
+		reply_deadlock(s, req->id, &lr);
+		break;
+	case LT_BAD_LIMIT:
+		reply_bad_limit(s, req->id, acquire_keys_blocked(lt, parts, n, true));
+		break;
+	default:
+		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
+		break;
+	}
 }
 
 static void do_acquire(struct session *s, const struct proto_request *req)
@@ -174,6 +249,10 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 
 	if (over_lock_limits(s, req) || (req->acquire.detach && !checkouts_admit(s, req)))
 		return;
+	if (req->acquire.keys) {
+		do_acquire_keys(s, req);
+		return;
+	}
 	if (req->acquire.timeout_ms == 0 && !req->acquire.path &&
 	    locktable_would_wait(lt, lr.key, lr.key_len, lr.mode, lr.limit) && tries_defer(s))
 		return; /* handed up again after one turn of the loop */
@@ -324,8 +403,9 @@ static void do_convert(struct session *s, const struct proto_request *req)
 		reply_convert_unknown(s, req->id, req->convert.lease);
 		break;
 	case LT_BAD_LIMIT:
-		reply_error(s, true, req->id, HASP_E_BAD_REQUEST, "a semaphore's lease has no "
-			    "shared mode: it cannot be converted", NULL);
+		reply_error(s, true, req->id, HASP_E_BAD_REQUEST, lease->multi ?
+			    "a multi-key lease cannot be converted: its keys have a mode each" :
+			    "a semaphore's lease has no shared mode: it cannot be converted", NULL);
 		break;
 	case LT_ALREADY_HELD:
 		reply_error(s, true, req->id, HASP_E_ALREADY_HELD, "an upgrade of this lease waits "

@@ -68,6 +68,17 @@ int locktable_init(struct locktable *lt, const struct lt_callbacks *cb)
 	return 0;
 }
 
+static void multi_put(struct lt_multi *m);
+
+/* An entry freed with the table (and its multi-key request with its last
+ * part). */
+static void entry_done(struct lt_entry *e)
+{
+	if (e->multi)
+		multi_put(e->multi);
+	free(e);
+}
+
 static void free_resource_entries(struct hnode *n)
 {
 	struct lt_resource *r = container_of(n, struct lt_resource, node);
@@ -75,9 +86,9 @@ static void free_resource_entries(struct hnode *n)
 
 	free((void *)lt_resource_upgrade(r));
 	list_foreach_safe(pos, tmp, &r->holders)
-		free(container_of(pos, struct lt_entry, qnode));
+		entry_done(container_of(pos, struct lt_entry, qnode));
 	list_foreach_safe(pos, tmp, &r->waiters)
-		free(container_of(pos, struct lt_entry, qnode));
+		entry_done(container_of(pos, struct lt_entry, qnode));
 }
 
 void locktable_done(struct locktable *lt)
@@ -180,7 +191,7 @@ struct lt_entry *locktable_lease(const struct locktable *lt, uint64_t lease_id)
 		struct lt_entry *e = container_of(n, struct lt_entry, by_id);
 
 		if (e->id == lease_id)
-			return e;
+			return e->multi ? e->multi->parts[0] : e;
 	}
 	return NULL;
 }
@@ -481,8 +492,11 @@ static size_t entry_size(const struct lt_entry *e)
 
 static void entry_free_memory(struct locktable *lt, struct lt_entry *e)
 {
-	if (e)
-		spares_free(&lt->spares, e, entry_size(e));
+	if (!e)
+		return;
+	if (e->multi)
+		multi_put(e->multi);
+	spares_free(&lt->spares, e, entry_size(e));
 }
 
 struct lt_life *lt_entry_life(const struct lt_entry *e)
@@ -629,6 +643,7 @@ static struct lt_entry *entry_new(struct locktable *lt, struct lt_owner *o, stru
 	e->since_us = lt->now_us;
 	e->timeout_ms = req->timeout_ms;
 	e->tag = req->tag;
+	e->multi = NULL;
 	e->mode = req->mode;
 	e->change = 0;
 	e->held = false;
@@ -733,17 +748,25 @@ static void hand_over(struct locktable *lt, struct lt_entry *e)
 }
 
 static bool upgrade_promote(struct locktable *lt, struct lt_resource *r);
+static void multi_promote(struct locktable *lt, struct lt_resource *r);
 
 /* Grants from the head of the queue: one exclusive request, or the run of
- * shared requests, as long as each is compatible with the holders. */
+ * shared requests, as long as each is compatible with the holders. A
+ * multi-key request at the head may wait for another key: then those
+ * behind it that conflict with nothing ahead may pass (multi_promote). */
 static void promote(struct locktable *lt, struct lt_resource *r)
 {
 	if (!upgrade_promote(lt, r))
 		return; /* a pending upgrade goes first */
 	while (r->nwaiters) {
 		struct lt_entry *e = container_of(r->waiters.next, struct lt_entry, qnode);
-		enum lt_admit a = grantable(lt, r, e);
+		enum lt_admit a;
 
+		if (e->multi) {
+			multi_promote(lt, r);
+			return;
+		}
+		a = grantable(lt, r, e);
 		if (a == LT_ADMIT_NO)
 			break;
 		unwait(lt, e);
@@ -760,6 +783,8 @@ static void promote(struct locktable *lt, struct lt_resource *r)
 static void upgrade_end(struct locktable *lt, struct lt_upgrade *up, enum lt_change_kind kind);
 static struct lt_upgrade *upgrade_of(const struct lt_entry *e);
 
+static void multi_end(struct locktable *lt, struct lt_multi *m, enum lt_change_kind kind);
+
 /* Removes a waiter or a lease, lets the queue move, and lets go of what is
  * unused. With a kind, the entry is reported as ended so, and freed once
  * the record is drained; else at once. */
@@ -767,6 +792,10 @@ static void entry_end(struct locktable *lt, struct lt_entry *e, enum lt_change_k
 {
 	struct lt_resource *r = e->res;
 
+	if (e->multi) {
+		multi_end(lt, e->multi, kind);
+		return;
+	}
 	if (e->held && upgrade_of(e))
 		upgrade_end(lt, upgrade_of(e), LT_CHANGE_UPGRADE_ENDED);
 	if (e->held) {
@@ -784,6 +813,33 @@ static void entry_end(struct locktable *lt, struct lt_entry *e, enum lt_change_k
 		entry_free_memory(lt, e);
 	promote(lt, r);
 	resource_put_if_unused(lt, r);
+}
+
+static bool conflicts(enum lt_mode a, enum lt_mode b)
+{
+	return a == LT_EXCLUSIVE || b == LT_EXCLUSIVE;
+}
+
+/* Whether no request queued on r before upto (&r->waiters: the whole
+ * queue) conflicts with one in mode (a semaphore's all do). */
+static bool clear_ahead(const struct lt_resource *r, enum lt_mode mode, const struct list *upto)
+{
+	const struct list *p;
+
+	for (p = r->waiters.next; p != upto; p = p->next)
+		if (r->limit || conflicts(mode, container_of(p, struct lt_entry, qnode)->mode))
+			return false;
+	return true;
+}
+
+/* Whether a new shared request may pass r's waiters: on a named key, only
+ * shared multi-key requests that wait for another key can be queued while
+ * it is compatible with the holders (the head is exclusive otherwise, and
+ * the scan stops there). */
+static bool passes_queue(const struct lt_resource *r, enum lt_mode mode)
+{
+	return mode == LT_SHARED && !r->os && compatible(r, mode) &&
+	       clear_ahead(r, mode, &r->waiters);
 }
 
 static enum lt_result enqueue(struct locktable *lt, struct lt_entry *e, int64_t timeout_ms)
@@ -834,7 +890,7 @@ enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 		resource_put_if_unused(lt, r);
 		return LT_NOMEM;
 	}
-	if (r->nwaiters == 0 || req->ahead)
+	if (r->nwaiters == 0 || req->ahead || passes_queue(r, req->mode))
 		now = grantable(lt, r, e);
 	/* Even one that tries once waits for a fence to give: that is the
 	 * daemon's delay (one store), not a conflict. */
@@ -1262,6 +1318,10 @@ static enum lt_result upgrade(struct locktable *lt, struct lt_entry *e, int64_t 
 	struct lt_resource *r = e->res;
 	bool alone = r->nholders == 1;
 
+	/* Before the os lock is converted: an upgrade that would make a
+	 * request it goes ahead of wait in a cycle is refused. */
+	if (alone && r->nwaiters && deadlock_find_passed(lt, e))
+		return LT_DEADLOCK;
 	if (upgrade_grantable(lt, e)) {
 		lease_set_mode(lt, e, LT_EXCLUSIVE);
 		lt->stats.upgrades_at_once++;
@@ -1274,7 +1334,14 @@ static enum lt_result upgrade(struct locktable *lt, struct lt_entry *e, int64_t 
 	}
 	if (deadlock_find_upgrade(lt, e))
 		return LT_DEADLOCK;
-	return upgrade_wait(lt, e, timeout_ms, tag);
+	if (upgrade_wait(lt, e, timeout_ms, tag) == LT_NOMEM)
+		return LT_NOMEM;
+	/* Pending, with its edges in the graph: the requests it goes ahead of. */
+	if (r->nwaiters && deadlock_find_passed(lt, e)) {
+		upgrade_end(lt, upgrade_of(e), 0);
+		return LT_DEADLOCK;
+	}
+	return LT_QUEUED;
 }
 
 /* A downgrade: at once, the same fence; the queue moves. */
@@ -1298,7 +1365,7 @@ enum lt_result locktable_convert(struct locktable *lt, struct lt_owner *o, uint6
 	assert(drained(lt));
 	if (!e || e->owner != o)
 		return LT_UNKNOWN_LEASE;
-	if (e->res->limit)
+	if (e->res->limit || e->multi)
 		return LT_BAD_LIMIT;
 	if (upgrade_of(e))
 		return LT_ALREADY_HELD;
@@ -1388,5 +1455,280 @@ static void upgrades_expire(struct locktable *lt)
 		lt->stats.timeouts++;
 		upgrade_end(lt, up, LT_CHANGE_UPGRADE_EXPIRED);
 		promote(lt, r);
+	}
+}
+
+/* ---- multi-key requests ---- */
+
+static void multi_put(struct lt_multi *m)
+{
+	if (--m->refs == 0)
+		free(m);
+}
+
+/* Finds or makes the resources of the parts; LT_OK, or the request's
+ * refusal (with nothing left made). */
+static enum lt_result multi_resources(struct locktable *lt, const struct lt_owner *o,
+				      const struct lt_part *parts, size_t n,
+				      struct lt_resource **res)
+{
+	enum lt_result result = LT_OK;
+	size_t i, made;
+
+	for (made = 0; made < n; made++) {
+		res[made] = resource_get(lt, parts[made].key, parts[made].key_len, NULL);
+		if (!res[made]) {
+			result = LT_NOMEM;
+			break;
+		}
+		if (!res[made]->nholders && !res[made]->nwaiters)
+			res[made]->limit = 0; /* the first request's: none */
+		else if (res[made]->limit) {
+			result = LT_BAD_LIMIT;
+			made++;
+			break;
+		}
+	}
+	for (i = 0; i < made && result == LT_OK; i++)
+		if (owner_has(lt, o, res[i]))
+			result = LT_ALREADY_HELD;
+	if (result == LT_OK)
+		return LT_OK;
+	for (i = 0; i < made; i++)
+		resource_put_if_unused(lt, res[i]);
+	return result;
+}
+
+/* Frees the parts of a request that was never queued (and so m). */
+static void multi_free_parts(struct locktable *lt, struct lt_multi *m)
+{
+	size_t k = m->n;
+
+	while (k > 0)
+		entry_free(lt, m->parts[--k]);
+}
+
+/* The parts as entries, one id for all, not queued; NULL for want of memory. */
+static struct lt_multi *multi_new(struct locktable *lt, struct lt_owner *o,
+				  const struct lt_request *req, const struct lt_part *parts,
+				  size_t n, struct lt_resource **res)
+{
+	struct lt_multi *m = malloc(sizeof(*m) + n * sizeof(m->parts[0]));
+	struct lt_request one = *req;
+
+	if (!m)
+		return NULL;
+	m->n = m->refs = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct lt_entry *e;
+
+		one.key = parts[i].key;
+		one.key_len = parts[i].key_len;
+		one.mode = parts[i].mode;
+		e = entry_new(lt, o, res[i], &one);
+		if (!e) {
+			if (m->n == 0)
+				free(m);
+			else
+				multi_free_parts(lt, m);
+			return NULL;
+		}
+		e->multi = m;
+		m->parts[m->n++] = e;
+		m->refs++;
+	}
+	/* The parts share the first's id: the others' are given back. */
+	for (size_t i = 1; i < n; i++)
+		m->parts[i]->id = m->parts[0]->id;
+	lt->last_id = m->parts[0]->id;
+	return m;
+}
+
+/* Whether every part is compatible with its resource's holders, and no
+ * request queued ahead of it there (queued: else the whole queue)
+ * conflicts with it. */
+static bool multi_clear(const struct lt_multi *m, bool queued)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const struct lt_entry *p = m->parts[i];
+		const struct lt_resource *r = p->res;
+
+		if (!compatible(r, p->mode) ||
+		    !clear_ahead(r, p->mode, queued ? &p->qnode : &r->waiters))
+			return false;
+	}
+	return true;
+}
+
+/* Whether a fence can be given now; if not, the grant waits for one. */
+static bool fence_available(struct locktable *lt)
+{
+	if (upcoming_fence(lt) < lt->fence_ceiling)
+		return true;
+	lt->fences_starved = true;
+	return false;
+}
+
+/* Every part becomes a lease, with one fence. A multi-key lease counts
+ * once in stats.leases (hold_with() counts each part). */
+static void multi_hold(struct locktable *lt, struct lt_multi *m)
+{
+	uint64_t fence = next_fence(lt);
+
+	for (size_t i = 0; i < m->n; i++)
+		hold_with(lt, m->parts[i], fence);
+	lt->stats.leases -= m->n - 1;
+}
+
+/* A waiting request is granted on all its keys at once, reported once. */
+static void multi_grant(struct locktable *lt, struct lt_multi *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		unwait(lt, m->parts[i]);
+	lt->stats.waiters += m->n - 1; /* it counted once (unwait() counts each part) */
+	lt->stats.granted_after_wait++;
+	multi_hold(lt, m);
+	report_granted(lt, m->parts[0]);
+}
+
+/* Queues every part at its resource's tail; only the first has the
+ * deadline. LT_QUEUED or LT_NOMEM (nothing queued). */
+static enum lt_result multi_enqueue(struct locktable *lt, struct lt_multi *m, int64_t timeout_ms)
+{
+	if (enqueue(lt, m->parts[0], timeout_ms) == LT_NOMEM)
+		return LT_NOMEM;
+	for (size_t i = 1; i < m->n; i++)
+		enqueue(lt, m->parts[i], -1);
+	lt->stats.waiters -= m->n - 1; /* it counts once */
+	return LT_QUEUED;
+}
+
+/* Lets go of the resources of a request that was never queued. */
+static void multi_discard(struct locktable *lt, struct lt_multi *m)
+{
+	struct lt_resource *res[LT_MULTI_MAX];
+	size_t n = m->n;
+
+	for (size_t i = 0; i < n; i++)
+		res[i] = m->parts[i]->res;
+	multi_free_parts(lt, m);
+	for (size_t i = 0; i < n; i++)
+		resource_put_if_unused(lt, res[i]);
+}
+
+enum lt_result locktable_acquire_multi(struct locktable *lt, struct lt_owner *o,
+				       const struct lt_request *req, const struct lt_part *parts,
+				       size_t n, struct lt_entry **ret)
+{
+	struct lt_resource *res[LT_MULTI_MAX];
+	struct lt_multi *m;
+	enum lt_result result;
+	bool clear;
+
+	assert(drained(lt));
+	assert(n >= 2 && n <= LT_MULTI_MAX);
+	assert(!req->limit && !req->ttl_ms && !req->detach && !req->ahead);
+	lt->stats.acquires++;
+	result = multi_resources(lt, o, parts, n, res);
+	if (result == LT_ALREADY_HELD)
+		lt->stats.already_held++;
+	if (result != LT_OK)
+		return result;
+	m = multi_new(lt, o, req, parts, n, res);
+	if (!m) {
+		for (size_t i = 0; i < n; i++)
+			resource_put_if_unused(lt, res[i]);
+		return LT_NOMEM;
+	}
+	clear = multi_clear(m, false);
+	if (clear && fence_available(lt)) {
+		multi_hold(lt, m);
+		lt->stats.granted_at_once++;
+		*ret = m->parts[0];
+		return LT_GRANTED;
+	}
+	/* As locktable_acquire(): one that tries once waits for a fence only. */
+	if (req->timeout_ms == 0 && !clear) {
+		lt->stats.busy++;
+		result = LT_BUSY;
+	} else if (deadlock_find(lt, m->parts[0])) {
+		result = LT_DEADLOCK;
+	} else {
+		result = multi_enqueue(lt, m, req->timeout_ms == 0 ? LT_FENCE_WAIT_MS :
+					      req->timeout_ms);
+	}
+	if (result != LT_QUEUED) {
+		multi_discard(lt, m);
+		return result;
+	}
+	*ret = m->parts[0];
+	return LT_QUEUED;
+}
+
+/* Ends a multi-key request or lease as entry_end() ends one entry: every
+ * part leaves its resource at once, then each resource's queue moves. */
+static void multi_end(struct locktable *lt, struct lt_multi *m, enum lt_change_kind kind)
+{
+	struct lt_resource *res[LT_MULTI_MAX];
+	struct lt_entry *first = m->parts[0];
+	size_t n = m->n;
+
+	if (first->held)
+		lt->stats.leases += n - 1; /* it counted once (unhold() counts each part) */
+	else
+		lt->stats.waiters += n - 1;
+	for (size_t i = 0; i < n; i++) {
+		struct lt_entry *p = m->parts[i];
+
+		res[i] = p->res;
+		if (p->held)
+			unhold(lt, p);
+		else
+			unwait(lt, p);
+		life_drop(lt, p);
+		htable_remove(&lt->pairs, &p->by_pair);
+	}
+	for (size_t i = n - 1; i > 0; i--)
+		entry_free_memory(lt, m->parts[i]);
+	if (kind)
+		report_gone(lt, first, kind);
+	else
+		entry_free_memory(lt, first); /* and m */
+	for (size_t i = 0; i < n; i++) {
+		promote(lt, res[i]);
+		resource_put_if_unused(lt, res[i]);
+	}
+}
+
+/* Grants what can go on r when a multi-key request waits at its head: in
+ * queue order, each request that is compatible with the holders and that
+ * no request still queued ahead of it conflicts with (a multi-key one on
+ * all its keys). One pass: a grant makes no request ahead grantable, and
+ * a multi-key grant makes none grantable on its other keys (the lease
+ * conflicts with what its request conflicted with). */
+static void multi_promote(struct locktable *lt, struct lt_resource *r)
+{
+	bool any_ahead = false, exclusive_ahead = false;
+	struct list *pos, *next;
+
+	assert(!r->os);
+	for (pos = r->waiters.next; pos != &r->waiters; pos = next) {
+		struct lt_entry *e = container_of(pos, struct lt_entry, qnode);
+		bool blocked = e->mode == LT_EXCLUSIVE ? any_ahead : exclusive_ahead;
+
+		next = pos->next;
+		if (!blocked && e->multi && multi_clear(e->multi, true) && fence_available(lt)) {
+			multi_grant(lt, e->multi);
+			continue;
+		}
+		if (!blocked && !e->multi && grantable(lt, r, e) == LT_ADMIT_HOLD) {
+			unwait(lt, e);
+			lt->stats.granted_after_wait++;
+			hold(lt, e);
+			report_granted(lt, e);
+			continue;
+		}
+		any_ahead = true;
+		exclusive_ahead = exclusive_ahead || e->mode == LT_EXCLUSIVE;
 	}
 }

@@ -47,6 +47,8 @@
 #define LT_FENCE_WAIT_MS 1000
 /* A semaphore admits at most this many holders. */
 #define LT_LIMIT_MAX 10000
+/* A multi-key request names 2 .. LT_MULTI_MAX keys. */
+#define LT_MULTI_MAX 64
 
 enum lt_mode { LT_EXCLUSIVE, LT_SHARED };
 
@@ -139,7 +141,9 @@ struct lt_upgrade {
 	bool timed;
 };
 
-/* A lease, or a request waiting to become one. Kept small (120 bytes): a
+struct lt_multi;
+
+/* A lease, or a request waiting to become one. Kept small (128 bytes): a
  * million of them should cost well under 256 bytes each, resource and
  * buckets included. */
 struct lt_entry {
@@ -162,6 +166,7 @@ struct lt_entry {
 		struct lt_entry *granted_next; /* in locktable.granted, while reported */
 	};
 	int64_t tag;            /* the caller's, e.g. the acquire's request id */
+	struct lt_multi *multi; /* a multi-key request's part, or NULL */
 	uint8_t mode;           /* enum lt_mode */
 	uint8_t change;         /* enum lt_change_kind while reported, else 0 */
 	bool held;
@@ -172,6 +177,28 @@ struct lt_entry {
 				 * for one that detaches), then the owner name, then */
 	bool has_owner_name;    /* the message */
 	bool has_message;
+};
+
+/* A multi-key request or lease: one ordinary entry per key (its parts, on
+ * their resources' queues or holders like any other), all with one id,
+ * tag, owner and (once held) fence. It is granted all at once, when every
+ * part is compatible with its resource's holders and no request that it
+ * conflicts with is queued ahead of it there, and it ends as one (release,
+ * cancel, expiry, revoke, its owner's end, through any part). Its change
+ * records name parts[0] alone; a gone record's other parts are freed. In
+ * the stats it counts once (a lease, a waiter, a grant); its owner and
+ * group count each part. */
+struct lt_multi {
+	size_t n;               /* parts, 2 .. LT_MULTI_MAX */
+	size_t refs;            /* parts not yet freed */
+	struct lt_entry *parts[]; /* in the request's order */
+};
+
+/* One key of a multi-key request. */
+struct lt_part {
+	const char *key;
+	size_t key_len;         /* 1 .. LT_KEY_MAX */
+	enum lt_mode mode;
 };
 
 #define LT_TOKEN_LEN 16
@@ -383,6 +410,17 @@ struct lt_resource *locktable_attach(struct locktable *lt, const char *key, size
  * not the key's: locktable_find() tells the key's), LT_NOMEM. */
 enum lt_result locktable_acquire(struct locktable *lt, struct lt_owner *o,
 				 const struct lt_request *req, struct lt_entry **ret);
+/* A multi-key request for the n (2 .. LT_MULTI_MAX) distinct named keys
+ * of parts, each in its mode (req gives the rest: its key and mode are
+ * ignored; no limit, TTL, detach or ahead). Queued on every key at once at
+ * the tail, holding nothing while it waits; granted all-or-nothing. The
+ * results are locktable_acquire()'s, *ret being parts[0] of its lt_multi;
+ * LT_BAD_LIMIT when a key is a semaphore in use; LT_ALREADY_HELD when the
+ * owner holds or waits for any of the keys. Nothing is queued unless
+ * LT_QUEUED. */
+enum lt_result locktable_acquire_multi(struct locktable *lt, struct lt_owner *o,
+				       const struct lt_request *req, const struct lt_part *parts,
+				       size_t n, struct lt_entry **ret);
 /* Lets r go if nothing holds or waits on it: a resource found or attached
  * for a request that failed before locktable_acquire(). */
 void locktable_put_unused(struct locktable *lt, struct lt_resource *r);
@@ -476,6 +514,7 @@ const struct lt_upgrade *lt_resource_upgrade(const struct lt_resource *r);
 /* Whether a request in mode may join r's holders now, queue order aside:
  * the one rule (a semaphore admits up to its limit). */
 bool lt_resource_compatible(const struct lt_resource *r, enum lt_mode mode);
+/* The lease with this id (a multi-key lease's parts[0]), or NULL. */
 struct lt_entry *locktable_lease(const struct locktable *lt, uint64_t lease_id);
 void locktable_foreach(const struct locktable *lt,
 		       void (*fn)(struct lt_resource *r, void *arg), void *arg);

@@ -96,12 +96,32 @@ static void reply_grant_life(struct session *s, const struct lt_entry *e,
 	reply_ok(s, e->tag, body);
 }
 
+/* The grant of a multi-key lease (e is its first part): its keys, in the
+ * request's order. */
+static void reply_grant_keys(struct session *s, const struct lt_entry *e)
+{
+	json_t *body = json_pack("{s:I,s:I}", "lease", (json_int_t)e->id, "fence",
+				 (json_int_t)e->fence);
+	json_t *keys = body ? json_array() : NULL;
+
+	for (size_t i = 0; keys && i < e->multi->n; i++)
+		if (json_array_append_new(keys, json_string(e->multi->parts[i]->res->key)) < 0) {
+			json_decref(keys); /* no memory: no reply body, as for any */
+			keys = NULL;
+		}
+	reply_ok(s, e->tag, body ? reply_with(body, "keys", keys) : NULL);
+}
+
 void reply_grant(struct session *s, const struct lt_entry *e)
 {
 	const struct lt_life *life = lt_entry_life(e);
 	char buf[PROTO_SMALL_REPLY];
 	size_t len;
 
+	if (e->multi) {
+		reply_grant_keys(s, e);
+		return;
+	}
 	if (life && (life->detached || life->ttl_ms)) {
 		reply_grant_life(s, e, life);
 		return;

@@ -33,6 +33,15 @@ static int report_set_text(json_t *o, const char *name, const char *s)
 	return s ? json_object_set_new(o, name, proto_string_shown(s, strlen(s))) : 0;
 }
 
+/* A multi-key lease's or request's entries say over how many keys it is
+ * ("keys"); 0, or -1 for want of memory. */
+static int report_set_keys(json_t *o, const struct lt_entry *e)
+{
+	if (!e->multi)
+		return 0;
+	return json_object_set_new(o, "keys", json_integer((json_int_t)e->multi->n));
+}
+
 /* The fields holders and waiters share, who they are and what they asked,
  * and those of their kind in extra; NULL if either is, or for want of
  * memory to join them. */
@@ -48,7 +57,7 @@ static json_t *report_entry(const struct lt_entry *e, json_t *extra)
 	if (o && extra && report_set_text(o, "client", owner->label[0] ? owner->label : NULL) == 0 &&
 	    report_set_text(o, "owner", lt_entry_owner_name(e)) == 0 &&
 	    report_set_text(o, "message", lt_entry_message(e)) == 0 &&
-	    json_object_update(o, extra) == 0) {
+	    report_set_keys(o, e) == 0 && json_object_update(o, extra) == 0) {
 		json_decref(extra);
 		return o;
 	}
@@ -163,8 +172,9 @@ static json_t *report_holder(const struct haspd *d, const struct lt_entry *e)
 
 /* Why a waiter is not granted yet: "queue" behind the waiter ahead of it,
  * "holders" it conflicts with, "fence" (none to give until the ceiling is
- * stored), or "outside_flock": its file is compatible with hasp's holders,
- * so a process outside hasp holds the flock. */
+ * stored), "keys" (a multi-key request that waits for its other keys), or
+ * "outside_flock": its file is compatible with hasp's holders, so a
+ * process outside hasp holds the flock. */
 static const char *report_waiting_for(const struct haspd *d, const struct lt_entry *e)
 {
 	const struct lt_resource *r = e->res;
@@ -173,6 +183,8 @@ static const char *report_waiting_for(const struct haspd *d, const struct lt_ent
 		return "queue";
 	if (!lt_resource_compatible(r, e->mode))
 		return "holders";
+	if (e->multi)
+		return "keys";
 	if (d->lt.fences_starved)
 		return "fence";
 	return r->os ? "outside_flock" : "holders";

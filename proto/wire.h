@@ -23,6 +23,9 @@
 #define PROTO_LIST_MAX 10000
 /* A semaphore's largest limit (acquire's "limit"). */
 #define PROTO_SEMAPHORE_MAX 10000
+/* A multi-key acquire's keys, at least and at most. */
+#define PROTO_KEYS_MIN 2
+#define PROTO_KEYS_MAX 64
 #define PROTO_LIST_NAME_MAX (3 * PROTO_PATH_MAX)
 
 /* How both sides write an object: compact, members in order. */

@@ -281,6 +281,57 @@ START_TEST(every_wait_passed_is_a_step)
 }
 END_TEST
 
+/* Owner 0's request for g (shared) and k (exclusive, held by 2): its part
+ * on g waits, compatible with g's readers, for k; and 0 holds h, which 1,
+ * a reader of g, waits for. */
+static struct lt_entry *passed_setup(void)
+{
+	static const struct lt_part parts[] = {
+		{ "g", 1, LT_SHARED }, { "k", 1, LT_EXCLUSIVE },
+	};
+	const struct lt_request req = { .mode = X, .timeout_ms = -1, .tag = 9 };
+	struct lt_entry *g = hold(1, "g", S), *e;
+
+	hold(2, "k", X);
+	hold(0, "h", X);
+	wait_for(1, "h", X, 1);
+	ck_assert_int_eq(locktable_acquire_multi(&fx.lt, &o[0], &req, parts, 2, &e), LT_QUEUED);
+	fx_drain(&fx);
+	return g;
+}
+
+/* An upgrade goes ahead of every queued request, so the requests it
+ * passes wait for it from then on: granted at once, 1's upgrade of g
+ * would make 0's part wait for 1, which waits for 0. Refused, the cycle
+ * from 0's wait. */
+START_TEST(an_upgrade_at_once_that_a_passed_request_would_wait_in_a_cycle_for)
+{
+	struct lt_entry *g = passed_setup();
+
+	ck_assert_int_eq(fx_convert(&fx, &o[1], g->id, X, -1, 5), LT_DEADLOCK);
+	ck_assert_int_eq(g->mode, S);
+	ck_assert_uint_eq(fx.lt.cycle.total, 2);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[0].owner, &o[0]);
+	ck_assert_ptr_nonnull(fx.lt.cycle.waits[0].waiter); /* queued: the upgrade is refused */
+	ck_assert_ptr_eq(fx.lt.cycle.waits[0].blocker, g);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[1].owner, &o[1]);
+}
+END_TEST
+
+/* The same with another reader of g: the upgrade would wait for it, and
+ * the part it passes would wait for the upgrade. */
+START_TEST(a_pending_upgrade_that_a_passed_request_would_wait_in_a_cycle_for)
+{
+	struct lt_entry *g = passed_setup();
+
+	hold(3, "g", S);
+	ck_assert_int_eq(fx_convert(&fx, &o[1], g->id, X, -1, 5), LT_DEADLOCK);
+	ck_assert(!g->res->upgrading); /* nothing of it left pending */
+	ck_assert_uint_eq(fx.lt.stats.upgrading, 0);
+	ck_assert_ptr_eq(fx.lt.cycle.waits[0].owner, &o[0]);
+}
+END_TEST
+
 static Suite *deadlock_suite(void)
 {
 	Suite *s = suite_create("deadlock");
@@ -297,6 +348,8 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, a_semaphore_waiter_waits_for_no_one_session);
 	tcase_add_test(tc, a_writer_waits_for_every_reader_ahead);
 	tcase_add_test(tc, every_wait_passed_is_a_step);
+	tcase_add_test(tc, an_upgrade_at_once_that_a_passed_request_would_wait_in_a_cycle_for);
+	tcase_add_test(tc, a_pending_upgrade_that_a_passed_request_would_wait_in_a_cycle_for);
 	tcase_add_test(tc, a_long_cycle_is_cut_in_the_report);
 	tcase_add_test(tc, a_search_past_its_bound_lets_the_request_wait);
 	suite_add_tcase(s, tc);

@@ -307,6 +307,10 @@ static void script(struct client *a, struct client *b)
 			      "lease %" PRIu64 " revoked without telling its holder (allocation %lu "
 			      "failed)", a->lease[4], fail_at);
 	}
+	/* Multi-key: one granted over two keys, one that waits for it. */
+	client_send(a, 15, "{\"id\":15,\"op\":\"acquire\",\"keys\":[\"k6\",{\"key\":\"k7\","
+			   "\"mode\":\"shared\"}]}\n", false);
+	client_send(b, 12, "{\"id\":12,\"op\":\"acquire\",\"keys\":[\"k8\",\"k7\"]}\n", false);
 	client_send(a, 5, "{\"id\":5,\"op\":\"nope\"}\n", false);
 	client_send(a, 0, "{\"id\":6,\"op\":\"acquire\",\"key\":\"k1\"\n", false); /* malformed */
 	client_send(a, 6, "{\"id\":6,\"op\":\"acquire\",\"key\":\"\"}\n", false);
@@ -389,9 +393,10 @@ static unsigned long run_failing(unsigned long n, bool on)
 	script(&a, &b);
 	if (n == 0) { /* the script does what it says */
 		ck_assert(a.lease[2] && a.lease[3] && a.lease[4] && b.lease[2]);
-		ck_assert_uint_eq(a.answered, 0x7ffe);
-		ck_assert(a.lease[14] && a.lease[8] && a.lease[9] && b.lease[10]);
-		ck_assert_uint_eq(b.answered, 0x7fe); /* b's upgrade (11) waits for a */
+		ck_assert_uint_eq(a.answered, 0xfffe); /* 15: the multi-key grant */
+		ck_assert(a.lease[14] && a.lease[8] && a.lease[9] && b.lease[10] && a.lease[15]);
+		/* b's upgrade (11) waits for a, and its multi-key request (12) for a's */
+		ck_assert_uint_eq(b.answered, 0x7fe);
 	}
 	end_clients(&a, &b);
 	made = oom_allocations;

@@ -381,6 +381,54 @@ START_TEST(semaphore_acquires)
 }
 END_TEST
 
+/* A multi-key acquire: 2 to 64 distinct keys, each a name (in the
+ * request's mode) or {"key","mode"}; no file, limit, TTL or detach. */
+START_TEST(multi_key_acquires_decode)
+{
+	static const char *const line = "{\"id\":4,\"op\":\"acquire\",\"keys\":[\"a\","
+					"{\"key\":\"b\",\"mode\":\"shared\"},{\"key\":\"c\"}],"
+					"\"mode\":\"shared\",\"timeout_ms\":1000}";
+	struct proto_request r;
+	struct proto_key k;
+	char many[1024];
+	size_t n = 0;
+
+	decode_ok(line, &r);
+	ck_assert_uint_eq(r.acquire.nkeys, 3);
+	ck_assert_ptr_null(r.acquire.key);
+	ck_assert_int_eq(r.acquire.timeout_ms, 1000);
+	proto_acquire_key(&r, 0, &k);
+	ck_assert(k.key_len == 1 && strcmp(k.key, "a") == 0 && k.shared);
+	proto_acquire_key(&r, 1, &k);
+	ck_assert(strcmp(k.key, "b") == 0 && k.shared);
+	proto_acquire_key(&r, 2, &k);
+	ck_assert(strcmp(k.key, "c") == 0 && k.shared);
+	done();
+	decode_ok("{\"id\":4,\"op\":\"acquire\",\"keys\":[\"a\",{\"key\":\"b\",\"mode\":\"shared\"}]}", &r);
+	proto_acquire_key(&r, 0, &k);
+	ck_assert(!k.shared);
+	done();
+	n += (size_t)snprintf(many, sizeof(many), "{\"id\":1,\"op\":\"acquire\",\"keys\":[");
+	for (int i = 0; i < 65; i++)
+		n += (size_t)snprintf(many + n, sizeof(many) - n, "%s\"k%d\"", i ? "," : "", i);
+	snprintf(many + n, sizeof(many) - n, "]}");
+	decode_fails(many, HASP_E_BAD_REQUEST, "2 to 64");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\"]}", HASP_E_BAD_REQUEST, "2 to 64");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[]}", HASP_E_BAD_REQUEST, "2 to 64");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":\"a\"}", HASP_E_BAD_REQUEST, "2 to 64");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"a\"]}", HASP_E_BAD_REQUEST, "twice");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",{\"key\":\"a\"}]}", HASP_E_BAD_REQUEST, "twice");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"\"]}", HASP_E_BAD_REQUEST, "each of");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",1]}", HASP_E_BAD_REQUEST, "each of");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",{\"key\":\"b\",\"mode\":\"x\"}]}", HASP_E_BAD_REQUEST, "\"mode\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"b\"],\"key\":\"c\"}", HASP_E_BAD_REQUEST, "one of");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"b\"],\"path\":\"/x\"}", HASP_E_BAD_REQUEST, "one of");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"b\"],\"limit\":2}", HASP_E_BAD_REQUEST, "\"limit\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"b\"],\"detach\":true}", HASP_E_BAD_REQUEST, "\"detach\"");
+	decode_fails("{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"b\"],\"ttl_ms\":5}", HASP_E_BAD_REQUEST, "\"ttl_ms\"");
+}
+END_TEST
+
 /* Decodes line, and the same object with a member that only jansson reads
  * (an escaped string): both readers must see the same request. */
 static void same_either_way(const char *line)
@@ -414,6 +462,7 @@ static void same_either_way(const char *line)
 		ck_assert(a.acquire.lock_fd == b.acquire.lock_fd && a.acquire.detach == b.acquire.detach);
 		ck_assert_int_eq(a.acquire.ttl_ms, b.acquire.ttl_ms);
 		ck_assert_int_eq(a.acquire.limit, b.acquire.limit);
+		ck_assert_uint_eq(a.acquire.nkeys, b.acquire.nkeys);
 	} else if (a.op == OP_RENEW) {
 		ck_assert_uint_eq(a.renew.target.lease, b.renew.target.lease);
 		ck_assert_int_eq(a.renew.ttl_ms, b.renew.ttl_ms);
@@ -462,6 +511,11 @@ START_TEST(fast_reader_agrees_with_jansson)
 		"{\"id\":1,\"op\":\"ping\",\"x\":[1,{\"y\":2}]}",
 		"{\"id\":1,\"op\":\"revoke\",\"lease\":3}",
 		"{\"id\":1,\"op\":\"release\",\"lease\":0}",
+		"{\"id\":1,\"op\":\"acquire\",\"keys\":\"a\"}",
+		"{\"id\":1,\"op\":\"acquire\",\"keys\":7,\"timeout_ms\":0}",
+		"{\"id\":1,\"op\":\"acquire\",\"keys\":null,\"key\":\"k\"}",
+		"{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",{\"key\":\"b\",\"mode\":\"shared\"}]}",
+		"{\"id\":1,\"op\":\"acquire\",\"keys\":[\"a\",\"a\"]}",
 		"{}",
 	};
 
@@ -809,6 +863,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(req, semaphore_acquires);
 	tcase_add_test(req, corpus_is_rejected);
 	tcase_add_test(req, fast_reader_agrees_with_jansson);
+	tcase_add_test(req, multi_key_acquires_decode);
 	tcase_add_test(req, fast_reader_takes_only_simple_lines);
 	tcase_add_test(rep, small_replies_as_printf_wrote_them);
 	tcase_add_test(rep, small_replies);

@@ -59,6 +59,10 @@ struct proto_request {
 			bool detach;
 			int64_t limit;          /* 0 when absent; else 1 .. PROTO_SEMAPHORE_MAX,
 						 * with a key, in exclusive mode */
+			const json_t *keys;     /* a multi-key acquire's (then key and path
+						 * are NULL; no detach, ttl_ms or limit):
+						 * read with proto_acquire_key() */
+			size_t nkeys;           /* PROTO_KEYS_MIN .. PROTO_KEYS_MAX, distinct */
 		} acquire;
 		struct proto_target release;
 		struct {
@@ -102,6 +106,18 @@ struct proto_doc {
 };
 
 /* ---- requests, read by the daemon ---- */
+
+/* One key of a multi-key acquire. */
+struct proto_key {
+	const char *key;        /* borrowed from the request's document */
+	size_t key_len;         /* 1 .. PROTO_KEY_MAX */
+	bool shared;
+};
+
+/* Key i (< req->acquire.nkeys) of a decoded multi-key acquire: a plain
+ * name in the request's mode, or {"key":..,"mode":..} in its own (by
+ * default the request's). */
+void proto_acquire_key(const struct proto_request *req, size_t i, struct proto_key *ret);
 
 /* Decodes one request line (without its newline). On success returns 0;
  * the request's strings live in doc until proto_doc_done(). On failure

@@ -46,7 +46,7 @@ void proto_track_memory(void)
 enum name {
 	N_ID, N_OP, N_KEY, N_TIMEOUT_MS, N_LEASE, N_MODE, N_PATH, N_FD, N_LOCK_FD, N_OWNER,
 	N_MESSAGE, N_TTL_MS, N_DETACH, N_TOKEN, N_CLIENT, N_VERSION, N_REQUEST, N_PREFIX,
-	N_AFTER, N_LIMIT, N__COUNT
+	N_AFTER, N_LIMIT, N_KEYS, N__COUNT
 };
 
 static const char *const names[N__COUNT] = {
@@ -55,7 +55,7 @@ static const char *const names[N__COUNT] = {
 	[N_LOCK_FD] = "lock_fd", [N_OWNER] = "owner", [N_MESSAGE] = "message",
 	[N_TTL_MS] = "ttl_ms", [N_DETACH] = "detach", [N_TOKEN] = "token",
 	[N_CLIENT] = "client", [N_VERSION] = "version", [N_REQUEST] = "request",
-	[N_PREFIX] = "prefix", [N_AFTER] = "after", [N_LIMIT] = "limit",
+	[N_PREFIX] = "prefix", [N_AFTER] = "after", [N_LIMIT] = "limit", [N_KEYS] = "keys",
 };
 
 /* A request's members, read either by the fast flat reader or by jansson:
@@ -82,7 +82,7 @@ static int name_index(const char *s)
 	switch (TWO(s[0], s[1])) {
 	case TWO('i', 'd'): n = N_ID; break;
 	case TWO('o', 'p'): n = N_OP; break;
-	case TWO('k', 'e'): n = N_KEY; break;
+	case TWO('k', 'e'): n = s[2] == 'y' && s[3] == 's' ? N_KEYS : N_KEY; break;
 	case TWO('t', 'i'): n = N_TIMEOUT_MS; break;
 	case TWO('l', 'e'): n = N_LEASE; break;
 	case TWO('m', 'o'): n = N_MODE; break;
@@ -288,6 +288,87 @@ static int decode_semaphore(const struct members *m, struct proto_request *req,
 	return 0;
 }
 
+/* One of "keys": a name, or {"key": name, "mode": ...}; *name and *mode
+ * (NULL when absent) are set. */
+static int keys_item(json_t *item, json_t **name, json_t **mode, struct proto_error *err)
+{
+	*name = item;
+	*mode = NULL;
+	if (json_is_object(item)) {
+		*name = json_object_get(item, "key");
+		*mode = json_object_get(item, "mode");
+	}
+	if (!json_is_string(*name) || json_string_length(*name) == 0 ||
+	    json_string_length(*name) > PROTO_KEY_MAX)
+		return fail(err, HASP_E_BAD_REQUEST, "each of \"keys\" must be a key (1 to %d bytes) "
+			    "or {\"key\":..,\"mode\":..}", PROTO_KEY_MAX);
+	if (*mode && !json_is_null(*mode) && (!json_is_string(*mode) ||
+	    (strcmp(json_string_value(*mode), "shared") != 0 &&
+	     strcmp(json_string_value(*mode), "exclusive") != 0)))
+		return fail(err, HASP_E_BAD_REQUEST, "\"mode\" must be \"exclusive\" or \"shared\"");
+	return 0;
+}
+
+/* Whether keys' items i and j name one key. */
+static bool keys_same(json_t *keys, size_t i, size_t j)
+{
+	json_t *a, *b, *mode;
+
+	keys_item(json_array_get(keys, i), &a, &mode, NULL);
+	keys_item(json_array_get(keys, j), &b, &mode, NULL);
+	return json_string_length(a) == json_string_length(b) &&
+	       memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
+}
+
+/* A multi-key acquire's "keys": PROTO_KEYS_MIN .. PROTO_KEYS_MAX distinct
+ * keys. Only jansson reads an array: a flat line's "keys" is never one. */
+static int decode_keys(const struct members *m, struct proto_request *req,
+		       struct proto_error *err)
+{
+	json_t *keys = m->json ? json_object_get(m->json, "keys") : NULL, *name, *mode;
+	size_t n;
+
+	if (absent(member(m, N_KEYS)))
+		return 0;
+	n = json_is_array(keys) ? json_array_size(keys) : 0;
+	if (n < PROTO_KEYS_MIN || n > PROTO_KEYS_MAX)
+		return fail(err, HASP_E_BAD_REQUEST, "\"keys\" must be an array of %d to %d keys",
+			    PROTO_KEYS_MIN, PROTO_KEYS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		if (keys_item(json_array_get(keys, i), &name, &mode, err) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++)
+			if (keys_same(keys, i, j))
+				return fail(err, HASP_E_BAD_REQUEST, "\"keys\" names a key twice "
+					    "(items %zu and %zu)", j, i);
+	}
+	req->acquire.keys = keys;
+	req->acquire.nkeys = n;
+	return 0;
+}
+
+void proto_acquire_key(const struct proto_request *req, size_t i, struct proto_key *ret)
+{
+	json_t *name, *mode;
+
+	keys_item(json_array_get(req->acquire.keys, i), &name, &mode, NULL);
+	ret->key = json_string_value(name);
+	ret->key_len = json_string_length(name);
+	ret->shared = json_is_string(mode) ? strcmp(json_string_value(mode), "shared") == 0 :
+		      req->acquire.shared;
+}
+
+/* What a multi-key acquire cannot have. */
+static int decode_keys_alone(const struct proto_request *req, struct proto_error *err)
+{
+	const __typeof__(req->acquire) *a = &req->acquire;
+
+	if (a->keys && (a->detach || a->ttl_ms || a->limit))
+		return fail(err, HASP_E_BAD_REQUEST, "a multi-key acquire (\"keys\") cannot be "
+			    "checked out (\"detach\"), have a \"ttl_ms\" or a \"limit\"");
+	return 0;
+}
+
 static int decode_acquire(const struct members *m, struct proto_request *req,
 			  struct proto_error *err)
 {
@@ -295,10 +376,11 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 	struct value lock_fd = member(m, N_LOCK_FD);
 
 	if (get_opt_string(m, N_KEY, PROTO_KEY_MAX, &a->key, &a->key_len, err) < 0 ||
-	    decode_path_fd(m, &a->path, &a->fd, err) < 0)
+	    decode_path_fd(m, &a->path, &a->fd, err) < 0 || decode_keys(m, req, err) < 0)
 		return -1;
-	if (!a->key == !a->path)
-		return fail(err, HASP_E_BAD_REQUEST, "an acquire needs one of \"key\" or \"path\"");
+	if ((a->key != NULL) + (a->path != NULL) + (a->keys != NULL) != 1)
+		return fail(err, HASP_E_BAD_REQUEST, "an acquire needs one of \"key\", \"keys\" or "
+			    "\"path\"");
 	if (a->key && a->key_len == 0)
 		return fail(err, HASP_E_BAD_REQUEST, "\"key\" must not be empty");
 	if (!absent(lock_fd) && lock_fd.type != V_TRUE && lock_fd.type != V_FALSE)
@@ -316,7 +398,9 @@ static int decode_acquire(const struct members *m, struct proto_request *req,
 	if (a->lock_fd && (a->detach || a->ttl_ms))
 		return fail(err, HASP_E_BAD_REQUEST, "the fd form (\"lock_fd\") leaves the lock with "
 			    "the client's descriptor: it cannot detach or have a \"ttl_ms\"");
-	return decode_semaphore(m, req, err);
+	if (decode_semaphore(m, req, err) < 0)
+		return -1;
+	return decode_keys_alone(req, err);
 }
 
 /* A checkout's token: 32 lowercase hex digits. */

@@ -28,9 +28,26 @@ static hasp_client *client(const struct bench_opts *o)
 	return c;
 }
 
-/* P1: acquire + release through libhasp, sequential. Returns the median. */
-static double p1_named(const struct bench_opts *o, const char *name, const char *base,
-		       double base_us)
+static int p1_take_key(hasp_client *c, hasp_lease **ret)
+{
+	return hasp_lock(c, "p1", NULL, ret);
+}
+
+/* One lease over 8 keys (a multi-key acquire). */
+static int p1_take_keys(hasp_client *c, hasp_lease **ret)
+{
+	static const struct hasp_key keys[] = {
+		{ "mk0", HASP_EXCLUSIVE }, { "mk1", HASP_EXCLUSIVE }, { "mk2", HASP_EXCLUSIVE },
+		{ "mk3", HASP_EXCLUSIVE }, { "mk4", HASP_SHARED }, { "mk5", HASP_SHARED },
+		{ "mk6", HASP_SHARED }, { "mk7", HASP_SHARED },
+	};
+
+	return hasp_lock_keys(c, keys, sizeof(keys) / sizeof(keys[0]), NULL, ret);
+}
+
+/* Acquires (take) + releases through libhasp, sequential. Returns the median. */
+static double p1_loop(const struct bench_opts *o, const char *name, const char *base,
+		      double base_us, int (*take)(hasp_client *c, hasp_lease **ret))
 {
 	hasp_client *c = client(o);
 	struct samples s = { 0 };
@@ -41,7 +58,7 @@ static double p1_named(const struct bench_opts *o, const char *name, const char 
 		uint64_t t = now_ns();
 		hasp_lease *l;
 
-		if (hasp_lock(c, "p1", NULL, &l) < 0 || hasp_unlock(c, l) < 0)
+		if (take(c, &l) < 0 || hasp_unlock(c, l) < 0)
 			exit(1);
 		if (i >= n / 10) /* after a warm-up */
 			samples_add(&s, elapsed_us(t));
@@ -50,6 +67,14 @@ static double p1_named(const struct bench_opts *o, const char *name, const char 
 	median = samples_pct(&s, 50);
 	result_latency(name, &s, base, base_us);
 	return median;
+}
+
+/* P1: acquire + release of a named key through libhasp, sequential.
+ * Returns the median. */
+static double p1_named(const struct bench_opts *o, const char *name, const char *base,
+		       double base_us)
+{
+	return p1_loop(o, name, base, base_us, p1_take_key);
 }
 
 /* P1 on the raw protocol: an acquire, its answer, a release, its answer:
@@ -136,6 +161,7 @@ void bench_uncontended(const struct bench_opts *o, double rt, double flk)
 	p1_median = p1_named(o, "P1 named acquire+release", "(a)", rt);
 	p1_raw(o, rt);
 	p1_upgrade(o);
+	p1_loop(o, "P1 multi-key acquire of 8 keys", "P1 named", p1_median, p1_take_keys);
 	snprintf(path, sizeof(path), "%s/p1.lock", o->dir);
 	for (int i = 0; i < n + n / 10; i++) {
 		uint64_t t = now_ns();

@@ -26,7 +26,7 @@ keeps the lock.
 
 from ._paths import default_socket
 from .checkouts import Checkout
-from .client import Client, Lease, checkin, checkout, lock, lock_file, renew
+from .client import Client, Lease, checkin, checkout, lock, lock_file, lock_many, renew
 from .errors import (AlreadyHeld, BadRequest, Busy, Cancelled, Conflict, Deadlock, Error,
                      Holder, LeaseLost, LimitReached, PermissionDenied, ProtocolError, Timeout,
                      Unavailable, UnknownLease, Untrusted, Wait)
@@ -37,7 +37,7 @@ from .filelock import AcquireReturnProxy, BaseFileLock, FileLock, SoftFileLock, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "default_socket", "Client", "Lease", "lock", "lock_file",
+    "__version__", "default_socket", "Client", "Lease", "lock", "lock_file", "lock_many",
     "Checkout", "checkout", "checkin", "renew",
     "FileLock", "SoftFileLock", "UnixFileLock", "BaseFileLock", "AcquireReturnProxy",
     "Error", "Conflict", "Busy", "Timeout", "Cancelled", "AlreadyHeld", "UnknownLease",

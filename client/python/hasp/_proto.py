@@ -28,13 +28,14 @@ __all__ = [
     "VERSION", "MAX_REQUEST_LINE", "MAX_REPLY_LINE", "KEY_MAX", "OWNER_MAX", "MESSAGE_MAX",
     "CLIENT_MAX", "PATH_MAX", "Request", "Reply", "Event", "LineSplitter", "Protocol",
     "error_for", "adopt_fields", "timeout_ms", "ttl_ms", "semaphore_limit", "shown_path",
-    "check_text",
+    "check_text", "KEYS_MIN", "KEYS_MAX",
 ]
 
 VERSION = 1
 MAX_REQUEST_LINE = 65536          # bytes, the newline included
 MAX_REPLY_LINE = 256 << 20        # as libhasp accepts
 KEY_MAX = 1024
+KEYS_MIN, KEYS_MAX = 2, 64  # a multi-key acquire's keys
 OWNER_MAX = 256
 MESSAGE_MAX = 1024
 CLIENT_MAX = 256

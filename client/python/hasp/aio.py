@@ -28,13 +28,14 @@ import os
 import socket as _socket
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Deque, Dict, Optional, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, Iterable, Optional, Set, Tuple
 from weakref import WeakValueDictionary
 
 from . import _held, _paths, _proto, checkouts
 from .checkouts import Checkout, TokenLike
-from .client import (LeaseState, PathLike, Session, acquire_fields, convert_fields,
-                     default_name, lease_converted, lease_failure, lease_gone, lease_renewed)
+from .client import (KeySpec, LeaseState, PathLike, Session, acquire_fields, convert_fields,
+                     default_name, lease_converted, lease_failure, lease_gone, lease_renewed,
+                     multikey_fields, multikey_granted)
 from .errors import Busy, Error, Timeout, Unavailable, Untrusted
 from .filelock import singleton
 from .files import Contents, _Replacement, read_file_bytes as _read_bytes, write_file as _write
@@ -227,6 +228,21 @@ class Client(Session):
         _proto.check_text("the key", key, _proto.KEY_MAX, empty=False)
         return await self._acquire(key=key, path=None, fd=None, shared=shared, timeout=timeout,
                                    owner=owner, message=message, ttl=ttl, limit=limit)
+
+    async def lock_many(self, keys: Iterable[KeySpec], *, shared: bool = False,
+                        timeout: Optional[float] = None, owner: Optional[str] = None,
+                        message: Optional[str] = None) -> Lease:
+        """One lease over several keys, all-or-nothing; as
+        :meth:`hasp.Client.lock_many`. Cancelling it withdraws the request
+        (a grant that crossed the withdrawal is released)."""
+        fields, names, mode, tms = multikey_fields(keys, shared, timeout, owner, message)
+        req, fut = self._request("acquire", fields, None)
+        try:
+            rep = await self._reply(fut, None if tms is None else tms / 1000.0 + self.reply_margin)
+        except asyncio.CancelledError:
+            await self._withdraw_shielded(req.id, fut)
+            raise
+        return multikey_granted(self, rep, names, mode, Lease)
 
     async def lock_file(self, path: PathLike, *, shared: bool = False,
                         timeout: Optional[float] = None, owner: Optional[str] = None,

@@ -17,7 +17,7 @@ import socket as _socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _held, _paths, _proto, checkouts
 from .checkouts import Checkout, TokenLike
@@ -61,6 +61,53 @@ def acquire_fields(key: Optional[str], path: Optional[str], shared: bool,
         fields["path"] = _proto.shown_path(path)  # type: ignore[arg-type]
         fields["fd"] = True
     return fields, mode, tms
+
+
+KeySpec = Union[str, Tuple[str, str]]
+
+
+def multikey_items(keys: Iterable[KeySpec], shared: bool) -> Tuple[List[Dict[str, str]],
+                                                                   List[str]]:
+    """A multi-key acquire's "keys" (checked: 2 to 64 distinct keys, each
+    a name in the call's mode or a (name, "shared"|"exclusive") pair), and
+    the names."""
+    items: List[Dict[str, str]] = []
+    for spec in keys:
+        name, mode = (spec, "shared" if shared else "exclusive") if isinstance(spec, str) \
+            else spec
+        _proto.check_text("a key", name, _proto.KEY_MAX, empty=False)
+        if mode not in ("shared", "exclusive"):
+            raise ValueError("a key's mode is 'shared' or 'exclusive', not %r" % (mode,))
+        items.append({"key": name, "mode": mode})
+    names = [i["key"] for i in items]
+    if not _proto.KEYS_MIN <= len(names) <= _proto.KEYS_MAX or len(set(names)) != len(names):
+        raise ValueError("lock_many takes %d to %d distinct keys"
+                         % (_proto.KEYS_MIN, _proto.KEYS_MAX))
+    return items, names
+
+
+def multikey_fields(keys: Iterable[KeySpec], shared: bool, timeout: Optional[float],
+                    owner: Optional[str], message: Optional[str]
+                    ) -> Tuple[Dict[str, Any], List[str], str, Optional[int]]:
+    """A multi-key acquire's fields (checked), its keys' names, the
+    lease's mode (the first key's) and its timeout_ms."""
+    items, names = multikey_items(keys, shared)
+    fields, _, tms = acquire_fields("", None, shared, timeout, owner, message)
+    del fields["key"]
+    fields["keys"] = items
+    return fields, names, items[0]["mode"], tms
+
+
+def multikey_granted(session: Any, rep: _proto.Reply, names: List[str], mode: str,
+                     lease_class: Any) -> Any:
+    """A multi-key acquire's lease (of lease_class, noted in the
+    session's), or raises its refusal."""
+    if not rep.ok:
+        raise _proto.error_for(rep, key=names[0])
+    lease = lease_class(session, rep, "\n".join(names), None, mode)
+    lease.keys = names
+    session._leases[lease.id] = lease
+    return lease
 
 
 def _let_go(lease: Any) -> None:
@@ -188,6 +235,7 @@ class LeaseState:
         self.fence: int = reply.get("fence")
         self.mode: str = reply.get("mode") or mode
         self.key = key
+        self.keys: Optional[List[str]] = None  # a multi-key lease's names
         self.path = path
         self.released = False
         self.ttl: Optional[float] = None
@@ -384,6 +432,23 @@ class Client(Session):
         _proto.check_text("the key", key, _proto.KEY_MAX, empty=False)
         return self._acquire(key=key, path=None, fd=None, shared=shared, timeout=timeout,
                              owner=owner, message=message, ttl=ttl, limit=limit)
+
+    def lock_many(self, keys: Iterable[KeySpec], *, shared: bool = False,
+                  timeout: Optional[float] = None, owner: Optional[str] = None,
+                  message: Optional[str] = None) -> Lease:
+        """One lease over 2 to 64 distinct named keys, each a name (in the
+        mode shared says) or a ``(name, "shared"|"exclusive")`` pair,
+        granted all-or-nothing: while it waits it holds none of them, in
+        FIFO order on each key. The lease's ``keys`` are the names, its
+        ``key`` them joined by newlines (as libhasp's and the CLI's), its
+        ``mode`` the first key's; releasing it releases every key. Raises as
+        :meth:`lock` (:class:`hasp.AlreadyHeld` when this client holds or
+        waits for any of the keys), and ValueError for keys that are not 2
+        to 64 distinct ones."""
+        fields, names, mode, tms = multikey_fields(keys, shared, timeout, owner, message)
+        rep = self._call("acquire", fields, wait=None if tms is None else tms / 1000.0,
+                         cancellable=True)
+        return multikey_granted(self, rep, names, mode, Lease)
 
     def lock_file(self, path: PathLike, *, shared: bool = False,
                   timeout: Optional[float] = None, owner: Optional[str] = None,
@@ -794,6 +859,27 @@ def lock(key: str, *, shared: bool = False, timeout: Optional[float] = None,
     try:
         lease = c.lock(key, shared=shared, timeout=timeout, owner=owner, message=message,
                        ttl=ttl, limit=limit)
+    except BaseException:
+        c.close()
+        raise
+    lease._owns_client = True
+    return lease
+
+
+def lock_many(keys: Iterable[KeySpec], *, shared: bool = False,
+              timeout: Optional[float] = None, owner: Optional[str] = None,
+              message: Optional[str] = None, socket: Optional[PathLike] = None,
+              name: Optional[str] = None) -> Lease:
+    """One lease over several keys (see :meth:`Client.lock_many`) through a
+    Client of its own, closed with the lease::
+
+        with hasp.lock_many(["accounts/alice", "accounts/bob"], timeout=5):
+            ...
+    """
+    c = Client(socket, name)
+    try:
+        lease = c.lock_many(keys, shared=shared, timeout=timeout, owner=owner,
+                            message=message)
     except BaseException:
         c.close()
         raise
