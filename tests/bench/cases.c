@@ -252,9 +252,11 @@ static hasp_client *handoff_fill(const struct bench_opts *o, const struct handof
 	hasp_lease *l;
 
 	opts.limit = k->limit;
-	for (uint32_t i = 1; c && i < k->limit; i++)
+	for (uint32_t i = 1; c && i < k->limit; i++) {
 		if (hasp_acquire(c, "p2", &opts, &l) < 0)
 			exit(1);
+		hasp_lease_free(l); /* held until c is closed */
+	}
 	return c;
 }
 
