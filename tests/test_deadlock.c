@@ -30,19 +30,13 @@ static void teardown(void)
 /* Owner i's lease on key, granted at once. */
 static struct lt_entry *hold(int i, const char *key, enum lt_mode mode)
 {
-	struct lt_entry *e = NULL;
-
-	ck_assert_int_eq(fx_acquire(&fx, &o[i], key, mode, -1, 0, &e), LT_GRANTED);
-	return e;
+	return fx_hold(&fx, &o[i], key, mode);
 }
 
 /* Owner i's request on key, which must wait. */
 static struct lt_entry *wait_for(int i, const char *key, enum lt_mode mode, int64_t tag)
 {
-	struct lt_entry *e = NULL;
-
-	ck_assert_int_eq(fx_acquire(&fx, &o[i], key, mode, -1, tag, &e), LT_QUEUED);
-	return e;
+	return fx_wait(&fx, &o[i], key, mode, tag);
 }
 
 static enum lt_result ask(int i, const char *key, enum lt_mode mode)

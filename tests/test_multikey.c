@@ -45,20 +45,16 @@ static enum lt_result multi(int i, const char *a, enum lt_mode ma, const char *b
 	return r;
 }
 
+/* Owner i's lease on key, granted at once. */
 static struct lt_entry *hold(int i, const char *key, enum lt_mode mode)
 {
-	struct lt_entry *e = NULL;
-
-	ck_assert_int_eq(fx_acquire(&fx, &o[i], key, mode, -1, 0, &e), LT_GRANTED);
-	return e;
+	return fx_hold(&fx, &o[i], key, mode);
 }
 
+/* Owner i's request on key, which must wait. */
 static struct lt_entry *wait_for(int i, const char *key, enum lt_mode mode, int64_t tag)
 {
-	struct lt_entry *e = NULL;
-
-	ck_assert_int_eq(fx_acquire(&fx, &o[i], key, mode, -1, tag, &e), LT_QUEUED);
-	return e;
+	return fx_wait(&fx, &o[i], key, mode, tag);
 }
 
 static const struct lt_resource *res(const char *key)
