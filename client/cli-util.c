@@ -173,6 +173,11 @@ int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, b
 			return EXIT_USAGE;
 		}
 	}
+	return cli_no_more_args(argc, argv, usage);
+}
+
+int cli_no_more_args(int argc, char **argv, const char *usage)
+{
 	if (optind < argc) {
 		fprintf(stderr, "%s: unexpected argument '%s'\n%s", CLI_NAME, argv[optind], usage);
 		return EXIT_USAGE;

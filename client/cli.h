@@ -42,6 +42,7 @@ struct cli_command {
 int cmd_lock(struct cli *cli, int argc, char **argv);
 int cmd_ls(struct cli *cli, int argc, char **argv);
 int cmd_stats(struct cli *cli, int argc, char **argv);
+int cmd_top(struct cli *cli, int argc, char **argv);
 int cmd_ping(struct cli *cli, int argc, char **argv);
 int cmd_revoke(struct cli *cli, int argc, char **argv);
 int cmd_checkout(struct cli *cli, int argc, char **argv);
@@ -97,3 +98,6 @@ void cli_format_age(char *buf, unsigned size, long long ms);
 /* --json, --socket and --help for commands that take no other arguments:
  * returns -1 to go on, else the exit code. json may be NULL. */
 int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, bool *json);
+/* After getopt: -1 when no argument is left (from optind), else says which
+ * is unexpected and returns EXIT_USAGE. */
+int cli_no_more_args(int argc, char **argv, const char *usage);
