@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "checkouts.h"
+#include "events.h"
 #include "fdlocks.h"
 #include "files.h"
 #include "haspd.h"
@@ -16,10 +17,11 @@
 
 /* A request that timed out; one that tried once only waited for a fence
  * (LT_FENCE_WAIT_MS), and is busy. */
-static void changes_expired(struct lt_entry *e)
+static void changes_expired(struct haspd *d, struct lt_entry *e)
 {
 	char what[64];
 
+	events_stopped(d, e, EVENT_TIMEOUT, EVENT_BY_NONE);
 	fdlocks_drop(session_of(e->owner), e->res);
 	if (e->timeout_ms == 0) {
 		reply_conflict(session_of(e->owner), e->tag, HASP_E_BUSY, "busy", e->res, NULL);
@@ -56,16 +58,13 @@ static void changes_lapsed(struct haspd *d, struct lt_entry *e)
 	const struct lt_resource *r = e->res;
 	const char *name = report_name(r);
 	const struct lt_life *life = lt_entry_life(e);
-	struct session *holder;
 
+	events_ended(d, e, EVENT_BY_EXPIRY, NULL);
 	if (life->detached) {
-		checkouts_ended(d, e, "expired");
+		checkouts_ended(d, e);
 		return;
 	}
-	holder = session_of(e->owner);
-	session_log(holder, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) expired: not renewed "
-		    "within %" PRIu64 " ms", e->id, name, (int)lt_entry_sender(e).pid, life->ttl_ms);
-	changes_tell(holder, "expired", e, json_pack("{s:I,s:o}", "lease", (json_int_t)e->id,
+	changes_tell(session_of(e->owner), "expired", e, json_pack("{s:I,s:o}", "lease", (json_int_t)e->id,
 						     r->os ? "path" : "key",
 						     proto_string_shown(name, strlen(name))));
 }
@@ -78,11 +77,9 @@ static void changes_revoked(struct haspd *d, struct changes_revoker *rv, struct 
 	struct session *by = rv->by;
 	const char *name = report_name(r);
 
-	session_log(by, LOG_INFO, "lease %" PRIu64 " on '%s' (pid %d) revoked by pid %d uid %u",
-		    e->id, name, (int)lt_entry_sender(e).pid, (int)by->sender.pid,
-		    (unsigned)by->sender.uid);
+	events_ended(d, e, EVENT_BY_REVOKE, &by->sender);
 	if (lt_entry_detached(e))
-		checkouts_ended(d, e, "revoked");
+		checkouts_ended(d, e);
 	else
 		changes_tell(session_of(e->owner), "revoked", e,
 			     json_pack("{s:I,s:o,s:{s:i,s:I,s:I}}", "lease", (json_int_t)e->id,
@@ -102,6 +99,7 @@ static void changes_granted(struct haspd *d, struct lt_entry *e)
 {
 	const struct lt_life *life = lt_entry_life(e);
 
+	events_granted(d, e);
 	if (life && life->detach && e->held)
 		checkouts_granted(d, e);
 	else
@@ -110,12 +108,17 @@ static void changes_granted(struct haspd *d, struct lt_entry *e)
 
 /* A convert whose upgrade waited: granted (a new fence), timed out or
  * tried once (the lease stays shared), or its lease ended meanwhile. */
-static void changes_upgrade(const struct lt_upgrade *up, enum lt_change_kind kind)
+static void changes_upgrade(struct haspd *d, const struct lt_upgrade *up,
+			    enum lt_change_kind kind)
 {
 	struct session *s = session_of(up->owner);
 	char buf[PROTO_SMALL_REPLY];
 
+	const struct lt_entry *lease = locktable_lease(&d->lt, up->lease_id);
+
 	if (kind == LT_CHANGE_UPGRADED) {
+		if (lease)
+			events_converted(d, lease, d->lt.now_us - up->since_us);
 		session_write(s, buf, proto_fmt_grant(buf, up->tag, up->lease_id, up->fence, false));
 	} else if (kind == LT_CHANGE_UPGRADE_ENDED) {
 		snprintf(buf, sizeof(buf), "lease %" PRIu64 " ended while its upgrade waited",
@@ -140,7 +143,7 @@ static void changes_drain(struct haspd *d, struct changes_revoker *revoker)
 			changes_granted(d, c.entry);
 			break;
 		case LT_CHANGE_EXPIRED:
-			changes_expired(c.entry);
+			changes_expired(d, c.entry);
 			break;
 		case LT_CHANGE_LAPSED:
 			changes_lapsed(d, c.entry);
@@ -158,7 +161,7 @@ static void changes_drain(struct haspd *d, struct changes_revoker *revoker)
 		case LT_CHANGE_UPGRADED:
 		case LT_CHANGE_UPGRADE_EXPIRED:
 		case LT_CHANGE_UPGRADE_ENDED:
-			changes_upgrade(c.upgrade, c.kind);
+			changes_upgrade(d, c.upgrade, c.kind);
 			break;
 		}
 	}

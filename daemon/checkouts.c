@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "changes.h"
+#include "events.h"
 #include "files.h"
 #include "haspd.h"
 #include "journal.h"
@@ -379,10 +380,6 @@ void checkouts_granted(struct haspd *d, struct lt_entry *e)
 	}
 	locktable_detach(&d->lt, e, &usr->checkouts, token);
 	reply_grant(s, e);
-	/* Who asked (a request granted after a wait is not the line at hand). */
-	session_log(s, LOG_INFO, "lease %" PRIu64 " on '%s' checked out by pid %d uid %u",
-		    e->id, report_name(e->res), (int)lt_entry_sender(e).pid,
-		    (unsigned)lt_entry_sender(e).uid);
 }
 
 void checkouts_sync(struct haspd *d)
@@ -414,9 +411,8 @@ bool checkouts_sweep(struct haspd *d)
 	return false;
 }
 
-void checkouts_ended(struct haspd *d, struct lt_entry *e, const char *how)
+void checkouts_ended(struct haspd *d, struct lt_entry *e)
 {
-	struct lt_cred who = lt_entry_sender(e);
 	int r;
 
 	if (e->owner == &d->checkouts_failed)
@@ -429,8 +425,6 @@ void checkouts_ended(struct haspd *d, struct lt_entry *e, const char *how)
 			"rewritten", e->id, strerror(-r));
 		d->journal_stale = true;
 	}
-	haspd_log_for(d, who.uid, LOG_INFO, "checkout %" PRIu64 " on '%s' (pid %d uid %u) %s",
-		      e->id, report_name(e->res), (int)who.pid, (unsigned)who.uid, how);
 	users_defer(&d->users, users_of_checkouts(e->owner));
 }
 
@@ -592,6 +586,7 @@ void checkouts_release(struct session *s, const struct proto_request *req)
 		return;
 	id = e->id;
 	if (!lt_entry_detached(e)) {
+		events_ended(d, e, EVENT_BY_RELEASE, NULL);
 		locktable_end(&d->lt, e);
 		reply_ok(s, req->id, json_pack("{s:I}", "lease", (json_int_t)id));
 		return;
@@ -601,8 +596,7 @@ void checkouts_release(struct session *s, const struct proto_request *req)
 		journal_failed(s, req->id, r, e, "checked in");
 		return;
 	}
-	session_log(s, LOG_INFO, "checkout %" PRIu64 " on '%s' checked in by pid %d uid %u", id,
-		    report_name(e->res), (int)s->sender.pid, (unsigned)s->sender.uid);
+	events_ended(d, e, EVENT_BY_CHECKIN, &s->sender);
 	users_defer(&d->users, users_of_checkouts(e->owner));
 	locktable_end(&d->lt, e);
 	reply_ok(s, req->id, json_pack("{s:I}", "lease", (json_int_t)id));

@@ -45,7 +45,7 @@ void checkouts_sync(struct haspd *d);
  * due: true when a lease was ended (its changes are then to be applied). */
 bool checkouts_sweep(struct haspd *d);
 /* A checkout the lock table ended (its TTL, a revoke): out of the journal. */
-void checkouts_ended(struct haspd *d, struct lt_entry *e, const char *how);
+void checkouts_ended(struct haspd *d, struct lt_entry *e);
 
 /* The release op in all its forms (by lease, token, key or path). */
 void checkouts_release(struct session *s, const struct proto_request *req);

@@ -31,6 +31,8 @@ void config_defaults(struct config *c)
 	/* Each is a journal record of up to 2.6 KB, and a lease. */
 	c->max_user_checkouts = 1024;
 	c->log_level = LOG_INFO;
+	/* PostgreSQL's deadlock_timeout, after which log_lock_waits logs. */
+	c->log_lock_waits_ms = 1000;
 }
 
 static int parse_size(const char *v, size_t min, size_t max, size_t *out)
@@ -126,6 +128,8 @@ static const struct setting settings[] = {
 	{ "journal_file", "an absolute path", 0, sizeof(((struct config *)0)->journal_file) - 1 },
 	{ "max_user_checkouts", "a number from 1 to 10000000", 1, 0 },
 	{ "idle_exit", "a number of seconds from 0 (never) to 31536000", 1, 0 },
+	{ "log_lock_waits_ms", "a number of ms from 0 (never) to 86400000", 1, 0 },
+	{ "journal_socket", "an absolute path", 0, sizeof(((struct config *)0)->journal_socket) - 1 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -147,7 +151,10 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 11: return set_dir_mode(c, v);
 	case 12: return v[0] == '/' ? copy_string(c->journal_file, sizeof(c->journal_file), v) : -1;
 	case 13: return parse_size(v, 1, 10000000, &c->max_user_checkouts);
-	default: return parse_seconds(v, &c->idle_exit);
+	case 14: return parse_seconds(v, &c->idle_exit);
+	case 15: return parse_size(v, 0, 86400000, &c->log_lock_waits_ms);
+	default:
+		return v[0] == '/' ? copy_string(c->journal_socket, sizeof(c->journal_socket), v) : -1;
 	}
 }
 

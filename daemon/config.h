@@ -27,6 +27,8 @@ struct config {
 	size_t max_user_checkouts; /* detached leases of one uid */
 	int log_level;             /* enum log_level */
 	unsigned idle_exit;        /* exit after this many s idle; 0 = never */
+	size_t log_lock_waits_ms;  /* audit grants that waited this long; 0 = never */
+	char journal_socket[108];  /* "" = the journal's when it is the log (audit.h) */
 };
 
 /* A setting given on the command line: it wins over the file, on every load. */

@@ -119,6 +119,11 @@ void connection_break(struct connection *c)
 	connection_queue_flush(c);
 }
 
+size_t connection_unsent(const struct connection *c)
+{
+	return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
 void connection_write(struct connection *c, const char *buf, size_t len)
 {
 	if (c->dead || c->overflow)

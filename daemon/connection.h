@@ -87,6 +87,8 @@ int connection_init(struct connection *c, struct loop *l, int fd, const size_t *
 /* Closes what is left; the ops are not called. */
 void connection_done(struct connection *c);
 
+/* Output queued and not yet written to the socket. */
+size_t connection_unsent(const struct connection *c);
 /* Queues output (a whole reply line); past the hard limit of unread output,
  * or for want of memory, breaks the connection instead. */
 void connection_write(struct connection *c, const char *buf, size_t len);

@@ -12,6 +12,7 @@
 #include "adopt.h"
 #include "changes.h"
 #include "checkouts.h"
+#include "events.h"
 #include "fdlocks.h"
 #include "files.h"
 #include "haspd.h"
@@ -202,9 +203,11 @@ static void do_acquire_keys(struct session *s, const struct proto_request *req)
 		return; /* handed up again after one turn of the loop */
 	switch (locktable_acquire_multi(lt, &s->owner, &lr, parts, n, &e)) {
 	case LT_GRANTED:
+		events_granted(s->d, e);
 		reply_grant(s, e);
 		break;
 	case LT_QUEUED:
+		events_queued(s->d, e);
 		break;
 	case LT_BUSY:
 		reply_conflict(s, req->id, HASP_E_BUSY, "busy",
@@ -215,6 +218,7 @@ static void do_acquire_keys(struct session *s, const struct proto_request *req)
 			    "this session already holds or waits for one of these locks", NULL);
 		break;
 	case LT_DEADLOCK:
+		events_deadlock(s->d, s, &lr);
 		reply_deadlock(s, req->id, &lr);
 		break;
 	case LT_BAD_LIMIT:
@@ -265,13 +269,16 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		fdlocks_drop(s, fdres);
 	switch (result) {
 	case LT_GRANTED:
+		events_granted(s->d, e);
 		if (req->acquire.detach)
 			checkouts_granted(s->d, e);
 		else
 			reply_grant(s, e);
 		break;
 	case LT_HANDED_OVER: /* answered by its record */
+		break;
 	case LT_QUEUED:
+		events_queued(s->d, e);
 		break;
 	case LT_BUSY:
 		reply_conflict(s, req->id, HASP_E_BUSY, "busy",
@@ -282,6 +289,7 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 			    "this session already holds or waits for this lock", NULL);
 		break;
 	case LT_DEADLOCK:
+		events_deadlock(s->d, s, &lr);
 		reply_deadlock(s, req->id, &lr);
 		break;
 	case LT_BAD_LIMIT:
@@ -298,17 +306,19 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 static void do_release(struct session *s, const struct proto_request *req)
 {
 	const struct proto_target *t = &req->release;
+	struct lt_entry *e = t->lease && !t->has_token ? locktable_lease(&s->d->lt, t->lease) : NULL;
 
-	if (t->lease && !t->has_token &&
-	    locktable_release(&s->d->lt, &s->owner, t->lease) == LT_OK)
+	if (e && e->owner == &s->owner) {
+		events_ended(s->d, e, EVENT_BY_RELEASE, NULL);
+		locktable_end(&s->d->lt, e);
 		reply_ok_empty(s, req->id);
-	else
+	} else {
 		checkouts_release(s, req);
+	}
 }
 
-/* The resource of s's waiting request with this tag (the one cancel would
- * end), or NULL. */
-static const struct lt_resource *waiting_on(const struct session *s, int64_t tag)
+/* s's waiting request with this tag (the one cancel would end), or NULL. */
+static const struct lt_entry *waiting_request(const struct session *s, int64_t tag)
 {
 	const struct list *pos;
 
@@ -316,7 +326,7 @@ static const struct lt_resource *waiting_on(const struct session *s, int64_t tag
 		const struct lt_entry *e = container_of(pos, struct lt_entry, onode);
 
 		if (e->tag == tag)
-			return e->res;
+			return e;
 	}
 	return NULL;
 }
@@ -324,11 +334,13 @@ static const struct lt_resource *waiting_on(const struct session *s, int64_t tag
 static void do_cancel(struct session *s, const struct proto_request *req)
 {
 	int64_t target = req->cancel.request;
-	const struct lt_resource *r = waiting_on(s, target);
+	const struct lt_entry *e = waiting_request(s, target);
 	char msg[96];
 
-	if (r)
-		fdlocks_drop(s, r);
+	if (e) {
+		events_stopped(s->d, e, EVENT_CANCELLED, EVENT_BY_CANCEL);
+		fdlocks_drop(s, e->res);
+	}
 	if (locktable_cancel(&s->d->lt, &s->owner, target) == LT_OK) {
 		snprintf(msg, sizeof(msg), "cancelled by request %" PRId64, req->id);
 		reply_error(s, true, target, HASP_E_CANCELLED, msg, NULL);
@@ -350,6 +362,7 @@ static void reply_convert_deadlock(struct session *s, int64_t id, const struct l
 		.sender = &s->sender,
 	};
 
+	events_deadlock(s->d, s, &lr);
 	reply_deadlock(s, id, &lr);
 }
 
@@ -387,8 +400,11 @@ static void do_convert(struct session *s, const struct proto_request *req)
 				   req->convert.shared ? LT_SHARED : LT_EXCLUSIVE,
 				   req->convert.timeout_ms, req->id, &e);
 	switch (result) {
-	case LT_OK:
 	case LT_GRANTED:
+		events_converted(s->d, e, 0);
+		reply_converted(s, req->id, e);
+		break;
+	case LT_OK:
 		reply_converted(s, req->id, e);
 		break;
 	case LT_QUEUED: /* answered by its record */
@@ -449,6 +465,9 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		break;
 	case OP_CONVERT:
 		do_convert(s, req);
+		break;
+	case OP_WATCH:
+		watch_request(s, req);
 		break;
 	case OP_PING:
 	case OP__COUNT:

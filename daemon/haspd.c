@@ -182,6 +182,8 @@ int haspd_init(struct haspd *d)
 	list_init(&d->sessions);
 	list_init(&d->flushing);
 	list_init(&d->graveyard);
+	list_init(&d->watchers);
+	d->audit.fd = -1;
 	files_retry_init(&d->retrying);
 	d->timer_at = -1;
 	d->fences.fd = -1;
@@ -230,6 +232,7 @@ void haspd_done(struct haspd *d)
 	adopt_done(&d->aliases);
 	d->fence_timer = loop_event_free(d->fence_timer);
 	fencefile_close(&d->fences);
+	audit_done(&d->audit);
 	if (d->base)
 		event_base_free(d->base);
 }

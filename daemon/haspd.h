@@ -10,6 +10,9 @@
 #include "config.h"
 #include "fencefile.h"
 #include "files.h"
+#include "audit.h"
+#include "busiest.h"
+#include "hist.h"
 #include "journal.h"
 #include "list.h"
 #include "locktable.h"
@@ -60,6 +63,15 @@ struct haspd {
 	struct list tries;          /* session.try_link: tries put off a turn (tries.h) */
 	struct loop_event *tries_timer; /* the next turn, for them */
 	bool idle_armed;            /* counting down: the daemon is idle */
+	/* What is told of lock events (events.h): */
+	struct hist wait_hist;      /* how long each grant waited */
+	struct hist hold_hist;      /* how long each lease was held */
+	struct busiest busiest;     /* the busiest resources, with theirs */
+	struct list watchers;       /* session.watch.link (watch.h) */
+	size_t nwatchers;
+	uint64_t watch_events;      /* lines written to watchers */
+	uint64_t watch_events_lost; /* dropped: a watcher had no room */
+	struct audit audit;         /* the audit trail (audit.h) */
 };
 
 /* Sets the lock table's clock (monotonic and wall µs), the one clock of the

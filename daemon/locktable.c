@@ -683,6 +683,7 @@ static void hold_with(struct locktable *lt, struct lt_entry *e, uint64_t fence)
 
 	e->held = true;
 	e->fence = fence;
+	e->waited_us = lt->now_us - e->since_us;
 	e->since_us = lt->now_us;
 	if (life) {
 		life->granted_wall_us = lt->wall_us;
@@ -741,6 +742,7 @@ static void entry_free(struct locktable *lt, struct lt_entry *e)
 static void hand_over(struct locktable *lt, struct lt_entry *e)
 {
 	e->fence = next_fence(lt);
+	e->waited_us = lt->now_us - e->since_us;
 	life_drop(lt, e);
 	htable_remove(&lt->pairs, &e->by_pair);
 	lt->stats.handed_over++;

@@ -150,9 +150,12 @@ struct lt_entry {
 	struct list qnode;      /* in res->holders or res->waiters */
 	struct list onode;      /* in owner->held or owner->waiting */
 	union {
-		struct hnode by_id;       /* in locktable.leases, while held */
 		struct heapnode deadline; /* in locktable.deadlines (key: µs), while
 					   * waiting with a timeout */
+		struct {
+			struct hnode by_id; /* in locktable.leases, while held */
+			uint64_t waited_us; /* once granted: how long it waited */
+		};
 	};
 	struct hnode by_pair;   /* in locktable.pairs: (owner, resource) */
 	struct lt_resource *res;

@@ -260,6 +260,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		m->d.cfg.max_user_files = next.max_user_files;
 		m->d.cfg.max_user_checkouts = next.max_user_checkouts;
 		m->d.cfg.log_level = next.log_level;
+		m->d.cfg.log_lock_waits_ms = next.log_lock_waits_ms;
 		if (next.idle_exit != m->d.cfg.idle_exit)
 			idle_reset(&m->d); /* counted again with the new time */
 		m->d.cfg.idle_exit = next.idle_exit;
@@ -450,6 +451,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	m.d.cfg = cfg;
+	r = audit_init(&m.d.audit, cfg.journal_socket);
+	if (r < 0) {
+		log_err("cannot open the journal's socket %s: %s", cfg.journal_socket, strerror(-r));
+		haspd_done(&m.d);
+		return 1;
+	}
 	/* The signals before the socket: a SIGTERM as soon as it accepts
 	 * must still remove the socket file. */
 	if (add_signal(&m, 0, SIGTERM, on_stop) < 0 || add_signal(&m, 1, SIGINT, on_stop) < 0 ||

@@ -86,16 +86,33 @@ static uint64_t report_when_ms(const struct haspd *d, const struct lt_entry *e)
 	return e->held && life ? life->granted_wall_us / 1000 : report_wall_ms(d, e->since_us);
 }
 
+/* secs since the epoch in RFC 3339, UTC, to the second, into day; false
+ * if it cannot be. */
+static bool report_day(uint64_t secs, char day[24])
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+
+	return gmtime_r(&t, &tm) && strftime(day, 24, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
 /* ms since the epoch in RFC 3339, UTC, to the ms; "" if it cannot be. */
 static void report_rfc3339(uint64_t ms, char *buf, size_t n)
 {
-	time_t secs = (time_t)(ms / 1000);
 	char day[24];
-	struct tm tm;
 
 	buf[0] = '\0';
-	if (gmtime_r(&secs, &tm) && strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm))
+	if (report_day(ms / 1000, day))
 		snprintf(buf, n, "%s.%03uZ", day, (unsigned)(ms % 1000));
+}
+
+void report_time(uint64_t wall_us, char *buf, size_t n)
+{
+	char day[24];
+
+	buf[0] = '\0';
+	if (report_day(wall_us / 1000000, day))
+		snprintf(buf, n, "%s.%06uZ", day, (unsigned)(wall_us % 1000000));
 }
 
 /* "since_ms" and "since" (and "granted_at", the same, for a holder) of an
@@ -719,6 +736,123 @@ static json_int_t heap_in_use(void)
 	return (json_int_t)(mi.uordblks + mi.hblkhd);
 }
 
+/* ---- stats: histograms, the busiest resources, users ---- */
+
+static json_t *report_hist(const struct hist *h)
+{
+	json_t *b = json_array();
+
+	for (size_t i = 0; b && i < HIST_BUCKETS; i++)
+		if (json_array_append_new(b, json_integer((json_int_t)h->buckets[i])) < 0)
+			b = report_decref(b);
+	return json_pack("{s:o,s:I,s:I}", "buckets", b, "count", (json_int_t)h->count,
+			 "sum_us", (json_int_t)h->sum_us);
+}
+
+static json_t *report_histograms(const struct haspd *d)
+{
+	json_t *bounds = json_array();
+
+	for (size_t i = 0; bounds && i < HIST_BOUNDS; i++)
+		if (json_array_append_new(bounds, json_integer((json_int_t)hist_bounds_us[i])) < 0)
+			bounds = report_decref(bounds);
+	return json_pack("{s:o,s:o,s:o}", "bounds_us", bounds, "wait", report_hist(&d->wait_hist),
+			 "hold", report_hist(&d->hold_hist));
+}
+
+static json_t *report_busiest(const struct haspd *d)
+{
+	const struct busiest_key *top[BUSIEST_SHOWN];
+	size_t n = busiest_top(&d->busiest, top, BUSIEST_SHOWN);
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++) {
+		const struct busiest_key *k = top[i];
+		json_t *o = json_pack("{s:o,s:I,s:o,s:o}", k->file ? "path" : "key",
+				      proto_string_shown(k->name, k->len),
+				      "grants", (json_int_t)k->grants, "wait", report_hist(&k->wait),
+				      "hold", report_hist(&k->hold));
+
+		if (json_array_append_new(a, o) < 0)
+			a = report_decref(a);
+	}
+	return a;
+}
+
+struct user_counts {
+	json_int_t uid, sessions, locks, files, checkouts;
+};
+
+struct user_tally {
+	struct user_counts *v;
+	size_t n;
+};
+
+static void report_count_user(const struct user *usr, void *arg)
+{
+	struct user_tally *t = arg;
+
+	t->v[t->n++] = (struct user_counts){
+		.uid = usr->uid, .sessions = (json_int_t)usr->sessions,
+		.locks = (json_int_t)usr->group.entries, .files = (json_int_t)usr->files,
+		.checkouts = (json_int_t)usr->checkouts.nheld,
+	};
+}
+
+static int report_cmp_uid(const void *a, const void *b)
+{
+	json_int_t x = ((const struct user_counts *)a)->uid, y = ((const struct user_counts *)b)->uid;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every uid with a session, lock, file or checkout, by uid. */
+static json_t *report_users(const struct haspd *d)
+{
+	struct user_tally t = { .v = malloc((d->users.table.count + 1) * sizeof(*t.v)) };
+	json_t *a = t.v ? json_array() : NULL;
+
+	if (!a) {
+		free(t.v);
+		return NULL;
+	}
+	users_foreach(&d->users, report_count_user, &t);
+	qsort(t.v, t.n, sizeof(*t.v), report_cmp_uid);
+	for (size_t i = 0; a && i < t.n; i++) {
+		const struct user_counts *c = &t.v[i];
+
+		if (json_array_append_new(a, json_pack("{s:I,s:I,s:I,s:I,s:I}", "uid", c->uid,
+						       "sessions", c->sessions, "locks", c->locks,
+						       "files", c->files,
+						       "checkouts", c->checkouts)) < 0)
+			a = report_decref(a);
+	}
+	free(t.v);
+	return a;
+}
+
+/* The oldest waiter's since_us: each queue's head is its oldest. */
+static void report_oldest(struct lt_resource *r, void *arg)
+{
+	uint64_t *oldest = arg;
+	const struct lt_entry *head;
+
+	if (!r->nwaiters)
+		return;
+	head = container_of(r->waiters.next, struct lt_entry, qnode);
+	if (head->since_us < *oldest)
+		*oldest = head->since_us;
+}
+
+static json_int_t report_oldest_waiter_ms(const struct haspd *d)
+{
+	uint64_t oldest = UINT64_MAX;
+
+	if (d->lt.stats.waiters)
+		locktable_foreach(&d->lt, report_oldest, &oldest);
+	return oldest == UINT64_MAX ? 0 : age_ms(d, oldest);
+}
+
 json_t *report_stats(const struct haspd *d)
 {
 	const struct lt_stats *st = &d->lt.stats;
@@ -731,6 +865,8 @@ json_t *report_stats(const struct haspd *d)
 			      "waiters", (json_int_t)st->waiters,
 			      "uptime_ms", (json_int_t)((d->lt.now_us - d->started_us) / 1000),
 			      "heap_bytes", heap_in_use());
+	json_t *more = json_pack("{s:I,s:I}", "oldest_waiter_ms", report_oldest_waiter_ms(d),
+				 "watchers", (json_int_t)d->nwatchers);
 	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
 			      "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "sessions", (json_int_t)d->sessions_total,
@@ -756,6 +892,20 @@ json_t *report_stats(const struct haspd *d)
 			      "upgrades_at_once", (json_int_t)st->upgrades_at_once,
 			      "upgrades_after_wait", (json_int_t)st->upgrades_after_wait,
 			      "protocol_errors", (json_int_t)d->protocol_errors);
+	json_t *seen = json_pack("{s:I,s:I,s:I,s:I}",
+				 "watch_events", (json_int_t)d->watch_events,
+				 "watch_events_lost", (json_int_t)d->watch_events_lost,
+				 "audit_lines", (json_int_t)d->audit.lines,
+				 "audit_lines_dropped", (json_int_t)d->audit.dropped);
 
-	return json_pack("{s:{s:o,s:o}}", "stats", "gauges", o, "counters", c);
+	if (!o || !c || json_object_update(o, more) < 0 || json_object_update(c, seen) < 0) {
+		json_decref(o);
+		json_decref(c);
+		o = c = NULL;
+	}
+	json_decref(more);
+	json_decref(seen);
+	return json_pack("{s:{s:o,s:o,s:o,s:o,s:o}}", "stats", "gauges", o, "counters", c,
+			 "histograms", report_histograms(d), "keys", report_busiest(d),
+			 "users", report_users(d));
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -12,6 +13,9 @@ struct haspd;
 
 /* What people call r: its key, or its file's path. */
 const char *report_name(const struct lt_resource *r);
+/* wall_us (µs since the epoch) in RFC 3339, UTC, to the µs, into buf (40
+ * bytes will do); "" if it cannot be. */
+void report_time(uint64_t wall_us, char *buf, size_t n);
 /* At most max holders of r, as JSON objects. */
 json_t *report_holders(const struct haspd *d, const struct lt_resource *r, size_t max);
 /* "held by pid 412 (owner bob), exclusive, for 3.2 s" (and "and N more"). */

@@ -9,6 +9,7 @@
 
 #include "changes.h"
 #include "dispatch.h"
+#include "events.h"
 #include "fdlimit.h"
 #include "fdlocks.h"
 #include "haspd.h"
@@ -33,6 +34,8 @@ static void session_end_leases(struct session *s)
 	if (s->ended)
 		return;
 	s->ended = true;
+	watch_stop(s);
+	events_owner_ends(s->d, &s->owner);
 	locktable_owner_done(&s->d->lt, &s->owner);
 	fdlocks_drop_all(s);
 	changes_apply(s->d, NULL);
@@ -138,6 +141,11 @@ void session_free(struct session *s)
 void session_write(struct session *s, const char *line, size_t len)
 {
 	connection_write(&s->conn, line, len);
+}
+
+size_t session_unsent(const struct session *s)
+{
+	return connection_unsent(&s->conn);
 }
 
 void session_break(struct session *s)

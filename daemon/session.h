@@ -12,6 +12,7 @@
 #include "list.h"
 #include "locktable.h"
 #include "log.h"
+#include "watch.h"
 
 struct haspd;
 
@@ -29,6 +30,7 @@ struct session {
 	struct list fdlocks;        /* fdlock.link: descriptors of fd-form requests (fdlocks.h) */
 	struct list try_link;       /* in d->tries while a try is put off (tries.h) */
 	bool try_final;             /* the try handed up again: answer it now */
+	struct watcher watch;        /* its watch of lock events (watch.h) */
 	unsigned protocol_errors;
 	bool ended;                 /* its leases and waits are gone */
 	bool lost;                  /* in the graveyard */
@@ -39,6 +41,8 @@ struct session *session_new(struct haspd *d, int fd);
 /* Queues a reply line (newline included); past the hard limit of unread
  * output, the session is ended at the next flush instead. */
 void session_write(struct session *s, const char *line, size_t len);
+/* Its output not yet written (connection.h). */
+size_t session_unsent(const struct session *s);
 /* Ends the session at the next flush, outside the callback that noticed
  * (its replies could not be queued). */
 void session_break(struct session *s);

@@ -203,3 +203,11 @@ void users_refund_file(struct users *u, struct user *usr)
 	u->files--;
 	users_unused(u, usr);
 }
+
+void users_foreach(const struct users *u, void (*fn)(const struct user *usr, void *arg),
+		   void *arg)
+{
+	for (size_t i = 0; i <= u->table.mask; i++)
+		for (struct hnode *n = u->table.buckets[i]; n; n = n->next)
+			fn(container_of(n, struct user, node), arg);
+}

@@ -59,6 +59,9 @@ struct user *users_get(struct users *u, uid_t uid);
 /* One session of usr has ended (its entries must be gone); the last frees
  * it once no file or checkout is charged to it either. */
 void users_put(struct users *u, struct user *usr);
+/* Calls fn for every user. */
+void users_foreach(const struct users *u, void (*fn)(const struct user *usr, void *arg),
+		   void *arg);
 /* The user of uid, if it has one. */
 struct user *users_find(const struct users *u, uid_t uid);
 /* The user of uid, counting nothing yet (for a checkout): the caller gives

@@ -14,6 +14,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_ADOPT] = "adopt",
 	[OP_RENEW] = "renew",
 	[OP_CONVERT] = "convert",
+	[OP_WATCH] = "watch",
 };
 
 static const char *const err_names[] = {

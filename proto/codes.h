@@ -20,6 +20,7 @@ enum proto_op {
 	OP_ADOPT,
 	OP_RENEW,
 	OP_CONVERT,
+	OP_WATCH,
 	OP__COUNT,
 };
 

@@ -4,6 +4,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -320,6 +321,27 @@ json_t *raw_recv_id(int fd, int64_t id, int timeout_ms)
 			return r;
 		json_decref(r);
 	}
+}
+
+json_t *raw_reply(int fd, int64_t id)
+{
+	json_t *r = raw_recv_id(fd, id, 5000);
+
+	ck_assert_msg(r, "no reply to request %lld", (long long)id);
+	return r;
+}
+
+void raw_sendf(int fd, const char *fmt, ...)
+{
+	char line[4096];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	ck_assert(n >= 0 && (size_t)n < sizeof(line));
+	raw_send(fd, line);
 }
 
 const char *reply_error(json_t *reply)

@@ -62,6 +62,8 @@ int test_ms(int ms);
 /* A raw connection speaking JSON lines. */
 int raw_connect(const char *path);
 void raw_send(int fd, const char *text);
+/* The same, formatted (a line of at most 4 KiB). */
+void raw_sendf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sends text with passfd attached (SCM_RIGHTS) in one sendmsg. */
 void raw_send_fd(int fd, const char *text, int passfd);
 /* A connection that haspd serves (its ping answered), or -1 if refused. */
@@ -72,6 +74,8 @@ int count_fds(pid_t pid);
 json_t *raw_recv(int fd, int timeout_ms);
 /* Replies until the one with this id (others are dropped). */
 json_t *raw_recv_id(int fd, int64_t id, int timeout_ms);
+/* The reply with this id within 5 s (stretched), failing the test without. */
+json_t *raw_reply(int fd, int64_t id);
 /* The error code of a reply, or NULL if it is ok. */
 const char *reply_error(json_t *reply);
 /* The error message of a reply, or "" if it is ok. */

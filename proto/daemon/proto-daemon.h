@@ -74,6 +74,10 @@ struct proto_request {
 		} cancel;
 		struct proto_list_args list;
 		struct {
+			const char *prefix;     /* NULL or "": every resource */
+			size_t prefix_len;
+		} watch;
+		struct {
 			uint64_t lease;         /* 0 when by key or path */
 			const char *key;        /* a named lock, or */
 			size_t key_len;

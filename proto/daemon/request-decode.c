@@ -527,6 +527,9 @@ static int decode_args(const struct members *m, struct proto_request *req,
 		return decode_list(m, req, err);
 	case OP_CONVERT:
 		return decode_convert(m, req, err);
+	case OP_WATCH:
+		return get_opt_string(m, N_PREFIX, PROTO_LIST_NAME_MAX, &req->watch.prefix,
+				      &req->watch.prefix_len, err);
 	default:
 		return 0;
 	}

@@ -93,3 +93,5 @@ void bench_sessions(const struct bench_opts *o);
 void bench_fairness(const struct bench_opts *o);
 /* deadlock.c */
 void bench_deadlock(const struct bench_opts *o, double rt);
+/* watch.c */
+void bench_watch(const struct bench_opts *o);

@@ -23,9 +23,9 @@ static const char usage[] =
 	"  --json         machine-readable output\n"
 	"  --only GROUPS  only these groups, a comma list of baselines, uncontended,\n"
 	"                 handoff, throughput, pipelined, scale, sessions, fairness,\n"
-	"                 deadlock (default: all); a group that reports a ratio to a\n"
-	"                 baseline measures that baseline too, and scale measures\n"
-	"                 uncontended\n"
+	"                 deadlock, watch (default: all); a group that reports a\n"
+	"                 ratio to a baseline measures that baseline too, and scale\n"
+	"                 measures uncontended\n"
 	"  --socket PATH  measure a running haspd instead of starting one\n"
 	"  --haspd PATH   the haspd to start (default: $HASPD, else build/daemon/haspd)\n"
 	"Scratch files go in a new directory in $TMPDIR (default /tmp).\n";
@@ -41,12 +41,13 @@ enum group {
 	G_SESSIONS = 1 << 6,
 	G_FAIRNESS = 1 << 7,
 	G_DEADLOCK = 1 << 8,
-	G_ALL = (1 << 9) - 1,
+	G_WATCH = 1 << 9,
+	G_ALL = (1 << 10) - 1,
 };
 
 static const char *const group_names[] = {
 	"baselines", "uncontended", "handoff", "throughput", "pipelined", "scale", "sessions",
-	"fairness", "deadlock",
+	"fairness", "deadlock", "watch",
 };
 
 /* A comma list of group names: their bits, or -1 after naming an unknown one. */
@@ -197,6 +198,8 @@ int main(int argc, char **argv)
 		bench_fairness(&o);
 	if (groups & G_DEADLOCK)
 		bench_deadlock(&o, rt);
+	if (groups & G_WATCH)
+		bench_watch(&o);
 	results_print(o.json);
 	if (daemon) {
 		kill(daemon, SIGTERM);
