@@ -498,7 +498,8 @@ static int dispatch(hasp_client *c, const char *line, size_t len)
 		return libhasp_drop(c, -HASP_E_PROTOCOL, "a line from haspd could not be read (not a "
 				    "JSON object, or out of memory)");
 	if (rep.is_event) {
-		r = note_event(c, &rep);
+		if (!libhasp_watch_event(c, &rep, line, len))
+			r = note_event(c, &rep);
 	} else if (!rep.has_id && !rep.ok) {
 		r = connection_end(c, -rep.code, rep.message);
 	} else if (rep.has_id && (k = call_find(c, rep.id))) {

@@ -80,6 +80,9 @@ struct hasp_client {
 	bool interruptible;
 	json_t *conflict;       /* the last busy/timeout's holders, or NULL */
 	json_t *cycle;          /* the last deadlock's cycle, or NULL */
+	hasp_watch_callback on_watch; /* hasp_watch()'s, from its reply on; or NULL */
+	void *watch_userdata;
+	uint64_t watch_missed;  /* events not handed on for want of memory */
 	char errmsg[1536];
 };
 
@@ -180,6 +183,13 @@ int libhasp_lost_error(hasp_client *c);
 int libhasp_drain(hasp_client *c);
 /* The earliest deadline or waiting notice, LIBHASP_NEVER if none. */
 int64_t libhasp_next_wakeup(const hasp_client *c);
+
+/* ---- watching (watch.c) ---- */
+
+/* Whether rep (the line's) is a watch event: if so, handed to
+ * c->on_watch, as the line's text, when a watch is on. */
+bool libhasp_watch_event(hasp_client *c, const struct proto_reply *rep, const char *line,
+			 size_t len);
 
 /* ---- blocking calls (call.c) ---- */
 
