@@ -66,13 +66,13 @@ static const char *shown(char *buf, size_t size, const char *s)
 
 /* ---- quantiles ---- */
 
-double top_view_quantile(json_t *hist, json_t *bounds_us, double q, bool *over)
+double top_view_quantile(json_t *hist, json_t *bounds_us, double q, bool *over, bool *under)
 {
 	json_t *buckets = json_object_get(hist, "buckets");
 	size_t nb = json_array_size(buckets), nbounds = json_array_size(bounds_us);
 	double total = 0, cum = 0, target;
 
-	*over = false;
+	*over = *under = false;
 	for (size_t i = 0; i < nb; i++)
 		total += (double)json_integer_value(json_array_get(buckets, i));
 	if (total <= 0 || nbounds == 0)
@@ -90,6 +90,10 @@ double top_view_quantile(json_t *hist, json_t *bounds_us, double q, bool *over)
 			*over = true;
 			return (double)json_integer_value(json_array_get(bounds_us, nbounds - 1));
 		}
+		if (i == 0) { /* 0 to the first bound: mostly grants at once */
+			*under = true;
+			return (double)json_integer_value(json_array_get(bounds_us, 0));
+		}
 		return lo + ((double)json_integer_value(json_array_get(bounds_us, i)) - lo) *
 			    (target - cum) / b;
 	}
@@ -97,12 +101,14 @@ double top_view_quantile(json_t *hist, json_t *bounds_us, double q, bool *over)
 }
 
 /* "12us", "3.4ms", "2.5s", "4m05s"; "-" for none; ">1h00m" past the last
- * bound. */
-static void format_us(char *buf, size_t size, double us, bool over)
+ * bound, "<10us" within the first. */
+static void format_us(char *buf, size_t size, double us, bool over, bool under)
 {
 	char age[24];
 
-	if (us < 0) {
+	if (under) {
+		snprintf(buf, size, "<%.0fus", us);
+	} else if (us < 0) {
 		snprintf(buf, size, "-");
 	} else if (us < 1000 && !over) {
 		snprintf(buf, size, "%.0fus", us);
@@ -117,10 +123,10 @@ static void format_us(char *buf, size_t size, double us, bool over)
 /* The quantile q of hist as text. */
 static const char *quantile(char *buf, size_t size, json_t *hist, json_t *bounds, double q)
 {
-	bool over;
-	double us = top_view_quantile(hist, bounds, q, &over);
+	bool over, under;
+	double us = top_view_quantile(hist, bounds, q, &over, &under);
 
-	format_us(buf, size, us, over);
+	format_us(buf, size, us, over, under);
 	return buf;
 }
 
@@ -184,7 +190,7 @@ static void add_header(struct top_lines *out, const struct top_view *v)
 	long long oldest = oldest_wait(v);
 	char age[32] = "-", a[32], b[32], c[32];
 
-	if (oldest >= 0)
+	if (oldest >= 0 && int_of(gauges, "waiters") > 0)
 		cli_format_age(age, sizeof(age), oldest);
 	top_lines_add(out, "%s", v->title);
 	top_lines_add(out, "sessions %lld  leases %lld  waiters %lld  oldest waiter %s",

@@ -37,8 +37,9 @@ void top_view_build(struct top_lines *out, const struct top_view *v);
 /* A histogram's quantile q (0 to 1) in us, estimated by linear
  * interpolation in the bucket it falls in; -1 without observations; with
  * *over set when it falls in the last (unbounded) bucket, then the last
- * bound. */
-double top_view_quantile(json_t *hist, json_t *bounds_us, double q, bool *over);
+ * bound; with *under set when in the first (0 to the first bound), then
+ * that bound. */
+double top_view_quantile(json_t *hist, json_t *bounds_us, double q, bool *over, bool *under);
 
 /* The terminal, in non-canonical mode while the view runs. */
 enum top_wake {

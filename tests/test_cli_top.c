@@ -70,7 +70,7 @@ START_TEST(once_shows_holders_waiters_and_escapes)
 	hasp_client *holder = client_connect(daemon_.socket), *waiter;
 	hasp_lease *l = client_lock(holder, "db", HASP_EXCLUSIVE);
 	hasp_lease *e = client_lock(holder, evil, HASP_EXCLUSIVE);
-	char out[16384], line[512];
+	char out[16384], line[512], *holders;
 
 	waiter = queue_waiter(holder, "db", "waiter-bob");
 	ck_assert_int_eq(RUN(out, "top", "--once"), 0);
@@ -78,8 +78,13 @@ START_TEST(once_shows_holders_waiters_and_escapes)
 	ck_assert_msg(strncmp(line, "db ", 3) == 0 && strstr(line, "waiting"),
 		      "the waiter's line is not db's: '%s'", line);
 	ck_assert_msg(strstr(out, "LONGEST WAITS") && strstr(out, "HOLDERS"), "%s", out);
+	/* This haspd reports its busiest keys: db among them, granted once. */
+	ck_assert_msg(line_with(out, "BUSIEST KEY", line, sizeof(line)), "no keys:\n%s", out);
+	ck_assert_msg(strstr(out, "\ndb                                      1 "),
+		      "db's row in the busiest keys:\n%s", out);
 	ck_assert_msg(strstr(out, "waiters 1"), "the header misses the waiter:\n%s", out);
-	ck_assert_msg(line_with(out, "ev\\e[31mil\\nkey", line, sizeof(line)) &&
+	holders = strstr(out, "HOLDERS");
+	ck_assert_msg(holders && line_with(holders, "ev\\e[31mil\\nkey", line, sizeof(line)) &&
 		      strstr(line, "held"), "the evil key is not shown escaped:\n%s", out);
 	ck_assert_msg(!strchr(out, '\033'), "an escape reached the output:\n%s", out);
 	ck_assert_msg(strstr(out, "rates: none"), "--once says no rates:\n%s", out);
