@@ -151,6 +151,12 @@ void cli_format_age(char *buf, unsigned size, long long ms)
 
 int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, bool *json)
 {
+	return cli_simple_args_one(cli, argc, argv, usage, json, NULL);
+}
+
+int cli_simple_args_one(struct cli *cli, int argc, char **argv, const char *usage, bool *json,
+			const char **ret_arg)
+{
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -173,6 +179,8 @@ int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, b
 			return EXIT_USAGE;
 		}
 	}
+	if (ret_arg && optind < argc)
+		*ret_arg = argv[optind++];
 	return cli_no_more_args(argc, argv, usage);
 }
 

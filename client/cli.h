@@ -2,6 +2,7 @@
 #pragma once
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -43,6 +44,7 @@ int cmd_lock(struct cli *cli, int argc, char **argv);
 int cmd_ls(struct cli *cli, int argc, char **argv);
 int cmd_stats(struct cli *cli, int argc, char **argv);
 int cmd_top(struct cli *cli, int argc, char **argv);
+int cmd_watch(struct cli *cli, int argc, char **argv);
 int cmd_ping(struct cli *cli, int argc, char **argv);
 int cmd_revoke(struct cli *cli, int argc, char **argv);
 int cmd_checkout(struct cli *cli, int argc, char **argv);
@@ -98,6 +100,28 @@ void cli_format_age(char *buf, unsigned size, long long ms);
 /* --json, --socket and --help for commands that take no other arguments:
  * returns -1 to go on, else the exit code. json may be NULL. */
 int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, bool *json);
+/* The same, with one optional argument (left as it is when none). */
+int cli_simple_args_one(struct cli *cli, int argc, char **argv, const char *usage, bool *json,
+			const char **ret_arg);
+/* The signals a command waits for (cli-signals.c): blocked, except while
+ * it sleeps in ppoll(2) with wait_mask. */
+struct cli_signals {
+	sigset_t wait_mask;     /* for ppoll(): the caller's mask, sigs unblocked */
+	sigset_t saved_mask;    /* the mask before */
+};
+
+/* Catches the n signals sigs: 0, or -errno. */
+int cli_signals_catch(struct cli_signals *s, const int *sigs, size_t n);
+/* Whether sig came since the last call (then forgotten), or not. */
+bool cli_signal_caught(int sig);
+/* Whether it came, left noted. */
+bool cli_signal_pending(int sig);
+/* Puts the mask back (the handlers stay, noting only). */
+void cli_signals_restore(const struct cli_signals *s);
+/* Writes j as one line of JSON text with ASCII only (JSON_ENSURE_ASCII;
+ * DEL, which jansson leaves raw, as \u007f), without the newline. Returns
+ * 0, or -1 out of memory. */
+int cli_print_json(json_t *j);
 /* After getopt: -1 when no argument is left (from optind), else says which
  * is unexpected and returns EXIT_USAGE. */
 int cli_no_more_args(int argc, char **argv, const char *usage);

@@ -193,31 +193,15 @@ static void print_header(void)
 	       "MODE", "LEASE", "PID", "USER", "OWNER", "SINCE", "AGE", "WAITING FOR", "MESSAGE");
 }
 
-/* JSON text with ASCII only (JSON_ENSURE_ASCII), where DEL, which jansson
- * leaves raw, can stand only inside a string: written as \u007f there. */
-static void print_json(const char *text)
-{
-	for (; *text; text++) {
-		if (*text == 0x7f)
-			fputs("\\u007f", stdout);
-		else
-			putchar(*text);
-	}
-}
-
 /* One resource: a table's rows, or a JSON array's element. Returns 0, or
  * -1 out of memory. */
 static int print_one(struct ls *ls, json_t *r)
 {
 	if (ls->json) {
 		/* ASCII: no control character or stray byte reaches a terminal. */
-		char *text = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-
-		if (!text)
-			return -1;
 		putchar(ls->shown ? ',' : '[');
-		print_json(text);
-		free(text);
+		if (cli_print_json(r) < 0)
+			return -1;
 	} else {
 		if (ls->shown == 0)
 			print_header();

@@ -23,3 +23,19 @@ void cli_put_escaped(FILE *f, const char *s)
 	fputs(e ? e : "(out of memory)", f);
 	free(e);
 }
+
+int cli_print_json(json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+
+	if (!text)
+		return -1;
+	for (const char *p = text; *p; p++) {
+		if (*p == 0x7f)
+			fputs("\\u007f", stdout);
+		else
+			putchar(*p);
+	}
+	free(text);
+	return 0;
+}

@@ -10,6 +10,7 @@ static const struct cli_command commands[] = {
 	{ "lock", "run a command while holding a lease on a key", cmd_lock },
 	{ "ls", "list leases and waiters by key or path (--prefix)", cmd_ls },
 	{ "stats", "show the daemon's counters", cmd_stats },
+	{ "watch", "follow lock events as they happen (a PREFIX, --json)", cmd_watch },
 	{ "top", "a live view of locks, waits and rates (--once: a snapshot)", cmd_top },
 	{ "ping", "check that haspd answers, and how fast", cmd_ping },
 	{ "revoke", "end someone's lease (administrative)", cmd_revoke },

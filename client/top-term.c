@@ -1,7 +1,8 @@
 /* hasp top's terminal: non-canonical mode without echo, the alternate
  * screen with plain ANSI escapes (no terminfo: it works over ssh and on
  * anything VT100-like), its size, keys, and SIGINT, SIGTERM and SIGWINCH,
- * which are blocked except while waiting (ppoll), so that none is missed.
+ * which are blocked except while waiting (cli-signals.c), so that none is
+ * missed.
  * Whatever is changed is restored by top_term_stop(). */
 #include <errno.h>
 #include <poll.h>
@@ -12,47 +13,17 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "top.h"
 
 static struct termios saved;
 static bool raw_mode, started;
-static sigset_t wait_mask;              /* the mask ppoll() waits with */
-static sigset_t saved_mask;
-static volatile sig_atomic_t got_quit, got_resize;
-
-static void on_signal(int sig)
-{
-	if (sig == SIGWINCH)
-		got_resize = 1;
-	else
-		got_quit = 1;
-}
-
-static int catch_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigset_t block;
-
-	sigemptyset(&sa.sa_mask);
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGWINCH);
-	if (sigprocmask(SIG_BLOCK, &block, &saved_mask) < 0)
-		return -errno;
-	wait_mask = saved_mask;
-	sigdelset(&wait_mask, SIGINT);
-	sigdelset(&wait_mask, SIGTERM);
-	sigdelset(&wait_mask, SIGWINCH);
-	if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
-	    sigaction(SIGWINCH, &sa, NULL) < 0)
-		return -errno;
-	return 0;
-}
+static struct cli_signals sigs;
 
 int top_term_start(void)
 {
-	int r = catch_signals();
+	static const int caught[] = { SIGINT, SIGTERM, SIGWINCH };
+	int r = cli_signals_catch(&sigs, caught, 3);
 
 	if (r < 0)
 		return r;
@@ -81,7 +52,7 @@ void top_term_stop(void)
 	if (raw_mode)
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
 	raw_mode = false;
-	sigprocmask(SIG_SETMASK, &saved_mask, NULL);
+	cli_signals_restore(&sigs);
 }
 
 void top_term_size(unsigned *rows, unsigned *cols)
@@ -117,16 +88,15 @@ enum top_wake top_term_wait(int64_t timeout_ms)
 	struct timespec ts = { (time_t)(timeout_ms / 1000), (long)(timeout_ms % 1000) * 1000000 };
 	int r;
 
-	if (!got_quit && !got_resize) /* one that came while blocked is taken here */
-		r = ppoll(&p, 1, timeout_ms >= 0 ? &ts : NULL, &wait_mask);
+	if (!cli_signal_pending(SIGINT) && !cli_signal_pending(SIGTERM) &&
+	    !cli_signal_pending(SIGWINCH))
+		r = ppoll(&p, 1, timeout_ms >= 0 ? &ts : NULL, &sigs.wait_mask);
 	else
 		r = -1;
-	if (got_quit)
+	if (cli_signal_pending(SIGINT) || cli_signal_pending(SIGTERM))
 		return TOP_WAKE_QUIT;
-	if (got_resize) {
-		got_resize = 0;
+	if (cli_signal_caught(SIGWINCH))
 		return TOP_WAKE_RESIZE;
-	}
 	if (r > 0 && (p.revents & (POLLHUP | POLLERR)) && !(p.revents & POLLIN))
 		return TOP_WAKE_QUIT;
 	if (r > 0)
