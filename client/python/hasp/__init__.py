@@ -19,6 +19,9 @@ and takes the real flock(2) lock on files::
     co = hasp.checkout("part-7", ttl=3600, owner="alice")  # outlives this process
     hasp.checkin(co.token)                                  # from any process
 
+    for ev in hasp.watch("jobs/"):          # every lock event under jobs/
+        print(ev["event"], ev.get("key"))
+
 ``read_file``, ``write_file`` and ``atomic_write_file`` are rapfiles' file
 helpers; an atomic replacement of a file this process holds a lease on
 keeps the lock.
@@ -33,6 +36,7 @@ from .errors import (AlreadyHeld, BadRequest, Busy, Cancelled, Conflict, Deadloc
 from .files import (atomic_write_file, atomic_write_file_bytes, read_file, read_file_bytes,
                     write_file, write_file_bytes)
 from .filelock import AcquireReturnProxy, BaseFileLock, FileLock, SoftFileLock, UnixFileLock
+from .watch import Watch, watch
 
 __version__ = "0.1.0"
 
@@ -43,7 +47,7 @@ __all__ = [
     "Error", "Conflict", "Busy", "Timeout", "Cancelled", "AlreadyHeld", "UnknownLease",
     "LeaseLost", "Unavailable", "Untrusted", "PermissionDenied", "Deadlock", "LimitReached",
     "BadRequest", "ProtocolError", "Holder", "Wait", "read_file", "read_file_bytes", "write_file",
-    "write_file_bytes", "atomic_write_file", "atomic_write_file_bytes", "aio",
+    "write_file_bytes", "atomic_write_file", "atomic_write_file_bytes", "aio", "watch", "Watch",
 ]
 
 
