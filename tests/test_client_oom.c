@@ -13,7 +13,8 @@
  * A revoked lease is known to be revoked, or the connection known lost:
  * never taken for held. Nothing leaks (the ASan build). The same for the
  * non-blocking core: hasp_lock_async, process and a cancel that crosses
- * its grant. */
+ * its grant; and for hasp_watch: an event libhasp cannot hand on is said
+ * lost, never dropped unsaid. */
 #include <check.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -305,6 +306,91 @@ START_TEST(every_async_allocation_fails_once)
 }
 END_TEST
 
+/* ---- watching: hasp_watch and its events ---- */
+
+/* What a watch callback was handed: events, and events said lost. Runs
+ * armed: no ck_assert, no allocation. */
+struct watch_seen {
+	unsigned long events, lost;
+};
+
+static void watch_count(hasp_client *c, const char *text, size_t len, void *u)
+{
+	struct watch_seen *w = u;
+	const char *lost = strstr(text, "\"lost\":");
+
+	(void)c, (void)len;
+	if (strstr(text, "\"event\":\"overflow\"") && lost)
+		w->lost += strtoul(lost + 7, NULL, 10);
+	else
+		w->events++;
+}
+
+/* The observer takes and releases key: two events for a watcher. */
+static void lock_and_unlock(const char *key)
+{
+	ck_assert_int_eq(hasp_unlock(observer, client_lock(observer, key, HASP_EXCLUSIVE)), 0);
+}
+
+/* One run with allocation n failing (0: none): a watch, and two events
+ * read armed. A watch works or fails; an event libhasp had no memory to
+ * hand on is said lost (an overflow line before the next one), never
+ * dropped unsaid: once two more come unarmed, the events seen and the
+ * events said lost are four. */
+static unsigned long run_watch_failing(unsigned long n)
+{
+	struct watch_seen w = { 0, 0 };
+	hasp_client *c = NULL;
+	int64_t end;
+	int r;
+
+	fail_at = n;
+	oom_fail(n, false);
+	oom_allocations = 0;
+	arm();
+	if (hasp_connect(daemon_.socket, &c) < 0) {
+		disarm(0);
+		oom_fail(0, false);
+		return oom_allocations;
+	}
+	r = disarm(hasp_watch(c, "oom-watch/", watch_count, &w));
+	if (r == 0) {
+		lock_and_unlock("oom-watch/k");
+		ck_assert(wait_readable(hasp_client_fd(c), 5000)); /* the two events */
+		arm();
+		hasp_client_process(c);
+		disarm(0);
+		oom_fail(0, false);
+		lock_and_unlock("oom-watch/k");
+		end = now_ms() + test_ms(5000);
+		while (w.events + w.lost < 4 && hasp_client_get_events(c) && now_ms() < end) {
+			struct pollfd p = { .fd = hasp_client_get_fd(c), .events = POLLIN };
+
+			poll(&p, 1, 100);
+			hasp_client_process(c);
+		}
+		ck_assert_msg(!hasp_client_get_events(c) || w.events + w.lost == 4,
+			      "allocation %lu failed: %lu events and %lu lost, not 4", n, w.events,
+			      w.lost);
+	}
+	arm();
+	hasp_close(c);
+	disarm(0);
+	oom_fail(0, false);
+	wait_gauge(observer, "sessions", 1, 5000);
+	return oom_allocations;
+}
+
+START_TEST(every_watch_allocation_fails_once)
+{
+	unsigned long total = run_watch_failing(0);
+
+	ck_assert_uint_gt(total, 3);
+	for (unsigned long n = total; n >= 1; n--)
+		run_watch_failing(n);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client-oom");
@@ -314,6 +400,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, every_allocation_fails_once);
 	tcase_add_test(tc, every_async_allocation_fails_once);
+	tcase_add_test(tc, every_watch_allocation_fails_once);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
