@@ -185,15 +185,22 @@ static unsigned long run_failing(unsigned long n)
 	return oom_allocations;
 }
 
+/* run once with none failing (more than min allocations), then with
+ * each of them failing, the last first. */
+static void fail_each(unsigned long (*run)(unsigned long), unsigned long min)
+{
+	unsigned long total = run(0);
+
+	ck_assert_uint_gt(total, min);
+	for (unsigned long n = total; n >= 1; n--)
+		run(n);
+}
+
 START_TEST(every_allocation_fails_once)
 {
-	unsigned long total = run_failing(0);
-
 	/* libhasp's own allocations: the client, its reply buffer, the
 	 * request lines, the leases, the revoke notices (10 here). */
-	ck_assert_uint_gt(total, 5);
-	for (unsigned long n = total; n >= 1; n--)
-		run_failing(n);
+	fail_each(run_failing, 5);
 }
 END_TEST
 
@@ -298,11 +305,7 @@ static unsigned long run_async_failing(unsigned long n)
 
 START_TEST(every_async_allocation_fails_once)
 {
-	unsigned long total = run_async_failing(0);
-
-	ck_assert_uint_gt(total, 5);
-	for (unsigned long n = total; n >= 1; n--)
-		run_async_failing(n);
+	fail_each(run_async_failing, 5);
 }
 END_TEST
 
@@ -383,11 +386,7 @@ static unsigned long run_watch_failing(unsigned long n)
 
 START_TEST(every_watch_allocation_fails_once)
 {
-	unsigned long total = run_watch_failing(0);
-
-	ck_assert_uint_gt(total, 3);
-	for (unsigned long n = total; n >= 1; n--)
-		run_watch_failing(n);
+	fail_each(run_watch_failing, 3);
 }
 END_TEST
 
