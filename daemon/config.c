@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "netaddr.h"
 
 /* Keep the daemon usable: a line must fit any request, and no limit may
  * be zero. */
@@ -101,6 +102,17 @@ static int set_log_level(struct config *c, const char *v)
 	return 0;
 }
 
+/* "" turns the listener off. */
+static int set_metrics_listen(struct config *c, const char *v)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (v[0] && netaddr_parse(v, &ss, &len) < 0)
+		return -1;
+	return copy_string(c->metrics_listen, sizeof(c->metrics_listen), v);
+}
+
 struct setting {
 	const char *name;
 	const char *expects;
@@ -126,6 +138,8 @@ static const struct setting settings[] = {
 	{ "journal_file", "an absolute path", 0, sizeof(((struct config *)0)->journal_file) - 1 },
 	{ "max_user_checkouts", "a number from 1 to 10000000", 1, 0 },
 	{ "idle_exit", "a number of seconds from 0 (never) to 31536000", 1, 0 },
+	{ "metrics_listen", "empty (off), or a numeric address and port such as 127.0.0.1:9466 "
+	  "or [::1]:9466", 0, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -147,6 +161,7 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 11: return set_dir_mode(c, v);
 	case 12: return v[0] == '/' ? copy_string(c->journal_file, sizeof(c->journal_file), v) : -1;
 	case 13: return parse_size(v, 1, 10000000, &c->max_user_checkouts);
+	case 15: return set_metrics_listen(c, v);
 	default: return parse_seconds(v, &c->idle_exit);
 	}
 }
