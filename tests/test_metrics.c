@@ -25,6 +25,7 @@
 
 static struct daemon_proc daemon_;
 static int port_;
+static int family_ = AF_INET;   /* what http() connects over: 127.0.0.1 or [::1] */
 
 /* A socket bound to 127.0.0.1 on the port the kernel chose, in *port. */
 static int bound_socket(int *port)
@@ -49,21 +50,33 @@ static int free_port(void)
 	return port;
 }
 
-/* Starts haspd with opts (NULL-terminated, at most 8) and waits for its
- * socket, or for its exit: true once it serves, false if it exited (its
- * stderr, then, in err). */
-static bool start_with(struct daemon_proc *d, char *const opts[], char *err, size_t size)
+/* Starts haspd with opts (NULL-terminated, at most 8), and a
+ * configuration file of conf unless NULL, and waits for its socket, or for
+ * its exit: true once it serves, false if it exited (its stderr, then, in
+ * err). */
+static bool start_with(struct daemon_proc *d, char *const opts[], const char *conf, char *err,
+		       size_t size)
 {
-	char *argv[12] = { "--log-level", "warning" };
+	char *argv[12] = { "--log-level", "warning" }, path[sizeof(d->dir) + 16];
 	int64_t end = now_ms() + test_ms(DAEMON_START_MS);
 	size_t n = 2;
 	int p[2], status;
 
+	daemon_dir(d);
+	snprintf(path, sizeof(path), "%s/haspd.conf", d->dir);
+	if (conf) {
+		FILE *f = fopen(path, "we");
+
+		ck_assert_ptr_nonnull(f);
+		fputs(conf, f);
+		ck_assert_int_eq(fclose(f), 0);
+		argv[n++] = "--config";
+		argv[n++] = path;
+	}
 	for (; *opts; opts++)
 		argv[n++] = *opts;
 	argv[n] = NULL;
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	daemon_dir(d);
 	d->pid = daemon_spawn_with(d->socket, argv, p[1]);
 	close(p[1]);
 	err[0] = '\0';
@@ -73,12 +86,14 @@ static bool start_with(struct daemon_proc *d, char *const opts[], char *err, siz
 
 			err[r > 0 ? r : 0] = '\0';
 			close(p[0]);
+			unlink(path);
 			daemon_dir_remove(d);
 			d->pid = -1;
 			return false;
 		}
 		if (wait_socket(d->socket, 10)) {
 			close(p[0]);
+			unlink(path); /* read at the start; the directory must empty */
 			return true;
 		}
 	}
@@ -86,17 +101,17 @@ static bool start_with(struct daemon_proc *d, char *const opts[], char *err, siz
 	return false;
 }
 
-/* haspd with metrics_listen on a free port of 127.0.0.1, trying again if
- * someone took the port between free_port() and haspd's bind. */
+/* haspd with "metrics_listen = 127.0.0.1:PORT" in its configuration file,
+ * PORT a free one, trying again if someone took the port between
+ * free_port() and haspd's bind. */
 static void setup_metrics(void)
 {
-	char addr[64], err[1024];
+	char conf[128], err[1024];
 
 	for (int tries = 0; tries < 5; tries++) {
 		port_ = free_port();
-		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port_);
-		if (start_with(&daemon_, (char *const[]){ "--metrics-listen", addr, NULL }, err,
-			       sizeof(err)))
+		snprintf(conf, sizeof(conf), "# the scrape\nmetrics_listen = 127.0.0.1:%d\n", port_);
+		if (start_with(&daemon_, (char *const[]){ NULL }, conf, err, sizeof(err)))
 			return;
 	}
 	ck_abort_msg("haspd would not listen for metrics: %s", err);
@@ -113,12 +128,16 @@ static size_t http(int port, const char *request, char *out, size_t size)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+				    .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	bool v6 = family_ == AF_INET6;
+	int fd = socket(family_, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	size_t n = 0;
 	ssize_t r;
 
 	ck_assert_int_ge(fd, 0);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect to port %d: %s",
+	ck_assert_msg(connect(fd, v6 ? (struct sockaddr *)&sa6 : (struct sockaddr *)&sa,
+			      v6 ? sizeof(sa6) : sizeof(sa)) == 0, "connect to port %d: %s",
 		      port, strerror(errno));
 	/* The server may close before it read all of a request it refuses. */
 	for (size_t w = 0; w < strlen(request); w += (size_t)r) {
@@ -321,15 +340,42 @@ START_TEST(bind_failure_stops_haspd)
 
 	ck_assert_int_eq(listen(fd, 1), 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	ck_assert_msg(!start_with(&d, (char *const[]){ "--metrics-listen", addr, NULL }, err,
+	ck_assert_msg(!start_with(&d, (char *const[]){ "--metrics-listen", addr, NULL }, NULL, err,
 				  sizeof(err)), "haspd started on a port in use");
 	snprintf(want, sizeof(want), "metrics_listen: cannot listen on %s: Address already in use",
 		 addr);
 	ck_assert_msg(strstr(err, want), "%s", err);
 	ck_assert_msg(!start_with(&d, (char *const[]){ "--metrics-listen", "localhost:9466", NULL },
-				  err, sizeof(err)), "haspd took a host name");
+				  NULL, err, sizeof(err)), "haspd took a host name");
 	ck_assert_msg(strstr(err, "metrics_listen: 'localhost:9466' is not"), "%s", err);
 	close(fd);
+}
+END_TEST
+
+/* "[::1]:PORT", where the machine has IPv6 on loopback. */
+START_TEST(metrics_over_ipv6)
+{
+	struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char addr[64], err[1024], out[1 << 17];
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "no IPv6 on loopback: metrics_over_ipv6 skipped\n");
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	port_ = ntohs(sa.sin6_port);
+	snprintf(addr, sizeof(addr), "[::1]:%d", port_);
+	ck_assert_msg(start_with(&daemon_, (char *const[]){ "--metrics-listen", addr, NULL }, NULL,
+				 err, sizeof(err)), "%s", err);
+	family_ = AF_INET6;
+	ck_assert_msg(om_value(scrape(out, sizeof(out)), "hasp_sessions") == 0, "%.2000s", out);
+	family_ = AF_INET;
+	daemon_stop(&daemon_);
 }
 END_TEST
 
@@ -348,6 +394,7 @@ int main(void)
 	tcase_set_timeout(off, 60);
 	tcase_add_test(off, no_tcp_socket_by_default);
 	tcase_add_test(off, bind_failure_stops_haspd);
+	tcase_add_test(off, metrics_over_ipv6);
 	suite_add_tcase(s, off);
 	return run_suite(s);
 }
