@@ -370,19 +370,19 @@ static bool openmetrics_histogram_ok(const json_t *h, const struct openmetrics_b
 	return json_integer_value(count) >= 0 && total == (uint64_t)json_integer_value(count);
 }
 
-/* name{label="value",le="..."} or name{le="..."}, without the value. */
+/* name{labels,le="..."}, name{labels}, name{le="..."} or name, without the
+ * value; labels is written as it is. */
 static void openmetrics_put_sample(struct openmetrics *om, const char *name, const char *suffix,
-				   const char *label, const json_t *value, const char *le)
+				   const char *labels, const char *le)
 {
 	openmetrics_printf(om, "%s%s", name, suffix);
-	if (!label && !le)
+	if (!labels && !le)
 		return;
 	openmetrics_puts(om, "{");
-	if (label) {
-		openmetrics_printf(om, "%s=\"", label);
-		openmetrics_put_label_value(om, json_string_value(value), json_string_length(value));
-		openmetrics_puts(om, le ? "\"," : "\"");
-	}
+	if (labels)
+		openmetrics_puts(om, labels);
+	if (labels && le)
+		openmetrics_puts(om, ",");
 	if (le)
 		openmetrics_printf(om, "le=\"%s\"", le);
 	openmetrics_puts(om, "}");
@@ -390,9 +390,8 @@ static void openmetrics_put_sample(struct openmetrics *om, const char *name, con
 
 /* The samples of one histogram h (checked): cumulative buckets with le in
  * seconds, +Inf last, then _count and _sum (seconds). */
-static void openmetrics_histogram(struct openmetrics *om, const char *name, const char *label,
-				  const json_t *value, const json_t *h,
-				  const struct openmetrics_bounds *b)
+static void openmetrics_histogram(struct openmetrics *om, const char *name, const char *labels,
+				  const json_t *h, const struct openmetrics_bounds *b)
 {
 	const json_t *buckets = json_object_get(h, "buckets");
 	uint64_t cumulative = 0;
@@ -403,12 +402,12 @@ static void openmetrics_histogram(struct openmetrics *om, const char *name, cons
 		cumulative += (uint64_t)json_integer_value(json_array_get(buckets, i));
 		if (i < b->n)
 			openmetrics_scaled(le, b->us[i], 6);
-		openmetrics_put_sample(om, name, "_bucket", label, value, le);
+		openmetrics_put_sample(om, name, "_bucket", labels, le);
 		openmetrics_printf(om, " %llu\n", (unsigned long long)cumulative);
 	}
-	openmetrics_put_sample(om, name, "_count", label, value, NULL);
+	openmetrics_put_sample(om, name, "_count", labels, NULL);
 	openmetrics_printf(om, " %llu\n", (unsigned long long)cumulative);
-	openmetrics_put_sample(om, name, "_sum", label, value, NULL);
+	openmetrics_put_sample(om, name, "_sum", labels, NULL);
 	openmetrics_puts(om, " ");
 	openmetrics_put_scaled(om, json_integer_value(json_object_get(h, "sum_us")), 6);
 	openmetrics_puts(om, "\n");
@@ -430,47 +429,73 @@ static void openmetrics_lock_histograms(struct openmetrics *om, const json_t *st
 		if (!openmetrics_histogram_ok(h, b))
 			continue;
 		openmetrics_put_family(om, which[i][1], "histogram", "seconds", which[i][2]);
-		openmetrics_histogram(om, which[i][1], NULL, NULL, h, b);
+		openmetrics_histogram(om, which[i][1], NULL, h, b);
 	}
 }
 
-/* The label of one entry of "keys": key="..." or path="...", and its
- * value; NULL when it has neither as a string. */
-static const char *openmetrics_key_label(const json_t *k, const json_t **ret_value)
+/* An entry of "keys" that is shown, with its label as written. */
+struct openmetrics_key {
+	const json_t *o;
+	char *label;            /* key="..." or path="...", escaped */
+};
+
+/* The label of one entry of "keys", key="..." or path="...", escaped, into
+ * *ret_label (malloc'ed); 0, -ENOENT when it has neither as a string, or
+ * -ENOMEM. */
+static int openmetrics_key_label(const json_t *k, char **ret_label)
 {
 	const json_t *v = json_object_get(k, "key");
-	const char *label = "key";
+	const char *name = "key";
+	struct openmetrics label = { 0 };
 
 	if (!json_is_string(v)) {
 		v = json_object_get(k, "path");
-		label = "path";
+		name = "path";
 	}
 	if (!json_is_string(v))
-		return NULL;
-	*ret_value = v;
-	return label;
-}
-
-/* Whether entry i of keys is shown: it has a label, and no earlier entry
- * has the same one (the same series twice is not allowed). */
-static bool openmetrics_key_shown(const json_t *keys, size_t i)
-{
-	const json_t *v, *w;
-	const char *label = openmetrics_key_label(json_array_get(keys, i), &v);
-
-	if (!label || i >= OPENMETRICS_MAX_KEYS)
-		return false;
-	for (size_t j = 0; j < i; j++) {
-		const char *other = openmetrics_key_label(json_array_get(keys, j), &w);
-
-		if (other && strcmp(other, label) == 0 && json_equal((json_t *)v, (json_t *)w))
-			return false;
+		return -ENOENT;
+	openmetrics_printf(&label, "%s=\"", name);
+	openmetrics_put_label_value(&label, json_string_value(v), json_string_length(v));
+	openmetrics_puts(&label, "\"");
+	if (label.failed) {
+		free(label.text);
+		return -ENOMEM;
 	}
-	return true;
+	*ret_label = label.text;
+	return 0;
 }
 
-static void openmetrics_key_histograms(struct openmetrics *om, const json_t *stats,
-				       const struct openmetrics_bounds *b)
+/* The entries of "keys" shown, at most OPENMETRICS_MAX_KEYS: those with a
+ * key or a path, each label once (two names can be shown alike: bytes
+ * that are not UTF-8 as U+FFFD), in their order. Returns how many. */
+static size_t openmetrics_keys(struct openmetrics *om, const json_t *stats,
+			       struct openmetrics_key *keys)
+{
+	const json_t *a = json_object_get(stats, "keys");
+	size_t n = 0;
+
+	for (size_t i = 0; i < json_array_size(a) && n < OPENMETRICS_MAX_KEYS; i++) {
+		const json_t *k = json_array_get(a, i);
+		bool seen = false;
+		char *label;
+		int r = openmetrics_key_label(k, &label);
+
+		if (r == -ENOMEM)
+			om->failed = true;
+		if (r < 0)
+			continue;
+		for (size_t j = 0; j < n && !seen; j++)
+			seen = strcmp(keys[j].label, label) == 0;
+		if (seen)
+			free(label);
+		else
+			keys[n++] = (struct openmetrics_key){ k, label };
+	}
+	return n;
+}
+
+static void openmetrics_key_histograms(struct openmetrics *om, const struct openmetrics_key *keys,
+				       size_t n, const struct openmetrics_bounds *b)
 {
 	static const char *const which[][3] = {
 		{ "wait", "hasp_key_lock_wait_seconds",
@@ -478,41 +503,38 @@ static void openmetrics_key_histograms(struct openmetrics *om, const json_t *sta
 		{ "hold", "hasp_key_lock_hold_seconds",
 		  "How long ended leases were held, on each of the busiest keys." },
 	};
-	const json_t *keys = json_object_get(stats, "keys");
 
 	for (size_t w = 0; w < 2; w++) {
 		bool named = false;
 
-		for (size_t i = 0; i < json_array_size(keys); i++) {
-			const json_t *k = json_array_get(keys, i), *h = json_object_get(k, which[w][0]), *v;
-			const char *label = openmetrics_key_label(k, &v);
+		for (size_t i = 0; i < n; i++) {
+			const json_t *h = json_object_get(keys[i].o, which[w][0]);
 
-			if (!openmetrics_key_shown(keys, i) || !openmetrics_histogram_ok(h, b))
+			if (!openmetrics_histogram_ok(h, b))
 				continue;
 			if (!named)
 				openmetrics_put_family(om, which[w][1], "histogram", "seconds", which[w][2]);
 			named = true;
-			openmetrics_histogram(om, which[w][1], label, v, h, b);
+			openmetrics_histogram(om, which[w][1], keys[i].label, h, b);
 		}
 	}
 }
 
-static void openmetrics_key_grants(struct openmetrics *om, const json_t *stats)
+static void openmetrics_key_grants(struct openmetrics *om, const struct openmetrics_key *keys,
+				   size_t n)
 {
-	const json_t *keys = json_object_get(stats, "keys");
 	bool named = false;
 
-	for (size_t i = 0; i < json_array_size(keys); i++) {
-		const json_t *k = json_array_get(keys, i), *g = json_object_get(k, "grants"), *v;
-		const char *label = openmetrics_key_label(k, &v);
+	for (size_t i = 0; i < n; i++) {
+		const json_t *g = json_object_get(keys[i].o, "grants");
 
-		if (!openmetrics_key_shown(keys, i) || !json_is_integer(g) || json_integer_value(g) < 0)
+		if (!json_is_integer(g) || json_integer_value(g) < 0)
 			continue;
 		if (!named)
 			openmetrics_put_family(om, "hasp_key_grants", "counter",
 					       NULL, "Leases granted on each of the busiest keys.");
 		named = true;
-		openmetrics_put_sample(om, "hasp_key_grants", "_total", label, v, NULL);
+		openmetrics_put_sample(om, "hasp_key_grants", "_total", keys[i].label, NULL);
 		openmetrics_printf(om, " %lld\n", (long long)json_integer_value(g));
 	}
 }
@@ -602,22 +624,27 @@ static void openmetrics_done(struct openmetrics *om)
 int openmetrics_format(const json_t *stats, char **ret_text, size_t *ret_len)
 {
 	struct openmetrics om = { 0 };
+	struct openmetrics_key keys[OPENMETRICS_MAX_KEYS];
 	struct openmetrics_bounds b;
+	size_t nkeys;
 
 	if (!json_is_object(stats))
 		stats = NULL;
+	nkeys = openmetrics_keys(&om, stats, keys);
 	for (size_t i = 0; openmetrics_fixed[i]; i++)
 		openmetrics_claim(&om, openmetrics_fixed[i]);
 	openmetrics_members(&om, stats, "gauges", openmetrics_gauges);
 	openmetrics_members(&om, stats, "counters", openmetrics_counters);
 	if (openmetrics_bounds(stats, &b)) {
 		openmetrics_lock_histograms(&om, stats, &b);
-		openmetrics_key_histograms(&om, stats, &b);
+		openmetrics_key_histograms(&om, keys, nkeys, &b);
 	}
-	openmetrics_key_grants(&om, stats);
+	openmetrics_key_grants(&om, keys, nkeys);
 	openmetrics_user_gauges(&om, stats);
 	openmetrics_puts(&om, "# EOF\n");
 	openmetrics_done(&om);
+	for (size_t i = 0; i < nkeys; i++)
+		free(keys[i].label);
 	if (om.failed) {
 		free(om.text);
 		return -ENOMEM;

@@ -19,7 +19,7 @@
  * Every member is optional (an older haspd lacks the histograms, keys and
  * users): what is absent, not an integer where one is due, inconsistent
  * (a histogram whose buckets do not add up to its count) or would clash
- * with a name already given is left out, never shown wrong. Label values
+ * with a name or a series already given is left out, never shown wrong. Label values
  * are escaped as OpenMetrics says (\\, \", \n); bytes that are not UTF-8,
  * and NUL, are shown as U+FFFD. */
 #pragma once
@@ -28,7 +28,8 @@
 
 #include <jansson.h>
 
-/* The most entries of "keys" and of "users" shown; the rest are left out. */
+/* The most entries of "keys" (the first ones, each label once: two names
+ * can be shown alike) and of "users" shown; the rest are left out. */
 #define OPENMETRICS_MAX_KEYS 64
 #define OPENMETRICS_MAX_USERS 65536
 /* The most members of "gauges" and of "counters" shown. */

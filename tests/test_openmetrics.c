@@ -1,6 +1,7 @@
 /* The OpenMetrics formatter (proto/openmetrics.c) on hand-written stats
  * objects, read back by the strict checker (om_check.c), and the checker
  * itself refusing what OpenMetrics forbids. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +193,127 @@ START_TEST(label_not_utf8)
 }
 END_TEST
 
+/* ---- random stats: whatever a daemon sends, the text is valid ---- */
+
+static uint64_t rng = 18;
+
+static uint64_t rnd(uint64_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng % n;
+}
+
+/* Mostly small integers; sometimes negative, huge, or not an integer. */
+static json_t *random_value(void)
+{
+	switch (rnd(12)) {
+	case 0: return json_integer(-(json_int_t)rnd(5));
+	case 1: return json_integer((json_int_t)(rng >> 1));
+	case 2: return json_string("7");
+	case 3: return json_real(1.5);
+	case 4: return json_null();
+	default: return json_integer((json_int_t)rnd(5));
+	}
+}
+
+static json_t *random_group(void)
+{
+	static const char *const names[] = {
+		"sessions", "uptime_ms", "heap_bytes", "oldest_waiter_ms", "x_total", "Bad", "a",
+		"lock_wait_ms", "lock_wait_seconds", "sessions_opened", "user_sessions", "key_grants",
+		"watchers", "acquires", "x-y", "", "b_bucket", "c_ms",
+	};
+	json_t *o = json_object();
+	size_t n = rnd(10);
+
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(o, names[rnd(sizeof(names) / sizeof(names[0]))], random_value());
+	return o;
+}
+
+/* Buckets that mostly add up to count; sometimes not, or of a wrong size. */
+static json_t *random_histogram(size_t nbounds)
+{
+	json_t *b = json_array();
+	size_t n = rnd(8) ? nbounds + 1 : rnd(20);
+	json_int_t total = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		json_int_t x = rnd(10) ? (json_int_t)rnd(4) : -1;
+
+		total += x;
+		json_array_append_new(b, json_integer(x));
+	}
+	return json_pack("{s:o,s:I,s:I}", "buckets", b, "count", rnd(8) ? total : total + 1,
+			 "sum_us", (json_int_t)rnd(1000000));
+}
+
+/* Bytes that need escaping, or are not UTF-8, or NUL. */
+static json_t *random_name(void)
+{
+	static const char *const pieces[] = { "a", "\"", "\\", "\n", "\xff", "\0", "\xc3",
+					      "\xc3\xa9", "/", "{", "}", "=", ",", " " };
+	char buf[64];
+	size_t n = 0, k = 1 + rnd(6);
+
+	for (size_t i = 0; i < k; i++) {
+		const char *p = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
+		size_t len = p[0] ? strlen(p) : 1;
+
+		memcpy(buf + n, p, len);
+		n += len;
+	}
+	return json_stringn_nocheck(buf, n);
+}
+
+static json_t *random_stats(void)
+{
+	json_t *bounds = json_array(), *keys = json_array(), *users = json_array();
+	size_t nb = rnd(6), nk = rnd(8), nu = rnd(6);
+	json_int_t last = 0;
+
+	for (size_t i = 0; i < nb; i++) {
+		last += rnd(8) ? 1 + (json_int_t)rnd(1000) : -1;
+		json_array_append_new(bounds, json_integer(last));
+	}
+	for (size_t i = 0; i < nk; i++)
+		json_array_append_new(keys, json_pack("{s:o,s:o,s:o,s:o}", rnd(2) ? "key" : "path",
+						      random_name(), "grants", random_value(),
+						      "wait", random_histogram(nb),
+						      "hold", random_histogram(nb)));
+	for (size_t i = 0; i < nu; i++)
+		json_array_append_new(users, json_pack("{s:o,s:o,s:o,s:o,s:o}",
+						       "uid", rnd(4) ? json_integer((json_int_t)rnd(3)) :
+						       random_value(), "sessions", random_value(),
+						       "locks", random_value(), "files", random_value(),
+						       "checkouts", random_value()));
+	return json_pack("{s:o,s:o,s:{s:o,s:o,s:o},s:o,s:o}", "gauges", random_group(),
+			 "counters", random_group(), "histograms", "bounds_us", bounds,
+			 "wait", random_histogram(nb), "hold", random_histogram(nb),
+			 "keys", keys, "users", users);
+}
+
+START_TEST(random_stats_give_valid_text)
+{
+	for (int i = 0; i < 3000; i++) {
+		json_t *o = random_stats();
+		char *text = NULL, why[512], *dump;
+		size_t len;
+
+		ck_assert_ptr_nonnull(o);
+		ck_assert_int_eq(openmetrics_format(o, &text, &len), 0);
+		dump = json_dumps(o, JSON_COMPACT);
+		ck_assert_msg(om_check(text, len, why, sizeof(why)), "case %d: %s\nfrom %.1500s", i,
+			      why, dump);
+		free(dump);
+		free(text);
+		json_decref(o);
+	}
+}
+END_TEST
+
 /* The checker itself: each of these breaks one rule. */
 START_TEST(checker_refuses)
 {
@@ -244,6 +366,7 @@ int main(void)
 	tcase_add_test(tc, nothing);
 	tcase_add_test(tc, bad_members_left_out);
 	tcase_add_test(tc, label_not_utf8);
+	tcase_add_test(tc, random_stats_give_valid_text);
 	tcase_add_test(tc, checker_refuses);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
