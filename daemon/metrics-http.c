@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/listener.h>
 
@@ -26,20 +27,36 @@
 #define METRICS_HTTP_MAX_HEADERS 8192
 #define METRICS_HTTP_MAX_BODY 0
 #define METRICS_HTTP_BACKLOG 16
+/* Connections at once: a scraper uses one, a few scrapers and a curl fit.
+ * At the bound, accepting pauses until one ends. Each is a descriptor of
+ * the daemon's, counted in its budget (users.h) from the start. */
+#define METRICS_HTTP_MAX_CONNECTIONS 16
+/* The most a connection's input holds: far past any request evhttp
+ * accepts, and all that one it has freed reads before the sweep. */
+#define METRICS_HTTP_MAX_INPUT (64 * 1024)
+/* How often the connections are looked at, while there are any. */
+#define METRICS_HTTP_SWEEP_MS 100
 /* How long to stop accepting after accept(2) failed (EMFILE): libevent's
  * listener would otherwise retry at once, for ever. */
 #define METRICS_HTTP_BACKOFF_MS 100
 
-/* No bound on connections at once: libevent 2.1's evhttp has none
- * (evhttp_set_max_connections() came with 2.2), and none of its hooks
- * says when a connection that never sent a request is freed. Each
- * connection is a descriptor, closed after METRICS_HTTP_TIMEOUT_S idle;
- * haspd(8) says to listen on loopback, or behind a firewall. */
+/* The bound on connections. libevent 2.1's evhttp has none of its own
+ * (evhttp_set_max_connections() came with 2.2), and no hook says when a
+ * connection ends, one that never sent a request included. So each
+ * connection's bufferevent is made here (evhttp_set_bevcb()) with a
+ * reference of ours: when evhttp frees the connection, the bufferevent
+ * stays, without callbacks (bufferevent_free() clears them), until the
+ * sweep lets it go, which closes its socket. */
 struct metrics_http {
 	struct haspd *d;
 	struct evhttp *http;
 	struct evconnlistener *listener;
+	struct bufferevent *conns[METRICS_HTTP_MAX_CONNECTIONS]; /* ours, one reference each */
+	size_t nconns;
+	struct loop_event *sweep;   /* lets go of ended connections */
 	struct loop_event *resume;  /* accepting again after a failed accept */
+	bool full;                  /* paused: METRICS_HTTP_MAX_CONNECTIONS open */
+	bool backing_off;           /* paused: after a failed accept */
 };
 
 /* The listener of the process (main.c makes at most one): libevent calls
@@ -120,11 +137,77 @@ static void metrics_http_request(struct evhttp_request *req, void *arg)
 	loop_call(&call.m->d->loop, metrics_http_serve, &call);
 }
 
+/* Accepts again unless still paused for the other reason. */
+static void metrics_http_accept_again(struct metrics_http *m)
+{
+	if (!m->full && !m->backing_off)
+		evconnlistener_enable(m->listener);
+}
+
 static void metrics_http_resume(void *arg)
 {
 	struct metrics_http *m = arg;
 
-	evconnlistener_enable(m->listener);
+	m->backing_off = false;
+	metrics_http_accept_again(m);
+}
+
+static void metrics_http_plan_sweep(struct metrics_http *m)
+{
+	struct timeval tv = { 0, METRICS_HTTP_SWEEP_MS * 1000 };
+
+	/* If it cannot be armed, the next connection tries again. */
+	if (m->nconns > 0 && !loop_event_pending(m->sweep))
+		loop_event_add(m->sweep, &tv);
+}
+
+/* Lets go of the connections evhttp has freed (their callbacks are gone),
+ * which closes them; accepts again below the bound. */
+static void metrics_http_sweep(void *arg)
+{
+	struct metrics_http *m = arg;
+
+	for (size_t i = 0; i < m->nconns;) {
+		bufferevent_data_cb read_cb;
+
+		bufferevent_getcb(m->conns[i], &read_cb, NULL, NULL, NULL);
+		if (read_cb) {
+			i++;
+			continue;
+		}
+		bufferevent_decref(m->conns[i]);
+		m->conns[i] = m->conns[--m->nconns];
+	}
+	if (m->full && m->nconns < METRICS_HTTP_MAX_CONNECTIONS) {
+		m->full = false;
+		metrics_http_accept_again(m);
+	}
+	metrics_http_plan_sweep(m);
+}
+
+/* A new connection's bufferevent (evhttp_set_bevcb()), with a reference
+ * of ours; at the bound, accepting pauses (libevent's listener stops its
+ * accept loop at once). NULL, for evhttp to make one itself (not counted),
+ * only for want of memory, when evhttp's own is not likely either. */
+static struct bufferevent *metrics_http_bev(struct event_base *base, void *arg)
+{
+	struct metrics_http *m = arg;
+	struct bufferevent *bev;
+
+	if (m->nconns == METRICS_HTTP_MAX_CONNECTIONS)
+		return NULL; /* not while paused */
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev)
+		return NULL;
+	bufferevent_setwatermark(bev, EV_READ, 0, METRICS_HTTP_MAX_INPUT);
+	bufferevent_incref(bev);
+	m->conns[m->nconns++] = bev;
+	if (m->nconns == METRICS_HTTP_MAX_CONNECTIONS) {
+		m->full = true;
+		evconnlistener_disable(m->listener);
+	}
+	metrics_http_plan_sweep(m);
+	return bev;
 }
 
 /* accept(2) failed (out of descriptors): rest a while rather than spin. */
@@ -137,6 +220,7 @@ static void metrics_http_accept_error(struct evconnlistener *l, void *arg)
 	(void)arg; /* evhttp's */
 	if (!m || loop_event_add(m->resume, &tv) < 0)
 		return; /* without the timer, stopping could last for good */
+	m->backing_off = true;
 	evconnlistener_disable(l);
 	log_warn("metrics_listen: accept: %s; not accepting for %d ms", strerror(err),
 		 METRICS_HTTP_BACKOFF_MS);
@@ -191,13 +275,15 @@ struct metrics_http *metrics_http_new(struct haspd *d, const char *addr)
 	int fd;
 
 	if (!m || !(m->http = evhttp_new(d->base)) ||
-	    !(m->resume = loop_event_new(&d->loop, -1, 0, metrics_http_resume, m))) {
+	    !(m->resume = loop_event_new(&d->loop, -1, 0, metrics_http_resume, m)) ||
+	    !(m->sweep = loop_event_new(&d->loop, -1, 0, metrics_http_sweep, m))) {
 		log_err("metrics_listen: out of memory");
 		return metrics_http_free(m);
 	}
 	m->d = d;
 	metrics_http_limit(m->http);
 	evhttp_set_gencb(m->http, metrics_http_request, m);
+	evhttp_set_bevcb(m->http, metrics_http_bev, m);
 	fd = metrics_http_socket(addr);
 	if (fd < 0)
 		return metrics_http_free(m);
@@ -210,8 +296,9 @@ struct metrics_http *metrics_http_new(struct haspd *d, const char *addr)
 	m->listener = evhttp_bound_socket_get_listener(bound);
 	evconnlistener_set_error_cb(m->listener, metrics_http_accept_error);
 	metrics_http_current = m;
-	/* The listening socket is the daemon's own (users.h). */
-	d->users.fds_base++;
+	/* The listening socket and its connections are the daemon's own
+	 * descriptors (users.h). */
+	d->users.fds_base += 1 + METRICS_HTTP_MAX_CONNECTIONS;
 	return m;
 }
 
@@ -220,11 +307,14 @@ struct metrics_http *metrics_http_free(struct metrics_http *m)
 	if (!m)
 		return NULL;
 	if (m->listener)
-		m->d->users.fds_base--;
+		m->d->users.fds_base -= 1 + METRICS_HTTP_MAX_CONNECTIONS;
 	if (metrics_http_current == m)
 		metrics_http_current = NULL;
 	if (m->http)
-		evhttp_free(m->http);
+		evhttp_free(m->http); /* every connection: bufferevent_free() */
+	for (size_t i = 0; i < m->nconns; i++)
+		bufferevent_decref(m->conns[i]);
+	loop_event_free(m->sweep);
 	loop_event_free(m->resume);
 	free(m);
 	return NULL;

@@ -2,8 +2,9 @@
  * GET /metrics answers the daemon's stats as OpenMetrics text
  * (proto/openmetrics.h), served by libevent's evhttp on the daemon's own
  * event base, each request inside the tick/sync bracket (loop.h). Other
- * paths get 404, other methods (HEAD too) 405. Off unless configured: then no socket
- * at all. */
+ * paths get 404, other methods (HEAD too) 405. At most 16 connections at
+ * once, each closed after 10 s without progress. Off unless configured:
+ * then no socket at all. */
 #pragma once
 
 struct haspd;

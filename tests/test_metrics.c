@@ -122,9 +122,8 @@ static void teardown(void)
 	daemon_stop(&daemon_);
 }
 
-/* request, written as is to 127.0.0.1:port; the whole answer (the server
- * closes after it: HTTP/1.0) into out. Returns its length. */
-static size_t http(int port, const char *request, char *out, size_t size)
+/* A connection to haspd's metrics (127.0.0.1 or [::1], as family_ says). */
+static int metrics_connect(int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -132,13 +131,21 @@ static size_t http(int port, const char *request, char *out, size_t size)
 				    .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 	bool v6 = family_ == AF_INET6;
 	int fd = socket(family_, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	size_t n = 0;
-	ssize_t r;
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_msg(connect(fd, v6 ? (struct sockaddr *)&sa6 : (struct sockaddr *)&sa,
 			      v6 ? sizeof(sa6) : sizeof(sa)) == 0, "connect to port %d: %s",
 		      port, strerror(errno));
+	return fd;
+}
+
+/* request, written as is on fd, the answer (the server closes after it:
+ * HTTP/1.0) into out, and fd closed. Returns its length. */
+static size_t http_on(int fd, const char *request, char *out, size_t size)
+{
+	size_t n = 0;
+	ssize_t r;
+
 	/* The server may close before it read all of a request it refuses. */
 	for (size_t w = 0; w < strlen(request); w += (size_t)r) {
 		r = send(fd, request + w, strlen(request) - w, MSG_NOSIGNAL);
@@ -155,6 +162,11 @@ static size_t http(int port, const char *request, char *out, size_t size)
 	out[n] = '\0';
 	close(fd);
 	return n;
+}
+
+static size_t http(int port, const char *request, char *out, size_t size)
+{
+	return http_on(metrics_connect(port), request, out, size);
 }
 
 /* The status code of an answer. */
@@ -322,6 +334,48 @@ START_TEST(metrics_listener_is_one_tcp_socket)
 }
 END_TEST
 
+/* Until haspd has n TCP sockets (its listener and its connections). */
+static void wait_tcp_sockets(int n)
+{
+	int64_t end = now_ms() + test_ms(10000);
+
+	while (tcp_sockets_of(daemon_.pid) != n) {
+		ck_assert_msg(now_ms() < end, "haspd has %d TCP sockets, not %d",
+			      tcp_sockets_of(daemon_.pid), n);
+		usleep(2000); /* accepting has no event the test can see */
+	}
+}
+
+/* 16 connections at once: a 17th waits in the listen queue, unserved,
+ * until one of them ends; the Unix socket is served all along. */
+START_TEST(metrics_connections_bounded)
+{
+	int idle[16], extra;
+	char out[1 << 17];
+	hasp_client *c;
+
+	for (size_t i = 0; i < 16; i++)
+		idle[i] = metrics_connect(port_);
+	wait_tcp_sockets(1 + 16);
+	extra = metrics_connect(port_);
+	const char *get = "GET /metrics HTTP/1.0\r\n\r\n";
+
+	ck_assert_int_eq(send(extra, get, strlen(get), MSG_NOSIGNAL), (ssize_t)strlen(get));
+	ck_assert_msg(!wait_readable(extra, 300), "a 17th connection was served");
+	ck_assert_int_eq(tcp_sockets_of(daemon_.pid), 1 + 16);
+	c = client_connect(daemon_.socket);
+	ck_assert_int_eq(hasp_unlock(c, client_lock(c, "still", HASP_EXCLUSIVE)), 0);
+	hasp_close(c);
+	close(idle[0]);
+	http_on(extra, "", out, sizeof(out));
+	ck_assert_msg(http_status(out) == 200, "%.300s", out);
+	for (size_t i = 1; i < 16; i++)
+		close(idle[i]);
+	wait_tcp_sockets(1);
+	scrape(out, sizeof(out));
+}
+END_TEST
+
 START_TEST(no_tcp_socket_by_default)
 {
 	struct daemon_proc d;
@@ -390,6 +444,7 @@ int main(void)
 	tcase_add_test(served, metrics_other_paths_and_methods);
 	tcase_add_test(served, metrics_read_the_clock);
 	tcase_add_test(served, metrics_listener_is_one_tcp_socket);
+	tcase_add_test(served, metrics_connections_bounded);
 	suite_add_tcase(s, served);
 	tcase_set_timeout(off, 60);
 	tcase_add_test(off, no_tcp_socket_by_default);
