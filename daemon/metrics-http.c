@@ -185,45 +185,75 @@ static void metrics_http_sweep(void *arg)
 	metrics_http_plan_sweep(m);
 }
 
-/* A new connection's bufferevent (evhttp_set_bevcb()), with a reference
- * of ours; at the bound, accepting pauses (libevent's listener stops its
- * accept loop at once). NULL, for evhttp to make one itself (not counted),
- * only for want of memory, when evhttp's own is not likely either. */
-static struct bufferevent *metrics_http_bev(struct event_base *base, void *arg)
-{
-	struct metrics_http *m = arg;
+/* A connection accepted, for the bracket: its bufferevent, to make. */
+struct metrics_http_accepted {
+	struct metrics_http *m;
+	struct event_base *base;
 	struct bufferevent *bev;
+};
+
+/* A new connection's bufferevent, with a reference of ours; at the bound,
+ * accepting pauses (libevent's listener stops its accept loop at once).
+ * NULL, for evhttp to make one itself (not counted), only for want of
+ * memory, when evhttp's own is not likely either. */
+static void metrics_http_count(void *arg)
+{
+	struct metrics_http_accepted *a = arg;
+	struct metrics_http *m = a->m;
 
 	if (m->nconns == METRICS_HTTP_MAX_CONNECTIONS)
-		return NULL; /* not while paused */
-	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!bev)
-		return NULL;
-	bufferevent_setwatermark(bev, EV_READ, 0, METRICS_HTTP_MAX_INPUT);
-	bufferevent_incref(bev);
-	m->conns[m->nconns++] = bev;
+		return; /* not while paused */
+	a->bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!a->bev)
+		return;
+	bufferevent_setwatermark(a->bev, EV_READ, 0, METRICS_HTTP_MAX_INPUT);
+	bufferevent_incref(a->bev);
+	m->conns[m->nconns++] = a->bev;
 	if (m->nconns == METRICS_HTTP_MAX_CONNECTIONS) {
 		m->full = true;
 		evconnlistener_disable(m->listener);
 	}
 	metrics_http_plan_sweep(m);
-	return bev;
 }
 
-/* accept(2) failed (out of descriptors): rest a while rather than spin. */
-static void metrics_http_accept_error(struct evconnlistener *l, void *arg)
+/* evhttp_set_bevcb()'s callback, in the bracket as every other. */
+static struct bufferevent *metrics_http_bev(struct event_base *base, void *arg)
 {
-	struct metrics_http *m = metrics_http_current;
-	struct timeval tv = { 0, METRICS_HTTP_BACKOFF_MS * 1000 };
-	int err = errno;
+	struct metrics_http_accepted a = { arg, base, NULL };
 
-	(void)arg; /* evhttp's */
-	if (!m || loop_event_add(m->resume, &tv) < 0)
+	loop_call(&a.m->d->loop, metrics_http_count, &a);
+	return a.bev;
+}
+
+/* accept(2) failed, for the bracket: why. */
+struct metrics_http_failed {
+	struct metrics_http *m;
+	int err;
+};
+
+/* accept(2) failed (out of descriptors): rest a while rather than spin. */
+static void metrics_http_back_off(void *arg)
+{
+	struct metrics_http_failed *f = arg;
+	struct metrics_http *m = f->m;
+	struct timeval tv = { 0, METRICS_HTTP_BACKOFF_MS * 1000 };
+
+	if (loop_event_add(m->resume, &tv) < 0)
 		return; /* without the timer, stopping could last for good */
 	m->backing_off = true;
-	evconnlistener_disable(l);
-	log_warn("metrics_listen: accept: %s; not accepting for %d ms", strerror(err),
+	evconnlistener_disable(m->listener);
+	log_warn("metrics_listen: accept: %s; not accepting for %d ms", strerror(f->err),
 		 METRICS_HTTP_BACKOFF_MS);
+}
+
+/* The listener's error callback, in the bracket; arg is evhttp's. */
+static void metrics_http_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct metrics_http_failed f = { metrics_http_current, errno };
+
+	(void)l, (void)arg;
+	if (f.m)
+		loop_call(&f.m->d->loop, metrics_http_back_off, &f);
 }
 
 /* A listening socket on addr, or -1 with the reason logged. */
