@@ -1,31 +1,18 @@
 #include "openmetrics.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "omtext.h"
 
 /* The most bounds of a histogram (the spec's has 14), and the longest
  * member name made into a metric name. */
 #define OPENMETRICS_MAX_BOUNDS 64
 #define OPENMETRICS_NAME_MAX 64
-/* The longest number written: a sign, 20 digits, a point, 20 digits. */
-#define OPENMETRICS_NUMBER_MAX 48
-
-/* The text being written, and the families named so far: OpenMetrics
- * allows each name once. Any failure to allocate sticks in failed. */
-struct openmetrics {
-	char *text;
-	size_t len, cap;
-	char **families;
-	size_t nfamilies, capfamilies;
-	bool failed;
-};
 
 /* A histogram as the stats object has it: per-bucket (not cumulative)
  * counts, the last one +Inf, over the shared bounds (µs). */
@@ -99,163 +86,6 @@ static const char *const openmetrics_reserved[] = {
 	"_total", "_bucket", "_count", "_sum", "_created", "_info", "_gcount", "_gsum", NULL,
 };
 
-static bool openmetrics_reserve(struct openmetrics *om, size_t more)
-{
-	size_t cap = om->cap ? om->cap : 4096;
-	char *p;
-
-	if (om->failed)
-		return false;
-	while (cap - om->len <= more) {
-		if (cap > SIZE_MAX / 2) {
-			om->failed = true;
-			return false;
-		}
-		cap *= 2;
-	}
-	if (cap != om->cap) {
-		p = realloc(om->text, cap);
-		if (!p) {
-			om->failed = true;
-			return false;
-		}
-		om->text = p;
-		om->cap = cap;
-	}
-	return true;
-}
-
-static void openmetrics_put(struct openmetrics *om, const char *s, size_t n)
-{
-	if (!openmetrics_reserve(om, n))
-		return;
-	memcpy(om->text + om->len, s, n);
-	om->len += n;
-	om->text[om->len] = '\0';
-}
-
-static void openmetrics_puts(struct openmetrics *om, const char *s)
-{
-	openmetrics_put(om, s, strlen(s));
-}
-
-static void openmetrics_printf(struct openmetrics *om, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void openmetrics_printf(struct openmetrics *om, const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	/* Every format here is a name and numbers: it fits. */
-	if (n > 0 && (size_t)n < sizeof(buf))
-		openmetrics_put(om, buf, (size_t)n);
-}
-
-/* v / 10^digits, exactly, as a decimal with at least one digit after the
- * point ("0.0", "12.345", "0.00001"), into buf; v itself when digits is 0. */
-static void openmetrics_scaled(char buf[OPENMETRICS_NUMBER_MAX], json_int_t v, unsigned digits)
-{
-	unsigned long long mag = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-	unsigned long long div = 1;
-	char frac[24];
-	int n;
-
-	if (digits == 0) {
-		snprintf(buf, OPENMETRICS_NUMBER_MAX, "%lld", (long long)v);
-		return;
-	}
-	for (unsigned i = 0; i < digits; i++)
-		div *= 10;
-	n = snprintf(frac, sizeof(frac), "%0*llu", (int)digits, mag % div);
-	while (n > 1 && frac[n - 1] == '0')
-		frac[--n] = '\0';
-	snprintf(buf, OPENMETRICS_NUMBER_MAX, "%s%llu.%s", v < 0 ? "-" : "", mag / div, frac);
-}
-
-static void openmetrics_put_scaled(struct openmetrics *om, json_int_t v, unsigned digits)
-{
-	char buf[OPENMETRICS_NUMBER_MAX];
-
-	openmetrics_scaled(buf, v, digits);
-	openmetrics_puts(om, buf);
-}
-
-/* A label's value, escaped: \\, \" and \n; a sequence that is not UTF-8,
- * and NUL, as U+FFFD. */
-static void openmetrics_put_label_value(struct openmetrics *om, const char *s, size_t n)
-{
-	while (n > 0) {
-		const char *chunk;
-		size_t chunk_len, used = utf8_shown_chunk(s, n, &chunk, &chunk_len);
-
-		if (chunk_len == 1 && chunk[0] == '\\')
-			openmetrics_puts(om, "\\\\");
-		else if (chunk_len == 1 && chunk[0] == '"')
-			openmetrics_puts(om, "\\\"");
-		else if (chunk_len == 1 && chunk[0] == '\n')
-			openmetrics_puts(om, "\\n");
-		else if (chunk_len == 1 && chunk[0] == '\0')
-			openmetrics_puts(om, "\xef\xbf\xbd");
-		else
-			openmetrics_put(om, chunk, chunk_len);
-		s += used;
-		n -= used;
-	}
-}
-
-static bool openmetrics_named(const struct openmetrics *om, const char *name)
-{
-	for (size_t i = 0; i < om->nfamilies; i++)
-		if (strcmp(om->families[i], name) == 0)
-			return true;
-	return false;
-}
-
-/* Takes name for a family; false if it is taken already (or for want of
- * memory). */
-static bool openmetrics_claim(struct openmetrics *om, const char *name)
-{
-	char *copy;
-
-	if (om->failed || openmetrics_named(om, name))
-		return false;
-	if (om->nfamilies == om->capfamilies) {
-		size_t cap = om->capfamilies ? 2 * om->capfamilies : 64;
-		char **f = realloc(om->families, cap * sizeof(*f));
-
-		if (!f) {
-			om->failed = true;
-			return false;
-		}
-		om->families = f;
-		om->capfamilies = cap;
-	}
-	copy = strdup(name);
-	if (!copy) {
-		om->failed = true;
-		return false;
-	}
-	om->families[om->nfamilies++] = copy;
-	return true;
-}
-
-/* The TYPE, UNIT (if any) and HELP lines of a family. */
-static void openmetrics_put_family(struct openmetrics *om, const char *name, const char *type,
-				   const char *unit, const char *help)
-{
-	openmetrics_printf(om, "# TYPE %s %s\n", name, type);
-	if (unit)
-		openmetrics_printf(om, "# UNIT %s %s\n", name, unit);
-	openmetrics_printf(om, "# HELP %s ", name);
-	openmetrics_puts(om, help);
-	openmetrics_puts(om, "\n");
-}
-
 static bool openmetrics_ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -288,7 +118,7 @@ static const struct openmetrics_help *openmetrics_help_of(const struct openmetri
 
 /* One member of "gauges" or "counters" as a family of one sample: NAME_ms
  * in seconds, NAME_bytes with its unit. */
-static void openmetrics_member(struct openmetrics *om, const struct openmetrics_help *table,
+static void openmetrics_member(struct omtext *om, const struct openmetrics_help *table,
 			       const char *group, const char *member, const json_t *v)
 {
 	const struct openmetrics_help *h = openmetrics_help_of(table, member);
@@ -304,16 +134,16 @@ static void openmetrics_member(struct openmetrics *om, const struct openmetrics_
 	else
 		snprintf(name, sizeof(name), "hasp_%.*s%s", (int)(strlen(member) - (ms ? 3 : 0)),
 			 member, ms ? "_seconds" : "");
-	if (!openmetrics_claim(om, name))
+	if (!omtext_claim(om, name))
 		return;
 	snprintf(help, sizeof(help), "haspd's %s.%s.", group, member);
-	openmetrics_put_family(om, name, counter ? "counter" : "gauge", unit, h ? h->help : help);
-	openmetrics_printf(om, "%s%s ", name, counter ? "_total" : "");
-	openmetrics_put_scaled(om, x, ms ? 3 : 0);
-	openmetrics_puts(om, "\n");
+	omtext_put_family(om, name, counter ? "counter" : "gauge", unit, h ? h->help : help);
+	omtext_printf(om, "%s%s ", name, counter ? "_total" : "");
+	omtext_put_scaled(om, x, ms ? 3 : 0);
+	omtext_puts(om, "\n");
 }
 
-static void openmetrics_members(struct openmetrics *om, const json_t *stats, const char *group,
+static void openmetrics_members(struct omtext *om, const json_t *stats, const char *group,
 				const struct openmetrics_help *table)
 {
 	const json_t *o = json_object_get(stats, group);
@@ -370,50 +200,32 @@ static bool openmetrics_histogram_ok(const json_t *h, const struct openmetrics_b
 	return json_integer_value(count) >= 0 && total == (uint64_t)json_integer_value(count);
 }
 
-/* name{labels,le="..."}, name{labels}, name{le="..."} or name, without the
- * value; labels is written as it is. */
-static void openmetrics_put_sample(struct openmetrics *om, const char *name, const char *suffix,
-				   const char *labels, const char *le)
-{
-	openmetrics_printf(om, "%s%s", name, suffix);
-	if (!labels && !le)
-		return;
-	openmetrics_puts(om, "{");
-	if (labels)
-		openmetrics_puts(om, labels);
-	if (labels && le)
-		openmetrics_puts(om, ",");
-	if (le)
-		openmetrics_printf(om, "le=\"%s\"", le);
-	openmetrics_puts(om, "}");
-}
-
 /* The samples of one histogram h (checked): cumulative buckets with le in
  * seconds, +Inf last, then _count and _sum (seconds). */
-static void openmetrics_histogram(struct openmetrics *om, const char *name, const char *labels,
+static void openmetrics_histogram(struct omtext *om, const char *name, const char *labels,
 				  const json_t *h, const struct openmetrics_bounds *b)
 {
 	const json_t *buckets = json_object_get(h, "buckets");
 	uint64_t cumulative = 0;
 
 	for (size_t i = 0; i <= b->n; i++) {
-		char le[OPENMETRICS_NUMBER_MAX] = "+Inf";
+		char le[OMTEXT_NUMBER_MAX] = "+Inf";
 
 		cumulative += (uint64_t)json_integer_value(json_array_get(buckets, i));
 		if (i < b->n)
-			openmetrics_scaled(le, b->us[i], 6);
-		openmetrics_put_sample(om, name, "_bucket", labels, le);
-		openmetrics_printf(om, " %llu\n", (unsigned long long)cumulative);
+			omtext_scaled(le, b->us[i], 6);
+		omtext_put_sample(om, name, "_bucket", labels, le);
+		omtext_printf(om, " %llu\n", (unsigned long long)cumulative);
 	}
-	openmetrics_put_sample(om, name, "_count", labels, NULL);
-	openmetrics_printf(om, " %llu\n", (unsigned long long)cumulative);
-	openmetrics_put_sample(om, name, "_sum", labels, NULL);
-	openmetrics_puts(om, " ");
-	openmetrics_put_scaled(om, json_integer_value(json_object_get(h, "sum_us")), 6);
-	openmetrics_puts(om, "\n");
+	omtext_put_sample(om, name, "_count", labels, NULL);
+	omtext_printf(om, " %llu\n", (unsigned long long)cumulative);
+	omtext_put_sample(om, name, "_sum", labels, NULL);
+	omtext_puts(om, " ");
+	omtext_put_scaled(om, json_integer_value(json_object_get(h, "sum_us")), 6);
+	omtext_puts(om, "\n");
 }
 
-static void openmetrics_lock_histograms(struct openmetrics *om, const json_t *stats,
+static void openmetrics_lock_histograms(struct omtext *om, const json_t *stats,
 					const struct openmetrics_bounds *b)
 {
 	static const char *const which[][3] = {
@@ -428,7 +240,7 @@ static void openmetrics_lock_histograms(struct openmetrics *om, const json_t *st
 
 		if (!openmetrics_histogram_ok(h, b))
 			continue;
-		openmetrics_put_family(om, which[i][1], "histogram", "seconds", which[i][2]);
+		omtext_put_family(om, which[i][1], "histogram", "seconds", which[i][2]);
 		openmetrics_histogram(om, which[i][1], NULL, h, b);
 	}
 }
@@ -446,7 +258,8 @@ static int openmetrics_key_label(const json_t *k, char **ret_label)
 {
 	const json_t *v = json_object_get(k, "key");
 	const char *name = "key";
-	struct openmetrics label = { 0 };
+	struct omtext label = { 0 };
+	size_t len;
 
 	if (!json_is_string(v)) {
 		v = json_object_get(k, "path");
@@ -454,21 +267,16 @@ static int openmetrics_key_label(const json_t *k, char **ret_label)
 	}
 	if (!json_is_string(v))
 		return -ENOENT;
-	openmetrics_printf(&label, "%s=\"", name);
-	openmetrics_put_label_value(&label, json_string_value(v), json_string_length(v));
-	openmetrics_puts(&label, "\"");
-	if (label.failed) {
-		free(label.text);
-		return -ENOMEM;
-	}
-	*ret_label = label.text;
-	return 0;
+	omtext_printf(&label, "%s=\"", name);
+	omtext_put_label_value(&label, json_string_value(v), json_string_length(v));
+	omtext_puts(&label, "\"");
+	return omtext_finish(&label, ret_label, &len);
 }
 
 /* The entries of "keys" shown, at most OPENMETRICS_MAX_KEYS: those with a
  * key or a path, each label once (two names can be shown alike: bytes
  * that are not UTF-8 as U+FFFD), in their order. Returns how many. */
-static size_t openmetrics_keys(struct openmetrics *om, const json_t *stats,
+static size_t openmetrics_keys(struct omtext *om, const json_t *stats,
 			       struct openmetrics_key *keys)
 {
 	const json_t *a = json_object_get(stats, "keys");
@@ -494,7 +302,7 @@ static size_t openmetrics_keys(struct openmetrics *om, const json_t *stats,
 	return n;
 }
 
-static void openmetrics_key_histograms(struct openmetrics *om, const struct openmetrics_key *keys,
+static void openmetrics_key_histograms(struct omtext *om, const struct openmetrics_key *keys,
 				       size_t n, const struct openmetrics_bounds *b)
 {
 	static const char *const which[][3] = {
@@ -513,14 +321,14 @@ static void openmetrics_key_histograms(struct openmetrics *om, const struct open
 			if (!openmetrics_histogram_ok(h, b))
 				continue;
 			if (!named)
-				openmetrics_put_family(om, which[w][1], "histogram", "seconds", which[w][2]);
+				omtext_put_family(om, which[w][1], "histogram", "seconds", which[w][2]);
 			named = true;
 			openmetrics_histogram(om, which[w][1], keys[i].label, h, b);
 		}
 	}
 }
 
-static void openmetrics_key_grants(struct openmetrics *om, const struct openmetrics_key *keys,
+static void openmetrics_key_grants(struct omtext *om, const struct openmetrics_key *keys,
 				   size_t n)
 {
 	bool named = false;
@@ -531,11 +339,11 @@ static void openmetrics_key_grants(struct openmetrics *om, const struct openmetr
 		if (!json_is_integer(g) || json_integer_value(g) < 0)
 			continue;
 		if (!named)
-			openmetrics_put_family(om, "hasp_key_grants", "counter",
+			omtext_put_family(om, "hasp_key_grants", "counter",
 					       NULL, "Leases granted on each of the busiest keys.");
 		named = true;
-		openmetrics_put_sample(om, "hasp_key_grants", "_total", keys[i].label, NULL);
-		openmetrics_printf(om, " %lld\n", (long long)json_integer_value(g));
+		omtext_put_sample(om, "hasp_key_grants", "_total", keys[i].label, NULL);
+		omtext_printf(om, " %lld\n", (long long)json_integer_value(g));
 	}
 }
 
@@ -554,7 +362,7 @@ static int openmetrics_user_cmp(const void *a, const void *b)
 
 /* The entries of "users" with a uid (0 to 2^32 - 1), by uid, each uid
  * once; *n of them, NULL when none (or for want of memory). */
-static struct openmetrics_user *openmetrics_users(struct openmetrics *om, const json_t *stats,
+static struct openmetrics_user *openmetrics_users(struct omtext *om, const json_t *stats,
 						  size_t *n)
 {
 	const json_t *users = json_object_get(stats, "users");
@@ -585,7 +393,7 @@ static struct openmetrics_user *openmetrics_users(struct openmetrics *om, const 
 	return v;
 }
 
-static void openmetrics_user_gauges(struct openmetrics *om, const json_t *stats)
+static void openmetrics_user_gauges(struct omtext *om, const json_t *stats)
 {
 	static const char *const which[][3] = {
 		{ "sessions", "hasp_user_sessions", "Sessions of each uid open now." },
@@ -605,25 +413,18 @@ static void openmetrics_user_gauges(struct openmetrics *om, const json_t *stats)
 			if (!json_is_integer(x))
 				continue;
 			if (!named)
-				openmetrics_put_family(om, which[w][1], "gauge", NULL, which[w][2]);
+				omtext_put_family(om, which[w][1], "gauge", NULL, which[w][2]);
 			named = true;
-			openmetrics_printf(om, "%s{uid=\"%lld\"} %lld\n", which[w][1], users[i].uid,
+			omtext_printf(om, "%s{uid=\"%lld\"} %lld\n", which[w][1], users[i].uid,
 					   (long long)json_integer_value(x));
 		}
 	}
 	free(users);
 }
 
-static void openmetrics_done(struct openmetrics *om)
-{
-	for (size_t i = 0; i < om->nfamilies; i++)
-		free(om->families[i]);
-	free(om->families);
-}
-
 int openmetrics_format(const json_t *stats, char **ret_text, size_t *ret_len)
 {
-	struct openmetrics om = { 0 };
+	struct omtext om = { 0 };
 	struct openmetrics_key keys[OPENMETRICS_MAX_KEYS];
 	struct openmetrics_bounds b;
 	size_t nkeys;
@@ -632,7 +433,7 @@ int openmetrics_format(const json_t *stats, char **ret_text, size_t *ret_len)
 		stats = NULL;
 	nkeys = openmetrics_keys(&om, stats, keys);
 	for (size_t i = 0; openmetrics_fixed[i]; i++)
-		openmetrics_claim(&om, openmetrics_fixed[i]);
+		omtext_claim(&om, openmetrics_fixed[i]);
 	openmetrics_members(&om, stats, "gauges", openmetrics_gauges);
 	openmetrics_members(&om, stats, "counters", openmetrics_counters);
 	if (openmetrics_bounds(stats, &b)) {
@@ -641,15 +442,8 @@ int openmetrics_format(const json_t *stats, char **ret_text, size_t *ret_len)
 	}
 	openmetrics_key_grants(&om, keys, nkeys);
 	openmetrics_user_gauges(&om, stats);
-	openmetrics_puts(&om, "# EOF\n");
-	openmetrics_done(&om);
+	omtext_puts(&om, "# EOF\n");
 	for (size_t i = 0; i < nkeys; i++)
 		free(keys[i].label);
-	if (om.failed) {
-		free(om.text);
-		return -ENOMEM;
-	}
-	*ret_text = om.text;
-	*ret_len = om.len;
-	return 0;
+	return omtext_finish(&om, ret_text, ret_len);
 }
