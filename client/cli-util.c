@@ -149,15 +149,30 @@ void cli_format_age(char *buf, unsigned size, long long ms)
 		snprintf(buf, size, "%lldh%02lldm", s / 3600, s / 60 % 60);
 }
 
-int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, bool *json)
+/* The index of name among formats, or -1 with the reason said. */
+static int cli_format_index(const char *name, const char *const *formats)
 {
-	return cli_simple_args_one(cli, argc, argv, usage, json, NULL);
+	for (int i = 0; formats[i]; i++)
+		if (strcmp(name, formats[i]) == 0)
+			return i;
+	fprintf(stderr, "%s: unknown format '%s' (", CLI_NAME, name);
+	for (int i = 0; formats[i]; i++)
+		fprintf(stderr, "%s%s", i ? ", " : "", formats[i]);
+	fputs(")\n", stderr);
+	return -1;
 }
 
-int cli_simple_args_one(struct cli *cli, int argc, char **argv, const char *usage, bool *json,
-			const char **ret_arg)
+int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage,
+		    const char *const *formats, int *format)
+{
+	return cli_simple_args_one(cli, argc, argv, usage, formats, format, NULL);
+}
+
+int cli_simple_args_one(struct cli *cli, int argc, char **argv, const char *usage,
+			const char *const *formats, int *format, const char **ret_arg)
 {
 	static const struct option longopts[] = {
+		{ "format", required_argument, NULL, 'f' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
@@ -166,9 +181,12 @@ int cli_simple_args_one(struct cli *cli, int argc, char **argv, const char *usag
 	int c;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+jhS:", longopts, NULL)) != -1) {
-		if (c == 'j' && json) {
-			*json = true;
+	while ((c = getopt_long(argc, argv, "+f:jhS:", longopts, NULL)) != -1) {
+		bool formatted = formats && (c == 'f' || c == 'j');
+		int i = formatted ? cli_format_index(c == 'j' ? "json" : optarg, formats) : -1;
+
+		if (i >= 0) {
+			*format = i;
 		} else if (c == 'S') {
 			cli->socket = optarg;
 		} else if (c == 'h') {

@@ -97,12 +97,16 @@ bool cli_texts_valid(const char *cmd, const char *key, const char *owner, const 
 const char *cli_user_name(void);
 /* "3.2s", "4m05s", "2h13m" for an age in ms. */
 void cli_format_age(char *buf, unsigned size, long long ms);
-/* --json, --socket and --help for commands that take no other arguments:
- * returns -1 to go on, else the exit code. json may be NULL. */
-int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage, bool *json);
+/* --socket and --help, and --format NAME and --json (--format json) for
+ * commands that have formats, for commands that take no other arguments:
+ * formats are the names --format takes (NULL-terminated; NULL: no --format
+ * and no --json), *format becomes the index of the one given. Returns -1 to
+ * go on, else the exit code. */
+int cli_simple_args(struct cli *cli, int argc, char **argv, const char *usage,
+		    const char *const *formats, int *format);
 /* The same, with one optional argument (left as it is when none). */
-int cli_simple_args_one(struct cli *cli, int argc, char **argv, const char *usage, bool *json,
-			const char **ret_arg);
+int cli_simple_args_one(struct cli *cli, int argc, char **argv, const char *usage,
+			const char *const *formats, int *format, const char **ret_arg);
 /* The signals a command waits for (cli-signals.c): blocked, except while
  * it sleeps in ppoll(2) with wait_mask. */
 struct cli_signals {

@@ -19,7 +19,7 @@ static double now_us(void)
 
 int cmd_ping(struct cli *cli, int argc, char **argv)
 {
-	int r = cli_simple_args(cli, argc, argv, usage, NULL);
+	int r = cli_simple_args(cli, argc, argv, usage, NULL, NULL);
 	hasp_client *c;
 	double t0;
 

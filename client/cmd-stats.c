@@ -4,9 +4,10 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "openmetrics.h"
 
 static const char usage[] =
-	"Usage: hasp stats [--json] [--socket PATH]\n"
+	"Usage: hasp stats [--format table|json|openmetrics] [--json] [--socket PATH]\n"
 	"Shows haspd's gauges (sessions, resources, leases, checkouts, waiters) and\n"
 	"counters, then how the leases granted since haspd started (the checkouts it\n"
 	"restored from its journal at its start among them) have ended: released (or\n"
@@ -14,7 +15,14 @@ static const char usage[] =
 	"expired (their TTL ran out), or handed over (the fd form of hasp lock: the\n"
 	"flock is the client's descriptor's), and how many are held now;\n"
 	"granted is always ended plus held.\n"
-	"  -j, --json  print the daemon's JSON object instead of a table\n";
+	"  -f, --format FORMAT  table (the default), json (the daemon's JSON\n"
+	"                       object) or openmetrics (OpenMetrics text, as a\n"
+	"                       Prometheus scrape of haspd's metrics_listen gets it;\n"
+	"                       names in haspd(8), METRICS)\n"
+	"  -j, --json           the same as --format json\n";
+
+/* In the order of formats[] in cmd_stats(). */
+enum stats_format { STATS_TABLE, STATS_JSON, STATS_OPENMETRICS };
 
 static void print_group(const char *title, json_t *group)
 {
@@ -55,10 +63,33 @@ static void print_balance(json_t *gauges, json_t *counters)
 	printf("  %-24s %lld\n", "held", stat_of(gauges, "leases"));
 }
 
+static void print_table(json_t *o)
+{
+	print_group("gauges", json_object_get(o, "gauges"));
+	print_group("counters", json_object_get(o, "counters"));
+	print_balance(json_object_get(o, "gauges"), json_object_get(o, "counters"));
+}
+
+/* The daemon's stats as OpenMetrics text; 0, or EXIT_OSERR. */
+static int print_openmetrics(json_t *o)
+{
+	size_t len;
+	char *text;
+
+	if (openmetrics_format(o, &text, &len) < 0) {
+		fprintf(stderr, "%s: stats: out of memory\n", CLI_NAME);
+		return EXIT_OSERR;
+	}
+	fwrite(text, 1, len, stdout);
+	free(text);
+	return 0;
+}
+
 int cmd_stats(struct cli *cli, int argc, char **argv)
 {
-	bool json = false;
-	int r = cli_simple_args(cli, argc, argv, usage, &json);
+	static const char *const formats[] = { "table", "json", "openmetrics", NULL };
+	int format = STATS_TABLE;
+	int r = cli_simple_args(cli, argc, argv, usage, formats, &format);
 	hasp_client *c;
 	char *text;
 	json_t *o;
@@ -75,14 +106,19 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 		return r;
 	}
 	hasp_close(c);
-	if (json) {
+	r = 0;
+	if (format == STATS_JSON) {
 		puts(text);
 	} else if ((o = json_loads(text, 0, NULL))) {
-		print_group("gauges", json_object_get(o, "gauges"));
-		print_group("counters", json_object_get(o, "counters"));
-		print_balance(json_object_get(o, "gauges"), json_object_get(o, "counters"));
+		if (format == STATS_OPENMETRICS)
+			r = print_openmetrics(o);
+		else
+			print_table(o);
 		json_decref(o);
+	} else {
+		fprintf(stderr, "%s: stats: haspd's reply is not JSON\n", CLI_NAME);
+		r = 1;
 	}
 	free(text);
-	return 0;
+	return r;
 }

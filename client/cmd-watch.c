@@ -10,7 +10,7 @@
 #include "cli.h"
 
 static const char usage[] =
-	"Usage: hasp watch [--json] [--socket PATH] [PREFIX]\n"
+	"Usage: hasp watch [--json|--format text|json] [--socket PATH] [PREFIX]\n"
 	"Follows what happens to every lock whose key or path starts with PREFIX\n"
 	"(every lock without it), one line per event as haspd saw it, until\n"
 	"interrupted (SIGINT, SIGTERM: exit 0) or until haspd goes away (exit 69):\n"
@@ -19,8 +19,9 @@ static const char usage[] =
 	"watcher read too slowly), the key or path, the mode, who (session, pid,\n"
 	"uid, owner), the lease or request, the fence, how long it waited or was\n"
 	"held, and why it ended. Client text is escaped.\n"
-	"  -j, --json  print each event as haspd's JSON object, one per line\n"
-	"              (ASCII only)\n";
+	"  -j, --json         print each event as haspd's JSON object, one per line\n"
+	"                     (ASCII only)\n"
+	"  -f, --format NAME  text (the default) or json\n";
 
 static void print_time(json_t *ev)
 {
@@ -160,15 +161,18 @@ static int follow(hasp_client *c, const struct cli_signals *sigs)
 
 int cmd_watch(struct cli *cli, int argc, char **argv)
 {
+	static const char *const formats[] = { "text", "json", NULL };
 	static const int caught[] = { SIGINT, SIGTERM };
 	const char *prefix = NULL;
 	struct cli_signals sigs;
 	bool json = false;
 	hasp_client *c;
-	int r = cli_simple_args_one(cli, argc, argv, usage, &json, &prefix);
+	int format = 0;
+	int r = cli_simple_args_one(cli, argc, argv, usage, formats, &format, &prefix);
 
 	if (r >= 0)
 		return r;
+	json = format == 1;
 	/* Caught before the connection: a SIGTERM that comes while it
 	 * starts ends it as well. */
 	r = cli_signals_catch(&sigs, caught, 2);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "netaddr.h"
 
 /* Keep the daemon usable: a line must fit any request, and no limit may
  * be zero. */
@@ -103,6 +104,17 @@ static int set_log_level(struct config *c, const char *v)
 	return 0;
 }
 
+/* "" turns the listener off. */
+static int set_metrics_listen(struct config *c, const char *v)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (v[0] && netaddr_parse(v, &ss, &len) < 0)
+		return -1;
+	return copy_string(c->metrics_listen, sizeof(c->metrics_listen), v);
+}
+
 struct setting {
 	const char *name;
 	const char *expects;
@@ -128,6 +140,8 @@ static const struct setting settings[] = {
 	{ "journal_file", "an absolute path", 0, sizeof(((struct config *)0)->journal_file) - 1 },
 	{ "max_user_checkouts", "a number from 1 to 10000000", 1, 0 },
 	{ "idle_exit", "a number of seconds from 0 (never) to 31536000", 1, 0 },
+	{ "metrics_listen", "empty (off), or a numeric address and port such as 127.0.0.1:9466 "
+	  "or [::1]:9466", 0, 0 },
 	{ "log_lock_waits_ms", "a number of ms from 0 (never) to 86400000", 1, 0 },
 	{ "journal_socket", "an absolute path", 0, sizeof(((struct config *)0)->journal_socket) - 1 },
 };
@@ -152,7 +166,8 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 12: return v[0] == '/' ? copy_string(c->journal_file, sizeof(c->journal_file), v) : -1;
 	case 13: return parse_size(v, 1, 10000000, &c->max_user_checkouts);
 	case 14: return parse_seconds(v, &c->idle_exit);
-	case 15: return parse_size(v, 0, 86400000, &c->log_lock_waits_ms);
+	case 15: return set_metrics_listen(c, v);
+	case 16: return parse_size(v, 0, 86400000, &c->log_lock_waits_ms);
 	default:
 		return v[0] == '/' ? copy_string(c->journal_socket, sizeof(c->journal_socket), v) : -1;
 	}

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "buildconf.h"
+#include "netaddr.h"
 
 /* sysconfdir/hasp/haspd.conf: /etc/hasp/haspd.conf for a /usr install. */
 #define CONFIG_DEFAULT_PATH HASP_CONFIG_PATH
@@ -27,6 +28,7 @@ struct config {
 	size_t max_user_checkouts; /* detached leases of one uid */
 	int log_level;             /* enum log_level */
 	unsigned idle_exit;        /* exit after this many s idle; 0 = never */
+	char metrics_listen[NETADDR_TEXT_MAX]; /* GET /metrics on "127.0.0.1:9466"; "" = off */
 	size_t log_lock_waits_ms;  /* audit grants that waited this long; 0 = never */
 	char journal_socket[108];  /* "" = the journal's when it is the log (audit.h) */
 };

@@ -11,17 +11,21 @@ struct loop_event {
 	void *arg;
 };
 
+void loop_call(struct loop *l, void (*cb)(void *arg), void *arg)
+{
+	l->before(l->arg);
+	cb(arg);
+	l->after(l->arg);
+}
+
 /* The bracket: the callback may free e (as part of what it ends), so e is
  * not touched after it. */
 static void loop_run(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop_event *e = arg;
-	struct loop *l = e->loop;
 
 	(void)fd, (void)what;
-	l->before(l->arg);
-	e->cb(e->arg);
-	l->after(l->arg);
+	loop_call(e->loop, e->cb, e->arg);
 }
 
 struct loop_event *loop_event_new(struct loop *l, int fd, short what, void (*cb)(void *arg),

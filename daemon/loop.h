@@ -16,6 +16,10 @@ struct loop {
 	void *arg;
 };
 
+/* Runs cb(arg) inside the bracket: for the callbacks libevent makes
+ * itself (evhttp's), which no loop_event wraps. */
+void loop_call(struct loop *l, void (*cb)(void *arg), void *arg);
+
 /* An event whose callback runs inside the bracket. */
 struct loop_event;
 

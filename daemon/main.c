@@ -20,6 +20,7 @@
 #include "haspd.h"
 #include "idle.h"
 #include "log.h"
+#include "metrics-http.h"
 #include "proto-daemon.h"
 #include "sockpath.h"
 #include "server.h"
@@ -70,6 +71,10 @@ static const char usage[] =
 	"      --idle-exit SECS         exit (status 0) after SECS with no session, no\n"
 	"                               lease, no waiter and no checkout (default 0:\n"
 	"                               never); libhasp starts haspd with it on demand\n"
+	"      --metrics-listen ADDR    serve OpenMetrics text for Prometheus at\n"
+	"                               http://ADDR/metrics, ADDR a numeric address\n"
+	"                               and port: 127.0.0.1:9466 or [::1]:9466\n"
+	"                               (default: none, no listener; see haspd(8))\n"
 	"      --ready-fd FD            write a newline to descriptor FD and close it\n"
 	"                               once listening (how libhasp waits for it)\n"
 	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
@@ -114,7 +119,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 {
 	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
 	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES, OPT_DIR_MODE,
-	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS, OPT_IDLE_EXIT, OPT_READY_FD };
+	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS, OPT_IDLE_EXIT, OPT_READY_FD, OPT_METRICS };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -133,6 +138,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "max-user-checkouts", required_argument, NULL, OPT_USER_CHECKOUTS },
 		{ "idle-exit", required_argument, NULL, OPT_IDLE_EXIT },
 		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
+		{ "metrics-listen", required_argument, NULL, OPT_METRICS },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
@@ -161,6 +167,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_FORGET: opt->forget_checkouts = true; break;
 		case OPT_USER_CHECKOUTS: add_override(opt, "max_user_checkouts", optarg); break;
 		case OPT_IDLE_EXIT: add_override(opt, "idle_exit", optarg); break;
+		case OPT_METRICS: add_override(opt, "metrics_listen", optarg); break;
 		case OPT_READY_FD:
 			if (parse_fd(optarg, &opt->ready_fd) < 0) {
 				fprintf(stderr, "haspd: --ready-fd: '%s' is not a descriptor\n", optarg);
@@ -220,6 +227,7 @@ struct main_ctx {
 	struct options opt;
 	struct event *sigs[3];
 	struct event *status;
+	struct metrics_http *metrics; /* metrics_listen's, if set */
 	char last_status[160];
 };
 
@@ -252,6 +260,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		if (strcmp(next.fence_file, m->d.cfg.fence_file) ||
 		    strcmp(next.journal_file, m->d.cfg.journal_file))
 			log_warn("fence_file and journal_file change only with a restart");
+		if (strcmp(next.metrics_listen, m->d.cfg.metrics_listen))
+			log_warn("metrics_listen changes only with a restart");
 		m->d.cfg.max_line_bytes = next.max_line_bytes;
 		m->d.cfg.max_sessions = next.max_sessions;
 		m->d.cfg.max_session_locks = next.max_session_locks;
@@ -414,9 +424,12 @@ static int restore_checkouts(struct haspd *d, const char *socket, bool forget)
 }
 
 /* In this order: the socket's directory, the instance lock, the checkouts,
- * the socket (socket activation's, or ours on cfg's path, whose path goes
- * to path: "" under socket activation). */
-static struct server *open_server(struct haspd *d, char *path, size_t size, bool forget)
+ * the metrics listener if configured (listening before the socket does, so
+ * that whoever sees the socket can scrape), the socket (socket
+ * activation's, or ours on cfg's path, whose path goes to path: "" under
+ * socket activation). */
+static struct server *open_server(struct haspd *d, char *path, size_t size, bool forget,
+				  struct metrics_http **metrics)
 {
 	int fd = systemd_listen_fd();
 
@@ -424,6 +437,8 @@ static struct server *open_server(struct haspd *d, char *path, size_t size, bool
 	if (fd < 0 && (socket_path(&d->cfg, path, size) < 0 || server_check_dir(&d->cfg, path) < 0))
 		return NULL;
 	if (keep_fences(d, path) < 0 || restore_checkouts(d, path, forget) < 0)
+		return NULL;
+	if (d->cfg.metrics_listen[0] && !(*metrics = metrics_http_new(d, d->cfg.metrics_listen)))
 		return NULL;
 	return fd >= 0 ? server_adopt(&d->loop, fd, haspd_accepted, d) :
 			 server_new(&d->loop, &d->cfg, path, haspd_accepted, d);
@@ -461,11 +476,14 @@ int main(int argc, char **argv)
 	 * must still remove the socket file. */
 	if (add_signal(&m, 0, SIGTERM, on_stop) < 0 || add_signal(&m, 1, SIGINT, on_stop) < 0 ||
 	    add_signal(&m, 2, SIGHUP, on_reload) < 0 ||
-	    !(m.d.server = open_server(&m.d, path, sizeof(path), m.opt.forget_checkouts)) || start_status(&m) < 0) {
+	    !(m.d.server = open_server(&m.d, path, sizeof(path), m.opt.forget_checkouts, &m.metrics)) ||
+	    start_status(&m) < 0) {
 		r = 1;
 	} else {
 		log_info("haspd %s listening on %s", HASP_VERSION_STRING,
 			 path[0] ? path : "(socket activation)");
+		if (m.metrics)
+			log_info("serving metrics at http://%s/metrics", m.d.cfg.metrics_listen);
 		systemd_notify("READY=1");
 		tell_ready(m.opt.ready_fd);
 		idle_plan(&m.d); /* idle from the start, until a client comes */
@@ -477,6 +495,7 @@ int main(int argc, char **argv)
 			event_free(m.sigs[i]);
 	if (m.status)
 		event_free(m.status);
+	m.metrics = metrics_http_free(m.metrics);
 	haspd_done(&m.d);
 	return r;
 }

@@ -20,6 +20,7 @@
 #include "cli_run.h"
 #include "harness.h"
 #include "hasp.h"
+#include "om_check.h"
 
 #define OTHER_UID 4242  /* an unprivileged uid with no user entry */
 
@@ -521,6 +522,28 @@ START_TEST(stats_ends_balance_grants)
 }
 END_TEST
 
+/* hasp stats --format openmetrics: the daemon's own stats, as the strict
+ * checker wants OpenMetrics text, with a lease and a waiter it can see. */
+START_TEST(stats_as_openmetrics)
+{
+	hasp_client *c = client_connect(daemon_.socket);
+	char out[1 << 16], why[512];
+	hasp_lease *l = client_lock(c, "held", HASP_EXCLUSIVE);
+
+	ck_assert_int_eq(HASP(out, "stats", "--format", "openmetrics"), 0);
+	ck_assert_msg(om_check(out, strlen(out), why, sizeof(why)), "%s:\n%.2000s", why, out);
+	ck_assert_msg(om_value(out, "hasp_leases") == 1, "%.2000s", out);
+	ck_assert_msg(om_value(out, "hasp_acquires_total") == 1, "%.2000s", out);
+	ck_assert_msg(strstr(out, "# TYPE hasp_uptime_seconds gauge\n"), "%.2000s", out);
+	ck_assert_int_eq(HASP(out, "stats", "--format", "xml"), 64);
+	ck_assert_msg(strstr(out, "unknown format 'xml'"), "%s", out);
+	ck_assert_int_eq(HASP(out, "stats", "--format", "json"), 0);
+	ck_assert_msg(out[0] == '{', "%s", out);
+	ck_assert_int_eq(hasp_unlock(c, l), 0);
+	hasp_close(c);
+}
+END_TEST
+
 START_TEST(help_texts_tell_the_new_forms)
 {
 	char out[1 << 14];
@@ -531,7 +554,8 @@ START_TEST(help_texts_tell_the_new_forms)
 	ck_assert_int_eq(HASP(out, "revoke", "--help"), 0);
 	ck_assert_msg(strstr(out, "--file FILE"), "%s", out);
 	ck_assert_int_eq(HASP(out, "stats", "--help"), 0);
-	ck_assert_msg(strstr(out, "granted is always ended plus held"), "%s", out);
+	ck_assert_msg(strstr(out, "granted is always ended plus held") &&
+		      strstr(out, "--format FORMAT") && strstr(out, "openmetrics"), "%s", out);
 	ck_assert_int_eq(HASP(out, "revoke", "0"), 64);
 	ck_assert_int_eq(HASP(out, "revoke", "--key", "k", "--file", "f"), 64);
 }
@@ -552,6 +576,7 @@ static Suite *cli_ls_suite(void)
 	tcase_add_test(tc, revoke_a_file_by_its_path);
 	tcase_add_test(tc, revoke_a_file_needs_authority);
 	tcase_add_test(tc, stats_ends_balance_grants);
+	tcase_add_test(tc, stats_as_openmetrics);
 	tcase_add_test(tc, help_texts_tell_the_new_forms);
 	suite_add_tcase(s, tc);
 	return s;
