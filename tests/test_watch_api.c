@@ -125,13 +125,13 @@ START_TEST(a_contention_story_in_order)
 	hasp_client *b = client_connect(daemon_.socket), *c = client_connect(daemon_.socket);
 	struct seen s = { .n = 0 };
 	struct got gb = { 0, 0, NULL };
-	hasp_lease *la, *lc = NULL;
+	hasp_lease *la, *lc = NULL, *lo;
 	uint64_t la_id;
 
 	ck_assert_int_eq(hasp_watch(w, "story/", collect, &s), 0);
 	la = client_lock(a, "story/db", HASP_EXCLUSIVE);
 	la_id = hasp_lease_id(la);
-	client_lock(a, "other/db", HASP_EXCLUSIVE); /* not on the prefix: never seen */
+	lo = client_lock(a, "other/db", HASP_EXCLUSIVE); /* not on the prefix: never seen */
 	await_events(w, &s, 1);
 	o.owner = "bob";
 	ck_assert_int_eq(hasp_lock_async(b, "story/db", &o, keep, &gb, NULL), 0);
@@ -162,6 +162,7 @@ START_TEST(a_contention_story_in_order)
 	ck_assert_uint_eq(s.n, 6);
 	seen_done(&s);
 	hasp_lease_free(gb.lease);
+	hasp_lease_free(lo);
 	hasp_close(c);
 	hasp_close(b);
 	hasp_close(a);
