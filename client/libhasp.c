@@ -90,6 +90,7 @@ static void settle_checkouts(hasp_client *c)
 		hasp_request_cancel(c->requests);
 	libhasp_calls_cancel(c);
 	c->on_event = NULL;
+	c->on_watch = NULL; /* no watch event either while it closes */
 	libhasp_flush(c);
 	while (!c->lost && libhasp_awaits_checkouts(c)) {
 		struct pollfd p = { .fd = c->fd, .events = (short)hasp_client_get_events(c) };

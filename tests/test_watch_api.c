@@ -291,6 +291,25 @@ START_TEST(the_end_of_the_connection_ends_the_events)
 }
 END_TEST
 
+/* hasp_close() waits for a checkout's release to reach haspd, reading
+ * what comes meanwhile: the watch's events are not handed on then. */
+START_TEST(no_event_while_closing)
+{
+	hasp_client *w = client_connect(daemon_.socket);
+	struct seen s = { .n = 0 };
+	hasp_lease *l;
+
+	ck_assert_int_eq(hasp_watch(w, NULL, collect, &s), 0);
+	ck_assert_int_eq(hasp_checkout(w, "co", NULL, &l), 0);
+	await_events(w, &s, 1);
+	assert_event(&s, 0, "granted", "co");
+	ck_assert_int_eq(hasp_unlock_async(w, l, NULL, NULL), 0);
+	hasp_close(w); /* reads the release's answer, and its released event */
+	ck_assert_uint_eq(s.n, 1);
+	seen_done(&s);
+}
+END_TEST
+
 static Suite *watch_api_suite(void)
 {
 	Suite *s = suite_create("watch-api");
@@ -303,6 +322,7 @@ static Suite *watch_api_suite(void)
 	tcase_add_test(tc, a_second_watch_replaces_the_first);
 	tcase_add_test(tc, refused_prefixes);
 	tcase_add_test(tc, the_end_of_the_connection_ends_the_events);
+	tcase_add_test(tc, no_event_while_closing);
 	suite_add_tcase(s, tc);
 	return s;
 }
