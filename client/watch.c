@@ -56,8 +56,7 @@ bool libhasp_watch_event(hasp_client *c, const struct proto_reply *rep, const ch
 	text[len] = '\0';
 	if (c->watch_missed)
 		tell_missed(c);
-	if (c->on_watch) /* still: the callback may have ended the watch's client */
-		c->on_watch(c, text, len, c->watch_userdata);
+	c->on_watch(c, text, len, c->watch_userdata);
 	free(text);
 	return true;
 }
