@@ -534,6 +534,7 @@ START_TEST(no_client_floods_the_audit_trail)
 {
 	struct journal_daemon j;
 	int a, b, entries = 0;
+	int64_t began;
 	hasp_client *c;
 	json_t *o;
 
@@ -542,6 +543,7 @@ START_TEST(no_client_floods_the_audit_trail)
 	b = raw_connect(j.d.socket);
 	raw_send(a, "{\"id\":1,\"op\":\"acquire\",\"key\":\"flood\"}\n");
 	json_decref(ok(a, 1));
+	began = now_ms();
 	for (int i = 0; i < 40; i++) {
 		raw_sendf(b, "{\"id\":%d,\"op\":\"acquire\",\"key\":\"flood\",\"timeout_ms\":1}\n",
 			  10 + i);
@@ -551,9 +553,10 @@ START_TEST(no_client_floods_the_audit_trail)
 		entries++;
 		json_decref(o);
 	}
-	/* A burst of 10, then one a second. */
+	/* A burst of 10, then one a second (valgrind may take seconds). */
 	ck_assert_int_ge(entries, 10);
-	ck_assert_int_lt(entries, 20);
+	ck_assert_int_le(entries, 10 + 1 + (now_ms() - began) / 1000);
+	ck_assert_int_lt(entries, 40);
 	c = client_connect(j.d.socket);
 	ck_assert_int_eq(stats_counter(c, "audit_lines"), entries);
 	ck_assert_int_eq(stats_counter(c, "audit_lines_dropped"), 40 - entries);
