@@ -216,6 +216,47 @@ START_TEST(a_contention_story_in_order)
 }
 END_TEST
 
+/* A multi-key request that times out, and a multi-key lease revoked: the
+ * events name every key (the parts other than the first were once freed
+ * before the events were built). The message makes each part too big to
+ * be kept as a spare. */
+START_TEST(a_multi_key_timeout_and_revoke_name_every_key)
+{
+	const char *s = daemon_.socket;
+	int w = watcher(s, "mk/"), a = raw_connect(s), b = raw_connect(s);
+	json_t *e, *keys;
+	json_int_t lm;
+
+	raw_send(a, "{\"id\":1,\"op\":\"acquire\",\"key\":\"mk/b\"}\n");
+	json_decref(ok(a, 1));
+	expect_only(w, "granted", "", "mk/b");
+	raw_send(b, "{\"id\":2,\"op\":\"acquire\",\"keys\":[\"mk/a\",\"mk/b\",\"mk/c\"],"
+		 "\"timeout_ms\":30,\"message\":\"long enough to make each part a big entry\"}\n");
+	json_decref(raw_reply(b, 2));
+	expect_only(w, "queued", "", "mk/a");
+	e = expect(w, "timeout", "", "mk/a");
+	keys = json_object_get(e, "keys");
+	ck_assert_int_eq(json_array_size(keys), 3);
+	ck_assert_str_eq(json_string_value(json_array_get(keys, 2)), "mk/c");
+	json_decref(e);
+
+	raw_send(b, "{\"id\":3,\"op\":\"acquire\",\"keys\":[\"mk/x\",\"mk/y\"],"
+		 "\"message\":\"long enough to make each part a big entry\"}\n");
+	lm = granted(b, 3);
+	expect_only(w, "granted", "", "mk/x");
+	raw_sendf(a, "{\"id\":4,\"op\":\"revoke\",\"lease\":%lld}\n", (long long)lm);
+	json_decref(ok(a, 4));
+	e = expect(w, "released", "revoke", "mk/x");
+	keys = json_object_get(e, "keys");
+	ck_assert_int_eq(json_array_size(keys), 2);
+	ck_assert_str_eq(json_string_value(json_array_get(keys, 1)), "mk/y");
+	json_decref(e);
+	close(a);
+	close(b);
+	close(w);
+}
+END_TEST
+
 START_TEST(a_bad_watch_is_refused)
 {
 	int w = raw_connect(daemon_.socket);
@@ -603,6 +644,7 @@ static Suite *watch_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, a_contention_story_in_order);
+	tcase_add_test(tc, a_multi_key_timeout_and_revoke_name_every_key);
 	tcase_add_test(tc, a_bad_watch_is_refused);
 	tcase_add_test(tc, a_watcher_that_does_not_read_loses_events_not_its_session);
 	tcase_add_test(tc, stats_have_histograms_busiest_keys_and_users);
