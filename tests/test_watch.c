@@ -438,12 +438,23 @@ static void journal_daemon_stop(struct journal_daemon *j)
 	daemon_dir_remove(&j->d);
 }
 
+/* A field's name, n bytes at p, as a string in name (json_object_set_new()
+ * copies it). */
+static const char *field_name(char name[64], const char *p, size_t n)
+{
+	ck_assert_uint_lt(n, 64);
+	memcpy(name, p, n);
+	name[n] = '\0';
+	return name;
+}
+
 /* The next journal entry's fields as a JSON object of strings (a value
  * with a newline comes in the binary form); NULL after the bound. */
 static json_t *journal_entry(int fd)
 {
 	static char buf[65536];
 	json_t *o = json_object();
+	char name[64];
 	ssize_t n;
 	char *p, *end;
 
@@ -458,7 +469,7 @@ static json_t *journal_entry(int fd)
 		ck_assert_ptr_nonnull(eol);
 		eq = memchr(p, '=', (size_t)(eol - p));
 		if (eq) {
-			json_object_set_new(o, strndup(p, (size_t)(eq - p)),
+			json_object_set_new(o, field_name(name, p, (size_t)(eq - p)),
 					    json_stringn(eq + 1, (size_t)(eol - eq - 1)));
 			p = eol + 1;
 			continue;
@@ -466,7 +477,7 @@ static json_t *journal_entry(int fd)
 		memcpy(&len, eol + 1, sizeof(len));
 		len = le64toh(len);
 		ck_assert(eol + 1 + 8 + len < end && eol[1 + 8 + len] == '\n');
-		json_object_set_new(o, strndup(p, (size_t)(eol - p)),
+		json_object_set_new(o, field_name(name, p, (size_t)(eol - p)),
 				    json_stringn(eol + 1 + 8, (size_t)len));
 		p = eol + 1 + 8 + len + 1;
 	}
