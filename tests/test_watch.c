@@ -257,6 +257,22 @@ START_TEST(a_multi_key_timeout_and_revoke_name_every_key)
 }
 END_TEST
 
+/* A session that watches and locks: the event of its grant is written
+ * before the grant's reply (PROTOCOL.md, watch). */
+START_TEST(its_own_event_comes_before_its_reply)
+{
+	int w = watcher(daemon_.socket, "own/");
+	json_t *e;
+
+	raw_send(w, "{\"id\":2,\"op\":\"acquire\",\"key\":\"own/k\"}\n");
+	e = expect(w, "granted", "", "own/k");
+	ck_assert_int_eq(member_int(e, "request"), 2);
+	json_decref(e);
+	json_decref(ok(w, 2));
+	close(w);
+}
+END_TEST
+
 START_TEST(a_bad_watch_is_refused)
 {
 	int w = raw_connect(daemon_.socket);
@@ -656,6 +672,7 @@ static Suite *watch_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, a_contention_story_in_order);
 	tcase_add_test(tc, a_multi_key_timeout_and_revoke_name_every_key);
+	tcase_add_test(tc, its_own_event_comes_before_its_reply);
 	tcase_add_test(tc, a_bad_watch_is_refused);
 	tcase_add_test(tc, a_watcher_that_does_not_read_loses_events_not_its_session);
 	tcase_add_test(tc, stats_have_histograms_busiest_keys_and_users);
