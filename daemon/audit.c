@@ -236,7 +236,9 @@ void audit_event(struct haspd *d, const struct event *ev)
 	struct audit_entry en = { .n = 0 };
 	uint64_t suppressed;
 
-	if (!audit_wanted(d, ev))
+	/* Plain lines are info lines: none below the log level (nor a share
+	 * of the uid's log spent on them, nor a line counted). */
+	if (!audit_wanted(d, ev) || (a->fd < 0 && LOG_INFO > log_threshold))
 		return;
 	if (!ratelimit_take(&d->log_budget, ev->by ? ev->by->uid : who.uid, d->lt.now_us,
 			    &suppressed)) {
