@@ -632,6 +632,14 @@ START_TEST(no_client_floods_the_audit_trail)
 	c = client_connect(j.d.socket);
 	ck_assert_int_eq(stats_counter(c, "audit_lines"), entries);
 	ck_assert_int_eq(stats_counter(c, "audit_lines_dropped"), 40 - entries);
+	/* A second later, the next entry says how many were not logged. */
+	usleep(1100 * 1000);
+	raw_send(b, "{\"id\":99,\"op\":\"acquire\",\"key\":\"flood\",\"timeout_ms\":1}\n");
+	json_decref(raw_reply(b, 99));
+	o = expect_entry(j.fd, "timeout");
+	ck_assert_msg(strstr(member_str(o, "MESSAGE"), " lines about uid 0's sessions before it, "
+			     "unlogged: too many)"), "%s", member_str(o, "MESSAGE"));
+	json_decref(o);
 	hasp_close(c);
 	close(a);
 	close(b);
