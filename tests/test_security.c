@@ -966,6 +966,49 @@ static bool histograms_balance(int fd)
 	return ok;
 }
 
+/* As a limited uid: sessions that watch until one is refused; the exit
+ * status is how many could, or 100 + the refusal's code_status when it
+ * is not limit. */
+static int watchers_until_refused(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 200; i++) {
+		int conn = raw_connect(daemon_.socket), st;
+
+		raw_send(conn, "{\"id\":1,\"op\":\"watch\",\"prefix\":\"nothing/\"}\n");
+		st = code_status(raw_recv_id(conn, 1, 5000));
+		if (st)
+			return st == 2 ? i : 100 + st;
+	}
+	return 255;
+}
+
+/* Every lock event looks at every watcher: one uid may not make each of
+ * them slow with thousands of idle watchers. Root may. */
+START_TEST(watchers_of_a_uid_are_limited)
+{
+	hasp_client *root;
+	int conns[70];
+
+	if (!start(NULL))
+		return;
+	root = client_connect(daemon_.socket);
+	ck_assert_int_eq(run_as(MALLORY, watchers_until_refused, NULL), 64);
+	wait_gauge(root, "watchers", 0, 5000);
+	for (int i = 0; i < 70; i++) {
+		conns[i] = raw_connect(daemon_.socket);
+		raw_send(conns[i], "{\"id\":1,\"op\":\"watch\"}\n");
+		ck_assert_int_eq(code_status(raw_recv_id(conns[i], 1, 5000)), 0);
+	}
+	for (int i = 0; i < 70; i++)
+		close(conns[i]);
+	/* Its watchers gone with its sessions, the uid may watch again. */
+	ck_assert_int_eq(run_as(MALLORY, watchers_until_refused, NULL), 64);
+	hasp_close(root);
+	stop();
+}
+END_TEST
+
 /* max_user_checkouts holds over sessions, and after them: the checkouts a
  * uid left still count until one is ended (here by root's revoke). */
 START_TEST(max_user_checkouts_caps_a_uid)
@@ -1122,6 +1165,7 @@ int main(void)
 	tcase_add_test(admins, file_leases_leave_descriptors_for_administrators);
 	tcase_add_test(admins, another_uids_checkout_needs_its_token);
 	tcase_add_test(admins, max_user_checkouts_caps_a_uid);
+	tcase_add_test(admins, watchers_of_a_uid_are_limited);
 	tcase_add_test(admins, checkouts_of_an_absent_uid_ending_together);
 	tcase_add_test(admins, a_file_checkout_dropped_at_restore);
 	suite_add_tcase(s, admins);
