@@ -232,18 +232,28 @@ void audit_event(struct haspd *d, const struct event *ev)
 {
 	struct audit *a = &d->audit;
 	struct lt_cred who = ev->e ? lt_entry_sender(ev->e) : *ev->req->sender;
-	char sentence[AUDIT_MESSAGE_MAX], shown[TEXT_ESCAPE_MAX * AUDIT_MESSAGE_MAX];
+	char sentence[AUDIT_MESSAGE_MAX + 128], shown[TEXT_ESCAPE_MAX * sizeof(sentence)];
+	uid_t uid = ev->by ? ev->by->uid : who.uid;
+	size_t len;
 	struct audit_entry en = { .n = 0 };
 	uint64_t suppressed;
 
-	if (!audit_wanted(d, ev))
+	/* Plain lines are info lines: none below the log level (nor a share
+	 * of the uid's log spent on them, nor a line counted). */
+	if (!audit_wanted(d, ev) || (a->fd < 0 && LOG_INFO > log_threshold))
 		return;
-	if (!ratelimit_take(&d->log_budget, ev->by ? ev->by->uid : who.uid, d->lt.now_us,
-			    &suppressed)) {
+	if (!ratelimit_take(&d->log_budget, uid, d->lt.now_us, &suppressed)) {
 		a->dropped++;
 		return;
 	}
-	audit_sentence(ev, &who, sentence, sizeof(sentence));
+	audit_sentence(ev, &who, sentence, AUDIT_MESSAGE_MAX);
+	/* Said as haspd_vlog_for() says it: the token taken here ends the
+	 * count of the uid's lines refused, audit lines or others. */
+	len = strlen(sentence);
+	if (suppressed)
+		snprintf(sentence + len, sizeof(sentence) - len, " (and %" PRIu64 " lines about "
+			 "uid %u's sessions before it, unlogged: too many)", suppressed,
+			 (unsigned)uid);
 	if (a->fd < 0) {
 		log_info("%s", sentence);
 		a->lines++;

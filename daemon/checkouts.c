@@ -402,7 +402,11 @@ bool checkouts_sweep(struct haspd *d)
 	struct lt_owner *failed = &d->checkouts_failed;
 
 	if (!list_empty(&failed->held)) {
-		locktable_end(&d->lt, container_of(failed->held.next, struct lt_entry, onode));
+		struct lt_entry *e = container_of(failed->held.next, struct lt_entry, onode);
+
+		/* Its grant was told (events_granted()): its end is too. */
+		events_ended(d, e, EVENT_BY_RELEASE, NULL);
+		locktable_end(&d->lt, e);
 		return true;
 	}
 	if (d->journal.fd >= 0 && (d->journal_stale ||

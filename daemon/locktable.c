@@ -317,8 +317,18 @@ static void upgrade_free(struct locktable *lt, struct lt_upgrade *up)
 		spares_free(&lt->spares, up, sizeof(*up));
 }
 
+/* A gone multi-key record's parts after its first, kept with it until it
+ * is drained: whoever handles the record may name every key. */
+static void multi_free_rest(struct locktable *lt, struct lt_entry *first)
+{
+	if (first && first->multi)
+		for (size_t i = first->multi->n - 1; i > 0; i--)
+			entry_free_memory(lt, first->multi->parts[i]);
+}
+
 static void free_drained(struct locktable *lt)
 {
+	multi_free_rest(lt, lt->drained_entry);
 	entry_free_memory(lt, lt->drained_entry);
 	resource_free(lt, lt->drained_res);
 	upgrade_free(lt, lt->drained_upgrade);
@@ -1690,12 +1700,12 @@ static void multi_end(struct locktable *lt, struct lt_multi *m, enum lt_change_k
 		life_drop(lt, p);
 		htable_remove(&lt->pairs, &p->by_pair);
 	}
-	for (size_t i = n - 1; i > 0; i--)
-		entry_free_memory(lt, m->parts[i]);
-	if (kind)
-		report_gone(lt, first, kind);
-	else
+	if (kind) {
+		report_gone(lt, first, kind); /* the other parts go with it */
+	} else {
+		multi_free_rest(lt, first);
 		entry_free_memory(lt, first); /* and m */
+	}
 	for (size_t i = 0; i < n; i++) {
 		promote(lt, res[i]);
 		resource_put_if_unused(lt, res[i]);

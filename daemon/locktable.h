@@ -188,7 +188,8 @@ struct lt_entry {
  * part is compatible with its resource's holders and no request that it
  * conflicts with is queued ahead of it there, and it ends as one (release,
  * cancel, expiry, revoke, its owner's end, through any part). Its change
- * records name parts[0] alone; a gone record's other parts are freed. In
+ * records name parts[0] alone; a gone record's other parts are freed with
+ * it, once the record is drained (their keys can be named until then). In
  * the stats it counts once (a lease, a waiter, a grant); its owner and
  * group count each part. */
 struct lt_multi {

@@ -32,6 +32,7 @@ struct user {
 	size_t sessions;
 	size_t fds_in_flight;       /* received with its lines, not yet claimed */
 	size_t files;               /* file descriptors the daemon holds for it */
+	size_t watchers;            /* its sessions that watch (watch.h) */
 	struct lt_owner checkouts;  /* its detached leases (checkouts.h), in group */
 	unsigned holds;             /* users_hold() and users_defer() */
 	bool deferred;              /* in users.deferred */

@@ -15,7 +15,14 @@ void watch_request(struct session *s, const struct proto_request *req)
 {
 	struct watcher *w = &s->watch;
 	char *prefix = NULL;
+	char msg[96];
 
+	if (!w->on && s->user->limited && s->user->watchers >= WATCH_USER_MAX) {
+		snprintf(msg, sizeof(msg), "uid %u has %u sessions that watch, the limit",
+			 (unsigned)s->user->uid, WATCH_USER_MAX);
+		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
+		return;
+	}
 	if (req->watch.prefix_len) {
 		prefix = malloc(req->watch.prefix_len);
 		if (!prefix) {
@@ -32,6 +39,7 @@ void watch_request(struct session *s, const struct proto_request *req)
 		w->lost = 0;
 		list_add_tail(&s->d->watchers, &w->link);
 		s->d->nwatchers++;
+		s->user->watchers++;
 	}
 	reply_ok_empty(s, req->id);
 }
@@ -43,6 +51,7 @@ void watch_stop(struct session *s)
 	if (w->on) {
 		list_del(&w->link);
 		s->d->nwatchers--;
+		s->user->watchers--;
 		w->on = false;
 	}
 	free(w->prefix);

@@ -16,6 +16,10 @@ struct haspd;
 struct session;
 struct proto_request;
 
+/* Sessions of one uid (but root's and haspd's own) that may watch at
+ * once: every lock event looks at every watcher. */
+#define WATCH_USER_MAX 64
+
 /* Unread output past which a watcher's events are dropped. */
 #define WATCH_BACKLOG (256u << 10)
 
@@ -35,7 +39,8 @@ struct watch_subject {
 	size_t n;
 };
 
-/* op watch: s watches prefix (replacing its earlier one), and is answered. */
+/* op watch: s watches prefix (replacing its earlier one), and is answered;
+ * limit past WATCH_USER_MAX of its uid's sessions. */
 void watch_request(struct session *s, const struct proto_request *req);
 /* s watches no more (its end). */
 void watch_stop(struct session *s);

@@ -262,6 +262,58 @@ START_TEST(a_revoke_ends_every_part)
 }
 END_TEST
 
+/* Drains the table's records by hand: the one of kind must name every
+ * key of its multi-key entry, in order, while it is handled. */
+static void drain_naming(enum lt_change_kind kind, const char *const *keys, size_t n)
+{
+	struct lt_change c;
+	size_t seen = 0;
+
+	while (locktable_next_change(&fx.lt, &c)) {
+		if (c.kind != kind)
+			continue;
+		ck_assert_ptr_nonnull(c.entry->multi);
+		ck_assert_uint_eq(c.entry->multi->n, n);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_str_eq(c.entry->multi->parts[i]->res->key, keys[i]);
+		seen++;
+	}
+	ck_assert_uint_eq(seen, 1);
+}
+
+/* A gone record (a timeout, a revoke) names every key of its request or
+ * lease until it is drained: each part stays until then (the daemon's
+ * events list the keys). */
+START_TEST(a_gone_record_keeps_every_part_until_drained)
+{
+	/* A message makes the parts too big to be kept as spares: freed, a
+	 * part is malloc's again (and the sanitizers see its use). */
+	const struct lt_part parts[3] = { { "ka", 2, X }, { "kb", 2, X }, { "kc", 2, X } };
+	struct lt_request req = {
+		.timeout_ms = 5, .tag = 1,
+		.message = "a message long enough to make each part's entry a big one",
+	};
+	struct lt_entry *e;
+
+	hold(1, "kb", X);
+	ck_assert_int_eq(locktable_acquire_multi(&fx.lt, &o[0], &req, parts, 3, &e), LT_QUEUED);
+	fx_drain(&fx);
+	locktable_set_now(&fx.lt, fx.lt.now_us + 5000, fx.lt.wall_us + 5000);
+	locktable_expire(&fx.lt);
+	drain_naming(LT_CHANGE_EXPIRED, (const char *[]){ "ka", "kb", "kc" }, 3);
+	ck_assert_ptr_null(res("ka"));
+
+	req.timeout_ms = -1;
+	ck_assert_int_eq(locktable_acquire_multi(&fx.lt, &o[2], &req, (const struct lt_part[]){
+		parts[0], parts[2] }, 2, &e), LT_GRANTED);
+	fx_drain(&fx);
+	locktable_revoke(&fx.lt, e->multi->parts[1]);
+	drain_naming(LT_CHANGE_REVOKED, (const char *[]){ "ka", "kc" }, 2);
+	ck_assert_ptr_null(res("ka"));
+	ck_assert_ptr_null(res("kc"));
+}
+END_TEST
+
 /* A multi-key request about to wait searches from every part's edges. */
 START_TEST(a_deadlock_through_any_part_is_found)
 {
@@ -326,6 +378,7 @@ int main(void)
 	tcase_add_test(tc, a_change_on_either_key_grants_it);
 	tcase_add_test(tc, timeout_cancel_and_owner_end_remove_every_part);
 	tcase_add_test(tc, a_revoke_ends_every_part);
+	tcase_add_test(tc, a_gone_record_keeps_every_part_until_drained);
 	tcase_add_test(tc, a_deadlock_through_any_part_is_found);
 	tcase_add_test(tc, a_waiting_multi_key_request_is_in_the_graph);
 	tcase_add_test(tc, a_writer_waits_for_each_shared_part_ahead);

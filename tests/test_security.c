@@ -928,12 +928,94 @@ static int waiting_checkouts_past_the_limit(void *arg)
 	return st;
 }
 
+/* The granted and released events a watcher has seen, as 10 * granted +
+ * released (it reads until it is quiet). */
+static int count_grants_and_ends(int w)
+{
+	json_t *e;
+	int n = 0;
+
+	while ((e = raw_recv(w, 300))) {
+		const char *kind = json_string_value(json_object_get(e, "event"));
+
+		n += kind && strcmp(kind, "granted") == 0 ? 10 : kind && strcmp(kind, "released") == 0;
+		json_decref(e);
+	}
+	return n;
+}
+
+/* Whether the stats' hold histogram counts every lease's end, and the wait
+ * histogram every grant. */
+static bool histograms_balance(int fd)
+{
+	json_t *r, *st, *c, *h;
+	bool ok;
+
+	raw_send(fd, "{\"id\":77,\"op\":\"stats\"}\n");
+	r = raw_recv_id(fd, 77, 5000);
+	st = json_object_get(r, "stats");
+	c = json_object_get(st, "counters");
+	h = json_object_get(st, "histograms");
+#define N(o, name) json_integer_value(json_object_get(o, name))
+	ok = N(json_object_get(h, "hold"), "count") ==
+		     N(c, "releases") + N(c, "disconnects") + N(c, "revokes") + N(c, "expired") &&
+	     N(json_object_get(h, "wait"), "count") ==
+		     N(c, "granted_at_once") + N(c, "granted_after_wait");
+#undef N
+	json_decref(r);
+	return ok;
+}
+
+/* As a limited uid: sessions that watch until one is refused; the exit
+ * status is how many could, or 100 + the refusal's code_status when it
+ * is not limit. */
+static int watchers_until_refused(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 200; i++) {
+		int conn = raw_connect(daemon_.socket), st;
+
+		raw_send(conn, "{\"id\":1,\"op\":\"watch\",\"prefix\":\"nothing/\"}\n");
+		st = code_status(raw_recv_id(conn, 1, 5000));
+		if (st)
+			return st == 2 ? i : 100 + st;
+	}
+	return 255;
+}
+
+/* Every lock event looks at every watcher: one uid may not make each of
+ * them slow with thousands of idle watchers. Root may. */
+START_TEST(watchers_of_a_uid_are_limited)
+{
+	hasp_client *root;
+	int conns[70];
+
+	if (!start(NULL))
+		return;
+	root = client_connect(daemon_.socket);
+	ck_assert_int_eq(run_as(MALLORY, watchers_until_refused, NULL), 64);
+	wait_gauge(root, "watchers", 0, 5000);
+	for (int i = 0; i < 70; i++) {
+		conns[i] = raw_connect(daemon_.socket);
+		raw_send(conns[i], "{\"id\":1,\"op\":\"watch\"}\n");
+		ck_assert_int_eq(code_status(raw_recv_id(conns[i], 1, 5000)), 0);
+	}
+	for (int i = 0; i < 70; i++)
+		close(conns[i]);
+	/* Its watchers gone with its sessions, the uid may watch again. */
+	ck_assert_int_eq(run_as(MALLORY, watchers_until_refused, NULL), 64);
+	hasp_close(root);
+	stop();
+}
+END_TEST
+
 /* max_user_checkouts holds over sessions, and after them: the checkouts a
  * uid left still count until one is ended (here by root's revoke). */
 START_TEST(max_user_checkouts_caps_a_uid)
 {
 	char *opts[] = { "--max-user-checkouts", "3", "--log-level", "warning", NULL };
 	hasp_client *root;
+	int w;
 
 	if (!start(opts))
 		return;
@@ -946,8 +1028,17 @@ START_TEST(max_user_checkouts_caps_a_uid)
 	/* Requests that waited are held to it at their grant. */
 	ck_assert_int_eq(hasp_revoke_key(root, "a-1"), 1);
 	ck_assert_int_eq(hasp_revoke_key(root, "a-3"), 1);
+	w = raw_connect(daemon_.socket);
+	raw_send(w, "{\"id\":1,\"op\":\"watch\",\"prefix\":\"w-\"}\n");
+	json_decref(raw_recv_id(w, 1, 5000));
 	ck_assert_int_eq(run_as(MALLORY, waiting_checkouts_past_the_limit, NULL), 16 + 2);
 	ck_assert_int_eq(stats_gauge(root, "checkouts"), 3);
+	/* The one refused at its grant was granted in the table, then ended:
+	 * both are told, and counted (3 leases of the first session, ended
+	 * with it; 3 grants of the checkouts, one of them ended). */
+	ck_assert_int_eq(count_grants_and_ends(w), 64);
+	ck_assert(histograms_balance(w));
+	close(w);
 	hasp_close(root);
 	stop();
 }
@@ -1074,6 +1165,7 @@ int main(void)
 	tcase_add_test(admins, file_leases_leave_descriptors_for_administrators);
 	tcase_add_test(admins, another_uids_checkout_needs_its_token);
 	tcase_add_test(admins, max_user_checkouts_caps_a_uid);
+	tcase_add_test(admins, watchers_of_a_uid_are_limited);
 	tcase_add_test(admins, checkouts_of_an_absent_uid_ending_together);
 	tcase_add_test(admins, a_file_checkout_dropped_at_restore);
 	suite_add_tcase(s, admins);

@@ -125,6 +125,13 @@ START_TEST(a_contention_story_in_order)
 	r = raw_reply(c, 3);
 	ck_assert_str_eq(reply_error(r), "timeout");
 	json_decref(r);
+	/* Without a journal, at log level warning: its audit line is not
+	 * logged, so not counted either. */
+	raw_send(c, "{\"id\":30,\"op\":\"stats\"}\n");
+	r = ok(c, 30);
+	ck_assert_int_eq(member_int(json_object_get(json_object_get(r, "stats"), "counters"),
+				    "audit_lines"), 0);
+	json_decref(r);
 	expect_only(w, "queued", "", "story/db");
 	e = expect(w, "timeout", "", "story/db");
 	ck_assert_int_eq(member_int(e, "request"), 3);
@@ -212,6 +219,63 @@ START_TEST(a_contention_story_in_order)
 	expect_only(w, "released", "disconnect", "story/x");
 	expect_only(w, "granted", "", "story/x");
 	close(a);
+	close(w);
+}
+END_TEST
+
+/* A multi-key request that times out, and a multi-key lease revoked: the
+ * events name every key (the parts other than the first were once freed
+ * before the events were built). The message makes each part too big to
+ * be kept as a spare. */
+START_TEST(a_multi_key_timeout_and_revoke_name_every_key)
+{
+	const char *s = daemon_.socket;
+	int w = watcher(s, "mk/"), a = raw_connect(s), b = raw_connect(s);
+	json_t *e, *keys;
+	json_int_t lm;
+
+	raw_send(a, "{\"id\":1,\"op\":\"acquire\",\"key\":\"mk/b\"}\n");
+	json_decref(ok(a, 1));
+	expect_only(w, "granted", "", "mk/b");
+	raw_send(b, "{\"id\":2,\"op\":\"acquire\",\"keys\":[\"mk/a\",\"mk/b\",\"mk/c\"],"
+		 "\"timeout_ms\":30,\"message\":\"long enough to make each part a big entry\"}\n");
+	json_decref(raw_reply(b, 2));
+	expect_only(w, "queued", "", "mk/a");
+	e = expect(w, "timeout", "", "mk/a");
+	keys = json_object_get(e, "keys");
+	ck_assert_int_eq(json_array_size(keys), 3);
+	ck_assert_str_eq(json_string_value(json_array_get(keys, 2)), "mk/c");
+	json_decref(e);
+
+	raw_send(b, "{\"id\":3,\"op\":\"acquire\",\"keys\":[\"mk/x\",\"mk/y\"],"
+		 "\"message\":\"long enough to make each part a big entry\"}\n");
+	lm = granted(b, 3);
+	expect_only(w, "granted", "", "mk/x");
+	raw_sendf(a, "{\"id\":4,\"op\":\"revoke\",\"lease\":%lld}\n", (long long)lm);
+	json_decref(ok(a, 4));
+	e = expect(w, "released", "revoke", "mk/x");
+	keys = json_object_get(e, "keys");
+	ck_assert_int_eq(json_array_size(keys), 2);
+	ck_assert_str_eq(json_string_value(json_array_get(keys, 1)), "mk/y");
+	json_decref(e);
+	close(a);
+	close(b);
+	close(w);
+}
+END_TEST
+
+/* A session that watches and locks: the event of its grant is written
+ * before the grant's reply (PROTOCOL.md, watch). */
+START_TEST(its_own_event_comes_before_its_reply)
+{
+	int w = watcher(daemon_.socket, "own/");
+	json_t *e;
+
+	raw_send(w, "{\"id\":2,\"op\":\"acquire\",\"key\":\"own/k\"}\n");
+	e = expect(w, "granted", "", "own/k");
+	ck_assert_int_eq(member_int(e, "request"), 2);
+	json_decref(e);
+	json_decref(ok(w, 2));
 	close(w);
 }
 END_TEST
@@ -397,12 +461,23 @@ static void journal_daemon_stop(struct journal_daemon *j)
 	daemon_dir_remove(&j->d);
 }
 
+/* A field's name, n bytes at p, as a string in name (json_object_set_new()
+ * copies it). */
+static const char *field_name(char name[64], const char *p, size_t n)
+{
+	ck_assert_uint_lt(n, 64);
+	memcpy(name, p, n);
+	name[n] = '\0';
+	return name;
+}
+
 /* The next journal entry's fields as a JSON object of strings (a value
  * with a newline comes in the binary form); NULL after the bound. */
 static json_t *journal_entry(int fd)
 {
 	static char buf[65536];
 	json_t *o = json_object();
+	char name[64];
 	ssize_t n;
 	char *p, *end;
 
@@ -417,7 +492,7 @@ static json_t *journal_entry(int fd)
 		ck_assert_ptr_nonnull(eol);
 		eq = memchr(p, '=', (size_t)(eol - p));
 		if (eq) {
-			json_object_set_new(o, strndup(p, (size_t)(eq - p)),
+			json_object_set_new(o, field_name(name, p, (size_t)(eq - p)),
 					    json_stringn(eq + 1, (size_t)(eol - eq - 1)));
 			p = eol + 1;
 			continue;
@@ -425,7 +500,7 @@ static json_t *journal_entry(int fd)
 		memcpy(&len, eol + 1, sizeof(len));
 		len = le64toh(len);
 		ck_assert(eol + 1 + 8 + len < end && eol[1 + 8 + len] == '\n');
-		json_object_set_new(o, strndup(p, (size_t)(eol - p)),
+		json_object_set_new(o, field_name(name, p, (size_t)(eol - p)),
 				    json_stringn(eol + 1 + 8, (size_t)len));
 		p = eol + 1 + 8 + len + 1;
 	}
@@ -560,6 +635,14 @@ START_TEST(no_client_floods_the_audit_trail)
 	c = client_connect(j.d.socket);
 	ck_assert_int_eq(stats_counter(c, "audit_lines"), entries);
 	ck_assert_int_eq(stats_counter(c, "audit_lines_dropped"), 40 - entries);
+	/* A second later, the next entry says how many were not logged. */
+	usleep(1100 * 1000);
+	raw_send(b, "{\"id\":99,\"op\":\"acquire\",\"key\":\"flood\",\"timeout_ms\":1}\n");
+	json_decref(raw_reply(b, 99));
+	o = expect_entry(j.fd, "timeout");
+	ck_assert_msg(strstr(member_str(o, "MESSAGE"), " lines about uid 0's sessions before it, "
+			     "unlogged: too many)"), "%s", member_str(o, "MESSAGE"));
+	json_decref(o);
 	hasp_close(c);
 	close(a);
 	close(b);
@@ -606,6 +689,8 @@ static Suite *watch_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, a_contention_story_in_order);
+	tcase_add_test(tc, a_multi_key_timeout_and_revoke_name_every_key);
+	tcase_add_test(tc, its_own_event_comes_before_its_reply);
 	tcase_add_test(tc, a_bad_watch_is_refused);
 	tcase_add_test(tc, a_watcher_that_does_not_read_loses_events_not_its_session);
 	tcase_add_test(tc, stats_have_histograms_busiest_keys_and_users);
