@@ -218,7 +218,15 @@ START_TEST(a_contention_story_in_order)
 	close(c);
 	expect_only(w, "released", "disconnect", "story/x");
 	expect_only(w, "granted", "", "story/x");
+	/* a's end: its multi-key lease ends once, naming both keys, then
+	 * story/x; nothing more (other/k is not on the prefix). */
 	close(a);
+	e = expect(w, "released", "disconnect", "story/m1");
+	ck_assert_int_eq(member_int(e, "lease"), lm);
+	ck_assert_int_eq(json_array_size(json_object_get(e, "keys")), 2);
+	json_decref(e);
+	expect_only(w, "released", "disconnect", "story/x");
+	ck_assert(!wait_readable(w, 100));
 	close(w);
 }
 END_TEST
