@@ -113,10 +113,17 @@ static void audit_add_int(struct audit_entry *en, const char *name, uint64_t v)
 	audit_add(en, name, buf, (size_t)snprintf(buf, sizeof(en->nums[0]), "%" PRIu64, v));
 }
 
+/* Whether ev is told by its lease (a grant, or a lease's end), not by its
+ * request. */
+static bool audit_of_lease(const struct event *ev)
+{
+	return ev->e && (ev->e->held || ev->kind == EVENT_GRANTED);
+}
+
 /* What is said of ev's lease or request: "lease 31" or "request 7". */
 static void audit_subject(const struct event *ev, char *buf, size_t n)
 {
-	if (ev->e && (ev->e->held || ev->kind == EVENT_GRANTED))
+	if (audit_of_lease(ev))
 		snprintf(buf, n, "%s %" PRIu64, event_is_checkout(ev) ? "checkout" : "lease",
 			 ev->e->id);
 	else
@@ -171,7 +178,7 @@ static void audit_fields(const struct event *ev, const struct lt_cred *who,
 		audit_add_text(en, "HASP_REASON", event_reason_name(ev->reason));
 	audit_add_text(en, ev->res->os ? "HASP_PATH" : "HASP_KEY", name);
 	audit_add_text(en, "HASP_MODE", lt_mode_name(ev->mode));
-	if (e && (e->held || ev->kind == EVENT_GRANTED)) {
+	if (audit_of_lease(ev)) {
 		audit_add_int(en, "HASP_LEASE", e->id);
 		audit_add_int(en, "HASP_FENCE", e->fence);
 	} else {

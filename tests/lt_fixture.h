@@ -109,6 +109,13 @@ static inline void fx_init(struct lt_fixture *fx)
 	locktable_set_now(&fx->lt, 1000000, 1000000);
 }
 
+/* n owners: owner i is session i, pid 100 + i, uid and gid 1000. */
+static inline void fx_owners_init(struct lt_owner *o, int n)
+{
+	for (int i = 0; i < n; i++)
+		lt_owner_init(&o[i], (uint64_t)i, 100 + i, 1000, 1000);
+}
+
 static inline enum lt_result fx_acquire(struct lt_fixture *fx, struct lt_owner *o, const char *key,
 					enum lt_mode mode, int64_t timeout_ms, int64_t tag,
 					struct lt_entry **ret)

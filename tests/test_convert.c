@@ -17,8 +17,7 @@ static struct lt_owner o[NOWNERS];
 static void setup(void)
 {
 	fx_init(&fx);
-	for (int i = 0; i < NOWNERS; i++)
-		lt_owner_init(&o[i], (uint64_t)i, 100 + i, 1000, 1000);
+	fx_owners_init(o, NOWNERS);
 }
 
 static void teardown(void)
