@@ -621,3 +621,63 @@ def spawn(fn, *args, **kw):
     t = Thread(fn, *args, **kw)
     t.start()
     return t
+
+
+def read_line(stream, seconds=10.0, what="a line from the child"):
+    """One line from a child's pipe, within a bounded time."""
+    import select
+    r, _, _ = select.select([stream], [], [], bound(seconds))
+    if not r:
+        pytest.fail("no %s within %s s" % (what, bound(seconds)))
+    return stream.readline()
+
+
+HOLDER = r"""
+import sys, hasp
+c = hasp.Client(socket=sys.argv[1], name="holder child")
+lease = c.lock(sys.argv[2], shared=sys.argv[3] == "shared")
+print("held", lease.id, lease.fence, flush=True)
+sys.stdin.read()
+"""
+
+
+def holder_child(host, key, mode="exclusive"):
+    """A Python child process that holds key on host (a session of its own)
+    until its stdin closes or it is killed; returns once it holds, with
+    .lease and .fence set."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PYCLIENT + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, host.socket, key, mode],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    line = read_line(p.stdout, 10, "the holder child's grant")
+    assert line.startswith("held "), line
+    _, lease, fence = line.split()
+    p.lease, p.fence = int(lease), int(fence)
+    return p
+
+
+def end_child(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait(timeout=bound(10))
+
+
+def waiters(host, key):
+    res = host.resource(key)
+    return res["waiters"] if res else []
+
+
+def holders(host, key):
+    res = host.resource(key)
+    return res["holders"] if res else []
+
+
+def wait_waiters(host, key, n, what=None):
+    """Waits until host's list shows n waiters on key; returns them."""
+    seen = []
+
+    def ok():
+        seen[:] = waiters(host, key)
+        return len(seen) == n
+    wait_for(ok, 10, what or "%d waiter(s) on %s in %s's list" % (n, key, host.name))
+    return list(seen)

@@ -1,0 +1,385 @@
+"""Cluster keys across two haspd "hosts" on one etcd: exclusion, shared
+readers, FIFO, timeouts, cancel, list, revoke, release on disconnect, and
+what is refused or stays local (spec19.md, "Semantics")."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import hasp
+from conftest import (HASP_CLI, TTL, bound, end_child, holder_child, holders, read_line, spawn,
+                      wait_for, wait_waiters, waiters)
+
+
+def check_intervals(runs):
+    """runs: (start, end, fence, who) of every critical section. None may
+    overlap another, and the fences must rise in the order they ran."""
+    runs = sorted(runs)
+    for prev, nxt in zip(runs, runs[1:]):
+        assert prev[1] <= nxt[0], "critical sections overlap: %r and %r" % (prev, nxt)
+        assert prev[2] < nxt[2], "fences do not rise in grant order: %r then %r" % (prev, nxt)
+
+
+BODY = r"""
+s=$(date +%s%N)
+n=$(cat "$COUNTER")
+sleep 0.02
+echo $((n + 1)) > "$COUNTER"
+e=$(date +%s%N)
+echo "$s $e $HASP_FENCE $WHO" >> "$RUNS"
+"""
+
+WORKER = r"""
+i=0
+while [ $i -lt "$M" ]; do
+    "$HASP" lock -k cluster/deploy -- sh -c "$BODY" || exit $?
+    i=$((i + 1))
+done
+"""
+
+
+def test_cli_serialises_deploy_from_both_hosts(two, tmpdir_private):
+    """The issue's "done when": `hasp lock -k cluster/deploy -- CMD` from
+    both hosts, 2 workers on each, M runs each: the counter reaches N x M,
+    and no two runs overlap."""
+    counter = os.path.join(tmpdir_private, "counter")
+    runs_file = os.path.join(tmpdir_private, "runs")
+    with open(counter, "w") as f:
+        f.write("0\n")
+    m = 6
+    procs = []
+    for host in (two.a, two.b):
+        for w in range(2):
+            env = dict(host.env(), COUNTER=counter, RUNS=runs_file, BODY=BODY, M=str(m),
+                       HASP=HASP_CLI, WHO="%s.%d" % (host.name, w))
+            procs.append(subprocess.Popen(["sh", "-c", WORKER], env=env, stdin=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=bound(60))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("the workers did not finish within %s s" % bound(60))
+        assert p.returncode == 0, "a worker failed (%s): %s" % (p.returncode, err)
+    n = len(procs) * m
+    with open(counter) as f:
+        assert int(f.read()) == n
+    with open(runs_file) as f:
+        runs = [(int(s), int(e), int(fence), who) for s, e, fence, who in
+                (line.split() for line in f)]
+    assert len(runs) == n
+    assert {who.split(".")[0] for *_, who in runs} == {"hostA", "hostB"}
+    check_intervals(runs)
+
+
+def test_python_mutual_exclusion(two, key, tmpdir_private):
+    """Python clients on both hosts increment a counter under one cluster
+    key: exactly N x M, no overlap, fences rising."""
+    counter = os.path.join(tmpdir_private, "counter")
+    with open(counter, "w") as f:
+        f.write("0")
+    m = 10
+
+    def worker(host, who):
+        runs = []
+        with host.client(name=who) as c:
+            for _ in range(m):
+                lease = c.lock(key, timeout=bound(30))
+                t0 = time.monotonic()
+                with open(counter) as f:
+                    n = int(f.read())
+                time.sleep(0.002)  # widens the window a lost exclusion would show in
+                with open(counter, "w") as f:
+                    f.write(str(n + 1))
+                runs.append((t0, time.monotonic(), lease.fence, who))
+                lease.release()
+        return runs
+
+    threads = [spawn(worker, h, "%s.%d" % (h.name, i)) for h in (two.a, two.b) for i in range(2)]
+    runs = []
+    for t in threads:
+        runs += t.get(60, "a worker")
+    with open(counter) as f:
+        assert int(f.read()) == len(threads) * m
+    check_intervals(runs)
+
+
+def test_shared_readers_across_hosts(two, key):
+    """Readers on A and on B hold at once; a writer waits for both; a reader
+    that comes after the waiting writer waits for it too."""
+    ca, cb = two.a.client(name="reader A"), two.b.client(name="reader B")
+    ra = ca.lock(key, shared=True, timeout=bound(5))
+    rb = cb.lock(key, shared=True, timeout=bound(5))  # granted while ra holds
+    assert ra.mode == rb.mode == "shared"
+    res = two.a.resource(key)
+    assert res["mode"] == "shared"
+    assert sorted(h["host"] for h in res["holders"]) == ["hostA", "hostB"]
+
+    cw = two.b.client(name="writer")
+    with pytest.raises(hasp.Busy) as ei:
+        cw.lock(key, timeout=0)
+    assert sorted(h.raw["host"] for h in ei.value.holders) == ["hostA", "hostB"]
+
+    w = spawn(cw.lock, key, timeout=bound(20))
+    wait_waiters(two.a, key, 1)
+    with two.a.client(name="late reader") as late:
+        with pytest.raises(hasp.Busy):
+            late.lock(key, shared=True, timeout=0)  # a writer waits ahead of it
+
+    ra.release()
+    wait_for(lambda: [h["host"] for h in holders(two.b, key)] == ["hostB"], 5,
+             "reader A's release to show on B")
+    assert not w.done.is_set(), "the writer was granted while reader B held"
+    rb.release()
+    lease = w.get(5, "the writer's grant")
+    assert lease.mode == "exclusive"
+    assert lease.fence > max(ra.fence, rb.fence)
+    lease.release()
+    for c in (ca, cb, cw):
+        c.close()
+
+
+def test_fifo_across_hosts(two, key):
+    """Waiters queued alternately on A and B are granted in the order they
+    queued, whichever host they are on."""
+    holder = two.a.client(name="holder")
+    first = holder.lock(key)
+    order = []
+    threads = []
+
+    def waiter(host, i):
+        with host.client(name="w%d" % i) as c:
+            lease = c.lock(key, owner="w%d" % i, timeout=bound(30))
+            order.append((i, lease.fence))
+            lease.release()
+
+    n = 6
+    for i in range(n):
+        host = two.a if i % 2 == 0 else two.b
+        threads.append(spawn(waiter, host, i))
+        ws = wait_waiters(two.a, key, i + 1, "w%d in hostA's list" % i)
+        assert ws[-1]["owner"] == "w%d" % i
+    for host in (two.a, two.b):
+        ws = waiters(host, key)
+        assert [w["owner"] for w in ws] == ["w%d" % i for i in range(n)], host.name
+        assert [w["host"] for w in ws] == ["hostA", "hostB"] * (n // 2), host.name
+    first.release()
+    for t in threads:
+        t.get(30, "a waiter")
+    assert [i for i, _ in order] == list(range(n))
+    fences = [first.fence] + [f for _, f in order]
+    assert fences == sorted(fences) and len(set(fences)) == len(fences)
+    holder.close()
+
+
+def test_timeouts_against_a_holder_on_the_other_host(two, key):
+    """timeout_ms 200 against B's holder: `timeout` after 200 ms and not much
+    more; 0: `busy`; the holders in both name hostB. The timed-out waiter
+    leaves nothing behind: once B's release is answered, a try from A
+    succeeds."""
+    rb = two.b.raw()
+    rep = rb.call("acquire", key=key, owner="bob")
+    assert rep["ok"], rep
+    with two.a.client() as ca:
+        t0 = time.monotonic()
+        with pytest.raises(hasp.Timeout) as ei:
+            ca.lock(key, timeout=0.2)
+        took = time.monotonic() - t0
+        assert took >= 0.2
+        assert took < 0.2 + bound(0.4), "the timeout came %.3f s after the request" % took
+        assert ei.value.code == "timeout"
+        assert [h.raw.get("host") for h in ei.value.holders] == ["hostB"]
+        assert ei.value.holders[0].owner == "bob"
+
+        with pytest.raises(hasp.Busy) as ei:
+            ca.lock(key, timeout=0)
+        assert ei.value.code == "busy"
+        assert [h.raw.get("host") for h in ei.value.holders] == ["hostB"]
+
+        assert waiters(two.a, key) == [] and waiters(two.b, key) == []
+        rel = rb.call("release", lease=rep["lease"])
+        assert rel["ok"], rel
+        lease = ca.lock(key, timeout=0)
+        assert lease.fence > rep["fence"]
+        lease.release()
+
+
+def test_cancel_of_a_waiting_cluster_acquire(two, key):
+    """cancel answers the waiting acquire `cancelled`, and its place in the
+    queue goes: once B's holder leaves, a try from B succeeds."""
+    rb = two.b.raw()
+    held = rb.call("acquire", key=key)
+    assert held["ok"], held
+    ra = two.a.raw()
+    rid = ra.send("acquire", key=key)
+    wait_waiters(two.b, key, 1)
+    cid = ra.send("cancel", request=rid)
+    rep = ra.reply(rid)
+    assert not rep["ok"] and rep["error"]["code"] == "cancelled", rep
+    assert ra.reply(cid)["ok"]
+    assert waiters(two.b, key) == []
+    assert rb.call("release", lease=held["lease"])["ok"]
+    other = two.b.raw()
+    rep = other.call("acquire", key=key, timeout_ms=0)
+    assert rep["ok"], rep
+
+
+def test_list_shows_the_other_hosts_holder(two, key):
+    """list on A shows B's holder with "host":"hostB", with the fields of a
+    local holder; A's own waiter with "host":"hostA"; and `hasp ls --json`."""
+    child = holder_child(two.b, key)
+    try:
+        ra = two.a.raw()
+        rid = ra.send("acquire", key=key, owner="alice", message="waits")
+        wait_waiters(two.a, key, 1)
+        res = two.a.resource(key)
+        assert res["mode"] == "exclusive"
+        (h,) = res["holders"]
+        assert h["host"] == "hostB"
+        assert h["pid"] == child.pid
+        assert h["uid"] == os.getuid()
+        assert h["mode"] == "exclusive"
+        assert h["fence"] == child.fence
+        assert h["client"] == "holder child"
+        for field in ("session", "gid", "lease", "held_ms"):
+            assert field in h, field
+        (w,) = res["waiters"]
+        assert w["host"] == "hostA"
+        assert w["pid"] == os.getpid()
+        assert w["owner"] == "alice" and w["message"] == "waits"
+        assert w["request"] == rid
+        assert "waiting_ms" in w
+
+        out = two.a.cli_run("ls", "--json", key)
+        assert out.returncode == 0, out.stderr
+        (res,) = json.loads(out.stdout)
+        assert res["key"] == key
+        assert [x["host"] for x in res["holders"]] == ["hostB"]
+        assert [x["host"] for x in res["waiters"]] == ["hostA"]
+        table = two.a.cli_run("ls", key)
+        assert table.returncode == 0 and key in table.stdout, table
+    finally:
+        end_child(child)
+
+
+def test_revoke_on_a_of_a_holder_on_b(two, key):
+    """revoke of cluster keys on A ends B's holders: the Python lease is
+    lost (its release raises LeaseLost), `hasp lock -- CMD` signals CMD and
+    exits 75, and the raw session gets its `revoked` event."""
+    py_key, cli_key, raw_key = key + "/py", key + "/cli", key + "/raw"
+    cb = two.b.client(name="python holder")
+    lease = cb.lock(py_key)
+    cli = two.b.cli("lock", "-k", cli_key, "--kill-after", "5", "--", "sh", "-c",
+                    "echo held; exec sleep 60", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True)
+    try:
+        assert read_line(cli.stdout, 10, "the CLI's command") == "held\n"
+        rb = two.b.raw()
+        held = rb.call("acquire", key=raw_key)
+        assert held["ok"], held
+
+        ra = two.a.raw()
+        for k in (py_key, cli_key):
+            rep = ra.call("revoke", key=k)
+            assert rep["ok"] and len(rep["revoked"]) == 1, rep
+        rep = ra.call("revoke", key=raw_key)
+        assert rep["ok"] and len(rep["revoked"]) == 1, rep
+
+        ev = rb.event("revoked", 5, lease=held["lease"])
+        assert ev["key"] == raw_key
+        wait_for(lambda: lease.lost, 5, "the Python lease to be lost")
+        with pytest.raises(hasp.LeaseLost):
+            lease.release()
+        try:
+            cli.wait(timeout=bound(10))
+        except subprocess.TimeoutExpired:
+            pytest.fail("hasp lock's command still runs after the revoke")
+        assert cli.returncode == 75, (cli.returncode, cli.stderr.read())
+        for k in (py_key, cli_key, raw_key):
+            assert holders(two.a, k) == [], k
+        with two.a.client() as ca:
+            ca.lock(py_key, timeout=0).release()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        cb.close()
+
+
+def test_disconnect_releases_promptly(two, key):
+    """A client on B that holds and dies: A's waiter is granted at once
+    (the session's end deletes its keys), well within the TTL."""
+    child = holder_child(two.b, key)
+    with two.a.client(name="waiter") as ca:
+        w = spawn(ca.lock, key, timeout=bound(30))
+        wait_waiters(two.a, key, 1)
+        assert not w.done.is_set()
+        t0 = time.monotonic()
+        child.kill()
+        lease = w.get(10, "the waiter's grant")
+        took = time.monotonic() - t0
+        child.wait()
+        assert took < bound(1.0), "granted %.3f s after the holder died (TTL %s s)" % (took, TTL)
+        assert lease.fence > child.fence
+        lease.release()
+
+
+def test_unsupported_on_cluster_keys(two, key):
+    """limit, a multi-key acquire naming a cluster key, ttl_ms and convert
+    are refused `bad_request` on cluster keys."""
+    ra = two.a.raw()
+    for fields in ({"key": key, "limit": 2},
+                   {"keys": [key, "local/other"]},
+                   {"keys": ["local/one", "local/two", key]},
+                   {"key": key, "ttl_ms": 5000}):
+        rep = ra.call("acquire", **fields)
+        assert not rep["ok"] and rep["error"]["code"] == "bad_request", (fields, rep)
+        assert waiters(two.a, key) == [] and holders(two.a, key) == []
+    held = ra.call("acquire", key=key, mode="shared")
+    assert held["ok"], held
+    rep = ra.call("convert", lease=held["lease"], mode="exclusive")
+    assert not rep["ok"] and rep["error"]["code"] == "bad_request", rep
+    assert ra.call("release", lease=held["lease"])["ok"]
+
+
+def test_other_keys_stay_local(two):
+    """Keys outside the prefix are each haspd's own: held on A and on B at
+    once, each listed by its own host only."""
+    for k in ("local/x", "clusterx", "cluster"):
+        with two.a.client() as ca, two.b.client() as cb:
+            la = ca.lock(k, timeout=0)
+            lb = cb.lock(k, timeout=0)
+            for host, lease in ((two.a, la), (two.b, lb)):
+                hs = holders(host, k)
+                assert [h["lease"] for h in hs] == [lease.id], (k, host.name, hs)
+                assert hs[0].get("host") in (None, host.name), (k, host.name, hs)
+            la.release()
+            lb.release()
+
+
+def test_stats_cluster(two, key):
+    """stats' "cluster": endpoints, the one in use, prefix, host, the etcd
+    lease, available, and the locks held and waiting."""
+    ra = two.a.raw()
+    held = ra.call("acquire", key=key)
+    assert held["ok"], held
+    rb = two.b.raw()
+    assert rb.call("acquire", key=key + "/w")["ok"]
+    rw = two.a.raw()
+    rw.send("acquire", key=key + "/w")
+    wait_waiters(two.a, key + "/w", 1)
+    st = two.a.cluster_stats()
+    assert st["endpoints"] == two.etcd.urls
+    assert st["endpoint"] in two.etcd.urls
+    assert st["prefix"] == "cluster/"
+    assert st["host"] == "hostA"
+    assert isinstance(st["lease"], str) and int(st["lease"], 16) > 0
+    assert st["available"] is True
+    assert st["locks"] == 1 and st["waiting"] == 1, st
+    for c in ("requests", "errors", "lost", "revoked"):
+        assert isinstance(st["counters"][c], int), c
+    assert two.b.cluster_stats()["lease"] != st["lease"]
