@@ -235,12 +235,16 @@ class Etcd:
         for m in self.members:
             m.stop()
 
-    def etcdctl(self, *args, timeout=10):
-        """etcdctl against the running members; its stdout."""
+    def etcdctl_run(self, *args, timeout=10):
+        """etcdctl against the running members (bounded); the CompletedProcess."""
         eps = ",".join(m.url for m in self.members if m.alive)
-        r = subprocess.run([ETCDCTL, "--endpoints", eps, "--command-timeout", "5s"] + list(args),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=bound(timeout), env=dict(os.environ, ETCDCTL_API="3"))
+        return subprocess.run([ETCDCTL, "--endpoints", eps, "--command-timeout", "5s"] + list(args),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=bound(timeout), env=dict(os.environ, ETCDCTL_API="3"))
+
+    def etcdctl(self, *args, timeout=10):
+        """etcdctl against the running members; its stdout (a failure fails the test)."""
+        r = self.etcdctl_run(*args, timeout=timeout)
         if r.returncode != 0:
             pytest.fail("etcdctl %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
         return r.stdout
@@ -325,14 +329,14 @@ class Raw:
         return rid
 
     def _read(self, deadline):
-        """Reads what comes until deadline (monotonic); False when nothing came."""
-        left = deadline - time.monotonic()
-        if left <= 0 or self.closed:
+        """Reads what comes until deadline (monotonic; at or past it, what is
+        there already); False when nothing came."""
+        if self.closed:
             return False
-        self.sock.settimeout(left)
+        self.sock.settimeout(max(0.0, deadline - time.monotonic()))
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):
             return False
         if not data:
             self.closed = True
@@ -365,6 +369,11 @@ class Raw:
             if not self._read(deadline):
                 break
         return self.replies.pop(rid, None)
+
+    def drain(self):
+        """Reads whatever has come (events, replies) without waiting."""
+        while self._read(time.monotonic()):
+            pass
 
     def call(self, op, seconds=5.0, **fields):
         return self.reply(self.send(op, **fields), seconds, what=op)
