@@ -176,6 +176,53 @@ def test_fifo_across_hosts(two, key):
     holder.close()
 
 
+def test_readers_wait_for_the_last_writer_ahead(two, key):
+    """A writer holds on A; queued: reader (B), reader (A), writer (B),
+    reader (A). The release lets both first readers in together; the second
+    writer waits for them, and the last reader for that writer."""
+    rx = two.a.raw()
+    x = rx.call("acquire", key=key, owner="x")
+    assert x["ok"], x
+    plan = [("s1", two.b, "shared"), ("s2", two.a, "shared"), ("x2", two.b, "exclusive"),
+            ("s3", two.a, "shared")]
+    sess = {}
+    for i, (name, host, mode) in enumerate(plan):
+        r = host.raw()
+        sess[name] = (r, r.send("acquire", key=key, mode=mode, owner=name))
+        wait_waiters(two.a, key, i + 1)
+
+    def granted(name, seconds=5):
+        r, rid = sess[name]
+        rep = r.reply(rid, seconds, "%s's grant" % name)
+        assert rep["ok"], (name, rep)
+        return rep
+
+    def not_granted(*names):
+        for name in names:
+            r, rid = sess[name]
+            assert r.poll_reply(rid) is None, "%s was granted out of turn" % name
+
+    def holding(*names):
+        wait_for(lambda: sorted(h["owner"] for h in holders(two.b, key)) == sorted(names), 5,
+                 "%s to hold, in hostB's list" % (names,))
+
+    assert rx.call("release", lease=x["lease"])["ok"]
+    s1, s2 = granted("s1"), granted("s2")
+    holding("s1", "s2")
+    not_granted("x2", "s3")
+    assert [w["owner"] for w in waiters(two.a, key)] == ["x2", "s3"]
+    assert sess["s1"][0].call("release", lease=s1["lease"])["ok"]
+    holding("s2")
+    not_granted("x2", "s3")
+    assert sess["s2"][0].call("release", lease=s2["lease"])["ok"]
+    x2 = granted("x2")
+    holding("x2")
+    not_granted("s3")
+    assert sess["x2"][0].call("release", lease=x2["lease"])["ok"]
+    s3 = granted("s3")
+    assert x["fence"] < s1["fence"] < s2["fence"] < x2["fence"] < s3["fence"]
+
+
 def test_timeouts_against_a_holder_on_the_other_host(two, key):
     """timeout_ms 200 against B's holder: `timeout` after 200 ms and not much
     more; 0: `busy`; the holders in both name hostB. The timed-out waiter
@@ -254,6 +301,10 @@ def test_list_shows_the_other_hosts_holder(two, key):
         assert w["request"] == rid
         assert "waiting_ms" in w
 
+        for prefix in ("", "clus", "cluster/", key):
+            assert [r["key"] for r in two.a.list(prefix) if r.get("key") == key] == [key], prefix
+        assert [r for r in two.a.list(key + "/") if r.get("key") == key] == []
+
         out = two.a.cli_run("ls", "--json", key)
         assert out.returncode == 0, out.stderr
         (res,) = json.loads(out.stdout)
@@ -301,6 +352,15 @@ def test_revoke_on_a_of_a_holder_on_b(two, key):
         assert cli.returncode == 75, (cli.returncode, cli.stderr.read())
         for k in (py_key, cli_key, raw_key):
             assert holders(two.a, k) == [], k
+
+        # revoke by lease id, of this haspd's own cluster lease
+        own = two.b.raw()
+        mine = own.call("acquire", key=raw_key)
+        assert mine["ok"], mine
+        rep = rb.call("revoke", lease=mine["lease"])
+        assert rep["ok"] and rep["revoked"] == [mine["lease"]], rep
+        own.event("revoked", 5, lease=mine["lease"])
+        assert holders(two.a, raw_key) == []
         with two.a.client() as ca:
             ca.lock(py_key, timeout=0).release()
     finally:
@@ -326,6 +386,22 @@ def test_disconnect_releases_promptly(two, key):
         assert took < bound(1.0), "granted %.3f s after the holder died (TTL %s s)" % (took, TTL)
         assert lease.fence > child.fence
         lease.release()
+
+
+def test_a_waiters_disconnect_leaves_no_place_in_the_queue(two, key):
+    """A waiter on A that disconnects leaves the queue: once B's holder
+    releases, a try from B succeeds at once."""
+    rb = two.b.raw()
+    held = rb.call("acquire", key=key)
+    assert held["ok"], held
+    ra = two.a.raw()
+    ra.send("acquire", key=key)
+    wait_waiters(two.b, key, 1)
+    two.a.forget(ra)  # closes the connection
+    wait_waiters(two.b, key, 0, "the disconnected waiter to leave hostB's list")
+    assert rb.call("release", lease=held["lease"])["ok"]
+    rep = two.b.raw().call("acquire", key=key, timeout_ms=0)
+    assert rep["ok"], rep
 
 
 def test_unsupported_on_cluster_keys(two, key):
