@@ -168,7 +168,7 @@ def test_compaction_during_a_wait(two, key):
     w1 = ra.send("acquire", key=key, owner="w1")
     wait_waiters(two.a, key, 1)
 
-    for i in range(200):
+    for i in range(100):
         rev = two.etcd.put("unrelated/churn", str(i))
     two.etcd.etcdctl("compact", str(rev), "--physical")
     old = two.etcd.etcdctl_run("get", "unrelated/churn", "--rev", str(rev - 1))
@@ -191,3 +191,45 @@ def test_compaction_during_a_wait(two, key):
     rep2 = rb2.reply(w2, 5, "w2's grant")
     assert rep2["ok"], rep2
     assert rep2["fence"] > rep["fence"]
+
+
+def test_compaction_then_the_watched_member_dies(hosts3, key):
+    """Three members. A waits behind B's holder; etcd is compacted past the
+    wait's start, then the member A talks to is SIGKILLed, so that A's watch
+    must start again from a compacted revision (etcd cancels it with
+    compact_revision): A re-reads and keeps its place. The holder's release
+    grants A's waiter, not B's later one."""
+    etcd = hosts3.etcd
+    a = hosts3("hostA")
+    m = etcd.members
+    b = hosts3("hostB", ",".join(x.url for x in (m[2], m[1], m[0])))
+    rb = b.raw()
+    held = rb.call("acquire", key=key)
+    assert held["ok"], held
+    ra = a.raw()
+    w1 = ra.send("acquire", key=key, owner="w1")
+    wait_waiters(a, key, 1)
+
+    for i in range(100):
+        rev = etcd.put("unrelated/churn", str(i))
+    etcd.etcdctl("compact", str(rev), "--physical")
+    used = a.cluster_stats()["endpoint"]
+    (victim,) = [x for x in m if x.url == used]
+    victim.kill()
+    etcd.leader()
+
+    rb2 = b.raw()
+    w2 = rb2.send("acquire", key=key, owner="w2")
+    ws = wait_waiters(b, key, 2)
+    assert [w["owner"] for w in ws] == ["w1", "w2"]
+    assert ra.poll_reply(w1) is None
+
+    assert rb.call("release", lease=held["lease"])["ok"]
+    rep = ra.reply(w1, 10, "w1's grant")
+    assert rep["ok"], rep
+    wait_for(lambda: [h["owner"] for h in holders(b, key)] == ["w1"], 5, "w1 to hold")
+    assert rb2.poll_reply(w2) is None, "w2 was granted while w1 held"
+    assert ra.call("release", lease=rep["lease"])["ok"]
+    rep2 = rb2.reply(w2, 10, "w2's grant")
+    assert rep2["ok"], rep2
+    assert held["fence"] < rep["fence"] < rep2["fence"]
