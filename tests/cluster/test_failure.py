@@ -84,12 +84,23 @@ def test_etcd_member_and_leader_killed(hosts3, key):
     assert rep["ok"], rep
 
 
+def kill_quorum(etcd):
+    """SIGKILLs the leader and a follower of three members; the members
+    killed and the monotonic time of the kill."""
+    lead = etcd.leader()
+    down = [lead, etcd.followers()[0]]
+    t = time.monotonic()
+    for mb in down:
+        mb.kill()
+    return down, t
+
+
 def test_quorum_loss(hosts3, key):
     """Two of three members SIGKILLed: a cluster acquire fails `unavailable`
-    within about TTL/2; a holder gets `lost`, a waiter `unavailable`, and
-    `hasp lock -- CMD` signals CMD; a local key locks and releases on the
-    same haspd throughout; stats says unavailable. With the members back,
-    the host takes cluster locks again."""
+    within about TTL/2; a holder gets `lost`, a waiter `unavailable`; a
+    local key locks and releases on the same haspd throughout; stats says
+    unavailable. With the members back, the host takes cluster locks
+    again."""
     etcd = hosts3.etcd
     a = hosts3("hostA")
     holder = a.raw()
@@ -98,59 +109,62 @@ def test_quorum_loss(hosts3, key):
     waiter = a.raw()
     wid = waiter.send("acquire", key=key, owner="waiter")
     wait_waiters(a, key, 1)
+
+    down, t_kill = kill_quorum(etcd)
+
+    def local_key_works():
+        with a.client(name="local") as c:
+            t0 = time.monotonic()
+            c.lock("local/q", timeout=0).release()
+            c.ping()
+            assert time.monotonic() - t0 < bound(0.5)
+    local_key_works()
+
+    fresh = a.raw()
+    t0 = time.monotonic()
+    rep = fresh.call("acquire", seconds=TTL + 10, key=key + "/fresh")
+    took = time.monotonic() - t0
+    assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
+    assert took <= bound(max(1.0, TTL / 2) + 1.5), "unavailable after %.3f s" % took
+
+    ev = holder.event("lost", TTL + 5, lease=held["lease"])
+    assert ev["key"] == key and isinstance(ev.get("message"), str), ev
+    assert time.monotonic() - t_kill <= bound(TTL + 2)
+    rep = waiter.reply(wid, TTL + 5, "the waiter's answer")
+    assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
+
+    local_key_works()
+    st = a.cluster_stats()
+    assert st["available"] is False, st
+    assert st["counters"]["lost"] >= 1, st
+    rep = holder.call("release", lease=held["lease"])
+    assert not rep["ok"] and rep["error"]["code"] == "unknown_lease", rep
+
+    for mb in down:
+        mb.start()
+    etcd.wait_healthy()
+    a.wait_available(TTL + 10)
+    with a.client(name="after") as c:
+        lease = c.lock(key, timeout=bound(TTL + 2))
+        assert lease.fence > held["fence"]
+        lease.release()
+
+
+def test_quorum_loss_ends_the_clients_leases(hosts3, key):
+    """The clients treat `lost` as `revoked`: `hasp lock -- CMD` signals CMD
+    and exits 75."""
+    a = hosts3("hostA")
     cli = a.cli("lock", "-k", key + "/cli", "--kill-after", "5", "--", "sh", "-c",
                 "echo held; exec sleep 60", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True)
     try:
         assert read_line(cli.stdout, 10, "the CLI's command") == "held\n"
-
-        lead = etcd.leader()
-        down = [lead, etcd.followers()[0]]
-        t_kill = time.monotonic()
-        for mb in down:
-            mb.kill()
-
-        def local_key_works():
-            with a.client(name="local") as c:
-                t0 = time.monotonic()
-                c.lock("local/q", timeout=0).release()
-                c.ping()
-                assert time.monotonic() - t0 < bound(0.5)
-        local_key_works()
-
-        fresh = a.raw()
-        t0 = time.monotonic()
-        rep = fresh.call("acquire", seconds=TTL + 10, key=key + "/fresh")
-        took = time.monotonic() - t0
-        assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
-        assert took <= bound(max(1.0, TTL / 2) + 1.5), "unavailable after %.3f s" % took
-
-        ev = holder.event("lost", TTL + 5, lease=held["lease"])
-        assert ev["key"] == key
-        assert time.monotonic() - t_kill <= bound(TTL + 2)
-        rep = waiter.reply(wid, TTL + 5, "the waiter's answer")
-        assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
+        kill_quorum(hosts3.etcd)
         try:
             cli.wait(timeout=bound(TTL + 10))
         except subprocess.TimeoutExpired:
             pytest.fail("hasp lock's command still runs after its lease was lost")
         assert cli.returncode == 75, (cli.returncode, cli.stderr.read())
-
-        local_key_works()
-        st = a.cluster_stats()
-        assert st["available"] is False, st
-        assert st["counters"]["lost"] >= 1, st
-        rep = holder.call("release", lease=held["lease"])
-        assert not rep["ok"] and rep["error"]["code"] == "unknown_lease", rep
-
-        for mb in down:
-            mb.start()
-        etcd.wait_healthy()
-        a.wait_available(TTL + 10)
-        with a.client(name="after") as c:
-            lease = c.lock(key, timeout=bound(TTL + 2))
-            assert lease.fence > held["fence"]
-            lease.release()
     finally:
         if cli.poll() is None:
             cli.kill()
