@@ -11,6 +11,7 @@ other suites' are); none is a sleep standing in for an event."""
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,9 +48,10 @@ def bound(seconds):
     return seconds * FACTOR
 
 
-def wait_for(pred, seconds=5.0, what="a condition"):
-    """Polls pred until true, failing after a bounded time (for states with
-    no event to wait on: a socket coming up, a list showing a waiter)."""
+def wait_for(pred, seconds=5.0, what="a condition", every=0.005):
+    """Polls pred (every `every` s) until true, failing after a bounded time
+    (for states with no event to wait on: a socket coming up, a list showing
+    a waiter)."""
     end = time.monotonic() + bound(seconds)
     while True:
         v = pred()
@@ -57,7 +59,7 @@ def wait_for(pred, seconds=5.0, what="a condition"):
             return v
         if time.monotonic() > end:
             pytest.fail("timed out after %s s waiting for %s" % (bound(seconds), what))
-        time.sleep(0.005)
+        time.sleep(every)
 
 
 def free_ports(n):
@@ -85,9 +87,12 @@ def unb64(s):
 
 
 def log_tail(path, n=60):
+    """The last n lines of a log, without haspd's lines about sessions
+    coming and going (the tests' own list and stats sessions)."""
     try:
         with open(path, "rb") as f:
             lines = f.read().decode("utf-8", "replace").splitlines()
+        lines = [x for x in lines if not re.match(r"haspd: debug: session \d+ (connected|\(pid)", x)]
         return "\n".join(lines[-n:])
     except OSError as e:
         return "(%s)" % e
@@ -267,7 +272,10 @@ def tmpdir_private():
     d = tempfile.mkdtemp(prefix="hasp-cluster-")
     os.chmod(d, 0o700)
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if os.environ.get("HASP_CLUSTER_KEEP"):  # to read the logs after a run
+        print("kept %s" % d)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _need_etcd():
@@ -455,7 +463,7 @@ class Host:
                 pytest.fail("haspd %s's stats have no \"cluster\" (is cluster mode built?)"
                             % self.name)
             return st.get("available") is True and st.get("lease") is not None
-        wait_for(ok, seconds, "haspd %s to be available in the cluster" % self.name)
+        wait_for(ok, seconds, "haspd %s to be available in the cluster" % self.name, every=0.05)
 
     @property
     def alive(self):

@@ -143,11 +143,38 @@ def test_quorum_loss(hosts3, key):
     for mb in down:
         mb.start()
     etcd.wait_healthy()
-    a.wait_available(TTL + 10)
     with a.client(name="after") as c:
-        lease = c.lock(key, timeout=bound(TTL + 2))
+        def relock():
+            try:
+                return c.lock(key, timeout=bound(TTL + 2))
+            except hasp.Unavailable as e:
+                if e.code != "unavailable":
+                    raise
+                return None
+        lease = wait_for(relock, TTL + 10, "a cluster lock once etcd is back", every=0.1)
         assert lease.fence > held["fence"]
         lease.release()
+
+
+def test_lease_regained_when_etcd_is_back(hosts3, key):
+    """After quorum is lost (haspd's etcd lease given up) and comes back,
+    haspd grants itself a new etcd lease without waiting for a request:
+    stats says available again, with a new lease. The outage lasts until
+    a cluster acquire made during it has failed `unavailable` (so haspd's
+    own attempts to get a lease have failed by then too)."""
+    etcd = hosts3.etcd
+    a = hosts3("hostA")
+    before = a.cluster_stats()["lease"]
+    down, _ = kill_quorum(etcd)
+    wait_for(lambda: a.cluster_stats()["available"] is False, TTL + 5,
+             "stats to say unavailable", every=0.05)
+    rep = a.raw().call("acquire", seconds=TTL + 10, key=key)
+    assert not rep["ok"] and rep["error"]["code"] == "unavailable", rep
+    for mb in down:
+        mb.start()
+    etcd.wait_healthy()
+    a.wait_available(TTL + 10)
+    assert a.cluster_stats()["lease"] != before
 
 
 def test_quorum_loss_ends_the_clients_leases(hosts3, key):
