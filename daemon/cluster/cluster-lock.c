@@ -126,16 +126,25 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why)
 	free(line);
 }
 
-static void cl_lock_grant(struct cl_lock *l)
+static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t from);
+
+/* Held as of revision seen: answered and watched, or checked out. */
+static void cl_lock_grant(struct cl_lock *l, int64_t seen)
 {
 	char buf[PROTO_SMALL_REPLY];
 
-	l->state = CL_HELD;
 	loop_event_del(l->timer);
 	l->since_wall_us = wall_us(l);
+	if (l->detach) {
+		l->state = CL_DETACHING;
+		cl_lock_detach(l);
+		return;
+	}
+	l->state = CL_HELD;
 	if (l->s)
 		session_write(l->s, buf, proto_fmt_grant(buf, l->tag, l->lease, (uint64_t)l->rev,
 							 l->shared));
+	cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
 }
 
 /* ---- watching ---- */
@@ -204,8 +213,7 @@ static void cl_lock_place(struct cl_lock *l, struct kv_req *v, size_t n, int64_t
 	if (l->state == CL_HELD) {
 		cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
 	} else if (ahead < 0) {
-		cl_lock_grant(l);
-		cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
+		cl_lock_grant(l, seen);
 	} else if (l->timeout_ms == 0) {
 		cl_lock_conflict(l, HASP_E_BUSY);
 		cl_lock_end(l);
@@ -371,8 +379,10 @@ void cl_lock_end(struct cl_lock *l)
 {
 	enum cl_state was = l->state;
 
-	if (was == CL_ENDING) {
-		cl_lock_unlink(l); /* its session ends before its delete */
+	if (was == CL_ENDING || was == CL_DETACHING) {
+		/* Its session ends before its delete; or it is granted, and
+		 * a checkout now, whether its session hears or not. */
+		cl_lock_unlink(l);
 		return;
 	}
 	l->state = CL_ENDING;
@@ -407,6 +417,8 @@ void cl_lock_timer(void *arg)
 	case CL_HELD:
 		if (!l->call && !l->watch)
 			cl_lock_read(l);
+		break;
+	case CL_DETACHING:
 		break;
 	default:
 		cl_lock_conflict(l, HASP_E_TIMEOUT);

@@ -102,11 +102,12 @@ static const char *unsupported(const struct proto_request *req)
 {
 	if (req->acquire.limit)
 		return "a cluster key cannot be a semaphore (\"limit\") in this version";
-	if (req->acquire.detach)
-		return "a cluster key cannot be checked out (\"detach\") in this version";
-	if (req->acquire.ttl_ms)
-		return "a lease on a cluster key cannot have a \"ttl_ms\" in this version: it lasts "
-		       "while its session does";
+	if (req->acquire.detach && !req->acquire.ttl_ms)
+		return "a checkout of a cluster key needs a \"ttl_ms\": etcd must be able to end it "
+		       "when nobody checks it in";
+	if (req->acquire.ttl_ms && !req->acquire.detach)
+		return "a session's lease on a cluster key cannot have a \"ttl_ms\" in this version: "
+		       "it lasts while its session does";
 	if (memchr(req->acquire.key, '\0', req->acquire.key_len))
 		return "a cluster key cannot hold a NUL character";
 	return NULL;
@@ -166,6 +167,8 @@ static struct cl_lock *cl_lock_new(struct session *s, const struct proto_request
 	l->tag = req->id;
 	l->shared = req->acquire.shared;
 	l->timeout_ms = req->acquire.timeout_ms;
+	l->detach = req->acquire.detach;
+	l->ttl_ms = req->acquire.ttl_ms;
 	l->sender = s->sender;
 	l->since_wall_us = s->d->lt.wall_us;
 	l->key_len = req->acquire.key_len;
