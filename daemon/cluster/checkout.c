@@ -82,8 +82,9 @@ static void on_detached(void *arg, json_t *reply, const char *error)
 		reply_ok(l->s, l->tag, body);
 	else
 		json_decref(body);
-	log_info("cluster: lease %" PRIu64 " on '%s' checked out for %" PRId64 " ms", l->lease,
-		 l->key, l->ttl_ms);
+	haspd_log_for(l->c->d, l->sender.uid, LOG_INFO, "cluster: lease %" PRIu64 " on '%s' checked "
+		      "out by pid %d uid %u for %" PRId64 " ms", l->lease, l->key, (int)l->sender.pid,
+		      (unsigned)l->sender.uid, l->ttl_ms);
 	cl_lock_drop(l);
 }
 

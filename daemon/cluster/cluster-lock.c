@@ -18,6 +18,7 @@
 #include "proto-daemon.h"
 #include "reply.h"
 #include "session.h"
+#include "users.h"
 
 #define DELETE_RETRY_MS 1000
 
@@ -44,6 +45,7 @@ static void cl_lock_unlink(struct cl_lock *l)
 		return;
 	list_del(&l->slink);
 	l->s->ncluster--;
+	users_refund_file(&l->c->d->users, l->s->user);
 	l->s = NULL;
 }
 
@@ -128,10 +130,36 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why)
 
 static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t from);
 
+static void on_since_put(void *arg, json_t *reply, const char *error)
+{
+	(void)arg;
+	(void)reply;
+	(void)error; /* list shows when it was asked for, then */
+}
+
+/* A request that waited: its value says when it was granted, for list's
+ * held_ms (after the grant is sent; the watchers ahead ignore puts). */
+static void cl_lock_put_since(struct cl_lock *l)
+{
+	json_t *body;
+	char *value;
+
+	if (json_object_set_new(l->value, "since_us", json_integer((json_int_t)l->since_wall_us)) < 0)
+		return;
+	value = json_dumps(l->value, JSON_COMPACT);
+	body = value ? json_pack("{s:o,s:o,s:b}", "key", etcd_bytes(l->ekey, l->ekey_len),
+				 "value", etcd_bytes(value, strlen(value)), "ignore_lease", 1) : NULL;
+	free(value);
+	/* Not l's call: l may end before it is answered. */
+	if (body)
+		etcd_post(l->c->etcd, "/v3/kv/put", body, on_since_put, NULL);
+}
+
 /* Held as of revision seen: answered and watched, or checked out. */
 static void cl_lock_grant(struct cl_lock *l, int64_t seen)
 {
 	char buf[PROTO_SMALL_REPLY];
+	bool waited = l->state == CL_WAITING;
 
 	loop_event_del(l->timer);
 	l->since_wall_us = wall_us(l);
@@ -145,6 +173,8 @@ static void cl_lock_grant(struct cl_lock *l, int64_t seen)
 		session_write(l->s, buf, proto_fmt_grant(buf, l->tag, l->lease, (uint64_t)l->rev,
 							 l->shared));
 	cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
+	if (waited)
+		cl_lock_put_since(l);
 }
 
 /* ---- watching ---- */
@@ -157,8 +187,8 @@ static void on_watched_delete(void *arg, int64_t rev)
 	l->watch = etcd_watch_cancel(l->watch);
 	if (l->state == CL_HELD) {
 		l->c->revoked_total++;
-		log_info("cluster: lease %" PRIu64 " on '%s' revoked: its key was deleted from etcd",
-			 l->lease, l->key);
+		haspd_log_for(l->c->d, l->sender.uid, LOG_INFO, "cluster: lease %" PRIu64 " on '%s' "
+			      "revoked: its key was deleted from etcd", l->lease, l->key);
 		cl_lock_tell(l, "revoked", "its key was deleted from etcd: revoked from this or "
 			     "another host, or by hand");
 		cl_lock_drop(l);

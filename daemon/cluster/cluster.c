@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "cluster-int.h"
+#include "files.h"
 #include "haspd.h"
 #include "log.h"
 #include "proto-daemon.h"
@@ -189,9 +190,16 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	struct cluster *c = s->d->cluster;
 	const char *why = unsupported(req);
 	struct cl_lock *l;
+	char msg[200];
 
 	if (why) {
 		reply_error(s, true, req->id, HASP_E_BAD_REQUEST, why, NULL);
+		return;
+	}
+	/* Its watch is a connection to etcd: one more descriptor of haspd's,
+	 * counted as a file is (max_user_files). */
+	if (!files_may_open(s, msg, sizeof(msg))) {
+		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
 		return;
 	}
 	if (session_lock_on(s, req->acquire.key, req->acquire.key_len)) {
@@ -207,6 +215,7 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	l->s = s;
 	list_add_tail(&s->cluster_locks, &l->slink);
 	s->ncluster++;
+	users_charge_file(&s->d->users, s->user);
 	if (l->timeout_ms > 0) {
 		struct timeval tv = { (time_t)(l->timeout_ms / 1000),
 				      (suseconds_t)(l->timeout_ms % 1000) * 1000 };
