@@ -37,6 +37,7 @@ struct cl_lock {
 	int64_t release_id;     /* a release waiting for the delete, or 0 */
 	bool shared;
 	int64_t timeout_ms;     /* -1: forever */
+	uint64_t deadline_us;   /* then, on the monotonic clock read at the request */
 	int64_t ttl_ms;         /* a checkout's TTL, or 0 */
 	bool detach;            /* to be checked out once held */
 	int64_t co_lease;       /* then: the etcd lease of its own */
@@ -67,6 +68,8 @@ struct cluster {
 	struct etcd_call *granting;  /* asking for one */
 	struct etcd_call *keeping;   /* a keepalive in flight */
 	uint64_t lease_ok_us;   /* when etcd last said it lives (monotonic) */
+	uint64_t grant_tried_us; /* when one was last asked for */
+	bool grant_failing;     /* the last ask failed (logged once) */
 	struct loop_event *tick;    /* cl_lease_tick() */
 	struct list locks;      /* cl_lock.clink, not parked */
 	struct list parked;     /* cl_lock.clink */
@@ -92,6 +95,10 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why);
 /* Answers l's acquire with an error (code HASP_E_*). */
 void cl_lock_fail(struct cl_lock *l, int code, const char *msg);
 
+/* The monotonic clock now, read (not the loop's). */
+uint64_t cl_mono_us(void);
+/* Arms l's timer for its deadline_us. */
+void cl_lock_arm_deadline(struct cl_lock *l);
 /* Its timer's callback. */
 void cl_lock_timer(void *arg);
 

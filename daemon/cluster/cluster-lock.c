@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "haspd.h"
 #include "log.h"
@@ -33,6 +34,24 @@ static uint64_t wall_us(const struct cl_lock *l)
 static void arm_timer(struct cl_lock *l, int64_t ms)
 {
 	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	if (loop_event_add(l->timer, &tv) < 0)
+		log_warn("cluster: no memory to arm a timer for '%s'", l->key);
+}
+
+uint64_t cl_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void cl_lock_arm_deadline(struct cl_lock *l)
+{
+	uint64_t now = cl_mono_us(), left = l->deadline_us > now ? l->deadline_us - now : 0;
+	struct timeval tv = { .tv_sec = (time_t)(left / 1000000),
+			      .tv_usec = (suseconds_t)(left % 1000000) };
 
 	if (loop_event_add(l->timer, &tv) < 0)
 		log_warn("cluster: no memory to arm a timer for '%s'", l->key);
@@ -451,6 +470,11 @@ void cl_lock_timer(void *arg)
 	case CL_DETACHING:
 		break;
 	default:
+		/* Never early: libevent counts from the time its loop cached. */
+		if (cl_mono_us() < l->deadline_us) {
+			cl_lock_arm_deadline(l);
+			break;
+		}
 		cl_lock_conflict(l, HASP_E_TIMEOUT);
 		cl_lock_end(l);
 		break;

@@ -217,10 +217,8 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	s->ncluster++;
 	users_charge_file(&s->d->users, s->user);
 	if (l->timeout_ms > 0) {
-		struct timeval tv = { (time_t)(l->timeout_ms / 1000),
-				      (suseconds_t)(l->timeout_ms % 1000) * 1000 };
-
-		loop_event_add(l->timer, &tv);
+		l->deadline_us = cl_mono_us() + (uint64_t)l->timeout_ms * 1000;
+		cl_lock_arm_deadline(l);
 	}
 	list_add_tail(&c->parked, &l->clink);
 	if (c->lease)
