@@ -109,8 +109,15 @@ def test_quorum_loss(hosts3, key):
     waiter = a.raw()
     wid = waiter.send("acquire", key=key, owner="waiter")
     wait_waiters(a, key, 1)
+    holder2 = a.raw()
+    held2 = holder2.call("acquire", key=key + "/2")
+    assert held2["ok"], held2
 
     down, t_kill = kill_quorum(etcd)
+    # A release while etcd cannot be reached is answered all the same (the
+    # delete is retried in the background).
+    rep = holder2.call("release", seconds=max(1.0, TTL / 2) + 1.5, lease=held2["lease"])
+    assert rep["ok"], rep
 
     def local_key_works():
         with a.client(name="local") as c:

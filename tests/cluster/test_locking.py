@@ -305,6 +305,12 @@ def test_list_shows_the_other_hosts_holder(two, key):
         assert w["request"] == rid
         assert "waiting_ms" in w
 
+        local = two.a.raw()
+        for k in ("a-local", "cluster.local", "zzz-local"):
+            assert local.call("acquire", key=k)["ok"]
+        names = [r.get("key", r.get("path")) for r in two.a.list("")]
+        assert names == sorted(["a-local", key, "cluster.local", "zzz-local"],
+                               key=lambda n: n.encode()), names
         for prefix in ("", "clus", "cluster/", key):
             assert [r["key"] for r in two.a.list(prefix) if r.get("key") == key] == [key], prefix
         assert [r for r in two.a.list(key + "/") if r.get("key") == key] == []
