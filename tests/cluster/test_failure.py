@@ -185,24 +185,36 @@ def test_lease_regained_when_etcd_is_back(hosts3, key):
 
 
 def test_quorum_loss_ends_the_clients_leases(hosts3, key):
-    """The clients treat `lost` as `revoked`: `hasp lock -- CMD` signals CMD
-    and exits 75."""
+    """The clients treat `lost` as `revoked`: the Python lease is lost (its
+    release raises LeaseLost), `hasp lock -- CMD` signals CMD and exits 75."""
     a = hosts3("hostA")
+    cpy = a.client(name="python holder")
+    lease = cpy.lock(key + "/py")
     cli = a.cli("lock", "-k", key + "/cli", "--kill-after", "5", "--", "sh", "-c",
                 "echo held; exec sleep 60", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True)
     try:
         assert read_line(cli.stdout, 10, "the CLI's command") == "held\n"
-        kill_quorum(hosts3.etcd)
+        _, t_kill = kill_quorum(hosts3.etcd)
+        deadline = t_kill + bound(TTL + 10)
+        while not lease.lost and time.monotonic() < deadline:
+            time.sleep(0.01)  # no event to wait on: .lost reads what came
+        py_lost = lease.lost
         try:
-            cli.wait(timeout=bound(TTL + 10))
+            cli.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            pytest.fail("hasp lock's command still runs after its lease was lost")
-        assert cli.returncode == 75, (cli.returncode, cli.stderr.read())
+            pass
+        cli_rc = cli.poll()
+        assert py_lost, "the Python lease is not lost %s s after quorum was lost" % bound(TTL + 10)
+        with pytest.raises(hasp.LeaseLost):
+            lease.release()
+        assert cli_rc is not None, "hasp lock's command still runs after its lease was lost"
+        assert cli_rc == 75, (cli_rc, cli.stderr.read())
     finally:
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+        cpy.close()
 
 
 def test_compaction_during_a_wait(two, key):
