@@ -9,6 +9,7 @@ Every wait is bounded (bound(), stretched by HASP_TEST_TIME_FACTOR as the
 other suites' are); none is a sleep standing in for an event."""
 
 import base64
+import ctypes
 import json
 import os
 import re
@@ -78,12 +79,16 @@ def free_ports(n):
             s.close()
 
 
+def die_with_us():
+    """preexec_fn of the etcd members and haspd: SIGKILL when the test
+    process goes (prctl PR_SET_PDEATHSIG), so that a run killed by meson's
+    timeout leaves no daemon behind. Only for children started from the
+    main thread (the signal follows the thread that forked)."""
+    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+
+
 def b64(s):
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def unb64(s):
-    return base64.b64decode(s)
 
 
 def log_tail(path, n=60):
@@ -92,7 +97,8 @@ def log_tail(path, n=60):
     try:
         with open(path, "rb") as f:
             lines = f.read().decode("utf-8", "replace").splitlines()
-        lines = [x for x in lines if not re.match(r"haspd: debug: session \d+ (connected|\(pid)", x)]
+        session = re.compile(r"haspd: debug: session \d+ (connected|\(pid)")
+        lines = [x for x in lines if not session.match(x)]
         return "\n".join(lines[-n:])
     except OSError as e:
         return "(%s)" % e
@@ -129,7 +135,8 @@ class Member:
                 "--initial-cluster-state", "new",
                 "--initial-cluster-token", self.cluster.token,
                 "--heartbeat-interval", "50", "--election-timeout", "500"]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     preexec_fn=die_with_us)
         log.close()
         return self
 
@@ -258,13 +265,6 @@ class Etcd:
         """A put through the gateway; the new revision (an int)."""
         rep = self.any_alive().post("/v3/kv/put", {"key": b64(key), "value": b64(value)})
         return int(rep["header"]["revision"])
-
-    def range_prefix(self, prefix):
-        """The keys (bytes) under prefix, with their values."""
-        end = bytearray(prefix.encode())
-        end[-1] += 1
-        rep = self.any_alive().post("/v3/kv/range", {"key": b64(prefix), "range_end": b64(bytes(end))})
-        return [(unb64(kv["key"]), unb64(kv.get("value", ""))) for kv in rep.get("kvs", [])]
 
 
 @pytest.fixture
@@ -425,7 +425,8 @@ class Host:
         if not os.access(HASPD, os.X_OK):
             pytest.skip("no haspd at %s (set HASPD)" % HASPD)
         log = open(self.logpath, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     preexec_fn=die_with_us)
         log.close()
 
         def up():
@@ -506,11 +507,13 @@ class Host:
         return dict(os.environ, HASP_SOCKET=self.socket, HASP_NO_AUTOSTART="1")
 
     def cli(self, *args, **kw):
-        """Starts `hasp ARGS` against this host (a Popen)."""
+        """Starts `hasp ARGS` against this host (a Popen), in a process group
+        of its own, which end_cli() kills with whatever it runs."""
         if not os.access(HASP_CLI, os.X_OK):
             pytest.skip("no hasp CLI at %s (set HASP_CLI)" % HASP_CLI)
         kw.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen([HASP_CLI] + list(args), env=self.env(), **kw)
+        return subprocess.Popen([HASP_CLI] + list(args), env=self.env(), start_new_session=True,
+                                **kw)
 
     def cli_run(self, *args, seconds=10):
         """Runs `hasp ARGS` to its end (bounded); the CompletedProcess."""
@@ -671,6 +674,16 @@ def holder_child(host, key, mode="exclusive"):
     _, lease, fence = line.split()
     p.lease, p.fence = int(lease), int(fence)
     return p
+
+
+def end_cli(p):
+    """Kills what is left of a Host.cli() process group (hasp and its
+    command), and reaps hasp."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait(timeout=bound(10))
 
 
 def end_child(p):

@@ -9,8 +9,8 @@ import time
 import pytest
 
 import hasp
-from conftest import (TTL, bound, end_child, holder_child, holders, read_line, spawn, wait_for,
-                      wait_waiters, waiters)
+from conftest import (TTL, bound, end_child, end_cli, holder_child, holders, read_line, spawn,
+                      wait_for, wait_waiters, waiters)
 
 
 def test_sigkill_of_haspd_frees_its_locks_within_ttl(two, key):
@@ -211,9 +211,7 @@ def test_quorum_loss_ends_the_clients_leases(hosts3, key):
         assert cli_rc is not None, "hasp lock's command still runs after its lease was lost"
         assert cli_rc == 75, (cli_rc, cli.stderr.read())
     finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.wait()
+        end_cli(cli)
         cpy.close()
 
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import hasp
-from conftest import (HASP_CLI, TTL, bound, end_child, holder_child, holders, read_line, spawn,
-                      wait_for, wait_waiters, waiters)
+from conftest import (HASP_CLI, TTL, bound, end_child, end_cli, holder_child, holders, read_line,
+                      spawn, wait_for, wait_waiters, waiters)
 
 
 def check_intervals(runs):
@@ -376,9 +376,7 @@ def test_revoke_on_a_of_a_holder_on_b(two, key):
         with two.a.client() as ca:
             ca.lock(py_key, timeout=0).release()
     finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.wait()
+        end_cli(cli)
         cb.close()
 
 
