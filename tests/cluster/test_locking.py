@@ -323,6 +323,8 @@ def test_list_shows_the_other_hosts_holder(two, key):
         assert [x["host"] for x in res["waiters"]] == ["hostA"]
         table = two.a.cli_run("ls", key)
         assert table.returncode == 0 and key in table.stdout, table
+        assert "%d@hostB" % child.pid in table.stdout, table.stdout
+        assert "%d@hostA" % os.getpid() in table.stdout, table.stdout
     finally:
         end_child(child)
 
