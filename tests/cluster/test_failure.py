@@ -59,12 +59,17 @@ def test_etcd_member_and_leader_killed(hosts3, key):
     assert held["ok"], held
     handoff(a, b, key)
 
-    # A follower: the first endpoint of A's or of B's list where one is.
+    # A follower that a host talks to (stats' "endpoint"), if one is.
     lead = etcd.leader()
-    victim = m[0] if m[0] is not lead else m[2]
+    used = {h.cluster_stats()["endpoint"]: h for h in (a, b)}
+    followers = [x for x in m if x is not lead]
+    victim = ([x for x in followers if x.url in used] or followers)[0]
     victim.kill()
     handoff(a, b, key)
     handoff(b, a, key)
+    if victim.url in used:
+        now = used[victim.url].cluster_stats()["endpoint"]
+        assert now != victim.url and now in etcd.urls, (victim.url, now)
     victim.start()
     etcd.wait_healthy()
 
