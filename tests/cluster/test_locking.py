@@ -223,6 +223,46 @@ def test_readers_wait_for_the_last_writer_ahead(two, key):
     assert x["fence"] < s1["fence"] < s2["fence"] < x2["fence"] < s3["fence"]
 
 
+def test_a_waiter_leaving_mid_queue(two, key):
+    """holder (B); queued w1 (A), w2 (B, times out), w3 (A), w4 (B, its
+    session ends). Each waiter watches the one ahead of it: w3 and w4 lose
+    theirs while the holder still holds, and must neither be granted then
+    nor lose their places: the release grants w1, w1's grants w3."""
+    rh = two.b.raw()
+    h = rh.call("acquire", key=key, owner="holder")
+    assert h["ok"], h
+    # w2's timeout leaves time to queue w3 and w4 behind it.
+    plan = [("w1", two.a, None), ("w2", two.b, int(bound(1.5) * 1000)), ("w3", two.a, None),
+            ("w4", two.b, None)]
+    sess = {}
+    for i, (name, host, tms) in enumerate(plan):
+        r = host.raw()
+        sess[name] = (r, r.send("acquire", key=key, owner=name, timeout_ms=tms))
+        wait_waiters(two.a, key, i + 1)
+    r4, _ = sess["w4"]
+    two.b.forget(r4)  # w4's session ends
+    r2, id2 = sess["w2"]
+    rep = r2.reply(id2, 5, "w2's timeout")
+    assert not rep["ok"] and rep["error"]["code"] == "timeout", rep
+    ws = wait_waiters(two.a, key, 2, "w2 and w4 to leave hostA's list")
+    assert [w["owner"] for w in ws] == ["w1", "w3"]
+    for name in ("w1", "w3"):
+        r, rid = sess[name]
+        assert r.poll_reply(rid) is None, "%s was granted while the holder held" % name
+
+    assert rh.call("release", lease=h["lease"])["ok"]
+    r1, id1 = sess["w1"]
+    g1 = r1.reply(id1, 5, "w1's grant")
+    assert g1["ok"], g1
+    wait_for(lambda: [x["owner"] for x in holders(two.b, key)] == ["w1"], 5, "w1 to hold")
+    r3, id3 = sess["w3"]
+    assert r3.poll_reply(id3) is None, "w3 was granted while w1 held"
+    assert r1.call("release", lease=g1["lease"])["ok"]
+    g3 = r3.reply(id3, 5, "w3's grant")
+    assert g3["ok"], g3
+    assert h["fence"] < g1["fence"] < g3["fence"]
+
+
 def test_timeouts_against_a_holder_on_the_other_host(two, key):
     """timeout_ms 200 against B's holder: `timeout` after 200 ms and not much
     more; 0: `busy`; the holders in both name hostB. The timed-out waiter
