@@ -49,6 +49,8 @@ struct cl_lock {
 	size_t ekey_len;
 	json_t *value;          /* who asked, as etcd holds it */
 	int64_t rev;            /* its key's create revision: the fence */
+	size_t blockers;        /* waiting: the requests ahead it waits for, as last
+				 * read (kv_blockers()), less the deletions seen */
 	json_t *holders;        /* as last read, for a timeout's error */
 	struct lt_cred sender;
 	uint64_t since_wall_us;
