@@ -263,6 +263,29 @@ def test_a_waiter_leaving_mid_queue(two, key):
     assert h["fence"] < g1["fence"] < g3["fence"]
 
 
+def test_a_reader_behind_a_writer_that_leaves(two, key):
+    """A reader holds (B); a writer waits (A, then times out); a reader
+    queued behind the writer (B) joins the holding reader as soon as the
+    writer has left, while that reader still holds."""
+    rr = two.b.raw()
+    r = rr.call("acquire", key=key, mode="shared", owner="r")
+    assert r["ok"], r
+    rw = two.a.raw()
+    wid = rw.send("acquire", key=key, owner="w", timeout_ms=int(bound(1.0) * 1000))
+    wait_waiters(two.b, key, 1)
+    rs = two.b.raw()
+    sid = rs.send("acquire", key=key, mode="shared", owner="s")
+    wait_waiters(two.b, key, 2)
+    assert rs.poll_reply(sid) is None, "the reader went ahead of the waiting writer"
+    rep = rw.reply(wid, 5, "the writer's timeout")
+    assert not rep["ok"] and rep["error"]["code"] == "timeout", rep
+    s = rs.reply(sid, 5, "the second reader's grant")
+    assert s["ok"] and s["mode"] == "shared", s
+    assert sorted(h["owner"] for h in holders(two.a, key)) == ["r", "s"]
+    assert rr.call("release", lease=r["lease"])["ok"]
+    assert rs.call("release", lease=s["lease"])["ok"]
+
+
 def test_timeouts_against_a_holder_on_the_other_host(two, key):
     """timeout_ms 200 against B's holder: `timeout` after 200 ms and not much
     more; 0: `busy`; the holders in both name hostB. The timed-out waiter
