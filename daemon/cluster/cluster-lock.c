@@ -193,6 +193,7 @@ static void cl_lock_grant(struct cl_lock *l)
 	if (l->s)
 		session_write(l->s, buf, proto_fmt_grant(buf, l->tag, l->lease, (uint64_t)l->rev,
 							 l->shared));
+	cl_event_granted(l);
 	/* From its creation: a delete of it before the grant (perhaps made
 	 * without a read) is seen too. */
 	cl_lock_watch(l, l->ekey, l->ekey_len, l->rev);
@@ -214,6 +215,7 @@ static void on_watched_delete(void *arg, int64_t rev)
 		return;
 	}
 	if (l->state == CL_HELD) {
+		cl_event_ended(l, "revoke");
 		l->c->revoked_total++;
 		haspd_log_for(l->c->d, l->sender.uid, LOG_INFO, "cluster: lease %" PRIu64 " on '%s' "
 			      "revoked: its key was deleted from etcd", l->lease, l->key);
@@ -288,6 +290,8 @@ static void cl_lock_place(struct cl_lock *l, struct kv_req *v, size_t n, int64_t
 		cl_lock_conflict(l, HASP_E_BUSY);
 		cl_lock_end(l);
 	} else {
+		if (l->state == CL_CREATING)
+			cl_event_queued(l);
 		l->state = CL_WAITING;
 		l->blockers = kv_blockers(v, 0, (size_t)me);
 		cl_lock_watch(l, v[ahead].ekey, v[ahead].ekey_len, seen);
@@ -498,6 +502,7 @@ void cl_lock_timer(void *arg)
 			cl_lock_arm_deadline(l);
 			break;
 		}
+		cl_event_ended(l, "timeout");
 		cl_lock_conflict(l, HASP_E_TIMEOUT);
 		cl_lock_end(l);
 		break;
