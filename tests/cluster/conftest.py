@@ -6,7 +6,13 @@ protocol session (for what the clients do not surface: list, stats, revoke,
 events).
 
 Every wait is bounded (bound(), stretched by HASP_TEST_TIME_FACTOR as the
-other suites' are); none is a sleep standing in for an event."""
+other suites' are); none is a sleep standing in for an event.
+
+By hand: `meson test -C build --suite cluster --print-errorlogs`, or
+`python3 tests/cluster/run.py [-k NAME]` (HASPD and HASP_CLI name the
+binaries, else build/'s; HASP_ETCD and HASP_ETCDCTL etcd's, else PATH's;
+HASP_CLUSTER_KEEP=1 keeps each test's directory, with the etcd and haspd
+logs). A failed test shows the end of each log."""
 
 import base64
 import ctypes
