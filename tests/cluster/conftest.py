@@ -420,6 +420,7 @@ class Host:
         self.socket = os.path.join(directory, "haspd.sock")
         self.logpath = os.path.join(directory, "haspd.log")
         self.proc = None
+        self.killed = False
         self.raws = []
 
     def argv(self):
@@ -477,21 +478,30 @@ class Host:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self, sig=signal.SIGKILL):
+        """Signals haspd (a test's doing: not a failure at its stop)."""
         if self.alive:
+            self.killed = True
             self.proc.send_signal(sig)
             self.proc.wait(timeout=bound(10))
 
     def stop(self):
+        """Stops haspd with SIGTERM; its exit status (that of its end if it
+        had ended already), None if the test killed it, or why it did not
+        stop (then it is killed)."""
         for r in self.raws:
             r.close()
         self.raws = []
-        if self.alive:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=bound(10))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is None or self.killed:
+            return None
+        if not self.alive:
+            return self.proc.returncode
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=bound(10))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "no end within %s s of SIGTERM (killed)" % bound(10)
 
     # clients
 
@@ -570,8 +580,15 @@ class Hosts:
         return h.start()
 
     def stop(self):
+        """Stops every host; a haspd that does not stop cleanly on SIGTERM
+        (a crash, a sanitizer's report) fails the test."""
+        bad = []
         for h in self.all:
-            h.stop()
+            rc = h.stop()
+            if rc is not None and rc != 0:
+                bad.append("haspd %s stopped with %s:\n%s" % (h.name, rc, log_tail(h.logpath, 30)))
+        if bad:
+            pytest.fail("\n".join(bad))
 
 
 @pytest.fixture
