@@ -534,3 +534,19 @@ def test_stats_cluster(two, key):
     for c in ("requests", "errors", "lost", "revoked"):
         assert isinstance(st["counters"][c], int), c
     assert two.b.cluster_stats()["lease"] != st["lease"]
+
+
+def test_fences_are_etcd_create_revisions(two, key):
+    """A cluster grant's fence is its etcd key's create revision: between
+    the revisions of puts made before and after it, and rising across keys
+    and hosts."""
+    fences = []
+    for i, host in enumerate((two.a, two.b, two.a)):
+        before = two.etcd.put("unrelated/mark", str(i))
+        with host.client() as c:
+            lease = c.lock("%s/%d" % (key, i), timeout=bound(5))
+            after = two.etcd.put("unrelated/mark", str(i))
+            assert before < lease.fence < after, (before, lease.fence, after)
+            fences.append(lease.fence)
+            lease.release()
+    assert fences == sorted(fences)
