@@ -207,8 +207,10 @@ class UnknownLease(Error):
 
 class LeaseLost(Error):
     """A lease ended without its holder releasing it: revoked by an
-    administrator, expired, or the connection to haspd was lost (the daemon
-    stopped, crashed or restarted), which ends every lease of the session."""
+    administrator, expired, lost by a haspd in cluster mode (it could no
+    longer keep the lease alive in etcd), or the connection to haspd was
+    lost (the daemon stopped, crashed or restarted), which ends every lease
+    of the session."""
 
 
 class Unavailable(Error, ConnectionError):
