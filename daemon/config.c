@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "cluster/endpoints.h"
 
 /* Keep the daemon usable: a line must fit any request, and no limit may
  * be zero. */
@@ -34,6 +35,8 @@ void config_defaults(struct config *c)
 	c->log_level = LOG_INFO;
 	/* PostgreSQL's deadlock_timeout, after which log_lock_waits logs. */
 	c->log_lock_waits_ms = 1000;
+	strcpy(c->cluster_prefix, "cluster/");
+	c->cluster_ttl = 10;
 }
 
 static int parse_size(const char *v, size_t min, size_t max, size_t *out)
@@ -115,6 +118,32 @@ static int set_metrics_listen(struct config *c, const char *v)
 	return copy_string(c->metrics_listen, sizeof(c->metrics_listen), v);
 }
 
+static int set_cluster_endpoints(struct config *c, const char *v)
+{
+	struct endpoint eps[ENDPOINTS_MAX];
+
+	if (v[0] && endpoints_parse(v, eps, ENDPOINTS_MAX) < 0)
+		return -1;
+	return copy_string(c->cluster_endpoints, sizeof(c->cluster_endpoints), v);
+}
+
+/* A prefix of 1 to 255 bytes with no NUL: a key in the namespace is a key
+ * and more. */
+static int set_cluster_prefix(struct config *c, const char *v)
+{
+	return v[0] ? copy_string(c->cluster_prefix, sizeof(c->cluster_prefix), v) : -1;
+}
+
+static int set_cluster_ttl(struct config *c, const char *v)
+{
+	size_t s;
+
+	if (parse_size(v, 2, 3600, &s) < 0)
+		return -1;
+	c->cluster_ttl = (unsigned)s;
+	return 0;
+}
+
 struct setting {
 	const char *name;
 	const char *expects;
@@ -144,6 +173,11 @@ static const struct setting settings[] = {
 	  "or [::1]:9466", 0, 0 },
 	{ "log_lock_waits_ms", "a number of ms from 0 (never) to 86400000", 1, 0 },
 	{ "journal_socket", "an absolute path", 0, sizeof(((struct config *)0)->journal_socket) - 1 },
+	{ "cluster_endpoints", "empty (off), or a comma list of up to 16 etcd URLs such as "
+	  "http://10.0.0.5:2379", 0, 0 },
+	{ "cluster_prefix", "a key prefix of 1 to 255 bytes such as cluster/", 0, 0 },
+	{ "cluster_ttl", "a number of seconds from 2 to 3600", 0, 0 },
+	{ "cluster_host", "a name of up to 255 bytes", 0, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -168,8 +202,11 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 14: return parse_seconds(v, &c->idle_exit);
 	case 15: return set_metrics_listen(c, v);
 	case 16: return parse_size(v, 0, 86400000, &c->log_lock_waits_ms);
-	default:
-		return v[0] == '/' ? copy_string(c->journal_socket, sizeof(c->journal_socket), v) : -1;
+	case 17: return v[0] == '/' ? copy_string(c->journal_socket, sizeof(c->journal_socket), v) : -1;
+	case 18: return set_cluster_endpoints(c, v);
+	case 19: return set_cluster_prefix(c, v);
+	case 20: return set_cluster_ttl(c, v);
+	default: return copy_string(c->cluster_host, sizeof(c->cluster_host), v);
 	}
 }
 

@@ -10,7 +10,7 @@
 
 /* sysconfdir/hasp/haspd.conf: /etc/hasp/haspd.conf for a /usr install. */
 #define CONFIG_DEFAULT_PATH HASP_CONFIG_PATH
-#define CONFIG_MAX_OVERRIDES 24
+#define CONFIG_MAX_OVERRIDES 32
 
 struct config {
 	char socket[108];          /* "" = the default search */
@@ -31,6 +31,11 @@ struct config {
 	char metrics_listen[NETADDR_TEXT_MAX]; /* GET /metrics on "127.0.0.1:9466"; "" = off */
 	size_t log_lock_waits_ms;  /* audit grants that waited this long; 0 = never */
 	char journal_socket[108];  /* "" = the journal's when it is the log (audit.h) */
+	/* Cluster mode (cluster/cluster.h): off while cluster_endpoints is "". */
+	char cluster_endpoints[1024]; /* "http://10.0.0.5:2379,..." */
+	char cluster_prefix[256];  /* named keys under it are etcd's */
+	unsigned cluster_ttl;      /* s: haspd's etcd lease */
+	char cluster_host[256];    /* the name other hosts see; "" = gethostname() */
 };
 
 /* A setting given on the command line: it wins over the file, on every load. */

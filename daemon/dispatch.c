@@ -12,6 +12,7 @@
 #include "adopt.h"
 #include "changes.h"
 #include "checkouts.h"
+#include "cluster/cluster.h"
 #include "events.h"
 #include "fdlocks.h"
 #include "files.h"
@@ -126,7 +127,7 @@ static bool over_lock_limits(struct session *s, const struct proto_request *req)
 	size_t more = req->acquire.keys ? req->acquire.nkeys : 1;
 	char msg[160];
 
-	if (s->owner.nheld + s->owner.nwaiting + more > cfg->max_session_locks)
+	if (s->owner.nheld + s->owner.nwaiting + s->ncluster + more > cfg->max_session_locks)
 		snprintf(msg, sizeof(msg), "this session holds or waits for %zu locks, the limit "
 			 "(max_session_locks)", cfg->max_session_locks);
 	else if (s->user->limited && s->user->group.entries + more > cfg->max_user_locks)
@@ -198,6 +199,13 @@ static void do_acquire_keys(struct session *s, const struct proto_request *req)
 
 	_Static_assert(PROTO_KEYS_MAX <= LT_MULTI_MAX, "the table takes every multi-key acquire");
 	acquire_keys_parts(req, parts);
+	for (size_t i = 0; i < n; i++) {
+		if (cluster_key(s->d, parts[i].key, parts[i].key_len)) {
+			reply_error(s, true, req->id, HASP_E_BAD_REQUEST, "a multi-key acquire cannot "
+				    "name a cluster key in this version", NULL);
+			return;
+		}
+	}
 	if (req->acquire.timeout_ms == 0 && acquire_keys_blocked(lt, parts, n, false) &&
 	    tries_defer(s))
 		return; /* handed up again after one turn of the loop */
@@ -257,6 +265,10 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 		do_acquire_keys(s, req);
 		return;
 	}
+	if (req->acquire.key && cluster_key(s->d, req->acquire.key, req->acquire.key_len)) {
+		cluster_acquire(s, req);
+		return;
+	}
 	if (req->acquire.timeout_ms == 0 && !req->acquire.path &&
 	    locktable_would_wait(lt, lr.key, lr.key_len, lr.mode, lr.limit) && tries_defer(s))
 		return; /* handed up again after one turn of the loop */
@@ -308,6 +320,8 @@ static void do_release(struct session *s, const struct proto_request *req)
 	const struct proto_target *t = &req->release;
 	struct lt_entry *e = t->lease && !t->has_token ? locktable_lease(&s->d->lt, t->lease) : NULL;
 
+	if (cluster_release(s, req))
+		return;
 	if (e && e->owner == &s->owner) {
 		events_ended(s->d, e, EVENT_BY_RELEASE, NULL);
 		locktable_end(&s->d->lt, e);
@@ -337,6 +351,8 @@ static void do_cancel(struct session *s, const struct proto_request *req)
 	const struct lt_entry *e = waiting_request(s, target);
 	char msg[96];
 
+	if (!e && cluster_cancel(s, req))
+		return;
 	if (e) {
 		events_stopped(s->d, e, EVENT_CANCELLED, EVENT_BY_CANCEL);
 		fdlocks_drop(s, e->res);
@@ -373,6 +389,11 @@ static void reply_convert_unknown(struct session *s, int64_t id, uint64_t lease)
 	const struct lt_entry *e = locktable_lease(&s->d->lt, lease);
 	char msg[96];
 
+	if (cluster_session_lease(s, lease)) {
+		reply_error(s, true, id, HASP_E_BAD_REQUEST, "a lease on a cluster key cannot be "
+			    "converted in this version: release it and acquire it again", NULL);
+		return;
+	}
 	if (e && lt_entry_detached(e)) {
 		reply_error(s, true, id, HASP_E_BAD_REQUEST, "a checkout (a detached lease) cannot be "
 			    "converted: release it and check it out again", NULL);
@@ -433,6 +454,18 @@ static void do_convert(struct session *s, const struct proto_request *req)
 	}
 }
 
+static void do_stats(struct session *s, const struct proto_request *req)
+{
+	json_t *st = report_stats(s->d);
+
+	if (st && s->d->cluster &&
+	    json_object_set_new(json_object_get(st, "stats"), "cluster", cluster_stats(s->d)) < 0) {
+		json_decref(st);
+		st = NULL;
+	}
+	reply_ok(s, req->id, st);
+}
+
 static void dispatch_request(struct session *s, const struct proto_request *req)
 {
 	switch (req->op) {
@@ -449,10 +482,11 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		do_cancel(s, req);
 		break;
 	case OP_LIST:
-		reply_ok(s, req->id, report_list(s->d, &req->list));
+		if (!cluster_list(s, req))
+			reply_ok(s, req->id, report_list(s->d, &req->list));
 		break;
 	case OP_STATS:
-		reply_ok(s, req->id, report_stats(s->d));
+		do_stats(s, req);
 		break;
 	case OP_REVOKE:
 		revoke_request(s, req);

@@ -13,6 +13,7 @@
 #include "adopt.h"
 #include "changes.h"
 #include "checkouts.h"
+#include "cluster/cluster.h"
 #include "connection.h"
 #include "dispatch.h"
 #include "fdlimit.h"
@@ -225,6 +226,7 @@ void haspd_done(struct haspd *d)
 	checkouts_done(d);
 	users_done(&d->users);
 	d->server = server_free(d->server);
+	cluster_stop(d); /* its locks go at once, not after their TTL */
 	d->timer = loop_event_free(d->timer);
 	d->idle_timer = loop_event_free(d->idle_timer);
 	tries_done(d);

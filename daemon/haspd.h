@@ -72,6 +72,7 @@ struct haspd {
 	uint64_t watch_events;      /* lines written to watchers */
 	uint64_t watch_events_lost; /* dropped: a watcher had no room */
 	struct audit audit;         /* the audit trail (audit.h) */
+	struct cluster *cluster;    /* cluster mode's, or NULL (cluster/cluster.h) */
 };
 
 /* Sets the lock table's clock (monotonic and wall µs), the one clock of the

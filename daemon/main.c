@@ -21,6 +21,7 @@
 #include "idle.h"
 #include "log.h"
 #include "metrics-http.h"
+#include "cluster/cluster.h"
 #include "proto-daemon.h"
 #include "sockpath.h"
 #include "server.h"
@@ -75,6 +76,17 @@ static const char usage[] =
 	"                               http://ADDR/metrics, ADDR a numeric address\n"
 	"                               and port: 127.0.0.1:9466 or [::1]:9466\n"
 	"                               (default: none, no listener; see haspd(8))\n"
+	;
+/* Two parts: one string may be at most 4095 bytes (ISO C). */
+static const char usage_more[] =
+	"      --cluster-endpoints URLS share the locks of keys under the cluster\n"
+	"                               prefix with other haspd through etcd at URLS,\n"
+	"                               a comma list such as http://10.0.0.5:2379\n"
+	"                               (default: none, cluster mode off)\n"
+	"      --cluster-prefix PREFIX  the keys that are the cluster's (default cluster/)\n"
+	"      --cluster-ttl SECS       the TTL of haspd's etcd lease: a haspd that dies\n"
+	"                               frees its cluster locks within it (default 10)\n"
+	"      --cluster-host NAME      the name other hosts see (default: the host name)\n"
 	"      --ready-fd FD            write a newline to descriptor FD and close it\n"
 	"                               once listening (how libhasp waits for it)\n"
 	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
@@ -119,7 +131,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
 {
 	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
 	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES, OPT_DIR_MODE,
-	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS, OPT_IDLE_EXIT, OPT_READY_FD, OPT_METRICS };
+	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS, OPT_IDLE_EXIT, OPT_READY_FD, OPT_METRICS,
+	       OPT_CL_ENDPOINTS, OPT_CL_PREFIX, OPT_CL_TTL, OPT_CL_HOST };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -139,6 +152,10 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "idle-exit", required_argument, NULL, OPT_IDLE_EXIT },
 		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 		{ "metrics-listen", required_argument, NULL, OPT_METRICS },
+		{ "cluster-endpoints", required_argument, NULL, OPT_CL_ENDPOINTS },
+		{ "cluster-prefix", required_argument, NULL, OPT_CL_PREFIX },
+		{ "cluster-ttl", required_argument, NULL, OPT_CL_TTL },
+		{ "cluster-host", required_argument, NULL, OPT_CL_HOST },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
@@ -168,6 +185,10 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_USER_CHECKOUTS: add_override(opt, "max_user_checkouts", optarg); break;
 		case OPT_IDLE_EXIT: add_override(opt, "idle_exit", optarg); break;
 		case OPT_METRICS: add_override(opt, "metrics_listen", optarg); break;
+		case OPT_CL_ENDPOINTS: add_override(opt, "cluster_endpoints", optarg); break;
+		case OPT_CL_PREFIX: add_override(opt, "cluster_prefix", optarg); break;
+		case OPT_CL_TTL: add_override(opt, "cluster_ttl", optarg); break;
+		case OPT_CL_HOST: add_override(opt, "cluster_host", optarg); break;
 		case OPT_READY_FD:
 			if (parse_fd(optarg, &opt->ready_fd) < 0) {
 				fprintf(stderr, "haspd: --ready-fd: '%s' is not a descriptor\n", optarg);
@@ -181,6 +202,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 			return 0;
 		case 'h':
 			fputs(usage, stdout);
+			fputs(usage_more, stdout);
 			return 0;
 		default:
 			fputs("Try 'haspd --help'.\n", stderr);
@@ -472,6 +494,14 @@ int main(int argc, char **argv)
 		haspd_done(&m.d);
 		return 1;
 	}
+	if (cluster_start(&m.d) < 0) {
+		log_err("cannot start cluster mode: %s", strerror(errno));
+		haspd_done(&m.d);
+		return 1;
+	}
+	if (m.d.cluster)
+		log_info("cluster mode: keys under '%s' are shared through etcd at %s", cfg.cluster_prefix,
+			 cfg.cluster_endpoints);
 	/* The signals before the socket: a SIGTERM as soon as it accepts
 	 * must still remove the socket file. */
 	if (add_signal(&m, 0, SIGTERM, on_stop) < 0 || add_signal(&m, 1, SIGINT, on_stop) < 0 ||

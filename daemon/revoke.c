@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "changes.h"
+#include "cluster/cluster.h"
 #include "files.h"
 #include "haspd.h"
 #include "proto-daemon.h"
@@ -100,7 +101,11 @@ static void revoke_file(struct session *s, const struct proto_request *req)
 
 void revoke_request(struct session *s, const struct proto_request *req)
 {
-	if (req->revoke.key)
+	if (req->revoke.key && cluster_key(s->d, req->revoke.key, req->revoke.key_len))
+		cluster_revoke_key(s, req);
+	else if (req->revoke.lease && cluster_revoke_lease(s, req))
+		return;
+	else if (req->revoke.key)
 		revoke_all(s, req, locktable_find(&s->d->lt, req->revoke.key, req->revoke.key_len));
 	else if (req->revoke.path)
 		revoke_file(s, req);

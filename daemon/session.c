@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "changes.h"
+#include "cluster/cluster.h"
 #include "dispatch.h"
 #include "events.h"
 #include "fdlimit.h"
@@ -35,6 +36,8 @@ static void session_end_leases(struct session *s)
 		return;
 	s->ended = true;
 	watch_stop(s);
+	if (s->d->cluster)
+		cluster_session_ends(s);
 	events_owner_ends(s->d, &s->owner);
 	locktable_owner_done(&s->d->lt, &s->owner);
 	fdlocks_drop_all(s);
@@ -119,6 +122,8 @@ struct session *session_new(struct haspd *d, int fd)
 		return NULL;
 	}
 	list_init(&s->fdlocks);
+	list_init(&s->cluster_locks);
+	list_init(&s->cluster_queries);
 	list_init(&s->try_link);
 	s->id = ++d->sessions_total;
 	lt_owner_init(&s->owner, s->id, cred.pid, cred.uid, cred.gid);

@@ -31,6 +31,9 @@ struct session {
 	struct list try_link;       /* in d->tries while a try is put off (tries.h) */
 	bool try_final;             /* the try handed up again: answer it now */
 	struct watcher watch;        /* its watch of lock events (watch.h) */
+	struct list cluster_locks;  /* cl_lock.slink: its requests on cluster keys */
+	struct list cluster_queries; /* cl_query.link: its lists and revokes in flight */
+	size_t ncluster;            /* in cluster_locks */
 	unsigned protocol_errors;
 	bool ended;                 /* its leases and waits are gone */
 	bool lost;                  /* in the graveyard */

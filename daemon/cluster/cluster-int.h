@@ -1,0 +1,97 @@
+/* Inside cluster mode: its state, a lock request's, and what the files of
+ * cluster/ share. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "etcd.h"
+#include "kv.h"
+#include "list.h"
+#include "locktable.h"
+
+struct haspd;
+struct session;
+struct loop_event;
+
+enum cl_state {
+	CL_PARKED,              /* waits for haspd's etcd lease */
+	CL_CREATING,            /* its key being put */
+	CL_WAITING,             /* watching the request ahead (or reading again) */
+	CL_HELD,
+	CL_ENDING,              /* ended here; its key being deleted */
+};
+
+/* One request on a cluster key, from its acquire until its key is gone
+ * from etcd. */
+struct cl_lock {
+	struct cluster *c;
+	struct session *s;      /* NULL once its session ended */
+	struct list slink;      /* in s->cluster_locks */
+	struct list clink;      /* in cluster.locks or cluster.parked */
+	enum cl_state state;
+	uint64_t lease;         /* its lease id, from the lock table's ids */
+	int64_t tag;            /* the acquire's request id */
+	int64_t release_id;     /* a release waiting for the delete, or 0 */
+	bool shared;
+	int64_t timeout_ms;     /* -1: forever */
+	int64_t etcd_lease;     /* the etcd lease its key is bound to */
+	char *key;              /* the lock's key (NUL-terminated) */
+	size_t key_len;
+	char *ekey;             /* its etcd key (kv.h) */
+	size_t ekey_len;
+	json_t *value;          /* who asked, as etcd holds it */
+	int64_t rev;            /* its key's create revision: the fence */
+	json_t *holders;        /* as last read, for a timeout's error */
+	struct lt_cred sender;
+	uint64_t since_wall_us;
+	struct loop_event *timer; /* its timeout, or a retry of its delete */
+	struct etcd_call *call; /* in flight */
+	struct etcd_watch *watch; /* on the request ahead, or on its own key once held */
+};
+
+struct cluster {
+	struct haspd *d;
+	struct etcd *etcd;
+	char prefix[256];
+	size_t prefix_len;
+	char host[256];
+	unsigned ttl_s;
+	int64_t lease;          /* haspd's etcd lease; 0 while it has none */
+	struct etcd_call *granting;  /* asking for one */
+	struct etcd_call *keeping;   /* a keepalive in flight */
+	uint64_t lease_ok_us;   /* when etcd last said it lives (monotonic) */
+	struct loop_event *tick;    /* cl_lease_tick() */
+	struct list locks;      /* cl_lock.clink, not parked */
+	struct list parked;     /* cl_lock.clink */
+	size_t nheld, nwaiting;
+	uint64_t lost_total, revoked_total;
+};
+
+/* cluster.c: l's etcd key, bound to etcd_lease. Returns 0, or -1 on ENOMEM. */
+int cl_lock_name(struct cl_lock *l, int64_t etcd_lease);
+
+/* query.c: the list and revoke requests of s still in flight end. */
+void cluster_queries_end(struct session *s);
+
+/* cluster-lock.c: one request's life. */
+void cl_lock_send(struct cl_lock *l);
+/* Ends l here: its key is deleted from etcd (now, or after its put). */
+void cl_lock_end(struct cl_lock *l);
+/* Ends l without a delete: its key is gone already, or goes with haspd's
+ * etcd lease. */
+void cl_lock_drop(struct cl_lock *l);
+/* Tells l's session that l is gone (event: "revoked" or "lost"). */
+void cl_lock_tell(struct cl_lock *l, const char *event, const char *why);
+/* Answers l's acquire with an error (code HASP_E_*). */
+void cl_lock_fail(struct cl_lock *l, int code, const char *msg);
+
+/* Its timer's callback. */
+void cl_lock_timer(void *arg);
+
+/* cluster-lease.c: haspd's etcd lease. */
+void cl_lease_want(struct cluster *c);
+void cl_lease_revoke(struct cluster *c);
+/* The lease's timer, every CL_TICK_MS. */
+void cl_lease_tick(void *arg);
+#define CL_TICK_MS 250

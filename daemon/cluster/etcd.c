@@ -1,0 +1,627 @@
+#include "etcd.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "base64.h"
+#include "list.h"
+#include "loop.h"
+
+/* One attempt on one endpoint waits this long at most. */
+#define ATTEMPT_MS 2000
+/* After every endpoint failed in a row, the next round waits this long. */
+#define ROUND_PAUSE_MS 100
+/* A watch is quiet while its key is held; evhttp's default would close it
+ * after 50 s. A closed watch is opened again (its owner reads again). */
+#define WATCH_TIMEOUT_S 3600
+
+struct econn {
+	struct evhttp_connection *evcon;
+	size_t ep;                  /* the endpoint it is connected to */
+	struct list link;           /* in etcd.idle, or etcd.dead */
+};
+
+struct etcd_call {
+	struct etcd *e;
+	char *path;
+	char *body;
+	size_t len;
+	etcd_done_fn cb;            /* NULL once forgotten */
+	void *arg;
+	uint64_t deadline_us;
+	unsigned failures;          /* attempts failed in a row */
+	char why[160];              /* the last failure */
+	struct econn *conn;         /* the attempt's, while it is made */
+	struct loop_event *retry;
+	struct list link;           /* in etcd.calls */
+};
+
+struct etcd_watch {
+	struct etcd *e;
+	struct evhttp_connection *evcon;
+	struct evbuffer *acc;       /* the stream's bytes not yet a whole line */
+	const struct etcd_watch_ops *ops;
+	void *arg;
+	bool done;                  /* told its end, or cancelled */
+	struct list link;           /* in etcd.watches, then etcd.dead_watches */
+};
+
+struct etcd {
+	struct loop *loop;
+	struct endpoint eps[ENDPOINTS_MAX];
+	size_t n, cur;
+	unsigned call_ms;
+	struct list idle;           /* econn.link: connections to reuse */
+	struct list dead;           /* econn.link: to free outside their callbacks */
+	struct list calls;          /* etcd_call.link */
+	struct list watches;        /* etcd_watch.link */
+	struct list dead_watches;
+	struct loop_event *sweep;   /* frees the dead */
+	uint64_t calls_total, errors_total;
+};
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void set_timeout_ms(struct evhttp_connection *evcon, uint64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	evhttp_connection_set_timeout_tv(evcon, &tv);
+}
+
+/* ---- connections ---- */
+
+static struct evhttp_connection *evcon_new(struct etcd *e, size_t ep)
+{
+	struct evhttp_connection *evcon = evhttp_connection_base_new(
+		e->loop->base, NULL, e->eps[ep].host, e->eps[ep].port);
+
+	if (evcon)
+		evhttp_connection_set_retries(evcon, 0);
+	return evcon;
+}
+
+static void sweep_soon(struct etcd *e)
+{
+	static const struct timeval now;
+
+	if (!loop_event_pending(e->sweep))
+		loop_event_add(e->sweep, &now);
+}
+
+static void econn_bury(struct etcd *e, struct econn *k)
+{
+	list_add_tail(&e->dead, &k->link);
+	sweep_soon(e);
+}
+
+/* An idle connection to the current endpoint, or a new one. */
+static struct econn *econn_take(struct etcd *e)
+{
+	struct list *pos, *tmp;
+	struct econn *k;
+
+	list_foreach_safe(pos, tmp, &e->idle) {
+		k = container_of(pos, struct econn, link);
+		list_del(&k->link);
+		if (k->ep == e->cur)
+			return k;
+		econn_bury(e, k); /* to an endpoint no longer used */
+	}
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->ep = e->cur;
+	k->evcon = evcon_new(e, e->cur);
+	if (!k->evcon) {
+		free(k);
+		return NULL;
+	}
+	return k;
+}
+
+static void sweep(void *arg)
+{
+	struct etcd *e = arg;
+	struct list *pos, *tmp;
+
+	list_foreach_safe(pos, tmp, &e->dead) {
+		struct econn *k = container_of(pos, struct econn, link);
+
+		list_del(&k->link);
+		evhttp_connection_free(k->evcon);
+		free(k);
+	}
+	list_foreach_safe(pos, tmp, &e->dead_watches) {
+		struct etcd_watch *w = container_of(pos, struct etcd_watch, link);
+
+		list_del(&w->link);
+		evhttp_connection_free(w->evcon);
+		evbuffer_free(w->acc);
+		free(w);
+	}
+}
+
+/* ---- unary calls ---- */
+
+static void call_free(struct etcd_call *c)
+{
+	list_del(&c->link);
+	loop_event_free(c->retry);
+	free(c->path);
+	free(c->body);
+	free(c);
+}
+
+static void call_finish(struct etcd_call *c, json_t *reply, const char *error)
+{
+	if (error)
+		c->e->errors_total++;
+	if (c->cb)
+		c->cb(c->arg, reply, error);
+	call_free(c);
+}
+
+static void on_call_reply(struct evhttp_request *req, void *arg);
+
+static void add_headers(struct evhttp_request *req, const struct endpoint *ep)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	char host[sizeof(ep->host) + 8];
+
+	snprintf(host, sizeof(host), "%s:%u", ep->host, (unsigned)ep->port);
+	evhttp_add_header(h, "Host", host);
+	evhttp_add_header(h, "Content-Type", "application/json");
+}
+
+/* One attempt on the current endpoint; false when it could not be made. */
+static bool call_send(struct etcd_call *c)
+{
+	struct etcd *e = c->e;
+	uint64_t now = mono_us(), left = c->deadline_us > now ? (c->deadline_us - now) / 1000 : 1;
+	struct evhttp_request *req;
+	struct econn *k = econn_take(e);
+
+	if (!k)
+		return false;
+	req = evhttp_request_new(on_call_reply, c);
+	if (!req) {
+		econn_bury(e, k);
+		return false;
+	}
+	add_headers(req, &e->eps[k->ep]);
+	set_timeout_ms(k->evcon, left < ATTEMPT_MS ? (left ? left : 1) : ATTEMPT_MS);
+	if (evbuffer_add(evhttp_request_get_output_buffer(req), c->body, c->len) < 0 ||
+	    evhttp_make_request(k->evcon, req, EVHTTP_REQ_POST, c->path) < 0) {
+		econn_bury(e, k);
+		return false;
+	}
+	c->conn = k;
+	return true;
+}
+
+static void call_retry(void *arg)
+{
+	struct etcd_call *c = arg;
+
+	if (!call_send(c))
+		call_finish(c, NULL, "unavailable: out of memory for a call to etcd");
+}
+
+/* The attempt failed on the current endpoint: the next, now or (after a
+ * whole round) a little later, or the end when time is up. */
+static void call_failed(struct etcd_call *c, size_t ep, const char *why)
+{
+	struct etcd *e = c->e;
+	uint64_t now = mono_us(), pause = 0;
+	struct timeval tv;
+	char msg[256];
+
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	if (ep == e->cur)
+		e->cur = (e->cur + 1) % e->n;
+	c->conn = NULL;
+	if (++c->failures % e->n == 0)
+		pause = ROUND_PAUSE_MS * 1000;
+	if (now + pause >= c->deadline_us) {
+		snprintf(msg, sizeof(msg), "unavailable: no etcd endpoint answered within %u ms "
+			 "(last: %s)", e->call_ms, c->why);
+		call_finish(c, NULL, msg);
+		return;
+	}
+	tv = (struct timeval){ .tv_sec = 0, .tv_usec = (suseconds_t)pause };
+	if ((!c->retry && !(c->retry = loop_event_new(e->loop, -1, 0, call_retry, c))) ||
+	    loop_event_add(c->retry, &tv) < 0)
+		call_finish(c, NULL, "unavailable: out of memory for a call to etcd");
+}
+
+/* etcd's message in an error reply, else the HTTP status. */
+static void error_text(json_t *body, int code, char *buf, size_t size)
+{
+	const char *m = json_string_value(json_object_get(body, "message"));
+
+	if (!m)
+		m = json_string_value(json_object_get(body, "error"));
+	if (m)
+		snprintf(buf, size, "etcd: %.200s", m);
+	else
+		snprintf(buf, size, "etcd answered HTTP %d", code);
+}
+
+struct reply_ctx {
+	struct etcd_call *c;
+	struct evhttp_request *req;
+};
+
+static void call_replied(void *arg)
+{
+	struct reply_ctx *r = arg;
+	struct etcd_call *c = r->c;
+	struct econn *k = c->conn;
+	int code = r->req ? evhttp_request_get_response_code(r->req) : 0;
+	struct evbuffer *in;
+	json_t *body = NULL;
+	char why[256];
+
+	if (code == 0) {
+		econn_bury(c->e, k);
+		call_failed(c, k->ep, "no reply (refused, reset or timed out)");
+		return;
+	}
+	in = evhttp_request_get_input_buffer(r->req);
+	body = json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, NULL);
+	list_add_tail(&c->e->idle, &k->link);
+	c->conn = NULL;
+	if (code == 200 && json_is_object(body)) {
+		call_finish(c, body, NULL);
+	} else {
+		error_text(body, code, why, sizeof(why));
+		if (code >= 500)
+			call_failed(c, k->ep, why);
+		else
+			call_finish(c, NULL, why);
+	}
+	json_decref(body);
+}
+
+static void on_call_reply(struct evhttp_request *req, void *arg)
+{
+	struct reply_ctx r = { arg, req };
+
+	loop_call(((struct etcd_call *)arg)->e->loop, call_replied, &r);
+}
+
+struct etcd_call *etcd_post(struct etcd *e, const char *path, json_t *body, etcd_done_fn cb,
+			    void *arg)
+{
+	struct etcd_call *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		json_decref(body);
+		return NULL;
+	}
+	c->e = e;
+	c->cb = cb;
+	c->arg = arg;
+	c->path = strdup(path);
+	c->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	list_add_tail(&e->calls, &c->link);
+	if (!c->path || !c->body) {
+		call_free(c);
+		return NULL;
+	}
+	c->len = strlen(c->body);
+	c->deadline_us = mono_us() + (uint64_t)e->call_ms * 1000;
+	e->calls_total++;
+	if (!call_send(c)) {
+		call_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void etcd_call_forget(struct etcd_call *c)
+{
+	c->cb = NULL;
+}
+
+/* ---- watches ---- */
+
+static void watch_end(struct etcd_watch *w, const char *why)
+{
+	if (w->done)
+		return;
+	w->done = true;
+	w->ops->ended(w->arg, why);
+}
+
+/* One message of the stream. */
+static void watch_message(struct etcd_watch *w, json_t *msg)
+{
+	json_t *result = json_object_get(msg, "result"), *events, *ev;
+	char why[256];
+	size_t i;
+
+	if (!json_is_object(result)) {
+		error_text(json_object_get(msg, "error"), 0, why, sizeof(why));
+		watch_end(w, why);
+		return;
+	}
+	if (json_is_true(json_object_get(result, "canceled"))) {
+		if (etcd_get_int(result, "compact_revision", 0) > 0)
+			watch_end(w, "compacted");
+		else
+			watch_end(w, "cancelled by etcd");
+		return;
+	}
+	events = json_object_get(result, "events");
+	json_array_foreach(events, i, ev) {
+		const char *type = json_string_value(json_object_get(ev, "type"));
+
+		if (type && strcmp(type, "DELETE") == 0 && !w->done) {
+			w->done = true;
+			w->ops->deleted(w->arg, etcd_get_int(json_object_get(ev, "kv"),
+							     "mod_revision", 0));
+			return;
+		}
+	}
+}
+
+struct chunk_ctx {
+	struct etcd_watch *w;
+	struct evhttp_request *req;
+};
+
+static void watch_chunk(void *arg)
+{
+	struct chunk_ctx *ctx = arg;
+	struct etcd_watch *w = ctx->w;
+	size_t n;
+
+	evbuffer_add_buffer(w->acc, evhttp_request_get_input_buffer(ctx->req));
+	while (!w->done) {
+		struct evbuffer_ptr eol = evbuffer_search_eol(w->acc, NULL, &n, EVBUFFER_EOL_LF);
+		json_t *msg;
+
+		if (eol.pos < 0)
+			break;
+		msg = json_loadb((const char *)evbuffer_pullup(w->acc, eol.pos), (size_t)eol.pos, 0,
+				 NULL);
+		evbuffer_drain(w->acc, (size_t)eol.pos + n);
+		if (msg)
+			watch_message(w, msg);
+		else
+			watch_end(w, "etcd sent a watch message that is not JSON");
+		json_decref(msg);
+	}
+}
+
+static void on_watch_chunk(struct evhttp_request *req, void *arg)
+{
+	struct chunk_ctx ctx = { arg, req };
+
+	if (!ctx.w->done)
+		loop_call(ctx.w->e->loop, watch_chunk, &ctx);
+}
+
+static void watch_closed(void *arg)
+{
+	struct chunk_ctx *ctx = arg;
+	int code = ctx->req ? evhttp_request_get_response_code(ctx->req) : 0;
+	char why[64];
+
+	if (ctx->req && code == 200)
+		watch_chunk(ctx); /* a last message with the end */
+	snprintf(why, sizeof(why), code ? "the watch's stream ended (HTTP %d)" :
+		 "the watch's connection failed", code);
+	watch_end(ctx->w, why);
+}
+
+static void on_watch_done(struct evhttp_request *req, void *arg)
+{
+	struct chunk_ctx ctx = { arg, req };
+
+	if (!ctx.w->done)
+		loop_call(ctx.w->e->loop, watch_closed, &ctx);
+}
+
+static json_t *watch_body(const void *key, size_t len, int64_t start)
+{
+	return json_pack("{s:{s:o,s:o,s:[s]}}", "create_request", "key", etcd_bytes(key, len),
+			 "start_revision", etcd_int(start), "filters", "NOPUT");
+}
+
+static int watch_send(struct etcd_watch *w, const void *key, size_t len, int64_t start)
+{
+	struct etcd *e = w->e;
+	json_t *body = watch_body(key, len, start);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct evhttp_request *req = text ? evhttp_request_new(on_watch_done, w) : NULL;
+	int r = -1;
+
+	json_decref(body);
+	if (req) {
+		add_headers(req, &e->eps[e->cur]);
+		/* Without it a member that lost its leader keeps the watch,
+		 * silent, forever. */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Grpc-Metadata-hasleader",
+				  "true");
+		evhttp_request_set_chunked_cb(req, on_watch_chunk);
+		if (evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text)) == 0)
+			r = evhttp_make_request(w->evcon, req, EVHTTP_REQ_POST, "/v3/watch");
+		else
+			evhttp_request_free(req);
+	}
+	free(text);
+	return r;
+}
+
+struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64_t start,
+			      const struct etcd_watch_ops *ops, void *arg)
+{
+	struct etcd_watch *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->e = e;
+	w->ops = ops;
+	w->arg = arg;
+	w->acc = evbuffer_new();
+	w->evcon = evcon_new(e, e->cur);
+	list_add_tail(&e->watches, &w->link);
+	if (w->evcon)
+		evhttp_connection_set_timeout(w->evcon, WATCH_TIMEOUT_S);
+	if (!w->acc || !w->evcon || watch_send(w, key, len, start) < 0) {
+		list_del(&w->link);
+		if (w->evcon)
+			evhttp_connection_free(w->evcon);
+		if (w->acc)
+			evbuffer_free(w->acc);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+struct etcd_watch *etcd_watch_cancel(struct etcd_watch *w)
+{
+	if (!w)
+		return NULL;
+	w->done = true;
+	list_del(&w->link);
+	list_add_tail(&w->e->dead_watches, &w->link);
+	sweep_soon(w->e);
+	return NULL;
+}
+
+/* ---- the client ---- */
+
+struct etcd *etcd_new(struct loop *loop, const struct endpoint *eps, size_t n, unsigned ttl_s)
+{
+	struct etcd *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->loop = loop;
+	memcpy(e->eps, eps, n * sizeof(*eps));
+	e->n = n;
+	e->call_ms = ttl_s > 2 ? ttl_s * 500 : 1000;
+	list_init(&e->idle);
+	list_init(&e->dead);
+	list_init(&e->calls);
+	list_init(&e->watches);
+	list_init(&e->dead_watches);
+	e->sweep = loop_event_new(loop, -1, 0, sweep, e);
+	if (!e->sweep) {
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
+void etcd_free(struct etcd *e)
+{
+	struct list *pos, *tmp;
+
+	if (!e)
+		return;
+	list_foreach_safe(pos, tmp, &e->calls) {
+		struct etcd_call *c = container_of(pos, struct etcd_call, link);
+
+		if (c->conn)
+			econn_bury(e, c->conn);
+		call_free(c);
+	}
+	list_foreach_safe(pos, tmp, &e->watches)
+		etcd_watch_cancel(container_of(pos, struct etcd_watch, link));
+	list_foreach_safe(pos, tmp, &e->idle) {
+		list_del(pos);
+		list_add_tail(&e->dead, pos);
+	}
+	sweep(e);
+	loop_event_free(e->sweep);
+	free(e);
+}
+
+void etcd_endpoint(const struct etcd *e, char *buf, size_t size)
+{
+	snprintf(buf, size, "http://%s:%u", e->eps[e->cur].host, (unsigned)e->eps[e->cur].port);
+}
+
+void etcd_counts(const struct etcd *e, uint64_t *calls, uint64_t *errors)
+{
+	*calls = e->calls_total;
+	*errors = e->errors_total;
+}
+
+/* ---- the gateway's encoding ---- */
+
+json_t *etcd_bytes(const void *p, size_t len)
+{
+	char *text = malloc(BASE64_LEN(len) + 1);
+	json_t *v;
+
+	if (!text)
+		return NULL;
+	base64_encode(p, len, text);
+	v = json_string(text);
+	free(text);
+	return v;
+}
+
+json_t *etcd_int(int64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	return json_string(buf);
+}
+
+int64_t etcd_get_int(const json_t *obj, const char *name, int64_t def)
+{
+	const json_t *v = json_object_get(obj, name);
+
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_string(v))
+		return strtoll(json_string_value(v), NULL, 10);
+	return def;
+}
+
+char *etcd_get_bytes(const json_t *obj, const char *name, size_t *len)
+{
+	const char *text = json_string_value(json_object_get(obj, name));
+	size_t n = text ? strlen(text) : 0;
+	unsigned char *out;
+	long got;
+
+	if (!text)
+		return NULL;
+	out = malloc(n / 4 * 3 + 1);
+	if (!out)
+		return NULL;
+	got = base64_decode(text, n, out);
+	if (got < 0) {
+		free(out);
+		return NULL;
+	}
+	out[got] = '\0';
+	*len = (size_t)got;
+	return (char *)out;
+}
