@@ -19,6 +19,7 @@ static const char usage[] =
 	"  -p, --prefix PREFIX  only keys and paths that start with PREFIX ('PREFIX*')\n"
 	"  -j, --json           print a JSON array instead of a table (ASCII only)\n"
 	"Columns: USER is the user of the process that asked (as the kernel says);\n"
+	"PID is PID@HOST for a cluster key's holder or waiter (haspd(8)).\n"
 	"OWNER is what the client said. SINCE is when it was granted, or queued, in\n"
 	"local time; AGE how long ago. MODE is exclusive or shared, or 'limit N' on\n"
 	"a semaphore of N places (each an exclusive lease). A file whose path no\n"
@@ -149,7 +150,7 @@ static void print_name(json_t *r)
 static void print_row(struct ls *ls, json_t *r, const char *state, json_t *e, const char *age_field,
 		      const char *why)
 {
-	char age[32], lease[24] = "-", pid[24], since[32], limit[24];
+	char age[32], lease[24] = "-", pid[300], since[32], limit[24];
 
 	if (json_object_get(r, "limit"))
 		snprintf(limit, sizeof(limit), "limit %lld", int_of(r, "limit"));
@@ -157,11 +158,16 @@ static void print_row(struct ls *ls, json_t *r, const char *state, json_t *e, co
 	format_since(since, sizeof(since), e);
 	if (json_object_get(e, "lease"))
 		snprintf(lease, sizeof(lease), "%lld", int_of(e, "lease"));
-	snprintf(pid, sizeof(pid), "%lld", int_of(e, "pid"));
+	/* A cluster key's holder or waiter may be on another host. */
+	if (json_object_get(e, "host"))
+		snprintf(pid, sizeof(pid), "%lld@%.255s", int_of(e, "pid"), cli_str(e, "host", ""));
+	else
+		snprintf(pid, sizeof(pid), "%lld", int_of(e, "pid"));
 	print_name(r);
 	printf("%-8s ", state);
 	print_escaped_col(json_object_get(r, "limit") ? limit : cli_str(e, "mode", "?"), 10);
-	printf("%-7s %-8s ", lease, pid);
+	printf("%-7s ", lease);
+	print_escaped_col(pid, 8);
 	print_escaped_col(user_name(&ls->user, int_of(e, "uid")), 8);
 	print_escaped_col(cli_str(e, "owner", "-"), 12);
 	printf("%-19s %-8s ", since, age);
@@ -178,7 +184,8 @@ static void print_resource(struct ls *ls, json_t *r)
 
 	json_array_foreach(json_object_get(r, "holders"), j, e) {
 		format_expiry(why, sizeof(why), e);
-		print_row(ls, r, json_is_true(json_object_get(e, "detached")) ? "checkout" : "held",
+		print_row(ls, r, json_is_true(json_object_get(e, "detached")) ||
+			  json_is_true(json_object_get(e, "checkout")) ? "checkout" : "held",
 			  e, "held_ms", why);
 	}
 	json_array_foreach(json_object_get(r, "waiters"), j, e) {

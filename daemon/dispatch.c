@@ -259,14 +259,16 @@ static void do_acquire(struct session *s, const struct proto_request *req)
 	enum lt_result result;
 	struct lt_entry *e;
 
-	if (over_lock_limits(s, req) || (req->acquire.detach && !checkouts_admit(s, req)))
+	if (over_lock_limits(s, req))
+		return;
+	if (req->acquire.key && cluster_key(s->d, req->acquire.key, req->acquire.key_len)) {
+		cluster_acquire(s, req);
+		return;
+	}
+	if (req->acquire.detach && !checkouts_admit(s, req))
 		return;
 	if (req->acquire.keys) {
 		do_acquire_keys(s, req);
-		return;
-	}
-	if (req->acquire.key && cluster_key(s->d, req->acquire.key, req->acquire.key_len)) {
-		cluster_acquire(s, req);
 		return;
 	}
 	if (req->acquire.timeout_ms == 0 && !req->acquire.path &&
@@ -320,7 +322,7 @@ static void do_release(struct session *s, const struct proto_request *req)
 	const struct proto_target *t = &req->release;
 	struct lt_entry *e = t->lease && !t->has_token ? locktable_lease(&s->d->lt, t->lease) : NULL;
 
-	if (cluster_release(s, req))
+	if (cluster_release(s, req) || cluster_checkin(s, req))
 		return;
 	if (e && e->owner == &s->owner) {
 		events_ended(s->d, e, EVENT_BY_RELEASE, NULL);
@@ -495,7 +497,8 @@ static void dispatch_request(struct session *s, const struct proto_request *req)
 		adopt_request(s, req);
 		break;
 	case OP_RENEW:
-		checkouts_renew(s, req);
+		if (!cluster_renew(s, req))
+			checkouts_renew(s, req);
 		break;
 	case OP_CONVERT:
 		do_convert(s, req);

@@ -9,6 +9,7 @@
 #include "kv.h"
 #include "list.h"
 #include "locktable.h"
+#include "proto-daemon.h"
 
 struct haspd;
 struct session;
@@ -19,6 +20,7 @@ enum cl_state {
 	CL_CREATING,            /* its key being put */
 	CL_WAITING,             /* watching the request ahead (or reading again) */
 	CL_HELD,
+	CL_DETACHING,           /* held, and being checked out (checkout.c) */
 	CL_ENDING,              /* ended here; its key being deleted */
 };
 
@@ -35,6 +37,11 @@ struct cl_lock {
 	int64_t release_id;     /* a release waiting for the delete, or 0 */
 	bool shared;
 	int64_t timeout_ms;     /* -1: forever */
+	uint64_t deadline_us;   /* then, on the monotonic clock read at the request */
+	int64_t ttl_ms;         /* a checkout's TTL, or 0 */
+	bool detach;            /* to be checked out once held */
+	int64_t co_lease;       /* then: the etcd lease of its own */
+	char token[33];         /* and its token, hex */
 	int64_t etcd_lease;     /* the etcd lease its key is bound to */
 	char *key;              /* the lock's key (NUL-terminated) */
 	size_t key_len;
@@ -61,6 +68,8 @@ struct cluster {
 	struct etcd_call *granting;  /* asking for one */
 	struct etcd_call *keeping;   /* a keepalive in flight */
 	uint64_t lease_ok_us;   /* when etcd last said it lives (monotonic) */
+	uint64_t grant_tried_us; /* when one was last asked for */
+	bool grant_failing;     /* the last ask failed (logged once) */
 	struct loop_event *tick;    /* cl_lease_tick() */
 	struct list locks;      /* cl_lock.clink, not parked */
 	struct list parked;     /* cl_lock.clink */
@@ -86,8 +95,38 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why);
 /* Answers l's acquire with an error (code HASP_E_*). */
 void cl_lock_fail(struct cl_lock *l, int code, const char *msg);
 
+/* The monotonic clock now, read (not the loop's). */
+uint64_t cl_mono_us(void);
+/* Arms l's timer for its deadline_us. */
+void cl_lock_arm_deadline(struct cl_lock *l);
 /* Its timer's callback. */
 void cl_lock_timer(void *arg);
+
+/* checkout.c: l, now held, leaves its session for an etcd lease of its
+ * own (l is freed once answered). */
+void cl_lock_detach(struct cl_lock *l);
+
+/* query.c: a request of s's answered when etcd's reply comes. */
+struct cl_query {
+	struct session *s;
+	struct list link;       /* in s->cluster_queries */
+	struct etcd_call *call;
+	int64_t id;
+	struct proto_list_args args; /* a list's, pointing into text */
+	char *text;             /* a list's prefix then after; a checkout's token */
+	const char *key;        /* a release's key, in text, or NULL */
+	size_t key_len;
+	int64_t ttl_ms;         /* a renew's */
+	int64_t etcd_lease;     /* a checkout's */
+	json_t *reply;          /* what to answer, built along the way */
+};
+/* A query of s's owning a copy of a and b (text: a, NUL, b, NUL). */
+struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size_t alen,
+			      const char *b, size_t blen);
+/* Posts body to path with cb(q); answers internal and frees q when it
+ * cannot. */
+void cl_query_post(struct cl_query *q, const char *path, json_t *body, etcd_done_fn cb);
+void cl_query_free(struct cl_query *q);
 
 /* cluster-lease.c: haspd's etcd lease. */
 void cl_lease_want(struct cluster *c);

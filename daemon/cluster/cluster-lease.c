@@ -27,7 +27,10 @@ static void on_granted(void *arg, json_t *reply, const char *error)
 	if (!error && etcd_get_int(reply, "ID", 0) == 0)
 		error = "etcd granted no lease";
 	if (error) {
-		log_warn("cluster: cannot get an etcd lease: %s", error);
+		if (!c->grant_failing)
+			log_warn("cluster: cannot get an etcd lease: %s (trying again every second)",
+				 error);
+		c->grant_failing = true;
 		list_foreach_safe(pos, tmp, &c->parked) {
 			struct cl_lock *l = container_of(pos, struct cl_lock, clink);
 
@@ -38,6 +41,7 @@ static void on_granted(void *arg, json_t *reply, const char *error)
 	}
 	c->lease = etcd_get_int(reply, "ID", 0);
 	c->lease_ok_us = now_us(c);
+	c->grant_failing = false;
 	log_info("cluster: etcd lease %" PRIx64 " with a TTL of %u s", (uint64_t)c->lease, c->ttl_s);
 	list_foreach_safe(pos, tmp, &c->parked)
 		cl_lock_send(container_of(pos, struct cl_lock, clink));
@@ -49,6 +53,7 @@ void cl_lease_want(struct cluster *c)
 
 	if (c->lease || c->granting)
 		return;
+	c->grant_tried_us = now_us(c);
 	body = json_pack("{s:o}", "TTL", etcd_int(c->ttl_s));
 	c->granting = body ? etcd_post(c->etcd, "/v3/lease/grant", body, on_granted, c) : NULL;
 }
@@ -127,7 +132,8 @@ void cl_lease_tick(void *arg)
 	json_t *body;
 
 	if (!c->lease) {
-		if (!list_empty(&c->parked))
+		/* Asked for again at once by a request, else once a second. */
+		if (!list_empty(&c->parked) || now_us(c) - c->grant_tried_us >= 1000000)
 			cl_lease_want(c);
 		return;
 	}

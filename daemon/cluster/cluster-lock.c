@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "haspd.h"
 #include "log.h"
 #include "proto-daemon.h"
 #include "reply.h"
 #include "session.h"
+#include "users.h"
 
 #define DELETE_RETRY_MS 1000
 
@@ -37,6 +39,24 @@ static void arm_timer(struct cl_lock *l, int64_t ms)
 		log_warn("cluster: no memory to arm a timer for '%s'", l->key);
 }
 
+uint64_t cl_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void cl_lock_arm_deadline(struct cl_lock *l)
+{
+	uint64_t now = cl_mono_us(), left = l->deadline_us > now ? l->deadline_us - now : 0;
+	struct timeval tv = { .tv_sec = (time_t)(left / 1000000),
+			      .tv_usec = (suseconds_t)(left % 1000000) };
+
+	if (loop_event_add(l->timer, &tv) < 0)
+		log_warn("cluster: no memory to arm a timer for '%s'", l->key);
+}
+
 /* Out of its session: no reply goes to it any more. */
 static void cl_lock_unlink(struct cl_lock *l)
 {
@@ -44,6 +64,7 @@ static void cl_lock_unlink(struct cl_lock *l)
 		return;
 	list_del(&l->slink);
 	l->s->ncluster--;
+	users_refund_file(&l->c->d->users, l->s->user);
 	l->s = NULL;
 }
 
@@ -126,16 +147,53 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why)
 	free(line);
 }
 
-static void cl_lock_grant(struct cl_lock *l)
+static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t from);
+
+static void on_since_put(void *arg, json_t *reply, const char *error)
+{
+	(void)arg;
+	(void)reply;
+	(void)error; /* list shows when it was asked for, then */
+}
+
+/* A request that waited: its value says when it was granted, for list's
+ * held_ms (after the grant is sent; the watchers ahead ignore puts). */
+static void cl_lock_put_since(struct cl_lock *l)
+{
+	json_t *body;
+	char *value;
+
+	if (json_object_set_new(l->value, "since_us", json_integer((json_int_t)l->since_wall_us)) < 0)
+		return;
+	value = json_dumps(l->value, JSON_COMPACT);
+	body = value ? json_pack("{s:o,s:o,s:b}", "key", etcd_bytes(l->ekey, l->ekey_len),
+				 "value", etcd_bytes(value, strlen(value)), "ignore_lease", 1) : NULL;
+	free(value);
+	/* Not l's call: l may end before it is answered. */
+	if (body)
+		etcd_post(l->c->etcd, "/v3/kv/put", body, on_since_put, NULL);
+}
+
+/* Held as of revision seen: answered and watched, or checked out. */
+static void cl_lock_grant(struct cl_lock *l, int64_t seen)
 {
 	char buf[PROTO_SMALL_REPLY];
+	bool waited = l->state == CL_WAITING;
 
-	l->state = CL_HELD;
 	loop_event_del(l->timer);
 	l->since_wall_us = wall_us(l);
+	if (l->detach) {
+		l->state = CL_DETACHING;
+		cl_lock_detach(l);
+		return;
+	}
+	l->state = CL_HELD;
 	if (l->s)
 		session_write(l->s, buf, proto_fmt_grant(buf, l->tag, l->lease, (uint64_t)l->rev,
 							 l->shared));
+	cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
+	if (waited)
+		cl_lock_put_since(l);
 }
 
 /* ---- watching ---- */
@@ -148,8 +206,8 @@ static void on_watched_delete(void *arg, int64_t rev)
 	l->watch = etcd_watch_cancel(l->watch);
 	if (l->state == CL_HELD) {
 		l->c->revoked_total++;
-		log_info("cluster: lease %" PRIu64 " on '%s' revoked: its key was deleted from etcd",
-			 l->lease, l->key);
+		haspd_log_for(l->c->d, l->sender.uid, LOG_INFO, "cluster: lease %" PRIu64 " on '%s' "
+			      "revoked: its key was deleted from etcd", l->lease, l->key);
 		cl_lock_tell(l, "revoked", "its key was deleted from etcd: revoked from this or "
 			     "another host, or by hand");
 		cl_lock_drop(l);
@@ -204,8 +262,7 @@ static void cl_lock_place(struct cl_lock *l, struct kv_req *v, size_t n, int64_t
 	if (l->state == CL_HELD) {
 		cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
 	} else if (ahead < 0) {
-		cl_lock_grant(l);
-		cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
+		cl_lock_grant(l, seen);
 	} else if (l->timeout_ms == 0) {
 		cl_lock_conflict(l, HASP_E_BUSY);
 		cl_lock_end(l);
@@ -371,8 +428,10 @@ void cl_lock_end(struct cl_lock *l)
 {
 	enum cl_state was = l->state;
 
-	if (was == CL_ENDING) {
-		cl_lock_unlink(l); /* its session ends before its delete */
+	if (was == CL_ENDING || was == CL_DETACHING) {
+		/* Its session ends before its delete; or it is granted, and
+		 * a checkout now, whether its session hears or not. */
+		cl_lock_unlink(l);
 		return;
 	}
 	l->state = CL_ENDING;
@@ -408,7 +467,14 @@ void cl_lock_timer(void *arg)
 		if (!l->call && !l->watch)
 			cl_lock_read(l);
 		break;
+	case CL_DETACHING:
+		break;
 	default:
+		/* Never early: libevent counts from the time its loop cached. */
+		if (cl_mono_us() < l->deadline_us) {
+			cl_lock_arm_deadline(l);
+			break;
+		}
 		cl_lock_conflict(l, HASP_E_TIMEOUT);
 		cl_lock_end(l);
 		break;

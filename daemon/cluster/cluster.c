@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "cluster-int.h"
+#include "files.h"
 #include "haspd.h"
 #include "log.h"
 #include "proto-daemon.h"
@@ -102,11 +103,12 @@ static const char *unsupported(const struct proto_request *req)
 {
 	if (req->acquire.limit)
 		return "a cluster key cannot be a semaphore (\"limit\") in this version";
-	if (req->acquire.detach)
-		return "a cluster key cannot be checked out (\"detach\") in this version";
-	if (req->acquire.ttl_ms)
-		return "a lease on a cluster key cannot have a \"ttl_ms\" in this version: it lasts "
-		       "while its session does";
+	if (req->acquire.detach && !req->acquire.ttl_ms)
+		return "a checkout of a cluster key needs a \"ttl_ms\": etcd must be able to end it "
+		       "when nobody checks it in";
+	if (req->acquire.ttl_ms && !req->acquire.detach)
+		return "a session's lease on a cluster key cannot have a \"ttl_ms\" in this version: "
+		       "it lasts while its session does";
 	if (memchr(req->acquire.key, '\0', req->acquire.key_len))
 		return "a cluster key cannot hold a NUL character";
 	return NULL;
@@ -166,6 +168,8 @@ static struct cl_lock *cl_lock_new(struct session *s, const struct proto_request
 	l->tag = req->id;
 	l->shared = req->acquire.shared;
 	l->timeout_ms = req->acquire.timeout_ms;
+	l->detach = req->acquire.detach;
+	l->ttl_ms = req->acquire.ttl_ms;
 	l->sender = s->sender;
 	l->since_wall_us = s->d->lt.wall_us;
 	l->key_len = req->acquire.key_len;
@@ -186,9 +190,16 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	struct cluster *c = s->d->cluster;
 	const char *why = unsupported(req);
 	struct cl_lock *l;
+	char msg[200];
 
 	if (why) {
 		reply_error(s, true, req->id, HASP_E_BAD_REQUEST, why, NULL);
+		return;
+	}
+	/* Its watch is a connection to etcd: one more descriptor of haspd's,
+	 * counted as a file is (max_user_files). */
+	if (!files_may_open(s, msg, sizeof(msg))) {
+		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
 		return;
 	}
 	if (session_lock_on(s, req->acquire.key, req->acquire.key_len)) {
@@ -204,11 +215,10 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	l->s = s;
 	list_add_tail(&s->cluster_locks, &l->slink);
 	s->ncluster++;
+	users_charge_file(&s->d->users, s->user);
 	if (l->timeout_ms > 0) {
-		struct timeval tv = { (time_t)(l->timeout_ms / 1000),
-				      (suseconds_t)(l->timeout_ms % 1000) * 1000 };
-
-		loop_event_add(l->timer, &tv);
+		l->deadline_us = cl_mono_us() + (uint64_t)l->timeout_ms * 1000;
+		cl_lock_arm_deadline(l);
 	}
 	list_add_tail(&c->parked, &l->clink);
 	if (c->lease)

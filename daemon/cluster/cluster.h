@@ -29,6 +29,9 @@ void cluster_acquire(struct session *s, const struct proto_request *req);
  * is not a cluster one (the caller goes on). */
 bool cluster_release(struct session *s, const struct proto_request *req);
 bool cluster_cancel(struct session *s, const struct proto_request *req);
+/* A release or renew of a cluster checkout by its token (checkout.c). */
+bool cluster_checkin(struct session *s, const struct proto_request *req);
+bool cluster_renew(struct session *s, const struct proto_request *req);
 bool cluster_revoke_lease(struct session *s, const struct proto_request *req);
 /* A revoke by key of a cluster key: every holder's, on any host. */
 void cluster_revoke_key(struct session *s, const struct proto_request *req);

@@ -20,6 +20,8 @@
 #define ATTEMPT_MS 2000
 /* After every endpoint failed in a row, the next round waits this long. */
 #define ROUND_PAUSE_MS 100
+/* Idle connections kept for the next calls; more are closed. */
+#define IDLE_MAX 16
 /* A watch is quiet while its key is held; evhttp's default would close it
  * after 50 s. A closed watch is opened again (its owner reads again). */
 #define WATCH_TIMEOUT_S 3600
@@ -61,6 +63,7 @@ struct etcd {
 	size_t n, cur;
 	unsigned call_ms;
 	struct list idle;           /* econn.link: connections to reuse */
+	size_t nidle;
 	struct list dead;           /* econn.link: to free outside their callbacks */
 	struct list calls;          /* etcd_call.link */
 	struct list watches;        /* etcd_watch.link */
@@ -119,6 +122,7 @@ static struct econn *econn_take(struct etcd *e)
 	list_foreach_safe(pos, tmp, &e->idle) {
 		k = container_of(pos, struct econn, link);
 		list_del(&k->link);
+		e->nidle--;
 		if (k->ep == e->cur)
 			return k;
 		econn_bury(e, k); /* to an endpoint no longer used */
@@ -285,7 +289,12 @@ static void call_replied(void *arg)
 	}
 	in = evhttp_request_get_input_buffer(r->req);
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, NULL);
-	list_add_tail(&c->e->idle, &k->link);
+	if (c->e->nidle < IDLE_MAX) {
+		list_add_tail(&c->e->idle, &k->link);
+		c->e->nidle++;
+	} else {
+		econn_bury(c->e, k);
+	}
 	c->conn = NULL;
 	if (code == 200 && json_is_object(body)) {
 		call_finish(c, body, NULL);

@@ -1,7 +1,9 @@
 #include "kv.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "etcd.h"
 
@@ -123,6 +125,22 @@ long kv_waits_for(const struct kv_req *v, size_t from, size_t i)
 	return -1;
 }
 
+/* "since_ms" and "since" (RFC 3339, UTC) as list shows them locally. */
+static int kv_set_since(json_t *o, uint64_t wall_us)
+{
+	time_t t = (time_t)(wall_us / 1000000);
+	char day[24], iso[40];
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	snprintf(iso, sizeof(iso), "%s.%03uZ", day, (unsigned)(wall_us / 1000 % 1000));
+	if (json_object_set_new(o, "since_ms", json_integer((json_int_t)(wall_us / 1000))) < 0 ||
+	    json_object_set_new(o, "since", json_string(iso)) < 0)
+		return -1;
+	return 0;
+}
+
 /* One holder or waiter: its value, with its age and fence. */
 static json_t *kv_shown(const struct kv_req *r, bool holds, uint64_t now_wall_us)
 {
@@ -134,6 +152,10 @@ static json_t *kv_shown(const struct kv_req *r, bool holds, uint64_t now_wall_us
 	if (!o)
 		return NULL;
 	json_object_del(o, "since_us");
+	if (since > 0 && kv_set_since(o, (uint64_t)since) < 0) {
+		json_decref(o);
+		return NULL;
+	}
 	if (holds) {
 		json_object_del(o, "request");
 		json_object_set_new(o, "fence", json_integer(r->rev));

@@ -17,32 +17,24 @@
 /* etcd returns at most this many requests for one list page. */
 #define LIST_KVS_MAX 10000
 
-struct cl_query {
-	struct session *s;
-	struct list link;       /* in s->cluster_queries */
-	struct etcd_call *call;
-	int64_t id;
-	struct proto_list_args args; /* a list's, pointing into text */
-	char *text;             /* the prefix, then the after (or the key) */
-};
 
-static void query_free(struct cl_query *q)
+void cl_query_free(struct cl_query *q)
 {
 	list_del(&q->link);
 	if (q->call)
 		etcd_call_forget(q->call);
 	free(q->text);
+	json_decref(q->reply);
 	free(q);
 }
 
 void cluster_queries_end(struct session *s)
 {
 	while (!list_empty(&s->cluster_queries))
-		query_free(container_of(s->cluster_queries.next, struct cl_query, link));
+		cl_query_free(container_of(s->cluster_queries.next, struct cl_query, link));
 }
 
-/* A query of s's, owning a copy of a and b. */
-static struct cl_query *query_new(struct session *s, int64_t id, const char *a, size_t alen,
+struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size_t alen,
 				  const char *b, size_t blen)
 {
 	struct cl_query *q = calloc(1, sizeof(*q));
@@ -64,12 +56,12 @@ static struct cl_query *query_new(struct session *s, int64_t id, const char *a, 
 	return q;
 }
 
-static void query_post(struct cl_query *q, const char *path, json_t *body, etcd_done_fn cb)
+void cl_query_post(struct cl_query *q, const char *path, json_t *body, etcd_done_fn cb)
 {
 	q->call = body ? etcd_post(q->s->d->cluster->etcd, path, body, cb, q) : NULL;
 	if (!q->call) {
 		reply_error(q->s, true, q->id, HASP_E_INTERNAL, "out of memory", NULL);
-		query_free(q);
+		cl_query_free(q);
 	}
 }
 
@@ -169,7 +161,7 @@ static void on_list(void *arg, json_t *reply, const char *error)
 	json_decref(local);
 	json_decref(cl);
 	kv_free(v, n > 0 ? (size_t)n : 0);
-	query_free(q);
+	cl_query_free(q);
 }
 
 /* The cluster keys a list asks for start with prefix (into *p): the list's
@@ -203,7 +195,7 @@ bool cluster_list(struct session *s, const struct proto_request *req)
 
 	if (!c || !list_reaches(c, a, &p, &plen))
 		return false;
-	q = query_new(s, req->id, a->prefix ? a->prefix : "", a->prefix ? a->prefix_len : 0,
+	q = cl_query_new(s, req->id, a->prefix ? a->prefix : "", a->prefix ? a->prefix_len : 0,
 		      a->after ? a->after : "", a->after ? a->after_len : 0);
 	ep = kv_lock_prefix(p, plen, false, &elen);
 	/* After the cursor: past its key's requests (they follow its NUL). */
@@ -218,14 +210,14 @@ bool cluster_list(struct session *s, const struct proto_request *req)
 		free(ep);
 		free(from);
 		if (q)
-			query_free(q);
+			cl_query_free(q);
 		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
 		return true;
 	}
 	q->args = (struct proto_list_args){ a->prefix ? q->text : NULL, a->prefix_len,
 					    a->after ? q->text + a->prefix_len + 1 : NULL,
 					    a->after_len, a->limit };
-	query_post(q, "/v3/kv/range", range_body(from ? from : ep, from ? flen : elen, ep, elen,
+	cl_query_post(q, "/v3/kv/range", range_body(from ? from : ep, from ? flen : elen, ep, elen,
 						 LIST_KVS_MAX), on_list);
 	free(ep);
 	free(from);
@@ -246,7 +238,7 @@ static void on_revoke_deleted(void *arg, json_t *reply, const char *error)
 	else
 		reply_ok(q->s, q->id, ids ? json_pack("{s:O}", "revoked", ids) : NULL);
 	json_decref(ids);
-	query_free(q);
+	cl_query_free(q);
 }
 
 /* Root and haspd's uid may revoke any holder; a uid its own on this host. */
@@ -305,28 +297,28 @@ static void on_revoke_read(void *arg, json_t *reply, const char *error)
 	} else {
 		free(q->text);
 		q->text = json_dumps(ids, JSON_COMPACT);
-		query_post(q, "/v3/kv/txn", json_pack("{s:O}", "success", ops), on_revoke_deleted);
+		cl_query_post(q, "/v3/kv/txn", json_pack("{s:O}", "success", ops), on_revoke_deleted);
 		q = NULL;
 	}
 	json_decref(ids);
 	json_decref(ops);
 	kv_free(v, n > 0 ? (size_t)n : 0);
 	if (q)
-		query_free(q);
+		cl_query_free(q);
 }
 
 void cluster_revoke_key(struct session *s, const struct proto_request *req)
 {
-	struct cl_query *q = query_new(s, req->id, "", 0, "", 0);
+	struct cl_query *q = cl_query_new(s, req->id, "", 0, "", 0);
 	size_t plen;
 	char *p = q ? kv_lock_prefix(req->revoke.key, req->revoke.key_len, true, &plen) : NULL;
 
 	if (!p) {
 		if (q)
-			query_free(q);
+			cl_query_free(q);
 		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
 		return;
 	}
-	query_post(q, "/v3/kv/range", range_body(p, plen, p, plen, 0), on_revoke_read);
+	cl_query_post(q, "/v3/kv/range", range_body(p, plen, p, plen, 0), on_revoke_read);
 	free(p);
 }
