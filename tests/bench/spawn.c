@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +30,8 @@ static pid_t spawn(char *const argv[], const char *log)
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
+		/* A benchmark that exits on a failure leaves no server behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (log && !freopen(log, "w", stderr))
 			_exit(126);
 		if (log)
