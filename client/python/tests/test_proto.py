@@ -129,6 +129,12 @@ def test_lost_event_ends_a_lease_as_revoked_does():
     assert not p.closed
 
 
+def test_a_cluster_holder_names_its_host():
+    h = hasp.Holder({"pid": 12, "host": "web2", "owner": "alice", "lease": 3})
+    assert h.host == "web2" and str(h) == "pid 12 on web2 (owner alice)"
+    assert hasp.Holder({"pid": 12}).host is None
+
+
 def test_checkout_fields():
     from hasp.client import acquire_fields
     fields, mode, tms = acquire_fields("k", None, False, 0, "alice", None, 3600, True)
