@@ -78,7 +78,9 @@ static const char *const openmetrics_fixed[] = {
 	"hasp_lock_wait_seconds", "hasp_lock_hold_seconds",
 	"hasp_key_lock_wait_seconds", "hasp_key_lock_hold_seconds", "hasp_key_grants",
 	"hasp_user_sessions", "hasp_user_locks", "hasp_user_files", "hasp_user_checkouts",
-	NULL,
+	"hasp_cluster_available", "hasp_cluster_locks", "hasp_cluster_waiters",
+	"hasp_cluster_etcd_requests", "hasp_cluster_etcd_errors", "hasp_cluster_lost",
+	"hasp_cluster_revoked", NULL,
 };
 
 /* Suffixes OpenMetrics gives samples: no family name may end with one. */
@@ -422,6 +424,46 @@ static void openmetrics_user_gauges(struct omtext *om, const json_t *stats)
 	free(users);
 }
 
+/* Cluster mode's figures (stats.cluster), when haspd is in it. */
+static const struct openmetrics_help openmetrics_cluster_figures[] = {
+	{ "locks", "hasp_cluster_locks", "Cluster leases this haspd's sessions hold now." },
+	{ "waiting", "hasp_cluster_waiters", "Cluster requests of this haspd's sessions waiting now." },
+	{ "requests", "hasp_cluster_etcd_requests", "Calls made to etcd." },
+	{ "errors", "hasp_cluster_etcd_errors", "Calls to etcd that failed on every endpoint." },
+	{ "lost", "hasp_cluster_lost", "Cluster leases lost with haspd's etcd lease." },
+	{ "revoked", "hasp_cluster_revoked", "Cluster leases whose key was deleted by another." },
+	{ NULL, NULL, NULL },
+};
+
+static void openmetrics_cluster_one(struct omtext *om, const struct openmetrics_help *h,
+				    const json_t *v, bool counter)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return;
+	omtext_put_family(om, h->name, counter ? "counter" : "gauge", NULL, h->help);
+	omtext_printf(om, "%s%s %" JSON_INTEGER_FORMAT "\n", h->name, counter ? "_total" : "",
+		      json_integer_value(v));
+}
+
+static void openmetrics_cluster(struct omtext *om, const json_t *stats)
+{
+	const json_t *c = json_object_get(stats, "cluster"), *counters;
+	const struct openmetrics_help available = { "available", "hasp_cluster_available",
+		"1 while haspd holds its etcd lease and etcd answers, else 0." };
+
+	if (!json_is_object(c))
+		return;
+	counters = json_object_get(c, "counters");
+	/* The names are claimed at the start (openmetrics_fixed). */
+	omtext_put_family(om, available.name, "gauge", NULL, available.help);
+	omtext_printf(om, "%s %d\n", available.name, json_is_true(json_object_get(c, "available")));
+	for (const struct openmetrics_help *h = openmetrics_cluster_figures; h->member; h++) {
+		const json_t *v = json_object_get(c, h->member);
+
+		openmetrics_cluster_one(om, h, v ? v : json_object_get(counters, h->member), !v);
+	}
+}
+
 int openmetrics_format(const json_t *stats, char **ret_text, size_t *ret_len)
 {
 	struct omtext om = { 0 };
@@ -442,6 +484,7 @@ int openmetrics_format(const json_t *stats, char **ret_text, size_t *ret_len)
 	}
 	openmetrics_key_grants(&om, keys, nkeys);
 	openmetrics_user_gauges(&om, stats);
+	openmetrics_cluster(&om, stats);
 	omtext_puts(&om, "# EOF\n");
 	for (size_t i = 0; i < nkeys; i++)
 		free(keys[i].label);

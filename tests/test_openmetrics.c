@@ -33,7 +33,9 @@ static const char full_stats[] =
 	"\"wait\":{\"buckets\":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0],\"count\":1,\"sum_us\":3},"
 	"\"hold\":{\"buckets\":[0,1,0,0,0,0,0,0,0,0,0,0,0,0,0],\"count\":1,\"sum_us\":50}}],"
 	"\"users\":[{\"uid\":1000,\"sessions\":2,\"locks\":3,\"files\":1,\"checkouts\":1},"
-	"{\"uid\":0,\"sessions\":1,\"locks\":0,\"files\":0,\"checkouts\":0}]}";
+	"{\"uid\":0,\"sessions\":1,\"locks\":0,\"files\":0,\"checkouts\":0}],"
+	"\"cluster\":{\"endpoints\":[\"http://127.0.0.1:2379\"],\"available\":true,\"locks\":2,"
+	"\"waiting\":1,\"counters\":{\"requests\":40,\"errors\":1,\"lost\":0,\"revoked\":3}}}";
 
 static char *format(const char *json, size_t *len)
 {
@@ -100,6 +102,14 @@ START_TEST(every_family)
 	assert_has(text, "\nhasp_user_sessions{uid=\"0\"} 1\nhasp_user_sessions{uid=\"1000\"} 2\n");
 	assert_has(text, "\nhasp_user_locks{uid=\"1000\"} 3\n");
 	assert_has(text, "\nhasp_user_checkouts{uid=\"1000\"} 1\n");
+	/* Cluster mode's (issue 19). */
+	assert_has(text, "# TYPE hasp_cluster_available gauge\n");
+	assert_has(text, "\nhasp_cluster_available 1\n");
+	assert_has(text, "\nhasp_cluster_locks 2\n");
+	assert_has(text, "\nhasp_cluster_waiters 1\n");
+	assert_has(text, "# TYPE hasp_cluster_etcd_requests counter\n");
+	assert_has(text, "\nhasp_cluster_etcd_requests_total 40\n");
+	assert_has(text, "\nhasp_cluster_revoked_total 3\n");
 	ck_assert_str_eq(text + len - 6, "# EOF\n");
 	free(text);
 }

@@ -53,6 +53,7 @@ struct cl_lock {
 	struct lt_cred sender;
 	uint64_t since_wall_us;
 	struct loop_event *timer; /* its timeout, or a retry of its delete */
+	struct loop_event *reread; /* a read again, a while after a watch ended */
 	struct etcd_call *call; /* in flight */
 	struct etcd_watch *watch; /* on the request ahead, or on its own key once held */
 };
@@ -99,6 +100,8 @@ void cl_lock_fail(struct cl_lock *l, int code, const char *msg);
 uint64_t cl_mono_us(void);
 /* Arms l's timer for its deadline_us. */
 void cl_lock_arm_deadline(struct cl_lock *l);
+/* Its reread's callback. */
+void cl_lock_reread(void *arg);
 /* Its timer's callback. */
 void cl_lock_timer(void *arg);
 

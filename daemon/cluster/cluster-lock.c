@@ -22,6 +22,7 @@
 #include "users.h"
 
 #define DELETE_RETRY_MS 1000
+#define REREAD_PAUSE_MS 100
 
 static void cl_lock_read(struct cl_lock *l);
 static void cl_lock_delete(struct cl_lock *l);
@@ -76,6 +77,7 @@ static void cl_lock_free(struct cl_lock *l)
 		etcd_call_forget(l->call);
 	etcd_watch_cancel(l->watch);
 	loop_event_free(l->timer);
+	loop_event_free(l->reread);
 	json_decref(l->value);
 	json_decref(l->holders);
 	free(l->key);
@@ -223,7 +225,19 @@ static void on_watch_ended(void *arg, const char *why)
 	log_debug("cluster: the watch of '%s' (lease %" PRIu64 ") ended: %s; reading again",
 		  l->key, l->lease, why);
 	l->watch = etcd_watch_cancel(l->watch);
-	cl_lock_read(l);
+	/* Not at once: a member that refuses every watch (no leader) must
+	 * not be asked again and again as fast as it answers. */
+	if (loop_event_add(l->reread, &(struct timeval){ 0, REREAD_PAUSE_MS * 1000 }) < 0)
+		cl_lock_read(l);
+}
+
+/* The read again after a watch ended (on_watch_ended()). */
+void cl_lock_reread(void *arg)
+{
+	struct cl_lock *l = arg;
+
+	if ((l->state == CL_WAITING || l->state == CL_HELD) && !l->call && !l->watch)
+		cl_lock_read(l);
 }
 
 static const struct etcd_watch_ops watch_ops = { on_watched_delete, on_watch_ended };
@@ -437,6 +451,7 @@ void cl_lock_end(struct cl_lock *l)
 	l->state = CL_ENDING;
 	l->watch = etcd_watch_cancel(l->watch);
 	loop_event_del(l->timer);
+	loop_event_del(l->reread);
 	if (was == CL_PARKED) {
 		cl_lock_free(l);
 		return;

@@ -176,9 +176,10 @@ static struct cl_lock *cl_lock_new(struct session *s, const struct proto_request
 	l->key = strndup(req->acquire.key, l->key_len);
 	l->value = request_value(l, s, req);
 	l->timer = loop_event_new(&s->d->loop, -1, 0, cl_lock_timer, l);
+	l->reread = loop_event_new(&s->d->loop, -1, 0, cl_lock_reread, l);
 	list_init(&l->clink);
 	list_init(&l->slink);
-	if (!l->key || !l->value || !l->timer) {
+	if (!l->key || !l->value || !l->timer || !l->reread) {
 		cl_lock_drop(l);
 		return NULL;
 	}
