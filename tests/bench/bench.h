@@ -112,3 +112,7 @@ void bench_deadlock(const struct bench_opts *o, double rt);
 void bench_watch(const struct bench_opts *o);
 /* cluster.c: two haspd through one etcd, against etcd's own lock. */
 void bench_cluster(const struct bench_opts *o);
+/* gateway.c, for cluster.c: etcd's gateway at endpoint (HOST:PORT): (e) n
+ * ranges; (h) n deletes and (i) their watch events' lag. */
+void gateway_range(const char *endpoint, int n);
+void gateway_watch(const char *endpoint, int n);

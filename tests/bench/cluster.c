@@ -6,7 +6,9 @@
  * the other side waiting) and with one that has waited 150 ms: etcd's lock
  * watches its predecessor from the revision it last read, which etcd
  * serves on a 100 ms loop, so how long a waiter has waited matters there.
- * A bare gateway round trip, measured first, gives the unit. */
+ * A bare gateway round trip, measured first, gives the unit; what a
+ * delete and its watch event take through the gateway, measured last,
+ * are parts of hasp's hand-off (gateway.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,29 +160,6 @@ static double handoff(const struct peer *p, const char *a, const char *b, int ro
 	return r->median_us;
 }
 
-/* (e): a range of the lock's keys through the gateway (what a waiter
- * reads when its predecessor goes), to count hand-offs in round trips. */
-static void gateway_round_trip(const char *endpoint, int n)
-{
-	struct etcd *e = etcd_connect(endpoint);
-	struct samples s = { 0 };
-	struct result *r;
-
-	if (!e)
-		exit(1);
-	for (int i = 0; i < n + n / 10; i++) {
-		uint64_t t = now_ns();
-
-		if (etcd_waiting(e, KEY) < 0)
-			exit(1);
-		if (i >= n / 10)
-			samples_add(&s, elapsed_us(t));
-	}
-	etcd_disconnect(e);
-	r = result_latency("(e) etcd gateway range round trip", &s, NULL, 0);
-	snprintf(r->note, sizeof(r->note), "POST /v3/kv/range, linearizable, kept alive");
-}
-
 void bench_cluster(const struct bench_opts *o)
 {
 	struct cluster cl = { 0 };
@@ -197,7 +176,7 @@ void bench_cluster(const struct bench_opts *o)
 		skipped("C cluster hand-off", "etcd did not start");
 		return;
 	}
-	gateway_round_trip(cl.endpoint, o->quick ? 100 : 2000);
+	gateway_range(cl.endpoint, o->quick ? 100 : 2000);
 	e_fresh = handoff(&etcd_peer, cl.endpoint, cl.endpoint, fresh, 0,
 			  "(f) etcd lock hand-off, new waiter", NULL, 0);
 	e_settled = handoff(&etcd_peer, cl.endpoint, cl.endpoint, fresh, SETTLE_MS,
@@ -212,5 +191,6 @@ void bench_cluster(const struct bench_opts *o)
 		handoff(&hasp_side, cl.socket[0], cl.socket[1], fresh, SETTLE_MS,
 			"C2 cluster hand-off, waited 150ms", "(g)", e_settled);
 	}
+	gateway_watch(cl.endpoint, o->quick ? 20 : 200);
 	cluster_stop(&cl);
 }

@@ -22,6 +22,7 @@ struct etcd {
 	char lease[32];             /* its ID, decimal */
 	char held[256];             /* the held lock's key, base64 */
 	char body[8192];            /* the last response's */
+	bool watching;              /* the connection carries a watch's stream */
 };
 
 static void base64(const char *in, char *out, size_t size)
@@ -98,63 +99,102 @@ static int read_body(struct etcd *e, size_t n, size_t *len)
 	return 0;
 }
 
-/* A response's status, its body in body; -1 when it cannot be read. */
-static int read_response(struct etcd *e)
+/* A response's status line and headers. */
+struct head {
+	int status;
+	long length;            /* -1: none given */
+	bool chunked;
+};
+
+static int read_head(struct etcd *e, struct head *h)
 {
 	char *line = read_line(e);
-	long length = -1;
-	bool chunked = false;
-	size_t len = 0;
-	int status;
 
-	if (!line || sscanf(line, "HTTP/1.%*d %d", &status) != 1)
+	h->status = -1;
+	h->length = -1;
+	h->chunked = false;
+	if (!line || sscanf(line, "HTTP/1.%*d %d", &h->status) != 1)
 		return -1;
 	while ((line = read_line(e)) && *line) {
 		if (strncasecmp(line, "content-length:", 15) == 0)
-			length = atol(line + 15);
+			h->length = atol(line + 15);
 		else if (strncasecmp(line, "transfer-encoding:", 18) == 0 && strstr(line, "chunked"))
-			chunked = true;
+			h->chunked = true;
 	}
+	return line ? 0 : -1;
+}
+
+/* The next chunk of a chunked body, added to body at *len: its size (0
+ * for the last), or -1. */
+static long read_chunk(struct etcd *e, size_t *len)
+{
+	char *line = read_line(e);
+	size_t n;
+
 	if (!line)
 		return -1;
-	if (chunked) {
-		size_t n;
+	n = strtoul(line, NULL, 16);
+	if (n > 0 && (read_body(e, n, len) < 0 || !read_line(e)))
+		return -1;
+	return (long)n;
+}
 
-		while ((line = read_line(e)) && (n = strtoul(line, NULL, 16)) > 0)
-			if (read_body(e, n, &len) < 0 || !read_line(e))
-				return -1;
-		while (line && *line) /* the last chunk, then trailers to an empty line */
-			line = read_line(e);
+/* A response's status, its body in body; -1 when it cannot be read. */
+static int read_response(struct etcd *e)
+{
+	struct head h;
+	size_t len = 0;
+	long n;
+	char *line;
+
+	if (read_head(e, &h) < 0)
+		return -1;
+	if (h.chunked) {
+		while ((n = read_chunk(e, &len)) > 0)
+			;
+		if (n < 0)
+			return -1;
+		while ((line = read_line(e)) && *line) /* trailers, to an empty line */
+			;
 		if (!line)
 			return -1;
-	} else if (length < 0 || read_body(e, (size_t)length, &len) < 0) {
+	} else if (h.length < 0 || read_body(e, (size_t)h.length, &len) < 0) {
 		return -1;
 	}
 	e->body[len] = '\0';
-	return status;
+	return h.status;
 }
 
-static int post(struct etcd *e, const char *path, const char *body)
+static int send_post(struct etcd *e, const char *path, const char *body)
 {
 	char request[1024];
 	int n = snprintf(request, sizeof(request),
 			 "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
 			 "Content-Length: %zu\r\n\r\n%s", path, e->host, strlen(body), body);
-	int status;
 
 	if (n < 0 || (size_t)n >= sizeof(request)) {
 		fprintf(stderr, "%s: %s: request too long\n", ME, path);
 		return -1;
 	}
 	conn_send(&e->conn, request, (size_t)n);
-	status = read_response(e);
-	if (status != 200) {
-		fprintf(stderr, "%s: %s: %s%s\n", ME, path,
-			status < 0 ? "no answer" : "refused: ",
-			status < 0 ? "" : e->body);
-		return -1;
-	}
 	return 0;
+}
+
+static int refused(struct etcd *e, const char *path, int status)
+{
+	fprintf(stderr, "%s: %s: %s%s\n", ME, path, status < 0 ? "no answer" : "refused: ",
+		status < 0 ? "" : e->body);
+	return -1;
+}
+
+static int post(struct etcd *e, const char *path, const char *body)
+{
+	int status;
+
+	if (send_post(e, path, body) < 0)
+		return -1;
+	status = read_response(e);
+	return status == 200 ? 0 : refused(e, path, status);
 }
 
 static int tcp_connect(const char *target, char *host, size_t size)
@@ -208,8 +248,11 @@ void etcd_disconnect(struct etcd *e)
 {
 	char body[96];
 
+	/* A watching connection serves nothing else: its lease, which holds
+	 * nothing, is left to expire. */
 	snprintf(body, sizeof(body), "{\"ID\":\"%s\"}", e->lease);
-	post(e, "/v3/lease/revoke", body);
+	if (!e->watching)
+		post(e, "/v3/lease/revoke", body);
 	close(e->conn.fd);
 	free(e);
 }
@@ -253,6 +296,60 @@ int etcd_waiting(struct etcd *e, const char *name)
 		return -1;
 	json_string(e->body, "count", count, sizeof(count)); /* absent when 0 */
 	return atoi(count) >= 2;
+}
+
+/* ---- keys and watches ---- */
+
+int etcd_put(struct etcd *e, const char *key, const char *value)
+{
+	char key64[192], value64[192], body[512];
+
+	base64(key, key64, sizeof(key64));
+	base64(value, value64, sizeof(value64));
+	snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\"}", key64, value64);
+	return post(e, "/v3/kv/put", body);
+}
+
+int etcd_delete(struct etcd *e, const char *key)
+{
+	char key64[192], body[256];
+
+	base64(key, key64, sizeof(key64));
+	snprintf(body, sizeof(body), "{\"key\":\"%s\"}", key64);
+	return post(e, "/v3/kv/deleterange", body);
+}
+
+int etcd_watch(struct etcd *e, const char *key)
+{
+	char key64[192], body[256];
+	struct head h;
+
+	base64(key, key64, sizeof(key64));
+	snprintf(body, sizeof(body), "{\"create_request\":{\"key\":\"%s\"}}", key64);
+	if (send_post(e, "/v3/watch", body) < 0)
+		return -1;
+	e->watching = true;
+	if (read_head(e, &h) < 0 || h.status != 200 || !h.chunked) {
+		e->body[0] = '\0'; /* not read */
+		return refused(e, "/v3/watch", h.status);
+	}
+	if (etcd_watch_next(e) < 0 || !strstr(e->body, "\"created\":true")) {
+		fprintf(stderr, "%s: /v3/watch: not created: %s\n", ME, e->body);
+		return -1;
+	}
+	return 0;
+}
+
+int etcd_watch_next(struct etcd *e)
+{
+	size_t len = 0;
+
+	if (read_chunk(e, &len) <= 0) {
+		fprintf(stderr, "%s: /v3/watch: the stream ended\n", ME);
+		return -1;
+	}
+	e->body[len] = '\0';
+	return 0;
 }
 
 /* ---- as a struct peer: the lock's name is the key ---- */

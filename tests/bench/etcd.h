@@ -13,7 +13,7 @@ struct etcd;
 /* A connection to target, HOST:PORT, with a lease of its own; NULL on
  * failure. */
 struct etcd *etcd_connect(const char *target);
-/* Revokes the lease and hangs up. */
+/* Revokes the lease (unless e watches) and hangs up. */
 void etcd_disconnect(struct etcd *e);
 /* Takes the lock called name (waiting as long as it takes): 0, or -1. */
 int etcd_lock(struct etcd *e, const char *name);
@@ -22,6 +22,15 @@ int etcd_unlock(struct etcd *e);
 /* 1 when a second client holds or waits for the lock called name, 0 when
  * not yet, -1 on failure. */
 int etcd_waiting(struct etcd *e, const char *name);
+/* A key's value set (put) and the key deleted: 0, or -1. */
+int etcd_put(struct etcd *e, const char *key, const char *value);
+int etcd_delete(struct etcd *e, const char *key);
+/* A watch of key from now on, on e's own connection, which then serves
+ * nothing else: 0 once etcd says it is created, or -1. */
+int etcd_watch(struct etcd *e, const char *key);
+/* Waits for the watch's next message (an event): 0, or -1. */
+int etcd_watch_next(struct etcd *e);
+
 /* The same as a peer (peers/peer.h), for compare.sh's etcd-peer and
  * pingpong(): a key is the lock's name. */
 extern const struct peer etcd_peer;
