@@ -103,6 +103,7 @@ static void print_event(json_t *ev)
 	print_int(ev, "session", "session");
 	print_int(ev, "pid", "pid");
 	print_int(ev, "uid", "uid");
+	print_text("host ", cli_str(ev, "host", NULL));
 	print_text("owner ", cli_str(ev, "owner", NULL));
 	if (json_is_true(json_object_get(ev, "checkout")))
 		fputs(" checkout", stdout);

@@ -284,6 +284,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 			log_warn("fence_file and journal_file change only with a restart");
 		if (strcmp(next.metrics_listen, m->d.cfg.metrics_listen))
 			log_warn("metrics_listen changes only with a restart");
+		if (strcmp(next.cluster_endpoints, m->d.cfg.cluster_endpoints) ||
+		    strcmp(next.cluster_prefix, m->d.cfg.cluster_prefix) ||
+		    strcmp(next.cluster_host, m->d.cfg.cluster_host) ||
+		    next.cluster_ttl != m->d.cfg.cluster_ttl)
+			log_warn("the cluster settings change only with a restart");
 		m->d.cfg.max_line_bytes = next.max_line_bytes;
 		m->d.cfg.max_sessions = next.max_sessions;
 		m->d.cfg.max_session_locks = next.max_session_locks;

@@ -34,8 +34,12 @@ START_TEST(a_writer_waits_for_whoever_is_ahead_and_a_reader_for_the_last_writer)
 		v[i].rev = 10 + i;
 		v[i].shared = shared[i];
 	}
-	for (size_t i = 0; i < 6; i++)
+	const size_t blockers[6] = { 0, 0, 2, 1, 1, 5 };
+
+	for (size_t i = 0; i < 6; i++) {
 		ck_assert_int_eq(kv_waits_for(v, 0, i), expect[i]);
+		ck_assert_uint_eq(kv_blockers(v, 0, i), blockers[i]);
+	}
 	/* From the second request on, as if the first had gone. */
 	ck_assert_int_eq(kv_waits_for(v, 1, 1), -1);
 	ck_assert_int_eq(kv_waits_for(v, 3, 3), -1);

@@ -82,6 +82,7 @@ static void on_detached(void *arg, json_t *reply, const char *error)
 		reply_ok(l->s, l->tag, body);
 	else
 		json_decref(body);
+	cl_event_granted(l);
 	haspd_log_for(l->c->d, l->sender.uid, LOG_INFO, "cluster: lease %" PRIu64 " on '%s' checked "
 		      "out by pid %d uid %u for %" PRId64 " ms", l->lease, l->key, (int)l->sender.pid,
 		      (unsigned)l->sender.uid, l->ttl_ms);

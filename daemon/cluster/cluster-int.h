@@ -49,9 +49,13 @@ struct cl_lock {
 	size_t ekey_len;
 	json_t *value;          /* who asked, as etcd holds it */
 	int64_t rev;            /* its key's create revision: the fence */
+	size_t blockers;        /* waiting: the requests ahead it waits for, as last
+				 * read (kv_blockers()), less the deletions seen */
 	json_t *holders;        /* as last read, for a timeout's error */
 	struct lt_cred sender;
 	uint64_t since_wall_us;
+	uint64_t asked_us;      /* monotonic: when it was asked for */
+	uint64_t held_since_us; /* monotonic: when it was granted, or 0 */
 	struct loop_event *timer; /* its timeout, or a retry of its delete */
 	struct loop_event *reread; /* a read again, a while after a watch ended */
 	struct etcd_call *call; /* in flight */
@@ -130,6 +134,13 @@ struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size
  * cannot. */
 void cl_query_post(struct cl_query *q, const char *path, json_t *body, etcd_done_fn cb);
 void cl_query_free(struct cl_query *q);
+
+/* cluster-events.c: l's events, to the watchers and the histograms. */
+void cl_event_queued(struct cl_lock *l);
+void cl_event_granted(struct cl_lock *l);
+/* l ends here, held or waiting, for reason ("release", "cancel",
+ * "disconnect", "timeout", "revoke", "lost"). */
+void cl_event_ended(struct cl_lock *l, const char *reason);
 
 /* cluster-lease.c: haspd's etcd lease. */
 void cl_lease_want(struct cluster *c);

@@ -92,6 +92,7 @@ static void cl_lease_lost(struct cluster *c, const char *why)
 
 		if (l->etcd_lease != old)
 			continue;
+		cl_event_ended(l, "lost");
 		if (l->state == CL_HELD) {
 			held++;
 			cl_lock_tell(l, "lost", why);

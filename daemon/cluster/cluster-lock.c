@@ -149,7 +149,7 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why)
 	free(line);
 }
 
-static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t from);
+static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t since);
 
 static void on_since_put(void *arg, json_t *reply, const char *error)
 {
@@ -176,8 +176,8 @@ static void cl_lock_put_since(struct cl_lock *l)
 		etcd_post(l->c->etcd, "/v3/kv/put", body, on_since_put, NULL);
 }
 
-/* Held as of revision seen: answered and watched, or checked out. */
-static void cl_lock_grant(struct cl_lock *l, int64_t seen)
+/* Held: answered and watched, or checked out. */
+static void cl_lock_grant(struct cl_lock *l)
 {
 	char buf[PROTO_SMALL_REPLY];
 	bool waited = l->state == CL_WAITING;
@@ -193,7 +193,10 @@ static void cl_lock_grant(struct cl_lock *l, int64_t seen)
 	if (l->s)
 		session_write(l->s, buf, proto_fmt_grant(buf, l->tag, l->lease, (uint64_t)l->rev,
 							 l->shared));
-	cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
+	cl_event_granted(l);
+	/* From its creation: a delete of it before the grant (perhaps made
+	 * without a read) is seen too. */
+	cl_lock_watch(l, l->ekey, l->ekey_len, l->rev);
 	if (waited)
 		cl_lock_put_since(l);
 }
@@ -204,9 +207,15 @@ static void on_watched_delete(void *arg, int64_t rev)
 {
 	struct cl_lock *l = arg;
 
-	(void)rev;
 	l->watch = etcd_watch_cancel(l->watch);
+	if (l->state == CL_WAITING && l->blockers == 1) {
+		/* The last one it waited for: held, with no read (a hand-off
+		 * costs the delete's watch event alone). */
+		cl_lock_grant(l);
+		return;
+	}
 	if (l->state == CL_HELD) {
+		cl_event_ended(l, "revoke");
 		l->c->revoked_total++;
 		haspd_log_for(l->c->d, l->sender.uid, LOG_INFO, "cluster: lease %" PRIu64 " on '%s' "
 			      "revoked: its key was deleted from etcd", l->lease, l->key);
@@ -242,9 +251,9 @@ void cl_lock_reread(void *arg)
 
 static const struct etcd_watch_ops watch_ops = { on_watched_delete, on_watch_ended };
 
-static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t from)
+static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t since)
 {
-	l->watch = etcd_watch(l->c->etcd, ekey, len, from, &watch_ops, l);
+	l->watch = etcd_watch(l->c->etcd, ekey, len, since, &watch_ops, l);
 	if (!l->watch && l->state != CL_HELD) {
 		cl_lock_fail(l, HASP_E_INTERNAL, "out of memory");
 		cl_lock_end(l);
@@ -274,15 +283,18 @@ static void cl_lock_place(struct cl_lock *l, struct kv_req *v, size_t n, int64_t
 	l->holders = kv_holders(v, 0, n, wall_us(l));
 	ahead = kv_waits_for(v, 0, (size_t)me);
 	if (l->state == CL_HELD) {
-		cl_lock_watch(l, l->ekey, l->ekey_len, seen + 1);
+		cl_lock_watch(l, l->ekey, l->ekey_len, seen);
 	} else if (ahead < 0) {
-		cl_lock_grant(l, seen);
+		cl_lock_grant(l);
 	} else if (l->timeout_ms == 0) {
 		cl_lock_conflict(l, HASP_E_BUSY);
 		cl_lock_end(l);
 	} else {
+		if (l->state == CL_CREATING)
+			cl_event_queued(l);
 		l->state = CL_WAITING;
-		cl_lock_watch(l, v[ahead].ekey, v[ahead].ekey_len, seen + 1);
+		l->blockers = kv_blockers(v, 0, (size_t)me);
+		cl_lock_watch(l, v[ahead].ekey, v[ahead].ekey_len, seen);
 	}
 }
 
@@ -490,6 +502,7 @@ void cl_lock_timer(void *arg)
 			cl_lock_arm_deadline(l);
 			break;
 		}
+		cl_event_ended(l, "timeout");
 		cl_lock_conflict(l, HASP_E_TIMEOUT);
 		cl_lock_end(l);
 		break;

@@ -172,6 +172,7 @@ static struct cl_lock *cl_lock_new(struct session *s, const struct proto_request
 	l->ttl_ms = req->acquire.ttl_ms;
 	l->sender = s->sender;
 	l->since_wall_us = s->d->lt.wall_us;
+	l->asked_us = cl_mono_us();
 	l->key_len = req->acquire.key_len;
 	l->key = strndup(req->acquire.key, l->key_len);
 	l->value = request_value(l, s, req);
@@ -274,6 +275,7 @@ bool cluster_release(struct session *s, const struct proto_request *req)
 	if (!l)
 		return false;
 	l->release_id = req->id;
+	cl_event_ended(l, "release");
 	cl_lock_end(l);
 	return true;
 }
@@ -306,6 +308,7 @@ bool cluster_cancel(struct session *s, const struct proto_request *req)
 	snprintf(msg, sizeof(msg), "cancelled by request %" PRId64, req->id);
 	reply_error(s, true, l->tag, HASP_E_CANCELLED, msg, NULL);
 	reply_ok_empty(s, req->id);
+	cl_event_ended(l, "cancel");
 	cl_lock_end(l);
 	return true;
 }
@@ -334,6 +337,7 @@ bool cluster_revoke_lease(struct session *s, const struct proto_request *req)
 		snprintf(msg, sizeof(msg), "revoked by pid %d uid %u", (int)s->sender.pid,
 			 (unsigned)uid);
 		cl_lock_tell(l, "revoked", msg);
+		cl_event_ended(l, "revoke");
 		c->revoked_total++;
 		reply_ok(s, req->id, json_pack("{s:[I]}", "revoked", (json_int_t)l->lease));
 		cl_lock_end(l);
@@ -344,8 +348,12 @@ bool cluster_revoke_lease(struct session *s, const struct proto_request *req)
 
 void cluster_session_ends(struct session *s)
 {
-	while (!list_empty(&s->cluster_locks))
-		cl_lock_end(container_of(s->cluster_locks.next, struct cl_lock, slink));
+	while (!list_empty(&s->cluster_locks)) {
+		struct cl_lock *l = container_of(s->cluster_locks.next, struct cl_lock, slink);
+
+		cl_event_ended(l, "disconnect");
+		cl_lock_end(l);
+	}
 	cluster_queries_end(s);
 }
 

@@ -50,6 +50,10 @@ struct etcd_call {
 struct etcd_watch {
 	struct etcd *e;
 	struct evhttp_connection *evcon;
+	char *key;                  /* what it watches, for the check */
+	size_t len;
+	int64_t since;
+	struct etcd_call *check;    /* reading the key once the watch is made */
 	struct evbuffer *acc;       /* the stream's bytes not yet a whole line */
 	const struct etcd_watch_ops *ops;
 	void *arg;
@@ -139,6 +143,16 @@ static struct econn *econn_take(struct etcd *e)
 	return k;
 }
 
+static void watch_free(struct etcd_watch *w)
+{
+	if (w->evcon)
+		evhttp_connection_free(w->evcon);
+	if (w->acc)
+		evbuffer_free(w->acc);
+	free(w->key);
+	free(w);
+}
+
 static void sweep(void *arg)
 {
 	struct etcd *e = arg;
@@ -155,9 +169,7 @@ static void sweep(void *arg)
 		struct etcd_watch *w = container_of(pos, struct etcd_watch, link);
 
 		list_del(&w->link);
-		evhttp_connection_free(w->evcon);
-		evbuffer_free(w->acc);
-		free(w);
+		watch_free(w);
 	}
 }
 
@@ -360,6 +372,35 @@ static void watch_end(struct etcd_watch *w, const char *why)
 	w->ops->ended(w->arg, why);
 }
 
+static void watch_checked(void *arg, json_t *reply, const char *error)
+{
+	struct etcd_watch *w = arg;
+
+	w->check = NULL;
+	if (w->done)
+		return;
+	if (error) {
+		watch_end(w, error);
+	} else if (etcd_get_int(reply, "count", 0) == 0) {
+		w->done = true;
+		w->ops->deleted(w->arg, etcd_get_int(json_object_get(reply, "header"), "revision", 0));
+	}
+}
+
+/* The watch is made, from revision rev on: a deletion at or before it is
+ * found by reading the key. */
+static void watch_created(struct etcd_watch *w, int64_t rev)
+{
+	json_t *body;
+
+	if (rev <= w->since)
+		return;
+	body = json_pack("{s:o,s:b}", "key", etcd_bytes(w->key, w->len), "count_only", 1);
+	w->check = body ? etcd_post(w->e, "/v3/kv/range", body, watch_checked, w) : NULL;
+	if (!w->check)
+		watch_end(w, "out of memory");
+}
+
 /* One message of the stream. */
 static void watch_message(struct etcd_watch *w, json_t *msg)
 {
@@ -379,6 +420,8 @@ static void watch_message(struct etcd_watch *w, json_t *msg)
 			watch_end(w, "cancelled by etcd");
 		return;
 	}
+	if (json_is_true(json_object_get(result, "created")))
+		watch_created(w, etcd_get_int(json_object_get(result, "header"), "revision", 0));
 	events = json_object_get(result, "events");
 	json_array_foreach(events, i, ev) {
 		const char *type = json_string_value(json_object_get(ev, "type"));
@@ -450,16 +493,11 @@ static void on_watch_done(struct evhttp_request *req, void *arg)
 		loop_call(ctx.w->e->loop, watch_closed, &ctx);
 }
 
-static json_t *watch_body(const void *key, size_t len, int64_t start)
-{
-	return json_pack("{s:{s:o,s:o,s:[s]}}", "create_request", "key", etcd_bytes(key, len),
-			 "start_revision", etcd_int(start), "filters", "NOPUT");
-}
-
-static int watch_send(struct etcd_watch *w, const void *key, size_t len, int64_t start)
+static int watch_send(struct etcd_watch *w)
 {
 	struct etcd *e = w->e;
-	json_t *body = watch_body(key, len, start);
+	json_t *body = json_pack("{s:{s:o,s:[s]}}", "create_request", "key",
+				 etcd_bytes(w->key, w->len), "filters", "NOPUT");
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct evhttp_request *req = text ? evhttp_request_new(on_watch_done, w) : NULL;
 	int r = -1;
@@ -481,7 +519,7 @@ static int watch_send(struct etcd_watch *w, const void *key, size_t len, int64_t
 	return r;
 }
 
-struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64_t start,
+struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64_t since,
 			      const struct etcd_watch_ops *ops, void *arg)
 {
 	struct etcd_watch *w = calloc(1, sizeof(*w));
@@ -491,18 +529,19 @@ struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64
 	w->e = e;
 	w->ops = ops;
 	w->arg = arg;
+	w->since = since;
+	w->len = len;
+	w->key = malloc(len ? len : 1);
+	if (w->key)
+		memcpy(w->key, key, len);
 	w->acc = evbuffer_new();
 	w->evcon = evcon_new(e, e->cur);
 	list_add_tail(&e->watches, &w->link);
 	if (w->evcon)
 		evhttp_connection_set_timeout(w->evcon, WATCH_TIMEOUT_S);
-	if (!w->acc || !w->evcon || watch_send(w, key, len, start) < 0) {
+	if (!w->key || !w->acc || !w->evcon || watch_send(w) < 0) {
 		list_del(&w->link);
-		if (w->evcon)
-			evhttp_connection_free(w->evcon);
-		if (w->acc)
-			evbuffer_free(w->acc);
-		free(w);
+		watch_free(w);
 		return NULL;
 	}
 	return w;
@@ -513,6 +552,8 @@ struct etcd_watch *etcd_watch_cancel(struct etcd_watch *w)
 	if (!w)
 		return NULL;
 	w->done = true;
+	if (w->check)
+		etcd_call_forget(w->check);
 	list_del(&w->link);
 	list_add_tail(&w->e->dead_watches, &w->link);
 	sweep_soon(w->e);

@@ -45,10 +45,14 @@ struct etcd_watch_ops {
 	void (*ended)(void *arg, const char *why);
 };
 
-/* Watches key (len bytes) for deletions from revision start. NULL on
- * ENOMEM. The watch ends by etcd_watch_cancel() only; after ended() it must
- * still be cancelled. */
-struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64_t start,
+/* Watches key (len bytes), which existed at revision since, for its
+ * deletion after since. The watch starts from the current revision (etcd
+ * serves a watch from an older one by a 100 ms loop, which would cost a
+ * hand-off up to 100 ms whenever anything was written meanwhile); once it
+ * is made, if the revision has moved past since, the key is read once: gone
+ * already, it is reported deleted. NULL on ENOMEM. The watch ends by
+ * etcd_watch_cancel() only; after ended() it must still be cancelled. */
+struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64_t since,
 			      const struct etcd_watch_ops *ops, void *arg);
 /* Accepts NULL; no callback comes after it. Returns NULL. */
 struct etcd_watch *etcd_watch_cancel(struct etcd_watch *w);

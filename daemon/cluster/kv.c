@@ -141,6 +141,17 @@ static int kv_set_since(json_t *o, uint64_t wall_us)
 	return 0;
 }
 
+size_t kv_blockers(const struct kv_req *v, size_t from, size_t i)
+{
+	size_t n = 0;
+
+	if (!v[i].shared)
+		return i - from;
+	for (size_t j = from; j < i; j++)
+		n += !v[j].shared;
+	return n;
+}
+
 /* One holder or waiter: its value, with its age and fence. */
 static json_t *kv_shown(const struct kv_req *r, bool holds, uint64_t now_wall_us)
 {

@@ -44,6 +44,10 @@ long kv_find(const struct kv_req *v, size_t n, const char *ekey, size_t len);
  * RWMutex order, in which a reader waits for the last writer ahead of it
  * and a writer for whoever is last ahead of it. */
 long kv_waits_for(const struct kv_req *v, size_t from, size_t i);
+/* How many of the requests ahead of v[i] it waits for: all of them for a
+ * writer, the writers for a reader. None of them can join later (create
+ * revisions only grow), so when as many deletions were seen, v[i] holds. */
+size_t kv_blockers(const struct kv_req *v, size_t from, size_t i);
 /* The holders among v[from..to) (one lock's requests), as list and error
  * replies show them, each with its host; now_wall_us for held_ms. */
 json_t *kv_holders(const struct kv_req *v, size_t from, size_t to, uint64_t now_wall_us);
