@@ -447,21 +447,34 @@ int libhasp_drop(hasp_client *c, int code, const char *what)
 	return connection_end(c, code, msg);
 }
 
-/* Remembers a revoked or expired lease, for hasp_lease_revoked(), and
- * tells the handler. A holder must never go on unaware: without memory to
- * remember it, the connection goes. */
+/* The loss an event tells, or 0 for another event. */
+static enum libhasp_loss loss_of(const char *event)
+{
+	if (strcmp(event, "revoked") == 0)
+		return LIBHASP_REVOKED;
+	if (strcmp(event, "expired") == 0)
+		return LIBHASP_EXPIRED;
+	if (strcmp(event, "lost") == 0)
+		return LIBHASP_LOST;
+	return 0;
+}
+
+/* What the handler is told of a loss: a lost lease (cluster mode) as a
+ * revoked one, which every handler written before it already acts on. */
+static enum hasp_event event_of(enum libhasp_loss how)
+{
+	return how == LIBHASP_EXPIRED ? HASP_EVENT_EXPIRED : HASP_EVENT_REVOKED;
+}
+
+/* Remembers a revoked, expired or lost lease, for hasp_lease_revoked(),
+ * and tells the handler. A holder must never go on unaware: without
+ * memory to remember it, the connection goes. */
 static int note_event(hasp_client *c, const struct proto_reply *rep)
 {
-	enum libhasp_loss how;
+	enum libhasp_loss how = loss_of(rep->event);
 	int64_t lease;
 
-	if (strcmp(rep->event, "revoked") == 0)
-		how = LIBHASP_REVOKED;
-	else if (strcmp(rep->event, "expired") == 0)
-		how = LIBHASP_EXPIRED;
-	else
-		return 0;
-	if (!proto_reply_int(rep, "lease", &lease))
+	if (!how || !proto_reply_int(rep, "lease", &lease))
 		return 0;
 	if (c->nlost == c->lost_cap) {
 		size_t cap = c->lost_cap ? c->lost_cap * 2 : 8;
@@ -473,7 +486,7 @@ static int note_event(hasp_client *c, const struct proto_reply *rep)
 		c->lost_cap = cap;
 	}
 	c->lost_leases[c->nlost++] = (struct libhasp_lost){ (uint64_t)lease, how };
-	tell(c, how == LIBHASP_REVOKED ? HASP_EVENT_REVOKED : HASP_EVENT_EXPIRED, (uint64_t)lease);
+	tell(c, event_of(how), (uint64_t)lease);
 	return 0;
 }
 

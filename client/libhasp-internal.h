@@ -13,10 +13,12 @@
 
 #define HASP_EXPORT __attribute__((visibility("default")))
 
-/* How a lease the client held ended, as the daemon said (an event). */
+/* How a lease the client held ended, as the daemon said (an event); the
+ * values are hasp_lease_revoked()'s. */
 enum libhasp_loss {
 	LIBHASP_REVOKED = 1,
 	LIBHASP_EXPIRED = 2,
+	LIBHASP_LOST = 3,       /* cluster mode: haspd could not keep it in etcd */
 };
 
 struct libhasp_lost {
@@ -64,7 +66,7 @@ struct hasp_client {
 	struct libhasp_out *out, **out_tail;    /* to write, in order */
 	struct libhasp_call *calls, *calls_tail; /* awaiting replies, in order sent */
 	struct hasp_request *requests;          /* async acquires not finished */
-	struct libhasp_lost *lost_leases; /* leases the daemon said it revoked or expired */
+	struct libhasp_lost *lost_leases; /* leases the daemon said it revoked, expired or lost */
 	size_t nlost, lost_cap;
 	bool lost;              /* the connection ended: every lease with it */
 	int lost_err;           /* what every call says since: -ECONNRESET, or the refusal */

@@ -256,6 +256,17 @@ static int unlock_awaited(hasp_client *c, hasp_lease *l)
 	return r;
 }
 
+/* How haspd said a lease ended, for a message. */
+static const char *loss_name(enum libhasp_loss how)
+{
+	switch (how) {
+	case LIBHASP_REVOKED: return "revoked by haspd";
+	case LIBHASP_EXPIRED: return "expired by haspd";
+	case LIBHASP_LOST: return "lost by haspd (it could not keep its cluster lease in etcd)";
+	}
+	return "ended by haspd";
+}
+
 /* A session-bound key's release is written and not waited for: its
  * answer can only be ok, or that the lease had ended already (revoked,
  * expired: told by an event), and haspd ends it before it reads anything
@@ -273,10 +284,9 @@ static int unlock_session(hasp_client *c, hasp_lease *l)
 		libhasp_drain(c);
 	for (size_t i = 0; i < c->nlost; i++)
 		if (c->lost_leases[i].lease == l->id)
-			return libhasp_error(c, -HASP_E_UNKNOWN_LEASE, "lease %llu was %s by haspd",
+			return libhasp_error(c, -HASP_E_UNKNOWN_LEASE, "lease %llu was %s",
 					     (unsigned long long)l->id,
-					     c->lost_leases[i].how == LIBHASP_REVOKED ? "revoked"
-											: "expired");
+					     loss_name(c->lost_leases[i].how));
 	if (c->lost)
 		return libhasp_lost_error(c);
 	libhasp_members_release(&m, l->id, NULL);
@@ -537,7 +547,8 @@ HASP_EXPORT int hasp_lease_revoked(hasp_client *c, const hasp_lease *l)
 {
 	int r = libhasp_drain(c);
 
-	/* A revoke that came before the end is the more precise answer. */
+	/* A revoke, expiry or loss that came before the end is the more
+	 * precise answer. */
 	for (size_t i = 0; i < c->nlost; i++)
 		if (c->lost_leases[i].lease == l->id)
 			return (int)c->lost_leases[i].how;

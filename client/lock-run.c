@@ -54,8 +54,9 @@ static int64_t renew_interval(const struct lock_args *a)
 	return a->ttl_ms / 3 > 0 ? a->ttl_ms / 3 : 1;
 }
 
-/* Says how the lease was lost (r: 1 revoked, 2 expired, else why the
- * connection ended or the renew failed) and what is done about it. */
+/* Says how the lease was lost (r: 1 revoked, 2 expired, 3 lost by haspd in
+ * cluster mode, else why the connection ended or the renew failed) and
+ * what is done about it. */
 static void report_loss(hasp_client *c, const hasp_lease *l, int r, const struct lock_args *a)
 {
 	static const char *const done[] = {
@@ -74,6 +75,9 @@ static void report_loss(hasp_client *c, const hasp_lease *l, int r, const struct
 	else if (r == 2 || r == -HASP_E_UNKNOWN_LEASE)
 		fprintf(stderr, "%s: the lease on '%s' expired (not renewed within its TTL); %s\n",
 			CLI_NAME, name ? name : "?", done[a->on_lost]);
+	else if (r == 3)
+		fprintf(stderr, "%s: the lease on '%s' was lost: haspd could not keep it in etcd "
+			"(cluster mode); %s\n", CLI_NAME, name ? name : "?", done[a->on_lost]);
 	else if (r == -ECONNRESET)
 		fprintf(stderr, "%s: the lease on '%s' was lost: haspd went away (it stopped, "
 			"crashed or restarted); %s\n", CLI_NAME, name ? name : "?",

@@ -223,10 +223,12 @@ void haspd_done(struct haspd *d)
 	while (!list_empty(&d->sessions))
 		session_lost(list_entry(d->sessions.next, struct session, link), "daemon stopping");
 	haspd_sync(d);
+	d->server = server_free(d->server);
+	/* Its locks go at once, not after their TTL; the last of them gives
+	 * its uid's charge back. */
+	cluster_stop(d);
 	checkouts_done(d);
 	users_done(&d->users);
-	d->server = server_free(d->server);
-	cluster_stop(d); /* its locks go at once, not after their TTL */
 	d->timer = loop_event_free(d->timer);
 	d->idle_timer = loop_event_free(d->idle_timer);
 	tries_done(d);

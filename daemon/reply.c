@@ -8,8 +8,6 @@
 #include "report.h"
 #include "session.h"
 
-/* Holders listed in a conflict error; the full list is the list op's job. */
-#define ERROR_HOLDERS_MAX 16
 
 /* Queues a malloc'ed reply line and frees it. */
 void reply_line(struct session *s, char *line, const size_t *len)

@@ -11,6 +11,9 @@
 
 struct session;
 
+/* Holders listed in a conflict error; the full list is the list op's job. */
+#define ERROR_HOLDERS_MAX 16
+
 /* Queues a malloc'ed line (NULL: out of memory, which ends the session)
  * and frees it. */
 void reply_line(struct session *s, char *line, const size_t *len);

@@ -34,6 +34,7 @@ struct session {
 	struct list cluster_locks;  /* cl_lock.slink: its requests on cluster keys */
 	struct list cluster_queries; /* cl_query.link: its lists and revokes in flight */
 	size_t ncluster;            /* in cluster_locks */
+	unsigned ncluster_queries;  /* in cluster_queries */
 	unsigned protocol_errors;
 	bool ended;                 /* its leases and waits are gone */
 	bool lost;                  /* in the graveyard */

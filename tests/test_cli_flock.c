@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -339,6 +341,92 @@ START_TEST(a_lost_lease_stops_the_command)
 }
 END_TEST
 
+/* How many lines a read of n bytes ended. */
+static int newlines(const char *buf, ssize_t n)
+{
+	int k = 0;
+
+	for (ssize_t i = 0; i < n; i++)
+		k += buf[i] == '\n';
+	return k;
+}
+
+/* A fake haspd in cluster mode, in a child, on the listening socket srv:
+ * it grants the first acquire (libhasp's hello is id 1, the acquire id 2)
+ * as lease 9, says it lost it once go has a byte, and waits for the end. */
+static void fake_cluster_serve(int srv, int go)
+{
+	static const char grant[] = "{\"id\":1,\"ok\":true,\"server\":\"fake\"}\n"
+				    "{\"id\":2,\"ok\":true,\"lease\":9,\"fence\":77,"
+				    "\"mode\":\"exclusive\"}\n";
+	static const char lost[] = "{\"event\":\"lost\",\"lease\":9,\"key\":\"cluster/x\","
+				   "\"message\":\"etcd could not be reached\"}\n";
+	char buf[4096], b;
+	int c = accept(srv, NULL, NULL), lines = 0;
+	ssize_t n;
+
+	while (c >= 0 && lines < 2 && (n = read(c, buf, sizeof(buf))) > 0)
+		lines += newlines(buf, n);
+	if (c < 0 || write(c, grant, sizeof(grant) - 1) < 0 || read(go, &b, 1) != 1 ||
+	    write(c, lost, sizeof(lost) - 1) < 0)
+		_exit(1);
+	while (read(c, buf, sizeof(buf)) > 0)
+		;
+	_exit(0);
+}
+
+/* That fake on path; its pid, and the pipe that tells it to go on *go. */
+static pid_t fake_cluster_haspd(const char *path, int *go)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int srv = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), p[2];
+	pid_t pid;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ck_assert_int_ge(srv, 0);
+	ck_assert_int_eq(bind(srv, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(srv, 1), 0);
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[1]);
+		fake_cluster_serve(srv, p[0]);
+	}
+	close(srv);
+	close(p[0]);
+	*go = p[1];
+	return pid;
+}
+
+/* A cluster key's lease lost in etcd (the lost event of a haspd in
+ * cluster mode): hasp says so and stops the command, as for a revoke. */
+START_TEST(a_lease_lost_in_etcd_stops_the_command)
+{
+	char path[sizeof(daemon_.dir) + 16], out[4096] = "";
+	char *args[] = { "hasp", "--socket", path, "lock", "-k", "cluster/x", "-c",
+			 "trap 'echo got TERM; exit 0' TERM; echo $$ >&3; "
+			 "while :; do sleep 0.05; done", NULL };
+	int go, fd, status;
+	pid_t fake, hasp, cmd;
+
+	snprintf(path, sizeof(path), "%s/fake.sock", daemon_.dir);
+	fake = fake_cluster_haspd(path, &go);
+	hasp = spawn_lock(args, &cmd, &fd);
+	ck_assert_int_eq(write(go, "g", 1), 1);
+	status = wait_child(hasp, 10000);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 75);
+	wait_output(fd, "\x01", 5000, out, sizeof(out)); /* up to EOF */
+	ck_assert_msg(strstr(out, "got TERM"), "the command did not see SIGTERM: %s", out);
+	ck_assert_msg(strstr(out, "'cluster/x' was lost: haspd could not keep it in etcd"), "%s",
+		      out);
+	ck_assert_int_eq(WEXITSTATUS(wait_child(fake, 5000)), 0);
+	close(fd);
+	close(go);
+}
+END_TEST
+
 /* hasp lock says who it is: the list names it. */
 START_TEST(the_list_names_hasp_lock)
 {
@@ -377,6 +465,7 @@ static Suite *cli_flock_suite(void)
 	tcase_add_test(tc, no_fork_runs_the_command_in_hasps_place);
 	tcase_add_test(tc, installed_as_flock_it_is_flock);
 	tcase_add_test(tc, a_lost_lease_stops_the_command);
+	tcase_add_test(tc, a_lease_lost_in_etcd_stops_the_command);
 	tcase_add_test(tc, the_list_names_hasp_lock);
 	suite_add_tcase(s, tc);
 	return s;

@@ -52,7 +52,8 @@ static void on_unwanted_lease(void *arg, json_t *reply, const char *error)
 	(void)error;
 }
 
-/* The checkout could not be made: answered so, its key deleted. */
+/* The checkout could not be made, or is given up: answered so (if anyone
+ * still asks), its keys deleted (its own lease's revoke takes both). */
 static void detach_failed(struct cl_lock *l, const char *why)
 {
 	json_t *body = l->co_lease ? json_pack("{s:o}", "ID", etcd_int(l->co_lease)) : NULL;
@@ -70,6 +71,10 @@ static void on_detached(void *arg, json_t *reply, const char *error)
 	json_t *body;
 
 	l->call = NULL;
+	if (l->abandoned) {
+		detach_failed(l, NULL);
+		return;
+	}
 	if (error || !json_is_true(json_object_get(reply, "succeeded"))) {
 		detach_failed(l, error ? error : "unavailable: the request's key was deleted (revoked) "
 			      "before it could be checked out");
@@ -123,6 +128,10 @@ static void on_co_lease(void *arg, json_t *reply, const char *error)
 
 	l->call = NULL;
 	l->co_lease = error ? 0 : etcd_get_int(reply, "ID", 0);
+	if (l->abandoned) {
+		detach_failed(l, NULL);
+		return;
+	}
 	if (!l->co_lease) {
 		detach_failed(l, error ? error : "unavailable: etcd granted no lease");
 		return;
@@ -241,10 +250,8 @@ static bool token_query(struct session *s, const struct proto_request *req,
 		return false;
 	hex_of(t->token, PROTO_TOKEN_LEN, hex);
 	q = cl_query_new(s, req->id, hex, TOKEN_HEX, t->key ? t->key : "", t->key ? t->key_len : 0);
-	if (!q) {
-		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
-		return true;
-	}
+	if (!q)
+		return true; /* answered */
 	if (t->key) {
 		q->key = q->text + TOKEN_HEX + 1;
 		q->key_len = t->key_len;

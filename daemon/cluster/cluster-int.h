@@ -29,18 +29,22 @@ enum cl_state {
 struct cl_lock {
 	struct cluster *c;
 	struct session *s;      /* NULL once its session ended */
+	struct user *payer;     /* its uid's, charged one file (its watch) */
 	struct list slink;      /* in s->cluster_locks */
 	struct list clink;      /* in cluster.locks or cluster.parked */
 	enum cl_state state;
 	uint64_t lease;         /* its lease id, from the lock table's ids */
 	int64_t tag;            /* the acquire's request id */
 	int64_t release_id;     /* a release waiting for the delete, or 0 */
+	bool release_by_key;    /* which named the key: its reply names the lease */
 	bool shared;
 	int64_t timeout_ms;     /* -1: forever */
 	uint64_t deadline_us;   /* then, on the monotonic clock read at the request */
 	int64_t ttl_ms;         /* a checkout's TTL, or 0 */
 	bool detach;            /* to be checked out once held */
 	int64_t co_lease;       /* then: the etcd lease of its own */
+	bool abandoned;         /* cancelled, or its session or haspd's lease ended,
+				 * while being checked out: given up */
 	char token[33];         /* and its token, hex */
 	int64_t etcd_lease;     /* the etcd lease its key is bound to */
 	char *key;              /* the lock's key (NUL-terminated) */
@@ -74,6 +78,7 @@ struct cluster {
 	struct etcd_call *keeping;   /* a keepalive in flight */
 	uint64_t lease_ok_us;   /* when etcd last said it lives (monotonic) */
 	uint64_t grant_tried_us; /* when one was last asked for */
+	uint64_t keep_sent_us;  /* when the keepalive in flight was sent */
 	bool grant_failing;     /* the last ask failed (logged once) */
 	struct loop_event *tick;    /* cl_lease_tick() */
 	struct list locks;      /* cl_lock.clink, not parked */
@@ -127,7 +132,10 @@ struct cl_query {
 	int64_t etcd_lease;     /* a checkout's */
 	json_t *reply;          /* what to answer, built along the way */
 };
-/* A query of s's owning a copy of a and b (text: a, NUL, b, NUL). */
+/* Queries a session may have in flight. */
+#define CL_QUERIES_MAX 8
+/* A query of s's owning a copy of a and b (text: a, NUL, b, NUL); NULL,
+ * with the error answered (limit, or out of memory), when it cannot be. */
 struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size_t alen,
 			      const char *b, size_t blen);
 /* Posts body to path with cb(q); answers internal and frees q when it

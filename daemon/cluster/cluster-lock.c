@@ -63,15 +63,24 @@ static void cl_lock_unlink(struct cl_lock *l)
 {
 	if (!l->s)
 		return;
+	/* A release waiting for its delete is done: the key is deleted, or
+	 * goes with the etcd lease it was bound to. */
+	if (l->release_id && l->release_by_key)
+		reply_ok(l->s, l->release_id, json_pack("{s:I}", "lease", (json_int_t)l->lease));
+	else if (l->release_id)
+		reply_ok_empty(l->s, l->release_id);
+	l->release_id = 0;
 	list_del(&l->slink);
 	l->s->ncluster--;
-	users_refund_file(&l->c->d->users, l->s->user);
 	l->s = NULL;
 }
 
 static void cl_lock_free(struct cl_lock *l)
 {
 	cl_lock_unlink(l);
+	/* Counted until its last call to etcd is answered (or forgotten). */
+	if (l->payer)
+		users_refund_file(&l->c->d->users, l->payer);
 	list_del(&l->clink);
 	if (l->call)
 		etcd_call_forget(l->call);
@@ -116,6 +125,16 @@ void cl_lock_fail(struct cl_lock *l, int code, const char *msg)
 		reply_error(l->s, true, l->tag, code, msg, NULL);
 }
 
+/* The first ERROR_HOLDERS_MAX of holders (none read yet: none). */
+static json_t *error_holders(const json_t *holders)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < json_array_size(holders) && i < ERROR_HOLDERS_MAX; i++)
+		json_array_append(a, json_array_get(holders, i));
+	return a;
+}
+
 /* busy or timeout: the message and holders name who is in the way. */
 static void cl_lock_conflict(struct cl_lock *l, int code)
 {
@@ -128,7 +147,7 @@ static void cl_lock_conflict(struct cl_lock *l, int code)
 		snprintf(msg, sizeof(msg), "timed out after %" PRId64 " ms: '%.1024s' is %s",
 			 l->timeout_ms, l->key, held);
 	if (l->s)
-		reply_error(l->s, true, l->tag, code, msg, json_incref(l->holders));
+		reply_error(l->s, true, l->tag, code, msg, error_holders(l->holders));
 }
 
 void cl_lock_tell(struct cl_lock *l, const char *event, const char *why)
@@ -254,10 +273,14 @@ static const struct etcd_watch_ops watch_ops = { on_watched_delete, on_watch_end
 static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t since)
 {
 	l->watch = etcd_watch(l->c->etcd, ekey, len, since, &watch_ops, l);
-	if (!l->watch && l->state != CL_HELD) {
-		cl_lock_fail(l, HASP_E_INTERNAL, "out of memory");
-		cl_lock_end(l);
+	if (l->watch)
+		return;
+	if (l->state == CL_HELD) {
+		arm_timer(l, DELETE_RETRY_MS); /* read and watched again then */
+		return;
 	}
+	cl_lock_fail(l, HASP_E_INTERNAL, "out of memory");
+	cl_lock_end(l);
 }
 
 /* ---- reading the lock's requests ---- */
@@ -426,10 +449,8 @@ static void on_deleted(void *arg, json_t *reply, const char *error)
 
 	(void)reply;
 	l->call = NULL;
-	if (l->release_id && l->s) {
-		reply_ok_empty(l->s, l->release_id);
-		l->release_id = 0;
-	}
+	log_debug("cluster: the delete of lease %" PRIu64 "'s key on '%s': %s", l->lease, l->key,
+		  error ? error : "done");
 	cl_lock_unlink(l);
 	/* A key bound to an etcd lease that is no longer haspd's goes with it. */
 	if (error && l->etcd_lease == l->c->lease) {
@@ -455,8 +476,10 @@ void cl_lock_end(struct cl_lock *l)
 	enum cl_state was = l->state;
 
 	if (was == CL_ENDING || was == CL_DETACHING) {
-		/* Its session ends before its delete; or it is granted, and
-		 * a checkout now, whether its session hears or not. */
+		/* Its session ends before its delete; or it is being checked
+		 * out for a session that will never hear its token: the
+		 * checkout is given up when etcd answers (checkout.c). */
+		l->abandoned = was == CL_DETACHING;
 		cl_lock_unlink(l);
 		return;
 	}

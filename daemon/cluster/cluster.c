@@ -76,7 +76,7 @@ void cluster_stop(struct haspd *d)
 	if (!c)
 		return;
 	body = c->lease ? json_pack("{s:o}", "ID", etcd_int(c->lease)) : NULL;
-	if (body && etcd_post(c->etcd, "/v3/lease/revoke", body, on_stop_revoked, c)) {
+	if (body && etcd_post_urgent(c->etcd, "/v3/lease/revoke", body, 1000, on_stop_revoked, c)) {
 		event_base_loopexit(d->base, &second);
 		event_base_dispatch(d->base);
 	}
@@ -217,6 +217,7 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	l->s = s;
 	list_add_tail(&s->cluster_locks, &l->slink);
 	s->ncluster++;
+	l->payer = s->user;
 	users_charge_file(&s->d->users, s->user);
 	if (l->timeout_ms > 0) {
 		l->deadline_us = cl_mono_us() + (uint64_t)l->timeout_ms * 1000;
@@ -275,6 +276,7 @@ bool cluster_release(struct session *s, const struct proto_request *req)
 	if (!l)
 		return false;
 	l->release_id = req->id;
+	l->release_by_key = !req->release.lease;
 	cl_event_ended(l, "release");
 	cl_lock_end(l);
 	return true;

@@ -7,7 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -18,6 +21,10 @@
 
 /* One attempt on one endpoint waits this long at most. */
 #define ATTEMPT_MS 2000
+/* Calls at once (each on a connection of its own); the rest queue. The
+ * lease's own calls may take a few more. */
+#define BUSY_MAX 32
+#define URGENT_RESERVE 4
 /* After every endpoint failed in a row, the next round waits this long. */
 #define ROUND_PAUSE_MS 100
 /* Idle connections kept for the next calls; more are closed. */
@@ -42,9 +49,14 @@ struct etcd_call {
 	uint64_t deadline_us;
 	unsigned failures;          /* attempts failed in a row */
 	char why[160];              /* the last failure */
+	unsigned timeout_ms;        /* its bound, from its start */
+	bool urgent;                /* ahead of the queue, with a reserve */
+	bool started;               /* holds one of etcd.busy's places */
+	bool sending;               /* inside evhttp_make_request() */
+	bool failed_in_send;        /* and evhttp said it failed, from inside */
 	struct econn *conn;         /* the attempt's, while it is made */
 	struct loop_event *retry;
-	struct list link;           /* in etcd.calls */
+	struct list link;           /* in etcd.queue until started, then etcd.calls */
 };
 
 struct etcd_watch {
@@ -58,7 +70,10 @@ struct etcd_watch {
 	const struct etcd_watch_ops *ops;
 	void *arg;
 	bool done;                  /* told its end, or cancelled */
+	bool sending;               /* inside evhttp_make_request() */
+	bool failed_in_send;        /* and evhttp said it failed, from inside */
 	struct list link;           /* in etcd.watches, then etcd.dead_watches */
+	struct list end_link;       /* in etcd.ending: to be told it ended */
 };
 
 struct etcd {
@@ -69,10 +84,14 @@ struct etcd {
 	struct list idle;           /* econn.link: connections to reuse */
 	size_t nidle;
 	struct list dead;           /* econn.link: to free outside their callbacks */
-	struct list calls;          /* etcd_call.link */
+	struct list calls;          /* etcd_call.link: started */
+	struct list queue;          /* etcd_call.link: waiting for a place */
+	size_t busy;                /* calls started: each has a connection */
 	struct list watches;        /* etcd_watch.link */
 	struct list dead_watches;
-	struct loop_event *sweep;   /* frees the dead */
+	struct list ending;         /* etcd_watch.end_link: failed as they were made */
+	struct evdns_base *dns;     /* for endpoints given by name, else NULL */
+	struct loop_event *sweep;   /* frees the dead, tells the ending */
 	uint64_t calls_total, errors_total;
 };
 
@@ -96,7 +115,7 @@ static void set_timeout_ms(struct evhttp_connection *evcon, uint64_t ms)
 static struct evhttp_connection *evcon_new(struct etcd *e, size_t ep)
 {
 	struct evhttp_connection *evcon = evhttp_connection_base_new(
-		e->loop->base, NULL, e->eps[ep].host, e->eps[ep].port);
+		e->loop->base, e->dns, e->eps[ep].host, e->eps[ep].port);
 
 	if (evcon)
 		evhttp_connection_set_retries(evcon, 0);
@@ -153,11 +172,20 @@ static void watch_free(struct etcd_watch *w)
 	free(w);
 }
 
+static void watch_end(struct etcd_watch *w, const char *why);
+
 static void sweep(void *arg)
 {
 	struct etcd *e = arg;
 	struct list *pos, *tmp;
 
+	while (!list_empty(&e->ending)) {
+		struct etcd_watch *w = container_of(e->ending.next, struct etcd_watch, end_link);
+
+		list_del(&w->end_link);
+		list_init(&w->end_link);
+		watch_end(w, "the watch's connection could not be made");
+	}
 	list_foreach_safe(pos, tmp, &e->dead) {
 		struct econn *k = container_of(pos, struct econn, link);
 
@@ -175,12 +203,20 @@ static void sweep(void *arg)
 
 /* ---- unary calls ---- */
 
+static void call_next(struct etcd *e);
+
 static void call_free(struct etcd_call *c)
 {
+	struct etcd *e = c->e;
+
 	list_del(&c->link);
 	loop_event_free(c->retry);
 	free(c->path);
 	free(c->body);
+	if (c->started) {
+		e->busy--;
+		call_next(e);
+	}
 	free(c);
 }
 
@@ -205,42 +241,48 @@ static void add_headers(struct evhttp_request *req, const struct endpoint *ep)
 	evhttp_add_header(h, "Content-Type", "application/json");
 }
 
-/* One attempt on the current endpoint; false when it could not be made. */
-static bool call_send(struct etcd_call *c)
+static void call_failed(struct etcd_call *c, size_t ep, const char *why);
+
+/* One attempt on the current endpoint. evhttp may fail it from inside
+ * evhttp_make_request() (a connect that fails at once): then, as when it
+ * cannot be made, it fails here, once, and is tried again later. */
+static void call_send(struct etcd_call *c)
 {
 	struct etcd *e = c->e;
 	uint64_t now = mono_us(), left = c->deadline_us > now ? (c->deadline_us - now) / 1000 : 1;
-	struct evhttp_request *req;
 	struct econn *k = econn_take(e);
+	struct evhttp_request *req = k ? evhttp_request_new(on_call_reply, c) : NULL;
+	size_t ep = k ? k->ep : e->cur;
+	int r = -1;
 
-	if (!k)
-		return false;
-	req = evhttp_request_new(on_call_reply, c);
-	if (!req) {
-		econn_bury(e, k);
-		return false;
+	if (req) {
+		add_headers(req, &e->eps[k->ep]);
+		set_timeout_ms(k->evcon, left < ATTEMPT_MS ? (left ? left : 1) : ATTEMPT_MS);
+		if (evbuffer_add(evhttp_request_get_output_buffer(req), c->body, c->len) < 0) {
+			evhttp_request_free(req);
+		} else {
+			c->conn = k;
+			c->sending = true;
+			r = evhttp_make_request(k->evcon, req, EVHTTP_REQ_POST, c->path);
+			c->sending = false;
+		}
 	}
-	add_headers(req, &e->eps[k->ep]);
-	set_timeout_ms(k->evcon, left < ATTEMPT_MS ? (left ? left : 1) : ATTEMPT_MS);
-	if (evbuffer_add(evhttp_request_get_output_buffer(req), c->body, c->len) < 0 ||
-	    evhttp_make_request(k->evcon, req, EVHTTP_REQ_POST, c->path) < 0) {
+	if (r == 0 && !c->failed_in_send)
+		return;
+	c->failed_in_send = false;
+	c->conn = NULL;
+	if (k)
 		econn_bury(e, k);
-		return false;
-	}
-	c->conn = k;
-	return true;
+	call_failed(c, ep, k ? "could not connect" : "out of memory or descriptors");
 }
 
 static void call_retry(void *arg)
 {
-	struct etcd_call *c = arg;
-
-	if (!call_send(c))
-		call_finish(c, NULL, "unavailable: out of memory for a call to etcd");
+	call_send(arg);
 }
 
-/* The attempt failed on the current endpoint: the next, now or (after a
- * whole round) a little later, or the end when time is up. */
+/* The attempt failed on the current endpoint: the next, a moment later
+ * (after a whole round, a little more), or the end when time is up. */
 static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 {
 	struct etcd *e = c->e;
@@ -256,13 +298,13 @@ static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 		pause = ROUND_PAUSE_MS * 1000;
 	if (now + pause >= c->deadline_us) {
 		snprintf(msg, sizeof(msg), "unavailable: no etcd endpoint answered within %u ms "
-			 "(last: %s)", e->call_ms, c->why);
+			 "(last: %s)", c->timeout_ms, c->why);
 		call_finish(c, NULL, msg);
 		return;
 	}
+	/* Never at once: call_send() may be inside etcd_post(). */
 	tv = (struct timeval){ .tv_sec = 0, .tv_usec = (suseconds_t)pause };
-	if ((!c->retry && !(c->retry = loop_event_new(e->loop, -1, 0, call_retry, c))) ||
-	    loop_event_add(c->retry, &tv) < 0)
+	if (loop_event_add(c->retry, &tv) < 0)
 		call_finish(c, NULL, "unavailable: out of memory for a call to etcd");
 }
 
@@ -288,26 +330,27 @@ static void call_replied(void *arg)
 {
 	struct reply_ctx *r = arg;
 	struct etcd_call *c = r->c;
+	struct etcd *e = c->e;
 	struct econn *k = c->conn;
 	int code = r->req ? evhttp_request_get_response_code(r->req) : 0;
 	struct evbuffer *in;
 	json_t *body = NULL;
 	char why[256];
 
+	c->conn = NULL;
 	if (code == 0) {
-		econn_bury(c->e, k);
+		econn_bury(e, k);
 		call_failed(c, k->ep, "no reply (refused, reset or timed out)");
 		return;
 	}
 	in = evhttp_request_get_input_buffer(r->req);
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, NULL);
-	if (c->e->nidle < IDLE_MAX) {
-		list_add_tail(&c->e->idle, &k->link);
-		c->e->nidle++;
+	if (e->nidle < IDLE_MAX) {
+		list_add_tail(&e->idle, &k->link);
+		e->nidle++;
 	} else {
-		econn_bury(c->e, k);
+		econn_bury(e, k);
 	}
-	c->conn = NULL;
 	if (code == 200 && json_is_object(body)) {
 		call_finish(c, body, NULL);
 	} else {
@@ -322,13 +365,44 @@ static void call_replied(void *arg)
 
 static void on_call_reply(struct evhttp_request *req, void *arg)
 {
-	struct reply_ctx r = { arg, req };
+	struct etcd_call *c = arg;
+	struct reply_ctx r = { c, req };
 
-	loop_call(((struct etcd_call *)arg)->e->loop, call_replied, &r);
+	if (c->sending) {
+		c->failed_in_send = true; /* call_send() goes on */
+		return;
+	}
+	loop_call(c->e->loop, call_replied, &r);
 }
 
-struct etcd_call *etcd_post(struct etcd *e, const char *path, json_t *body, etcd_done_fn cb,
-			    void *arg)
+/* Starts c: it takes a place and its first attempt is made. */
+static void call_start(struct etcd_call *c)
+{
+	struct etcd *e = c->e;
+
+	list_del(&c->link);
+	list_add_tail(&e->calls, &c->link);
+	c->started = true;
+	e->busy++;
+	c->deadline_us = mono_us() + (uint64_t)c->timeout_ms * 1000;
+	e->calls_total++;
+	call_send(c);
+}
+
+/* The queue's first call, if a place is free. */
+static void call_next(struct etcd *e)
+{
+	struct etcd_call *c;
+
+	if (list_empty(&e->queue))
+		return;
+	c = container_of(e->queue.next, struct etcd_call, link);
+	if (e->busy < BUSY_MAX || (c->urgent && e->busy < BUSY_MAX + URGENT_RESERVE))
+		call_start(c);
+}
+
+static struct etcd_call *call_new(struct etcd *e, const char *path, json_t *body,
+				  unsigned timeout_ms, bool urgent, etcd_done_fn cb, void *arg)
 {
 	struct etcd_call *c = calloc(1, sizeof(*c));
 
@@ -339,22 +413,45 @@ struct etcd_call *etcd_post(struct etcd *e, const char *path, json_t *body, etcd
 	c->e = e;
 	c->cb = cb;
 	c->arg = arg;
+	c->timeout_ms = timeout_ms;
+	c->urgent = urgent;
 	c->path = strdup(path);
 	c->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
-	list_add_tail(&e->calls, &c->link);
 	if (!c->path || !c->body) {
-		call_free(c);
+		free(c->path);
+		free(c->body);
+		free(c);
 		return NULL;
 	}
 	c->len = strlen(c->body);
-	c->deadline_us = mono_us() + (uint64_t)e->call_ms * 1000;
-	e->calls_total++;
-	if (!call_send(c)) {
-		call_free(c);
+	/* Queued (an urgent one first); started now if a place is free. The
+	 * first attempt is made from here: its callback comes later. */
+	c->retry = loop_event_new(e->loop, -1, 0, call_retry, c);
+	if (!c->retry) {
+		free(c->path);
+		free(c->body);
+		free(c);
 		return NULL;
 	}
+	if (urgent)
+		list_add_tail(e->queue.next, &c->link);
+	else
+		list_add_tail(&e->queue, &c->link);
+	call_next(e);
 	return c;
+}
+
+struct etcd_call *etcd_post(struct etcd *e, const char *path, json_t *body, etcd_done_fn cb,
+			    void *arg)
+{
+	return call_new(e, path, body, e->call_ms, false, cb, arg);
+}
+
+struct etcd_call *etcd_post_urgent(struct etcd *e, const char *path, json_t *body,
+				   unsigned timeout_ms, etcd_done_fn cb, void *arg)
+{
+	return call_new(e, path, body, timeout_ms, true, cb, arg);
 }
 
 void etcd_call_forget(struct etcd_call *c)
@@ -489,6 +586,10 @@ static void on_watch_done(struct evhttp_request *req, void *arg)
 {
 	struct chunk_ctx ctx = { arg, req };
 
+	if (ctx.w->sending) {
+		ctx.w->failed_in_send = true; /* etcd_watch() goes on */
+		return;
+	}
 	if (!ctx.w->done)
 		loop_call(ctx.w->e->loop, watch_closed, &ctx);
 }
@@ -510,10 +611,14 @@ static int watch_send(struct etcd_watch *w)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Grpc-Metadata-hasleader",
 				  "true");
 		evhttp_request_set_chunked_cb(req, on_watch_chunk);
-		if (evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text)) == 0)
+		if (evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text)) == 0) {
+			w->sending = true;
 			r = evhttp_make_request(w->evcon, req, EVHTTP_REQ_POST, "/v3/watch");
-		else
+			w->sending = false;
+			r = r < 0 || w->failed_in_send ? -1 : 0;
+		} else {
 			evhttp_request_free(req);
+		}
 	}
 	free(text);
 	return r;
@@ -530,6 +635,7 @@ struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64
 	w->ops = ops;
 	w->arg = arg;
 	w->since = since;
+	list_init(&w->end_link);
 	w->len = len;
 	w->key = malloc(len ? len : 1);
 	if (w->key)
@@ -539,10 +645,15 @@ struct etcd_watch *etcd_watch(struct etcd *e, const void *key, size_t len, int64
 	list_add_tail(&e->watches, &w->link);
 	if (w->evcon)
 		evhttp_connection_set_timeout(w->evcon, WATCH_TIMEOUT_S);
-	if (!w->key || !w->acc || !w->evcon || watch_send(w) < 0) {
+	if (!w->key || !w->acc || !w->evcon) {
 		list_del(&w->link);
 		watch_free(w);
 		return NULL;
+	}
+	if (watch_send(w) < 0) {
+		/* Told later, never from inside this call. */
+		list_add_tail(&e->ending, &w->end_link);
+		sweep_soon(e);
 	}
 	return w;
 }
@@ -551,6 +662,8 @@ struct etcd_watch *etcd_watch_cancel(struct etcd_watch *w)
 {
 	if (!w)
 		return NULL;
+	if (!list_empty(&w->end_link))
+		list_del(&w->end_link);
 	w->done = true;
 	if (w->check)
 		etcd_call_forget(w->check);
@@ -561,6 +674,17 @@ struct etcd_watch *etcd_watch_cancel(struct etcd_watch *w)
 }
 
 /* ---- the client ---- */
+
+static bool numeric_endpoints(const struct etcd *e)
+{
+	unsigned char addr[16];
+
+	for (size_t i = 0; i < e->n; i++)
+		if (inet_pton(AF_INET, e->eps[i].host, addr) != 1 &&
+		    inet_pton(AF_INET6, e->eps[i].host, addr) != 1)
+			return false;
+	return true;
+}
 
 struct etcd *etcd_new(struct loop *loop, const struct endpoint *eps, size_t n, unsigned ttl_s)
 {
@@ -575,6 +699,8 @@ struct etcd *etcd_new(struct loop *loop, const struct endpoint *eps, size_t n, u
 	list_init(&e->idle);
 	list_init(&e->dead);
 	list_init(&e->calls);
+	list_init(&e->queue);
+	list_init(&e->ending);
 	list_init(&e->watches);
 	list_init(&e->dead_watches);
 	e->sweep = loop_event_new(loop, -1, 0, sweep, e);
@@ -582,6 +708,10 @@ struct etcd *etcd_new(struct loop *loop, const struct endpoint *eps, size_t n, u
 		free(e);
 		return NULL;
 	}
+	/* A name is looked up without blocking the loop; a numeric address
+	 * needs no resolver. */
+	if (!numeric_endpoints(e))
+		e->dns = evdns_base_new(loop->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	return e;
 }
 
@@ -591,11 +721,14 @@ void etcd_free(struct etcd *e)
 
 	if (!e)
 		return;
+	list_foreach_safe(pos, tmp, &e->queue)
+		call_free(container_of(pos, struct etcd_call, link));
 	list_foreach_safe(pos, tmp, &e->calls) {
 		struct etcd_call *c = container_of(pos, struct etcd_call, link);
 
 		if (c->conn)
 			econn_bury(e, c->conn);
+		c->started = false; /* no next to start */
 		call_free(c);
 	}
 	list_foreach_safe(pos, tmp, &e->watches)
@@ -606,6 +739,8 @@ void etcd_free(struct etcd *e)
 	}
 	sweep(e);
 	loop_event_free(e->sweep);
+	if (e->dns)
+		evdns_base_free(e->dns, 0);
 	free(e);
 }
 

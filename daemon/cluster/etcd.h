@@ -28,10 +28,16 @@ typedef void (*etcd_done_fn)(void *arg, json_t *reply, const char *error);
 struct etcd *etcd_new(struct loop *loop, const struct endpoint *eps, size_t n, unsigned ttl_s);
 void etcd_free(struct etcd *e);
 
-/* POSTs body (consumed) to path ("/v3/kv/txn"). cb is called once, later,
- * unless the call is forgotten. NULL on ENOMEM (cb is never called). */
+/* POSTs body (consumed) to path ("/v3/kv/txn"). cb is called once, later
+ * (never from inside this call), unless the call is forgotten. At most
+ * BUSY_MAX calls are made at once, each on a connection of its own; the
+ * rest wait their turn. NULL on ENOMEM (cb is never called). */
 struct etcd_call *etcd_post(struct etcd *e, const char *path, json_t *body, etcd_done_fn cb,
 			    void *arg);
+/* The same for haspd's lease (grant, keepalive, revoke): ahead of every
+ * queued call, with a few places of its own, failing after timeout_ms. */
+struct etcd_call *etcd_post_urgent(struct etcd *e, const char *path, json_t *body,
+				   unsigned timeout_ms, etcd_done_fn cb, void *arg);
 /* cb will not be called; the call goes on, unanswered. */
 void etcd_call_forget(struct etcd_call *c);
 

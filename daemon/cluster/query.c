@@ -20,6 +20,7 @@
 
 void cl_query_free(struct cl_query *q)
 {
+	q->s->ncluster_queries--;
 	list_del(&q->link);
 	if (q->call)
 		etcd_call_forget(q->call);
@@ -37,15 +38,24 @@ void cluster_queries_end(struct session *s)
 struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size_t alen,
 				  const char *b, size_t blen)
 {
-	struct cl_query *q = calloc(1, sizeof(*q));
+	struct cl_query *q;
+	char msg[160];
 
-	if (!q)
-		return NULL;
-	q->text = malloc(alen + blen + 2);
-	if (!q->text) {
-		free(q);
+	if (s->ncluster_queries >= CL_QUERIES_MAX) {
+		snprintf(msg, sizeof(msg), "this session has %u requests to etcd in flight (list, "
+			 "revoke, checkin or renew of cluster keys), the limit", CL_QUERIES_MAX);
+		reply_error(s, true, id, HASP_E_LIMIT, msg, NULL);
 		return NULL;
 	}
+	q = calloc(1, sizeof(*q));
+	if (q)
+		q->text = malloc(alen + blen + 2);
+	if (!q || !q->text) {
+		free(q);
+		reply_error(s, true, id, HASP_E_INTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	s->ncluster_queries++;
 	memcpy(q->text, a, alen);
 	q->text[alen] = '\0';
 	memcpy(q->text + alen + 1, b, blen);
@@ -140,6 +150,21 @@ static json_t *merge_page(json_t *local, json_t *cl, bool cl_more, int64_t limit
 	return o;
 }
 
+/* How many of v's n requests make whole locks: when etcd had more, the
+ * last lock may have more requests than came, and is left for the next
+ * page (unless it is the only one). */
+static size_t whole_locks(const struct kv_req *v, size_t n, bool more)
+{
+	size_t last = n - 1;
+
+	if (!more)
+		return n;
+	while (last > 0 && v[last - 1].key_len == v[n - 1].key_len &&
+	       memcmp(v[last - 1].key, v[n - 1].key, v[n - 1].key_len) == 0)
+		last--;
+	return last > 0 ? last : n;
+}
+
 static void on_list(void *arg, json_t *reply, const char *error)
 {
 	struct cl_query *q = arg;
@@ -147,13 +172,14 @@ static void on_list(void *arg, json_t *reply, const char *error)
 	json_t *local = report_list(s->d, &q->args), *cl = NULL, *page = NULL;
 	struct kv_req *v = NULL;
 	long n = error ? 0 : kv_parse(reply, &v);
+	bool more = json_is_true(json_object_get(reply, "more"));
+	size_t whole = n > 0 ? whole_locks(v, (size_t)n, more) : 0;
 
 	q->call = NULL;
 	if (n >= 0 && local)
-		cl = cluster_resources(v, (size_t)n, s->d->lt.wall_us);
+		cl = cluster_resources(v, whole, s->d->lt.wall_us);
 	if (cl)
-		page = merge_page(local, cl, json_is_true(json_object_get(reply, "more")),
-				  q->args.limit);
+		page = merge_page(local, cl, more, q->args.limit);
 	if (page && (error || n < 0))
 		json_object_set_new(page, "unavailable", json_string(error ? error :
 			"etcd's reply could not be read"));
@@ -196,21 +222,21 @@ bool cluster_list(struct session *s, const struct proto_request *req)
 	if (!c || !list_reaches(c, a, &p, &plen))
 		return false;
 	q = cl_query_new(s, req->id, a->prefix ? a->prefix : "", a->prefix ? a->prefix_len : 0,
-		      a->after ? a->after : "", a->after ? a->after_len : 0);
+			 a->after ? a->after : "", a->after ? a->after_len : 0);
+	if (!q)
+		return true; /* answered */
 	ep = kv_lock_prefix(p, plen, false, &elen);
 	/* After the cursor: past its key's requests (they follow its NUL). */
-	from = a->after && q ? kv_lock_prefix(a->after, a->after_len, true, &flen) : NULL;
+	from = a->after ? kv_lock_prefix(a->after, a->after_len, true, &flen) : NULL;
 	if (from && memcmp(from, ep, flen < elen ? flen : elen) >= 0)
 		from[flen - 1] = '\1';
 	else if (from) {
 		free(from);
 		from = NULL;
 	}
-	if (!q || !ep) {
-		free(ep);
+	if (!ep) {
 		free(from);
-		if (q)
-			cl_query_free(q);
+		cl_query_free(q);
 		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
 		return true;
 	}
@@ -313,9 +339,10 @@ void cluster_revoke_key(struct session *s, const struct proto_request *req)
 	size_t plen;
 	char *p = q ? kv_lock_prefix(req->revoke.key, req->revoke.key_len, true, &plen) : NULL;
 
+	if (!q)
+		return; /* answered */
 	if (!p) {
-		if (q)
-			cl_query_free(q);
+		cl_query_free(q);
 		reply_error(s, true, req->id, HASP_E_INTERNAL, "out of memory", NULL);
 		return;
 	}

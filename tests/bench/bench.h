@@ -64,6 +64,21 @@ void *shared_page(void);
 void run_in_child(void (*fn)(void *), void *arg, pid_t *pid);
 void wait_all(pid_t *pids, size_t n);
 
+/* ---- servers (spawn.c) ---- */
+
+/* haspd on socket with extra flags (NULL-terminated, or NULL), accepting
+ * connections: its pid, or -1 when it exited or did not listen in 5 s. */
+pid_t spawn_haspd(const char *haspd, const char *socket, const char *const *extra);
+/* A one-member etcd on free 127.0.0.1 ports, its data and log in dir,
+ * serving its gateway: its pid and HOST:PORT in endpoint, or -1. */
+pid_t spawn_etcd(const char *etcd, const char *dir, char *endpoint, size_t size);
+/* A loopback port nothing listens on now, or -errno. */
+int spawn_free_port(void);
+/* Whether name is an executable in $PATH, its path in path. */
+bool spawn_find(const char *name, char *path, size_t size);
+/* SIGTERM, then reaped; nothing for pid <= 0. */
+void spawn_stop(pid_t pid);
+
 /* ---- load (load.c) ---- */
 
 /* Closed-loop acquire+release pairs on distinct keys from clients
@@ -95,3 +110,9 @@ void bench_fairness(const struct bench_opts *o);
 void bench_deadlock(const struct bench_opts *o, double rt);
 /* watch.c */
 void bench_watch(const struct bench_opts *o);
+/* cluster.c: two haspd through one etcd, against etcd's own lock. */
+void bench_cluster(const struct bench_opts *o);
+/* gateway.c, for cluster.c: etcd's gateway at endpoint (HOST:PORT): (e) n
+ * ranges; (h) n deletes and (i) their watch events' lag. */
+void gateway_range(const char *endpoint, int n);
+void gateway_watch(const char *endpoint, int n);

@@ -1,13 +1,10 @@
 /* hasp-bench: measures hasp against the physical limits, in one run. */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,11 +20,13 @@ static const char usage[] =
 	"  --json         machine-readable output\n"
 	"  --only GROUPS  only these groups, a comma list of baselines, uncontended,\n"
 	"                 handoff, throughput, pipelined, scale, sessions, fairness,\n"
-	"                 deadlock, watch (default: all); a group that reports a\n"
+	"                 deadlock, watch, cluster (default: all); a group that reports a\n"
 	"                 ratio to a baseline measures that baseline too, and scale\n"
 	"                 measures uncontended\n"
 	"  --socket PATH  measure a running haspd instead of starting one\n"
 	"  --haspd PATH   the haspd to start (default: $HASPD, else build/daemon/haspd)\n"
+	"cluster starts an etcd found in $PATH and two more haspd of --haspd in\n"
+	"cluster mode; without etcd it reports itself skipped.\n"
 	"Scratch files go in a new directory in $TMPDIR (default /tmp).\n";
 
 /* The groups of measurements, in the order they run. */
@@ -42,12 +41,13 @@ enum group {
 	G_FAIRNESS = 1 << 7,
 	G_DEADLOCK = 1 << 8,
 	G_WATCH = 1 << 9,
-	G_ALL = (1 << 10) - 1,
+	G_CLUSTER = 1 << 10,
+	G_ALL = (1 << 11) - 1,
 };
 
 static const char *const group_names[] = {
 	"baselines", "uncontended", "handoff", "throughput", "pipelined", "scale", "sessions",
-	"fairness", "deadlock", "watch",
+	"fairness", "deadlock", "watch", "cluster",
 };
 
 /* A comma list of group names: their bits, or -1 after naming an unknown one. */
@@ -109,32 +109,14 @@ static int parse(int argc, char **argv, struct bench_opts *o, int *groups)
 	return -1;
 }
 
-static bool connectable(const char *path)
-{
-	struct conn c;
-
-	if (conn_open(&c, path) < 0)
-		return false;
-	close(c.fd);
-	return true;
-}
-
 /* Our own haspd, with room for every connection the benchmark makes. */
 static pid_t start_daemon(struct bench_opts *o, char *socket, size_t size)
 {
 	pid_t pid;
 
 	snprintf(socket, size, "%s/haspd.sock", o->dir);
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		execl(o->haspd, "haspd", "--socket", socket, "--log-level", "warning", (char *)NULL);
-		perror(o->haspd);
-		_exit(127);
-	}
-	for (int i = 0; i < 5000 && !connectable(socket); i++)
-		usleep(1000); /* polling the socket: the daemon has no other signal */
-	if (!connectable(socket)) {
+	pid = spawn_haspd(o->haspd, socket, NULL);
+	if (pid < 0) {
 		fprintf(stderr, "hasp-bench: %s did not start\n", o->haspd);
 		exit(1);
 	}
@@ -200,11 +182,10 @@ int main(int argc, char **argv)
 		bench_deadlock(&o, rt);
 	if (groups & G_WATCH)
 		bench_watch(&o);
+	if (groups & G_CLUSTER)
+		bench_cluster(&o);
 	results_print(o.json);
-	if (daemon) {
-		kill(daemon, SIGTERM);
-		waitpid(daemon, NULL, 0);
-	}
+	spawn_stop(daemon);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) == 0 ? 0 : 1;
 }

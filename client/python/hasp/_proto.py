@@ -160,14 +160,20 @@ def decode(line: bytes) -> Optional[Message]:
     return Reply(obj)
 
 
+# The events that end a lease of the session; ``lost`` (cluster mode) as
+# ``revoked`` does.
+LEASE_ENDINGS = ("revoked", "expired", "lost")
+
+
 class Protocol:
     """The state of one session, without I/O.
 
     ``request()`` gives the bytes of a request; ``receive()`` takes what the
     daemon sent (``b""`` for end of file) and gives the complete messages.
     Along the way it notes ``revoked`` (ids of leases the daemon ended:
-    ``revoked`` and ``expired`` events) and ``endings`` (lease id: the name
-    of the event that ended it), ``closed`` (the connection ended: every
+    ``revoked``, ``expired`` and ``lost`` events; ``lost``: a haspd in
+    cluster mode could no longer keep the lease alive in etcd) and
+    ``endings`` (lease id: the name of the event that ended it), ``closed`` (the connection ended: every
     lease with it) and ``refusal`` (the daemon refused the session: an error
     with a null id, kept as the exception it maps to).
     """
@@ -216,7 +222,7 @@ class Protocol:
 
     def _note_event(self, ev: Event) -> None:
         lease = ev.get("lease")
-        if ev.name in ("revoked", "expired") and isinstance(lease, int):
+        if ev.name in LEASE_ENDINGS and isinstance(lease, int):
             self.revoked.add(lease)
             self.endings[lease] = ev.name
 

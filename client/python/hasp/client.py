@@ -190,6 +190,8 @@ class Session:
         ending = self._proto.endings.get(lease_id)
         if ending == "expired":
             return "expired: its time-to-live ran out"
+        if ending == "lost":
+            return "lost: haspd could no longer keep it in etcd (cluster mode)"
         if ending is not None or lease_id in self._proto.revoked:
             return "revoked"
         return "the connection to haspd was lost"
@@ -277,7 +279,8 @@ class Lease(LeaseState):
     ``id``, ``fence`` (strictly increasing over the daemon's grants), ``key``
     (None for a file), ``path`` (None for a key), ``mode`` (``"exclusive"``
     or ``"shared"``), ``client``. ``lost`` is true once the daemon revoked it,
-    it expired or the connection ended; ``released`` once it was released.
+    it expired, haspd lost it (cluster mode: etcd out of reach) or the
+    connection ended; ``released`` once it was released.
     ``ttl`` (seconds) and ``expires`` (a ``time.time()`` value, by this side's
     clock) for a lease taken with a ``ttl``, else None.
     """

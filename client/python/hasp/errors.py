@@ -28,7 +28,9 @@ class Holder:
     ``owner``, ``message``, ``lease``, ``fence``, ``held_ms``, ``since`` (the
     grant's wall-clock time, ISO 8601 UTC, or None), ``since_ms``,
     ``granted_at`` (the grant's time, RFC 3339 UTC with ms), ``ttl_ms`` and
-    ``expires_in_ms`` (a lease with a time-to-live). Absent fields are None,
+    ``expires_in_ms`` (a lease with a time-to-live), ``host`` (a cluster
+    key's holder: the cluster host of the haspd it holds through; None for
+    a local one). Absent fields are None,
     but ``detached`` (a checkout: a lease of no session, whose pid and uid
     are the process that checked it out) is always a bool.
     ``holder["pid"]`` and ``holder.get("owner")`` work too, on the raw dict
@@ -37,7 +39,7 @@ class Holder:
 
     _FIELDS = ("pid", "uid", "gid", "session", "mode", "client", "owner", "message",
                "lease", "fence", "held_ms", "since", "since_ms", "granted_at", "ttl_ms",
-               "expires_in_ms")
+               "expires_in_ms", "host")
 
     def __init__(self, raw: Dict[str, Any]) -> None:
         self.raw = dict(raw)
@@ -68,6 +70,8 @@ class Holder:
                 who = "%s (%s)" % (self.owner, who)
             return "a checkout by " + who
         who = "pid %s" % self.pid
+        if self.host:
+            who += " on %s" % self.host
         if self.owner:
             who += " (owner %s)" % self.owner
         return who
@@ -207,8 +211,10 @@ class UnknownLease(Error):
 
 class LeaseLost(Error):
     """A lease ended without its holder releasing it: revoked by an
-    administrator, expired, or the connection to haspd was lost (the daemon
-    stopped, crashed or restarted), which ends every lease of the session."""
+    administrator, expired, lost by a haspd in cluster mode (it could no
+    longer keep the lease alive in etcd), or the connection to haspd was
+    lost (the daemon stopped, crashed or restarted), which ends every lease
+    of the session."""
 
 
 class Unavailable(Error, ConnectionError):

@@ -205,6 +205,32 @@ def test_silent_daemon_hits_the_client_deadline(tmpdir_private, monkeypatch):
     srv.close()
 
 
+def test_lost_lease_as_a_cluster_haspd_says_it(tmpdir_private):
+    # A fake haspd in cluster mode: it grants a cluster key, then can no
+    # longer keep it alive in etcd.
+    path = os.path.join(tmpdir_private, "cluster.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    c = hasp.Client(socket=path)
+    conn, _ = srv.accept()
+    conn.sendall(b'{"id":1,"ok":true,"server":"fake"}\n'
+                 b'{"id":2,"ok":true,"lease":9,"fence":77,"mode":"exclusive"}\n')
+    lease = c.lock("cluster/x")
+    assert lease.id == 9 and not lease.lost
+    conn.sendall(b'{"event":"lost","lease":9,"key":"cluster/x","message":"etcd unreachable"}\n')
+    deadline = time.monotonic() + bound(5)
+    while not lease.lost and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lease.lost
+    with pytest.raises(hasp.LeaseLost) as ei:
+        lease.release()
+    assert "lost: haspd could no longer keep it in etcd" in str(ei.value)
+    c.close()
+    conn.close()
+    srv.close()
+
+
 def test_killed_holder_lets_the_next_waiter_in(daemon):
     child = python_child("import hasp, sys\n"
                          "l = hasp.lock('crash')\n"

@@ -118,6 +118,23 @@ def test_expired_and_revoked_events_end_leases():
     assert p.endings == {4: "expired", 5: "revoked"}
 
 
+def test_lost_event_ends_a_lease_as_revoked_does():
+    # A haspd in cluster mode that could not keep its etcd lease alive.
+    p = _proto.Protocol()
+    msgs = p.receive(b'{"event":"lost","lease":6,"key":"cluster/x",'
+                     b'"message":"etcd unreachable for 10 s"}\n')
+    assert [m.name for m in msgs] == ["lost"]
+    assert p.revoked == {6}
+    assert p.endings == {6: "lost"}
+    assert not p.closed
+
+
+def test_a_cluster_holder_names_its_host():
+    h = hasp.Holder({"pid": 12, "host": "web2", "owner": "alice", "lease": 3})
+    assert h.host == "web2" and str(h) == "pid 12 on web2 (owner alice)"
+    assert hasp.Holder({"pid": 12}).host is None
+
+
 def test_checkout_fields():
     from hasp.client import acquire_fields
     fields, mode, tms = acquire_fields("k", None, False, 0, "alice", None, 3600, True)
