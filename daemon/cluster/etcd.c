@@ -278,7 +278,16 @@ static void call_send(struct etcd_call *c)
 
 static void call_retry(void *arg)
 {
-	call_send(arg);
+	struct etcd_call *c = arg;
+	char msg[256];
+
+	if (mono_us() < c->deadline_us) {
+		call_send(c);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "unavailable: no etcd endpoint answered within %u ms (last: %s)",
+		 c->timeout_ms, c->why);
+	call_finish(c, NULL, msg);
 }
 
 /* The attempt failed on the current endpoint: the next, a moment later
@@ -288,7 +297,6 @@ static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 	struct etcd *e = c->e;
 	uint64_t now = mono_us(), pause = 0;
 	struct timeval tv;
-	char msg[256];
 
 	snprintf(c->why, sizeof(c->why), "%s", why);
 	if (ep == e->cur)
@@ -296,14 +304,11 @@ static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 	c->conn = NULL;
 	if (++c->failures % e->n == 0)
 		pause = ROUND_PAUSE_MS * 1000;
-	if (now + pause >= c->deadline_us) {
-		snprintf(msg, sizeof(msg), "unavailable: no etcd endpoint answered within %u ms "
-			 "(last: %s)", c->timeout_ms, c->why);
-		call_finish(c, NULL, msg);
-		return;
-	}
+	if (now + pause >= c->deadline_us) /* the end, told by call_retry() */
+		pause = c->deadline_us > now ? c->deadline_us - now : 0;
 	/* Never at once: call_send() may be inside etcd_post(). */
-	tv = (struct timeval){ .tv_sec = 0, .tv_usec = (suseconds_t)pause };
+	tv = (struct timeval){ .tv_sec = (time_t)(pause / 1000000),
+			       .tv_usec = (suseconds_t)(pause % 1000000) };
 	if (loop_event_add(c->retry, &tv) < 0)
 		call_finish(c, NULL, "unavailable: out of memory for a call to etcd");
 }
