@@ -36,6 +36,7 @@
 struct econn {
 	struct evhttp_connection *evcon;
 	size_t ep;                  /* the endpoint it is connected to */
+	bool reused;                /* taken idle: the server may have closed it */
 	struct list link;           /* in etcd.idle, or etcd.dead */
 };
 
@@ -54,6 +55,7 @@ struct etcd_call {
 	bool started;               /* holds one of etcd.busy's places */
 	bool sending;               /* inside evhttp_make_request() */
 	bool failed_in_send;        /* and evhttp said it failed, from inside */
+	bool stale_retried;         /* tried again after a kept-alive connection failed */
 	struct econn *conn;         /* the attempt's, while it is made */
 	struct loop_event *retry;
 	struct list link;           /* in etcd.queue until started, then etcd.calls */
@@ -146,8 +148,10 @@ static struct econn *econn_take(struct etcd *e)
 		k = container_of(pos, struct econn, link);
 		list_del(&k->link);
 		e->nidle--;
-		if (k->ep == e->cur)
+		if (k->ep == e->cur) {
+			k->reused = true;
 			return k;
+		}
 		econn_bury(e, k); /* to an endpoint no longer used */
 	}
 	k = calloc(1, sizeof(*k));
@@ -345,6 +349,13 @@ static void call_replied(void *arg)
 	c->conn = NULL;
 	if (code == 0) {
 		econn_bury(e, k);
+		/* A kept-alive connection the server had closed: at once, on a
+		 * new one, once. */
+		if (k->reused && !c->stale_retried &&
+		    loop_event_add(c->retry, &(struct timeval){ 0, 0 }) == 0) {
+			c->stale_retried = true;
+			return;
+		}
 		call_failed(c, k->ep, "no reply (refused, reset or timed out)");
 		return;
 	}
