@@ -170,36 +170,10 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why)
 
 static void cl_lock_watch(struct cl_lock *l, const char *ekey, size_t len, int64_t since);
 
-static void on_since_put(void *arg, json_t *reply, const char *error)
-{
-	(void)arg;
-	(void)reply;
-	(void)error; /* list shows when it was asked for, then */
-}
-
-/* A request that waited: its value says when it was granted, for list's
- * held_ms (after the grant is sent; the watchers ahead ignore puts). */
-static void cl_lock_put_since(struct cl_lock *l)
-{
-	json_t *body;
-	char *value;
-
-	if (json_object_set_new(l->value, "since_us", json_integer((json_int_t)l->since_wall_us)) < 0)
-		return;
-	value = json_dumps(l->value, JSON_COMPACT);
-	body = value ? json_pack("{s:o,s:o,s:b}", "key", etcd_bytes(l->ekey, l->ekey_len),
-				 "value", etcd_bytes(value, strlen(value)), "ignore_lease", 1) : NULL;
-	free(value);
-	/* Not l's call: l may end before it is answered. */
-	if (body)
-		etcd_post(l->c->etcd, "/v3/kv/put", body, on_since_put, NULL);
-}
-
 /* Held: answered and watched, or checked out. */
 static void cl_lock_grant(struct cl_lock *l)
 {
 	char buf[PROTO_SMALL_REPLY];
-	bool waited = l->state == CL_WAITING;
 
 	loop_event_del(l->timer);
 	l->since_wall_us = wall_us(l);
@@ -216,8 +190,6 @@ static void cl_lock_grant(struct cl_lock *l)
 	/* From its creation: a delete of it before the grant (perhaps made
 	 * without a read) is seen too. */
 	cl_lock_watch(l, l->ekey, l->ekey_len, l->rev);
-	if (waited)
-		cl_lock_put_since(l);
 }
 
 /* ---- watching ---- */

@@ -36,6 +36,7 @@
 struct econn {
 	struct evhttp_connection *evcon;
 	size_t ep;                  /* the endpoint it is connected to */
+	bool reused;                /* taken idle: the server may have closed it */
 	struct list link;           /* in etcd.idle, or etcd.dead */
 };
 
@@ -54,6 +55,7 @@ struct etcd_call {
 	bool started;               /* holds one of etcd.busy's places */
 	bool sending;               /* inside evhttp_make_request() */
 	bool failed_in_send;        /* and evhttp said it failed, from inside */
+	bool stale_retried;         /* tried again after a kept-alive connection failed */
 	struct econn *conn;         /* the attempt's, while it is made */
 	struct loop_event *retry;
 	struct list link;           /* in etcd.queue until started, then etcd.calls */
@@ -146,8 +148,10 @@ static struct econn *econn_take(struct etcd *e)
 		k = container_of(pos, struct econn, link);
 		list_del(&k->link);
 		e->nidle--;
-		if (k->ep == e->cur)
+		if (k->ep == e->cur) {
+			k->reused = true;
 			return k;
+		}
 		econn_bury(e, k); /* to an endpoint no longer used */
 	}
 	k = calloc(1, sizeof(*k));
@@ -278,7 +282,16 @@ static void call_send(struct etcd_call *c)
 
 static void call_retry(void *arg)
 {
-	call_send(arg);
+	struct etcd_call *c = arg;
+	char msg[256];
+
+	if (mono_us() < c->deadline_us) {
+		call_send(c);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "unavailable: no etcd endpoint answered within %u ms (last: %s)",
+		 c->timeout_ms, c->why);
+	call_finish(c, NULL, msg);
 }
 
 /* The attempt failed on the current endpoint: the next, a moment later
@@ -288,7 +301,6 @@ static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 	struct etcd *e = c->e;
 	uint64_t now = mono_us(), pause = 0;
 	struct timeval tv;
-	char msg[256];
 
 	snprintf(c->why, sizeof(c->why), "%s", why);
 	if (ep == e->cur)
@@ -296,14 +308,11 @@ static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 	c->conn = NULL;
 	if (++c->failures % e->n == 0)
 		pause = ROUND_PAUSE_MS * 1000;
-	if (now + pause >= c->deadline_us) {
-		snprintf(msg, sizeof(msg), "unavailable: no etcd endpoint answered within %u ms "
-			 "(last: %s)", c->timeout_ms, c->why);
-		call_finish(c, NULL, msg);
-		return;
-	}
+	if (now + pause >= c->deadline_us) /* the end, told by call_retry() */
+		pause = c->deadline_us > now ? c->deadline_us - now : 0;
 	/* Never at once: call_send() may be inside etcd_post(). */
-	tv = (struct timeval){ .tv_sec = 0, .tv_usec = (suseconds_t)pause };
+	tv = (struct timeval){ .tv_sec = (time_t)(pause / 1000000),
+			       .tv_usec = (suseconds_t)(pause % 1000000) };
 	if (loop_event_add(c->retry, &tv) < 0)
 		call_finish(c, NULL, "unavailable: out of memory for a call to etcd");
 }
@@ -340,6 +349,13 @@ static void call_replied(void *arg)
 	c->conn = NULL;
 	if (code == 0) {
 		econn_bury(e, k);
+		/* A kept-alive connection the server had closed: at once, on a
+		 * new one, once. */
+		if (k->reused && !c->stale_retried &&
+		    loop_event_add(c->retry, &(struct timeval){ 0, 0 }) == 0) {
+			c->stale_retried = true;
+			return;
+		}
 		call_failed(c, k->ep, "no reply (refused, reset or timed out)");
 		return;
 	}

@@ -125,17 +125,19 @@ long kv_waits_for(const struct kv_req *v, size_t from, size_t i)
 	return -1;
 }
 
-/* "since_ms" and "since" (RFC 3339, UTC) as list shows them locally. */
-static int kv_set_since(json_t *o, uint64_t wall_us)
+int kv_set_times(json_t *o, uint64_t since_us, uint64_t now_us, const char *age)
 {
-	time_t t = (time_t)(wall_us / 1000000);
+	time_t t = (time_t)(since_us / 1000000);
+	json_int_t ms = since_us < now_us ? (json_int_t)((now_us - since_us) / 1000) : 0;
 	char day[24], iso[40];
 	struct tm tm;
 
-	if (!gmtime_r(&t, &tm) || !strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm))
+	if (json_object_set_new(o, age, json_integer(ms)) < 0)
+		return -1;
+	if (!since_us || !gmtime_r(&t, &tm) || !strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm))
 		return 0;
-	snprintf(iso, sizeof(iso), "%s.%03uZ", day, (unsigned)(wall_us / 1000 % 1000));
-	if (json_object_set_new(o, "since_ms", json_integer((json_int_t)(wall_us / 1000))) < 0 ||
+	snprintf(iso, sizeof(iso), "%s.%03uZ", day, (unsigned)(since_us / 1000 % 1000));
+	if (json_object_set_new(o, "since_ms", json_integer((json_int_t)(since_us / 1000))) < 0 ||
 	    json_object_set_new(o, "since", json_string(iso)) < 0)
 		return -1;
 	return 0;
@@ -156,24 +158,17 @@ size_t kv_blockers(const struct kv_req *v, size_t from, size_t i)
 static json_t *kv_shown(const struct kv_req *r, bool holds, uint64_t now_wall_us)
 {
 	json_t *o = json_deep_copy(r->value);
-	int64_t since = json_integer_value(json_object_get(o, "since_us"));
-	int64_t ms = since > 0 && (uint64_t)since < now_wall_us ?
-		     (int64_t)((now_wall_us - (uint64_t)since) / 1000) : 0;
+	json_int_t since = json_integer_value(json_object_get(o, "since_us"));
 
 	if (!o)
 		return NULL;
 	json_object_del(o, "since_us");
-	if (since > 0 && kv_set_since(o, (uint64_t)since) < 0) {
+	json_object_del(o, holds ? "request" : "lease");
+	if ((holds && json_object_set_new(o, "fence", json_integer(r->rev)) < 0) ||
+	    kv_set_times(o, since > 0 ? (uint64_t)since : 0, now_wall_us,
+			 holds ? "held_ms" : "waiting_ms") < 0) {
 		json_decref(o);
 		return NULL;
-	}
-	if (holds) {
-		json_object_del(o, "request");
-		json_object_set_new(o, "fence", json_integer(r->rev));
-		json_object_set_new(o, "held_ms", json_integer(ms));
-	} else {
-		json_object_del(o, "lease");
-		json_object_set_new(o, "waiting_ms", json_integer(ms));
 	}
 	return o;
 }

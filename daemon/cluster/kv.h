@@ -48,6 +48,10 @@ long kv_waits_for(const struct kv_req *v, size_t from, size_t i);
  * writer, the writers for a reader. None of them can join later (create
  * revisions only grow), so when as many deletions were seen, v[i] holds. */
 size_t kv_blockers(const struct kv_req *v, size_t from, size_t i);
+/* Sets o's age member (held_ms or waiting_ms) since since_us, and its
+ * "since_ms" and "since" (RFC 3339, UTC) as list shows them, on the wall
+ * clock. Returns 0, or -1 on ENOMEM. */
+int kv_set_times(json_t *o, uint64_t since_us, uint64_t now_us, const char *age);
 /* The holders among v[from..to) (one lock's requests), as list and error
  * replies show them, each with its host; now_wall_us for held_ms. */
 json_t *kv_holders(const struct kv_req *v, size_t from, size_t to, uint64_t now_wall_us);

@@ -121,6 +121,32 @@ static json_t *cluster_resources(const struct kv_req *v, size_t n, uint64_t wall
 	return a;
 }
 
+/* A holder's "since" in etcd is when it asked (a write per grant would
+ * cost a raft commit on every hand-off): this haspd's own holders are
+ * given their grant time, which it knows. */
+static void own_grant_times(const struct cluster *c, json_t *resources, uint64_t wall_us)
+{
+	const struct list *pos;
+	size_t i, j;
+	json_t *r, *h;
+
+	json_array_foreach(resources, i, r) {
+		json_array_foreach(json_object_get(r, "holders"), j, h) {
+			const char *host = json_string_value(json_object_get(h, "host"));
+			json_int_t lease = json_integer_value(json_object_get(h, "lease"));
+
+			if (!host || strcmp(host, c->host) != 0)
+				continue;
+			list_foreach(pos, &c->locks) {
+				const struct cl_lock *l = container_of(pos, struct cl_lock, clink);
+
+				if ((json_int_t)l->lease == lease && l->state == CL_HELD)
+					kv_set_times(h, l->since_wall_us, wall_us, "held_ms");
+			}
+		}
+	}
+}
+
 /* The page: the local resources and the cluster's merged by name, limit at
  * most; "next" when either has more. */
 static json_t *merge_page(json_t *local, json_t *cl, bool cl_more, int64_t limit)
@@ -178,6 +204,8 @@ static void on_list(void *arg, json_t *reply, const char *error)
 	q->call = NULL;
 	if (n >= 0 && local)
 		cl = cluster_resources(v, whole, s->d->lt.wall_us);
+	if (cl)
+		own_grant_times(s->d->cluster, cl, s->d->lt.wall_us);
 	if (cl)
 		page = merge_page(local, cl, more, q->args.limit);
 	if (page && (error || n < 0))
