@@ -37,6 +37,8 @@ void config_defaults(struct config *c)
 	c->log_lock_waits_ms = 1000;
 	strcpy(c->cluster_prefix, "cluster/");
 	c->cluster_ttl = 10;
+	/* Each is a connection to etcd (its watch) while it waits or holds. */
+	c->max_user_cluster_locks = 1024;
 }
 
 static int parse_size(const char *v, size_t min, size_t max, size_t *out)
@@ -178,6 +180,7 @@ static const struct setting settings[] = {
 	{ "cluster_prefix", "a key prefix of 1 to 255 bytes such as cluster/", 0, 0 },
 	{ "cluster_ttl", "a number of seconds from 2 to 3600", 0, 0 },
 	{ "cluster_host", "a name of up to 255 bytes", 0, 0 },
+	{ "max_user_cluster_locks", "a number from 1 to 1000000", 1, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -206,7 +209,8 @@ static int apply(struct config *c, size_t i, const char *v)
 	case 18: return set_cluster_endpoints(c, v);
 	case 19: return set_cluster_prefix(c, v);
 	case 20: return set_cluster_ttl(c, v);
-	default: return copy_string(c->cluster_host, sizeof(c->cluster_host), v);
+	case 21: return copy_string(c->cluster_host, sizeof(c->cluster_host), v);
+	default: return parse_size(v, 1, 1000000, &c->max_user_cluster_locks);
 	}
 }
 

@@ -36,6 +36,7 @@ struct config {
 	char cluster_prefix[256];  /* named keys under it are etcd's */
 	unsigned cluster_ttl;      /* s: haspd's etcd lease */
 	char cluster_host[256];    /* the name other hosts see; "" = gethostname() */
+	size_t max_user_cluster_locks; /* requests on cluster keys of one uid */
 };
 
 /* A setting given on the command line: it wins over the file, on every load. */

@@ -87,6 +87,8 @@ static const char usage_more[] =
 	"      --cluster-ttl SECS       the TTL of haspd's etcd lease: a haspd that dies\n"
 	"                               frees its cluster locks within it (default 10)\n"
 	"      --cluster-host NAME      the name other hosts see (default: the host name)\n"
+	"      --max-user-cluster-locks N  most requests on cluster keys of one uid,\n"
+	"                               each a connection to etcd (default 1024)\n"
 	"      --ready-fd FD            write a newline to descriptor FD and close it\n"
 	"                               once listening (how libhasp waits for it)\n"
 	"  -l, --log-level LEVEL        error, warning, info (default) or debug\n"
@@ -132,7 +134,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	enum { OPT_MODE = 256, OPT_GROUP, OPT_LINE, OPT_SESSIONS, OPT_LOCKS, OPT_USER_SESSIONS,
 	       OPT_USER_LOCKS, OPT_USER_FILES, OPT_FENCES, OPT_DIR_MODE,
 	       OPT_JOURNAL, OPT_FORGET, OPT_USER_CHECKOUTS, OPT_IDLE_EXIT, OPT_READY_FD, OPT_METRICS,
-	       OPT_CL_ENDPOINTS, OPT_CL_PREFIX, OPT_CL_TTL, OPT_CL_HOST };
+	       OPT_CL_ENDPOINTS, OPT_CL_PREFIX, OPT_CL_TTL, OPT_CL_HOST, OPT_CL_LOCKS };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 'S' },
@@ -156,6 +158,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		{ "cluster-prefix", required_argument, NULL, OPT_CL_PREFIX },
 		{ "cluster-ttl", required_argument, NULL, OPT_CL_TTL },
 		{ "cluster-host", required_argument, NULL, OPT_CL_HOST },
+		{ "max-user-cluster-locks", required_argument, NULL, OPT_CL_LOCKS },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
@@ -189,6 +192,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case OPT_CL_PREFIX: add_override(opt, "cluster_prefix", optarg); break;
 		case OPT_CL_TTL: add_override(opt, "cluster_ttl", optarg); break;
 		case OPT_CL_HOST: add_override(opt, "cluster_host", optarg); break;
+		case OPT_CL_LOCKS: add_override(opt, "max_user_cluster_locks", optarg); break;
 		case OPT_READY_FD:
 			if (parse_fd(optarg, &opt->ready_fd) < 0) {
 				fprintf(stderr, "haspd: --ready-fd: '%s' is not a descriptor\n", optarg);
@@ -296,6 +300,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		m->d.cfg.max_user_locks = next.max_user_locks;
 		m->d.cfg.max_user_files = next.max_user_files;
 		m->d.cfg.max_user_checkouts = next.max_user_checkouts;
+		m->d.cfg.max_user_cluster_locks = next.max_user_cluster_locks;
 		m->d.cfg.log_level = next.log_level;
 		m->d.cfg.log_lock_waits_ms = next.log_lock_waits_ms;
 		if (next.idle_exit != m->d.cfg.idle_exit)

@@ -33,6 +33,8 @@ struct user {
 	size_t fds_in_flight;       /* received with its lines, not yet claimed */
 	size_t files;               /* file descriptors the daemon holds for it */
 	size_t watchers;            /* its sessions that watch (watch.h) */
+	size_t cluster_locks;       /* its requests on cluster keys, until deleted */
+	unsigned cluster_queries;   /* its lists, revokes, ... reading etcd, in flight */
 	struct lt_owner checkouts;  /* its detached leases (checkouts.h), in group */
 	unsigned holds;             /* users_hold() and users_defer() */
 	bool deferred;              /* in users.deferred */

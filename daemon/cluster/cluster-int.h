@@ -134,6 +134,8 @@ struct cl_query {
 };
 /* Queries a session may have in flight. */
 #define CL_QUERIES_MAX 8
+/* And a uid over its sessions (root and haspd's uid: no limit). */
+#define CL_USER_QUERIES_MAX 64
 /* A query of s's owning a copy of a and b (text: a, NUL, b, NUL); NULL,
  * with the error answered (limit, or out of memory), when it cannot be. */
 struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size_t alen,

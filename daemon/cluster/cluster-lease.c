@@ -134,10 +134,11 @@ static void on_kept(void *arg, json_t *reply, const char *error)
 	c->lease_ok_us = c->keep_sent_us;
 }
 
-/* A keepalive's bound: TTL/6, and 500 ms at least. */
+/* A keepalive's bound: TTL/3 (sent at TTL/4, it is answered or given up
+ * before 2/3), and 500 ms at least. */
 static unsigned keepalive_ms(const struct cluster *c)
 {
-	return c->ttl_s * 1000 / 6 > 500 ? c->ttl_s * 1000 / 6 : 500;
+	return c->ttl_s * 1000 / 3 > 500 ? c->ttl_s * 1000 / 3 : 500;
 }
 
 /* Every 250 ms: a keepalive when one is due, the lease given up when it
@@ -160,7 +161,7 @@ void cl_lease_tick(void *arg)
 	}
 	if (c->keeping || age < ttl_us / 4)
 		return;
-	/* A short bound, so that a slow try leaves time for more before 2/3. */
+	/* Bounded, so that a try that fails is given up before 2/3 of the TTL. */
 	body = json_pack("{s:o}", "ID", etcd_int(c->lease));
 	c->keep_sent_us = now_us(c);
 	c->keeping = body ? etcd_post_urgent(c->etcd, "/v3/lease/keepalive", body, keepalive_ms(c),

@@ -79,8 +79,10 @@ static void cl_lock_free(struct cl_lock *l)
 {
 	cl_lock_unlink(l);
 	/* Counted until its last call to etcd is answered (or forgotten). */
-	if (l->payer)
+	if (l->payer) {
+		l->payer->cluster_locks--;
 		users_refund_file(&l->c->d->users, l->payer);
+	}
 	list_del(&l->clink);
 	if (l->call)
 		etcd_call_forget(l->call);

@@ -199,7 +199,14 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 		return;
 	}
 	/* Its watch is a connection to etcd: one more descriptor of haspd's,
-	 * counted as a file is (max_user_files). */
+	 * counted as a file is (max_user_files), and among its uid's cluster
+	 * requests (max_user_cluster_locks). */
+	if (s->user->limited && s->user->cluster_locks >= s->d->cfg.max_user_cluster_locks) {
+		snprintf(msg, sizeof(msg), "uid %u has %zu requests on cluster keys, the limit "
+			 "(max_user_cluster_locks)", (unsigned)s->user->uid, s->user->cluster_locks);
+		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
+		return;
+	}
 	if (!files_may_open(s, msg, sizeof(msg))) {
 		reply_error(s, true, req->id, HASP_E_LIMIT, msg, NULL);
 		return;
@@ -219,6 +226,7 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	s->ncluster++;
 	l->payer = s->user;
 	users_charge_file(&s->d->users, s->user);
+	s->user->cluster_locks++;
 	if (l->timeout_ms > 0) {
 		l->deadline_us = cl_mono_us() + (uint64_t)l->timeout_ms * 1000;
 		cl_lock_arm_deadline(l);

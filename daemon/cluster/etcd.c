@@ -138,14 +138,14 @@ static void econn_bury(struct etcd *e, struct econn *k)
 	sweep_soon(e);
 }
 
-/* An idle connection to the current endpoint, or a new one. */
-static struct econn *econn_take(struct etcd *e)
+/* An idle connection to the current endpoint, or NULL. */
+static struct econn *econn_idle(struct etcd *e)
 {
 	struct list *pos, *tmp;
-	struct econn *k;
 
 	list_foreach_safe(pos, tmp, &e->idle) {
-		k = container_of(pos, struct econn, link);
+		struct econn *k = container_of(pos, struct econn, link);
+
 		list_del(&k->link);
 		e->nidle--;
 		if (k->ep == e->cur) {
@@ -154,6 +154,16 @@ static struct econn *econn_take(struct etcd *e)
 		}
 		econn_bury(e, k); /* to an endpoint no longer used */
 	}
+	return NULL;
+}
+
+/* An idle connection to the current endpoint (unless fresh), or a new one. */
+static struct econn *econn_take(struct etcd *e, bool fresh)
+{
+	struct econn *k = fresh ? NULL : econn_idle(e);
+
+	if (k)
+		return k;
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return NULL;
@@ -254,7 +264,7 @@ static void call_send(struct etcd_call *c)
 {
 	struct etcd *e = c->e;
 	uint64_t now = mono_us(), left = c->deadline_us > now ? (c->deadline_us - now) / 1000 : 1;
-	struct econn *k = econn_take(e);
+	struct econn *k = econn_take(e, c->stale_retried);
 	struct evhttp_request *req = k ? evhttp_request_new(on_call_reply, c) : NULL;
 	size_t ep = k ? k->ep : e->cur;
 	int r = -1;
@@ -400,9 +410,12 @@ static void call_start(struct etcd_call *c)
 	list_add_tail(&e->calls, &c->link);
 	c->started = true;
 	e->busy++;
-	c->deadline_us = mono_us() + (uint64_t)c->timeout_ms * 1000;
 	e->calls_total++;
-	call_send(c);
+	/* Its bound counts from when it was asked for, queued or not. */
+	if (mono_us() >= c->deadline_us)
+		loop_event_add(c->retry, &(struct timeval){ 0, 0 }); /* its end */
+	else
+		call_send(c);
 }
 
 /* The queue's first call, if a place is free. */
@@ -441,6 +454,7 @@ static struct etcd_call *call_new(struct etcd *e, const char *path, json_t *body
 		return NULL;
 	}
 	c->len = strlen(c->body);
+	c->deadline_us = mono_us() + (uint64_t)timeout_ms * 1000;
 	/* Queued (an urgent one first); started now if a place is free. The
 	 * first attempt is made from here: its callback comes later. */
 	c->retry = loop_event_new(e->loop, -1, 0, call_retry, c);
@@ -473,6 +487,8 @@ struct etcd_call *etcd_post_urgent(struct etcd *e, const char *path, json_t *bod
 void etcd_call_forget(struct etcd_call *c)
 {
 	c->cb = NULL;
+	if (!c->started)
+		call_free(c); /* still queued: never made */
 }
 
 /* ---- watches ---- */
@@ -737,6 +753,8 @@ void etcd_free(struct etcd *e)
 
 	if (!e)
 		return;
+	list_foreach_safe(pos, tmp, &e->watches)
+		etcd_watch_cancel(container_of(pos, struct etcd_watch, link));
 	list_foreach_safe(pos, tmp, &e->queue)
 		call_free(container_of(pos, struct etcd_call, link));
 	list_foreach_safe(pos, tmp, &e->calls) {
@@ -747,8 +765,6 @@ void etcd_free(struct etcd *e)
 		c->started = false; /* no next to start */
 		call_free(c);
 	}
-	list_foreach_safe(pos, tmp, &e->watches)
-		etcd_watch_cancel(container_of(pos, struct etcd_watch, link));
 	list_foreach_safe(pos, tmp, &e->idle) {
 		list_del(pos);
 		list_add_tail(&e->dead, pos);

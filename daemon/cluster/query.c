@@ -14,6 +14,8 @@
 #include "report.h"
 #include "session.h"
 
+/* A revoke's deletes go in transactions of this many (etcd's limit: 128). */
+#define REVOKE_BATCH 64
 /* etcd returns at most this many requests for one list page. */
 #define LIST_KVS_MAX 10000
 
@@ -21,6 +23,7 @@
 void cl_query_free(struct cl_query *q)
 {
 	q->s->ncluster_queries--;
+	q->s->user->cluster_queries--;
 	list_del(&q->link);
 	if (q->call)
 		etcd_call_forget(q->call);
@@ -41,9 +44,12 @@ struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size
 	struct cl_query *q;
 	char msg[160];
 
-	if (s->ncluster_queries >= CL_QUERIES_MAX) {
-		snprintf(msg, sizeof(msg), "this session has %u requests to etcd in flight (list, "
-			 "revoke, checkin or renew of cluster keys), the limit", CL_QUERIES_MAX);
+	if (s->ncluster_queries >= CL_QUERIES_MAX ||
+	    (s->user->limited && s->user->cluster_queries >= CL_USER_QUERIES_MAX)) {
+		snprintf(msg, sizeof(msg), "this %s has %u requests to etcd in flight (list, revoke, "
+			 "checkin or renew of cluster keys), the limit",
+			 s->ncluster_queries >= CL_QUERIES_MAX ? "session" : "uid",
+			 s->ncluster_queries >= CL_QUERIES_MAX ? CL_QUERIES_MAX : CL_USER_QUERIES_MAX);
 		reply_error(s, true, id, HASP_E_LIMIT, msg, NULL);
 		return NULL;
 	}
@@ -56,6 +62,7 @@ struct cl_query *cl_query_new(struct session *s, int64_t id, const char *a, size
 		return NULL;
 	}
 	s->ncluster_queries++;
+	s->user->cluster_queries++;
 	memcpy(q->text, a, alen);
 	q->text[alen] = '\0';
 	memcpy(q->text + alen + 1, b, blen);
@@ -280,19 +287,42 @@ bool cluster_list(struct session *s, const struct proto_request *req)
 
 /* ---- revoke by key ---- */
 
+static void on_revoke_deleted(void *arg, json_t *reply, const char *error);
+
+/* The next batch of q's deletes (q->reply: "ops", "ids", "done"), or the
+ * answer once none is left. etcd takes at most 128 operations in one
+ * transaction. */
+static void revoke_next(struct cl_query *q)
+{
+	json_t *ops = json_object_get(q->reply, "ops"), *batch;
+	size_t done = (size_t)json_integer_value(json_object_get(q->reply, "done"));
+	size_t n = json_array_size(ops);
+
+	if (done >= n) {
+		reply_ok(q->s, q->id, json_pack("{s:O}", "revoked", json_object_get(q->reply, "ids")));
+		cl_query_free(q);
+		return;
+	}
+	batch = json_array();
+	for (size_t i = done; batch && i < n && i < done + REVOKE_BATCH; i++)
+		json_array_append(batch, json_array_get(ops, i));
+	json_object_set_new(q->reply, "done", json_integer((json_int_t)(done + REVOKE_BATCH)));
+	cl_query_post(q, "/v3/kv/txn", batch ? json_pack("{s:o}", "success", batch) : NULL,
+		      on_revoke_deleted);
+}
+
 static void on_revoke_deleted(void *arg, json_t *reply, const char *error)
 {
 	struct cl_query *q = arg;
-	json_t *ids = json_loads(q->text, 0, NULL);
 
 	(void)reply;
 	q->call = NULL;
-	if (error)
+	if (error) {
 		reply_error(q->s, true, q->id, HASP_E_UNAVAILABLE, error, NULL);
-	else
-		reply_ok(q->s, q->id, ids ? json_pack("{s:O}", "revoked", ids) : NULL);
-	json_decref(ids);
-	cl_query_free(q);
+		cl_query_free(q);
+		return;
+	}
+	revoke_next(q);
 }
 
 /* Root and haspd's uid may revoke any holder; a uid its own on this host. */
@@ -348,11 +378,11 @@ static void on_revoke_read(void *arg, json_t *reply, const char *error)
 			    NULL);
 	} else if (json_array_size(ops) == 0) {
 		reply_ok(s, q->id, json_pack("{s:[]}", "revoked"));
-	} else {
-		free(q->text);
-		q->text = json_dumps(ids, JSON_COMPACT);
-		cl_query_post(q, "/v3/kv/txn", json_pack("{s:O}", "success", ops), on_revoke_deleted);
+	} else if ((q->reply = json_pack("{s:O,s:O,s:i}", "ops", ops, "ids", ids, "done", 0))) {
+		revoke_next(q);
 		q = NULL;
+	} else {
+		reply_error(s, true, q->id, HASP_E_INTERNAL, "out of memory", NULL);
 	}
 	json_decref(ids);
 	json_decref(ops);
