@@ -64,6 +64,7 @@ struct cl_lock {
 	struct loop_event *reread; /* a read again, a while after a watch ended */
 	struct etcd_call *call; /* in flight */
 	struct etcd_watch *watch; /* on the request ahead, or on its own key once held */
+	struct cl_query *revoker; /* a revoke by lease id, answered at the delete */
 };
 
 struct cluster {
@@ -118,6 +119,10 @@ void cl_lock_timer(void *arg);
  * own (l is freed once answered). */
 void cl_lock_detach(struct cl_lock *l);
 
+/* Answers the revoke by lease id of l, if any (its delete is answered, or
+ * l goes otherwise). */
+void cl_lock_answer_revoker(struct cl_lock *l);
+
 /* query.c: a request of s's answered when etcd's reply comes. */
 struct cl_query {
 	struct session *s;
@@ -131,6 +136,7 @@ struct cl_query {
 	int64_t ttl_ms;         /* a renew's */
 	int64_t etcd_lease;     /* a checkout's */
 	json_t *reply;          /* what to answer, built along the way */
+	struct cl_lock *lock;   /* a revoke by lease id's, until its delete is answered */
 };
 /* Queries a session may have in flight. */
 #define CL_QUERIES_MAX 8

@@ -1,5 +1,5 @@
 /* haspd's one etcd lease, to which every cluster request's key is bound:
- * asked for at the start and whenever it is lost, kept alive every TTL/4
+ * asked for at the start and whenever it is lost, kept alive every TTL/6
  * (its calls go ahead of the others, with places of their own).
  * When etcd has not confirmed it for 2/3 of its TTL, it may expire before
  * haspd hears again, so it is given up first: its holders are told "lost"
@@ -134,8 +134,8 @@ static void on_kept(void *arg, json_t *reply, const char *error)
 	c->lease_ok_us = c->keep_sent_us;
 }
 
-/* A keepalive's bound: TTL/3 (sent at TTL/4, it is answered or given up
- * before 2/3), and 500 ms at least. */
+/* A keepalive's bound: TTL/3 (sent at TTL/6, it is answered or given up by
+ * TTL/2, leaving time for one more before 2/3), and 500 ms at least. */
 static unsigned keepalive_ms(const struct cluster *c)
 {
 	return c->ttl_s * 1000 / 3 > 500 ? c->ttl_s * 1000 / 3 : 500;
@@ -159,7 +159,7 @@ void cl_lease_tick(void *arg)
 		cl_lease_lost(c, "unavailable: etcd could not be reached to keep haspd's lease alive");
 		return;
 	}
-	if (c->keeping || age < ttl_us / 4)
+	if (c->keeping || age < ttl_us / 6)
 		return;
 	/* Bounded, so that a try that fails is given up before 2/3 of the TTL. */
 	body = json_pack("{s:o}", "ID", etcd_int(c->lease));

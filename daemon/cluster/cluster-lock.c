@@ -75,8 +75,19 @@ static void cl_lock_unlink(struct cl_lock *l)
 	l->s = NULL;
 }
 
+void cl_lock_answer_revoker(struct cl_lock *l)
+{
+	struct cl_query *q = l->revoker;
+
+	if (!q)
+		return;
+	reply_ok(q->s, q->id, json_pack("{s:[I]}", "revoked", (json_int_t)l->lease));
+	cl_query_free(q); /* and l->revoker with it */
+}
+
 static void cl_lock_free(struct cl_lock *l)
 {
+	cl_lock_answer_revoker(l);
 	cl_lock_unlink(l);
 	/* Counted until its last call to etcd is answered (or forgotten). */
 	if (l->payer) {
@@ -425,6 +436,7 @@ static void on_deleted(void *arg, json_t *reply, const char *error)
 	l->call = NULL;
 	log_debug("cluster: the delete of lease %" PRIu64 "'s key on '%s': %s", l->lease, l->key,
 		  error ? error : "done");
+	cl_lock_answer_revoker(l);
 	cl_lock_unlink(l);
 	/* A key bound to an etcd lease that is no longer haspd's goes with it. */
 	if (error && l->etcd_lease == l->c->lease) {

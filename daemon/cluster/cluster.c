@@ -327,6 +327,7 @@ bool cluster_revoke_lease(struct session *s, const struct proto_request *req)
 {
 	struct cluster *c = s->d->cluster;
 	uid_t uid = s->sender.uid;
+	struct cl_query *q;
 	struct list *pos;
 	char msg[160];
 
@@ -344,12 +345,18 @@ bool cluster_revoke_lease(struct session *s, const struct proto_request *req)
 			reply_error(s, true, req->id, HASP_E_PERMISSION_DENIED, msg, NULL);
 			return true;
 		}
+		/* Answered once its key is deleted (or that failed), as a
+		 * revoke by key is: then no host lists it any more. */
+		q = cl_query_new(s, req->id, "", 0, "", 0);
+		if (!q)
+			return true; /* answered */
 		snprintf(msg, sizeof(msg), "revoked by pid %d uid %u", (int)s->sender.pid,
 			 (unsigned)uid);
 		cl_lock_tell(l, "revoked", msg);
 		cl_event_ended(l, "revoke");
 		c->revoked_total++;
-		reply_ok(s, req->id, json_pack("{s:[I]}", "revoked", (json_int_t)l->lease));
+		q->lock = l;
+		l->revoker = q;
 		cl_lock_end(l);
 		return true;
 	}

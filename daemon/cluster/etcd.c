@@ -19,8 +19,10 @@
 #include "list.h"
 #include "loop.h"
 
-/* One attempt on one endpoint waits this long at most. */
+/* One attempt on one endpoint waits this long at most, and half its call's
+ * bound at most, but not under ATTEMPT_MIN_MS. */
 #define ATTEMPT_MS 2000
+#define ATTEMPT_MIN_MS 250
 /* Calls at once (each on a connection of its own); the rest queue. The
  * lease's own calls may take a few more. */
 #define BUSY_MAX 32
@@ -257,6 +259,17 @@ static void add_headers(struct evhttp_request *req, const struct endpoint *ep)
 
 static void call_failed(struct etcd_call *c, size_t ep, const char *why);
 
+/* One attempt's bound: half the call's at most (so that a member that
+ * hangs leaves time for another), at least ATTEMPT_MIN_MS. */
+static uint64_t attempt_ms(const struct etcd_call *c)
+{
+	uint64_t half = c->timeout_ms / 2;
+
+	if (half < ATTEMPT_MIN_MS)
+		half = ATTEMPT_MIN_MS;
+	return half < ATTEMPT_MS ? half : ATTEMPT_MS;
+}
+
 /* One attempt on the current endpoint. evhttp may fail it from inside
  * evhttp_make_request() (a connect that fails at once): then, as when it
  * cannot be made, it fails here, once, and is tried again later. */
@@ -264,6 +277,7 @@ static void call_send(struct etcd_call *c)
 {
 	struct etcd *e = c->e;
 	uint64_t now = mono_us(), left = c->deadline_us > now ? (c->deadline_us - now) / 1000 : 1;
+	uint64_t attempt = attempt_ms(c);
 	struct econn *k = econn_take(e, c->stale_retried);
 	struct evhttp_request *req = k ? evhttp_request_new(on_call_reply, c) : NULL;
 	size_t ep = k ? k->ep : e->cur;
@@ -271,7 +285,7 @@ static void call_send(struct etcd_call *c)
 
 	if (req) {
 		add_headers(req, &e->eps[k->ep]);
-		set_timeout_ms(k->evcon, left < ATTEMPT_MS ? (left ? left : 1) : ATTEMPT_MS);
+		set_timeout_ms(k->evcon, left < attempt ? (left ? left : 1) : attempt);
 		if (evbuffer_add(evhttp_request_get_output_buffer(req), c->body, c->len) < 0) {
 			evhttp_request_free(req);
 		} else {

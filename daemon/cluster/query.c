@@ -22,6 +22,8 @@
 
 void cl_query_free(struct cl_query *q)
 {
+	if (q->lock)
+		q->lock->revoker = NULL;
 	q->s->ncluster_queries--;
 	q->s->user->cluster_queries--;
 	list_del(&q->link);
