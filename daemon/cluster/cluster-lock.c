@@ -2,10 +2,10 @@
  * RWMutex recipe. The request's key is put with a compare on its create
  * revision (a retried put finds the first); the same transaction reads the
  * lock's requests, whose create revisions order them. A request that must
- * wait watches only the one it waits for, from the revision read + 1 (a
- * watch from an older revision is served by etcd's 100 ms loop), and reads
- * again when that one goes. Once held, it watches its own key: a delete it
- * did not make is a revoke. */
+ * wait watches only the one it waits for (for its delete after the
+ * revision read: etcd.h), and reads again when that one goes, unless it was
+ * the last it waited for: then it holds. Once held, it watches its own key:
+ * a delete it did not make is a revoke. */
 #include "cluster-int.h"
 
 #include <inttypes.h>
