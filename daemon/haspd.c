@@ -13,6 +13,7 @@
 #include "adopt.h"
 #include "changes.h"
 #include "checkouts.h"
+#include "clock.h"
 #include "cluster/cluster.h"
 #include "connection.h"
 #include "dispatch.h"
@@ -30,14 +31,6 @@
 /* Descriptors opened after haspd_init() for the daemon itself: the
  * listener, its spare, the fence file, libevent's signal pair, a journal. */
 #define HASPD_FDS_LATER 8
-
-static uint64_t clock_us(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 void haspd_tick(struct haspd *d)
 {

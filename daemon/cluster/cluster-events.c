@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "haspd.h"
 #include "hist.h"
 #include "proto-daemon.h"
@@ -73,17 +74,17 @@ void cl_event_queued(struct cl_lock *l)
 
 void cl_event_granted(struct cl_lock *l)
 {
-	uint64_t waited = cl_mono_us() - l->asked_us;
+	uint64_t waited = clock_us(CLOCK_MONOTONIC) - l->asked_us;
 
 	hist_observe(&l->c->d->wait_hist, waited);
 	cl_event(l, "granted", NULL, waited);
-	l->held_since_us = cl_mono_us();
+	l->held_since_us = clock_us(CLOCK_MONOTONIC);
 }
 
 void cl_event_ended(struct cl_lock *l, const char *reason)
 {
 	bool held = l->state == CL_HELD;
-	uint64_t now = cl_mono_us();
+	uint64_t now = clock_us(CLOCK_MONOTONIC);
 
 	if (held) {
 		hist_observe(&l->c->d->hold_hist, now - l->held_since_us);

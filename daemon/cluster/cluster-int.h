@@ -106,8 +106,6 @@ void cl_lock_tell(struct cl_lock *l, const char *event, const char *why);
 /* Answers l's acquire with an error (code HASP_E_*). */
 void cl_lock_fail(struct cl_lock *l, int code, const char *msg);
 
-/* The monotonic clock now, read (not the loop's). */
-uint64_t cl_mono_us(void);
 /* Arms l's timer for its deadline_us. */
 void cl_lock_arm_deadline(struct cl_lock *l);
 /* Its reread's callback. */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "haspd.h"
 #include "log.h"
 #include "proto-daemon.h"
@@ -32,30 +33,25 @@ static uint64_t wall_us(const struct cl_lock *l)
 	return l->c->d->lt.wall_us;
 }
 
-static void arm_timer(struct cl_lock *l, int64_t ms)
+/* l's timer, us from now. */
+static void arm_timer_us(struct cl_lock *l, uint64_t us)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval(us);
 
 	if (loop_event_add(l->timer, &tv) < 0)
 		log_warn("cluster: no memory to arm a timer for '%s'", l->key);
 }
 
-uint64_t cl_mono_us(void)
+static void arm_timer(struct cl_lock *l, int64_t ms)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	arm_timer_us(l, (uint64_t)ms * 1000);
 }
 
 void cl_lock_arm_deadline(struct cl_lock *l)
 {
-	uint64_t now = cl_mono_us(), left = l->deadline_us > now ? l->deadline_us - now : 0;
-	struct timeval tv = { .tv_sec = (time_t)(left / 1000000),
-			      .tv_usec = (suseconds_t)(left % 1000000) };
+	uint64_t now = clock_us(CLOCK_MONOTONIC);
 
-	if (loop_event_add(l->timer, &tv) < 0)
-		log_warn("cluster: no memory to arm a timer for '%s'", l->key);
+	arm_timer_us(l, l->deadline_us > now ? l->deadline_us - now : 0);
 }
 
 /* Out of its session: no reply goes to it any more. */
@@ -507,7 +503,7 @@ void cl_lock_timer(void *arg)
 		break;
 	default:
 		/* Never early: libevent counts from the time its loop cached. */
-		if (cl_mono_us() < l->deadline_us) {
+		if (clock_us(CLOCK_MONOTONIC) < l->deadline_us) {
 			cl_lock_arm_deadline(l);
 			break;
 		}

@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "cluster-int.h"
 #include "files.h"
 #include "haspd.h"
@@ -172,7 +173,7 @@ static struct cl_lock *cl_lock_new(struct session *s, const struct proto_request
 	l->ttl_ms = req->acquire.ttl_ms;
 	l->sender = s->sender;
 	l->since_wall_us = s->d->lt.wall_us;
-	l->asked_us = cl_mono_us();
+	l->asked_us = clock_us(CLOCK_MONOTONIC);
 	l->key_len = req->acquire.key_len;
 	l->key = strndup(req->acquire.key, l->key_len);
 	l->value = request_value(l, s, req);
@@ -228,7 +229,7 @@ void cluster_acquire(struct session *s, const struct proto_request *req)
 	users_charge_file(&s->d->users, s->user);
 	s->user->cluster_locks++;
 	if (l->timeout_ms > 0) {
-		l->deadline_us = cl_mono_us() + (uint64_t)l->timeout_ms * 1000;
+		l->deadline_us = clock_us(CLOCK_MONOTONIC) + (uint64_t)l->timeout_ms * 1000;
 		cl_lock_arm_deadline(l);
 	}
 	list_add_tail(&c->parked, &l->clink);

@@ -16,6 +16,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "base64.h"
+#include "clock.h"
 #include "list.h"
 #include "loop.h"
 
@@ -99,17 +100,9 @@ struct etcd {
 	uint64_t calls_total, errors_total;
 };
 
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void set_timeout_ms(struct evhttp_connection *evcon, uint64_t ms)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval(ms * 1000);
 
 	evhttp_connection_set_timeout_tv(evcon, &tv);
 }
@@ -276,7 +269,8 @@ static uint64_t attempt_ms(const struct etcd_call *c)
 static void call_send(struct etcd_call *c)
 {
 	struct etcd *e = c->e;
-	uint64_t now = mono_us(), left = c->deadline_us > now ? (c->deadline_us - now) / 1000 : 1;
+	uint64_t now = clock_us(CLOCK_MONOTONIC);
+	uint64_t left = c->deadline_us > now ? (c->deadline_us - now) / 1000 : 1;
 	uint64_t attempt = attempt_ms(c);
 	struct econn *k = econn_take(e, c->stale_retried);
 	struct evhttp_request *req = k ? evhttp_request_new(on_call_reply, c) : NULL;
@@ -309,7 +303,7 @@ static void call_retry(void *arg)
 	struct etcd_call *c = arg;
 	char msg[256];
 
-	if (mono_us() < c->deadline_us) {
+	if (clock_us(CLOCK_MONOTONIC) < c->deadline_us) {
 		call_send(c);
 		return;
 	}
@@ -323,7 +317,7 @@ static void call_retry(void *arg)
 static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 {
 	struct etcd *e = c->e;
-	uint64_t now = mono_us(), pause = 0;
+	uint64_t now = clock_us(CLOCK_MONOTONIC), pause = 0;
 	struct timeval tv;
 
 	snprintf(c->why, sizeof(c->why), "%s", why);
@@ -335,8 +329,7 @@ static void call_failed(struct etcd_call *c, size_t ep, const char *why)
 	if (now + pause >= c->deadline_us) /* the end, told by call_retry() */
 		pause = c->deadline_us > now ? c->deadline_us - now : 0;
 	/* Never at once: call_send() may be inside etcd_post(). */
-	tv = (struct timeval){ .tv_sec = (time_t)(pause / 1000000),
-			       .tv_usec = (suseconds_t)(pause % 1000000) };
+	tv = clock_timeval(pause);
 	if (loop_event_add(c->retry, &tv) < 0)
 		call_finish(c, NULL, "unavailable: out of memory for a call to etcd");
 }
@@ -426,7 +419,7 @@ static void call_start(struct etcd_call *c)
 	e->busy++;
 	e->calls_total++;
 	/* Its bound counts from when it was asked for, queued or not. */
-	if (mono_us() >= c->deadline_us)
+	if (clock_us(CLOCK_MONOTONIC) >= c->deadline_us)
 		loop_event_add(c->retry, &(struct timeval){ 0, 0 }); /* its end */
 	else
 		call_send(c);
@@ -468,7 +461,7 @@ static struct etcd_call *call_new(struct etcd *e, const char *path, json_t *body
 		return NULL;
 	}
 	c->len = strlen(c->body);
-	c->deadline_us = mono_us() + (uint64_t)timeout_ms * 1000;
+	c->deadline_us = clock_us(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000;
 	/* Queued (an urgent one first); started now if a place is free. The
 	 * first attempt is made from here: its callback comes later. */
 	c->retry = loop_event_new(e->loop, -1, 0, call_retry, c);
